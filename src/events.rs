@@ -1,0 +1,313 @@
+//! The boundary between tokio and Python.
+//!
+//! Tokio tasks push [`Event`]s into an [`EventQueue`] without the GIL; the
+//! Python side takes everything that has accumulated in one call, so a burst
+//! of messages costs one wake-up and one GIL acquisition. Each queue is
+//! drained by exactly one Python thread (an asyncio loop or wsbind's event
+//! thread), which is what keeps an object's handlers in order and never
+//! concurrent.
+
+use std::io::{Read, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::Duration;
+
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
+use tokio::sync::Notify;
+use tokio_tungstenite::tungstenite::{Bytes, Utf8Bytes};
+
+use crate::config::MAX_PENDING_EVENT_BYTES;
+use crate::connection::{Connection, Shared};
+
+/// Event kinds, as the Python side reads them from `(id, kind, payload)`.
+pub mod kind {
+    pub const CONNECTED: u8 = 0;
+    pub const TEXT: u8 = 1;
+    pub const BINARY: u8 = 2;
+    pub const CLOSING: u8 = 3;
+    pub const CLOSED: u8 = 4;
+    pub const LISTENING: u8 = 10;
+    pub const LISTEN_FAILED: u8 = 11;
+    pub const CLIENT_CONNECTED: u8 = 12;
+    pub const ACCEPT_FAILED: u8 = 13;
+    pub const STOPPED: u8 = 14;
+}
+
+/// A server-side connection that finished its opening handshake.
+pub struct Accepted {
+    pub shared: Arc<Shared>,
+    /// The full request URL: ws://host[:port]/path?query.
+    pub url: String,
+    pub requested_subprotocols: Vec<String>,
+    pub negotiated_subprotocol: String,
+}
+
+/// Something a tokio task learned that Python must hear about.
+pub enum Event {
+    /// A client's handshake succeeded; the server picked this subprotocol ("" for none).
+    Connected { subprotocol: String },
+    Text(Utf8Bytes),
+    Binary(Bytes),
+    /// The peer started the closing handshake.
+    Closing,
+    /// The connection is over. `error` is set when it ended in failure.
+    Closed {
+        code: u16,
+        reason: String,
+        error: Option<String>,
+    },
+    /// A server listens on this port.
+    Listening { port: u16 },
+    ListenFailed(String),
+    ClientConnected(Box<Accepted>),
+    /// accept() failed (for instance out of file descriptors); the server goes on.
+    AcceptFailed(String),
+    /// A server stopped listening and asked its clients to close.
+    Stopped,
+}
+
+impl Event {
+    /// Bytes this event holds that count against [`MAX_PENDING_EVENT_BYTES`].
+    fn weight(&self) -> usize {
+        match self {
+            Event::Text(t) => t.len(),
+            Event::Binary(b) => b.len(),
+            _ => 0,
+        }
+    }
+
+    fn into_py<'py>(self, py: Python<'py>, id: u64) -> PyResult<Bound<'py, PyTuple>> {
+        let (kind, payload): (u8, Bound<'py, PyAny>) = match self {
+            Event::Connected { subprotocol } => {
+                (kind::CONNECTED, PyString::new(py, &subprotocol).into_any())
+            }
+            Event::Text(text) => (kind::TEXT, PyString::new(py, text.as_str()).into_any()),
+            Event::Binary(data) => (kind::BINARY, PyBytes::new(py, &data).into_any()),
+            Event::Closing => (kind::CLOSING, py.None().into_bound(py)),
+            Event::Closed {
+                code,
+                reason,
+                error,
+            } => (
+                kind::CLOSED,
+                (code, reason, error).into_pyobject(py)?.into_any(),
+            ),
+            Event::Listening { port } => (kind::LISTENING, port.into_pyobject(py)?.into_any()),
+            Event::ListenFailed(message) => {
+                (kind::LISTEN_FAILED, PyString::new(py, &message).into_any())
+            }
+            Event::ClientConnected(accepted) => {
+                let Accepted {
+                    shared,
+                    url,
+                    requested_subprotocols,
+                    negotiated_subprotocol,
+                } = *accepted;
+                let connection = Bound::new(py, Connection::from(shared))?;
+                let info = (connection, url, requested_subprotocols, negotiated_subprotocol);
+                (kind::CLIENT_CONNECTED, info.into_pyobject(py)?.into_any())
+            }
+            Event::AcceptFailed(message) => {
+                (kind::ACCEPT_FAILED, PyString::new(py, &message).into_any())
+            }
+            Event::Stopped => (kind::STOPPED, py.None().into_bound(py)),
+        };
+        (id, kind, payload).into_pyobject(py)
+    }
+}
+
+struct Pending {
+    events: Vec<(u64, Event)>,
+    closed: bool,
+}
+
+struct Inner {
+    pending: Mutex<Pending>,
+    /// Wakes a Python thread blocked in [`EventQueue::wait`].
+    ready: Condvar,
+    /// Write end of the pipe an asyncio loop watches with `add_reader`.
+    wake: Option<UnixStream>,
+    /// Bytes of messages waiting for Python.
+    weight: AtomicUsize,
+    /// Signalled when Python takes events, to resume readers that paused.
+    drained: Notify,
+}
+
+impl Inner {
+    fn lock(&self) -> MutexGuard<'_, Pending> {
+        // A panic while holding this lock cannot leave the Vec inconsistent,
+        // so a poisoned lock is still usable.
+        self.pending.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn take(&self, pending: &mut Pending) -> Vec<(u64, Event)> {
+        let events = std::mem::take(&mut pending.events);
+        let weight: usize = events.iter().map(|(_, e)| e.weight()).sum();
+        if weight > 0 {
+            self.weight.fetch_sub(weight, Ordering::AcqRel);
+            self.drained.notify_waiters();
+        }
+        events
+    }
+}
+
+/// Where the tokio side of one object sends its events.
+#[derive(Clone)]
+pub struct EventSink {
+    inner: Arc<Inner>,
+    id: u64,
+}
+
+impl EventSink {
+    /// The same queue, for another object (a server's accepted connections).
+    pub fn for_id(&self, id: u64) -> EventSink {
+        EventSink {
+            inner: self.inner.clone(),
+            id,
+        }
+    }
+
+    pub fn send(&self, event: Event) {
+        let weight = event.weight();
+        let was_empty = {
+            let mut pending = self.inner.lock();
+            if pending.closed {
+                return;
+            }
+            if weight > 0 {
+                self.inner.weight.fetch_add(weight, Ordering::AcqRel);
+            }
+            pending.events.push((self.id, event));
+            pending.events.len() == 1
+        };
+        // Only the first event of a batch wakes Python; the rest ride along.
+        if was_empty {
+            self.inner.ready.notify_one();
+            if let Some(wake) = &self.inner.wake {
+                // A full pipe already holds a wake-up, so WouldBlock is fine.
+                let _ = (&*wake).write(&[1]);
+            }
+        }
+    }
+
+    /// Waits while Python has more than [`MAX_PENDING_EVENT_BYTES`] of
+    /// messages to handle, so that slow handlers push back on the peer.
+    pub async fn wait_for_room(&self) {
+        loop {
+            let drained = self.inner.drained.notified();
+            if self.inner.weight.load(Ordering::Acquire) <= MAX_PENDING_EVENT_BYTES
+                || self.inner.lock().closed
+            {
+                return;
+            }
+            drained.await;
+        }
+    }
+}
+
+/// A queue of events for the Python objects that one thread serves.
+///
+/// With `wakeup_fd=True`, `fileno()` is a pipe that becomes readable when
+/// events arrive, for `loop.add_reader`; otherwise a thread blocks in `wait`.
+#[pyclass(frozen, module = "wsbind._wsbind")]
+pub struct EventQueue {
+    inner: Arc<Inner>,
+    /// Read end of the wake-up pipe.
+    wake_reader: Option<UnixStream>,
+}
+
+impl EventQueue {
+    pub fn sink(&self, id: u64) -> EventSink {
+        EventSink {
+            inner: self.inner.clone(),
+            id,
+        }
+    }
+
+    fn to_py<'py>(py: Python<'py>, events: Vec<(u64, Event)>) -> PyResult<Bound<'py, PyList>> {
+        let list = PyList::empty(py);
+        for (id, event) in events {
+            list.append(event.into_py(py, id)?)?;
+        }
+        Ok(list)
+    }
+}
+
+#[pymethods]
+impl EventQueue {
+    #[new]
+    #[pyo3(signature = (*, wakeup_fd = false))]
+    fn new(wakeup_fd: bool) -> PyResult<Self> {
+        let (wake, wake_reader) = if wakeup_fd {
+            let (writer, reader) = UnixStream::pair()?;
+            writer.set_nonblocking(true)?;
+            reader.set_nonblocking(true)?;
+            (Some(writer), Some(reader))
+        } else {
+            (None, None)
+        };
+        Ok(EventQueue {
+            inner: Arc::new(Inner {
+                pending: Mutex::new(Pending {
+                    events: Vec::new(),
+                    closed: false,
+                }),
+                ready: Condvar::new(),
+                wake,
+                weight: AtomicUsize::new(0),
+                drained: Notify::new(),
+            }),
+            wake_reader,
+        })
+    }
+
+    /// The file descriptor that becomes readable when events arrive, or None.
+    fn fileno(&self) -> Option<i32> {
+        self.wake_reader.as_ref().map(|r| r.as_raw_fd())
+    }
+
+    /// Every event that has arrived, as `(id, kind, payload)` tuples; never blocks.
+    fn take<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        if let Some(reader) = &self.wake_reader {
+            let mut buf = [0u8; 256];
+            while matches!((&*reader).read(&mut buf), Ok(n) if n > 0) {}
+        }
+        let events = {
+            let mut pending = self.inner.lock();
+            self.inner.take(&mut pending)
+        };
+        Self::to_py(py, events)
+    }
+
+    /// Blocks, without the GIL, until events arrive, `timeout` seconds pass or
+    /// the queue is closed; returns what arrived.
+    fn wait<'py>(&self, py: Python<'py>, timeout: f64) -> PyResult<Bound<'py, PyList>> {
+        let timeout = Duration::try_from_secs_f64(timeout.max(0.0)).unwrap_or(Duration::MAX);
+        let inner = self.inner.clone();
+        let events = py.detach(move || {
+            let pending = inner.lock();
+            let (mut pending, _) = inner
+                .ready
+                .wait_timeout_while(pending, timeout, |p| p.events.is_empty() && !p.closed)
+                .unwrap_or_else(|e| e.into_inner());
+            inner.take(&mut pending)
+        });
+        Self::to_py(py, events)
+    }
+
+    /// Wakes every waiter for good; later events are dropped.
+    fn close(&self) {
+        self.inner.lock().closed = true;
+        self.inner.ready.notify_all();
+        self.inner.drained.notify_waiters();
+    }
+
+    /// Whether `close()` was called.
+    #[getter]
+    fn closed(&self) -> bool {
+        self.inner.lock().closed
+    }
+}

@@ -1,0 +1,62 @@
+//! wsbind's native core: sockets, TLS and the WebSocket protocol on tokio.
+//! The Python package `wsbind` builds its objects on this private module.
+
+pub mod client;
+pub mod config;
+pub mod connection;
+pub mod errors;
+pub mod events;
+pub mod runtime;
+pub mod server;
+pub mod subprotocol;
+pub mod ws_url;
+
+use pyo3::prelude::*;
+
+/// Raises `InvalidURL` unless `url` is a ws:// or wss:// URL with a host.
+#[pyfunction]
+fn check_url(url: &str) -> PyResult<()> {
+    ws_url::parse(url)?;
+    Ok(())
+}
+
+#[pymodule]
+mod _wsbind {
+    #[pymodule_export]
+    use super::check_url;
+    #[pymodule_export]
+    use crate::client::connect;
+    #[pymodule_export]
+    use crate::connection::Connection;
+    #[pymodule_export]
+    use crate::events::EventQueue;
+    #[pymodule_export]
+    use crate::server::Server;
+
+    use pyo3::prelude::*;
+
+    #[pymodule_init]
+    fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
+        use crate::{config, events::kind};
+        m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+        for (name, value) in [
+            ("EVENT_CONNECTED", kind::CONNECTED),
+            ("EVENT_TEXT", kind::TEXT),
+            ("EVENT_BINARY", kind::BINARY),
+            ("EVENT_CLOSING", kind::CLOSING),
+            ("EVENT_CLOSED", kind::CLOSED),
+            ("EVENT_LISTENING", kind::LISTENING),
+            ("EVENT_LISTEN_FAILED", kind::LISTEN_FAILED),
+            ("EVENT_CLIENT_CONNECTED", kind::CLIENT_CONNECTED),
+            ("EVENT_ACCEPT_FAILED", kind::ACCEPT_FAILED),
+            ("EVENT_STOPPED", kind::STOPPED),
+        ] {
+            m.add(name, value)?;
+        }
+        m.add("MAX_INCOMING_MESSAGE_SIZE", config::MAX_INCOMING_MESSAGE_SIZE)?;
+        m.add("MAX_INCOMING_FRAME_SIZE", config::MAX_INCOMING_FRAME_SIZE)?;
+        m.add("MAX_OUTGOING_BUFFER", config::MAX_OUTGOING_BUFFER)?;
+        m.add("MAX_PENDING_EVENT_BYTES", config::MAX_PENDING_EVENT_BYTES)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,57 @@
+//! ws:// and wss:// URLs: what wsbind accepts, checked once for Python and the network alike.
+
+use url::Url;
+
+use crate::errors::Error;
+
+/// Parses `text` as a WebSocket URL: ws:// or wss://, with a host.
+pub fn parse(text: &str) -> Result<Url, Error> {
+    let url = Url::parse(text).map_err(|e| Error::InvalidUrl(format!("invalid URL {text:?}: {e}")))?;
+    match url.scheme() {
+        "ws" | "wss" => {}
+        other => {
+            return Err(Error::InvalidUrl(format!(
+                "Unsupported WebSocket scheme {other:?} in {text:?}: use ws:// or wss://"
+            )))
+        }
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(Error::InvalidUrl(format!("invalid URL {text:?}: no host")));
+    }
+    Ok(url)
+}
+
+/// The host and port to open a TCP connection to.
+pub fn endpoint(url: &Url) -> (String, u16) {
+    let host = url.host_str().unwrap_or_default();
+    // IPv6 literals come bracketed from the url crate; sockets want them bare.
+    let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
+    let default = if url.scheme() == "wss" { 443 } else { 80 };
+    (host, url.port().unwrap_or(default))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_ws_and_wss() {
+        assert!(parse("ws://localhost:8080/chat?x=1").is_ok());
+        assert!(parse("wss://example.com").is_ok());
+    }
+
+    #[test]
+    fn rejects_other_schemes_and_garbage() {
+        let err = parse("http://example.com").unwrap_err().to_string();
+        assert!(err.contains("Unsupported WebSocket scheme"), "{err}");
+        assert!(parse("not a url").is_err());
+        assert!(parse("ws://").is_err());
+    }
+
+    #[test]
+    fn endpoint_defaults_ports_and_unbrackets_ipv6() {
+        assert_eq!(endpoint(&parse("ws://a.b").unwrap()), ("a.b".into(), 80));
+        assert_eq!(endpoint(&parse("wss://a.b").unwrap()), ("a.b".into(), 443));
+        assert_eq!(endpoint(&parse("ws://[::1]:9000/x").unwrap()), ("::1".into(), 9000));
+    }
+}
