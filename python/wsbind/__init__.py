@@ -1,0 +1,43 @@
+"""wsbind: Qt Quick's ``WebSocket`` and ``WebSocketServer`` for Python, on a Rust core.
+
+Objects are declared with properties and handlers, tell you when a property
+changes, and keep in step through bindings, as in QML::
+
+    from wsbind import WebSocket, WebSocketServer, bind
+
+    server = WebSocketServer(listen=True)
+    client = WebSocket(url=bind(lambda: server.url), active=bind(lambda: server.listen),
+                       on_text_message_received=print)
+
+Names are QML's in snake_case: ``textMessageReceived`` is
+``text_message_received``, ``onStatusChanged:`` is ``on_status_changed=``.
+See :mod:`wsbind.errors` for the exception tree.
+"""
+
+from . import _wsbind
+from .dispatch import quit, run
+from .errors import BufferFullError, Error, InvalidURL, NotOpenError
+from .objects import Binding, BoundSignal, Object, Property, Signal, bind
+from .server import WebSocketServer
+from .status import Status
+from .websocket import WebSocket
+
+__version__: str = _wsbind.__version__
+
+__all__ = [
+    "Binding",
+    "BoundSignal",
+    "BufferFullError",
+    "Error",
+    "InvalidURL",
+    "NotOpenError",
+    "Object",
+    "Property",
+    "Signal",
+    "Status",
+    "WebSocket",
+    "WebSocketServer",
+    "bind",
+    "quit",
+    "run",
+]

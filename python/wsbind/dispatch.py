@@ -1,0 +1,177 @@
+"""Where handlers run, and the event loop for scripts (``run`` and ``quit``).
+
+The native core hands events to Python through an ``EventQueue``. Each queue
+is drained by one thread, so the handlers of one object never run
+concurrently and keep their order:
+
+- an object created while an asyncio loop runs in the creating thread (a
+  Jupyter notebook, an ``async def main()``) uses that loop's queue, which
+  wakes the loop through a file descriptor (``loop.add_reader``);
+- any other object uses the queue of wsbind's event thread, so that a
+  script's main thread stays free.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import logging
+import threading
+import time
+import weakref
+from typing import Any, Protocol
+
+from . import _wsbind
+
+__all__ = ["quit", "run"]
+
+logger = logging.getLogger("wsbind")
+
+# How long run() and interpreter exit wait for sockets to finish closing.
+SHUTDOWN_TIMEOUT = 2.0
+
+
+class Member(Protocol):
+    """What a dispatcher delivers events to: a WebSocket or a WebSocketServer."""
+
+    def _event(self, kind: int, payload: Any) -> None: ...
+    def _shutdown(self) -> None: ...
+
+
+class Dispatcher:
+    """Delivers one queue's events to the live objects registered on it."""
+
+    def __init__(self, queue: _wsbind.EventQueue) -> None:
+        self.queue = queue
+        # Native id -> the object whose connection or server it is. Strong:
+        # a live socket stays alive while its peer can still talk to it.
+        self.objects: dict[int, Member] = {}
+
+    def register(self, native_id: int, obj: Member) -> None:
+        self.objects[native_id] = obj
+
+    def unregister(self, native_id: int) -> None:
+        self.objects.pop(native_id, None)
+
+    def deliver(self, events: list[tuple[int, int, Any]]) -> None:
+        objects = self.objects
+        for native_id, kind, payload in events:
+            obj = objects.get(native_id)
+            if obj is None:
+                continue
+            try:
+                obj._event(kind, payload)
+            except Exception:
+                logger.exception("wsbind failed to deliver an event to %r", obj)
+
+
+class LoopDispatcher(Dispatcher):
+    """Delivers events on an asyncio loop, woken through the queue's file descriptor."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(_wsbind.EventQueue(wakeup_fd=True))
+        loop.add_reader(self.queue.fileno(), self._ready)
+
+    def _ready(self) -> None:
+        self.deliver(self.queue.take())
+
+
+class ThreadDispatcher(Dispatcher):
+    """Delivers events on wsbind's own event thread."""
+
+    def __init__(self) -> None:
+        super().__init__(_wsbind.EventQueue())
+        self.thread = threading.Thread(target=self._run, name="wsbind-events", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        queue = self.queue
+        while not queue.closed:
+            self.deliver(queue.wait(3600.0))
+
+    def stop(self) -> None:
+        self.queue.close()
+        if self.thread is not threading.current_thread():
+            self.thread.join(SHUTDOWN_TIMEOUT)
+
+
+_lock = threading.Lock()
+_event_thread: ThreadDispatcher | None = None
+_loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LoopDispatcher] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def current() -> Dispatcher:
+    """The dispatcher for an object created now, in this thread."""
+    global _event_thread
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        loop = None
+    with _lock:
+        if loop is not None:
+            dispatcher = _loops.get(loop)
+            if dispatcher is None:
+                dispatcher = _loops[loop] = LoopDispatcher(loop)
+            return dispatcher
+        if _event_thread is None:
+            _event_thread = ThreadDispatcher()
+        return _event_thread
+
+
+def _dispatchers() -> list[Dispatcher]:
+    with _lock:
+        found: list[Dispatcher] = list(_loops.values())
+        if _event_thread is not None:
+            found.append(_event_thread)
+    return found
+
+
+def close_all(timeout: float = SHUTDOWN_TIMEOUT) -> None:
+    """Closes every open socket with 1001 and stops every server; waits up to ``timeout`` s."""
+    for dispatcher in _dispatchers():
+        for obj in list(dispatcher.objects.values()):
+            obj._shutdown()
+    deadline = time.monotonic() + timeout
+    while any(d.objects for d in _dispatchers()) and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+_quit = threading.Event()
+
+
+def run() -> None:
+    """Runs until Ctrl-C or :func:`quit` (Qt: ``QCoreApplication::exec()``).
+
+    Handlers run on wsbind's event thread meanwhile. On the way out every open
+    socket is closed with 1001 (going away) and every server stops. Inside an
+    asyncio program, await something instead: handlers already run on the loop.
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        pass
+    else:
+        raise RuntimeError("wsbind.run() would block the running asyncio loop; await instead")
+    _quit.clear()
+    try:
+        while not _quit.wait(0.2):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        close_all()
+
+
+def quit() -> None:  # noqa: A001 - Qt's name: QCoreApplication::quit()
+    """Makes :func:`run` return (Qt: ``QCoreApplication::quit()``); safe from any thread or handler."""
+    _quit.set()
+
+
+@atexit.register
+def _at_exit() -> None:
+    # The event thread must be out of Python before the interpreter finalizes;
+    # sockets still open are dropped with the process.
+    if _event_thread is not None:
+        _event_thread.stop()

@@ -1,0 +1,327 @@
+"""wsbind's object model: properties with change signals, signals, and bindings.
+
+Every wsbind class is an :class:`Object` and declares its properties and
+signals with :class:`Property` and :class:`Signal`, the way a QML type does:
+
+==========================  =====================================================
+QML                         wsbind
+==========================  =====================================================
+``property url``            ``url = Property("")``; read and write ``obj.url``
+``urlChanged``              ``obj.url_changed``: made for every property
+``onUrlChanged: ...``       ``Cls(on_url_changed=fn)`` or ``obj.url_changed.connect(fn)``
+``signal pong(...)``        ``pong = Signal("elapsed_ms", "payload")``
+``url: server.url``         ``obj.url = bind(lambda: server.url)``
+==========================  =====================================================
+
+A binding re-evaluates its function whenever a property that the function read
+during its last evaluation changes, as a QML binding does.
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+import threading
+import weakref
+from collections.abc import Callable, Iterable
+from typing import Any, Generic, TypeVar, overload
+
+__all__ = ["Binding", "BoundSignal", "Object", "Property", "Signal", "bind"]
+
+logger = logging.getLogger("wsbind")
+
+T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class _Tracking(threading.local):
+    # The properties read by the binding being evaluated in this thread, or None.
+    reads: set[tuple[Object, str]] | None = None
+
+
+_tracking = _Tracking()
+
+
+class BoundSignal:
+    """A signal of one object: connect handlers to it, and they run when it is emitted.
+
+    Handlers run in the order they were connected. An exception in one is
+    logged with its traceback on the ``wsbind`` logger and the others still run.
+    """
+
+    __slots__ = ("_handlers", "_name")
+
+    def __init__(self, name: str) -> None:
+        # "Class.signal", for log messages.
+        self._name = name
+        # The connected callables, in the order they were connected.
+        self._handlers: list[Callable[..., Any]] = []
+
+    def connect(self, handler: F) -> F:
+        """Calls ``handler`` on every emission (Qt: ``connect``); returns it, so it works as a decorator."""
+        if not callable(handler):
+            raise TypeError(f"{self._name}.connect() takes a callable, not {type(handler).__name__}")
+        self._handlers.append(handler)
+        return handler
+
+    def disconnect(self, handler: Callable[..., Any]) -> None:
+        """Stops calling ``handler`` (Qt: ``disconnect``); raises ValueError if it is not connected."""
+        try:
+            self._handlers.remove(handler)
+        except ValueError:
+            raise ValueError(f"{handler!r} is not connected to {self._name}") from None
+
+    def emit(self, *args: Any) -> None:
+        """Calls every connected handler with ``args`` (Qt: ``emit``)."""
+        for handler in tuple(self._handlers):
+            try:
+                handler(*args)
+            except Exception:
+                logger.exception("exception in a handler of %s", self._name)
+
+    def __repr__(self) -> str:
+        return f"<signal {self._name} with {len(self._handlers)} handler(s)>"
+
+
+class Signal:
+    """Declares a signal on an :class:`Object` subclass (QML: ``signal name(params)``).
+
+    ``params`` name the arguments handlers receive, for documentation.
+    Each instance gets its own :class:`BoundSignal` under the same name.
+    """
+
+    def __init__(self, *params: str, doc: str = "") -> None:
+        self.params = params
+        self.__doc__ = doc
+        self.name = ""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    @overload
+    def __get__(self, obj: None, owner: type | None = None) -> Signal: ...
+    @overload
+    def __get__(self, obj: Object, owner: type | None = None) -> BoundSignal: ...
+    def __get__(self, obj: Object | None, owner: type | None = None) -> Signal | BoundSignal:
+        # Object.__init__ puts a BoundSignal in the instance dict, which wins
+        # over this non-data descriptor; only class access ends up here.
+        if obj is None:
+            return self
+        raise AttributeError(f"{type(obj).__name__}.__init__ did not run")
+
+
+class Property(Generic[T]):
+    """Declares a property on an :class:`Object` subclass (QML: ``property type name``).
+
+    Declaring ``x`` also declares the signal ``x_changed(value)``, emitted only
+    when the value really changes. ``check`` converts or rejects a value the
+    user assigns (it raises TypeError or ValueError); ``changed`` names a
+    method the object runs after a user's assignment changed the value, which
+    is how assigning ``active`` opens a socket.
+    """
+
+    def __init__(
+        self,
+        default: T,
+        *,
+        doc: str = "",
+        read_only: bool = False,
+        check: Callable[[Any], T] | None = None,
+        changed: str | None = None,
+    ) -> None:
+        self.default = default
+        self.__doc__ = doc
+        self.read_only = read_only
+        self.check = check
+        self.changed = changed
+        self.name = ""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+        signal = Signal("value", doc=f"Emitted with the new value when ``{name}`` changes.")
+        signal.__set_name__(owner, f"{name}_changed")
+        setattr(owner, f"{name}_changed", signal)
+
+    @overload
+    def __get__(self, obj: None, owner: type | None = None) -> Property[T]: ...
+    @overload
+    def __get__(self, obj: Object, owner: type | None = None) -> T: ...
+    def __get__(self, obj: Object | None, owner: type | None = None) -> T | Property[T]:
+        if obj is None:
+            return self
+        reads = _tracking.reads
+        if reads is not None:
+            reads.add((obj, self.name))
+        return obj._values[self.name]  # type: ignore[no-any-return]
+
+    def __set__(self, obj: Object, value: T | Binding[T]) -> None:
+        if self.read_only:
+            raise AttributeError(f"{type(obj).__name__}.{self.name} is read-only")
+        old = obj._bindings.pop(self.name, None)
+        if old is not None:
+            old.detach()
+        if isinstance(value, Binding):
+            active = _ActiveBinding(value.fn, obj, self)
+            obj._bindings[self.name] = active
+            active.evaluate()
+        else:
+            self.assign(obj, value)
+
+    def assign(self, obj: Object, value: Any) -> None:
+        """Sets the value as a user's assignment does, without touching a binding."""
+        if self.check is not None:
+            value = self.check(value)
+        if obj._write(self.name, value) and self.changed is not None:
+            getattr(obj, self.changed)()
+
+
+class Binding(Generic[T]):
+    """A QML property binding, made by :func:`bind`; assign it to a property."""
+
+    __slots__ = ("fn",)
+
+    def __init__(self, fn: Callable[[], T]) -> None:
+        if not callable(fn):
+            raise TypeError(f"bind() takes a callable, not {type(fn).__name__}")
+        self.fn = fn
+
+    def __repr__(self) -> str:
+        return f"bind({self.fn!r})"
+
+
+def bind(fn: Callable[[], T]) -> Binding[T]:
+    """Makes a QML binding: ``ws.url = bind(lambda: server.url)``.
+
+    Assigned to a property (as an attribute or a constructor keyword), the
+    property takes ``fn()``'s value now, and again whenever a wsbind property
+    that ``fn`` read during its last evaluation changes. Assigning a plain
+    value removes the binding. An exception inside ``fn`` is logged and leaves
+    the value as it was.
+    """
+    return Binding(fn)
+
+
+class _ActiveBinding:
+    """A binding installed on one property of one object."""
+
+    def __init__(self, fn: Callable[[], Any], target: Object, prop: Property[Any]) -> None:
+        self.fn = fn
+        # Weak, so that the objects a binding reads do not keep its target alive.
+        self.target = weakref.ref(target)
+        self.prop = prop
+        # The change signals this binding listens to.
+        self.sources: list[BoundSignal] = []
+        # True while fn runs, to cut binding loops as QML does.
+        self.evaluating = False
+
+    def evaluate(self, *_: Any) -> None:
+        target = self.target()
+        if target is None:
+            self.detach()
+            return
+        if self.evaluating:
+            logger.warning("binding loop detected for %s.%s", type(target).__name__, self.prop.name)
+            return
+        self.evaluating = True
+        outer, _tracking.reads = _tracking.reads, set()
+        try:
+            value = self.fn()
+            failed = False
+        except Exception:
+            logger.exception("exception in the binding of %s.%s", type(target).__name__, self.prop.name)
+            failed = True
+        finally:
+            reads, _tracking.reads = _tracking.reads, outer
+            self.evaluating = False
+        # After a failure keep listening to what the earlier evaluation read,
+        # so that a later change can still mend the value.
+        if reads or not failed:
+            self.listen(obj.__dict__[f"{name}_changed"] for obj, name in reads)
+        if not failed:
+            try:
+                self.prop.assign(target, value)
+            except Exception:
+                logger.exception("the binding of %s.%s gave a value it does not take", type(target).__name__, self.prop.name)
+
+    def listen(self, sources: Iterable[BoundSignal]) -> None:
+        self.detach()
+        self.sources = list(sources)
+        for signal in self.sources:
+            signal.connect(self.evaluate)
+
+    def detach(self) -> None:
+        for signal in self.sources:
+            signal.disconnect(self.evaluate)
+        self.sources = []
+
+
+class Object:
+    """The base of wsbind's classes (Qt: ``QObject``): declared properties and signals.
+
+    The constructor takes any writable property by keyword and any signal's
+    handler as ``on_<signal>=fn``. Properties are set first, then handlers are
+    connected, then the object completes (QML: ``Component.onCompleted``),
+    which is when a socket with ``active=True`` opens.
+    """
+
+    _properties: dict[str, Property[Any]] = {}
+    _signals: dict[str, Signal] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._properties = {}
+        cls._signals = {}
+        for klass in reversed(cls.__mro__):
+            for name, attr in vars(klass).items():
+                if isinstance(attr, Property):
+                    cls._properties[name] = attr
+                elif isinstance(attr, Signal):
+                    cls._signals[name] = attr
+
+    def __init__(self, **kwargs: Any) -> None:
+        cls = type(self)
+        # The current value of every property.
+        self._values: dict[str, Any] = {
+            name: list(p.default) if isinstance(p.default, list) else p.default
+            for name, p in cls._properties.items()
+        }
+        # The active binding of each bound property.
+        self._bindings: dict[str, _ActiveBinding] = {}
+        for name in cls._signals:
+            self.__dict__[name] = BoundSignal(f"{cls.__name__}.{name}")
+        handlers = []
+        for key, value in kwargs.items():
+            prop = cls._properties.get(key)
+            if prop is not None and not prop.read_only:
+                continue
+            if key.startswith("on_") and key[3:] in cls._signals:
+                handlers.append((key[3:], value))
+                continue
+            raise TypeError(self._unknown_keyword(key))
+        for key, value in kwargs.items():
+            if key in cls._properties:
+                setattr(self, key, value)
+        for name, handler in handlers:
+            getattr(self, name).connect(handler)
+        self._complete()
+
+    def _unknown_keyword(self, key: str) -> str:
+        cls = type(self)
+        valid = [n for n, p in cls._properties.items() if not p.read_only]
+        valid += [f"on_{n}" for n in cls._signals]
+        message = f"{cls.__name__}() got an unexpected keyword argument {key!r}"
+        if key in cls._properties:
+            return f"{cls.__name__}() cannot set {key!r}: it is read-only"
+        close = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
+        return f"{message}; did you mean {close[0]!r}?" if close else message
+
+    def _complete(self) -> None:
+        """Runs once every constructor keyword is applied (QML: ``Component.onCompleted``)."""
+
+    def _write(self, name: str, value: Any) -> bool:
+        """Stores a property's value; emits its change signal and returns True if it changed."""
+        if self._values[name] == value and type(self._values[name]) is type(value):
+            return False
+        self._values[name] = value
+        self.__dict__[f"{name}_changed"].emit(value)
+        return True

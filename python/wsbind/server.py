@@ -1,0 +1,214 @@
+"""``WebSocketServer``: a WebSocket server as QML's ``WebSocketServer`` type has it."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from . import _wsbind
+from .dispatch import Dispatcher, current
+from .objects import Object, Property, Signal
+from .websocket import WebSocket, check_bool, check_subprotocols
+
+__all__ = ["WebSocketServer"]
+
+logger = logging.getLogger("wsbind")
+
+
+def check_host(value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"host must be a str, not {type(value).__name__}")
+    return value
+
+
+def check_port(value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"port must be an int, not {type(value).__name__}")
+    if not 0 <= value <= 65535:
+        raise ValueError(f"port must be 0 to 65535, not {value}")
+    return value
+
+
+def check_name(value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"name must be a str, not {type(value).__name__}")
+    if any(ord(c) < 32 or ord(c) > 126 for c in value):
+        raise ValueError(f"name {value!r} cannot be sent as an HTTP header")
+    return value
+
+
+def server_url(host: str, port: int) -> str:
+    # A wildcard address is reached through loopback, as Qt shows it.
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
+    if ":" in host:
+        host = f"[{host}]"
+    return f"ws://{host}:{port}"
+
+
+class WebSocketServer(Object):
+    """A WebSocket server (QML: ``WebSocketServer``; C++: ``QWebSocketServer``).
+
+    ::
+
+        server = WebSocketServer(listen=True)
+        @server.client_connected.connect
+        def greet(ws):
+            ws.send_text_message("hello")
+
+    ``port`` 0 lets the system pick a free port; once listening, ``port`` and
+    ``url`` hold the real values. Whatever one client sends, the server keeps
+    serving the others.
+    """
+
+    host = Property(
+        "127.0.0.1",
+        check=check_host,
+        changed="_relisten",
+        doc="The address to listen on (QML: ``host``); changing it while listening listens anew.",
+    )
+    port = Property(
+        0,
+        check=check_port,
+        changed="_relisten",
+        doc="The port to listen on; 0 picks a free one, and the real port is "
+        "stored once listening (QML: ``port``).",
+    )
+    listen = Property(
+        False,
+        check=check_bool,
+        changed="_listen_changed",
+        doc="True listens; False stops and closes every client with 1001 (QML: ``listen``).",
+    )
+    accept = Property(
+        True,
+        check=check_bool,
+        changed="_accept_changed",
+        doc="False pauses accepting new connections; they wait in the system's "
+        "backlog (QML: ``accept``; C++: ``pauseAccepting()``).",
+    )
+    name = Property(
+        "",
+        check=check_name,
+        changed="_name_changed",
+        doc="Sent to clients as the HTTP ``Server`` header; \"\" sends none (QML: ``name``).",
+    )
+    url = Property(
+        "",
+        read_only=True,
+        doc="``ws://host:port`` once listening, else \"\" (QML: ``url``).",
+    )
+    error_string = Property(
+        "",
+        read_only=True,
+        doc="Why listening failed, e.g. the address is in use; \"\" otherwise (QML: ``errorString``).",
+    )
+    supported_subprotocols = Property(
+        [],
+        check=check_subprotocols,
+        changed="_subprotocols_changed",
+        doc="Subprotocols the server speaks; it picks the client's first preference "
+        "among them (QML: ``supportedSubprotocols``).",
+    )
+
+    client_connected = Signal(
+        "web_socket",
+        doc="A client finished its handshake; the argument is an OPEN, active "
+        ":class:`WebSocket` (QML: ``clientConnected``).",
+    )
+
+    if TYPE_CHECKING:
+        from .objects import BoundSignal
+
+        host_changed: BoundSignal
+        port_changed: BoundSignal
+        listen_changed: BoundSignal
+        accept_changed: BoundSignal
+        name_changed: BoundSignal
+        url_changed: BoundSignal
+        error_string_changed: BoundSignal
+        supported_subprotocols_changed: BoundSignal
+
+    def __init__(self, **kwargs: Any) -> None:
+        # The native server while listening, else None.
+        self._server: _wsbind.Server | None = None
+        self._completed = False
+        self._dispatcher: Dispatcher = current()
+        super().__init__(**kwargs)
+
+    def __repr__(self) -> str:
+        state = self.url if self._server is not None else "not listening"
+        return f"<WebSocketServer {state}>"
+
+    def _complete(self) -> None:
+        self._completed = True
+        if self.listen:
+            self._start()
+
+    def _start(self) -> None:
+        server = _wsbind.Server(
+            self._dispatcher.queue,
+            self.host,
+            self.port,
+            name=self.name,
+            subprotocols=self.supported_subprotocols,
+            accepting=self.accept,
+        )
+        self._server = server
+        self._dispatcher.register(server.id, self)
+
+    def _stop(self) -> None:
+        server, self._server = self._server, None
+        if server is not None:
+            self._dispatcher.unregister(server.id)
+            server.stop()
+        self._write("url", "")
+
+    def _listen_changed(self) -> None:
+        if not self._completed:
+            return
+        if self.listen:
+            self._start()
+        else:
+            self._stop()
+
+    def _relisten(self) -> None:
+        if self._completed and self.listen:
+            self._stop()
+            self._start()
+
+    def _accept_changed(self) -> None:
+        if self._server is not None:
+            self._server.set_accepting(self.accept)
+
+    def _name_changed(self) -> None:
+        if self._server is not None:
+            self._server.set_name(self.name)
+
+    def _subprotocols_changed(self) -> None:
+        if self._server is not None:
+            self._server.set_subprotocols(self.supported_subprotocols)
+
+    def _event(self, kind: int, payload: Any) -> None:
+        if kind == _wsbind.EVENT_CLIENT_CONNECTED:
+            conn, url, requested, negotiated = payload
+            ws = WebSocket._accept(self._dispatcher, conn, url, requested, negotiated)
+            self.client_connected.emit(ws)
+        elif kind == _wsbind.EVENT_LISTENING:
+            self._write("error_string", "")
+            self._write("port", payload)
+            self._write("url", server_url(self.host, payload))
+        elif kind == _wsbind.EVENT_LISTEN_FAILED:
+            if self._server is not None:
+                self._dispatcher.unregister(self._server.id)
+            self._server = None
+            self._write("error_string", payload)
+        elif kind == _wsbind.EVENT_ACCEPT_FAILED:
+            logger.warning("%r: %s", self, payload)
+        elif kind == _wsbind.EVENT_STOPPED:
+            if self._server is not None:
+                self._dispatcher.unregister(self._server.id)
+            self._server = None
+
+    def _shutdown(self) -> None:
+        if self._server is not None:
+            self._server.stop()
