@@ -260,7 +260,11 @@ pub async fn run<S>(
             if !sent_close && code != ABNORMAL_CLOSURE {
                 // Tell the peer why, but do not wait long for a broken peer.
                 if let Ok(frame) = close_frame(code, "") {
-                    let _ = timeout(FAILURE_CLOSE_TIMEOUT, sink.send(Message::Close(Some(frame)))).await;
+                    let _ = timeout(
+                        FAILURE_CLOSE_TIMEOUT,
+                        sink.send(Message::Close(Some(frame))),
+                    )
+                    .await;
                 }
             }
             (code, String::new(), Some(message))
@@ -372,7 +376,10 @@ mod tests {
     #[test]
     fn sending_before_open_is_refused() {
         let (shared, _rx) = Shared::new();
-        assert_eq!(shared.send(Message::Text("x".into()), 1), Err(Error::NotOpen));
+        assert_eq!(
+            shared.send(Message::Text("x".into()), 1),
+            Err(Error::NotOpen)
+        );
         shared.set_open(true);
         assert_eq!(shared.send(Message::Text("x".into()), 1), Ok(1));
     }

@@ -121,7 +121,10 @@ mod tests {
 
     #[test]
     fn protocol_errors_close_with_1002_and_utf8_with_1007() {
-        assert_eq!(describe(&WsError::Protocol(ProtocolError::NonZeroReservedBits)).code, 1002);
+        assert_eq!(
+            describe(&WsError::Protocol(ProtocolError::NonZeroReservedBits)).code,
+            1002
+        );
         assert_eq!(describe(&WsError::Utf8("bad".into())).code, 1007);
         assert!(!describe(&WsError::ConnectionClosed).is_sent());
     }

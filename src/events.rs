@@ -48,7 +48,9 @@ pub struct Accepted {
 /// Something a tokio task learned that Python must hear about.
 pub enum Event {
     /// A client's handshake succeeded; the server picked this subprotocol ("" for none).
-    Connected { subprotocol: String },
+    Connected {
+        subprotocol: String,
+    },
     Text(Utf8Bytes),
     Binary(Bytes),
     /// The peer started the closing handshake.
@@ -60,7 +62,9 @@ pub enum Event {
         error: Option<String>,
     },
     /// A server listens on this port.
-    Listening { port: u16 },
+    Listening {
+        port: u16,
+    },
     ListenFailed(String),
     ClientConnected(Box<Accepted>),
     /// accept() failed (for instance out of file descriptors); the server goes on.
@@ -107,7 +111,12 @@ impl Event {
                     negotiated_subprotocol,
                 } = *accepted;
                 let connection = Bound::new(py, Connection::from(shared))?;
-                let info = (connection, url, requested_subprotocols, negotiated_subprotocol);
+                let info = (
+                    connection,
+                    url,
+                    requested_subprotocols,
+                    negotiated_subprotocol,
+                );
                 (kind::CLIENT_CONNECTED, info.into_pyobject(py)?.into_any())
             }
             Event::AcceptFailed(message) => {

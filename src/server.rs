@@ -94,7 +94,13 @@ impl Server {
             control,
             clients: Mutex::new(HashMap::new()),
         });
-        runtime::spawn(listen(host, port, Arc::clone(&shared), control_rx, queue.sink(id)))?;
+        runtime::spawn(listen(
+            host,
+            port,
+            Arc::clone(&shared),
+            control_rx,
+            queue.sink(id),
+        ))?;
         Ok(Server { id, shared })
     }
 
@@ -134,9 +140,9 @@ impl Drop for Server {
 }
 
 fn check_header(what: &str, value: &str) -> PyResult<()> {
-    HeaderValue::from_str(value)
-        .map(drop)
-        .map_err(|_| PyValueError::new_err(format!("{what} {value:?} cannot be sent in an HTTP header")))
+    HeaderValue::from_str(value).map(drop).map_err(|_| {
+        PyValueError::new_err(format!("{what} {value:?} cannot be sent in an HTTP header"))
+    })
 }
 
 async fn listen(
@@ -149,14 +155,18 @@ async fn listen(
     let listener = match TcpListener::bind((host.as_str(), port)).await {
         Ok(listener) => listener,
         Err(e) => {
-            events.send(Event::ListenFailed(format!("cannot listen on {host}:{port}: {e}")));
+            events.send(Event::ListenFailed(format!(
+                "cannot listen on {host}:{port}: {e}"
+            )));
             return;
         }
     };
     let local = match listener.local_addr() {
         Ok(local) => local,
         Err(e) => {
-            events.send(Event::ListenFailed(format!("cannot listen on {host}:{port}: {e}")));
+            events.send(Event::ListenFailed(format!(
+                "cannot listen on {host}:{port}: {e}"
+            )));
             return;
         }
     };
@@ -204,7 +214,12 @@ struct RequestInfo {
     negotiated: Option<String>,
 }
 
-fn answer(shared: &ServerShared, local: SocketAddr, request: &Request, mut response: Response) -> (Response, RequestInfo) {
+fn answer(
+    shared: &ServerShared,
+    local: SocketAddr,
+    request: &Request,
+    mut response: Response,
+) -> (Response, RequestInfo) {
     let host = request
         .headers()
         .get(HOST)
@@ -227,7 +242,10 @@ fn answer(shared: &ServerShared, local: SocketAddr, request: &Request, mut respo
     let settings = shared.settings();
     let negotiated = subprotocol::choose(&requested, &settings.subprotocols);
     let headers = response.headers_mut();
-    if let Some(chosen) = negotiated.as_deref().and_then(|p| HeaderValue::from_str(p).ok()) {
+    if let Some(chosen) = negotiated
+        .as_deref()
+        .and_then(|p| HeaderValue::from_str(p).ok())
+    {
         headers.insert(SEC_WEBSOCKET_PROTOCOL, chosen);
     }
     if let Ok(name) = HeaderValue::from_str(&settings.name) {
@@ -245,9 +263,19 @@ fn answer(shared: &ServerShared, local: SocketAddr, request: &Request, mut respo
 
 /// One accepted TCP connection: handshake, then the WebSocket until it closes.
 /// Whatever this client does, it harms only itself.
-async fn serve(tcp: TcpStream, _peer: SocketAddr, local: SocketAddr, shared: Arc<ServerShared>, events: EventSink) {
+async fn serve(
+    tcp: TcpStream,
+    _peer: SocketAddr,
+    local: SocketAddr,
+    shared: Arc<ServerShared>,
+    events: EventSink,
+) {
     let _ = tcp.set_nodelay(true);
     let mut info = None;
+    #[allow(
+        clippy::result_large_err,
+        reason = "the signature is tungstenite's Callback trait"
+    )]
     let callback = |request: &Request, response: Response| -> Result<Response, ErrorResponse> {
         let (response, request_info) = answer(&shared, local, request, response);
         info = Some(request_info);

@@ -27,7 +27,10 @@ mod tests {
 
     #[test]
     fn parses_lists_across_headers() {
-        assert_eq!(parse(["chat, superchat", " v2 ,,"]), strings(&["chat", "superchat", "v2"]));
+        assert_eq!(
+            parse(["chat, superchat", " v2 ,,"]),
+            strings(&["chat", "superchat", "v2"])
+        );
     }
 
     #[test]

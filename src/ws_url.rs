@@ -6,7 +6,8 @@ use crate::errors::Error;
 
 /// Parses `text` as a WebSocket URL: ws:// or wss://, with a host.
 pub fn parse(text: &str) -> Result<Url, Error> {
-    let url = Url::parse(text).map_err(|e| Error::InvalidUrl(format!("invalid URL {text:?}: {e}")))?;
+    let url =
+        Url::parse(text).map_err(|e| Error::InvalidUrl(format!("invalid URL {text:?}: {e}")))?;
     match url.scheme() {
         "ws" | "wss" => {}
         other => {
@@ -25,7 +26,10 @@ pub fn parse(text: &str) -> Result<Url, Error> {
 pub fn endpoint(url: &Url) -> (String, u16) {
     let host = url.host_str().unwrap_or_default();
     // IPv6 literals come bracketed from the url crate; sockets want them bare.
-    let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
     let default = if url.scheme() == "wss" { 443 } else { 80 };
     (host, url.port().unwrap_or(default))
 }
@@ -52,6 +56,9 @@ mod tests {
     fn endpoint_defaults_ports_and_unbrackets_ipv6() {
         assert_eq!(endpoint(&parse("ws://a.b").unwrap()), ("a.b".into(), 80));
         assert_eq!(endpoint(&parse("wss://a.b").unwrap()), ("a.b".into(), 443));
-        assert_eq!(endpoint(&parse("ws://[::1]:9000/x").unwrap()), ("::1".into(), 9000));
+        assert_eq!(
+            endpoint(&parse("ws://[::1]:9000/x").unwrap()),
+            ("::1".into(), 9000)
+        );
     }
 }

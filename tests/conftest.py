@@ -3,6 +3,7 @@ library, raw sockets for broken peers, a real Jupyter kernel."""
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import threading
 import time
@@ -10,6 +11,9 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+import websockets.sync.server
+
+from wsbind import Status, WebSocket, WebSocketServer
 
 # Generous, since CI machines are slow; a passing test never waits this long.
 TIMEOUT = 15.0
@@ -59,3 +63,75 @@ def recorder() -> Callable[[], Recorder]:
 def _collect() -> Iterator[None]:
     yield
     gc.collect()
+
+
+# -- real peers
+
+
+@contextlib.contextmanager
+def websockets_server(handler: Callable[[Any], None], **kwargs: Any) -> Iterator[tuple[str, Any]]:
+    """Runs a server of the independent `websockets` library; yields its URL and the server."""
+    kwargs.setdefault("max_size", None)
+    server = websockets.sync.server.serve(handler, "127.0.0.1", 0, **kwargs)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"ws://127.0.0.1:{server.socket.getsockname()[1]}", server
+    finally:
+        server.shutdown()
+        thread.join(5)
+
+
+def echo(ws: Any) -> None:
+    """A `websockets` handler that sends every message back."""
+    for message in ws:
+        ws.send(message)
+
+
+@pytest.fixture
+def echo_url() -> Iterator[str]:
+    with websockets_server(echo) as (url, _):
+        yield url
+
+
+@pytest.fixture
+def sockets() -> Iterator[Callable[..., WebSocket]]:
+    """Makes WebSockets that are closed when the test ends."""
+    made: list[WebSocket] = []
+
+    def make(**kwargs: Any) -> WebSocket:
+        ws = WebSocket(**kwargs)
+        made.append(ws)
+        return ws
+
+    yield make
+    for ws in made:
+        ws.active = False
+    for ws in made:
+        wait_until(lambda ws=ws: ws.status in (Status.CLOSED, Status.ERROR), what=f"{ws} to close")
+
+
+def open_socket(make: Callable[..., WebSocket], url: str, **kwargs: Any) -> WebSocket:
+    """A WebSocket to `url`, once OPEN."""
+    ws = make(url=url, active=True, **kwargs)
+    wait_until(lambda: ws.status is Status.OPEN or ws.status is Status.ERROR, what=f"{url} to open")
+    assert ws.status is Status.OPEN, ws.error_string
+    return ws
+
+
+@pytest.fixture
+def servers() -> Iterator[Callable[..., WebSocketServer]]:
+    """Makes listening WebSocketServers (waits for their URL); stopped when the test ends."""
+    made: list[WebSocketServer] = []
+
+    def make(**kwargs: Any) -> WebSocketServer:
+        kwargs.setdefault("listen", True)
+        server = WebSocketServer(**kwargs)
+        made.append(server)
+        if kwargs["listen"]:
+            wait_until(lambda: server.url or server.error_string, what="the server to listen")
+        return server
+
+    yield make
+    for server in made:
+        server.listen = False

@@ -3,8 +3,32 @@
 The public API is the ``wsbind`` package; these are the pieces it is built on.
 """
 
-from collections.abc import Buffer
 from typing import Any, final
+
+from typing_extensions import Buffer
+
+__all__ = [
+    "Connection",
+    "EVENT_ACCEPT_FAILED",
+    "EVENT_BINARY",
+    "EVENT_CLIENT_CONNECTED",
+    "EVENT_CLOSED",
+    "EVENT_CLOSING",
+    "EVENT_CONNECTED",
+    "EVENT_LISTENING",
+    "EVENT_LISTEN_FAILED",
+    "EVENT_STOPPED",
+    "EVENT_TEXT",
+    "EventQueue",
+    "MAX_INCOMING_FRAME_SIZE",
+    "MAX_INCOMING_MESSAGE_SIZE",
+    "MAX_OUTGOING_BUFFER",
+    "MAX_PENDING_EVENT_BYTES",
+    "Server",
+    "check_url",
+    "connect",
+    "__version__",
+]
 
 __version__: str
 
@@ -77,7 +101,7 @@ class Server:
         host: str,
         port: int,
         *,
-        name: str = "",
+        name: str = ...,
         subprotocols: list[str] = ...,
         accepting: bool = True,
     ) -> Server: ...

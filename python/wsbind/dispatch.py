@@ -70,7 +70,9 @@ class LoopDispatcher(Dispatcher):
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         super().__init__(_wsbind.EventQueue(wakeup_fd=True))
-        loop.add_reader(self.queue.fileno(), self._ready)
+        fd = self.queue.fileno()
+        assert fd is not None
+        loop.add_reader(fd, self._ready)
 
     def _ready(self) -> None:
         self.deliver(self.queue.take())
@@ -97,9 +99,7 @@ class ThreadDispatcher(Dispatcher):
 
 _lock = threading.Lock()
 _event_thread: ThreadDispatcher | None = None
-_loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LoopDispatcher] = (
-    weakref.WeakKeyDictionary()
-)
+_loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LoopDispatcher] = weakref.WeakKeyDictionary()
 
 
 def current() -> Dispatcher:
@@ -164,7 +164,7 @@ def run() -> None:
         close_all()
 
 
-def quit() -> None:  # noqa: A001 - Qt's name: QCoreApplication::quit()
+def quit() -> None:
     """Makes :func:`run` return (Qt: ``QCoreApplication::quit()``); safe from any thread or handler."""
     _quit.set()
 

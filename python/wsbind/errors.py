@@ -34,4 +34,7 @@ class BufferFullError(Error):
 
 
 class InvalidURL(Error, ValueError):
-    """A URL that cannot be parsed, has no host, or is not ws:// or wss:// (Qt: "Unsupported WebSocket scheme")."""
+    """A URL that cannot be parsed, has no host, or is not ws:// or wss://.
+
+    Qt's words for the last: "Unsupported WebSocket scheme".
+    """

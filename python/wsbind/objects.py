@@ -24,7 +24,7 @@ import logging
 import threading
 import weakref
 from collections.abc import Callable, Iterable
-from typing import Any, Generic, TypeVar, overload
+from typing import Any, ClassVar, Generic, TypeVar, overload
 
 __all__ = ["Binding", "BoundSignal", "Object", "Property", "Signal", "bind"]
 
@@ -241,7 +241,11 @@ class _ActiveBinding:
             try:
                 self.prop.assign(target, value)
             except Exception:
-                logger.exception("the binding of %s.%s gave a value it does not take", type(target).__name__, self.prop.name)
+                logger.exception(
+                    "the binding of %s.%s gave a value it does not take",
+                    type(target).__name__,
+                    self.prop.name,
+                )
 
     def listen(self, sources: Iterable[BoundSignal]) -> None:
         self.detach()
@@ -264,8 +268,9 @@ class Object:
     which is when a socket with ``active=True`` opens.
     """
 
-    _properties: dict[str, Property[Any]] = {}
-    _signals: dict[str, Signal] = {}
+    # Every property and signal of the class, its bases' included.
+    _properties: ClassVar[dict[str, Property[Any]]] = {}
+    _signals: ClassVar[dict[str, Signal]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

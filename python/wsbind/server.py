@@ -90,19 +90,19 @@ class WebSocketServer(Object):
         "",
         check=check_name,
         changed="_name_changed",
-        doc="Sent to clients as the HTTP ``Server`` header; \"\" sends none (QML: ``name``).",
+        doc='Sent to clients as the HTTP ``Server`` header; "" sends none (QML: ``name``).',
     )
     url = Property(
         "",
         read_only=True,
-        doc="``ws://host:port`` once listening, else \"\" (QML: ``url``).",
+        doc='``ws://host:port`` once listening, else "" (QML: ``url``).',
     )
     error_string = Property(
         "",
         read_only=True,
-        doc="Why listening failed, e.g. the address is in use; \"\" otherwise (QML: ``errorString``).",
+        doc='Why listening failed, e.g. the address is in use; "" otherwise (QML: ``errorString``).',
     )
-    supported_subprotocols = Property(
+    supported_subprotocols = Property[list[str]](
         [],
         check=check_subprotocols,
         changed="_subprotocols_changed",

@@ -12,7 +12,7 @@ from .objects import Object, Property, Signal
 from .status import Status
 
 if TYPE_CHECKING:
-    from collections.abc import Buffer
+    from typing_extensions import Buffer
 
 __all__ = ["WebSocket"]
 
@@ -90,9 +90,9 @@ class WebSocket(Object):
     error_string = Property(
         "",
         read_only=True,
-        doc="Why the status is ERROR, in words; \"\" otherwise (QML: ``errorString``).",
+        doc='Why the status is ERROR, in words; "" otherwise (QML: ``errorString``).',
     )
-    requested_subprotocols = Property(
+    requested_subprotocols = Property[list[str]](
         [],
         check=check_subprotocols,
         doc="Subprotocols to offer, in order of preference; used on the next open "
@@ -101,7 +101,7 @@ class WebSocket(Object):
     negotiated_subprotocol = Property(
         "",
         read_only=True,
-        doc="The subprotocol the server picked while OPEN, else \"\" (QML: ``negotiatedSubprotocol``).",
+        doc='The subprotocol the server picked while OPEN, else "" (QML: ``negotiatedSubprotocol``).',
     )
     close_code = Property(
         None,

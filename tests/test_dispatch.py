@@ -1,0 +1,201 @@
+"""Where and how handlers run: the caller's asyncio loop or wsbind's event thread,
+one at a time and in order; run() and quit(); exit and garbage collection."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+import weakref
+from typing import Any
+
+from conftest import Recorder, echo, open_socket, wait_until, websockets_server
+from wsbind import Status, WebSocket, WebSocketServer
+
+
+def test_without_a_loop_handlers_run_on_the_event_thread(sockets: Any, echo_url: str) -> None:
+    got = Recorder()
+    ws = open_socket(sockets, echo_url, on_text_message_received=got)
+    ws.send_text_message("x")
+    got.wait()
+    assert got.threads == ["wsbind-events"]
+
+
+def test_inside_a_loop_handlers_run_on_that_loop(echo_url: str) -> None:
+    async def main() -> tuple[list[Any], Any, threading.Thread]:
+        loop = asyncio.get_running_loop()
+        seen: list[Any] = []
+
+        def on_status(status: Status) -> None:
+            seen.append((status, asyncio.get_running_loop(), threading.current_thread()))
+            if status is Status.OPEN:
+                ws.active = False
+
+        ws = WebSocket(url=echo_url, active=True, on_status_changed=on_status)
+        for _ in range(1000):
+            if ws.status is Status.CLOSED:
+                break
+            await asyncio.sleep(0.01)
+        return seen, loop, threading.current_thread()
+
+    seen, loop, thread = asyncio.run(main())
+    assert [s for s, _, _ in seen] == [Status.CONNECTING, Status.OPEN, Status.CLOSING, Status.CLOSED]
+    assert all(lp is loop and th is thread for _, lp, th in seen)
+
+
+def test_handlers_of_one_object_run_one_at_a_time_in_order(sockets: Any) -> None:
+    def burst(conn: Any) -> None:
+        for i in range(300):
+            conn.send(str(i))
+        echo(conn)
+
+    running = 0
+    overlap: list[bool] = []
+    got: list[int] = []
+
+    def slow(message: str) -> None:
+        nonlocal running
+        running += 1
+        overlap.append(running > 1)
+        time.sleep(0.0005)
+        got.append(int(message))
+        running -= 1
+
+    with websockets_server(burst) as (url, _):
+        ws = sockets(url=url, active=True, on_text_message_received=slow)
+        wait_until(lambda: len(got) == 300)
+        ws.active = False
+    assert got == list(range(300))
+    assert not any(overlap)
+
+
+def run_script(code: str, timeout: float = 30, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        **kwargs,
+    )
+
+
+def test_run_returns_on_quit_and_closes_sockets_with_1001() -> None:
+    result = run_script(
+        """
+        import contextlib, threading, websockets
+        from websockets.sync.server import serve
+        import wsbind
+        codes = []
+        def handler(conn):
+            with contextlib.suppress(websockets.ConnectionClosed):
+                for _ in conn:
+                    pass
+            codes.append(conn.close_code)
+        server = serve(handler, "127.0.0.1", 0)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        url = f"ws://127.0.0.1:{server.socket.getsockname()[1]}"
+        ws = wsbind.WebSocket(url=url, active=True,
+                              on_status_changed=lambda s: s == wsbind.Status.OPEN and wsbind.quit())
+        wsbind.run()
+        import time
+        deadline = time.monotonic() + 10
+        while not codes and time.monotonic() < deadline:
+            time.sleep(0.01)
+        print("status", ws.status.name, "peer saw", codes)
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert "status CLOSED peer saw [1001]" in result.stdout
+
+
+def test_run_returns_on_ctrl_c() -> None:
+    script = """
+        import sys, threading, time, wsbind
+
+        def announce():
+            # Ready once the main thread is inside wsbind.run().
+            main = threading.main_thread().ident
+            while True:
+                frame = sys._current_frames()[main]
+                while frame and frame.f_code.co_name != "run":
+                    frame = frame.f_back
+                if frame:
+                    print("ready", flush=True)
+                    return
+                time.sleep(0.01)
+
+        s = wsbind.WebSocketServer(listen=True)
+        threading.Thread(target=announce, daemon=True).start()
+        wsbind.run()
+        print("done", s.listen, flush=True)
+    """
+    proc = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(script)], stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "ready"
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0
+    assert "done True" in out
+
+
+def test_interpreter_exit_does_not_hang_with_open_sockets() -> None:
+    result = run_script(
+        """
+        import time, wsbind
+        server = wsbind.WebSocketServer(listen=True)
+        while not server.url:
+            time.sleep(0.01)
+        client = wsbind.WebSocket(url=server.url, active=True)
+        while client.status != wsbind.Status.OPEN:
+            time.sleep(0.01)
+        print("open")
+        """,
+        timeout=20,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "open"
+
+
+def closed_objects(echo_url: str) -> list[weakref.ref[Any]]:
+    """A socket and a server, each in a cycle through its own handler, both closed."""
+    ws = WebSocket(url=echo_url, active=True)
+    ws.text_message_received.connect(lambda m: ws.send_text_message(m))
+    wait_until(lambda: ws.status is Status.OPEN)
+    ws.active = False
+    wait_until(lambda: ws.status is Status.CLOSED)
+    server = WebSocketServer(listen=True)
+    server.client_connected.connect(lambda c: server.url)
+    wait_until(lambda: server.url)
+    server.listen = False
+    return [weakref.ref(ws), weakref.ref(server)]
+
+
+def test_closed_unreferenced_objects_are_collected(echo_url: str) -> None:
+    refs = closed_objects(echo_url)
+    wait_until(lambda: (gc.collect(), all(r() is None for r in refs))[1], what="collection")
+
+
+def open_unreferenced_socket(url: str, got: Recorder) -> weakref.ref[WebSocket]:
+    ws = WebSocket(url=url, active=True, on_text_message_received=got)
+    wait_until(lambda: ws.status is Status.OPEN)
+    return weakref.ref(ws)
+
+
+def test_open_unreferenced_sockets_stay_alive_and_keep_working(echo_url: str) -> None:
+    """A live socket belongs to wsbind until it closes, as in a script that never keeps it."""
+    got = Recorder()
+    ref = open_unreferenced_socket(echo_url, got)
+    gc.collect()
+    live = ref()
+    assert live is not None
+    live.send_text_message("alive")
+    assert got.wait() == ["alive"]
+    live.active = False
+    wait_until(lambda: live.status is Status.CLOSED)

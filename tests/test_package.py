@@ -1,0 +1,116 @@
+"""The package surface: what ``wsbind`` exports, that it is documented, and the exception tree."""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+
+import wsbind
+from wsbind import Object, Property, Signal, WebSocket, WebSocketServer
+
+SUBMODULES = (
+    "wsbind.objects",
+    "wsbind.errors",
+    "wsbind.status",
+    "wsbind.websocket",
+    "wsbind.server",
+    "wsbind.dispatch",
+)
+
+
+def _members(cls: type[Object]) -> list[tuple[str, Property | Signal]]:
+    """Every public Property and Signal of ``cls``, including the auto-made ``*_changed`` signals."""
+    found = []
+    for name in dir(cls):
+        if name.startswith("_"):
+            continue
+        attr = getattr(cls, name)
+        if isinstance(attr, (Property, Signal)):
+            found.append((name, attr))
+    return found
+
+
+MEMBERS = [(cls, name, attr) for cls in (WebSocket, WebSocketServer) for name, attr in _members(cls)]
+
+
+def test_all_is_the_union_of_the_submodules_all() -> None:
+    """``wsbind.__all__`` is exactly the union of the public submodules' ``__all__``, without repeats."""
+    union: set[str] = set()
+    for module_name in SUBMODULES:
+        union |= set(importlib.import_module(module_name).__all__)
+    assert len(wsbind.__all__) == len(set(wsbind.__all__))
+    assert set(wsbind.__all__) == union
+
+
+def test_top_level_names_are_the_submodules_objects() -> None:
+    """Each name a submodule exports is the same object at the top level."""
+    for module_name in SUBMODULES:
+        module = importlib.import_module(module_name)
+        for name in module.__all__:
+            assert getattr(wsbind, name) is getattr(module, name), f"{module_name}.{name}"
+
+
+@pytest.mark.parametrize("name", wsbind.__all__)
+def test_every_exported_name_exists_and_has_a_docstring(name: str) -> None:
+    """Every name in ``wsbind.__all__`` exists and has its own non-empty docstring."""
+    obj = getattr(wsbind, name)
+    assert isinstance(obj.__doc__, str)
+    assert obj.__doc__.strip()
+
+
+def test_members_are_found() -> None:
+    """The documentation check below sees the properties, their change signals and the signals."""
+    names = {(cls.__name__, name) for cls, name, _ in MEMBERS}
+    assert {
+        ("WebSocket", "url"),
+        ("WebSocket", "url_changed"),
+        ("WebSocket", "status_changed"),
+        ("WebSocket", "text_message_received"),
+        ("WebSocketServer", "client_connected"),
+        ("WebSocketServer", "port_changed"),
+    } <= names
+
+
+@pytest.mark.parametrize(("cls", "name", "attr"), MEMBERS, ids=[f"{c.__name__}.{n}" for c, n, _ in MEMBERS])
+def test_every_property_and_signal_is_documented(cls: type, name: str, attr: Property | Signal) -> None:
+    """Every public property and signal of WebSocket and WebSocketServer has a non-empty ``__doc__``."""
+    assert isinstance(attr.__doc__, str)
+    assert attr.__doc__.strip(), f"{cls.__name__}.{name} has no doc"
+
+
+def test_change_signal_doc_names_its_property() -> None:
+    """The auto-made ``x_changed`` signal's doc says which property it reports on."""
+    assert "url" in WebSocket.url_changed.__doc__
+    assert "port" in WebSocketServer.port_changed.__doc__
+
+
+def test_error_is_an_exception() -> None:
+    """``wsbind.Error`` is the root of wsbind's exceptions, an Exception."""
+    assert issubclass(wsbind.Error, Exception)
+
+
+@pytest.mark.parametrize("exc", [wsbind.NotOpenError, wsbind.BufferFullError, wsbind.InvalidURL])
+def test_exceptions_subclass_error(exc: type[Exception]) -> None:
+    """NotOpenError, BufferFullError and InvalidURL are wsbind.Error subclasses."""
+    assert issubclass(exc, wsbind.Error)
+    assert exc is not wsbind.Error
+
+
+def test_invalid_url_is_a_value_error() -> None:
+    """InvalidURL is also a ValueError; the other errors are not."""
+    assert issubclass(wsbind.InvalidURL, ValueError)
+    assert not issubclass(wsbind.NotOpenError, ValueError)
+    assert not issubclass(wsbind.BufferFullError, ValueError)
+
+
+def test_native_invalid_url_is_the_python_class() -> None:
+    """The native core raises the package's own InvalidURL class."""
+    with pytest.raises(wsbind.InvalidURL):
+        wsbind._wsbind.check_url("http://example.com")
+
+
+def test_version_is_a_string() -> None:
+    """``wsbind.__version__`` is a non-empty str."""
+    assert isinstance(wsbind.__version__, str)
+    assert wsbind.__version__

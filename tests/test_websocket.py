@@ -1,0 +1,396 @@
+"""WebSocket as a client, against the independent `websockets` server and raw-socket peers."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import logging
+import socket
+import struct
+import threading
+from collections.abc import Callable, Iterator
+from http import HTTPStatus
+from typing import Any
+
+import pytest
+import websockets
+
+import wsbind
+from conftest import Recorder, echo, open_socket, wait_until, websockets_server
+from wsbind import NotOpenError, Status, WebSocket
+
+GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+
+@contextlib.contextmanager
+def raw_server(behave: Callable[[socket.socket], None]) -> Iterator[str]:
+    """A TCP server that answers the opening handshake by hand, then runs `behave`."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            request = b""
+            while b"\r\n\r\n" not in request:
+                request += conn.recv(4096)
+            key = next(
+                line.split(b":", 1)[1].strip()
+                for line in request.split(b"\r\n")
+                if line.lower().startswith(b"sec-websocket-key:")
+            )
+            accept = base64.b64encode(hashlib.sha1(key + GUID.encode()).digest())
+            conn.sendall(
+                b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n"
+            )
+            behave(conn)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"ws://127.0.0.1:{port}"
+    finally:
+        thread.join(5)
+        listener.close()
+
+
+def read_frame(conn: socket.socket) -> tuple[int, bytes]:
+    """Reads one masked client frame; returns its first byte and unmasked payload."""
+
+    def exactly(n: int) -> bytes:
+        data = b""
+        while len(data) < n:
+            chunk = conn.recv(n - len(data))
+            if not chunk:
+                raise ConnectionError("closed")
+            data += chunk
+        return data
+
+    head, length = exactly(2)
+    length &= 0x7F
+    if length == 126:
+        (length,) = struct.unpack("!H", exactly(2))
+    elif length == 127:
+        (length,) = struct.unpack("!Q", exactly(8))
+    mask = exactly(4)
+    payload = bytes(b ^ mask[i % 4] for i, b in enumerate(exactly(length)))
+    return head, payload
+
+
+def close_frame_code(payload: bytes) -> int:
+    return int(struct.unpack("!H", payload[:2])[0])
+
+
+# -- messages
+
+
+@pytest.mark.parametrize("text", ["Hello, world!", "héllo wörld ✓ 日本語 😀", ""])
+def test_text_messages_round_trip(sockets: Any, echo_url: str, text: str) -> None:
+    """Text, non-ASCII and empty, comes back as the same str."""
+    got = Recorder()
+    ws = open_socket(sockets, echo_url, on_text_message_received=got)
+    assert ws.send_text_message(text) == len(text.encode())
+    assert got.wait() == [text]
+
+
+@pytest.mark.parametrize("data", [b"\x00\x01\xfe\xff", b"", bytearray(b"mutable"), memoryview(b"view")])
+def test_binary_messages_round_trip(sockets: Any, echo_url: str, data: Any) -> None:
+    """Any bytes-like object goes out; bytes come back."""
+    got = Recorder()
+    ws = open_socket(sockets, echo_url, on_binary_message_received=got)
+    assert ws.send_binary_message(data) == len(bytes(data))
+    assert got.wait() == [bytes(data)]
+    assert type(got.values[0]) is bytes
+
+
+def test_16_mib_messages_round_trip(sockets: Any, echo_url: str) -> None:
+    """16 MiB binary and text messages arrive whole."""
+    binary, text = Recorder(), Recorder()
+    ws = open_socket(sockets, echo_url, on_binary_message_received=binary, on_text_message_received=text)
+    big = bytes(range(256)) * (16 * 4096)
+    ws.send_binary_message(big)
+    ws.send_text_message("é" * (8 << 20))
+    assert binary.wait() == [big]
+    assert text.wait() == ["é" * (8 << 20)]
+
+
+def test_sending_is_thread_safe_and_keeps_each_threads_order(sockets: Any, echo_url: str) -> None:
+    """Four threads send at once; every message arrives, each thread's in order."""
+    got = Recorder()
+    ws = open_socket(sockets, echo_url, on_text_message_received=got)
+
+    def send(name: str) -> None:
+        for i in range(200):
+            ws.send_text_message(f"{name}:{i}")
+
+    threads = [threading.Thread(target=send, args=(str(n),)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    values = got.wait(800)
+    for n in range(4):
+        mine = [int(v.split(":")[1]) for v in values if v.startswith(f"{n}:")]
+        assert mine == list(range(200))
+
+
+# -- status, subprotocols, closing
+
+
+def test_status_goes_connecting_open_closing_closed(sockets: Any, echo_url: str) -> None:
+    """active=True opens, active=False closes with 1000, with a status change for each step."""
+    statuses = Recorder()
+    ws = sockets(url=echo_url, on_status_changed=statuses)
+    assert ws.status is Status.CLOSED
+    ws.active = True
+    wait_until(lambda: ws.status is Status.OPEN)
+    ws.active = False
+    wait_until(lambda: ws.status is Status.CLOSED)
+    assert statuses.values == [Status.CONNECTING, Status.OPEN, Status.CLOSING, Status.CLOSED]
+    assert ws.close_code == 1000
+    assert ws.error_string == ""
+
+
+def test_active_false_closes_with_1000_and_the_peer_sees_it(sockets: Any) -> None:
+    seen: list[Any] = []
+
+    def handler(conn: Any) -> None:
+        with contextlib.suppress(websockets.ConnectionClosed):
+            for _ in conn:
+                pass
+        seen.append(conn.close_code)
+
+    with websockets_server(handler) as (url, _):
+        ws = open_socket(sockets, url)
+        ws.active = False
+        wait_until(lambda: seen)
+    assert seen == [1000]
+
+
+def test_setting_active_true_twice_opens_one_connection(sockets: Any) -> None:
+    count = []
+    with websockets_server(lambda conn: (count.append(1), echo(conn))) as (url, _):
+        ws = open_socket(sockets, url)
+        ws.active = True
+        got = Recorder()
+        ws.text_message_received.connect(got)
+        ws.send_text_message("x")
+        got.wait()
+    assert count == [1]
+
+
+def test_subprotocol_negotiation(sockets: Any) -> None:
+    """The server's pick is in negotiated_subprotocol while OPEN, and "" once closed."""
+    offered: list[Any] = []
+
+    def handler(conn: Any) -> None:
+        offered.append(conn.request.headers["Sec-WebSocket-Protocol"])
+        echo(conn)
+
+    with websockets_server(handler, subprotocols=["chat", "superchat"]) as (url, _):
+        ws = open_socket(sockets, url, requested_subprotocols=["superchat", "v1"])
+        assert ws.negotiated_subprotocol == "superchat"
+        assert offered == ["superchat, v1"]
+        ws.active = False
+        wait_until(lambda: ws.status is Status.CLOSED)
+        assert ws.negotiated_subprotocol == ""
+
+
+def test_no_subprotocol_when_none_requested(sockets: Any, echo_url: str) -> None:
+    assert open_socket(sockets, echo_url).negotiated_subprotocol == ""
+
+
+def test_peer_close_code_and_reason(sockets: Any) -> None:
+    """A close from the server: CLOSING, then CLOSED with its code and reason."""
+    with websockets_server(lambda conn: conn.close(4001, "bye now ✓")) as (url, _):
+        statuses = Recorder()
+        ws = sockets(url=url, active=True, on_status_changed=statuses)
+        wait_until(lambda: ws.status is Status.CLOSED)
+    assert (ws.close_code, ws.close_reason) == (4001, "bye now ✓")
+    assert statuses.values[-2:] == [Status.CLOSING, Status.CLOSED]
+    assert ws.error_string == ""
+
+
+def test_our_close_code_and_reason_reach_the_peer(sockets: Any) -> None:
+    seen: list[Any] = []
+
+    def handler(conn: Any) -> None:
+        with contextlib.suppress(websockets.ConnectionClosed):
+            for _ in conn:
+                pass
+        seen.append((conn.close_code, conn.close_reason))
+
+    with websockets_server(handler) as (url, _):
+        ws = open_socket(sockets, url)
+        ws.close(4002, "done ✓")
+        assert ws.status is Status.CLOSING
+        wait_until(lambda: ws.status is Status.CLOSED)
+        wait_until(lambda: seen)
+    assert seen == [(4002, "done ✓")]
+    assert ws.close_code == 4002
+    assert ws.active is True  # close() leaves active alone, as Qt
+
+
+def test_changing_url_while_open_reconnects(sockets: Any) -> None:
+    with websockets_server(echo) as (first, _), websockets_server(echo) as (second, _):
+        statuses = Recorder()
+        ws = open_socket(sockets, first, on_status_changed=statuses)
+        ws.url = second
+        wait_until(lambda: ws.status is Status.OPEN and len(statuses.calls) >= 5)
+        assert (
+            statuses.values
+            == [
+                Status.CONNECTING,
+                Status.OPEN,
+                Status.CLOSING,
+                Status.CLOSED,
+                Status.CONNECTING,
+                Status.OPEN,
+            ][: len(statuses.values)]
+        )
+        got = Recorder()
+        ws.text_message_received.connect(got)
+        ws.send_text_message("on the second")
+        assert got.wait() == ["on the second"]
+
+
+def test_changing_url_while_inactive_only_stores_it(sockets: Any, echo_url: str) -> None:
+    ws = sockets()
+    ws.url = echo_url
+    assert ws.status is Status.CLOSED
+
+
+# -- failures arrive as ERROR with a readable error_string
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_error(ws: WebSocket) -> str:
+    wait_until(lambda: ws.status is Status.ERROR, what="status ERROR")
+    return ws.error_string
+
+
+def test_refused_connection(sockets: Any) -> None:
+    errors = Recorder()
+    ws = sockets(url=f"ws://127.0.0.1:{free_port()}", active=True, on_error_string_changed=errors)
+    message = wait_error(ws)
+    assert "refused" in message.lower()
+    assert errors.values == [message]
+
+
+def test_dns_failure(sockets: Any) -> None:
+    ws = sockets(url="ws://no-such-host.invalid/", active=True)
+    message = wait_error(ws)
+    assert "no-such-host.invalid" in message
+    assert "lookup" in message.lower() or "resolve" in message.lower()
+
+
+def test_rejected_handshake_gives_the_http_status(sockets: Any) -> None:
+    def refuse(conn: Any, request: Any) -> Any:
+        return conn.respond(HTTPStatus.FORBIDDEN, "go away\n")
+
+    with websockets_server(echo, process_request=refuse) as (url, _):
+        ws = sockets(url=url, active=True)
+        assert wait_error(ws) == "handshake rejected: HTTP 403 Forbidden"
+
+
+def test_protocol_error_closes_with_1002_and_reports_it(sockets: Any) -> None:
+    """A frame with reserved bits set: the peer hears 1002, we show ERROR."""
+    heard: list[int] = []
+
+    def misbehave(conn: socket.socket) -> None:
+        conn.sendall(bytes([0x80 | 0x40 | 0x1, 2]) + b"hi")  # RSV1 without an extension
+        head, payload = read_frame(conn)
+        heard.append(close_frame_code(payload) if head & 0x0F == 0x8 else -1)
+
+    with raw_server(misbehave) as url:
+        ws = sockets(url=url, active=True)
+        assert "protocol error" in wait_error(ws)
+        wait_until(lambda: heard)
+    assert heard == [1002]
+    assert ws.close_code == 1002
+
+
+def test_connection_dropped_without_close_frame_is_an_error(sockets: Any) -> None:
+    with raw_server(lambda conn: conn.shutdown(socket.SHUT_RDWR)) as url:
+        ws = sockets(url=url, active=True)
+        assert "connection" in wait_error(ws)
+    assert ws.close_code == 1006
+
+
+def test_leaving_error_clears_error_string(sockets: Any, echo_url: str) -> None:
+    ws = sockets(url=f"ws://127.0.0.1:{free_port()}", active=True)
+    wait_error(ws)
+    seen: list[tuple[Status, str]] = []
+    ws.status_changed.connect(lambda s: seen.append((s, ws.error_string)))
+    ws.url = echo_url  # still active: opens the new url
+    wait_until(lambda: ws.status is Status.OPEN)
+    assert seen[0] == (Status.CONNECTING, "")
+    assert ws.error_string == ""
+
+
+# -- misuse raises at once
+
+
+def test_sending_when_not_open_raises(sockets: Any, echo_url: str) -> None:
+    ws = sockets()
+    with pytest.raises(NotOpenError, match="CLOSED"):
+        ws.send_text_message("lost?")
+    with pytest.raises(wsbind.Error):
+        ws.send_binary_message(b"lost?")
+    ws.url, ws.active = echo_url, True
+    wait_until(lambda: ws.status is Status.OPEN)
+    ws.active = False
+    with pytest.raises(NotOpenError, match="CLOSING"):
+        ws.send_text_message("lost?")
+
+
+@pytest.mark.parametrize(
+    ("call", "error"),
+    [
+        (lambda ws: ws.send_text_message(b"bytes"), TypeError),
+        (lambda ws: ws.send_binary_message("text"), TypeError),
+        (lambda ws: ws.send_binary_message(12), TypeError),
+        (lambda ws: ws.close("1000"), TypeError),
+        (lambda ws: ws.close(1005), ValueError),
+        (lambda ws: ws.close(1000, "x" * 124), ValueError),
+    ],
+)
+def test_wrong_arguments_raise(sockets: Any, echo_url: str, call: Any, error: type) -> None:
+    ws = open_socket(sockets, echo_url)
+    with pytest.raises(error):
+        call(ws)
+    assert ws.status is Status.OPEN
+
+
+@pytest.mark.parametrize("url", ["http://example.com", "example.com", "ws://", "ws:// bad"])
+def test_bad_urls_raise_at_once(url: str) -> None:
+    with pytest.raises(wsbind.InvalidURL):
+        WebSocket(url=url)
+
+
+def test_a_handler_exception_is_logged_and_changes_nothing(
+    sockets: Any, echo_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    got = Recorder()
+
+    def broken(message: str) -> None:
+        raise RuntimeError(f"handler failed on {message}")
+
+    ws = open_socket(sockets, echo_url)
+    ws.text_message_received.connect(broken)
+    ws.text_message_received.connect(got)
+    with caplog.at_level(logging.ERROR, logger="wsbind"):
+        ws.send_text_message("one")
+        ws.send_text_message("two")
+        assert got.wait(2) == ["one", "two"]
+    assert ws.status is Status.OPEN
+    failures = [r for r in caplog.records if r.exc_info and "handler failed on" in str(r.exc_info[1])]
+    assert len(failures) == 2
+    assert "text_message_received" in failures[0].getMessage()
