@@ -320,3 +320,65 @@ impl EventQueue {
         self.inner.lock().closed
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn queue() -> EventQueue {
+        EventQueue::new(true).expect("a queue with a wake-up pipe")
+    }
+
+    fn pending(queue: &EventQueue) -> usize {
+        queue.inner.lock().events.len()
+    }
+
+    fn wake_bytes(queue: &EventQueue) -> usize {
+        let mut buf = [0u8; 64];
+        let reader = queue.wake_reader.as_ref().unwrap();
+        (&*reader).read(&mut buf).unwrap_or(0)
+    }
+
+    #[test]
+    fn a_batch_wakes_python_once() {
+        let queue = queue();
+        let sink = queue.sink(7);
+        for _ in 0..100 {
+            sink.send(Event::Closing);
+        }
+        assert_eq!(pending(&queue), 100);
+        assert_eq!(wake_bytes(&queue), 1);
+        let taken = queue.inner.take(&mut queue.inner.lock());
+        assert_eq!(taken.len(), 100);
+        assert!(taken.iter().all(|(id, _)| *id == 7));
+        sink.send(Event::Closing);
+        assert_eq!(wake_bytes(&queue), 1, "the next batch wakes again");
+    }
+
+    #[test]
+    fn closed_queues_drop_events() {
+        let queue = queue();
+        queue.close();
+        queue.sink(1).send(Event::Text("x".into()));
+        assert_eq!(pending(&queue), 0);
+        assert_eq!(queue.inner.weight.load(Ordering::Acquire), 0);
+    }
+
+    #[tokio::test]
+    async fn readers_pause_while_python_is_behind() {
+        let queue = queue();
+        let sink = queue.sink(1);
+        sink.send(Event::Binary(Bytes::from(vec![0; MAX_PENDING_EVENT_BYTES + 1])));
+        let waiting = tokio::spawn({
+            let sink = sink.clone();
+            async move { sink.wait_for_room().await }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!waiting.is_finished(), "over the bound, readers wait");
+        queue.inner.take(&mut queue.inner.lock());
+        tokio::time::timeout(Duration::from_secs(5), waiting)
+            .await
+            .expect("taking the events lets readers go on")
+            .unwrap();
+    }
+}
