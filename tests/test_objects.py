@@ -718,3 +718,24 @@ def test_object_in_binding_cycle_is_collected() -> None:
     ref = _object_in_binding_cycle()
     gc.collect()
     assert ref() is None
+
+
+def test_a_rejected_assignment_keeps_the_binding() -> None:
+    """A value the property's check rejects raises, and the binding stays in force."""
+    source = Source()
+    ws = WebSocket(url=bind(lambda: source.url))
+    with pytest.raises(TypeError):
+        ws.url = 123  # type: ignore[assignment]
+    source.url = "ws://127.0.0.1:1/b"
+    assert ws.url == "ws://127.0.0.1:1/b"
+
+
+def test_a_binding_keeps_its_place_among_the_sources_handlers() -> None:
+    """Re-evaluating does not reconnect: a user handler connected later still runs after it."""
+    source = Source()
+    target = Source(other=bind(lambda: len(source.url)))
+    seen: list[int] = []
+    source.url_changed.connect(lambda _: seen.append(target.other))
+    source.url = "ws://127.0.0.1:1/bb"
+    source.url = "ws://127.0.0.1:1/ccc"
+    assert seen == [len("ws://127.0.0.1:1/bb"), len("ws://127.0.0.1:1/ccc")]

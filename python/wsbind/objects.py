@@ -23,7 +23,7 @@ import difflib
 import logging
 import threading
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any, ClassVar, Generic, TypeVar, overload
 
 __all__ = ["Binding", "BoundSignal", "Object", "Property", "Signal", "bind"]
@@ -157,22 +157,32 @@ class Property(Generic[T]):
     def __set__(self, obj: Object, value: T | Binding[T]) -> None:
         if self.read_only:
             raise AttributeError(f"{type(obj).__name__}.{self.name} is read-only")
-        old = obj._bindings.pop(self.name, None)
-        if old is not None:
-            old.detach()
         if isinstance(value, Binding):
+            self._unbind(obj)
             active = _ActiveBinding(value.fn, obj, self)
             obj._bindings[self.name] = active
             active.evaluate()
-        else:
-            self.assign(obj, value)
+            return
+        # Checked first: a rejected value leaves the binding in place.
+        if self.check is not None:
+            value = self.check(value)
+        self._unbind(obj)
+        self._store(obj, value)
 
     def assign(self, obj: Object, value: Any) -> None:
         """Sets the value as a user's assignment does, without touching a binding."""
         if self.check is not None:
             value = self.check(value)
+        self._store(obj, value)
+
+    def _store(self, obj: Object, value: Any) -> None:
         if obj._write(self.name, value) and self.changed is not None:
             getattr(obj, self.changed)()
+
+    def _unbind(self, obj: Object) -> None:
+        old = obj._bindings.pop(self.name, None)
+        if old is not None:
+            old.detach()
 
 
 class Binding(Generic[T]):
@@ -222,7 +232,15 @@ class _ActiveBinding:
         if self.evaluating:
             logger.warning("binding loop detected for %s.%s", type(target).__name__, self.prop.name)
             return
+        # Until the value is stored: storing it emits the change signals that
+        # would bring a binding loop back here.
         self.evaluating = True
+        try:
+            self._evaluate(target)
+        finally:
+            self.evaluating = False
+
+    def _evaluate(self, target: Object) -> None:
         outer, _tracking.reads = _tracking.reads, set()
         try:
             value = self.fn()
@@ -232,11 +250,10 @@ class _ActiveBinding:
             failed = True
         finally:
             reads, _tracking.reads = _tracking.reads, outer
-            self.evaluating = False
         # After a failure keep listening to what the earlier evaluation read,
         # so that a later change can still mend the value.
         if reads or not failed:
-            self.listen(obj.__dict__[f"{name}_changed"] for obj, name in reads)
+            self.listen([obj.__dict__[f"{name}_changed"] for obj, name in reads])
         if not failed:
             try:
                 self.prop.assign(target, value)
@@ -247,16 +264,18 @@ class _ActiveBinding:
                     self.prop.name,
                 )
 
-    def listen(self, sources: Iterable[BoundSignal]) -> None:
-        self.detach()
-        self.sources = list(sources)
+    def listen(self, sources: list[BoundSignal]) -> None:
+        """Listens to exactly ``sources``, leaving alone the ones it already listens to."""
         for signal in self.sources:
-            signal.connect(self.evaluate)
+            if signal not in sources:
+                signal.disconnect(self.evaluate)
+        for signal in sources:
+            if signal not in self.sources:
+                signal.connect(self.evaluate)
+        self.sources = sources
 
     def detach(self) -> None:
-        for signal in self.sources:
-            signal.disconnect(self.evaluate)
-        self.sources = []
+        self.listen([])
 
 
 class Object:
