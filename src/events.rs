@@ -368,7 +368,10 @@ mod tests {
     async fn readers_pause_while_python_is_behind() {
         let queue = queue();
         let sink = queue.sink(1);
-        sink.send(Event::Binary(Bytes::from(vec![0; MAX_PENDING_EVENT_BYTES + 1])));
+        sink.send(Event::Binary(Bytes::from(vec![
+            0;
+            MAX_PENDING_EVENT_BYTES + 1
+        ])));
         let waiting = tokio::spawn({
             let sink = sink.clone();
             async move { sink.wait_for_room().await }
