@@ -22,7 +22,9 @@ from wsbind import Status, WebSocket
 
 def main() -> int:
     parser = argparse.ArgumentParser(description="wsbind echo client (Qt's Echo Client example)")
-    parser.add_argument("--url", default="ws://127.0.0.1:1234", help="server URL [default: ws://127.0.0.1:1234]")
+    parser.add_argument(
+        "--url", default="ws://127.0.0.1:1234", help="server URL [default: ws://127.0.0.1:1234]"
+    )
     args = parser.parse_args()
     replies: list[str] = []
     exit_status = 1

@@ -199,3 +199,10 @@ def test_open_unreferenced_sockets_stay_alive_and_keep_working(echo_url: str) ->
     assert got.wait() == ["alive"]
     live.active = False
     wait_until(lambda: live.status is Status.CLOSED)
+
+
+def test_a_quit_before_run_is_not_lost() -> None:
+    """A handler may quit before the main thread reaches run(): run() then returns at once."""
+    result = run_script("import wsbind\nwsbind.quit()\nwsbind.run()\nprint('returned')", timeout=20)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "returned"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import threading
 import weakref
 from typing import Any
 
@@ -739,3 +740,20 @@ def test_a_binding_keeps_its_place_among_the_sources_handlers() -> None:
     source.url = "ws://127.0.0.1:1/bb"
     source.url = "ws://127.0.0.1:1/ccc"
     assert seen == [len("ws://127.0.0.1:1/bb"), len("ws://127.0.0.1:1/ccc")]
+
+
+def test_a_change_during_evaluation_on_another_thread_is_not_missed() -> None:
+    """A source that changes (on another thread) after the binding read it but before it
+    listened to it still reaches the target."""
+    source = Source()
+    changer = threading.Thread(target=lambda: setattr(source, "url", "ws://127.0.0.1:1/late"))
+
+    def stale() -> str:
+        url = source.url
+        if not changer.is_alive() and url.endswith("/a"):
+            changer.start()
+            changer.join()
+        return url
+
+    target = WebSocket(url=bind(stale))
+    assert target.url == "ws://127.0.0.1:1/late"

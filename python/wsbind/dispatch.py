@@ -154,18 +154,23 @@ def run() -> None:
         pass
     else:
         raise RuntimeError("wsbind.run() would block the running asyncio loop; await instead")
-    _quit.clear()
     try:
+        # A quit() that came before run() counts: handlers may run (and quit)
+        # as soon as an object exists, before the main thread gets here.
         while not _quit.wait(0.2):
             pass
     except KeyboardInterrupt:
         pass
     finally:
+        _quit.clear()
         close_all()
 
 
 def quit() -> None:
-    """Makes :func:`run` return (Qt: ``QCoreApplication::quit()``); safe from any thread or handler."""
+    """Makes :func:`run` return (Qt: ``QCoreApplication::quit()``); safe from any thread or handler.
+
+    Called before :func:`run`, it makes the next :func:`run` return at once.
+    """
     _quit.set()
 
 

@@ -41,6 +41,9 @@ class _Tracking(threading.local):
 
 _tracking = _Tracking()
 
+# Evaluations of one binding in a row while its inputs keep changing under it.
+_MAX_EVALUATIONS = 10
+
 
 class BoundSignal:
     """A signal of one object: connect handlers to it, and they run when it is emitted.
@@ -241,19 +244,26 @@ class _ActiveBinding:
             self.evaluating = False
 
     def _evaluate(self, target: Object) -> None:
-        outer, _tracking.reads = _tracking.reads, set()
-        try:
-            value = self.fn()
-            failed = False
-        except Exception:
-            logger.exception("exception in the binding of %s.%s", type(target).__name__, self.prop.name)
-            failed = True
-        finally:
-            reads, _tracking.reads = _tracking.reads, outer
-        # After a failure keep listening to what the earlier evaluation read,
-        # so that a later change can still mend the value.
-        if reads or not failed:
-            self.listen([obj.__dict__[f"{name}_changed"] for obj, name in reads])
+        # A property read by fn may change on another thread (wsbind's event
+        # thread) between the read and the subscription below; evaluate again
+        # until nothing changed meanwhile.
+        for _ in range(_MAX_EVALUATIONS):
+            writes = Object._writes
+            outer, _tracking.reads = _tracking.reads, set()
+            try:
+                value = self.fn()
+                failed = False
+            except Exception:
+                logger.exception("exception in the binding of %s.%s", type(target).__name__, self.prop.name)
+                failed = True
+            finally:
+                reads, _tracking.reads = _tracking.reads, outer
+            # After a failure keep listening to what the earlier evaluation read,
+            # so that a later change can still mend the value.
+            if reads or not failed:
+                self.listen([obj.__dict__[f"{name}_changed"] for obj, name in reads])
+            if Object._writes == writes:
+                break
         if not failed:
             try:
                 self.prop.assign(target, value)
@@ -290,6 +300,8 @@ class Object:
     # Every property and signal of the class, its bases' included.
     _properties: ClassVar[dict[str, Property[Any]]] = {}
     _signals: ClassVar[dict[str, Signal]] = {}
+    # Counts property writes of every object; a binding compares it around an evaluation.
+    _writes: ClassVar[int] = 0
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -344,8 +356,23 @@ class Object:
 
     def _write(self, name: str, value: Any) -> bool:
         """Stores a property's value; emits its change signal and returns True if it changed."""
-        if self._values[name] == value and type(self._values[name]) is type(value):
-            return False
-        self._values[name] = value
-        self.__dict__[f"{name}_changed"].emit(value)
-        return True
+        return bool(self._write_all({name: value}))
+
+    def _write_all(self, values: dict[str, Any]) -> list[str]:
+        """Stores several values, then emits the change signals of those that changed, in order.
+
+        Every handler then sees all the new values, as Qt's setters that
+        update two properties before emitting either. Returns what changed.
+        """
+        changed = []
+        for name, value in values.items():
+            old = self._values[name]
+            if old == value and type(old) is type(value):
+                continue
+            self._values[name] = value
+            changed.append(name)
+        if changed:
+            Object._writes += 1
+        for name in changed:
+            self.__dict__[f"{name}_changed"].emit(values[name])
+        return changed

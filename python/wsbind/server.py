@@ -136,7 +136,7 @@ class WebSocketServer(Object):
         super().__init__(**kwargs)
 
     def __repr__(self) -> str:
-        state = self.url if self._server is not None else "not listening"
+        state = (self.url or "starting to listen") if self._server is not None else "not listening"
         return f"<WebSocketServer {state}>"
 
     def _complete(self) -> None:

@@ -258,13 +258,8 @@ class WebSocket(Object):
         self._set_status(Status.CONNECTING)
 
     def _set_status(self, status: Status, error: str = "") -> None:
-        # As Qt: both values are in place before either change signal runs.
-        self._values["error_string"], old_error = error, self.error_string
-        self._values["status"], old_status = status, self.status
-        if error != old_error:
-            self.error_string_changed.emit(error)
-        if status is not old_status:
-            self.status_changed.emit(status)
+        # As Qt: the error string is in place before status_changed runs.
+        self._write_all({"error_string": error, "status": status})
 
     def _event(self, kind: int, payload: Any) -> None:
         if kind == _wsbind.EVENT_TEXT:
