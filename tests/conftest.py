@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+import websockets
 import websockets.sync.server
 
 from wsbind import Status, WebSocket, WebSocketServer
@@ -86,6 +87,18 @@ def echo(ws: Any) -> None:
     """A `websockets` handler that sends every message back."""
     for message in ws:
         ws.send(message)
+
+
+def recording_closes(closes: list[tuple[int | None, str | None]]) -> Callable[[Any], None]:
+    """A `websockets` handler that reads until the connection closes, then records its close frame."""
+
+    def handler(ws: Any) -> None:
+        with contextlib.suppress(websockets.ConnectionClosed):
+            for _ in ws:
+                pass
+        closes.append((ws.close_code, ws.close_reason))
+
+    return handler
 
 
 @pytest.fixture

@@ -14,10 +14,9 @@ from http import HTTPStatus
 from typing import Any
 
 import pytest
-import websockets
 
 import wsbind
-from conftest import Recorder, echo, open_socket, wait_until, websockets_server
+from conftest import Recorder, echo, open_socket, recording_closes, wait_until, websockets_server
 from wsbind import NotOpenError, Status, WebSocket
 
 GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -155,18 +154,11 @@ def test_status_goes_connecting_open_closing_closed(sockets: Any, echo_url: str)
 
 def test_active_false_closes_with_1000_and_the_peer_sees_it(sockets: Any) -> None:
     seen: list[Any] = []
-
-    def handler(conn: Any) -> None:
-        with contextlib.suppress(websockets.ConnectionClosed):
-            for _ in conn:
-                pass
-        seen.append(conn.close_code)
-
-    with websockets_server(handler) as (url, _):
+    with websockets_server(recording_closes(seen)) as (url, _):
         ws = open_socket(sockets, url)
         ws.active = False
         wait_until(lambda: seen)
-    assert seen == [1000]
+    assert seen == [(1000, "")]
 
 
 def test_setting_active_true_twice_opens_one_connection(sockets: Any) -> None:
@@ -192,6 +184,7 @@ def test_subprotocol_negotiation(sockets: Any) -> None:
     with websockets_server(handler, subprotocols=["chat", "superchat"]) as (url, _):
         ws = open_socket(sockets, url, requested_subprotocols=["superchat", "v1"])
         assert ws.negotiated_subprotocol == "superchat"
+        wait_until(lambda: offered)
         assert offered == ["superchat, v1"]
         ws.active = False
         wait_until(lambda: ws.status is Status.CLOSED)
@@ -215,14 +208,7 @@ def test_peer_close_code_and_reason(sockets: Any) -> None:
 
 def test_our_close_code_and_reason_reach_the_peer(sockets: Any) -> None:
     seen: list[Any] = []
-
-    def handler(conn: Any) -> None:
-        with contextlib.suppress(websockets.ConnectionClosed):
-            for _ in conn:
-                pass
-        seen.append((conn.close_code, conn.close_reason))
-
-    with websockets_server(handler) as (url, _):
+    with websockets_server(recording_closes(seen)) as (url, _):
         ws = open_socket(sockets, url)
         ws.close(4002, "done ✓")
         assert ws.status is Status.CLOSING
