@@ -5,8 +5,6 @@
 
 use std::time::Duration;
 
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-
 /// Largest incoming message: 64 MiB.
 ///
 /// Big enough for any message a bot or a notebook exchanges in one piece (the
@@ -33,27 +31,38 @@ pub const MAX_OUTGOING_BUFFER: usize = 64 << 20;
 /// before each read, not against the message.
 pub const MAX_PENDING_EVENT_BYTES: usize = 16 << 20;
 
-/// How long a server waits for a client to finish its opening handshake: 10 s, as Qt.
+/// How long the opening handshake may take, TCP connection included for a
+/// client: 10 s, as Qt's server. A client that opens TCP and never finishes
+/// its handshake costs a server nothing after that.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// How long a client waits for the TCP connection and the opening handshake: 10 s.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long we wait for the peer to answer our close frame before dropping
 /// the connection: 10 s, as websockets' `close_timeout`.
 pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Read buffer of a connection: 8 KiB. Small, so that thousands of idle
-/// connections stay cheap; tungstenite grows it for larger messages.
-pub const READ_BUFFER_SIZE: usize = 8 << 10;
+/// Size of the frames a long outgoing message is cut into: 512 KiB, Qt's
+/// `outgoingFrameSize`. Control frames (pings, close) can go out between them.
+pub const OUTGOING_FRAME_SIZE: usize = 512 << 10;
 
-/// The tungstenite configuration that applies the bounds above.
-pub fn websocket_config() -> WebSocketConfig {
-    WebSocketConfig::default()
-        .read_buffer_size(READ_BUFFER_SIZE)
-        // Frames leave as soon as the writer flushes; coalescing happens in the
-        // writer, which feeds every queued message before one flush.
-        .write_buffer_size(0)
-        .max_message_size(Some(MAX_INCOMING_MESSAGE_SIZE))
-        .max_frame_size(Some(MAX_INCOMING_FRAME_SIZE))
-}
+/// How often a keepalive ping goes out: 20 s, as websockets. Often enough to
+/// keep NAT and proxy mappings alive, rare enough to cost nothing.
+pub const PING_INTERVAL: Duration = Duration::from_secs(20);
+
+/// How long a keepalive ping may wait for its pong before the connection is
+/// failed with 1011: 20 s, as websockets. This is what detects a peer whose
+/// host vanished without closing TCP.
+pub const PING_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Largest HTTP head of a handshake request or response: 16 KiB. Browsers
+/// send under 2 KiB; cookies make it grow, rarely past 8 KiB.
+pub const MAX_HANDSHAKE_SIZE: usize = 16 << 10;
+
+/// Connections that finished their handshake and wait for Python's
+/// `client_connected` handlers: 30, as Qt's `maxPendingConnections`. Over
+/// it new ones are closed with 1013 (try again later) and `server_error(1006)`.
+pub const MAX_PENDING_CONNECTIONS: usize = 30;
+
+/// Handshakes a server runs at once: 1024. Each is bounded by the handshake
+/// timeout; over the limit the oldest waits are not affected, new TCP
+/// connections wait in the kernel's backlog.
+pub const MAX_CONCURRENT_HANDSHAKES: usize = 1024;

@@ -1,41 +1,153 @@
-//! One open WebSocket connection, client or server side: reading, writing and
-//! the closing handshake, and the `Connection` handle Python sends through.
+//! One open WebSocket connection, client or server side: the I/O around
+//! [`protocol`](crate::protocol), keepalive, the closing handshake, and the
+//! `Connection` handle Python sends through.
 
+use std::collections::VecDeque;
+use std::io::IoSlice;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
-use futures_util::stream::{SplitSink, SplitStream};
-use futures_util::{SinkExt, StreamExt};
+use bytes::{Buf, Bytes, BytesMut};
 use pyo3::buffer::PyBuffer;
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::PyBytes;
-use tokio::io::{AsyncRead, AsyncWrite};
+use pyo3::types::{PyBytes, PyString};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
-use tokio::time::timeout;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::protocol::CloseFrame;
-use tokio_tungstenite::tungstenite::{Bytes, Error as WsError, Message};
-use tokio_tungstenite::WebSocketStream;
+use tokio::time::{sleep_until, timeout, Instant};
 
-use crate::config::{CLOSE_TIMEOUT, MAX_OUTGOING_BUFFER};
-use crate::errors::{describe, Error, Failure, ABNORMAL_CLOSURE};
+use crate::config;
+use crate::errors::{Error, Failure, ABNORMAL_CLOSURE};
 use crate::events::{Event, EventSink};
+use crate::protocol::{opcode, Framer, Incoming, Limits, Parser, Role, MAX_CONTROL_PAYLOAD};
 
 /// How long we try to tell a peer that broke the protocol why we drop it.
-const FAILURE_CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+const FAILURE_LINGER: Duration = Duration::from_secs(1);
 
 /// 1005: the peer's close frame carried no code. Reported, never sent.
 const NO_STATUS_RECEIVED: u16 = 1005;
 
+/// 1011: what a peer that stops answering pings hears, if it still listens.
+const INTERNAL_ERROR: u16 = 1011;
+
 /// Longest close reason: a control frame holds 125 bytes, two are the code.
 pub const MAX_CLOSE_REASON: usize = 123;
 
+/// How one connection behaves; each field is a property of the Python socket.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub limits: Limits,
+    /// Larger messages go out as continuation frames of this size.
+    pub outgoing_frame_size: usize,
+    pub ping_interval: Option<Duration>,
+    pub ping_timeout: Option<Duration>,
+    pub close_timeout: Duration,
+    /// Report data frames one by one from the start.
+    pub report_frames: bool,
+    /// Report each write from the start.
+    pub report_writes: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            limits: Limits {
+                max_frame_size: config::MAX_INCOMING_FRAME_SIZE,
+                max_message_size: config::MAX_INCOMING_MESSAGE_SIZE,
+            },
+            outgoing_frame_size: config::OUTGOING_FRAME_SIZE,
+            ping_interval: Some(config::PING_INTERVAL),
+            ping_timeout: Some(config::PING_TIMEOUT),
+            close_timeout: config::CLOSE_TIMEOUT,
+            report_frames: false,
+            report_writes: false,
+        }
+    }
+}
+
+/// A socket's properties as Python passes them, by their Python names.
+#[derive(FromPyObject)]
+#[pyo3(from_item_all)]
+pub struct Options {
+    pub max_allowed_incoming_frame_size: usize,
+    pub max_allowed_incoming_message_size: usize,
+    pub outgoing_frame_size: usize,
+    pub ping_interval: Option<f64>,
+    pub ping_timeout: Option<f64>,
+    pub close_timeout: f64,
+    pub handshake_timeout: f64,
+}
+
+/// Seconds from Python as a Duration; ValueError for negative or absurd values.
+pub fn seconds(name: &str, value: f64) -> PyResult<Duration> {
+    Duration::try_from_secs_f64(value).map_err(|_| {
+        PyValueError::new_err(format!(
+            "{name} must be a number of seconds >= 0, not {value}"
+        ))
+    })
+}
+
+impl Options {
+    pub fn settings(&self) -> PyResult<Settings> {
+        let optional = |name, value: Option<f64>| value.map(|v| seconds(name, v)).transpose();
+        if self.outgoing_frame_size == 0 {
+            return Err(PyValueError::new_err(
+                "outgoing_frame_size must be at least 1",
+            ));
+        }
+        Ok(Settings {
+            limits: Limits {
+                max_frame_size: self.max_allowed_incoming_frame_size,
+                max_message_size: self.max_allowed_incoming_message_size,
+            },
+            outgoing_frame_size: self.outgoing_frame_size,
+            ping_interval: optional("ping_interval", self.ping_interval)?,
+            ping_timeout: optional("ping_timeout", self.ping_timeout)?,
+            close_timeout: seconds("close_timeout", self.close_timeout)?,
+            report_frames: false,
+            report_writes: false,
+        })
+    }
+}
+
+/// Reads an HTTP head (up to its blank line) of at most `limit` bytes;
+/// returns it and whatever arrived after it, or None if it is too large.
+pub async fn read_head<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    limit: usize,
+) -> std::io::Result<Option<(BytesMut, BytesMut)>> {
+    let mut buffer = BytesMut::with_capacity(1024);
+    loop {
+        if let Some(end) = crate::handshake::head_end(&buffer) {
+            let head = buffer.split_to(end);
+            return Ok(Some((head, buffer)));
+        }
+        if buffer.len() > limit {
+            return Ok(None);
+        }
+        if stream.read_buf(&mut buffer).await? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+    }
+}
+
 /// What Python asks a connection's task to do.
 pub enum Command {
-    Send { message: Message, size: usize },
-    Close(CloseFrame),
+    Send {
+        text: bool,
+        payload: Bytes,
+    },
+    Ping(Bytes),
+    Close(u16, String),
     Abort,
+    /// Report data frames one by one (a handler is connected to a frame signal).
+    Frames(bool),
+    /// Report each write (a handler is connected to bytes_written).
+    Writes(bool),
+    /// New limits, keepalive and timeouts, from the next frame on.
+    Configure(Settings),
 }
 
 /// Ids are unique across all objects, so that one queue can serve a server
@@ -51,7 +163,7 @@ pub struct Shared {
     commands: UnboundedSender<Command>,
     /// True from the end of the opening handshake until either side starts closing.
     open: AtomicBool,
-    /// Bytes handed to `send_*` and not yet written.
+    /// Payload bytes handed to `send_*` and not yet written.
     queued: AtomicUsize,
 }
 
@@ -71,40 +183,43 @@ impl Shared {
         self.open.store(open, Ordering::Release);
     }
 
-    fn send(&self, message: Message, size: usize) -> Result<usize, Error> {
+    fn send(&self, text: bool, payload: Bytes) -> Result<usize, Error> {
         if !self.open.load(Ordering::Acquire) {
             return Err(Error::NotOpen);
         }
+        let size = payload.len();
         let queued = self.queued.fetch_add(size, Ordering::AcqRel);
-        if queued > 0 && queued + size > MAX_OUTGOING_BUFFER {
+        if queued > 0 && queued + size > config::MAX_OUTGOING_BUFFER {
             self.queued.fetch_sub(size, Ordering::AcqRel);
             return Err(Error::BufferFull {
                 queued,
-                limit: MAX_OUTGOING_BUFFER,
+                limit: config::MAX_OUTGOING_BUFFER,
             });
         }
         self.commands
-            .send(Command::Send { message, size })
+            .send(Command::Send { text, payload })
             .map_err(|_| Error::NotOpen)?;
         Ok(size)
     }
 
     /// Starts the closing handshake; a connection that is already over ignores it.
-    pub fn close(&self, frame: CloseFrame) {
+    pub fn close(&self, code: u16, reason: String) {
         self.set_open(false);
-        let _ = self.commands.send(Command::Close(frame));
+        let _ = self.commands.send(Command::Close(code, reason));
     }
 
-    fn abort(&self) {
-        self.set_open(false);
-        let _ = self.commands.send(Command::Abort);
+    fn command(&self, command: Command) {
+        let _ = self.commands.send(command);
+    }
+
+    fn written(&self, size: usize) -> usize {
+        self.queued.fetch_sub(size, Ordering::AcqRel) - size
     }
 }
 
 /// Checks a close code and reason as RFC 6455 §7.4 allows them to be sent.
-pub fn close_frame(code: u16, reason: &str) -> Result<CloseFrame, String> {
-    let sendable = matches!(code, 1000..=1003 | 1007..=1011 | 3000..=4999);
-    if !sendable {
+pub fn check_close(code: u16, reason: &str) -> Result<(), String> {
+    if !matches!(code, 1000..=1003 | 1007..=1011 | 3000..=4999) {
         return Err(format!(
             "close code {code} cannot be sent: use 1000-1003, 1007-1011 or 3000-4999"
         ));
@@ -115,10 +230,7 @@ pub fn close_frame(code: u16, reason: &str) -> Result<CloseFrame, String> {
             reason.len()
         ));
     }
-    Ok(CloseFrame {
-        code: CloseCode::from(code),
-        reason: reason.into(),
-    })
+    Ok(())
 }
 
 /// The handle Python holds to send on a connection and to close it.
@@ -133,12 +245,36 @@ impl From<Arc<Shared>> for Connection {
     }
 }
 
+fn bytes_like(py: Python<'_>, data: &Bound<'_, PyAny>, method: &str) -> PyResult<Bytes> {
+    if let Ok(bytes) = data.cast::<PyBytes>() {
+        return Ok(Bytes::copy_from_slice(bytes.as_bytes()));
+    }
+    if data.is_instance_of::<PyString>() {
+        return Err(PyTypeError::new_err(format!(
+            "{method}() takes a bytes-like object, not str"
+        )));
+    }
+    let buffer = PyBuffer::<u8>::get(data).map_err(|_| {
+        PyTypeError::new_err(format!(
+            "{method}() takes a bytes-like object, not {}",
+            type_name(data)
+        ))
+    })?;
+    Ok(Bytes::from(buffer.to_vec(py)?))
+}
+
 #[pymethods]
 impl Connection {
     /// The id under which this connection's events arrive.
     #[getter]
     fn id(&self) -> u64 {
         self.shared.id
+    }
+
+    /// Payload bytes queued by `send_*` and not yet written.
+    #[getter]
+    fn bytes_to_write(&self) -> usize {
+        self.shared.queued.load(Ordering::Acquire)
     }
 
     /// Queues a text message; returns its size in bytes of UTF-8.
@@ -149,42 +285,61 @@ impl Connection {
                 type_name(message)
             ))
         })?;
-        let size = text.len();
-        Ok(self.shared.send(Message::Text(text.into()), size)?)
+        Ok(self
+            .shared
+            .send(true, Bytes::copy_from_slice(text.as_bytes()))?)
     }
 
     /// Queues a binary message from any bytes-like object; returns its size.
     fn send_binary(&self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<usize> {
-        let payload = if let Ok(bytes) = data.cast::<PyBytes>() {
-            Bytes::copy_from_slice(bytes.as_bytes())
-        } else if data.is_instance_of::<pyo3::types::PyString>() {
-            return Err(PyTypeError::new_err(
-                "send_binary_message() takes a bytes-like object, not str: use send_text_message()",
-            ));
-        } else {
-            let buffer = PyBuffer::<u8>::get(data).map_err(|_| {
-                PyTypeError::new_err(format!(
-                    "send_binary_message() takes a bytes-like object, not {}",
-                    type_name(data)
-                ))
-            })?;
-            Bytes::from(buffer.to_vec(py)?)
-        };
-        let size = payload.len();
-        Ok(self.shared.send(Message::Binary(payload), size)?)
+        let payload = bytes_like(py, data, "send_binary_message")?;
+        Ok(self.shared.send(false, payload)?)
+    }
+
+    /// Sends a ping with `payload` (at most 125 bytes).
+    fn ping(&self, py: Python<'_>, payload: &Bound<'_, PyAny>) -> PyResult<()> {
+        let payload = bytes_like(py, payload, "ping")?;
+        if payload.len() > MAX_CONTROL_PAYLOAD {
+            return Err(PyValueError::new_err(format!(
+                "ping payload is {} bytes, over the limit of {MAX_CONTROL_PAYLOAD}",
+                payload.len()
+            )));
+        }
+        if !self.shared.open.load(Ordering::Acquire) {
+            return Err(Error::NotOpen.into());
+        }
+        self.shared.command(Command::Ping(payload));
+        Ok(())
     }
 
     /// Starts the closing handshake with `code` and `reason`.
     #[pyo3(signature = (code = 1000, reason = ""))]
     fn close(&self, code: u16, reason: &str) -> PyResult<()> {
-        let frame = close_frame(code, reason).map_err(PyValueError::new_err)?;
-        self.shared.close(frame);
+        check_close(code, reason).map_err(PyValueError::new_err)?;
+        self.shared.close(code, reason.to_string());
         Ok(())
     }
 
     /// Drops the TCP connection without a closing handshake.
     fn abort(&self) {
-        self.shared.abort();
+        self.shared.set_open(false);
+        self.shared.command(Command::Abort);
+    }
+
+    /// Whether data frames are reported one by one, besides whole messages.
+    fn report_frames(&self, on: bool) {
+        self.shared.command(Command::Frames(on));
+    }
+
+    /// Applies a socket's limits, keepalive and timeouts to the open connection.
+    fn configure(&self, options: Options) -> PyResult<()> {
+        self.shared.command(Command::Configure(options.settings()?));
+        Ok(())
+    }
+
+    /// Whether each write is reported (for `bytes_written`).
+    fn report_writes(&self, on: bool) {
+        self.shared.command(Command::Writes(on));
     }
 }
 
@@ -195,89 +350,354 @@ fn type_name(obj: &Bound<'_, PyAny>) -> String {
         .unwrap_or_else(|_| "?".into())
 }
 
-/// How the two halves of a connection ended.
-enum End {
-    /// The reader saw the end of the stream, or failed.
-    Read(Result<(), WsError>),
-    /// We sent a close frame and the peer did not finish the handshake in time.
-    CloseTimeout,
-    /// Python asked to drop the connection.
-    Aborted,
-    Write(WsError),
+/// Frame bytes for the writer, and the message payload bytes they carry.
+struct Outgoing {
+    bytes: Bytes,
+    payload: usize,
 }
 
-enum Written {
-    /// Our close frame is out.
+/// How a connection ended.
+enum End {
+    /// The closing handshake is complete.
     Closed,
+    Failed(Failure),
+    /// Python asked to drop the connection, or let go of it.
     Aborted,
+}
+
+/// A sent ping awaiting its pong.
+struct Ping {
+    payload: Bytes,
+    sent: Instant,
+    /// Sent by `ping()`, as opposed to keepalive.
+    by_user: bool,
+}
+
+/// The protocol side of a running connection: what to send and what it means.
+struct Session<'a> {
+    role: Role,
+    settings: Settings,
+    framer: Framer,
+    out: Option<UnboundedSender<Outgoing>>,
+    events: &'a EventSink,
+    shared: &'a Shared,
+    /// Our close frame (or our echo of the peer's) is out.
+    close_sent: bool,
+    /// The peer's close frame, once it arrived.
+    peer_close: Option<Option<(u16, String)>>,
+    /// When to give up on the closing handshake.
+    close_deadline: Option<Instant>,
+    pings: VecDeque<Ping>,
+    next_keepalive: Option<Instant>,
+    report_writes: bool,
+}
+
+impl Session<'_> {
+    fn queue(&mut self, bytes: BytesMut, payload: usize) {
+        if let Some(out) = &self.out {
+            let _ = out.send(Outgoing {
+                bytes: bytes.freeze(),
+                payload,
+            });
+        }
+    }
+
+    fn control(&mut self, op: u8, payload: &[u8]) {
+        let mut bytes = BytesMut::new();
+        self.framer.frame(&mut bytes, op, true, payload);
+        self.queue(bytes, 0);
+    }
+
+    fn send_close(&mut self, frame: Option<(u16, &str)>) {
+        if self.close_sent {
+            return;
+        }
+        self.close_sent = true;
+        self.shared.set_open(false);
+        let mut bytes = BytesMut::new();
+        self.framer.close(&mut bytes, frame);
+        self.queue(bytes, 0);
+        self.close_deadline = Some(Instant::now() + self.settings.close_timeout);
+    }
+
+    /// Sends the close frame that fails the connection, and ends it.
+    fn fail(&mut self, failure: Failure) -> End {
+        if failure.is_sent() {
+            self.send_close(Some((failure.code, "")));
+        }
+        End::Failed(failure)
+    }
+
+    fn ping(&mut self, payload: Bytes, by_user: bool) {
+        self.control(opcode::PING, &payload);
+        self.pings.push_back(Ping {
+            payload,
+            sent: Instant::now(),
+            by_user,
+        });
+    }
+
+    fn command(&mut self, command: Command, parser: &mut Parser) -> Option<End> {
+        match command {
+            Command::Send { text, payload } => {
+                if self.close_sent {
+                    // Too late: the peer must not get data after our close.
+                    self.shared.written(payload.len());
+                    return None;
+                }
+                let mut bytes = BytesMut::new();
+                let size = self.settings.outgoing_frame_size;
+                self.framer.message(&mut bytes, text, &payload, size);
+                self.queue(bytes, payload.len());
+            }
+            Command::Ping(payload) => {
+                if !self.close_sent {
+                    self.ping(payload, true);
+                }
+            }
+            Command::Close(code, reason) => self.send_close(Some((code, &reason))),
+            Command::Abort => return Some(End::Aborted),
+            Command::Frames(on) => parser.frames = on,
+            Command::Writes(on) => self.report_writes = on,
+            Command::Configure(settings) => {
+                parser.set_limits(settings.limits);
+                self.next_keepalive = settings.ping_interval.map(|i| Instant::now() + i);
+                self.settings = settings;
+            }
+        }
+        None
+    }
+
+    fn incoming(&mut self, event: Incoming) -> Option<End> {
+        let event = match event {
+            Incoming::Text(text) => Event::Text(text),
+            Incoming::Binary(data) => Event::Binary(data),
+            Incoming::TextFrame { text, last } => Event::TextFrame { text, last },
+            Incoming::BinaryFrame { data, last } => Event::BinaryFrame { data, last },
+            Incoming::Ping(payload) => {
+                if !self.close_sent {
+                    self.control(opcode::PONG, &payload);
+                }
+                return None;
+            }
+            Incoming::Pong(payload) => return self.pong(payload),
+            Incoming::Close(frame) => {
+                if !self.close_sent {
+                    self.events.send(Event::Closing);
+                    // Echo the frame, as §5.5.1 asks (and websockets does).
+                    self.send_close(
+                        frame
+                            .as_ref()
+                            .map(|(code, reason)| (*code, reason.as_str())),
+                    );
+                }
+                self.peer_close = Some(frame);
+                // The server closes the TCP connection first (§7.1.1); a
+                // client waits for it, up to the close timeout.
+                return match self.role {
+                    Role::Server => Some(End::Closed),
+                    Role::Client => None,
+                };
+            }
+        };
+        self.events.send(event);
+        None
+    }
+
+    fn pong(&mut self, payload: Bytes) -> Option<End> {
+        // A pong answers the ping with its payload and, implicitly, every
+        // ping sent before it (§5.5.3).
+        let now = Instant::now();
+        match self.pings.iter().position(|p| p.payload == payload) {
+            Some(index) => {
+                let ping = self.pings.drain(..=index).last()?;
+                if ping.by_user {
+                    let elapsed_ms = (now - ping.sent).as_secs_f64() * 1000.0;
+                    self.events.send(Event::Pong {
+                        elapsed_ms,
+                        payload,
+                    });
+                }
+            }
+            // Unsolicited: Qt reports it too.
+            None => self.events.send(Event::Pong {
+                elapsed_ms: 0.0,
+                payload,
+            }),
+        }
+        None
+    }
+
+    /// The next moment something must happen without the peer: a keepalive
+    /// ping, a pong deadline, or the end of the closing handshake.
+    fn deadline(&self) -> Option<Instant> {
+        let pong_due = self
+            .settings
+            .ping_timeout
+            .and_then(|t| self.pings.iter().find(|p| !p.by_user).map(|p| p.sent + t));
+        let keepalive = if self.close_sent {
+            None
+        } else {
+            self.next_keepalive
+        };
+        [pong_due, keepalive, self.close_deadline]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    fn timer(&mut self) -> Option<End> {
+        let now = Instant::now();
+        if self.close_deadline.is_some_and(|d| now >= d) {
+            if self.peer_close.is_some() {
+                // The handshake is complete; only the server's TCP close is late.
+                return Some(End::Closed);
+            }
+            return Some(End::Failed(Failure::new(
+                ABNORMAL_CLOSURE,
+                format!(
+                    "close timeout: the peer did not finish the closing handshake within {} s",
+                    self.settings.close_timeout.as_secs_f64()
+                ),
+            )));
+        }
+        if let Some(timeout) = self.settings.ping_timeout {
+            if self
+                .pings
+                .iter()
+                .any(|p| !p.by_user && now >= p.sent + timeout)
+            {
+                return Some(self.fail(Failure::new(
+                    INTERNAL_ERROR,
+                    format!(
+                        "keepalive ping timeout: no pong within {} s",
+                        timeout.as_secs_f64()
+                    ),
+                )));
+            }
+        }
+        if let (Some(due), Some(interval)) = (self.next_keepalive, self.settings.ping_interval) {
+            if now >= due && !self.close_sent {
+                let payload = Bytes::copy_from_slice(&rand::random::<[u8; 4]>());
+                self.ping(payload, false);
+                self.next_keepalive = Some(now + interval);
+            }
+        }
+        None
+    }
+
+    fn eof(&mut self) -> End {
+        if self.peer_close.is_some() {
+            End::Closed
+        } else {
+            End::Failed(Failure::new(
+                ABNORMAL_CLOSURE,
+                "connection lost: the peer closed the connection without a close frame",
+            ))
+        }
+    }
 }
 
 /// Runs an open connection until it is over, then sends `Event::Closed`.
+///
+/// `received` holds bytes that arrived with the opening handshake.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one call site per role; a struct would only rename them"
+)]
 pub async fn run<S>(
-    ws: WebSocketStream<S>,
+    stream: S,
+    role: Role,
+    settings: Settings,
+    received: BytesMut,
     shared: Arc<Shared>,
     mut commands: UnboundedReceiver<Command>,
     events: EventSink,
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let (mut sink, mut stream) = ws.split();
-    // Some(frame) once the peer sent its close frame.
-    let mut peer_close: Option<Option<CloseFrame>> = None;
-    let mut sent_close = false;
-    let end = {
-        let reader = read(&mut stream, &events, &shared, &mut peer_close);
-        let writer = write(&mut sink, &mut commands, &shared);
-        tokio::pin!(reader);
-        tokio::select! {
-            result = &mut reader => End::Read(result),
-            written = writer => match written {
-                Ok(Written::Closed) => {
-                    sent_close = true;
-                    match timeout(CLOSE_TIMEOUT, &mut reader).await {
-                        Ok(result) => End::Read(result),
-                        Err(_) => End::CloseTimeout,
+    let (mut reader, writer) = tokio::io::split(stream);
+    let (out, out_rx) = unbounded_channel();
+    let mut parser = Parser::new(role, settings.limits);
+    parser.frames = settings.report_frames;
+    parser.buffer().extend_from_slice(&received);
+    let mut session = Session {
+        role,
+        next_keepalive: settings.ping_interval.map(|i| Instant::now() + i),
+        framer: Framer::new(role),
+        report_writes: settings.report_writes,
+        settings,
+        out: Some(out),
+        events: &events,
+        shared: &shared,
+        close_sent: false,
+        peer_close: None,
+        close_deadline: None,
+        pings: VecDeque::new(),
+    };
+    let report_writes = Arc::new(AtomicBool::new(false));
+    let writing = write(writer, out_rx, &shared, &events, &report_writes);
+    tokio::pin!(writing);
+    let end = 'run: loop {
+        loop {
+            match parser.next_event() {
+                Ok(Some(event)) => {
+                    if let Some(end) = session.incoming(event) {
+                        break 'run end;
                     }
                 }
-                Ok(Written::Aborted) => End::Aborted,
-                Err(e) => End::Write(e),
+                Ok(None) => break,
+                Err(failure) => break 'run session.fail(failure),
+            }
+        }
+        report_writes.store(session.report_writes, Ordering::Relaxed);
+        let room = events.has_room();
+        let deadline = session.deadline();
+        tokio::select! {
+            biased;
+            written = &mut writing => break match written {
+                Err(e) => End::Failed(Failure::new(ABNORMAL_CLOSURE, format!("connection lost: {e}"))),
+                Ok(()) => session.eof(),
+            },
+            command = commands.recv() => match command {
+                Some(command) => if let Some(end) = session.command(command, &mut parser) {
+                    break end;
+                },
+                None => break End::Aborted,
+            },
+            read = reader.read_buf(parser.buffer()), if room => match read {
+                Ok(0) => break session.eof(),
+                Ok(_) => {}
+                Err(e) => break End::Failed(Failure::new(ABNORMAL_CLOSURE, format!("connection lost: {e}"))),
+            },
+            () = events.wait_for_room(), if !room => {}
+            () = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
+                if let Some(end) = session.timer() {
+                    break end;
+                }
             }
         }
     };
     shared.set_open(false);
-    let (code, reason, error) = match (end, peer_close) {
-        (End::Read(Ok(())), Some(frame)) => match frame {
-            Some(frame) => (u16::from(frame.code), frame.reason.to_string(), None),
+    // Let the writer send what is queued (our close frame) and close its
+    // side, unless the connection is to be dropped at once.
+    session.out = None;
+    let linger = match end {
+        End::Closed => session.settings.close_timeout,
+        End::Failed(_) => FAILURE_LINGER,
+        End::Aborted => Duration::ZERO,
+    };
+    if !linger.is_zero() {
+        let _ = timeout(linger, &mut writing).await;
+    }
+    let peer_close = session.peer_close.take();
+    let (code, reason, error) = match end {
+        End::Closed => match peer_close.flatten() {
+            Some((code, reason)) => (code, reason, None),
             None => (NO_STATUS_RECEIVED, String::new(), None),
         },
-        (End::Read(Ok(())), None) => (
-            ABNORMAL_CLOSURE,
-            String::new(),
-            Some("connection lost: the stream ended without a close frame".to_string()),
-        ),
-        (End::Read(Err(e)) | End::Write(e), _) => {
-            let Failure { code, message } = describe(&e);
-            if !sent_close && code != ABNORMAL_CLOSURE {
-                // Tell the peer why, but do not wait long for a broken peer.
-                if let Ok(frame) = close_frame(code, "") {
-                    let _ = timeout(
-                        FAILURE_CLOSE_TIMEOUT,
-                        sink.send(Message::Close(Some(frame))),
-                    )
-                    .await;
-                }
-            }
-            (code, String::new(), Some(message))
-        }
-        (End::CloseTimeout, _) => (
-            ABNORMAL_CLOSURE,
-            String::new(),
-            Some(format!(
-                "close timeout: the peer did not answer the close frame within {} s",
-                CLOSE_TIMEOUT.as_secs()
-            )),
-        ),
-        (End::Aborted, _) => (ABNORMAL_CLOSURE, String::new(), None),
+        End::Failed(Failure { code, message }) => (code, String::new(), Some(message)),
+        End::Aborted => (ABNORMAL_CLOSURE, String::new(), None),
     };
     events.send(Event::Closed {
         code,
@@ -286,74 +706,76 @@ pub async fn run<S>(
     });
 }
 
-async fn read<S>(
-    stream: &mut SplitStream<WebSocketStream<S>>,
-    events: &EventSink,
+/// Writes what the session queues, many frames per system call, until the
+/// session lets go of the queue; then closes our side of the connection.
+async fn write<W>(
+    mut writer: W,
+    mut queue: UnboundedReceiver<Outgoing>,
     shared: &Shared,
-    peer_close: &mut Option<Option<CloseFrame>>,
-) -> Result<(), WsError>
+    events: &EventSink,
+    report: &AtomicBool,
+) -> std::io::Result<()>
 where
-    S: AsyncRead + AsyncWrite + Unpin,
+    W: AsyncWrite + Unpin,
 {
-    loop {
-        events.wait_for_room().await;
-        match stream.next().await {
-            None | Some(Err(WsError::ConnectionClosed | WsError::AlreadyClosed)) => return Ok(()),
-            Some(Ok(Message::Text(text))) => events.send(Event::Text(text)),
-            Some(Ok(Message::Binary(data))) => events.send(Event::Binary(data)),
-            Some(Ok(Message::Close(frame))) => {
-                if peer_close.is_none() {
-                    shared.set_open(false);
-                    events.send(Event::Closing);
+    let mut chunks: VecDeque<Bytes> = VecDeque::new();
+    while let Some(first) = queue.recv().await {
+        let mut payload = first.payload;
+        chunks.push_back(first.bytes);
+        while chunks.len() < 256 {
+            match queue.try_recv() {
+                Ok(next) => {
+                    payload += next.payload;
+                    chunks.push_back(next.bytes);
                 }
-                *peer_close = Some(frame);
+                Err(_) => break,
             }
-            // tungstenite answers pings itself.
-            Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
-            Some(Err(e)) => return Err(e),
+        }
+        while !chunks.is_empty() {
+            let slices: Vec<IoSlice<'_>> =
+                chunks.iter().take(64).map(|c| IoSlice::new(c)).collect();
+            let mut written = writer.write_vectored(&slices).await?;
+            if written == 0 {
+                return Err(std::io::ErrorKind::WriteZero.into());
+            }
+            while written > 0 {
+                let Some(front) = chunks.front_mut() else {
+                    break;
+                };
+                let step = written.min(front.len());
+                front.advance(step);
+                written -= step;
+                if front.is_empty() {
+                    chunks.pop_front();
+                }
+            }
+        }
+        writer.flush().await?;
+        if payload > 0 {
+            let remaining = shared.written(payload);
+            if report.load(Ordering::Relaxed) {
+                events.send(Event::Written {
+                    count: payload,
+                    remaining,
+                });
+            }
         }
     }
+    writer.shutdown().await
 }
 
-async fn write<S>(
-    sink: &mut SplitSink<WebSocketStream<S>, Message>,
-    commands: &mut UnboundedReceiver<Command>,
-    shared: &Shared,
-) -> Result<Written, WsError>
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    let mut next = commands.recv().await;
-    loop {
-        match next {
-            None | Some(Command::Abort) => return Ok(Written::Aborted),
-            Some(Command::Close(frame)) => {
-                sink.send(Message::Close(Some(frame))).await?;
-                return Ok(Written::Closed);
-            }
-            Some(Command::Send { message, size }) => {
-                sink.feed(message).await?;
-                let mut written = size;
-                // Whatever else is queued leaves in the same write.
-                next = None;
-                while let Ok(command) = commands.try_recv() {
-                    match command {
-                        Command::Send { message, size } => {
-                            sink.feed(message).await?;
-                            written += size;
-                        }
-                        other => {
-                            next = Some(other);
-                            break;
-                        }
-                    }
-                }
-                sink.flush().await?;
-                shared.queued.fetch_sub(written, Ordering::AcqRel);
-                if next.is_none() {
-                    next = commands.recv().await;
-                }
-            }
+/// Where a connection runs between: its peer and our end.
+#[derive(Debug, Clone, Default)]
+pub struct Endpoints {
+    pub peer: Option<SocketAddr>,
+    pub local: Option<SocketAddr>,
+}
+
+impl Endpoints {
+    pub fn of(stream: &tokio::net::TcpStream) -> Self {
+        Endpoints {
+            peer: stream.peer_addr().ok(),
+            local: stream.local_addr().ok(),
         }
     }
 }
@@ -363,36 +785,89 @@ mod tests {
     use super::*;
 
     #[test]
-    fn close_frame_checks_code_and_reason() {
-        assert!(close_frame(1000, "bye").is_ok());
-        assert!(close_frame(4999, "").is_ok());
-        for code in [999, 1004, 1005, 1006, 1015, 2999, 5000] {
-            assert!(close_frame(code, "").is_err(), "{code}");
+    fn close_codes_and_reasons_are_checked() {
+        assert!(check_close(1000, "bye").is_ok());
+        assert!(check_close(4999, "").is_ok());
+        for code in [999, 1004, 1005, 1006, 1012, 1015, 2999, 5000] {
+            assert!(check_close(code, "").is_err(), "{code}");
         }
-        assert!(close_frame(1000, &"x".repeat(MAX_CLOSE_REASON)).is_ok());
-        assert!(close_frame(1000, &"x".repeat(MAX_CLOSE_REASON + 1)).is_err());
+        assert!(check_close(1000, &"x".repeat(MAX_CLOSE_REASON)).is_ok());
+        assert!(check_close(1000, &"x".repeat(MAX_CLOSE_REASON + 1)).is_err());
     }
 
     #[test]
     fn sending_before_open_is_refused() {
         let (shared, _rx) = Shared::new();
         assert_eq!(
-            shared.send(Message::Text("x".into()), 1),
+            shared.send(true, Bytes::from_static(b"x")),
             Err(Error::NotOpen)
         );
         shared.set_open(true);
-        assert_eq!(shared.send(Message::Text("x".into()), 1), Ok(1));
+        assert_eq!(shared.send(true, Bytes::from_static(b"x")), Ok(1));
     }
 
     #[test]
     fn the_outgoing_queue_is_bounded() {
         let (shared, _rx) = Shared::new();
         shared.set_open(true);
-        let big = MAX_OUTGOING_BUFFER;
-        assert!(shared.send(Message::Binary(Bytes::new()), big).is_ok());
+        assert!(shared
+            .send(false, Bytes::from(vec![0; config::MAX_OUTGOING_BUFFER]))
+            .is_ok());
         assert!(matches!(
-            shared.send(Message::Binary(Bytes::new()), 1),
+            shared.send(false, Bytes::from_static(b"x")),
             Err(Error::BufferFull { .. })
         ));
+    }
+
+    /// A client and a server session over an in-memory pipe: a message each
+    /// way, then the closing handshake started by the client.
+    #[tokio::test]
+    async fn two_sessions_talk_and_close() {
+        use crate::events::EventQueue;
+        let (a, b) = tokio::io::duplex(1 << 16);
+        let queue = EventQueue::new(false).unwrap();
+        let (client, client_rx) = Shared::new();
+        let (server, server_rx) = Shared::new();
+        client.set_open(true);
+        server.set_open(true);
+        let settings = Settings::default();
+        let c = tokio::spawn(run(
+            a,
+            Role::Client,
+            settings.clone(),
+            BytesMut::new(),
+            client.clone(),
+            client_rx,
+            queue.sink(1),
+        ));
+        let s = tokio::spawn(run(
+            b,
+            Role::Server,
+            settings,
+            BytesMut::new(),
+            server.clone(),
+            server_rx,
+            queue.sink(2),
+        ));
+        client.send(true, Bytes::from_static(b"hi")).unwrap();
+        server.send(false, Bytes::from_static(b"yo")).unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        client.close(4000, "done".into());
+        timeout(Duration::from_secs(5), c).await.unwrap().unwrap();
+        timeout(Duration::from_secs(5), s).await.unwrap().unwrap();
+        let summary = queue.summary();
+        assert!(summary.contains(&(2, "text hi".to_string())), "{summary:?}");
+        assert!(
+            summary.contains(&(1, "binary yo".to_string())),
+            "{summary:?}"
+        );
+        assert!(
+            summary.contains(&(1, "closed 4000 done".to_string())),
+            "{summary:?}"
+        );
+        assert!(
+            summary.contains(&(2, "closed 4000 done".to_string())),
+            "{summary:?}"
+        );
     }
 }

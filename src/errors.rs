@@ -3,7 +3,6 @@
 
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::PyErr;
-use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError, ProtocolError};
 
 // The exception classes are Python's (python/wsbind.errors.py), so that the
 // tree can mix in ValueError and be read in one place.
@@ -71,71 +70,13 @@ impl Failure {
     }
 }
 
-/// Puts a tungstenite error that ended a connection into words.
-pub fn describe(err: &WsError) -> Failure {
-    match err {
-        WsError::Capacity(CapacityError::MessageTooLong { size, max_size }) => Failure::new(
-            1009,
-            format!("message too big: {size} bytes, over the limit of {max_size} bytes"),
-        ),
-        WsError::Capacity(e) => Failure::new(1009, format!("too much data: {e}")),
-        WsError::Utf8(e) => Failure::new(1007, format!("invalid UTF-8 in a text message: {e}")),
-        WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => Failure::new(
-            ABNORMAL_CLOSURE,
-            "connection lost: the peer closed the connection without a close frame",
-        ),
-        WsError::Protocol(e) => Failure::new(1002, format!("protocol error: {e}")),
-        WsError::Http(response) => {
-            let status = response.status();
-            Failure::new(
-                ABNORMAL_CLOSURE,
-                format!(
-                    "handshake rejected: HTTP {} {}",
-                    status.as_u16(),
-                    status.canonical_reason().unwrap_or("")
-                )
-                .trim_end()
-                .to_string(),
-            )
-        }
-        WsError::HttpFormat(e) => Failure::new(ABNORMAL_CLOSURE, format!("handshake failed: {e}")),
-        WsError::Io(e) => Failure::new(ABNORMAL_CLOSURE, format!("connection lost: {e}")),
-        WsError::Url(e) => Failure::new(ABNORMAL_CLOSURE, format!("invalid URL: {e}")),
-        other => Failure::new(ABNORMAL_CLOSURE, other.to_string()),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn too_long_names_the_limit() {
-        let f = describe(&WsError::Capacity(CapacityError::MessageTooLong {
-            size: 10,
-            max_size: 5,
-        }));
-        assert_eq!(f.code, 1009);
-        assert!(f.message.contains("limit of 5 bytes"), "{}", f.message);
-    }
-
-    #[test]
-    fn protocol_errors_close_with_1002_and_utf8_with_1007() {
-        assert_eq!(
-            describe(&WsError::Protocol(ProtocolError::NonZeroReservedBits)).code,
-            1002
-        );
-        assert_eq!(describe(&WsError::Utf8("bad".into())).code, 1007);
-        assert!(!describe(&WsError::ConnectionClosed).is_sent());
-    }
-
-    #[test]
-    fn rejected_handshake_gives_the_status_line() {
-        let response = tokio_tungstenite::tungstenite::http::Response::builder()
-            .status(404)
-            .body(None)
-            .unwrap();
-        let f = describe(&WsError::Http(Box::new(response)));
-        assert_eq!(f.message, "handshake rejected: HTTP 404 Not Found");
+    fn only_real_codes_are_sent() {
+        assert!(Failure::new(1002, "x").is_sent());
+        assert!(!Failure::new(ABNORMAL_CLOSURE, "x").is_sent());
     }
 }

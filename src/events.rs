@@ -14,13 +14,16 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
+use bytes::Bytes;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
 use tokio::sync::Notify;
-use tokio_tungstenite::tungstenite::{Bytes, Utf8Bytes};
 
 use crate::config::MAX_PENDING_EVENT_BYTES;
-use crate::connection::{Connection, Shared};
+use crate::connection::{Connection, Endpoints, Shared};
+use crate::handshake::Headers;
+use crate::protocol::Text;
+use crate::server::{OriginAuthenticator, OriginQuestion};
 
 /// Event kinds, as the Python side reads them from `(id, kind, payload)`.
 pub mod kind {
@@ -29,11 +32,17 @@ pub mod kind {
     pub const BINARY: u8 = 2;
     pub const CLOSING: u8 = 3;
     pub const CLOSED: u8 = 4;
+    pub const TEXT_FRAME: u8 = 5;
+    pub const BINARY_FRAME: u8 = 6;
+    pub const PONG: u8 = 7;
+    pub const WRITTEN: u8 = 8;
     pub const LISTENING: u8 = 10;
     pub const LISTEN_FAILED: u8 = 11;
     pub const CLIENT_CONNECTED: u8 = 12;
     pub const ACCEPT_FAILED: u8 = 13;
     pub const STOPPED: u8 = 14;
+    pub const SERVER_ERROR: u8 = 15;
+    pub const ORIGIN_CHECK: u8 = 16;
 }
 
 /// A server-side connection that finished its opening handshake.
@@ -43,6 +52,12 @@ pub struct Accepted {
     pub url: String,
     pub requested_subprotocols: Vec<String>,
     pub negotiated_subprotocol: String,
+    /// The request target: path and query.
+    pub resource_name: String,
+    pub headers: Headers,
+    pub endpoints: Endpoints,
+    /// The server's count of connections Python has not taken yet.
+    pub pending: Arc<AtomicUsize>,
 }
 
 /// Something a tokio task learned that Python must hear about.
@@ -50,9 +65,28 @@ pub enum Event {
     /// A client's handshake succeeded; the server picked this subprotocol ("" for none).
     Connected {
         subprotocol: String,
+        endpoints: Endpoints,
     },
-    Text(Utf8Bytes),
+    Text(Text),
     Binary(Bytes),
+    TextFrame {
+        text: String,
+        last: bool,
+    },
+    BinaryFrame {
+        data: Bytes,
+        last: bool,
+    },
+    /// The answer to a ping, `elapsed_ms` after it was sent.
+    Pong {
+        elapsed_ms: f64,
+        payload: Bytes,
+    },
+    /// Message bytes went out; `remaining` still wait.
+    Written {
+        count: usize,
+        remaining: usize,
+    },
     /// The peer started the closing handshake.
     Closing,
     /// The connection is over. `error` is set when it ended in failure.
@@ -69,8 +103,22 @@ pub enum Event {
     ClientConnected(Box<Accepted>),
     /// accept() failed (for instance out of file descriptors); the server goes on.
     AcceptFailed(String),
+    /// A server dropped a connection for this reason, as a close code
+    /// (Qt's `serverError`): 1008 for a refused origin, 1006 for too many pending.
+    ServerError(u16),
+    /// A server asks Python whether a client's origin may connect.
+    OriginCheck(Arc<OriginQuestion>),
     /// A server stopped listening and asked its clients to close.
     Stopped,
+}
+
+fn endpoints_py<'py>(py: Python<'py>, e: &Endpoints) -> PyResult<Bound<'py, PyTuple>> {
+    let split = |a: Option<std::net::SocketAddr>| match a {
+        Some(a) => (a.ip().to_string(), a.port()),
+        None => (String::new(), 0),
+    };
+    let (peer, local) = (split(e.peer), split(e.local));
+    (peer.0, peer.1, local.0, local.1).into_pyobject(py)
 }
 
 impl Event {
@@ -85,11 +133,33 @@ impl Event {
 
     fn into_py<'py>(self, py: Python<'py>, id: u64) -> PyResult<Bound<'py, PyTuple>> {
         let (kind, payload): (u8, Bound<'py, PyAny>) = match self {
-            Event::Connected { subprotocol } => {
-                (kind::CONNECTED, PyString::new(py, &subprotocol).into_any())
+            Event::Connected {
+                subprotocol,
+                endpoints,
+            } => {
+                let payload = (subprotocol, endpoints_py(py, &endpoints)?);
+                (kind::CONNECTED, payload.into_pyobject(py)?.into_any())
             }
             Event::Text(text) => (kind::TEXT, PyString::new(py, text.as_str()).into_any()),
             Event::Binary(data) => (kind::BINARY, PyBytes::new(py, &data).into_any()),
+            Event::TextFrame { text, last } => {
+                (kind::TEXT_FRAME, (text, last).into_pyobject(py)?.into_any())
+            }
+            Event::BinaryFrame { data, last } => {
+                let payload = (PyBytes::new(py, &data), last);
+                (kind::BINARY_FRAME, payload.into_pyobject(py)?.into_any())
+            }
+            Event::Pong {
+                elapsed_ms,
+                payload,
+            } => {
+                let payload = (elapsed_ms, PyBytes::new(py, &payload));
+                (kind::PONG, payload.into_pyobject(py)?.into_any())
+            }
+            Event::Written { count, remaining } => (
+                kind::WRITTEN,
+                (count, remaining).into_pyobject(py)?.into_any(),
+            ),
             Event::Closing => (kind::CLOSING, py.None().into_bound(py)),
             Event::Closed {
                 code,
@@ -109,18 +179,32 @@ impl Event {
                     url,
                     requested_subprotocols,
                     negotiated_subprotocol,
+                    resource_name,
+                    headers,
+                    endpoints,
+                    pending,
                 } = *accepted;
+                // Python has it now.
+                pending.fetch_sub(1, Ordering::AcqRel);
                 let connection = Bound::new(py, Connection::from(shared))?;
                 let info = (
                     connection,
                     url,
                     requested_subprotocols,
                     negotiated_subprotocol,
+                    resource_name,
+                    headers,
+                    endpoints_py(py, &endpoints)?,
                 );
                 (kind::CLIENT_CONNECTED, info.into_pyobject(py)?.into_any())
             }
             Event::AcceptFailed(message) => {
                 (kind::ACCEPT_FAILED, PyString::new(py, &message).into_any())
+            }
+            Event::ServerError(code) => (kind::SERVER_ERROR, code.into_pyobject(py)?.into_any()),
+            Event::OriginCheck(question) => {
+                let authenticator = Bound::new(py, OriginAuthenticator::from(question))?;
+                (kind::ORIGIN_CHECK, authenticator.into_any())
             }
             Event::Stopped => (kind::STOPPED, py.None().into_bound(py)),
         };
@@ -202,6 +286,11 @@ impl EventSink {
         }
     }
 
+    /// Whether Python is not behind: readers may read.
+    pub fn has_room(&self) -> bool {
+        self.inner.weight.load(Ordering::Acquire) <= MAX_PENDING_EVENT_BYTES
+    }
+
     /// Waits while Python has more than [`MAX_PENDING_EVENT_BYTES`] of
     /// messages to handle, so that slow handlers push back on the peer.
     pub async fn wait_for_room(&self) {
@@ -236,6 +325,32 @@ impl EventQueue {
         }
     }
 
+    /// What arrived, in words, for tests that run without Python.
+    #[cfg(test)]
+    pub fn summary(&self) -> Vec<(u64, String)> {
+        let events = self.inner.take(&mut self.inner.lock());
+        events
+            .into_iter()
+            .map(|(id, event)| {
+                let text = match event {
+                    Event::Text(t) => format!("text {}", t.as_str()),
+                    Event::Binary(b) => format!("binary {}", String::from_utf8_lossy(&b)),
+                    Event::Closed {
+                        code,
+                        reason,
+                        error,
+                    } => match error {
+                        Some(e) => format!("failed {code} {e}"),
+                        None => format!("closed {code} {reason}"),
+                    },
+                    Event::Closing => "closing".into(),
+                    _ => "other".into(),
+                };
+                (id, text)
+            })
+            .collect()
+    }
+
     fn to_py<'py>(py: Python<'py>, events: Vec<(u64, Event)>) -> PyResult<Bound<'py, PyList>> {
         let list = PyList::empty(py);
         for (id, event) in events {
@@ -249,7 +364,7 @@ impl EventQueue {
 impl EventQueue {
     #[new]
     #[pyo3(signature = (*, wakeup_fd = false))]
-    fn new(wakeup_fd: bool) -> PyResult<Self> {
+    pub fn new(wakeup_fd: bool) -> PyResult<Self> {
         let (wake, wake_reader) = if wakeup_fd {
             let (writer, reader) = UnixStream::pair()?;
             writer.set_nonblocking(true)?;

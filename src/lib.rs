@@ -6,6 +6,8 @@ pub mod config;
 pub mod connection;
 pub mod errors;
 pub mod events;
+pub mod handshake;
+pub mod protocol;
 pub mod runtime;
 pub mod server;
 pub mod subprotocol;
@@ -31,7 +33,7 @@ mod _wsbind {
     #[pymodule_export]
     use crate::events::EventQueue;
     #[pymodule_export]
-    use crate::server::Server;
+    use crate::server::{OriginAuthenticator, Server};
 
     use pyo3::prelude::*;
 
@@ -45,11 +47,17 @@ mod _wsbind {
             ("EVENT_BINARY", kind::BINARY),
             ("EVENT_CLOSING", kind::CLOSING),
             ("EVENT_CLOSED", kind::CLOSED),
+            ("EVENT_TEXT_FRAME", kind::TEXT_FRAME),
+            ("EVENT_BINARY_FRAME", kind::BINARY_FRAME),
+            ("EVENT_PONG", kind::PONG),
+            ("EVENT_WRITTEN", kind::WRITTEN),
             ("EVENT_LISTENING", kind::LISTENING),
             ("EVENT_LISTEN_FAILED", kind::LISTEN_FAILED),
             ("EVENT_CLIENT_CONNECTED", kind::CLIENT_CONNECTED),
             ("EVENT_ACCEPT_FAILED", kind::ACCEPT_FAILED),
             ("EVENT_STOPPED", kind::STOPPED),
+            ("EVENT_SERVER_ERROR", kind::SERVER_ERROR),
+            ("EVENT_ORIGIN_CHECK", kind::ORIGIN_CHECK),
         ] {
             m.add(name, value)?;
         }
@@ -60,6 +68,12 @@ mod _wsbind {
         m.add("MAX_INCOMING_FRAME_SIZE", config::MAX_INCOMING_FRAME_SIZE)?;
         m.add("MAX_OUTGOING_BUFFER", config::MAX_OUTGOING_BUFFER)?;
         m.add("MAX_PENDING_EVENT_BYTES", config::MAX_PENDING_EVENT_BYTES)?;
+        m.add("OUTGOING_FRAME_SIZE", config::OUTGOING_FRAME_SIZE)?;
+        m.add("PING_INTERVAL", config::PING_INTERVAL.as_secs_f64())?;
+        m.add("PING_TIMEOUT", config::PING_TIMEOUT.as_secs_f64())?;
+        m.add("CLOSE_TIMEOUT", config::CLOSE_TIMEOUT.as_secs_f64())?;
+        m.add("HANDSHAKE_TIMEOUT", config::HANDSHAKE_TIMEOUT.as_secs_f64())?;
+        m.add("MAX_PENDING_CONNECTIONS", config::MAX_PENDING_CONNECTIONS)?;
         Ok(())
     }
 }

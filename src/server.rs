@@ -1,24 +1,24 @@
-//! The server side: listening, accepting, the server's opening handshake and
-//! subprotocol choice, and closing every client when the server stops.
+//! The server side: listening, accepting, the server's opening handshake
+//! (origin checks, subprotocol choice) and closing every client on stop.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use bytes::BytesMut;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch, Semaphore};
 use tokio::time::timeout;
-use tokio_tungstenite::accept_hdr_async_with_config;
-use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
-use tokio_tungstenite::tungstenite::http::header::{HOST, SEC_WEBSOCKET_PROTOCOL, SERVER};
-use tokio_tungstenite::tungstenite::http::HeaderValue;
 
-use crate::config::{websocket_config, HANDSHAKE_TIMEOUT};
-use crate::connection::{self, close_frame, next_id, Shared};
+use crate::config::{MAX_CONCURRENT_HANDSHAKES, MAX_HANDSHAKE_SIZE};
+use crate::connection::{self, next_id, read_head, seconds, Endpoints, Options, Settings, Shared};
 use crate::events::{Accepted, Event, EventQueue, EventSink};
+use crate::handshake::{self, Rejection, Request};
+use crate::protocol::Role;
 use crate::{runtime, subprotocol};
 
 /// Pause after a failed accept() (out of file descriptors, say), so that the
@@ -29,11 +29,18 @@ const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(100);
 const GOING_AWAY: u16 = 1001;
 
 /// What Python may change while the server listens.
-#[derive(Default)]
-struct Settings {
+struct Config {
     /// Sent as the `Server` header; "" sends none.
     name: String,
     subprotocols: Vec<String>,
+    /// Origins allowed to connect; None allows any.
+    allowed_origins: Option<Vec<String>>,
+    /// Whether Python handles `origin_authentication_required`.
+    ask_origin: bool,
+    handshake_timeout: Duration,
+    max_pending: usize,
+    /// Settings of the server's sockets.
+    settings: Settings,
 }
 
 #[derive(Clone, Copy)]
@@ -43,15 +50,18 @@ struct Control {
 }
 
 struct ServerShared {
-    settings: Mutex<Settings>,
+    config: Mutex<Config>,
     control: watch::Sender<Control>,
     /// The open server-side connections, closed with 1001 on stop.
     clients: Mutex<HashMap<u64, Arc<Shared>>>,
+    /// Connections handed to Python and not yet taken by its handlers.
+    pending: Arc<AtomicUsize>,
+    handshakes: Arc<Semaphore>,
 }
 
 impl ServerShared {
-    fn settings(&self) -> MutexGuard<'_, Settings> {
-        self.settings.lock().unwrap_or_else(|e| e.into_inner())
+    fn config(&self) -> MutexGuard<'_, Config> {
+        self.config.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn clients(&self) -> MutexGuard<'_, HashMap<u64, Arc<Shared>>> {
@@ -60,6 +70,67 @@ impl ServerShared {
 
     fn stopped(&self) -> bool {
         self.control.borrow().stopped
+    }
+}
+
+/// A question to Python: may a client from this origin connect? (Qt's
+/// `QWebSocketCorsAuthenticator`.) Allowed unless a handler says otherwise.
+pub struct OriginQuestion {
+    origin: String,
+    allowed: AtomicBool,
+    answer: Mutex<Option<oneshot::Sender<bool>>>,
+}
+
+impl OriginQuestion {
+    fn answer(&self) {
+        let sender = self.answer.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(sender) = sender {
+            let _ = sender.send(self.allowed.load(Ordering::Acquire));
+        }
+    }
+}
+
+/// Handed to `origin_authentication_required` handlers (Qt's
+/// `QWebSocketCorsAuthenticator`): `set_allowed(False)` refuses the client.
+#[pyclass(frozen, module = "wsbind._wsbind")]
+pub struct OriginAuthenticator {
+    question: Arc<OriginQuestion>,
+}
+
+impl From<Arc<OriginQuestion>> for OriginAuthenticator {
+    fn from(question: Arc<OriginQuestion>) -> Self {
+        OriginAuthenticator { question }
+    }
+}
+
+#[pymethods]
+impl OriginAuthenticator {
+    /// The Origin header the client sent ("" when it sent none).
+    #[getter]
+    fn origin(&self) -> String {
+        self.question.origin.clone()
+    }
+
+    /// Whether the client may connect; True unless set otherwise.
+    #[getter]
+    fn allowed(&self) -> bool {
+        self.question.allowed.load(Ordering::Acquire)
+    }
+
+    /// Allows (True) or refuses (False, HTTP 403) the client.
+    fn set_allowed(&self, allowed: bool) {
+        self.question.allowed.store(allowed, Ordering::Release);
+    }
+
+    /// Gives the answer to the waiting handshake; later calls change nothing.
+    fn finish(&self) {
+        self.question.answer();
+    }
+}
+
+impl Drop for OriginAuthenticator {
+    fn drop(&mut self) {
+        self.question.answer();
     }
 }
 
@@ -74,14 +145,21 @@ pub struct Server {
 impl Server {
     /// Starts listening on `host`:`port` in the background; events go to `queue`.
     #[new]
-    #[pyo3(signature = (queue, host, port, *, name = String::new(), subprotocols = Vec::new(), accepting = true))]
+    #[pyo3(signature = (queue, host, port, options, *, name = String::new(), subprotocols = Vec::new(),
+                        accepting = true, allowed_origins = None, ask_origin = false,
+                        max_pending_connections = crate::config::MAX_PENDING_CONNECTIONS))]
+    #[allow(clippy::too_many_arguments, reason = "one Python keyword each")]
     fn new(
         queue: &EventQueue,
         host: String,
         port: u16,
+        options: Options,
         name: String,
         subprotocols: Vec<String>,
         accepting: bool,
+        allowed_origins: Option<Vec<String>>,
+        ask_origin: bool,
+        max_pending_connections: usize,
     ) -> PyResult<Self> {
         check_header("name", &name)?;
         let id = next_id();
@@ -90,9 +168,19 @@ impl Server {
             stopped: false,
         });
         let shared = Arc::new(ServerShared {
-            settings: Mutex::new(Settings { name, subprotocols }),
+            config: Mutex::new(Config {
+                name,
+                subprotocols,
+                allowed_origins,
+                ask_origin,
+                handshake_timeout: seconds("handshake_timeout", options.handshake_timeout)?,
+                max_pending: max_pending_connections,
+                settings: options.settings()?,
+            }),
             control,
             clients: Mutex::new(HashMap::new()),
+            pending: Arc::new(AtomicUsize::new(0)),
+            handshakes: Arc::new(Semaphore::new(MAX_CONCURRENT_HANDSHAKES)),
         });
         runtime::spawn(listen(
             host,
@@ -113,13 +201,32 @@ impl Server {
     /// Sets the `Server` header of later handshakes.
     fn set_name(&self, name: String) -> PyResult<()> {
         check_header("name", &name)?;
-        self.shared.settings().name = name;
+        self.shared.config().name = name;
         Ok(())
     }
 
     /// Sets the subprotocols that later handshakes may pick from.
     fn set_subprotocols(&self, subprotocols: Vec<String>) {
-        self.shared.settings().subprotocols = subprotocols;
+        self.shared.config().subprotocols = subprotocols;
+    }
+
+    /// Sets the origins later handshakes accept (None: any).
+    fn set_allowed_origins(&self, origins: Option<Vec<String>>) {
+        self.shared.config().allowed_origins = origins;
+    }
+
+    /// Whether later handshakes ask Python about their origin.
+    fn set_ask_origin(&self, ask: bool) {
+        self.shared.config().ask_origin = ask;
+    }
+
+    /// Sets how long later handshakes may take, and the pending-connection bound.
+    fn set_limits(&self, handshake_timeout: f64, max_pending_connections: usize) -> PyResult<()> {
+        let handshake_timeout = seconds("handshake_timeout", handshake_timeout)?;
+        let mut config = self.shared.config();
+        config.handshake_timeout = handshake_timeout;
+        config.max_pending = max_pending_connections;
+        Ok(())
     }
 
     /// Pauses (False) or resumes (True) accepting connections.
@@ -140,9 +247,13 @@ impl Drop for Server {
 }
 
 fn check_header(what: &str, value: &str) -> PyResult<()> {
-    HeaderValue::from_str(value).map(drop).map_err(|_| {
-        PyValueError::new_err(format!("{what} {value:?} cannot be sent in an HTTP header"))
-    })
+    if value.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+        Ok(())
+    } else {
+        Err(PyValueError::new_err(format!(
+            "{what} {value:?} cannot be sent in an HTTP header"
+        )))
+    }
 }
 
 async fn listen(
@@ -161,8 +272,8 @@ async fn listen(
             return;
         }
     };
-    let local = match listener.local_addr() {
-        Ok(local) => local,
+    let port = match listener.local_addr() {
+        Ok(local) => local.port(),
         Err(e) => {
             events.send(Event::ListenFailed(format!(
                 "cannot listen on {host}:{port}: {e}"
@@ -170,7 +281,7 @@ async fn listen(
             return;
         }
     };
-    events.send(Event::Listening { port: local.port() });
+    events.send(Event::Listening { port });
     loop {
         let Control { accepting, stopped } = *control.borrow_and_update();
         if stopped {
@@ -183,12 +294,16 @@ async fn listen(
             }
             continue;
         }
+        // Too many handshakes at once: new connections wait in the backlog.
+        let Ok(permit) = Arc::clone(&shared.handshakes).acquire_owned().await else {
+            break;
+        };
         tokio::select! {
             biased;
             changed = control.changed() => if changed.is_err() { break },
             accepted = listener.accept() => match accepted {
-                Ok((tcp, peer)) => {
-                    tokio::spawn(serve(tcp, peer, local, Arc::clone(&shared), events.clone()));
+                Ok((tcp, _)) => {
+                    tokio::spawn(serve(tcp, Arc::clone(&shared), events.clone(), permit));
                 }
                 Err(e) => {
                     events.send(Event::AcceptFailed(format!("accept failed: {e}")));
@@ -200,110 +315,131 @@ async fn listen(
     drop(listener);
     let clients: Vec<Arc<Shared>> = shared.clients().values().cloned().collect();
     for client in clients {
-        if let Ok(frame) = close_frame(GOING_AWAY, "") {
-            client.close(frame);
-        }
+        client.close(GOING_AWAY, String::new());
     }
     events.send(Event::Stopped);
-}
-
-/// The request as the handshake callback saw it.
-struct RequestInfo {
-    url: String,
-    requested: Vec<String>,
-    negotiated: Option<String>,
-}
-
-fn answer(
-    shared: &ServerShared,
-    local: SocketAddr,
-    request: &Request,
-    mut response: Response,
-) -> (Response, RequestInfo) {
-    let host = request
-        .headers()
-        .get(HOST)
-        .and_then(|h| h.to_str().ok())
-        .map(String::from)
-        .unwrap_or_else(|| local.to_string());
-    let target = request.uri().to_string();
-    let url = if target.starts_with('/') {
-        format!("ws://{host}{target}")
-    } else {
-        target
-    };
-    let requested = subprotocol::parse(
-        request
-            .headers()
-            .get_all(SEC_WEBSOCKET_PROTOCOL)
-            .iter()
-            .filter_map(|v| v.to_str().ok()),
-    );
-    let settings = shared.settings();
-    let negotiated = subprotocol::choose(&requested, &settings.subprotocols);
-    let headers = response.headers_mut();
-    if let Some(chosen) = negotiated
-        .as_deref()
-        .and_then(|p| HeaderValue::from_str(p).ok())
-    {
-        headers.insert(SEC_WEBSOCKET_PROTOCOL, chosen);
-    }
-    if let Ok(name) = HeaderValue::from_str(&settings.name) {
-        if !settings.name.is_empty() {
-            headers.insert(SERVER, name);
-        }
-    }
-    let info = RequestInfo {
-        url,
-        requested,
-        negotiated,
-    };
-    (response, info)
 }
 
 /// One accepted TCP connection: handshake, then the WebSocket until it closes.
 /// Whatever this client does, it harms only itself.
 async fn serve(
-    tcp: TcpStream,
-    _peer: SocketAddr,
-    local: SocketAddr,
+    mut tcp: TcpStream,
     shared: Arc<ServerShared>,
     events: EventSink,
+    permit: tokio::sync::OwnedSemaphorePermit,
 ) {
     let _ = tcp.set_nodelay(true);
-    let mut info = None;
-    #[allow(
-        clippy::result_large_err,
-        reason = "the signature is tungstenite's Callback trait"
-    )]
-    let callback = |request: &Request, response: Response| -> Result<Response, ErrorResponse> {
-        let (response, request_info) = answer(&shared, local, request, response);
-        info = Some(request_info);
-        Ok(response)
+    let endpoints = Endpoints::of(&tcp);
+    let handshake_timeout = shared.config().handshake_timeout;
+    // A client that stalls its handshake is dropped when the time is up.
+    let Ok(Some((request, received, negotiated))) =
+        timeout(handshake_timeout, handshake(&mut tcp, &shared, &events)).await
+    else {
+        return;
     };
-    let handshake = accept_hdr_async_with_config(tcp, callback, Some(websocket_config()));
-    let ws = match timeout(HANDSHAKE_TIMEOUT, handshake).await {
-        Ok(Ok(ws)) => ws,
-        // A client that fails or stalls its handshake was never connected.
-        _ => return,
-    };
-    let Some(info) = info else { return };
+    drop(permit);
     let (conn, commands) = Shared::new();
     conn.set_open(true);
     shared.clients().insert(conn.id, Arc::clone(&conn));
+    let host = request.header("Host").unwrap_or_default().to_string();
+    let requested = request.subprotocols();
+    let settings = shared.config().settings.clone();
     events.send(Event::ClientConnected(Box::new(Accepted {
         shared: Arc::clone(&conn),
-        url: info.url,
-        requested_subprotocols: info.requested,
-        negotiated_subprotocol: info.negotiated.unwrap_or_default(),
+        url: format!("ws://{host}{}", request.target),
+        requested_subprotocols: requested,
+        negotiated_subprotocol: negotiated.unwrap_or_default(),
+        resource_name: request.target,
+        headers: request.headers,
+        endpoints,
+        pending: Arc::clone(&shared.pending),
     })));
     // A stop that raced with this handshake did not see this client.
     if shared.stopped() {
-        if let Ok(frame) = close_frame(GOING_AWAY, "") {
-            conn.close(frame);
-        }
+        conn.close(GOING_AWAY, String::new());
     }
     let id = conn.id;
-    connection::run(ws, conn, commands, events.for_id(id)).await;
+    connection::run(
+        tcp,
+        Role::Server,
+        settings,
+        received,
+        conn,
+        commands,
+        events.for_id(id),
+    )
+    .await;
     shared.clients().remove(&id);
+}
+
+/// The server's half of the opening handshake: the request, what came after
+/// it, and the chosen subprotocol; None once a bad or refused request got
+/// its HTTP error, or the client went away.
+async fn handshake(
+    tcp: &mut TcpStream,
+    shared: &ServerShared,
+    events: &EventSink,
+) -> Option<(Request, BytesMut, Option<String>)> {
+    let name = shared.config().name.clone();
+    let (head, received) = match read_head(tcp, MAX_HANDSHAKE_SIZE).await {
+        Ok(Some(read)) => read,
+        Ok(None) => {
+            let too_large =
+                Rejection::new(431, format!("request head over {MAX_HANDSHAKE_SIZE} bytes"));
+            return refuse(tcp, too_large, &name).await;
+        }
+        Err(_) => return None,
+    };
+    let request = match handshake::parse_request(&head) {
+        Ok(request) => request,
+        Err(rejection) => return refuse(tcp, rejection, &name).await,
+    };
+    if !origin_allowed(shared, events, request.header("Origin").unwrap_or_default()).await {
+        events.send(Event::ServerError(1008));
+        return refuse(tcp, Rejection::new(403, "origin not allowed"), &name).await;
+    }
+    let max_pending = shared.config().max_pending;
+    if shared.pending.fetch_add(1, Ordering::AcqRel) >= max_pending {
+        shared.pending.fetch_sub(1, Ordering::AcqRel);
+        events.send(Event::ServerError(1006));
+        let busy = Rejection::new(503, "too many pending connections; try again later");
+        return refuse(tcp, busy, &name).await;
+    }
+    let negotiated = subprotocol::choose(&request.subprotocols(), &shared.config().subprotocols);
+    let response = handshake::accept_response(&request, negotiated.as_deref(), &name);
+    if tcp.write_all(&response).await.is_err() {
+        shared.pending.fetch_sub(1, Ordering::AcqRel);
+        return None;
+    }
+    Some((request, received, negotiated))
+}
+
+async fn refuse<T>(tcp: &mut TcpStream, rejection: Rejection, name: &str) -> Option<T> {
+    let _ = tcp.write_all(&rejection.response(name)).await;
+    let _ = tcp.shutdown().await;
+    None
+}
+
+async fn origin_allowed(shared: &ServerShared, events: &EventSink, origin: &str) -> bool {
+    let ask = {
+        let config = shared.config();
+        if let Some(allowed) = &config.allowed_origins {
+            if !allowed.iter().any(|a| a == origin) {
+                return false;
+            }
+        }
+        config.ask_origin
+    };
+    if !ask {
+        return true;
+    }
+    let (answer, decision) = oneshot::channel();
+    let question = Arc::new(OriginQuestion {
+        origin: origin.to_string(),
+        allowed: AtomicBool::new(true),
+        answer: Mutex::new(Some(answer)),
+    });
+    events.send(Event::OriginCheck(question));
+    // The handshake timeout bounds the wait for Python.
+    decision.await.unwrap_or(false)
 }

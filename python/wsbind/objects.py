@@ -52,19 +52,23 @@ class BoundSignal:
     logged with its traceback on the ``wsbind`` logger and the others still run.
     """
 
-    __slots__ = ("_handlers", "_name")
+    __slots__ = ("_handlers", "_name", "_watcher")
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, watcher: Callable[[bool], None] | None = None) -> None:
         # "Class.signal", for log messages.
         self._name = name
         # The connected callables, in the order they were connected.
         self._handlers: list[Callable[..., Any]] = []
+        # Told True when the first handler connects and False when the last goes.
+        self._watcher = watcher
 
     def connect(self, handler: F) -> F:
         """Calls ``handler`` on every emission (Qt: ``connect``); returns it, so it works as a decorator."""
         if not callable(handler):
             raise TypeError(f"{self._name}.connect() takes a callable, not {type(handler).__name__}")
         self._handlers.append(handler)
+        if self._watcher is not None and len(self._handlers) == 1:
+            self._watcher(True)
         return handler
 
     def disconnect(self, handler: Callable[..., Any]) -> None:
@@ -73,6 +77,13 @@ class BoundSignal:
             self._handlers.remove(handler)
         except ValueError:
             raise ValueError(f"{handler!r} is not connected to {self._name}") from None
+        if self._watcher is not None and not self._handlers:
+            self._watcher(False)
+
+    @property
+    def connected(self) -> bool:
+        """Whether any handler is connected."""
+        return bool(self._handlers)
 
     def emit(self, *args: Any) -> None:
         """Calls every connected handler with ``args`` (Qt: ``emit``)."""
@@ -91,11 +102,15 @@ class Signal:
 
     ``params`` name the arguments handlers receive, for documentation.
     Each instance gets its own :class:`BoundSignal` under the same name.
+    ``watched`` names a method the object runs with True when the signal gets
+    its first handler and False when it loses its last one, for work that is
+    only worth doing while somebody listens.
     """
 
-    def __init__(self, *params: str, doc: str = "") -> None:
+    def __init__(self, *params: str, doc: str = "", watched: str | None = None) -> None:
         self.params = params
         self.__doc__ = doc
+        self.watched = watched
         self.name = ""
 
     def __set_name__(self, owner: type, name: str) -> None:
@@ -288,6 +303,15 @@ class _ActiveBinding:
         self.listen([])
 
 
+def _call_weak(method: weakref.WeakMethod[Any], name: str) -> Callable[[bool], None]:
+    def watch(on: bool) -> None:
+        bound = method()
+        if bound is not None:
+            bound(name, on)
+
+    return watch
+
+
 class Object:
     """The base of wsbind's classes (Qt: ``QObject``): declared properties and signals.
 
@@ -323,8 +347,13 @@ class Object:
         }
         # The active binding of each bound property.
         self._bindings: dict[str, _ActiveBinding] = {}
-        for name in cls._signals:
-            self.__dict__[name] = BoundSignal(f"{cls.__name__}.{name}")
+        for name, signal in cls._signals.items():
+            watcher = None
+            if signal.watched is not None:
+                # Weak, so that the signal does not keep its object alive.
+                method = weakref.WeakMethod(getattr(self, signal.watched))
+                watcher = _call_weak(method, name)
+            self.__dict__[name] = BoundSignal(f"{cls.__name__}.{name}", watcher)
         handlers = []
         for key, value in kwargs.items():
             prop = cls._properties.get(key)

@@ -8,7 +8,14 @@ from typing import TYPE_CHECKING, Any
 from . import _wsbind
 from .dispatch import Dispatcher, current
 from .objects import Object, Property, Signal
-from .websocket import WebSocket, check_bool, check_subprotocols
+from .websocket import (
+    _OPTIONS,
+    WebSocket,
+    check_bool,
+    check_seconds,
+    check_str,
+    check_subprotocols,
+)
 
 __all__ = ["WebSocketServer"]
 
@@ -35,6 +42,23 @@ def check_name(value: Any) -> str:
     if any(ord(c) < 32 or ord(c) > 126 for c in value):
         raise ValueError(f"name {value!r} cannot be sent as an HTTP header")
     return value
+
+
+def check_pending(value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"max_pending_connections must be an int, not {type(value).__name__}")
+    if value < 1:
+        raise ValueError(f"max_pending_connections must be at least 1, not {value}")
+    return value
+
+
+def check_origins(value: Any) -> list[str] | None:
+    """Accepts None (any origin) or a list of origins such as "https://example.com"."""
+    if value is None:
+        return None
+    if isinstance(value, str) or not hasattr(value, "__iter__"):
+        raise TypeError(f"allowed_origins must be a list of str or None, not {type(value).__name__}")
+    return [check_str(origin) for origin in value]
 
 
 def server_url(host: str, port: int) -> str:
@@ -110,10 +134,62 @@ class WebSocketServer(Object):
         "among them (QML: ``supportedSubprotocols``).",
     )
 
+    handshake_timeout = Property(
+        _wsbind.HANDSHAKE_TIMEOUT,
+        check=check_seconds,
+        changed="_limits_changed",
+        doc="Seconds a client may take over its opening handshake; then it is dropped. "
+        "Default 10, as Qt (C++: ``handshakeTimeout``).",
+    )
+    max_pending_connections = Property(
+        _wsbind.MAX_PENDING_CONNECTIONS,
+        check=check_pending,
+        changed="_limits_changed",
+        doc="Connections that finished their handshake but whose ``client_connected`` has "
+        "not run yet; over it new clients get HTTP 503 and ``server_error(1006)``. "
+        "Default 30, as Qt (C++: ``maxPendingConnections``).",
+    )
+    allowed_origins = Property[list[str] | None](
+        None,
+        check=check_origins,
+        changed="_origins_changed",
+        doc='Origins allowed to connect, e.g. ``["https://example.com"]``; None allows any. '
+        "Others get HTTP 403 and ``server_error(1008)``.",
+    )
+    clients = Property[list[WebSocket]](
+        [],
+        read_only=True,
+        doc="The server's open sockets, in the order they connected.",
+    )
+
     client_connected = Signal(
         "web_socket",
         doc="A client finished its handshake; the argument is an OPEN, active "
         ":class:`WebSocket` (QML: ``clientConnected``).",
+    )
+
+    new_connection = Signal(
+        doc="A client finished its handshake; emitted just before ``client_connected`` "
+        "(C++: ``newConnection``).",
+    )
+    accept_error = Signal(
+        "message",
+        doc="Accepting a connection failed, e.g. out of file descriptors; the server goes "
+        "on (C++: ``acceptError``).",
+    )
+    server_error = Signal(
+        "close_code",
+        doc="A client was refused: 1008 for its origin, 1006 over "
+        "``max_pending_connections`` (C++: ``serverError``).",
+    )
+    closed = Signal(doc="The server stopped listening (C++: ``closed``).")
+    origin_authentication_required = Signal(
+        "authenticator",
+        watched="_watched",
+        doc="A client's handshake asks to be allowed: ``authenticator.origin`` is its "
+        "Origin, and ``authenticator.set_allowed(False)`` refuses it with HTTP 403 "
+        "(C++: ``originAuthenticationRequired``). With no handler, every origin "
+        "``allowed_origins`` lets through may connect.",
     )
 
     if TYPE_CHECKING:
@@ -144,14 +220,28 @@ class WebSocketServer(Object):
         if self.listen:
             self._start()
 
+    def pause_accepting(self) -> None:
+        """Stops accepting new connections (C++: ``pauseAccepting``); same as ``accept = False``."""
+        self.accept = False
+
+    def resume_accepting(self) -> None:
+        """Accepts new connections again (C++: ``resumeAccepting``); same as ``accept = True``."""
+        self.accept = True
+
     def _start(self) -> None:
+        options = {name: WebSocket._properties[name].default for name in _OPTIONS}
+        options["handshake_timeout"] = self.handshake_timeout
         server = _wsbind.Server(
             self._dispatcher.queue,
             self.host,
             self.port,
+            options,
             name=self.name,
             subprotocols=self.supported_subprotocols,
             accepting=self.accept,
+            allowed_origins=self.allowed_origins,
+            ask_origin=self.origin_authentication_required.connected,
+            max_pending_connections=self.max_pending_connections,
         )
         self._server = server
         self._dispatcher.register(server.id, self)
@@ -161,6 +251,7 @@ class WebSocketServer(Object):
         if server is not None:
             self._dispatcher.unregister(server.id)
             server.stop()
+            self.closed.emit()
         self._write("url", "")
 
     def _listen_changed(self) -> None:
@@ -188,11 +279,36 @@ class WebSocketServer(Object):
         if self._server is not None:
             self._server.set_subprotocols(self.supported_subprotocols)
 
+    def _limits_changed(self) -> None:
+        if self._server is not None:
+            self._server.set_limits(self.handshake_timeout, self.max_pending_connections)
+
+    def _origins_changed(self) -> None:
+        if self._server is not None:
+            self._server.set_allowed_origins(self.allowed_origins)
+
+    def _watched(self, signal: str, on: bool) -> None:
+        if self._server is not None:
+            self._server.set_ask_origin(on)
+
+    def _client_finished(self, ws: WebSocket) -> None:
+        if ws in self.clients:
+            self._write("clients", [c for c in self.clients if c is not ws])
+
     def _event(self, kind: int, payload: Any) -> None:
         if kind == _wsbind.EVENT_CLIENT_CONNECTED:
-            conn, url, requested, negotiated = payload
-            ws = WebSocket._accept(self._dispatcher, conn, url, requested, negotiated)
+            conn, *info = payload
+            ws = WebSocket._accept(self._dispatcher, conn, tuple(info), self._client_finished)
+            self._write("clients", [*self.clients, ws])
+            self.new_connection.emit()
             self.client_connected.emit(ws)
+        elif kind == _wsbind.EVENT_ORIGIN_CHECK:
+            try:
+                self.origin_authentication_required.emit(payload)
+            finally:
+                payload.finish()
+        elif kind == _wsbind.EVENT_SERVER_ERROR:
+            self.server_error.emit(payload)
         elif kind == _wsbind.EVENT_LISTENING:
             self._write("error_string", "")
             self._write("port", payload)
@@ -204,6 +320,7 @@ class WebSocketServer(Object):
             self._write("error_string", payload)
         elif kind == _wsbind.EVENT_ACCEPT_FAILED:
             logger.warning("%r: %s", self, payload)
+            self.accept_error.emit(payload)
         elif kind == _wsbind.EVENT_STOPPED:
             if self._server is not None:
                 self._dispatcher.unregister(self._server.id)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from . import _wsbind
 from .dispatch import Dispatcher, current
@@ -19,8 +21,6 @@ __all__ = ["WebSocket"]
 # RFC 7230 token characters: what a subprotocol name may be made of.
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 
-_LIVE = (Status.CONNECTING, Status.OPEN, Status.CLOSING)
-
 
 def check_url(value: Any) -> str:
     """Accepts "" (no URL) or a ws:// or wss:// URL; raises InvalidURL otherwise."""
@@ -35,6 +35,49 @@ def check_bool(value: Any) -> bool:
     if not isinstance(value, bool):
         raise TypeError(f"expected a bool, not {type(value).__name__}")
     return value
+
+
+def check_size(value: Any) -> int:
+    """Accepts a size in bytes: an int of at least 1."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"expected an int, not {type(value).__name__}")
+    if value < 1:
+        raise ValueError(f"expected a size of at least 1 byte, not {value}")
+    return value
+
+
+def check_seconds(value: Any) -> float:
+    """Accepts a duration in seconds: a number > 0."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        raise TypeError(f"expected a number of seconds, not {type(value).__name__}")
+    if not 0 < value < 1e9:
+        raise ValueError(f"expected a number of seconds > 0, not {value}")
+    return float(value)
+
+
+def check_optional_seconds(value: Any) -> float | None:
+    """Accepts a duration in seconds, or None to turn the feature off."""
+    return None if value is None else check_seconds(value)
+
+
+def check_str(value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"expected a str, not {type(value).__name__}")
+    if any(c in value for c in "\r\n\0"):
+        raise ValueError(f"{value!r} cannot be sent in an HTTP header")
+    return value
+
+
+def check_headers(value: Any) -> dict[str, str]:
+    """Accepts a mapping of HTTP header names to values."""
+    if not isinstance(value, dict):
+        raise TypeError(f"request_headers must be a dict of str to str, not {type(value).__name__}")
+    headers = {}
+    for name, item in value.items():
+        if not isinstance(name, str) or not _TOKEN.fullmatch(name):
+            raise ValueError(f"{name!r} is not a valid HTTP header name")
+        headers[name] = check_str(item)
+    return headers
 
 
 def check_subprotocols(value: Any) -> list[str]:
@@ -116,11 +159,130 @@ class WebSocket(Object):
         doc="The close reason the peer sent with ``close_code`` (C++: ``closeReason()``).",
     )
 
+    ping_interval = Property[float | None](
+        _wsbind.PING_INTERVAL,
+        check=check_optional_seconds,
+        changed="_options_changed",
+        doc="Seconds between keepalive pings; None sends none. Default 20, as websockets "
+        "(Qt has no keepalive).",
+    )
+    ping_timeout = Property[float | None](
+        _wsbind.PING_TIMEOUT,
+        check=check_optional_seconds,
+        changed="_options_changed",
+        doc="Seconds a keepalive ping may wait for its pong; then the connection fails "
+        'with 1011 and error_string "keepalive ping timeout". This is what notices a '
+        "peer whose host vanished. None waits for ever. Default 20.",
+    )
+    close_timeout = Property(
+        _wsbind.CLOSE_TIMEOUT,
+        check=check_seconds,
+        changed="_options_changed",
+        doc="Seconds the closing handshake may take before the connection is dropped. Default 10.",
+    )
+    handshake_timeout = Property(
+        _wsbind.HANDSHAKE_TIMEOUT,
+        check=check_seconds,
+        changed="_options_changed",
+        doc="Seconds the TCP connection and opening handshake may take. Default 10 "
+        "(C++: ``QWebSocketServer::handshakeTimeout``, here on the client too).",
+    )
+    max_allowed_incoming_frame_size = Property(
+        _wsbind.MAX_INCOMING_FRAME_SIZE,
+        check=check_size,
+        changed="_options_changed",
+        doc="Largest frame accepted, in bytes; a larger one fails the connection with "
+        "1009. Default 16 MiB (C++: ``maxAllowedIncomingFrameSize``).",
+    )
+    max_allowed_incoming_message_size = Property(
+        _wsbind.MAX_INCOMING_MESSAGE_SIZE,
+        check=check_size,
+        changed="_options_changed",
+        doc="Largest message accepted, in bytes; a larger one fails the connection with "
+        "1009. Default 64 MiB (C++: ``maxAllowedIncomingMessageSize``).",
+    )
+    outgoing_frame_size = Property(
+        _wsbind.OUTGOING_FRAME_SIZE,
+        check=check_size,
+        changed="_options_changed",
+        doc="Longer messages go out as continuation frames of this size. Default 512 KiB "
+        "(C++: ``outgoingFrameSize``).",
+    )
+    request_headers = Property[dict[str, str]](
+        {},
+        check=check_headers,
+        doc="Extra headers of the opening request, e.g. Authorization or Cookie; used on the "
+        "next open (C++: ``QNetworkRequest`` headers). On a server's socket: the headers the "
+        "client sent.",
+    )
+    origin = Property(
+        "",
+        check=check_str,
+        doc='The Origin header of the opening request; "" sends none (C++: ``origin()``). '
+        "On a server's socket: the client's origin.",
+    )
+    resource_name = Property(
+        "",
+        read_only=True,
+        doc="The path and query of the connection's URL (C++: ``resourceName()``).",
+    )
+    peer_address = Property(
+        "", read_only=True, doc="The peer's IP address while connected (C++: ``peerAddress()``)."
+    )
+    peer_port = Property(0, read_only=True, doc="The peer's port while connected (C++: ``peerPort()``).")
+    peer_name = Property(
+        "",
+        read_only=True,
+        doc='The host name the client connected to; "" on a server\'s socket (C++: ``peerName()``).',
+    )
+    local_address = Property(
+        "", read_only=True, doc="Our IP address on this connection (C++: ``localAddress()``)."
+    )
+    local_port = Property(0, read_only=True, doc="Our port on this connection (C++: ``localPort()``).")
+
     text_message_received = Signal(
         "message", doc="A text message arrived, as ``str`` (QML: ``textMessageReceived``)."
     )
     binary_message_received = Signal(
         "message", doc="A binary message arrived, as ``bytes`` (QML: ``binaryMessageReceived``)."
+    )
+
+    text_frame_received = Signal(
+        "frame",
+        "is_last_frame",
+        watched="_watched",
+        doc="A text frame arrived (QML: none; C++: ``textFrameReceived``). ``frame`` holds "
+        "the characters complete so far: one split across frames comes with the frame that "
+        "completes it.",
+    )
+    binary_frame_received = Signal(
+        "frame",
+        "is_last_frame",
+        watched="_watched",
+        doc="A binary frame arrived (C++: ``binaryFrameReceived``).",
+    )
+    pong = Signal(
+        "elapsed_ms",
+        "payload",
+        doc="The answer to ``ping()``, ``elapsed_ms`` after it was sent (QML/C++: ``pong``). "
+        "An unsolicited pong comes with 0.",
+    )
+    bytes_written = Signal(
+        "count",
+        watched="_watched",
+        doc="``count`` bytes of messages went out (C++: ``bytesWritten``).",
+    )
+    bytes_to_write_changed = Signal(
+        "value",
+        watched="_watched",
+        doc="``bytes_to_write`` changed after a write; emitted while it has a handler.",
+    )
+    connected = Signal(doc="The opening handshake succeeded (C++: ``connected``).")
+    disconnected = Signal(doc="A connection that was open is over (C++: ``disconnected``).")
+    about_to_close = Signal(doc="The closing handshake starts, from either side (C++: ``aboutToClose``).")
+    error_occurred = Signal(
+        "message",
+        doc="The connection failed; ``message`` is the new ``error_string`` (C++: ``errorOccurred``).",
     )
 
     if TYPE_CHECKING:
@@ -146,6 +308,8 @@ class WebSocket(Object):
         # False until the constructor's keywords are all applied.
         self._completed = False
         self._dispatcher: Dispatcher = current()
+        # Told when an accepted socket's connection is over (its server's client list).
+        self._on_finished: Callable[[WebSocket], None] | None = None
         super().__init__(**kwargs)
 
     @classmethod
@@ -153,30 +317,50 @@ class WebSocket(Object):
         cls,
         dispatcher: Dispatcher,
         conn: _wsbind.Connection,
-        url: str,
-        requested: list[str],
-        negotiated: str,
+        info: tuple[str, list[str], str, str, list[tuple[str, str]], tuple[str, int, str, int]],
+        on_finished: Callable[[WebSocket], None],
     ) -> WebSocket:
         """The server's side of a connection that just finished its handshake."""
+        url, requested, negotiated, resource, headers, (peer, peer_port, local, local_port) = info
         ws = cls.__new__(cls)
         ws._conn = conn
         ws._reopen = False
         ws._accepted = True
         ws._completed = False
         ws._dispatcher = dispatcher
+        ws._on_finished = on_finished
         Object.__init__(ws)
+        received: dict[str, str] = {}
+        for name, value in headers:
+            received[name] = f"{received[name]}, {value}" if name in received else value
         ws._values.update(
             url=url,
             active=True,
             status=Status.OPEN,
             requested_subprotocols=requested,
             negotiated_subprotocol=negotiated,
+            resource_name=resource,
+            request_headers=received,
+            origin=next((v for k, v in received.items() if k.lower() == "origin"), ""),
+            peer_address=peer,
+            peer_port=peer_port,
+            local_address=local,
+            local_port=local_port,
         )
         dispatcher.register(conn.id, ws)
         return ws
 
     def __repr__(self) -> str:
         return f"<WebSocket {self.url or '(no url)'} {self.status.name}>"
+
+    @property
+    def bytes_to_write(self) -> int:
+        """Message bytes queued by ``send_*`` and not yet written (C++: ``bytesToWrite()``).
+
+        Read live from the connection; ``bytes_to_write_changed`` tells when it
+        drops after a write.
+        """
+        return self._conn.bytes_to_write if self._conn is not None else 0
 
     # -- sending
 
@@ -196,6 +380,15 @@ class WebSocket(Object):
         """
         return self._open_connection("send_binary_message").send_binary(message)
 
+    def ping(self, payload: Buffer = b"") -> None:
+        """Sends a ping; ``pong`` reports the answer and the round-trip time (QML/C++: ``ping``).
+
+        Raises ValueError for a payload over 125 bytes (Qt clips it instead),
+        and NotOpenError unless the status is OPEN. The peer's pings are
+        answered automatically.
+        """
+        self._open_connection("ping").ping(payload)
+
     def _open_connection(self, method: str) -> _wsbind.Connection:
         conn = self._conn
         if conn is None or self.status is not Status.OPEN:
@@ -207,6 +400,7 @@ class WebSocket(Object):
 
         ``code`` must be one that may be sent (1000-1003, 1007-1011, 3000-4999)
         and ``reason`` at most 123 bytes of UTF-8, or ValueError is raised.
+        A peer that does not answer within ``close_timeout`` is dropped.
         ``active`` is left as it is; closing a socket that is not open does nothing.
         """
         if not isinstance(code, int) or isinstance(code, bool):
@@ -219,6 +413,15 @@ class WebSocket(Object):
         self._conn.close(code, reason)
         if self.status is not Status.CLOSING:
             self._set_status(Status.CLOSING)
+
+    def abort(self) -> None:
+        """Drops the connection at once, without a closing handshake (C++: ``abort``).
+
+        The status becomes CLOSED with close_code 1006.
+        """
+        self._reopen = False
+        if self._conn is not None:
+            self._conn.abort()
 
     # -- QML semantics of the properties
 
@@ -244,6 +447,25 @@ class WebSocket(Object):
             self.close(1000)
             self._reopen = True
 
+    def _options(self) -> dict[str, Any]:
+        return {name: self._values[name] for name in _OPTIONS}
+
+    def _options_changed(self) -> None:
+        if self._conn is not None:
+            self._conn.configure(self._options())
+
+    def _watched(self, signal: str, on: bool) -> None:
+        if self._conn is not None:
+            self._report(self._conn)
+
+    def _report(self, conn: _wsbind.Connection) -> None:
+        """Asks the connection for frame and write events while somebody listens."""
+        signals = self.__dict__
+        conn.report_frames(
+            signals["text_frame_received"].connected or signals["binary_frame_received"].connected
+        )
+        conn.report_writes(signals["bytes_written"].connected or signals["bytes_to_write_changed"].connected)
+
     def _open(self) -> None:
         if self._conn is not None:
             # Still closing: open once that is over.
@@ -253,38 +475,79 @@ class WebSocket(Object):
             raise Error("a socket a server accepted cannot be reopened")
         if not self.url:
             return
-        self._conn = _wsbind.connect(self._dispatcher.queue, self.url, self.requested_subprotocols)
+        self._conn = _wsbind.connect(
+            self._dispatcher.queue,
+            self.url,
+            self.requested_subprotocols,
+            list(self.request_headers.items()),
+            self.origin,
+            self._options(),
+        )
+        self._report(self._conn)
         self._dispatcher.register(self._conn.id, self)
         self._set_status(Status.CONNECTING)
 
     def _set_status(self, status: Status, error: str = "") -> None:
         # As Qt: the error string is in place before status_changed runs.
         self._write_all({"error_string": error, "status": status})
+        if status is Status.CLOSING:
+            self.about_to_close.emit()
+        elif status is Status.ERROR:
+            self.error_occurred.emit(error)
 
     def _event(self, kind: int, payload: Any) -> None:
         if kind == _wsbind.EVENT_TEXT:
             self.text_message_received.emit(payload)
         elif kind == _wsbind.EVENT_BINARY:
             self.binary_message_received.emit(payload)
+        elif kind == _wsbind.EVENT_TEXT_FRAME:
+            self.text_frame_received.emit(*payload)
+        elif kind == _wsbind.EVENT_BINARY_FRAME:
+            self.binary_frame_received.emit(*payload)
+        elif kind == _wsbind.EVENT_PONG:
+            self.pong.emit(*payload)
+        elif kind == _wsbind.EVENT_WRITTEN:
+            count, remaining = payload
+            self.bytes_written.emit(count)
+            self.bytes_to_write_changed.emit(remaining)
         elif kind == _wsbind.EVENT_CONNECTED:
-            self._write("negotiated_subprotocol", payload)
-            self._set_status(Status.OPEN)
+            self._connected(*payload)
         elif kind == _wsbind.EVENT_CLOSING:
             self._set_status(Status.CLOSING)
         elif kind == _wsbind.EVENT_CLOSED:
             self._closed(*payload)
 
+    def _connected(self, subprotocol: str, endpoints: tuple[str, int, str, int]) -> None:
+        peer, peer_port, local, local_port = endpoints
+        parts = urlsplit(self.url)
+        self._write_all(
+            {
+                "negotiated_subprotocol": subprotocol,
+                "resource_name": (parts.path or "/") + (f"?{parts.query}" if parts.query else ""),
+                "peer_name": parts.hostname or "",
+                "peer_address": peer,
+                "peer_port": peer_port,
+                "local_address": local,
+                "local_port": local_port,
+            }
+        )
+        self._set_status(Status.OPEN)
+        self.connected.emit()
+
     def _closed(self, code: int, reason: str, error: str | None) -> None:
         if self._conn is not None:
             self._dispatcher.unregister(self._conn.id)
+        was_open = self.status in (Status.OPEN, Status.CLOSING)
         self._conn = None
-        self._write("close_code", code)
-        self._write("close_reason", reason)
-        self._write("negotiated_subprotocol", "")
+        self._write_all({"close_code": code, "close_reason": reason, "negotiated_subprotocol": ""})
         if error is None:
             self._set_status(Status.CLOSED)
         else:
             self._set_status(Status.ERROR, error)
+        if was_open:
+            self.disconnected.emit()
+        if self._on_finished is not None:
+            self._on_finished(self)
         if self._reopen and self.active:
             self._reopen = False
             self._open()
@@ -292,3 +555,15 @@ class WebSocket(Object):
     def _shutdown(self) -> None:
         if self._conn is not None:
             self._conn.close(1001, "")
+
+
+# The properties the native connection applies, by name.
+_OPTIONS = (
+    "max_allowed_incoming_frame_size",
+    "max_allowed_incoming_message_size",
+    "outgoing_frame_size",
+    "ping_interval",
+    "ping_timeout",
+    "close_timeout",
+    "handshake_timeout",
+)

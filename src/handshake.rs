@@ -1,0 +1,384 @@
+//! The opening handshake (RFC 6455 §4): the HTTP/1.1 Upgrade request and its
+//! response, written and checked without I/O, for both roles.
+
+use tokio_tungstenite::tungstenite::handshake::client::generate_key;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use url::Url;
+
+use crate::subprotocol;
+
+/// Most headers a request or response may have.
+const MAX_HEADERS: usize = 64;
+
+/// Where the head of an HTTP message ends (after its blank line), if it is all there.
+pub fn head_end(buf: &[u8]) -> Option<usize> {
+    buf.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4)
+}
+
+fn has_token(value: &str, token: &str) -> bool {
+    value
+        .split(',')
+        .any(|t| t.trim().eq_ignore_ascii_case(token))
+}
+
+/// Headers as (name, value) pairs, in the order received.
+pub type Headers = Vec<(String, String)>;
+
+fn collect(headers: &[httparse::Header<'_>]) -> Headers {
+    headers
+        .iter()
+        .map(|h| {
+            (
+                h.name.to_string(),
+                String::from_utf8_lossy(h.value).into_owned(),
+            )
+        })
+        .collect()
+}
+
+fn get<'a>(headers: &'a Headers, name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+}
+
+fn get_all<'a>(headers: &'a Headers, name: &'a str) -> impl Iterator<Item = &'a str> {
+    headers
+        .iter()
+        .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+}
+
+// -- client
+
+/// What a client sends to open a connection.
+pub struct ClientRequest {
+    pub bytes: Vec<u8>,
+    /// The Sec-WebSocket-Key, to check the server's answer against.
+    pub key: String,
+}
+
+/// The request for `url`: subprotocols in order of preference, an Origin
+/// unless empty, and any extra headers (Authorization, Cookie, …).
+pub fn client_request(
+    url: &Url,
+    subprotocols: &[String],
+    origin: &str,
+    headers: &Headers,
+) -> ClientRequest {
+    let key = generate_key();
+    let host = match url.port() {
+        Some(port) => format!("{}:{port}", url.host_str().unwrap_or_default()),
+        None => url.host_str().unwrap_or_default().to_string(),
+    };
+    let target = match url.query() {
+        Some(query) => format!("{}?{query}", url.path()),
+        None => url.path().to_string(),
+    };
+    let mut head = format!(
+        "GET {target} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+    );
+    if !subprotocols.is_empty() {
+        head += &format!("Sec-WebSocket-Protocol: {}\r\n", subprotocols.join(", "));
+    }
+    if !origin.is_empty() {
+        head += &format!("Origin: {origin}\r\n");
+    }
+    for (name, value) in headers {
+        head += &format!("{name}: {value}\r\n");
+    }
+    head += "\r\n";
+    ClientRequest {
+        bytes: head.into_bytes(),
+        key,
+    }
+}
+
+/// What the server's answer said.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ServerResponse {
+    /// The subprotocol the server picked, "" for none.
+    pub subprotocol: String,
+    pub headers: Headers,
+}
+
+/// Checks the server's answer to our request; Err says why in words.
+pub fn check_response(
+    head: &[u8],
+    key: &str,
+    offered: &[String],
+) -> Result<ServerResponse, String> {
+    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut response = httparse::Response::new(&mut slots);
+    match response.parse(head) {
+        Ok(httparse::Status::Complete(_)) => {}
+        Ok(httparse::Status::Partial) => {
+            return Err("handshake failed: incomplete HTTP response".into())
+        }
+        Err(e) => return Err(format!("handshake failed: invalid HTTP response: {e}")),
+    }
+    let code = response.code.unwrap_or_default();
+    if code != 101 {
+        let reason = response.reason.unwrap_or_default();
+        return Err(format!("handshake rejected: HTTP {code} {reason}")
+            .trim_end()
+            .to_string());
+    }
+    let headers = collect(response.headers);
+    if !get(&headers, "Upgrade").is_some_and(|v| has_token(v, "websocket")) {
+        return Err("handshake failed: the response does not upgrade to websocket".into());
+    }
+    if !get(&headers, "Connection").is_some_and(|v| has_token(v, "upgrade")) {
+        return Err("handshake failed: the response's Connection header lacks upgrade".into());
+    }
+    if get(&headers, "Sec-WebSocket-Accept") != Some(derive_accept_key(key.as_bytes()).as_str()) {
+        return Err("handshake failed: wrong Sec-WebSocket-Accept".into());
+    }
+    if get(&headers, "Sec-WebSocket-Extensions").is_some() {
+        return Err("handshake failed: the server chose an extension that was not offered".into());
+    }
+    let subprotocol = get(&headers, "Sec-WebSocket-Protocol")
+        .unwrap_or_default()
+        .to_string();
+    if !subprotocol.is_empty() && !offered.contains(&subprotocol) {
+        return Err(format!(
+            "handshake failed: the server chose subprotocol {subprotocol:?}, which was not offered"
+        ));
+    }
+    Ok(ServerResponse {
+        subprotocol,
+        headers,
+    })
+}
+
+// -- server
+
+/// A valid opening request, as the server saw it.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Request {
+    /// The request target: path and query.
+    pub target: String,
+    pub headers: Headers,
+    key: String,
+}
+
+impl Request {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        get(&self.headers, name)
+    }
+
+    /// The subprotocols the client offered, in its order of preference.
+    pub fn subprotocols(&self) -> Vec<String> {
+        subprotocol::parse(get_all(&self.headers, "Sec-WebSocket-Protocol"))
+    }
+}
+
+/// An HTTP error response that ends a handshake.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Rejection {
+    pub status: u16,
+    pub headers: Vec<(&'static str, &'static str)>,
+    /// Why, for the response body.
+    pub message: String,
+}
+
+impl Rejection {
+    pub fn new(status: u16, message: impl Into<String>) -> Self {
+        Rejection {
+            status,
+            headers: Vec::new(),
+            message: message.into(),
+        }
+    }
+
+    fn with(mut self, name: &'static str, value: &'static str) -> Self {
+        self.headers.push((name, value));
+        self
+    }
+
+    pub fn response(&self, server_name: &str) -> Vec<u8> {
+        let reason = match self.status {
+            400 => "Bad Request",
+            403 => "Forbidden",
+            405 => "Method Not Allowed",
+            426 => "Upgrade Required",
+            431 => "Request Header Fields Too Large",
+            503 => "Service Unavailable",
+            _ => "Error",
+        };
+        let body = format!("{}\n", self.message);
+        let mut head = format!("HTTP/1.1 {} {reason}\r\n", self.status);
+        for (name, value) in &self.headers {
+            head += &format!("{name}: {value}\r\n");
+        }
+        if !server_name.is_empty() {
+            head += &format!("Server: {server_name}\r\n");
+        }
+        head += &format!(
+            "Content-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        head.into_bytes()
+    }
+}
+
+/// Whether `key` is the base64 of 16 bytes, as §4.2.1 asks.
+fn valid_key(key: &str) -> bool {
+    let b = key.as_bytes();
+    b.len() == 24
+        && key.ends_with("==")
+        && b[..22]
+            .iter()
+            .all(|c| c.is_ascii_alphanumeric() || *c == b'+' || *c == b'/')
+}
+
+/// Checks an opening request (§4.2.1); a Rejection says how to answer it.
+pub fn parse_request(head: &[u8]) -> Result<Request, Rejection> {
+    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut request = httparse::Request::new(&mut slots);
+    match request.parse(head) {
+        Ok(httparse::Status::Complete(_)) => {}
+        Ok(httparse::Status::Partial) => return Err(Rejection::new(400, "incomplete request")),
+        Err(e) => return Err(Rejection::new(400, format!("malformed request: {e}"))),
+    }
+    if request.method != Some("GET") {
+        return Err(
+            Rejection::new(405, "a WebSocket handshake is a GET request").with("Allow", "GET"),
+        );
+    }
+    if request.version != Some(1) {
+        return Err(Rejection::new(400, "a WebSocket handshake needs HTTP/1.1"));
+    }
+    let target = request.path.unwrap_or("/").to_string();
+    let headers = collect(request.headers);
+    if !get(&headers, "Upgrade").is_some_and(|v| has_token(v, "websocket")) {
+        return Err(Rejection::new(
+            426,
+            "this is a WebSocket server: send an Upgrade: websocket request",
+        )
+        .with("Upgrade", "websocket")
+        .with("Connection", "Upgrade")
+        .with("Sec-WebSocket-Version", "13"));
+    }
+    if !get(&headers, "Connection").is_some_and(|v| has_token(v, "upgrade")) {
+        return Err(Rejection::new(
+            400,
+            "the Connection header must include Upgrade",
+        ));
+    }
+    if get(&headers, "Host").is_none() {
+        return Err(Rejection::new(400, "the request has no Host header"));
+    }
+    if get(&headers, "Sec-WebSocket-Version").map(str::trim) != Some("13") {
+        return Err(
+            Rejection::new(400, "unsupported WebSocket version: this server speaks 13")
+                .with("Sec-WebSocket-Version", "13"),
+        );
+    }
+    let key = match get(&headers, "Sec-WebSocket-Key").map(str::trim) {
+        Some(key) if valid_key(key) => key.to_string(),
+        _ => return Err(Rejection::new(400, "missing or invalid Sec-WebSocket-Key")),
+    };
+    Ok(Request {
+        target,
+        headers,
+        key,
+    })
+}
+
+/// The 101 response that accepts `request`.
+pub fn accept_response(request: &Request, subprotocol: Option<&str>, server_name: &str) -> Vec<u8> {
+    let accept = derive_accept_key(request.key.as_bytes());
+    let mut head = format!(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Accept: {accept}\r\n"
+    );
+    if let Some(protocol) = subprotocol {
+        head += &format!("Sec-WebSocket-Protocol: {protocol}\r\n");
+    }
+    if !server_name.is_empty() {
+        head += &format!("Server: {server_name}\r\n");
+    }
+    head += "\r\n";
+    head.into_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = "GET /chat?x=1 HTTP/1.1\r\nHost: a:1\r\nUpgrade: websocket\r\nConnection: keep-alive, Upgrade\r\n\
+                        Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+                        Sec-WebSocket-Protocol: a, b\r\n\r\n";
+
+    #[test]
+    fn a_good_request_is_accepted_with_the_rfc_example_key() {
+        let request = parse_request(GOOD.as_bytes()).unwrap();
+        assert_eq!(request.target, "/chat?x=1");
+        assert_eq!(
+            request.subprotocols(),
+            vec!["a".to_string(), "b".to_string()]
+        );
+        let response = String::from_utf8(accept_response(&request, Some("b"), "me")).unwrap();
+        // The example of RFC 6455 §1.3.
+        assert!(response.contains("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"));
+        assert!(response.contains("Sec-WebSocket-Protocol: b\r\n"));
+        assert!(response.contains("Server: me\r\n"));
+    }
+
+    #[test]
+    fn bad_requests_get_the_right_status() {
+        let cases = [
+            (GOOD.replace("Version: 13", "Version: 8"), 400),
+            (
+                GOOD.replace("Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n", ""),
+                400,
+            ),
+            (GOOD.replace("Upgrade: websocket\r\n", ""), 426),
+            (GOOD.replace("GET", "POST"), 405),
+            (GOOD.replace("HTTP/1.1", "HTTP/1.0"), 400),
+            ("\x00\x01garbage\r\n\r\n".to_string(), 400),
+        ];
+        for (request, status) in cases {
+            assert_eq!(
+                parse_request(request.as_bytes()).unwrap_err().status,
+                status,
+                "{request:?}"
+            );
+        }
+        let version =
+            parse_request(GOOD.replace("Version: 13", "Version: 8").as_bytes()).unwrap_err();
+        let response = String::from_utf8(version.response("")).unwrap();
+        assert!(response.starts_with("HTTP/1.1 400 Bad Request\r\n"));
+        assert!(response.contains("Sec-WebSocket-Version: 13\r\n"));
+    }
+
+    #[test]
+    fn client_request_and_response_round_trip() {
+        let url = Url::parse("ws://example.com:8080/a/b?c=d").unwrap();
+        let headers = vec![("Authorization".to_string(), "Bearer x".to_string())];
+        let request = client_request(&url, &["v1".into()], "http://o", &headers);
+        let text = String::from_utf8(request.bytes.clone()).unwrap();
+        assert!(text.starts_with("GET /a/b?c=d HTTP/1.1\r\nHost: example.com:8080\r\n"));
+        assert!(
+            text.contains("Origin: http://o\r\n") && text.contains("Authorization: Bearer x\r\n")
+        );
+        let parsed = parse_request(&request.bytes).unwrap();
+        let response = accept_response(&parsed, Some("v1"), "");
+        let checked = check_response(&response, &request.key, &["v1".into()]).unwrap();
+        assert_eq!(checked.subprotocol, "v1");
+        assert!(check_response(&response, "wrong key", &["v1".into()]).is_err());
+        assert!(check_response(&response, &request.key, &[]).is_err());
+    }
+
+    #[test]
+    fn a_refusal_reads_as_its_status_line() {
+        let response = Rejection::new(403, "no").response("");
+        assert_eq!(
+            check_response(&response, "k", &[]).unwrap_err(),
+            "handshake rejected: HTTP 403 Forbidden"
+        );
+    }
+}

@@ -1,0 +1,749 @@
+//! The WebSocket protocol of RFC 6455 as a state machine: bytes in, events
+//! out ([`Parser`]); messages in, bytes out ([`Framer`]).
+//!
+//! It touches no socket, clock or lock, so every rule of the RFC is tested
+//! here without a network; `connection.rs` does the I/O around it.
+
+use std::collections::VecDeque;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+
+use crate::errors::Failure;
+
+/// Which end of the connection we are: a client masks what it sends, a
+/// server requires masked frames (RFC 6455 §5.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Client,
+    Server,
+}
+
+pub mod opcode {
+    pub const CONTINUATION: u8 = 0x0;
+    pub const TEXT: u8 = 0x1;
+    pub const BINARY: u8 = 0x2;
+    pub const CLOSE: u8 = 0x8;
+    pub const PING: u8 = 0x9;
+    pub const PONG: u8 = 0xA;
+}
+
+/// Longest payload of a control frame (§5.5).
+pub const MAX_CONTROL_PAYLOAD: usize = 125;
+
+/// What an incoming message or frame may be at most; over it the connection
+/// fails with 1009.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub max_frame_size: usize,
+    pub max_message_size: usize,
+}
+
+/// Text whose UTF-8 the parser has checked, kept as bytes so that it
+/// reaches Python without another copy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Text(Bytes);
+
+impl Text {
+    fn checked(bytes: Bytes) -> Result<Text, std::str::Utf8Error> {
+        std::str::from_utf8(&bytes)?;
+        Ok(Text(bytes))
+    }
+
+    pub fn as_str(&self) -> &str {
+        // SAFETY: a Text is only made from bytes that passed from_utf8.
+        unsafe { std::str::from_utf8_unchecked(&self.0) }
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl From<&str> for Text {
+    fn from(s: &str) -> Self {
+        Text(Bytes::copy_from_slice(s.as_bytes()))
+    }
+}
+
+/// What the peer sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Incoming {
+    /// The characters of one text frame that are complete so far; a character
+    /// split across frames comes with the frame that completes it.
+    TextFrame {
+        text: String,
+        last: bool,
+    },
+    BinaryFrame {
+        data: Bytes,
+        last: bool,
+    },
+    Text(Text),
+    Binary(Bytes),
+    Ping(Bytes),
+    Pong(Bytes),
+    /// The peer's close frame: its code and reason, or None when it had no code.
+    Close(Option<(u16, String)>),
+}
+
+/// Whether a received close frame may carry `code` (§7.4: the codes in
+/// use, 1012-1014 as IANA registers them, and 3000-4999).
+pub fn receivable_close_code(code: u16) -> bool {
+    matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999)
+}
+
+/// A message being put together from fragments.
+struct Partial {
+    text: bool,
+    data: BytesMut,
+    /// How much of `data` is known to be valid UTF-8 (text only).
+    checked: usize,
+    /// How much of `data` was already reported as text frames.
+    reported: usize,
+}
+
+/// Turns received bytes into [`Incoming`] events, checking every rule of
+/// RFC 6455 that a receiver must enforce.
+pub struct Parser {
+    role: Role,
+    limits: Limits,
+    /// Whether data frames are reported one by one as well as whole messages.
+    pub frames: bool,
+    /// Received bytes that are not parsed yet.
+    buffer: BytesMut,
+    message: Option<Partial>,
+    events: VecDeque<Incoming>,
+    /// Set once the peer's close frame arrived or the peer broke the protocol:
+    /// nothing after it is parsed.
+    done: bool,
+}
+
+struct Header {
+    fin: bool,
+    opcode: u8,
+    mask: Option<[u8; 4]>,
+    length: usize,
+    size: usize,
+}
+
+impl Parser {
+    pub fn new(role: Role, limits: Limits) -> Self {
+        Parser {
+            role,
+            limits,
+            frames: false,
+            buffer: BytesMut::new(),
+            message: None,
+            events: VecDeque::new(),
+            done: false,
+        }
+    }
+
+    /// Applies new limits from the next frame on.
+    pub fn set_limits(&mut self, limits: Limits) {
+        self.limits = limits;
+    }
+
+    /// Where received bytes go (read straight into it).
+    pub fn buffer(&mut self) -> &mut BytesMut {
+        &mut self.buffer
+    }
+
+    /// The next event, None when more bytes are needed, or the reason to
+    /// fail the connection (once; nothing is parsed after it).
+    pub fn next_event(&mut self) -> Result<Option<Incoming>, Failure> {
+        loop {
+            if let Some(event) = self.events.pop_front() {
+                return Ok(Some(event));
+            }
+            if self.done || !self.parse_frame()? {
+                return Ok(None);
+            }
+        }
+    }
+
+    fn fail(&mut self, code: u16, message: impl Into<String>) -> Result<bool, Failure> {
+        self.done = true;
+        self.events.clear();
+        Err(Failure::new(code, message))
+    }
+
+    fn header(&mut self) -> Result<Option<Header>, Failure> {
+        let b = &self.buffer[..];
+        if b.len() < 2 {
+            return Ok(None);
+        }
+        let (fin, reserved, opcode) = (b[0] & 0x80 != 0, b[0] & 0x70, b[0] & 0x0F);
+        let (masked, short) = (b[1] & 0x80 != 0, b[1] & 0x7F);
+        let (length, mut size) = match short {
+            126 if b.len() < 4 => return Ok(None),
+            126 => (u64::from(u16::from_be_bytes([b[2], b[3]])), 4),
+            127 if b.len() < 10 => return Ok(None),
+            127 => {
+                let mut eight = [0u8; 8];
+                eight.copy_from_slice(&b[2..10]);
+                (u64::from_be_bytes(eight), 10)
+            }
+            n => (u64::from(n), 2),
+        };
+        let mask = if masked {
+            if b.len() < size + 4 {
+                return Ok(None);
+            }
+            let mask = [b[size], b[size + 1], b[size + 2], b[size + 3]];
+            size += 4;
+            Some(mask)
+        } else {
+            None
+        };
+        if reserved != 0 {
+            self.fail(
+                1002,
+                "protocol error: reserved bits set without an extension that defines them",
+            )?;
+        }
+        if !matches!(opcode, 0x0..=0x2 | 0x8..=0xA) {
+            self.fail(1002, format!("protocol error: unknown opcode {opcode:#x}"))?;
+        }
+        if opcode >= opcode::CLOSE && !fin {
+            self.fail(1002, "protocol error: fragmented control frame")?;
+        }
+        if opcode >= opcode::CLOSE && length > MAX_CONTROL_PAYLOAD as u64 {
+            self.fail(1002, "protocol error: control frame payload over 125 bytes")?;
+        }
+        if length >> 63 != 0 {
+            self.fail(
+                1002,
+                "protocol error: payload length with its most significant bit set",
+            )?;
+        }
+        match (self.role, masked) {
+            (Role::Server, false) => {
+                self.fail(1002, "protocol error: unmasked frame from a client")?
+            }
+            (Role::Client, true) => {
+                self.fail(1002, "protocol error: masked frame from a server")?
+            }
+            _ => true,
+        };
+        // Fail as soon as the header says so, before the payload arrives.
+        let max_frame = self.limits.max_frame_size;
+        if length > max_frame as u64 {
+            self.fail(
+                1009,
+                format!(
+                    "frame too big: {length} bytes, over max_allowed_incoming_frame_size of {max_frame} bytes"
+                ),
+            )?;
+        }
+        let length = length as usize;
+        if opcode < opcode::CLOSE {
+            match (opcode, &self.message) {
+                (opcode::CONTINUATION, None) => {
+                    self.fail(
+                        1002,
+                        "protocol error: continuation frame with no message to continue",
+                    )?;
+                }
+                (opcode::TEXT | opcode::BINARY, Some(_)) => {
+                    self.fail(
+                        1002,
+                        "protocol error: new message before the previous one ended",
+                    )?;
+                }
+                _ => {}
+            }
+            let so_far = self.message.as_ref().map_or(0, |m| m.data.len());
+            let max_message = self.limits.max_message_size;
+            if so_far + length > max_message {
+                self.fail(
+                    1009,
+                    format!(
+                        "message too big: over max_allowed_incoming_message_size of {max_message} bytes"
+                    ),
+                )?;
+            }
+        }
+        Ok(Some(Header {
+            fin,
+            opcode,
+            mask,
+            length,
+            size,
+        }))
+    }
+
+    /// Parses one frame if it is all there; returns whether it did.
+    fn parse_frame(&mut self) -> Result<bool, Failure> {
+        let Some(header) = self.header()? else {
+            return Ok(false);
+        };
+        let total = header.size + header.length;
+        if self.buffer.len() < total {
+            self.buffer.reserve(total - self.buffer.len());
+            return Ok(false);
+        }
+        let mut payload = self.buffer.split_to(total);
+        payload.advance(header.size);
+        if let Some(mask) = header.mask {
+            apply_mask(&mut payload, mask);
+        }
+        match header.opcode {
+            opcode::PING => self.events.push_back(Incoming::Ping(payload.freeze())),
+            opcode::PONG => self.events.push_back(Incoming::Pong(payload.freeze())),
+            opcode::CLOSE => self.close(payload.freeze())?,
+            opcode => self.data(opcode, payload, header.fin)?,
+        }
+        Ok(true)
+    }
+
+    fn close(&mut self, payload: Bytes) -> Result<(), Failure> {
+        let frame = match payload.len() {
+            0 => None,
+            1 => {
+                return self
+                    .fail(1002, "protocol error: close frame with a one-byte payload")
+                    .map(drop)
+            }
+            _ => {
+                let code = u16::from_be_bytes([payload[0], payload[1]]);
+                if !receivable_close_code(code) {
+                    return self
+                        .fail(1002, format!("protocol error: invalid close code {code}"))
+                        .map(drop);
+                }
+                match std::str::from_utf8(&payload[2..]) {
+                    Ok(reason) => Some((code, reason.to_string())),
+                    Err(_) => {
+                        return self
+                            .fail(1007, "invalid UTF-8 in the close reason")
+                            .map(drop)
+                    }
+                }
+            }
+        };
+        self.done = true;
+        self.events.push_back(Incoming::Close(frame));
+        Ok(())
+    }
+
+    fn data(&mut self, opcode: u8, payload: BytesMut, fin: bool) -> Result<(), Failure> {
+        let text = match opcode {
+            opcode::TEXT => true,
+            opcode::BINARY => false,
+            _ => self.message.as_ref().is_some_and(|m| m.text),
+        };
+        if opcode != opcode::CONTINUATION && fin && !self.frames {
+            // A whole message in one frame: no copy.
+            let payload = payload.freeze();
+            let event = if text {
+                match Text::checked(payload) {
+                    Ok(text) => Incoming::Text(text),
+                    Err(_) => return self.fail(1007, "invalid UTF-8 in a text message").map(drop),
+                }
+            } else {
+                Incoming::Binary(payload)
+            };
+            self.events.push_back(event);
+            return Ok(());
+        }
+        let frame = payload.freeze();
+        let partial = self.message.get_or_insert_with(|| Partial {
+            text,
+            data: BytesMut::new(),
+            checked: 0,
+            reported: 0,
+        });
+        partial.data.extend_from_slice(&frame);
+        if text {
+            // Checked frame by frame, so that bad UTF-8 fails the connection
+            // before the rest of the message arrives.
+            match std::str::from_utf8(&partial.data[partial.checked..]) {
+                Ok(_) => partial.checked = partial.data.len(),
+                Err(e) if e.error_len().is_some() => {
+                    return self.fail(1007, "invalid UTF-8 in a text message").map(drop)
+                }
+                Err(e) => partial.checked += e.valid_up_to(),
+            }
+            if fin && partial.checked != partial.data.len() {
+                return self
+                    .fail(
+                        1007,
+                        "invalid UTF-8: a text message ends inside a character",
+                    )
+                    .map(drop);
+            }
+        }
+        if self.frames {
+            let event = if text {
+                let bytes = &partial.data[partial.reported..partial.checked];
+                // SAFETY: bytes up to `checked` passed from_utf8, and `reported`
+                // is always a former `checked`, so a character boundary.
+                let text = unsafe { std::str::from_utf8_unchecked(bytes) }.to_string();
+                partial.reported = partial.checked;
+                Incoming::TextFrame { text, last: fin }
+            } else {
+                Incoming::BinaryFrame {
+                    data: frame,
+                    last: fin,
+                }
+            };
+            self.events.push_back(event);
+        }
+        if fin {
+            if let Some(partial) = self.message.take() {
+                let data = partial.data.freeze();
+                let event = if partial.text {
+                    // SAFETY: all of `data` passed from_utf8 above.
+                    Incoming::Text(Text(data))
+                } else {
+                    Incoming::Binary(data)
+                };
+                self.events.push_back(event);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// XORs `data` with the masking key (§5.3), eight bytes at a time.
+pub fn apply_mask(data: &mut [u8], mask: [u8; 4]) {
+    let [a, b, c, d] = mask;
+    let wide = u64::from_ne_bytes([a, b, c, d, a, b, c, d]);
+    let mut chunks = data.chunks_exact_mut(8);
+    for chunk in &mut chunks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        chunk.copy_from_slice(&(u64::from_ne_bytes(word) ^ wide).to_ne_bytes());
+    }
+    for (i, byte) in chunks.into_remainder().iter_mut().enumerate() {
+        *byte ^= mask[i % 4];
+    }
+}
+
+/// Turns messages into frames for one role.
+pub struct Framer {
+    role: Role,
+}
+
+impl Framer {
+    pub fn new(role: Role) -> Self {
+        Framer { role }
+    }
+
+    /// Appends one frame to `out`, masked if we are a client.
+    pub fn frame(&self, out: &mut BytesMut, opcode: u8, fin: bool, payload: &[u8]) {
+        let masked = self.role == Role::Client;
+        let length = payload.len();
+        out.reserve(14 + length);
+        out.put_u8(if fin { 0x80 } else { 0 } | opcode);
+        let mask_bit = if masked { 0x80 } else { 0 };
+        if length < 126 {
+            out.put_u8(mask_bit | length as u8);
+        } else if length <= usize::from(u16::MAX) {
+            out.put_u8(mask_bit | 126);
+            out.put_u16(length as u16);
+        } else {
+            out.put_u8(mask_bit | 127);
+            out.put_u64(length as u64);
+        }
+        if masked {
+            let mask: [u8; 4] = rand::random();
+            out.put_slice(&mask);
+            let start = out.len();
+            out.put_slice(payload);
+            apply_mask(&mut out[start..], mask);
+        } else {
+            out.put_slice(payload);
+        }
+    }
+
+    /// Appends a message, split into frames of at most `frame_size` bytes.
+    pub fn message(&self, out: &mut BytesMut, text: bool, payload: &[u8], frame_size: usize) {
+        let first = if text { opcode::TEXT } else { opcode::BINARY };
+        if payload.len() <= frame_size {
+            return self.frame(out, first, true, payload);
+        }
+        let mut chunks = payload.chunks(frame_size.max(1)).peekable();
+        let mut op = first;
+        while let Some(chunk) = chunks.next() {
+            self.frame(out, op, chunks.peek().is_none(), chunk);
+            op = opcode::CONTINUATION;
+        }
+    }
+
+    /// Appends a close frame; `None` sends one with no code (as an echo of such a frame).
+    pub fn close(&self, out: &mut BytesMut, frame: Option<(u16, &str)>) {
+        let mut payload = Vec::with_capacity(MAX_CONTROL_PAYLOAD);
+        if let Some((code, reason)) = frame {
+            payload.extend_from_slice(&code.to_be_bytes());
+            payload.extend_from_slice(reason.as_bytes());
+        }
+        self.frame(out, opcode::CLOSE, true, &payload);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMITS: Limits = Limits {
+        max_frame_size: 1 << 20,
+        max_message_size: 2 << 20,
+    };
+
+    /// Frames `payload` as a client would (masked), for a server-side parser.
+    fn client_frame(opcode: u8, fin: bool, payload: &[u8]) -> BytesMut {
+        let mut out = BytesMut::new();
+        Framer::new(Role::Client).frame(&mut out, opcode, fin, payload);
+        out
+    }
+
+    fn server(bytes: &[u8]) -> Parser {
+        let mut parser = Parser::new(Role::Server, LIMITS);
+        parser.buffer().extend_from_slice(bytes);
+        parser
+    }
+
+    fn events(parser: &mut Parser) -> Result<Vec<Incoming>, Failure> {
+        let mut all = Vec::new();
+        while let Some(event) = parser.next_event()? {
+            all.push(event);
+        }
+        Ok(all)
+    }
+
+    fn failure_code(bytes: &[u8]) -> u16 {
+        events(&mut server(bytes)).unwrap_err().code
+    }
+
+    #[test]
+    fn lengths_round_trip_in_every_encoding() {
+        for size in [0, 125, 126, 65535, 65536, 100_000] {
+            let payload = vec![7u8; size];
+            let frame = client_frame(opcode::BINARY, true, &payload);
+            let header = frame.len() - size - 4;
+            assert_eq!(
+                header,
+                if size < 126 {
+                    2
+                } else if size < 65536 {
+                    4
+                } else {
+                    10
+                }
+            );
+            let got = events(&mut server(&frame)).unwrap();
+            assert_eq!(got, vec![Incoming::Binary(Bytes::from(payload))]);
+        }
+    }
+
+    #[test]
+    fn a_frame_split_anywhere_parses_the_same() {
+        let frame = client_frame(opcode::TEXT, true, "héllo".as_bytes());
+        for cut in 0..frame.len() {
+            let mut parser = server(&frame[..cut]);
+            assert_eq!(events(&mut parser).unwrap(), vec![]);
+            parser.buffer().extend_from_slice(&frame[cut..]);
+            assert_eq!(
+                events(&mut parser).unwrap(),
+                vec![Incoming::Text("héllo".into())]
+            );
+        }
+    }
+
+    #[test]
+    fn masking_is_enforced_both_ways() {
+        let mut unmasked = BytesMut::new();
+        Framer::new(Role::Server).frame(&mut unmasked, opcode::TEXT, true, b"hi");
+        assert_eq!(failure_code(&unmasked), 1002);
+        let mut client = Parser::new(Role::Client, LIMITS);
+        client
+            .buffer()
+            .extend_from_slice(&client_frame(opcode::TEXT, true, b"hi"));
+        assert_eq!(events(&mut client).unwrap_err().code, 1002);
+    }
+
+    #[test]
+    fn fragments_make_one_message_with_control_frames_between() {
+        let mut bytes = client_frame(opcode::TEXT, false, b"he");
+        bytes.extend(client_frame(opcode::PING, true, b"p"));
+        bytes.extend(client_frame(opcode::CONTINUATION, false, b"ll"));
+        bytes.extend(client_frame(opcode::CONTINUATION, true, b"o"));
+        let got = events(&mut server(&bytes)).unwrap();
+        assert_eq!(
+            got,
+            vec![
+                Incoming::Ping(Bytes::from_static(b"p")),
+                Incoming::Text("hello".into())
+            ]
+        );
+    }
+
+    #[test]
+    fn a_character_split_across_fragments_is_whole() {
+        let euro = "€".as_bytes();
+        let mut bytes = client_frame(opcode::TEXT, false, &euro[..1]);
+        bytes.extend(client_frame(opcode::CONTINUATION, true, &euro[1..]));
+        let mut parser = server(&bytes);
+        parser.frames = true;
+        let got = events(&mut parser).unwrap();
+        assert_eq!(
+            got,
+            vec![
+                Incoming::TextFrame {
+                    text: String::new(),
+                    last: false
+                },
+                Incoming::TextFrame {
+                    text: "€".into(),
+                    last: true
+                },
+                Incoming::Text("€".into()),
+            ]
+        );
+    }
+
+    #[test]
+    fn fragmentation_rules() {
+        assert_eq!(
+            failure_code(&client_frame(opcode::CONTINUATION, true, b"x")),
+            1002
+        );
+        let mut bytes = client_frame(opcode::TEXT, false, b"a");
+        bytes.extend(client_frame(opcode::TEXT, true, b"b"));
+        assert_eq!(failure_code(&bytes), 1002);
+        assert_eq!(failure_code(&client_frame(opcode::PING, false, b"")), 1002);
+    }
+
+    #[test]
+    fn reserved_bits_and_opcodes_fail_with_1002() {
+        for rsv in [0x40, 0x20, 0x10] {
+            let mut frame = client_frame(opcode::TEXT, true, b"x");
+            frame[0] |= rsv;
+            assert_eq!(failure_code(&frame), 1002);
+        }
+        for op in [3, 4, 5, 6, 7, 0xB, 0xC, 0xD, 0xE, 0xF] {
+            assert_eq!(failure_code(&client_frame(op, true, b"")), 1002);
+        }
+    }
+
+    #[test]
+    fn control_frames_over_125_bytes_fail() {
+        assert!(events(&mut server(&client_frame(opcode::PING, true, &[0; 125]))).is_ok());
+        assert_eq!(
+            failure_code(&client_frame(opcode::PING, true, &[0; 126])),
+            1002
+        );
+    }
+
+    #[test]
+    fn invalid_utf8_fails_fast_with_1007() {
+        assert_eq!(
+            failure_code(&client_frame(opcode::TEXT, true, b"\xff")),
+            1007
+        );
+        // The first fragment is enough to know.
+        assert_eq!(
+            failure_code(&client_frame(opcode::TEXT, false, b"\xce\xba\xed\xa0\x80")),
+            1007
+        );
+        assert_eq!(
+            failure_code(&client_frame(opcode::TEXT, true, b"\xe2\x82")),
+            1007
+        );
+    }
+
+    #[test]
+    fn limits_fail_from_the_header_with_1009() {
+        let mut parser = Parser::new(
+            Role::Server,
+            Limits {
+                max_frame_size: 10,
+                max_message_size: 15,
+            },
+        );
+        let frame = client_frame(opcode::BINARY, true, &[0; 11]);
+        parser.buffer().extend_from_slice(&frame[..6]);
+        let failure = events(&mut parser).unwrap_err();
+        assert_eq!(failure.code, 1009);
+        assert!(failure.message.contains("max_allowed_incoming_frame_size"));
+        let mut parser = Parser::new(
+            Role::Server,
+            Limits {
+                max_frame_size: 10,
+                max_message_size: 15,
+            },
+        );
+        parser
+            .buffer()
+            .extend(client_frame(opcode::BINARY, false, &[0; 10]));
+        parser
+            .buffer()
+            .extend(client_frame(opcode::CONTINUATION, true, &[0; 10]));
+        let failure = events(&mut parser).unwrap_err();
+        assert!(failure
+            .message
+            .contains("max_allowed_incoming_message_size"));
+    }
+
+    #[test]
+    fn close_frames() {
+        let mut payload = 4000u16.to_be_bytes().to_vec();
+        payload.extend_from_slice("bye".as_bytes());
+        let got = events(&mut server(&client_frame(opcode::CLOSE, true, &payload))).unwrap();
+        assert_eq!(got, vec![Incoming::Close(Some((4000, "bye".into())))]);
+        let got = events(&mut server(&client_frame(opcode::CLOSE, true, b""))).unwrap();
+        assert_eq!(got, vec![Incoming::Close(None)]);
+        assert_eq!(
+            failure_code(&client_frame(opcode::CLOSE, true, b"\x03")),
+            1002
+        );
+        for code in [0u16, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000] {
+            assert_eq!(
+                failure_code(&client_frame(opcode::CLOSE, true, &code.to_be_bytes())),
+                1002
+            );
+        }
+        let mut bad_reason = 1000u16.to_be_bytes().to_vec();
+        bad_reason.push(0xff);
+        assert_eq!(
+            failure_code(&client_frame(opcode::CLOSE, true, &bad_reason)),
+            1007
+        );
+    }
+
+    #[test]
+    fn nothing_after_the_close_frame_is_parsed() {
+        let mut bytes = client_frame(opcode::CLOSE, true, b"");
+        bytes.extend(client_frame(opcode::TEXT, true, b"late"));
+        assert_eq!(
+            events(&mut server(&bytes)).unwrap(),
+            vec![Incoming::Close(None)]
+        );
+    }
+
+    #[test]
+    fn messages_are_split_into_frames_of_the_given_size() {
+        let mut out = BytesMut::new();
+        Framer::new(Role::Client).message(&mut out, true, b"abcdefg", 3);
+        let mut parser = server(&out);
+        parser.frames = true;
+        let got = events(&mut parser).unwrap();
+        assert_eq!(got.len(), 4);
+        assert_eq!(got[3], Incoming::Text("abcdefg".into()));
+    }
+
+    #[test]
+    fn mask_matches_the_bytewise_definition() {
+        let mask = [1, 2, 3, 4];
+        let mut data: Vec<u8> = (0..37).collect();
+        apply_mask(&mut data, mask);
+        let expected: Vec<u8> = (0..37u8).map(|i| i ^ mask[usize::from(i) % 4]).collect();
+        assert_eq!(data, expected);
+    }
+}
