@@ -14,7 +14,7 @@ use crate::connection::{
     self, read_head, seconds, Command, Connection, Endpoints, Options, Shared,
 };
 use crate::errors::ABNORMAL_CLOSURE;
-use crate::events::{Event, EventQueue};
+use crate::events::{Event, EventQueue, EventSink};
 use crate::handshake::{self, Headers};
 use crate::protocol::Role;
 use crate::{runtime, ws_url};
@@ -38,59 +38,76 @@ pub fn connect(
     let handshake_timeout = seconds("handshake_timeout", options.handshake_timeout)?;
     let (shared, mut commands) = Shared::new();
     let events = queue.sink(shared.id);
+    let on_panic = crash_report(events.clone());
     let task_shared = Arc::clone(&shared);
-    runtime::spawn(async move {
-        let opening = timeout(
-            handshake_timeout,
-            open(&url, &subprotocols, &origin, &headers),
-        );
-        tokio::pin!(opening);
-        let opened = loop {
-            tokio::select! {
-                biased;
-                command = commands.recv() => match command {
-                    Some(Command::Frames(on)) => settings.report_frames = on,
-                    Some(Command::Writes(on)) => settings.report_writes = on,
-                    // Closing while connecting gives up on the connection.
-                    _ => break None,
-                },
-                opened = &mut opening => break Some(opened),
-            }
-        };
-        let error = match opened {
-            Some(Ok(Ok((tcp, received, subprotocol)))) => {
-                task_shared.set_open(true);
-                let endpoints = Endpoints::of(&tcp);
-                events.send(Event::Connected {
-                    subprotocol,
-                    endpoints,
-                });
-                connection::run(
-                    tcp,
-                    Role::Client,
-                    settings,
-                    received,
-                    task_shared,
-                    commands,
-                    events,
-                )
-                .await;
-                return;
-            }
-            Some(Ok(Err(message))) => Some(message),
-            Some(Err(_)) => Some(format!(
-                "handshake timeout: no connection to {url} within {} s",
-                handshake_timeout.as_secs_f64()
-            )),
-            None => None,
-        };
+    runtime::spawn(
+        async move {
+            let opening = timeout(
+                handshake_timeout,
+                open(&url, &subprotocols, &origin, &headers),
+            );
+            tokio::pin!(opening);
+            let opened = loop {
+                tokio::select! {
+                    biased;
+                    command = commands.recv() => match command {
+                        Some(Command::Frames(on)) => settings.report_frames = on,
+                        Some(Command::Writes(on)) => settings.report_writes = on,
+                        // Closing while connecting gives up on the connection.
+                        _ => break None,
+                    },
+                    opened = &mut opening => break Some(opened),
+                }
+            };
+            let error = match opened {
+                Some(Ok(Ok((tcp, received, subprotocol)))) => {
+                    task_shared.set_open(true);
+                    let endpoints = Endpoints::of(&tcp);
+                    events.send(Event::Connected {
+                        subprotocol,
+                        endpoints,
+                    });
+                    connection::run(
+                        tcp,
+                        Role::Client,
+                        settings,
+                        received,
+                        task_shared,
+                        commands,
+                        events,
+                    )
+                    .await;
+                    return;
+                }
+                Some(Ok(Err(message))) => Some(message),
+                Some(Err(_)) => Some(format!(
+                    "handshake timeout: no connection to {url} within {} s",
+                    handshake_timeout.as_secs_f64()
+                )),
+                None => None,
+            };
+            events.send(Event::Closed {
+                code: ABNORMAL_CLOSURE,
+                reason: String::new(),
+                error,
+            });
+        },
+        on_panic,
+    )?;
+    Ok(Connection::from(shared))
+}
+
+/// What a connection whose task panicked tells Python: ERROR, not silence.
+pub fn crash_report(events: EventSink) -> impl FnOnce(String) + Send + 'static {
+    move |message| {
         events.send(Event::Closed {
             code: ABNORMAL_CLOSURE,
             reason: String::new(),
-            error,
-        });
-    })?;
-    Ok(Connection::from(shared))
+            error: Some(format!(
+                "internal error in wsbind (please report it): {message}"
+            )),
+        })
+    }
 }
 
 /// TCP connection and opening handshake; returns the stream, the bytes that

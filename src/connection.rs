@@ -638,6 +638,8 @@ pub async fn run<S>(
     let report_writes = Arc::new(AtomicBool::new(false));
     let writing = write(writer, out_rx, &shared, &events, &report_writes);
     tokio::pin!(writing);
+    // A finished future must not be polled again.
+    let mut writer_done = false;
     let end = 'run: loop {
         loop {
             match parser.next_event() {
@@ -655,10 +657,13 @@ pub async fn run<S>(
         let deadline = session.deadline();
         tokio::select! {
             biased;
-            written = &mut writing => break match written {
-                Err(e) => End::Failed(Failure::new(ABNORMAL_CLOSURE, format!("connection lost: {e}"))),
-                Ok(()) => session.eof(),
-            },
+            written = &mut writing => {
+                writer_done = true;
+                break match written {
+                    Err(e) => End::Failed(Failure::new(ABNORMAL_CLOSURE, format!("connection lost: {e}"))),
+                    Ok(()) => session.eof(),
+                };
+            }
             command = commands.recv() => match command {
                 Some(command) => if let Some(end) = session.command(command, &mut parser) {
                     break end;
@@ -687,7 +692,7 @@ pub async fn run<S>(
         End::Failed(_) => FAILURE_LINGER,
         End::Aborted => Duration::ZERO,
     };
-    if !linger.is_zero() {
+    if !linger.is_zero() && !writer_done {
         let _ = timeout(linger, &mut writing).await;
     }
     let peer_close = session.peer_close.take();

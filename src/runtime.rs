@@ -35,11 +35,29 @@ fn runtime() -> Result<&'static Runtime, Error> {
         .map_err(|e| Error::Runtime(e.clone()))
 }
 
-/// Runs `future` on the runtime's threads.
-pub fn spawn<F>(future: F) -> Result<(), Error>
+/// Runs `future` on the runtime's threads. Should it panic (a bug in
+/// wsbind), `on_panic` gets the message, so that Python hears of it instead
+/// of waiting for ever.
+pub fn spawn<F>(future: F, on_panic: impl FnOnce(String) + Send + 'static) -> Result<(), Error>
 where
     F: Future<Output = ()> + Send + 'static,
 {
-    runtime()?.spawn(future);
+    let runtime = runtime()?;
+    let task = runtime.spawn(future);
+    runtime.spawn(async move {
+        if let Err(e) = task.await {
+            if e.is_panic() {
+                on_panic(panic_message(e.into_panic()));
+            }
+        }
+    });
     Ok(())
+}
+
+fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
 }

@@ -11,11 +11,15 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::sync::{oneshot, watch, Semaphore};
 use tokio::time::timeout;
 
+use crate::client::crash_report;
 use crate::config::{MAX_CONCURRENT_HANDSHAKES, MAX_HANDSHAKE_SIZE};
-use crate::connection::{self, next_id, read_head, seconds, Endpoints, Options, Settings, Shared};
+use crate::connection::{
+    self, next_id, read_head, seconds, Command, Endpoints, Options, Settings, Shared,
+};
 use crate::events::{Accepted, Event, EventQueue, EventSink};
 use crate::handshake::{self, Rejection, Request};
 use crate::protocol::Role;
@@ -182,13 +186,19 @@ impl Server {
             pending: Arc::new(AtomicUsize::new(0)),
             handshakes: Arc::new(Semaphore::new(MAX_CONCURRENT_HANDSHAKES)),
         });
-        runtime::spawn(listen(
-            host,
-            port,
-            Arc::clone(&shared),
-            control_rx,
-            queue.sink(id),
-        ))?;
+        let events = queue.sink(id);
+        let on_panic = {
+            let events = events.clone();
+            move |message| {
+                events.send(Event::ListenFailed(format!(
+                    "internal error in wsbind (please report it): {message}"
+                )))
+            }
+        };
+        runtime::spawn(
+            listen(host, port, Arc::clone(&shared), control_rx, events),
+            on_panic,
+        )?;
         Ok(Server { id, shared })
     }
 
@@ -303,7 +313,11 @@ async fn listen(
             changed = control.changed() => if changed.is_err() { break },
             accepted = listener.accept() => match accepted {
                 Ok((tcp, _)) => {
-                    tokio::spawn(serve(tcp, Arc::clone(&shared), events.clone(), permit));
+                    let (conn, commands) = Shared::new();
+                    let on_panic = crash_report(events.for_id(conn.id));
+                    let serving = serve(tcp, conn, commands, Arc::clone(&shared), events.clone(), permit);
+                    // Cannot fail: the runtime runs this very loop.
+                    let _ = runtime::spawn(serving, on_panic);
                 }
                 Err(e) => {
                     events.send(Event::AcceptFailed(format!("accept failed: {e}")));
@@ -324,6 +338,8 @@ async fn listen(
 /// Whatever this client does, it harms only itself.
 async fn serve(
     mut tcp: TcpStream,
+    conn: Arc<Shared>,
+    commands: UnboundedReceiver<Command>,
     shared: Arc<ServerShared>,
     events: EventSink,
     permit: tokio::sync::OwnedSemaphorePermit,
@@ -338,7 +354,6 @@ async fn serve(
         return;
     };
     drop(permit);
-    let (conn, commands) = Shared::new();
     conn.set_open(true);
     shared.clients().insert(conn.id, Arc::clone(&conn));
     let host = request.header("Host").unwrap_or_default().to_string();
