@@ -3,31 +3,44 @@
 The public API is the ``wsbind`` package; these are the pieces it is built on.
 """
 
-from typing import Any, final
+from typing import Any, TypedDict, final, type_check_only
 
 from typing_extensions import Buffer
 
 __all__ = [
+    "CLOSE_TIMEOUT",
     "Connection",
     "EVENT_ACCEPT_FAILED",
     "EVENT_BINARY",
+    "EVENT_BINARY_FRAME",
     "EVENT_CLIENT_CONNECTED",
     "EVENT_CLOSED",
     "EVENT_CLOSING",
     "EVENT_CONNECTED",
     "EVENT_LISTENING",
     "EVENT_LISTEN_FAILED",
+    "EVENT_ORIGIN_CHECK",
+    "EVENT_PONG",
+    "EVENT_SERVER_ERROR",
     "EVENT_STOPPED",
     "EVENT_TEXT",
+    "EVENT_TEXT_FRAME",
+    "EVENT_WRITTEN",
     "EventQueue",
+    "HANDSHAKE_TIMEOUT",
     "MAX_INCOMING_FRAME_SIZE",
     "MAX_INCOMING_MESSAGE_SIZE",
     "MAX_OUTGOING_BUFFER",
+    "MAX_PENDING_CONNECTIONS",
     "MAX_PENDING_EVENT_BYTES",
+    "OUTGOING_FRAME_SIZE",
+    "OriginAuthenticator",
+    "PING_INTERVAL",
+    "PING_TIMEOUT",
     "Server",
+    "__version__",
     "check_url",
     "connect",
-    "__version__",
 ]
 
 __version__: str
@@ -37,11 +50,17 @@ EVENT_TEXT: int
 EVENT_BINARY: int
 EVENT_CLOSING: int
 EVENT_CLOSED: int
+EVENT_TEXT_FRAME: int
+EVENT_BINARY_FRAME: int
+EVENT_PONG: int
+EVENT_WRITTEN: int
 EVENT_LISTENING: int
 EVENT_LISTEN_FAILED: int
 EVENT_CLIENT_CONNECTED: int
 EVENT_ACCEPT_FAILED: int
 EVENT_STOPPED: int
+EVENT_SERVER_ERROR: int
+EVENT_ORIGIN_CHECK: int
 
 MAX_INCOMING_MESSAGE_SIZE: int
 """Largest incoming message, 64 MiB; over it the connection closes with 1009."""
@@ -51,11 +70,42 @@ MAX_OUTGOING_BUFFER: int
 """Bytes that may wait to be written on one socket before sending raises BufferFullError, 64 MiB."""
 MAX_PENDING_EVENT_BYTES: int
 """Bytes of received messages that may wait for Python before sockets stop reading, 16 MiB."""
+OUTGOING_FRAME_SIZE: int
+"""Longer outgoing messages go out as continuation frames of this size, 512 KiB (Qt's default)."""
+PING_INTERVAL: float
+"""Seconds between keepalive pings, 20."""
+PING_TIMEOUT: float
+"""Seconds a keepalive ping may wait for its pong, 20."""
+CLOSE_TIMEOUT: float
+"""Seconds the closing handshake may take, 10."""
+HANDSHAKE_TIMEOUT: float
+"""Seconds the opening handshake may take, 10 (Qt's default)."""
+MAX_PENDING_CONNECTIONS: int
+"""Accepted connections Python has not taken yet before new ones get HTTP 503, 30 (Qt's default)."""
+
+@type_check_only
+class Options(TypedDict):
+    """A socket's properties that its connection applies, by their Python names."""
+
+    max_allowed_incoming_frame_size: int
+    max_allowed_incoming_message_size: int
+    outgoing_frame_size: int
+    ping_interval: float | None
+    ping_timeout: float | None
+    close_timeout: float
+    handshake_timeout: float
 
 def check_url(url: str) -> None:
     """Raises ``InvalidURL`` unless ``url`` is a ws:// or wss:// URL with a host."""
 
-def connect(queue: EventQueue, url: str, subprotocols: list[str]) -> Connection:
+def connect(
+    queue: EventQueue,
+    url: str,
+    subprotocols: list[str],
+    headers: list[tuple[str, str]],
+    origin: str,
+    options: Options,
+) -> Connection:
     """Opens a connection to ``url`` in the background; its events go to ``queue``."""
 
 @final
@@ -82,14 +132,40 @@ class Connection:
     @property
     def id(self) -> int:
         """The id under which this connection's events arrive."""
+    @property
+    def bytes_to_write(self) -> int:
+        """Payload bytes queued by ``send_*`` and not yet written."""
     def send_text(self, message: str) -> int:
         """Queues a text message; returns its size in bytes of UTF-8."""
     def send_binary(self, data: Buffer) -> int:
         """Queues a binary message from any bytes-like object; returns its size."""
+    def ping(self, payload: Buffer) -> None:
+        """Sends a ping with ``payload`` (at most 125 bytes)."""
     def close(self, code: int = 1000, reason: str = "") -> None:
         """Starts the closing handshake with ``code`` and ``reason``."""
     def abort(self) -> None:
         """Drops the TCP connection without a closing handshake."""
+    def report_frames(self, on: bool) -> None:
+        """Whether data frames are reported one by one, besides whole messages."""
+    def configure(self, options: Options) -> None:
+        """Applies a socket's limits, keepalive and timeouts to the open connection."""
+    def report_writes(self, on: bool) -> None:
+        """Whether each write is reported (for ``bytes_written``)."""
+
+@final
+class OriginAuthenticator:
+    """Handed to ``origin_authentication_required`` handlers (Qt's ``QWebSocketCorsAuthenticator``)."""
+
+    @property
+    def origin(self) -> str:
+        """The Origin header the client sent ("" when it sent none)."""
+    @property
+    def allowed(self) -> bool:
+        """Whether the client may connect; True unless set otherwise."""
+    def set_allowed(self, allowed: bool) -> None:
+        """Allows (True) or refuses (False, HTTP 403) the client."""
+    def finish(self) -> None:
+        """Gives the answer to the waiting handshake; later calls change nothing."""
 
 @final
 class Server:
@@ -100,10 +176,14 @@ class Server:
         queue: EventQueue,
         host: str,
         port: int,
+        options: Options,
         *,
         name: str = ...,
         subprotocols: list[str] = ...,
         accepting: bool = True,
+        allowed_origins: list[str] | None = None,
+        ask_origin: bool = False,
+        max_pending_connections: int = ...,
     ) -> Server: ...
     @property
     def id(self) -> int:
@@ -112,6 +192,12 @@ class Server:
         """Sets the ``Server`` header of later handshakes."""
     def set_subprotocols(self, subprotocols: list[str]) -> None:
         """Sets the subprotocols that later handshakes may pick from."""
+    def set_allowed_origins(self, origins: list[str] | None) -> None:
+        """Sets the origins later handshakes accept (None: any)."""
+    def set_ask_origin(self, ask: bool) -> None:
+        """Whether later handshakes ask Python about their origin."""
+    def set_limits(self, handshake_timeout: float, max_pending_connections: int) -> None:
+        """Sets how long later handshakes may take, and the pending-connection bound."""
     def set_accepting(self, accepting: bool) -> None:
         """Pauses (False) or resumes (True) accepting connections."""
     def stop(self) -> None:

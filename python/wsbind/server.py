@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from . import _wsbind
 from .dispatch import Dispatcher, current
@@ -229,8 +229,8 @@ class WebSocketServer(Object):
         self.accept = True
 
     def _start(self) -> None:
-        options = {name: WebSocket._properties[name].default for name in _OPTIONS}
-        options["handshake_timeout"] = self.handshake_timeout
+        defaults = {name: WebSocket._properties[name].default for name in _OPTIONS}
+        options = cast("_wsbind.Options", {**defaults, "handshake_timeout": self.handshake_timeout})
         server = _wsbind.Server(
             self._dispatcher.queue,
             self.host,

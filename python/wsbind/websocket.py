@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit
 
 from . import _wsbind
@@ -447,8 +447,8 @@ class WebSocket(Object):
             self.close(1000)
             self._reopen = True
 
-    def _options(self) -> dict[str, Any]:
-        return {name: self._values[name] for name in _OPTIONS}
+    def _options(self) -> _wsbind.Options:
+        return cast("_wsbind.Options", {name: self._values[name] for name in _OPTIONS})
 
     def _options_changed(self) -> None:
         if self._conn is not None:
