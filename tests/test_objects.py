@@ -757,3 +757,10 @@ def test_a_change_during_evaluation_on_another_thread_is_not_missed() -> None:
 
     target = WebSocket(url=bind(stale))
     assert target.url == "ws://127.0.0.1:1/late"
+
+
+def test_dict_defaults_are_not_shared() -> None:
+    """Each instance gets its own copy of a dict default (request_headers)."""
+    a, b = WebSocket(), WebSocket()
+    a.request_headers["X-Test"] = "1"
+    assert b.request_headers == {}

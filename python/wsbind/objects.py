@@ -19,6 +19,7 @@ during its last evaluation changes, as a QML binding does.
 
 from __future__ import annotations
 
+import copy
 import difflib
 import logging
 import threading
@@ -342,7 +343,8 @@ class Object:
         cls = type(self)
         # The current value of every property.
         self._values: dict[str, Any] = {
-            name: list(p.default) if isinstance(p.default, list) else p.default
+            # Mutable defaults are copied, so that instances never share one.
+            name: copy.copy(p.default) if isinstance(p.default, (list, dict)) else p.default
             for name, p in cls._properties.items()
         }
         # The active binding of each bound property.
