@@ -62,7 +62,9 @@ pub const MAX_HANDSHAKE_SIZE: usize = 16 << 10;
 /// it new ones are closed with 1013 (try again later) and `server_error(1006)`.
 pub const MAX_PENDING_CONNECTIONS: usize = 30;
 
-/// Handshakes a server runs at once: 1024. Each is bounded by the handshake
-/// timeout; over the limit the oldest waits are not affected, new TCP
-/// connections wait in the kernel's backlog.
-pub const MAX_CONCURRENT_HANDSHAKES: usize = 1024;
+/// Handshakes a server runs at once: 4096. Each is bounded by the handshake
+/// timeout and costs a task and a small buffer (about 16 MiB for all of
+/// them), so thousands of clients that stall their handshake cannot keep
+/// real ones out; past the bound, new TCP connections wait in the kernel's
+/// backlog until a stalled one times out.
+pub const MAX_CONCURRENT_HANDSHAKES: usize = 4096;
