@@ -31,15 +31,15 @@ build-release: setup  ## Build the extension optimised into .venv
 .PHONY: format
 format: setup  ## Format Rust and Python code
 	cargo fmt
-	$(VENV)/bin/ruff format python tests examples
-	$(VENV)/bin/ruff check --fix python tests examples
+	$(VENV)/bin/ruff format python tests examples docs
+	$(VENV)/bin/ruff check --fix python tests examples docs
 
 .PHONY: lint
 lint: build-dev  ## Tidiness: rustfmt, clippy, ruff, and the stubs against the module
 	cargo fmt --check
 	cargo clippy --all-targets -- -D warnings
-	$(VENV)/bin/ruff check python tests examples
-	$(VENV)/bin/ruff format --check python tests examples
+	$(VENV)/bin/ruff check python tests examples docs
+	$(VENV)/bin/ruff format --check python tests examples docs
 	$(PY) -m mypy.stubtest wsbind._wsbind
 	$(PY) -m mypy python/wsbind
 

@@ -219,7 +219,7 @@ class Binding(Generic[T]):
 
 
 def bind(fn: Callable[[], T]) -> Binding[T]:
-    """Makes a QML binding: ``ws.url = bind(lambda: server.url)``.
+    """Makes a QML binding: ``ws.url = bind(lambda: server.url)`` (QML: ``Qt.binding()``).
 
     Assigned to a property (as an attribute or a constructor keyword), the
     property takes ``fn()``'s value now, and again whenever a wsbind property
