@@ -43,6 +43,7 @@ pub mod kind {
     pub const STOPPED: u8 = 14;
     pub const SERVER_ERROR: u8 = 15;
     pub const ORIGIN_CHECK: u8 = 16;
+    pub const SSL_ERRORS: u8 = 17;
 }
 
 /// A server-side connection that finished its opening handshake.
@@ -89,6 +90,8 @@ pub enum Event {
     },
     /// The peer started the closing handshake.
     Closing,
+    /// TLS verification failed (Qt's `sslErrors`); for a server, a client's.
+    SslErrors(Vec<String>),
     /// The connection is over. `error` is set when it ended in failure.
     Closed {
         code: u16,
@@ -161,6 +164,7 @@ impl Event {
                 (count, remaining).into_pyobject(py)?.into_any(),
             ),
             Event::Closing => (kind::CLOSING, py.None().into_bound(py)),
+            Event::SslErrors(errors) => (kind::SSL_ERRORS, errors.into_pyobject(py)?.into_any()),
             Event::Closed {
                 code,
                 reason,

@@ -10,7 +10,9 @@ pub mod handshake;
 pub mod protocol;
 pub mod runtime;
 pub mod server;
+pub mod stream;
 pub mod subprotocol;
+pub mod tls;
 pub mod ws_url;
 
 use pyo3::prelude::*;
@@ -58,6 +60,7 @@ mod _wsbind {
             ("EVENT_STOPPED", kind::STOPPED),
             ("EVENT_SERVER_ERROR", kind::SERVER_ERROR),
             ("EVENT_ORIGIN_CHECK", kind::ORIGIN_CHECK),
+            ("EVENT_SSL_ERRORS", kind::SSL_ERRORS),
         ] {
             m.add(name, value)?;
         }

@@ -14,6 +14,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::sync::{oneshot, watch, Semaphore};
 use tokio::time::timeout;
+use tokio_rustls::TlsAcceptor;
 
 use crate::client::crash_report;
 use crate::config::{MAX_CONCURRENT_HANDSHAKES, MAX_HANDSHAKE_SIZE};
@@ -23,6 +24,8 @@ use crate::connection::{
 use crate::events::{Accepted, Event, EventQueue, EventSink};
 use crate::handshake::{self, Rejection, Request};
 use crate::protocol::Role;
+use crate::stream::Stream;
+use crate::tls::{self, TlsOptions};
 use crate::{runtime, subprotocol};
 
 /// Pause after a failed accept() (out of file descriptors, say), so that the
@@ -61,6 +64,8 @@ struct ServerShared {
     /// Connections handed to Python and not yet taken by its handlers.
     pending: Arc<AtomicUsize>,
     handshakes: Arc<Semaphore>,
+    /// TLS for wss://, and the certificate it serves.
+    tls: Option<(TlsAcceptor, Arc<tls::Certificate>)>,
 }
 
 impl ServerShared {
@@ -151,7 +156,7 @@ impl Server {
     #[new]
     #[pyo3(signature = (queue, host, port, options, *, name = String::new(), subprotocols = Vec::new(),
                         accepting = true, allowed_origins = None, ask_origin = false,
-                        max_pending_connections = crate::config::MAX_PENDING_CONNECTIONS))]
+                        max_pending_connections = crate::config::MAX_PENDING_CONNECTIONS, tls = None))]
     #[allow(clippy::too_many_arguments, reason = "one Python keyword each")]
     fn new(
         queue: &EventQueue,
@@ -164,8 +169,17 @@ impl Server {
         allowed_origins: Option<Vec<String>>,
         ask_origin: bool,
         max_pending_connections: usize,
+        tls: Option<(String, String, TlsOptions)>,
     ) -> PyResult<Self> {
         check_header("name", &name)?;
+        let tls = match tls {
+            Some((cert, key, options)) => {
+                let (config, certificate) =
+                    tls::server_config(&cert, &key, &options).map_err(PyValueError::new_err)?;
+                Some((TlsAcceptor::from(config), certificate))
+            }
+            None => None,
+        };
         let id = next_id();
         let (control, control_rx) = watch::channel(Control {
             accepting,
@@ -185,6 +199,7 @@ impl Server {
             clients: Mutex::new(HashMap::new()),
             pending: Arc::new(AtomicUsize::new(0)),
             handshakes: Arc::new(Semaphore::new(MAX_CONCURRENT_HANDSHAKES)),
+            tls,
         });
         let events = queue.sink(id);
         let on_panic = {
@@ -236,6 +251,19 @@ impl Server {
         let mut config = self.shared.config();
         config.handshake_timeout = handshake_timeout;
         config.max_pending = max_pending_connections;
+        Ok(())
+    }
+
+    /// Serves a new certificate (PEM path or text) to later TLS handshakes.
+    fn set_certificate(&self, certificate: &str, private_key: &str) -> PyResult<()> {
+        let Some((_, current)) = &self.shared.tls else {
+            return Err(PyValueError::new_err(
+                "this server does not use TLS (secure_mode is False)",
+            ));
+        };
+        current.replace(
+            tls::Certificate::load(certificate, private_key).map_err(PyValueError::new_err)?,
+        );
         Ok(())
     }
 
@@ -337,7 +365,7 @@ async fn listen(
 /// One accepted TCP connection: handshake, then the WebSocket until it closes.
 /// Whatever this client does, it harms only itself.
 async fn serve(
-    mut tcp: TcpStream,
+    tcp: TcpStream,
     conn: Arc<Shared>,
     commands: UnboundedReceiver<Command>,
     shared: Arc<ServerShared>,
@@ -348,8 +376,27 @@ async fn serve(
     let endpoints = Endpoints::of(&tcp);
     let handshake_timeout = shared.config().handshake_timeout;
     // A client that stalls its handshake is dropped when the time is up.
-    let Ok(Some((request, received, negotiated))) =
-        timeout(handshake_timeout, handshake(&mut tcp, &shared, &events)).await
+    let opening = async {
+        let mut stream = match &shared.tls {
+            None => Stream::Plain(tcp),
+            Some((acceptor, _)) => match acceptor.accept(tcp).await {
+                Ok(tls) => Stream::Tls(Box::new(tls.into())),
+                Err(e) => {
+                    // Qt's sslErrors/peerVerifyError; only this client is affected.
+                    let peer = endpoints.peer.map(|p| p.to_string()).unwrap_or_default();
+                    events.send(Event::SslErrors(vec![format!(
+                        "{peer}: {}",
+                        tls::describe(&e, &peer)
+                    )]));
+                    return None;
+                }
+            },
+        };
+        let (request, received, negotiated) = handshake(&mut stream, &shared, &events).await?;
+        Some((stream, request, received, negotiated))
+    };
+    let Ok(Some((stream, request, received, negotiated))) =
+        timeout(handshake_timeout, opening).await
     else {
         return;
     };
@@ -357,11 +404,12 @@ async fn serve(
     conn.set_open(true);
     shared.clients().insert(conn.id, Arc::clone(&conn));
     let host = request.header("Host").unwrap_or_default().to_string();
+    let scheme = if shared.tls.is_some() { "wss" } else { "ws" };
     let requested = request.subprotocols();
     let settings = shared.config().settings.clone();
     events.send(Event::ClientConnected(Box::new(Accepted {
         shared: Arc::clone(&conn),
-        url: format!("ws://{host}{}", request.target),
+        url: format!("{scheme}://{host}{}", request.target),
         requested_subprotocols: requested,
         negotiated_subprotocol: negotiated.unwrap_or_default(),
         resource_name: request.target,
@@ -375,7 +423,7 @@ async fn serve(
     }
     let id = conn.id;
     connection::run(
-        tcp,
+        stream,
         Role::Server,
         settings,
         received,
@@ -391,7 +439,7 @@ async fn serve(
 /// it, and the chosen subprotocol; None once a bad or refused request got
 /// its HTTP error, or the client went away.
 async fn handshake(
-    tcp: &mut TcpStream,
+    tcp: &mut Stream,
     shared: &ServerShared,
     events: &EventSink,
 ) -> Option<(Request, BytesMut, Option<String>)> {
@@ -429,7 +477,7 @@ async fn handshake(
     Some((request, received, negotiated))
 }
 
-async fn refuse<T>(tcp: &mut TcpStream, rejection: Rejection, name: &str) -> Option<T> {
+async fn refuse<T>(tcp: &mut Stream, rejection: Rejection, name: &str) -> Option<T> {
     let _ = tcp.write_all(&rejection.response(name)).await;
     let _ = tcp.shutdown().await;
     None

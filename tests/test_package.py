@@ -16,6 +16,7 @@ SUBMODULES = (
     "wsbind.websocket",
     "wsbind.server",
     "wsbind.dispatch",
+    "wsbind.tls",
 )
 
 

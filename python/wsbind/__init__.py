@@ -20,6 +20,7 @@ from .errors import BufferFullError, Error, InvalidURL, NotOpenError
 from .objects import Binding, BoundSignal, Object, Property, Signal, bind
 from .server import WebSocketServer
 from .status import Status
+from .tls import SslConfiguration
 from .websocket import WebSocket
 
 __version__: str = _wsbind.__version__
@@ -34,6 +35,7 @@ __all__ = [
     "Object",
     "Property",
     "Signal",
+    "SslConfiguration",
     "Status",
     "WebSocket",
     "WebSocketServer",

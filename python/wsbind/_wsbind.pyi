@@ -22,6 +22,7 @@ __all__ = [
     "EVENT_ORIGIN_CHECK",
     "EVENT_PONG",
     "EVENT_SERVER_ERROR",
+    "EVENT_SSL_ERRORS",
     "EVENT_STOPPED",
     "EVENT_TEXT",
     "EVENT_TEXT_FRAME",
@@ -61,6 +62,7 @@ EVENT_ACCEPT_FAILED: int
 EVENT_STOPPED: int
 EVENT_SERVER_ERROR: int
 EVENT_ORIGIN_CHECK: int
+EVENT_SSL_ERRORS: int
 
 MAX_INCOMING_MESSAGE_SIZE: int
 """Largest incoming message, 64 MiB; over it the connection closes with 1009."""
@@ -95,6 +97,15 @@ class Options(TypedDict):
     close_timeout: float
     handshake_timeout: float
 
+@type_check_only
+class TlsOptions(TypedDict):
+    """TLS settings as ``SslConfiguration._options()`` gives them."""
+
+    ca_certificates: list[str]
+    local_certificate: str | None
+    private_key: str | None
+    peer_verify: bool
+
 def check_url(url: str) -> None:
     """Raises ``InvalidURL`` unless ``url`` is a ws:// or wss:// URL with a host."""
 
@@ -105,6 +116,7 @@ def connect(
     headers: list[tuple[str, str]],
     origin: str,
     options: Options,
+    tls: TlsOptions | None = None,
 ) -> Connection:
     """Opens a connection to ``url`` in the background; its events go to ``queue``."""
 
@@ -184,6 +196,7 @@ class Server:
         allowed_origins: list[str] | None = None,
         ask_origin: bool = False,
         max_pending_connections: int = ...,
+        tls: tuple[str, str, TlsOptions] | None = None,
     ) -> Server: ...
     @property
     def id(self) -> int:
@@ -198,6 +211,8 @@ class Server:
         """Whether later handshakes ask Python about their origin."""
     def set_limits(self, handshake_timeout: float, max_pending_connections: int) -> None:
         """Sets how long later handshakes may take, and the pending-connection bound."""
+    def set_certificate(self, certificate: str, private_key: str) -> None:
+        """Serves a new certificate (PEM path or text) to later TLS handshakes."""
     def set_accepting(self, accepting: bool) -> None:
         """Pauses (False) or resumes (True) accepting connections."""
     def stop(self) -> None:

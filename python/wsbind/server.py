@@ -8,11 +8,13 @@ from typing import TYPE_CHECKING, Any, cast
 from . import _wsbind
 from .dispatch import Dispatcher, current
 from .objects import Object, Property, Signal
+from .tls import SslConfiguration
 from .websocket import (
     _OPTIONS,
     WebSocket,
     check_bool,
     check_seconds,
+    check_ssl,
     check_str,
     check_subprotocols,
 )
@@ -61,12 +63,18 @@ def check_origins(value: Any) -> list[str] | None:
     return [check_str(origin) for origin in value]
 
 
-def server_url(host: str, port: int) -> str:
+def check_pem(value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"expected PEM text or the path of a PEM file, not {type(value).__name__}")
+    return value
+
+
+def server_url(host: str, port: int, secure: bool = False) -> str:
     # A wildcard address is reached through loopback, as Qt shows it.
     host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
     if ":" in host:
         host = f"[{host}]"
-    return f"ws://{host}:{port}"
+    return f"{'wss' if secure else 'ws'}://{host}:{port}"
 
 
 class WebSocketServer(Object):
@@ -162,6 +170,36 @@ class WebSocketServer(Object):
         doc="The server's open sockets, in the order they connected.",
     )
 
+    secure_mode = Property(
+        False,
+        check=check_bool,
+        changed="_relisten",
+        doc="True serves wss:// with ``certificate`` and ``private_key`` (C++: "
+        "``QWebSocketServer::SecureMode``); ``url`` then starts with wss://.",
+    )
+    certificate = Property(
+        "",
+        check=check_pem,
+        changed="_certificate_changed",
+        doc="The server's certificate chain, PEM text or a PEM file's path. Replacing it "
+        "(with ``private_key``) while listening serves the new one to new connections, "
+        "no restart (C++: ``sslConfiguration().localCertificate()``).",
+    )
+    private_key = Property(
+        "",
+        check=check_pem,
+        changed="_certificate_changed",
+        doc="The key of ``certificate``, PEM text or a PEM file's path (C++: "
+        "``sslConfiguration().privateKey()``).",
+    )
+    ssl_configuration = Property[SslConfiguration | None](
+        None,
+        check=check_ssl,
+        changed="_relisten",
+        doc="Client certificates: ``SslConfiguration(ca_certificates=[...], peer_verify=True)`` "
+        "requires each client to present one signed by those CAs (C++: ``sslConfiguration``).",
+    )
+
     client_connected = Signal(
         "web_socket",
         doc="A client finished its handshake; the argument is an OPEN, active "
@@ -181,6 +219,16 @@ class WebSocketServer(Object):
         "close_code",
         doc="A client was refused: 1008 for its origin, 1006 over "
         "``max_pending_connections`` (C++: ``serverError``).",
+    )
+    ssl_errors = Signal(
+        "errors",
+        doc="A client's TLS handshake failed, for the reasons in ``errors``; only that "
+        "client is affected (C++: ``sslErrors``).",
+    )
+    peer_verify_error = Signal(
+        "message",
+        doc="A client's certificate did not verify, or another TLS failure of one client "
+        "(C++: ``peerVerifyError``).",
     )
     closed = Signal(doc="The server stopped listening (C++: ``closed``).")
     origin_authentication_required = Signal(
@@ -242,9 +290,27 @@ class WebSocketServer(Object):
             allowed_origins=self.allowed_origins,
             ask_origin=self.origin_authentication_required.connected,
             max_pending_connections=self.max_pending_connections,
+            tls=self._tls(),
         )
         self._server = server
         self._dispatcher.register(server.id, self)
+
+    def _tls(self) -> tuple[str, str, _wsbind.TlsOptions] | None:
+        if not self.secure_mode:
+            return None
+        if not self.certificate or not self.private_key:
+            raise ValueError("secure_mode needs certificate and private_key")
+        tls = self.ssl_configuration or SslConfiguration()
+        return self.certificate, self.private_key, tls._options(client=False)
+
+    def _certificate_changed(self) -> None:
+        if self._server is None or not self.secure_mode or not (self.certificate and self.private_key):
+            return
+        try:
+            self._server.set_certificate(self.certificate, self.private_key)
+        except ValueError as e:
+            # Between setting certificate and private_key the pair may not match.
+            logger.warning("%r keeps its previous certificate: %s", self, e)
 
     def _stop(self) -> None:
         server, self._server = self._server, None
@@ -307,12 +373,16 @@ class WebSocketServer(Object):
                 self.origin_authentication_required.emit(payload)
             finally:
                 payload.finish()
+        elif kind == _wsbind.EVENT_SSL_ERRORS:
+            for message in payload:
+                self.peer_verify_error.emit(message)
+            self.ssl_errors.emit(payload)
         elif kind == _wsbind.EVENT_SERVER_ERROR:
             self.server_error.emit(payload)
         elif kind == _wsbind.EVENT_LISTENING:
             self._write("error_string", "")
             self._write("port", payload)
-            self._write("url", server_url(self.host, payload))
+            self._write("url", server_url(self.host, payload, self.secure_mode))
         elif kind == _wsbind.EVENT_LISTEN_FAILED:
             if self._server is not None:
                 self._dispatcher.unregister(self._server.id)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
@@ -12,11 +14,14 @@ from .dispatch import Dispatcher, current
 from .errors import Error, NotOpenError
 from .objects import Object, Property, Signal
 from .status import Status
+from .tls import SslConfiguration
 
 if TYPE_CHECKING:
     from typing_extensions import Buffer
 
 __all__ = ["WebSocket"]
+
+logger = logging.getLogger("wsbind")
 
 # RFC 7230 token characters: what a subprotocol name may be made of.
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
@@ -78,6 +83,14 @@ def check_headers(value: Any) -> dict[str, str]:
             raise ValueError(f"{name!r} is not a valid HTTP header name")
         headers[name] = check_str(item)
     return headers
+
+
+def check_ssl(value: Any) -> SslConfiguration | None:
+    if value is not None and not isinstance(value, SslConfiguration):
+        raise TypeError(
+            f"ssl_configuration must be a wsbind.SslConfiguration or None, not {type(value).__name__}"
+        )
+    return value
 
 
 def check_subprotocols(value: Any) -> list[str]:
@@ -240,6 +253,13 @@ class WebSocket(Object):
     )
     local_port = Property(0, read_only=True, doc="Our port on this connection (C++: ``localPort()``).")
 
+    ssl_configuration = Property[SslConfiguration | None](
+        None,
+        check=check_ssl,
+        doc="TLS settings for wss://: extra CAs, a client certificate, verification; None "
+        "verifies the server against the system's trust store (C++: ``sslConfiguration``).",
+    )
+
     text_message_received = Signal(
         "message", doc="A text message arrived, as ``str`` (QML: ``textMessageReceived``)."
     )
@@ -276,6 +296,11 @@ class WebSocket(Object):
         "value",
         watched="_watched",
         doc="``bytes_to_write`` changed after a write; emitted while it has a handler.",
+    )
+    ssl_errors = Signal(
+        "errors",
+        doc="The TLS handshake failed, for the reasons in ``errors`` (a list of str); the "
+        "status becomes ERROR with the same words (C++: ``sslErrors``).",
     )
     connected = Signal(doc="The opening handshake succeeded (C++: ``connected``).")
     disconnected = Signal(doc="A connection that was open is over (C++: ``disconnected``).")
@@ -414,6 +439,21 @@ class WebSocket(Object):
         if self.status is not Status.CLOSING:
             self._set_status(Status.CLOSING)
 
+    def ignore_ssl_errors(self) -> None:
+        """Turns TLS certificate verification off for the next open (C++: ``ignoreSslErrors``).
+
+        Anyone on the network path can then pretend to be the server, so this
+        is logged as a warning every time. Meant for tests against
+        self-signed certificates; prefer ``SslConfiguration(ca_certificates=...)``.
+        """
+        logger.warning(
+            "TLS certificate verification is OFF for %s: anyone on the network path can impersonate "
+            "the server",
+            self.url or "this socket",
+        )
+        current = self.ssl_configuration or SslConfiguration()
+        self.ssl_configuration = dataclasses.replace(current, peer_verify=False)
+
     def abort(self) -> None:
         """Drops the connection at once, without a closing handshake (C++: ``abort``).
 
@@ -482,6 +522,7 @@ class WebSocket(Object):
             list(self.request_headers.items()),
             self.origin,
             self._options(),
+            None if self.ssl_configuration is None else self.ssl_configuration._options(client=True),
         )
         self._report(self._conn)
         self._dispatcher.register(self._conn.id, self)
@@ -510,6 +551,8 @@ class WebSocket(Object):
             count, remaining = payload
             self.bytes_written.emit(count)
             self.bytes_to_write_changed.emit(remaining)
+        elif kind == _wsbind.EVENT_SSL_ERRORS:
+            self.ssl_errors.emit(payload)
         elif kind == _wsbind.EVENT_CONNECTED:
             self._connected(*payload)
         elif kind == _wsbind.EVENT_CLOSING:
