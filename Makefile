@@ -11,6 +11,18 @@ MATURIN := VIRTUAL_ENV=$(abspath $(VENV)) $(VENV)/bin/maturin
 help:  ## Show this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
+# The real proxy servers the proxy tests start on loopback (Debian packages).
+SYSTEM_TOOLS := tinyproxy danted
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+
+.PHONY: system-deps
+system-deps:  ## Install the Debian packages the tests use (tinyproxy, dante-server)
+	@for tool in $(SYSTEM_TOOLS); do command -v $$tool >/dev/null || missing=1; done; \
+	if [ -n "$$missing" ]; then \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq tinyproxy dante-server >/dev/null; \
+	fi
+
 $(VENV)/.installed: requirements-dev.txt
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
@@ -44,7 +56,7 @@ lint: build-dev  ## Tidiness: rustfmt, clippy, ruff, and the stubs against the m
 	$(PY) -m mypy python/wsbind
 
 .PHONY: test
-test: lint  ## Set up, build, check tidiness, run every test (what CI runs)
+test: system-deps lint  ## Set up, build, check tidiness, run every test (what CI runs)
 	cargo test -q
 	$(PY) -m pytest
 

@@ -21,6 +21,7 @@ use crate::errors::ABNORMAL_CLOSURE;
 use crate::events::{Event, EventQueue, EventSink};
 use crate::handshake::{self, Headers};
 use crate::protocol::Role;
+use crate::proxy::{self, Proxy};
 use crate::stream::Stream;
 use crate::tls::{self, TlsOptions};
 use crate::{runtime, ws_url};
@@ -30,7 +31,8 @@ use crate::{runtime, ws_url};
 /// Returns at once: `Event::Connected` follows when the handshake succeeds,
 /// `Event::Closed` with an error when it fails.
 #[pyfunction]
-#[pyo3(signature = (queue, url, subprotocols, headers, origin, options, tls = None))]
+#[pyo3(signature = (queue, url, subprotocols, headers, origin, options, tls = None, proxy = None, ask_proxy_auth = false))]
+#[allow(clippy::too_many_arguments, reason = "one per socket property")]
 pub fn connect(
     queue: &EventQueue,
     url: &str,
@@ -39,8 +41,14 @@ pub fn connect(
     origin: String,
     options: Options,
     tls: Option<TlsOptions>,
+    proxy: Option<String>,
+    ask_proxy_auth: bool,
 ) -> PyResult<Connection> {
     let url = ws_url::parse(url)?;
+    let proxy = proxy
+        .map(|p| Proxy::parse(&p))
+        .transpose()
+        .map_err(PyValueError::new_err)?;
     // Checked now, so that a bad certificate path raises in the caller.
     let tls = match url.scheme() {
         "wss" => {
@@ -63,6 +71,8 @@ pub fn connect(
         subprotocols,
         origin,
         headers,
+        proxy,
+        ask_proxy_auth,
     };
     let task = run_client(
         target,
@@ -83,6 +93,9 @@ struct Target {
     subprotocols: Vec<String>,
     origin: String,
     headers: Headers,
+    /// None connects directly.
+    proxy: Option<Proxy>,
+    ask_proxy_auth: bool,
 }
 
 /// A client connection from its first byte to its last.
@@ -161,9 +174,12 @@ pub fn crash_report(events: EventSink) -> impl FnOnce(String) + Send + 'static {
 /// negotiated subprotocol.
 async fn open(target: &Target, events: EventSink) -> Result<(Stream, BytesMut, String), String> {
     let (host, port) = ws_url::endpoint(&target.url);
-    let tcp = TcpStream::connect((host.as_str(), port))
-        .await
-        .map_err(|e| format!("cannot connect to {host}:{port}: {e}"))?;
+    let tcp = match &target.proxy {
+        None => TcpStream::connect((host.as_str(), port))
+            .await
+            .map_err(|e| format!("cannot connect to {host}:{port}: {e}"))?,
+        Some(proxy) => proxy::connect(proxy, &host, port, target.ask_proxy_auth, &events).await?,
+    };
     // Small messages are the common case; do not let Nagle hold them back.
     let _ = tcp.set_nodelay(true);
     let mut stream = match &target.tls {

@@ -23,6 +23,7 @@ use crate::config::MAX_PENDING_EVENT_BYTES;
 use crate::connection::{Connection, Endpoints, Shared};
 use crate::handshake::Headers;
 use crate::protocol::Text;
+use crate::proxy::{ProxyAuthenticator, ProxyQuestion};
 use crate::server::{OriginAuthenticator, OriginQuestion};
 
 /// Event kinds, as the Python side reads them from `(id, kind, payload)`.
@@ -44,6 +45,7 @@ pub mod kind {
     pub const SERVER_ERROR: u8 = 15;
     pub const ORIGIN_CHECK: u8 = 16;
     pub const SSL_ERRORS: u8 = 17;
+    pub const PROXY_AUTH: u8 = 18;
 }
 
 /// A server-side connection that finished its opening handshake.
@@ -90,6 +92,8 @@ pub enum Event {
     },
     /// The peer started the closing handshake.
     Closing,
+    /// A proxy asks for credentials and Python handles `proxy_authentication_required`.
+    ProxyAuth(Arc<ProxyQuestion>),
     /// TLS verification failed (Qt's `sslErrors`); for a server, a client's.
     SslErrors(Vec<String>),
     /// The connection is over. `error` is set when it ended in failure.
@@ -164,6 +168,10 @@ impl Event {
                 (count, remaining).into_pyobject(py)?.into_any(),
             ),
             Event::Closing => (kind::CLOSING, py.None().into_bound(py)),
+            Event::ProxyAuth(question) => {
+                let authenticator = Bound::new(py, ProxyAuthenticator::from(question))?;
+                (kind::PROXY_AUTH, authenticator.into_any())
+            }
             Event::SslErrors(errors) => (kind::SSL_ERRORS, errors.into_pyobject(py)?.into_any()),
             Event::Closed {
                 code,

@@ -8,6 +8,7 @@ pub mod errors;
 pub mod events;
 pub mod handshake;
 pub mod protocol;
+pub mod proxy;
 pub mod runtime;
 pub mod server;
 pub mod stream;
@@ -24,16 +25,31 @@ fn check_url(url: &str) -> PyResult<()> {
     Ok(())
 }
 
+/// The proxy the environment gives for `url`, as curl picks it, or None.
+#[pyfunction]
+fn environment_proxy(url: &str) -> PyResult<Option<String>> {
+    Ok(proxy::from_environment(&ws_url::parse(url)?))
+}
+
+/// Raises ValueError unless `proxy` is an http://, socks5:// or socks5h:// proxy URL.
+#[pyfunction]
+fn check_proxy(proxy: &str) -> PyResult<()> {
+    proxy::Proxy::parse(proxy).map_err(pyo3::exceptions::PyValueError::new_err)?;
+    Ok(())
+}
+
 #[pymodule]
 mod _wsbind {
     #[pymodule_export]
-    use super::check_url;
+    use super::{check_proxy, check_url, environment_proxy};
     #[pymodule_export]
     use crate::client::connect;
     #[pymodule_export]
     use crate::connection::Connection;
     #[pymodule_export]
     use crate::events::EventQueue;
+    #[pymodule_export]
+    use crate::proxy::ProxyAuthenticator;
     #[pymodule_export]
     use crate::server::{OriginAuthenticator, Server};
 
@@ -61,6 +77,7 @@ mod _wsbind {
             ("EVENT_SERVER_ERROR", kind::SERVER_ERROR),
             ("EVENT_ORIGIN_CHECK", kind::ORIGIN_CHECK),
             ("EVENT_SSL_ERRORS", kind::SSL_ERRORS),
+            ("EVENT_PROXY_AUTH", kind::PROXY_AUTH),
         ] {
             m.add(name, value)?;
         }

@@ -11,10 +11,11 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+import trustme
 import websockets
 import websockets.sync.server
 
-from wsbind import Status, WebSocket, WebSocketServer
+from wsbind import SslConfiguration, Status, WebSocket, WebSocketServer
 
 # Generous, since CI machines are slow; a passing test never waits this long.
 TIMEOUT = 15.0
@@ -148,3 +149,20 @@ def servers() -> Iterator[Callable[..., WebSocketServer]]:
     yield make
     for server in made:
         server.listen = False
+
+
+# -- throwaway certificates (trustme)
+
+
+def pem(blob: Any) -> str:
+    return str(blob.bytes().decode())
+
+
+def leaf(ca: trustme.CA, *names: str, **kwargs: Any) -> tuple[str, str]:
+    """A certificate chain and key issued by `ca`, as PEM text."""
+    cert = ca.issue_cert(*names, **kwargs)
+    return "".join(pem(b) for b in cert.cert_chain_pems), pem(cert.private_key_pem)
+
+
+def trusting(ca: trustme.CA) -> SslConfiguration:
+    return SslConfiguration(ca_certificates=[pem(ca.cert_pem)])

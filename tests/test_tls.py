@@ -16,23 +16,13 @@ import pytest
 import trustme
 from websockets.sync.client import connect
 
-from conftest import Recorder, echo, wait_until, websockets_server
+from conftest import Recorder, echo, leaf, pem, trusting, wait_until, websockets_server
 from wsbind import SslConfiguration, Status, WebSocket, WebSocketServer
 
 
 @pytest.fixture(scope="module")
 def ca() -> trustme.CA:
     return trustme.CA()
-
-
-def pem(blob: Any) -> str:
-    return str(blob.bytes().decode())
-
-
-def leaf(ca: trustme.CA, *names: str, **kwargs: Any) -> tuple[str, str]:
-    """A certificate chain and key issued by `ca`, as PEM text."""
-    cert = ca.issue_cert(*names, **kwargs)
-    return "".join(pem(b) for b in cert.cert_chain_pems), pem(cert.private_key_pem)
 
 
 def tls_server(servers: Any, ca: trustme.CA, **kwargs: Any) -> WebSocketServer:
@@ -45,10 +35,6 @@ def tls_server(servers: Any, ca: trustme.CA, **kwargs: Any) -> WebSocketServer:
     return servers(
         secure_mode=True, certificate=certificate, private_key=key, on_client_connected=on_client, **kwargs
     )
-
-
-def trusting(ca: trustme.CA) -> SslConfiguration:
-    return SslConfiguration(ca_certificates=[pem(ca.cert_pem)])
 
 
 def echo_over(ws: WebSocket) -> None:

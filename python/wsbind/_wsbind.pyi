@@ -21,6 +21,7 @@ __all__ = [
     "EVENT_LISTEN_FAILED",
     "EVENT_ORIGIN_CHECK",
     "EVENT_PONG",
+    "EVENT_PROXY_AUTH",
     "EVENT_SERVER_ERROR",
     "EVENT_SSL_ERRORS",
     "EVENT_STOPPED",
@@ -38,10 +39,13 @@ __all__ = [
     "OriginAuthenticator",
     "PING_INTERVAL",
     "PING_TIMEOUT",
+    "ProxyAuthenticator",
     "Server",
     "__version__",
+    "check_proxy",
     "check_url",
     "connect",
+    "environment_proxy",
 ]
 
 __version__: str
@@ -63,6 +67,7 @@ EVENT_STOPPED: int
 EVENT_SERVER_ERROR: int
 EVENT_ORIGIN_CHECK: int
 EVENT_SSL_ERRORS: int
+EVENT_PROXY_AUTH: int
 
 MAX_INCOMING_MESSAGE_SIZE: int
 """Largest incoming message, 64 MiB; over it the connection closes with 1009."""
@@ -109,6 +114,12 @@ class TlsOptions(TypedDict):
 def check_url(url: str) -> None:
     """Raises ``InvalidURL`` unless ``url`` is a ws:// or wss:// URL with a host."""
 
+def environment_proxy(url: str) -> str | None:
+    """The proxy the environment gives for ``url``, as curl picks it, or None."""
+
+def check_proxy(proxy: str) -> None:
+    """Raises ValueError unless ``proxy`` is an http://, socks5:// or socks5h:// proxy URL."""
+
 def connect(
     queue: EventQueue,
     url: str,
@@ -117,6 +128,8 @@ def connect(
     origin: str,
     options: Options,
     tls: TlsOptions | None = None,
+    proxy: str | None = None,
+    ask_proxy_auth: bool = False,
 ) -> Connection:
     """Opens a connection to ``url`` in the background; its events go to ``queue``."""
 
@@ -163,6 +176,18 @@ class Connection:
         """Applies a socket's limits, keepalive and timeouts to the open connection."""
     def report_writes(self, on: bool) -> None:
         """Whether each write is reported (for ``bytes_written``)."""
+
+@final
+class ProxyAuthenticator:
+    """Handed to ``proxy_authentication_required`` handlers (Qt's ``QAuthenticator``)."""
+
+    @property
+    def proxy(self) -> str:
+        """The proxy that asks, as host:port."""
+    def set_credentials(self, user: str, password: str) -> None:
+        """Answers with these credentials (Qt: ``setUser``, ``setPassword``)."""
+    def finish(self) -> None:
+        """Gives the answer to the waiting connection; later calls change nothing."""
 
 @final
 class OriginAuthenticator:

@@ -85,6 +85,17 @@ def check_headers(value: Any) -> dict[str, str]:
     return headers
 
 
+def check_proxy(value: Any) -> str | None:
+    """Accepts "" (the environment decides), None (direct), or a proxy URL."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise TypeError(f"proxy must be a str or None, not {type(value).__name__}")
+    if value:
+        _wsbind.check_proxy(value)
+    return value
+
+
 def check_ssl(value: Any) -> SslConfiguration | None:
     if value is not None and not isinstance(value, SslConfiguration):
         raise TypeError(
@@ -260,6 +271,15 @@ class WebSocket(Object):
         "verifies the server against the system's trust store (C++: ``sslConfiguration``).",
     )
 
+    proxy = Property[str | None](
+        "",
+        check=check_proxy,
+        doc='The proxy to tunnel through: ``"http://[user:pass@]host:port"`` (HTTP CONNECT), '
+        '``"socks5://…"``, ``"socks5h://…"`` (the proxy resolves names), or None for a direct '
+        'connection. "" lets the environment decide as curl does: https_proxy for wss://, '
+        "http_proxy for ws://, then all_proxy, unless no_proxy covers the host (C++: ``setProxy``).",
+    )
+
     text_message_received = Signal(
         "message", doc="A text message arrived, as ``str`` (QML: ``textMessageReceived``)."
     )
@@ -301,6 +321,12 @@ class WebSocket(Object):
         "errors",
         doc="The TLS handshake failed, for the reasons in ``errors`` (a list of str); the "
         "status becomes ERROR with the same words (C++: ``sslErrors``).",
+    )
+    proxy_authentication_required = Signal(
+        "authenticator",
+        doc="The proxy answered 407: ``authenticator.set_credentials(user, password)`` tries "
+        "again with them; ``authenticator.proxy`` names the proxy (C++: "
+        "``proxyAuthenticationRequired``). Credentials in the proxy URL are tried first.",
     )
     connected = Signal(doc="The opening handshake succeeded (C++: ``connected``).")
     disconnected = Signal(doc="A connection that was open is over (C++: ``disconnected``).")
@@ -523,6 +549,8 @@ class WebSocket(Object):
             self.origin,
             self._options(),
             None if self.ssl_configuration is None else self.ssl_configuration._options(client=True),
+            _wsbind.environment_proxy(self.url) if self.proxy == "" else self.proxy,
+            self.proxy_authentication_required.connected,
         )
         self._report(self._conn)
         self._dispatcher.register(self._conn.id, self)
@@ -551,6 +579,11 @@ class WebSocket(Object):
             count, remaining = payload
             self.bytes_written.emit(count)
             self.bytes_to_write_changed.emit(remaining)
+        elif kind == _wsbind.EVENT_PROXY_AUTH:
+            try:
+                self.proxy_authentication_required.emit(payload)
+            finally:
+                payload.finish()
         elif kind == _wsbind.EVENT_SSL_ERRORS:
             self.ssl_errors.emit(payload)
         elif kind == _wsbind.EVENT_CONNECTED:

@@ -1,0 +1,270 @@
+"""Proxies: HTTP CONNECT through a real tinyproxy, SOCKS5 through a real dante
+server, both started on loopback, and the environment variables as curl reads them."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import socket
+import struct
+import subprocess
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trustme
+
+from conftest import Recorder, echo, leaf, trusting, wait_until, websockets_server
+from wsbind import Status, WebSocket
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def running(command: list[str], port: int, log: Path) -> Iterator[None]:
+    """Runs a server in the foreground until the test ends; waits until it listens."""
+    with log.open("w") as out:
+        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
+    try:
+
+        def listening() -> bool:
+            with socket.socket() as s:
+                return s.connect_ex(("127.0.0.1", port)) == 0
+
+        wait_until(lambda: listening() or proc.poll() is not None, what=f"{command[0]} to listen")
+        assert proc.poll() is None, log.read_text()
+        yield
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+@pytest.fixture
+def tinyproxy(tmp_path: Path) -> Callable[..., str]:
+    """Starts a tinyproxy; returns its address as host:port."""
+    with contextlib.ExitStack() as stack:
+
+        def start(allow: str = "127.0.0.1", auth: tuple[str, str] | None = None) -> str:
+            port = free_port()
+            conf = tmp_path / f"tinyproxy-{port}.conf"
+            lines = [f"Port {port}", "Listen 127.0.0.1", "Timeout 30", f"Allow {allow}", "MaxClients 50"]
+            if auth:
+                lines.append(f"BasicAuth {auth[0]} {auth[1]}")
+            # No ConnectPort line: CONNECT may reach any port, as the tests' servers need.
+            conf.write_text("\n".join(lines) + "\n")
+            stack.enter_context(
+                running(["tinyproxy", "-d", "-c", str(conf)], port, tmp_path / f"tp-{port}.log")
+            )
+            return f"127.0.0.1:{port}"
+
+        yield start
+
+
+@pytest.fixture
+def dante(tmp_path: Path) -> Iterator[str]:
+    """A dante SOCKS5 server without authentication; yields host:port."""
+    port = free_port()
+    conf = tmp_path / "danted.conf"
+    conf.write_text(
+        f"""logoutput: stderr
+internal: 127.0.0.1 port = {port}
+external: 127.0.0.1
+clientmethod: none
+socksmethod: none
+user.privileged: root
+user.unprivileged: nobody
+client pass {{ from: 127.0.0.0/8 to: 0.0.0.0/0 }}
+socks pass {{ from: 127.0.0.0/8 to: 0.0.0.0/0 }}
+"""
+    )
+    with running(["danted", "-f", str(conf)], port, tmp_path / "danted.log"):
+        yield f"127.0.0.1:{port}"
+
+
+@pytest.fixture
+def echo_port() -> Iterator[int]:
+    with websockets_server(echo) as (url, _):
+        yield int(url.rsplit(":", 1)[1])
+
+
+def echoes(ws: WebSocket) -> None:
+    wait_until(lambda: ws.status in (Status.OPEN, Status.ERROR), what="the handshake")
+    assert ws.status is Status.OPEN, ws.error_string
+    got = Recorder()
+    ws.text_message_received.connect(got)
+    ws.send_text_message("through ✓")
+    assert got.wait() == ["through ✓"]
+
+
+def error_of(ws: WebSocket) -> str:
+    wait_until(lambda: ws.status is Status.ERROR, what="status ERROR")
+    return ws.error_string
+
+
+# -- HTTP CONNECT
+
+
+def test_ws_through_an_http_proxy_with_credentials(sockets: Any, tinyproxy: Any, echo_port: int) -> None:
+    proxy = tinyproxy(auth=("alice", "s3cret"))
+    echoes(sockets(url=f"ws://127.0.0.1:{echo_port}", proxy=f"http://alice:s3cret@{proxy}", active=True))
+
+
+def test_wss_through_an_http_proxy(sockets: Any, servers: Any, tinyproxy: Any) -> None:
+    ca = trustme.CA()
+    certificate, key = leaf(ca, "localhost")
+    server = servers(
+        secure_mode=True,
+        certificate=certificate,
+        private_key=key,
+        on_client_connected=lambda ws: ws.text_message_received.connect(ws.send_text_message),
+    )
+    proxy = tinyproxy()
+    ws = sockets(
+        url=f"wss://localhost:{server.port}",
+        proxy=f"http://{proxy}",
+        ssl_configuration=trusting(ca),
+        active=True,
+    )
+    echoes(ws)
+
+
+def test_wrong_credentials_end_in_the_proxys_status_line(
+    sockets: Any, tinyproxy: Any, echo_port: int
+) -> None:
+    proxy = tinyproxy(auth=("alice", "s3cret"))
+    ws = sockets(url=f"ws://127.0.0.1:{echo_port}", proxy=f"http://alice:wrong@{proxy}", active=True)
+    # tinyproxy answers wrong credentials with 401 rather than 407.
+    assert re.match(r"proxy refused the tunnel: HTTP 40[17] \w", error_of(ws))
+
+
+def test_a_handler_supplies_credentials(sockets: Any, tinyproxy: Any, echo_port: int) -> None:
+    proxy = tinyproxy(auth=("alice", "s3cret"))
+    asked: list[str] = []
+
+    def authenticate(authenticator: Any) -> None:
+        asked.append(authenticator.proxy)
+        authenticator.set_credentials("alice", "s3cret")
+
+    ws = sockets(
+        url=f"ws://127.0.0.1:{echo_port}",
+        proxy=f"http://{proxy}",
+        on_proxy_authentication_required=authenticate,
+        active=True,
+    )
+    echoes(ws)
+    assert asked == [proxy]
+
+
+def test_a_proxy_that_refuses_us(sockets: Any, tinyproxy: Any, echo_port: int) -> None:
+    proxy = tinyproxy(allow="10.255.255.1")
+    ws = sockets(url=f"ws://127.0.0.1:{echo_port}", proxy=f"http://{proxy}", active=True)
+    assert error_of(ws).startswith("proxy refused the tunnel: HTTP 403")
+
+
+def test_an_unreachable_proxy(sockets: Any, echo_port: int) -> None:
+    ws = sockets(url=f"ws://127.0.0.1:{echo_port}", proxy=f"http://127.0.0.1:{free_port()}", active=True)
+    assert error_of(ws).startswith("cannot connect to proxy")
+
+
+# -- SOCKS5
+
+
+@pytest.mark.parametrize("scheme", ["socks5", "socks5h"])
+def test_ws_through_socks5(sockets: Any, dante: str, echo_port: int, scheme: str) -> None:
+    echoes(sockets(url=f"ws://localhost:{echo_port}", proxy=f"{scheme}://{dante}", active=True))
+
+
+@contextlib.contextmanager
+def refusing_socks5() -> Iterator[tuple[str, list[bytes]]]:
+    """A SOCKS5 server that records each CONNECT request and refuses it."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    requests: list[bytes] = []
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.recv(16)
+            conn.sendall(b"\x05\x00")
+            requests.append(conn.recv(300))
+            conn.sendall(b"\x05\x05\x00\x01\x00\x00\x00\x00\x00\x00")
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"127.0.0.1:{listener.getsockname()[1]}", requests
+    finally:
+        thread.join(5)
+        listener.close()
+
+
+@pytest.mark.parametrize(("scheme", "address_type"), [("socks5", 1), ("socks5h", 3)])
+def test_socks5h_lets_the_proxy_resolve_names(sockets: Any, scheme: str, address_type: int) -> None:
+    """socks5 sends the address we resolved; socks5h sends the name."""
+    with refusing_socks5() as (proxy, requests):
+        ws = sockets(url="ws://localhost:4567", proxy=f"{scheme}://{proxy}", active=True)
+        assert "connection refused" in error_of(ws)
+    (request,) = requests
+    assert request[3] == address_type
+    assert struct.unpack("!H", request[-2:])[0] == 4567
+    if scheme == "socks5h":
+        assert request[5:-2] == b"localhost"
+
+
+# -- the environment, as curl reads it
+
+
+def test_http_proxy_from_the_environment(
+    sockets: Any, tinyproxy: Any, echo_port: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("http_proxy", f"http://127.0.0.1:{free_port()}")
+    ws = sockets(url=f"ws://127.0.0.1:{echo_port}", active=True)
+    assert error_of(ws).startswith("cannot connect to proxy")
+    monkeypatch.setenv("http_proxy", tinyproxy())
+    echoes(sockets(url=f"ws://127.0.0.1:{echo_port}", active=True))
+
+
+@pytest.mark.parametrize("no_proxy", ["127.0.0.1", "127.0.0.0/8", "*", "localhost,127.0.0.1:80"])
+def test_no_proxy_bypasses_the_proxy(
+    sockets: Any, echo_port: int, monkeypatch: pytest.MonkeyPatch, no_proxy: str
+) -> None:
+    monkeypatch.setenv("http_proxy", f"http://127.0.0.1:{free_port()}")
+    monkeypatch.setenv("NO_PROXY", no_proxy)
+    echoes(sockets(url=f"ws://127.0.0.1:{echo_port}", active=True))
+
+
+def test_https_proxy_is_for_wss_and_all_proxy_is_the_fallback(monkeypatch: pytest.MonkeyPatch) -> None:
+    from wsbind import _wsbind
+
+    for name in (
+        "http_proxy",
+        "HTTP_PROXY",
+        "https_proxy",
+        "HTTPS_PROXY",
+        "all_proxy",
+        "ALL_PROXY",
+        "no_proxy",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTPS_PROXY", "http://secure:1")
+    monkeypatch.setenv("ALL_PROXY", "socks5h://any:2")
+    assert _wsbind.environment_proxy("wss://example.com") == "http://secure:1"
+    assert _wsbind.environment_proxy("ws://example.com") == "socks5h://any:2"
+
+
+def test_proxy_none_ignores_the_environment(
+    sockets: Any, echo_port: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("http_proxy", f"http://127.0.0.1:{free_port()}")
+    echoes(sockets(url=f"ws://127.0.0.1:{echo_port}", proxy=None, active=True))
+
+
+@pytest.mark.parametrize("bad", ["ftp://h:1", "http://", 12])
+def test_bad_proxy_urls_raise(bad: Any) -> None:
+    with pytest.raises((ValueError, TypeError)):
+        WebSocket(proxy=bad)
