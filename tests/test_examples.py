@@ -133,6 +133,28 @@ def test_echo_client_gets_the_echo_from_the_echo_server() -> None:
         assert server.output.count("client disconnected") == 2
 
 
+def test_secure_echo_client_gets_the_echo_over_tls() -> None:
+    """Qt's SSL echo examples, with the example certificate for localhost."""
+    port = free_port()
+    with background("secure_echo_server.py", "--port", str(port)) as server:
+        server.wait_for(f"listening on wss://127.0.0.1:{port}")
+        client = run_example("secure_echo_client.py", "--url", f"wss://localhost:{port}")
+        assert client.returncode == 0, client
+        assert "message received: Hello, world!" in client.stdout
+        server.wait_for("client disconnected")
+        # A client that does not trust the example CA is refused, in words.
+        untrusting = run_example(
+            "secure_echo_client.py",
+            "--url",
+            f"wss://localhost:{port}",
+            "--ca",
+            str(EXAMPLES / "certs/localhost.pem"),
+        )
+        assert untrusting.returncode == 1
+        assert "certificate verify failed" in untrusting.stderr
+        server.wait_for("TLS errors")
+
+
 def test_echo_server_reports_a_port_in_use() -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

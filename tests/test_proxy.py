@@ -167,6 +167,12 @@ def test_a_proxy_that_refuses_us(sockets: Any, tinyproxy: Any, echo_port: int) -
     assert error_of(ws).startswith("proxy refused the tunnel: HTTP 403")
 
 
+def test_a_proxy_that_cannot_reach_the_server(sockets: Any, tinyproxy: Any) -> None:
+    """The proxy's own status line, whatever it is (tinyproxy says 500 Unable to connect)."""
+    ws = sockets(url=f"ws://127.0.0.1:{free_port()}", proxy=f"http://{tinyproxy()}", active=True)
+    assert re.match(r"proxy refused the tunnel: HTTP 5\d\d \w", error_of(ws))
+
+
 def test_an_unreachable_proxy(sockets: Any, echo_port: int) -> None:
     ws = sockets(url=f"ws://127.0.0.1:{echo_port}", proxy=f"http://127.0.0.1:{free_port()}", active=True)
     assert error_of(ws).startswith("cannot connect to proxy")
@@ -214,6 +220,31 @@ def test_socks5h_lets_the_proxy_resolve_names(sockets: Any, scheme: str, address
     assert struct.unpack("!H", request[-2:])[0] == 4567
     if scheme == "socks5h":
         assert request[5:-2] == b"localhost"
+
+
+def test_socks5_credentials_follow_rfc_1929(sockets: Any) -> None:
+    """User name and password from the proxy URL, sent as RFC 1929 asks."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    seen: list[bytes] = []
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            seen.append(conn.recv(16))  # greeting: version 5, methods
+            conn.sendall(b"\x05\x02")  # username/password, please
+            seen.append(conn.recv(600))
+            conn.sendall(b"\x01\x01")  # refused
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    proxy = f"socks5://b%C3%B6b:pa%3Ass@127.0.0.1:{listener.getsockname()[1]}"
+    ws = sockets(url="ws://127.0.0.1:9/", proxy=proxy, active=True)
+    assert "refused the user name or password" in error_of(ws)
+    thread.join(5)
+    listener.close()
+    assert seen[0] == b"\x05\x02\x00\x02"
+    user = "böb".encode()
+    assert seen[1] == b"\x01" + bytes([len(user)]) + user + b"\x05pa:ss"
 
 
 # -- the environment, as curl reads it
