@@ -122,11 +122,12 @@ async fn run_client(
         }
     };
     let error = match opened {
-        Some(Ok(Ok((stream, received, subprotocol)))) => {
+        Some(Ok(Ok((stream, received, subprotocol, resource_name)))) => {
             shared.set_open(true);
             let endpoints = stream.endpoints();
             events.send(Event::Connected {
                 subprotocol,
+                resource_name,
                 endpoints,
             });
             connection::run(
@@ -172,7 +173,10 @@ pub fn crash_report(events: EventSink) -> impl FnOnce(String) + Send + 'static {
 /// TCP connection, TLS for wss://, and the opening handshake; returns the
 /// stream, the bytes that came after the server's response, and the
 /// negotiated subprotocol.
-async fn open(target: &Target, events: EventSink) -> Result<(Stream, BytesMut, String), String> {
+async fn open(
+    target: &Target,
+    events: EventSink,
+) -> Result<(Stream, BytesMut, String, String), String> {
     let (host, port) = ws_url::endpoint(&target.url);
     let tcp = match &target.proxy {
         None => TcpStream::connect((host.as_str(), port))
@@ -215,5 +219,5 @@ async fn open(target: &Target, events: EventSink) -> Result<(Stream, BytesMut, S
             format!("handshake failed: response head over {MAX_HANDSHAKE_SIZE} bytes")
         })?;
     let response = handshake::check_response(&head, &request.key, &target.subprotocols)?;
-    Ok((stream, received, response.subprotocol))
+    Ok((stream, received, response.subprotocol, request.target))
 }

@@ -237,11 +237,44 @@ pub fn check_close(code: u16, reason: &str) -> Result<(), String> {
 #[pyclass(frozen, module = "wsbind._wsbind")]
 pub struct Connection {
     shared: Arc<Shared>,
+    /// A server's count of accepted connections not yet handed to
+    /// `client_connected`; this one leaves it when the server takes it.
+    pending: std::sync::Mutex<Option<Arc<AtomicUsize>>>,
 }
 
 impl From<Arc<Shared>> for Connection {
     fn from(shared: Arc<Shared>) -> Self {
-        Connection { shared }
+        Connection {
+            shared,
+            pending: std::sync::Mutex::new(None),
+        }
+    }
+}
+
+impl Connection {
+    /// A server's connection, counted as pending until `taken()`.
+    pub fn pending(shared: Arc<Shared>, pending: Arc<AtomicUsize>) -> Self {
+        Connection {
+            shared,
+            pending: std::sync::Mutex::new(Some(pending)),
+        }
+    }
+
+    fn leave_pending(&self) {
+        let pending = self
+            .pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(pending) = pending {
+            pending.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.leave_pending();
     }
 }
 
@@ -329,6 +362,11 @@ impl Connection {
     /// Whether data frames are reported one by one, besides whole messages.
     fn report_frames(&self, on: bool) {
         self.shared.command(Command::Frames(on));
+    }
+
+    /// The server takes this connection for its handlers: it is no longer pending.
+    fn taken(&self) {
+        self.leave_pending();
     }
 
     /// Applies a socket's limits, keepalive and timeouts to the open connection.

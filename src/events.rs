@@ -68,6 +68,8 @@ pub enum Event {
     /// A client's handshake succeeded; the server picked this subprotocol ("" for none).
     Connected {
         subprotocol: String,
+        /// The request target as sent: path and query, percent-encoded.
+        resource_name: String,
         endpoints: Endpoints,
     },
     Text(Text),
@@ -142,9 +144,10 @@ impl Event {
         let (kind, payload): (u8, Bound<'py, PyAny>) = match self {
             Event::Connected {
                 subprotocol,
+                resource_name,
                 endpoints,
             } => {
-                let payload = (subprotocol, endpoints_py(py, &endpoints)?);
+                let payload = (subprotocol, resource_name, endpoints_py(py, &endpoints)?);
                 (kind::CONNECTED, payload.into_pyobject(py)?.into_any())
             }
             Event::Text(text) => (kind::TEXT, PyString::new(py, text.as_str()).into_any()),
@@ -196,9 +199,7 @@ impl Event {
                     endpoints,
                     pending,
                 } = *accepted;
-                // Python has it now.
-                pending.fetch_sub(1, Ordering::AcqRel);
-                let connection = Bound::new(py, Connection::from(shared))?;
+                let connection = Bound::new(py, Connection::pending(shared, pending))?;
                 let info = (
                     connection,
                     url,

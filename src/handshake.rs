@@ -55,6 +55,8 @@ fn get_all<'a>(headers: &'a Headers, name: &'a str) -> impl Iterator<Item = &'a 
 /// What a client sends to open a connection.
 pub struct ClientRequest {
     pub bytes: Vec<u8>,
+    /// The request target as sent, percent-encoded: path and query.
+    pub target: String,
     /// The Sec-WebSocket-Key, to check the server's answer against.
     pub key: String,
 }
@@ -92,6 +94,7 @@ pub fn client_request(
     head += "\r\n";
     ClientRequest {
         bytes: head.into_bytes(),
+        target,
         key,
     }
 }

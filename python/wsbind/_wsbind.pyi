@@ -170,6 +170,8 @@ class Connection:
         """Starts the closing handshake with ``code`` and ``reason``."""
     def abort(self) -> None:
         """Drops the TCP connection without a closing handshake."""
+    def taken(self) -> None:
+        """The server takes this connection for its handlers: it is no longer pending."""
     def report_frames(self, on: bool) -> None:
         """Whether data frames are reported one by one, besides whole messages."""
     def configure(self, options: Options) -> None:

@@ -153,8 +153,9 @@ class WebSocketServer(Object):
         _wsbind.MAX_PENDING_CONNECTIONS,
         check=check_pending,
         changed="_limits_changed",
-        doc="Connections that finished their handshake but whose ``client_connected`` has "
-        "not run yet; over it new clients get HTTP 503 and ``server_error(1006)``. "
+        doc="Connections that finished their handshake but that the server has not handed "
+        "to ``client_connected`` yet (its thread is busy); over it new clients get HTTP 503 "
+        "and ``server_error(1006)``. "
         "Default 30, as Qt (C++: ``maxPendingConnections``).",
     )
     allowed_origins = Property[list[str] | None](
@@ -365,6 +366,8 @@ class WebSocketServer(Object):
         if kind == _wsbind.EVENT_CLIENT_CONNECTED:
             conn, *info = payload
             ws = WebSocket._accept(self._dispatcher, conn, tuple(info), self._client_finished)
+            # Taken now, as Qt's nextPendingConnection() takes it: no longer pending.
+            conn.taken()
             self._write("clients", [*self.clients, ws])
             self.new_connection.emit()
             self.client_connected.emit(ws)

@@ -66,11 +66,27 @@ def check_optional_seconds(value: Any) -> float | None:
 
 
 def check_str(value: Any) -> str:
+    """Accepts a str that can be an HTTP header value: no control characters but tab."""
     if not isinstance(value, str):
         raise TypeError(f"expected a str, not {type(value).__name__}")
-    if any(c in value for c in "\r\n\0"):
+    if any((ord(c) < 0x20 and c != "\t") or c == "\x7f" for c in value):
         raise ValueError(f"{value!r} cannot be sent in an HTTP header")
     return value
+
+
+# Headers the opening handshake writes itself, each from its own property.
+_HANDSHAKE_HEADERS = {
+    "host": "url",
+    "upgrade": None,
+    "connection": None,
+    "content-length": None,
+    "transfer-encoding": None,
+    "origin": "origin",
+    "sec-websocket-key": None,
+    "sec-websocket-version": None,
+    "sec-websocket-extensions": None,
+    "sec-websocket-protocol": "requested_subprotocols",
+}
 
 
 def check_headers(value: Any) -> dict[str, str]:
@@ -81,6 +97,10 @@ def check_headers(value: Any) -> dict[str, str]:
     for name, item in value.items():
         if not isinstance(name, str) or not _TOKEN.fullmatch(name):
             raise ValueError(f"{name!r} is not a valid HTTP header name")
+        if name.lower() in _HANDSHAKE_HEADERS:
+            instead = _HANDSHAKE_HEADERS[name.lower()]
+            hint = f"; set {instead} instead" if instead else ""
+            raise ValueError(f"the opening handshake writes {name} itself{hint}")
         headers[name] = check_str(item)
     return headers
 
@@ -358,6 +378,10 @@ class WebSocket(Object):
         self._accepted = False
         # False until the constructor's keywords are all applied.
         self._completed = False
+        # The live connection got OPEN (so its end is a `disconnected`).
+        self._was_open = False
+        # close() was called on the live connection.
+        self._closing = False
         self._dispatcher: Dispatcher = current()
         # Told when an accepted socket's connection is over (its server's client list).
         self._on_finished: Callable[[WebSocket], None] | None = None
@@ -378,6 +402,8 @@ class WebSocket(Object):
         ws._reopen = False
         ws._accepted = True
         ws._completed = False
+        ws._was_open = True
+        ws._closing = False
         ws._dispatcher = dispatcher
         ws._on_finished = on_finished
         Object.__init__(ws)
@@ -462,7 +488,10 @@ class WebSocket(Object):
         if self._conn is None:
             return
         self._conn.close(code, reason)
-        if self.status is not Status.CLOSING:
+        self._closing = True
+        # Closing while CONNECTING gives up the attempt: there is no closing
+        # handshake to be in, and CLOSED follows.
+        if self.status is Status.OPEN:
             self._set_status(Status.CLOSING)
 
     def ignore_ssl_errors(self) -> None:
@@ -535,7 +564,7 @@ class WebSocket(Object):
     def _open(self) -> None:
         if self._conn is not None:
             # Still closing: open once that is over.
-            self._reopen = self.status is Status.CLOSING
+            self._reopen = self._closing or self.status is Status.CLOSING
             return
         if self._accepted:
             raise Error("a socket a server accepted cannot be reopened")
@@ -558,7 +587,8 @@ class WebSocket(Object):
 
     def _set_status(self, status: Status, error: str = "") -> None:
         # As Qt: the error string is in place before status_changed runs.
-        self._write_all({"error_string": error, "status": status})
+        if "status" not in self._write_all({"error_string": error, "status": status}):
+            return
         if status is Status.CLOSING:
             self.about_to_close.emit()
         elif status is Status.ERROR:
@@ -593,27 +623,28 @@ class WebSocket(Object):
         elif kind == _wsbind.EVENT_CLOSED:
             self._closed(*payload)
 
-    def _connected(self, subprotocol: str, endpoints: tuple[str, int, str, int]) -> None:
+    def _connected(self, subprotocol: str, resource: str, endpoints: tuple[str, int, str, int]) -> None:
         peer, peer_port, local, local_port = endpoints
-        parts = urlsplit(self.url)
         self._write_all(
             {
                 "negotiated_subprotocol": subprotocol,
-                "resource_name": (parts.path or "/") + (f"?{parts.query}" if parts.query else ""),
-                "peer_name": parts.hostname or "",
+                "resource_name": resource,
+                "peer_name": urlsplit(self.url).hostname or "",
                 "peer_address": peer,
                 "peer_port": peer_port,
                 "local_address": local,
                 "local_port": local_port,
             }
         )
+        self._was_open = True
         self._set_status(Status.OPEN)
         self.connected.emit()
 
     def _closed(self, code: int, reason: str, error: str | None) -> None:
         if self._conn is not None:
             self._dispatcher.unregister(self._conn.id)
-        was_open = self.status in (Status.OPEN, Status.CLOSING)
+        was_open = self._was_open
+        self._was_open = self._closing = False
         self._conn = None
         self._write_all({"close_code": code, "close_reason": reason, "negotiated_subprotocol": ""})
         if error is None:
