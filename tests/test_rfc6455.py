@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import hashlib
 import os
 import socket
 import struct
@@ -22,9 +21,8 @@ import pytest
 from websockets.sync.client import connect
 
 from conftest import TIMEOUT, Recorder, wait_until
+from rawpeer import accept_key
 from wsbind import Status, WebSocket, WebSocketServer
-
-GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 # Opcodes, RFC 6455 §5.2.
 CONTINUATION, TEXT, BINARY, CLOSE, PING, PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
@@ -257,7 +255,7 @@ def parse_head(head: bytes) -> tuple[bytes, dict[str, str]]:
 def accept_for(key: str | bytes) -> str:
     if isinstance(key, str):
         key = key.encode()
-    return base64.b64encode(hashlib.sha1(key + GUID).digest()).decode()
+    return accept_key(key).decode()
 
 
 # -- the two roles

@@ -20,6 +20,7 @@ import websockets
 from websockets.sync.client import connect
 
 from conftest import TIMEOUT, Recorder, wait_until
+from rawpeer import read_head
 from wsbind import WebSocket, WebSocketServer
 
 
@@ -51,12 +52,7 @@ def http_exchange(port: int, request: bytes) -> tuple[int, dict[str, str]]:
     """Sends a raw request; returns the response's status and headers (names lowercased)."""
     with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as sock:
         sock.sendall(request)
-        data = b""
-        while b"\r\n\r\n" not in data:
-            chunk = sock.recv(4096)
-            if not chunk:
-                break
-            data += chunk
+        data = read_head(sock)
     first, *lines = data.split(b"\r\n\r\n")[0].split(b"\r\n")
     headers = {}
     for line in lines:

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import base64
-import contextlib
-import hashlib
 import logging
 import socket
 import struct
 import threading
-from collections.abc import Callable, Iterator
 from http import HTTPStatus
 from typing import Any
 
@@ -17,65 +13,8 @@ import pytest
 
 import wsbind
 from conftest import Recorder, echo, open_socket, recording_closes, wait_until, websockets_server
+from rawpeer import CLOSE, raw_websocket_server, read_frame
 from wsbind import NotOpenError, Status, WebSocket
-
-GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-
-
-@contextlib.contextmanager
-def raw_server(behave: Callable[[socket.socket], None]) -> Iterator[str]:
-    """A TCP server that answers the opening handshake by hand, then runs `behave`."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    port = listener.getsockname()[1]
-
-    def serve() -> None:
-        conn, _ = listener.accept()
-        with conn:
-            request = b""
-            while b"\r\n\r\n" not in request:
-                request += conn.recv(4096)
-            key = next(
-                line.split(b":", 1)[1].strip()
-                for line in request.split(b"\r\n")
-                if line.lower().startswith(b"sec-websocket-key:")
-            )
-            accept = base64.b64encode(hashlib.sha1(key + GUID.encode()).digest())
-            conn.sendall(
-                b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-                b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n"
-            )
-            behave(conn)
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        yield f"ws://127.0.0.1:{port}"
-    finally:
-        thread.join(5)
-        listener.close()
-
-
-def read_frame(conn: socket.socket) -> tuple[int, bytes]:
-    """Reads one masked client frame; returns its first byte and unmasked payload."""
-
-    def exactly(n: int) -> bytes:
-        data = b""
-        while len(data) < n:
-            chunk = conn.recv(n - len(data))
-            if not chunk:
-                raise ConnectionError("closed")
-            data += chunk
-        return data
-
-    head, length = exactly(2)
-    length &= 0x7F
-    if length == 126:
-        (length,) = struct.unpack("!H", exactly(2))
-    elif length == 127:
-        (length,) = struct.unpack("!Q", exactly(8))
-    mask = exactly(4)
-    payload = bytes(b ^ mask[i % 4] for i, b in enumerate(exactly(length)))
-    return head, payload
 
 
 def close_frame_code(payload: bytes) -> int:
@@ -292,10 +231,10 @@ def test_protocol_error_closes_with_1002_and_reports_it(sockets: Any) -> None:
 
     def misbehave(conn: socket.socket) -> None:
         conn.sendall(bytes([0x80 | 0x40 | 0x1, 2]) + b"hi")  # RSV1 without an extension
-        head, payload = read_frame(conn)
-        heard.append(close_frame_code(payload) if head & 0x0F == 0x8 else -1)
+        _, opcode, payload = read_frame(conn)
+        heard.append(close_frame_code(payload) if opcode == CLOSE else -1)
 
-    with raw_server(misbehave) as url:
+    with raw_websocket_server(misbehave) as url:
         ws = sockets(url=url, active=True)
         assert "protocol error" in wait_error(ws)
         wait_until(lambda: heard)
@@ -304,7 +243,7 @@ def test_protocol_error_closes_with_1002_and_reports_it(sockets: Any) -> None:
 
 
 def test_connection_dropped_without_close_frame_is_an_error(sockets: Any) -> None:
-    with raw_server(lambda conn: conn.shutdown(socket.SHUT_RDWR)) as url:
+    with raw_websocket_server(lambda conn: conn.shutdown(socket.SHUT_RDWR)) as url:
         ws = sockets(url=url, active=True)
         assert "connection" in wait_error(ws)
     assert ws.close_code == 1006
