@@ -165,6 +165,9 @@ pub struct Shared {
     open: AtomicBool,
     /// Payload bytes handed to `send_*` and not yet written.
     queued: AtomicUsize,
+    /// Threads blocked in `flush()`, woken after each write.
+    flushing: AtomicUsize,
+    flushed: (std::sync::Mutex<()>, std::sync::Condvar),
 }
 
 impl Shared {
@@ -175,6 +178,8 @@ impl Shared {
             commands,
             open: AtomicBool::new(false),
             queued: AtomicUsize::new(0),
+            flushing: AtomicUsize::new(0),
+            flushed: Default::default(),
         };
         (Arc::new(shared), receiver)
     }
@@ -213,7 +218,47 @@ impl Shared {
     }
 
     fn written(&self, size: usize) -> usize {
-        self.queued.fetch_sub(size, Ordering::AcqRel) - size
+        let remaining = self.queued.fetch_sub(size, Ordering::AcqRel) - size;
+        // Only a thread waiting in flush() is worth a wake-up.
+        if self.flushing.load(Ordering::Acquire) > 0 {
+            let _guard = self.flushed.0.lock().unwrap_or_else(|e| e.into_inner());
+            self.flushed.1.notify_all();
+        }
+        remaining
+    }
+
+    /// Waits until every queued byte is written, or the connection is over,
+    /// or `timeout` passes; returns whether nothing waits any more.
+    fn wait_flushed(&self, timeout: Option<Duration>) -> bool {
+        let deadline = timeout.map(|t| std::time::Instant::now() + t);
+        self.flushing.fetch_add(1, Ordering::AcqRel);
+        let mut guard = self.flushed.0.lock().unwrap_or_else(|e| e.into_inner());
+        let done = loop {
+            if self.queued.load(Ordering::Acquire) == 0 {
+                break true;
+            }
+            if self.commands.is_closed() {
+                break false;
+            }
+            // Bounded waits, so that a connection that ends is noticed.
+            let mut step = Duration::from_millis(100);
+            if let Some(deadline) = deadline {
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                if left.is_zero() {
+                    break false;
+                }
+                step = step.min(left);
+            }
+            guard = self
+                .flushed
+                .1
+                .wait_timeout(guard, step)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        };
+        drop(guard);
+        self.flushing.fetch_sub(1, Ordering::AcqRel);
+        done
     }
 }
 
@@ -327,6 +372,15 @@ impl Connection {
     fn send_binary(&self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<usize> {
         let payload = bytes_like(py, data, "send_binary_message")?;
         Ok(self.shared.send(false, payload)?)
+    }
+
+    /// Waits, without the GIL, until everything queued is written; returns
+    /// whether it was before `timeout` seconds (None: no limit) passed.
+    #[pyo3(signature = (timeout = None))]
+    fn flush(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<bool> {
+        let timeout = timeout.map(|t| seconds("timeout", t)).transpose()?;
+        let shared = Arc::clone(&self.shared);
+        Ok(py.detach(move || shared.wait_flushed(timeout)))
     }
 
     /// Sends a ping with `payload` (at most 125 bytes).

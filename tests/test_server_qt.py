@@ -11,6 +11,9 @@ import contextlib
 import logging
 import resource
 import socket
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 from typing import Any
@@ -90,14 +93,14 @@ def test_handshake_timeout_changed_while_listening_applies_to_later_clients(serv
 
 
 def test_idle_connections_do_not_stop_a_real_client(servers: Any) -> None:
-    """300 TCP connections that never send a request: a websockets client still connects and echoes,
+    """A thousand TCP connections that never send a request: a websockets client still connects and echoes,
     and the idle ones are still connected (default handshake_timeout of 10 s)."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft != resource.RLIM_INFINITY and soft < 2000:
+    if soft != resource.RLIM_INFINITY and soft < 4096:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     server = servers(on_client_connected=echoing)
     with contextlib.ExitStack() as stack:
-        idle = [stack.enter_context(idle_connection(server)) for _ in range(300)]
+        idle = [stack.enter_context(idle_connection(server)) for _ in range(1000)]
         for i in range(3):
             assert_echoes(server.url, f"through the crowd {i}")
         for sock in idle[::30]:
@@ -461,3 +464,35 @@ def test_refused_handshakes_do_not_count_as_pending(servers: Any) -> None:
         assert status == 426
     for i in range(3):
         assert_echoes(server.url, f"served {i}")
+
+
+def test_accept_error_when_out_of_file_descriptors() -> None:
+    """A server process out of file descriptors reports accept_error and keeps listening."""
+    script = """
+        import os, resource, time, wsbind
+        report = lambda message: print("accept_error", message, flush=True)
+        server = wsbind.WebSocketServer(listen=True, on_accept_error=report)
+        while not server.url:
+            time.sleep(0.01)
+        # Leave room for only a few more descriptors.
+        used = len(os.listdir("/proc/self/fd"))
+        resource.setrlimit(resource.RLIMIT_NOFILE, (used + 3, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+        print(server.port, flush=True)
+        time.sleep(30)
+    """
+    proc = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(script)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout is not None
+        port = int(proc.stdout.readline())
+        clients = [socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) for _ in range(10)]
+        line = proc.stdout.readline()
+        assert line.startswith("accept_error accept failed:"), line
+        assert "Too many open files" in line
+        assert proc.poll() is None
+        for client in clients:
+            client.close()
+    finally:
+        proc.kill()
+        proc.wait(TIMEOUT)

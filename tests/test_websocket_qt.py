@@ -897,3 +897,30 @@ def test_bytes_written_and_frames_on_a_server_socket(servers: Any) -> None:
         wait_until(lambda: sum(written.values) >= 4, what="the echo to be written")
     assert sum(written.values) == 4
     assert frames.calls == [("ab", False), ("cd", False), ("", True)]
+
+
+def test_flush_waits_until_everything_queued_is_written(sockets: Any) -> None:
+    """flush() times out while the peer does not read, and returns True once it has read it all."""
+    reading = threading.Event()
+    received: list[int] = []
+
+    def slow_reader(conn: socket.socket) -> None:
+        reading.wait(TIMEOUT)
+        total = 0
+        while total < 8 << 20:
+            _, _, payload = read_frame(conn)
+            total += len(payload)
+        received.append(total)
+        drain(conn)
+
+    with raw_websocket_server(slow_reader) as url:
+        ws = open_socket(sockets, url, ping_interval=None)
+        for _ in range(8):
+            ws.send_binary_message(bytes(1 << 20))
+        assert ws.flush(timeout=0.3) is False
+        assert ws.bytes_to_write > 0
+        reading.set()
+        assert ws.flush() is True
+        assert ws.bytes_to_write == 0
+        wait_until(lambda: received)
+    assert received == [8 << 20]

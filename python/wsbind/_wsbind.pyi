@@ -164,6 +164,9 @@ class Connection:
         """Queues a text message; returns its size in bytes of UTF-8."""
     def send_binary(self, data: Buffer) -> int:
         """Queues a binary message from any bytes-like object; returns its size."""
+    def flush(self, timeout: float | None = None) -> bool:
+        """Waits, without the GIL, until everything queued is written; returns
+        whether it was before ``timeout`` seconds (None: no limit) passed."""
     def ping(self, payload: Buffer) -> None:
         """Sends a ping with ``payload`` (at most 125 bytes)."""
     def close(self, code: int = 1000, reason: str = "") -> None:

@@ -457,6 +457,19 @@ class WebSocket(Object):
         """
         return self._open_connection("send_binary_message").send_binary(message)
 
+    def flush(self, timeout: float | None = None) -> bool:
+        """Waits until every queued message has been written to the socket (C++: ``flush``).
+
+        Returns True when nothing waits any more, False if ``timeout`` seconds
+        passed first or the connection ended with data unwritten. wsbind writes
+        a message as soon as it is queued, so unlike Qt's ``flush()`` this pushes
+        nothing: it waits, with the GIL released, for instance before a script
+        exits. It blocks the calling thread, so do not call it on an asyncio loop.
+        """
+        if self._conn is None:
+            return True
+        return self._conn.flush(timeout)
+
     def ping(self, payload: Buffer = b"") -> None:
         """Sends a ping; ``pong`` reports the answer and the round-trip time (QML/C++: ``ping``).
 
