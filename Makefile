@@ -43,15 +43,17 @@ build-release: setup  ## Build the extension optimised into .venv
 .PHONY: format
 format: setup  ## Format Rust and Python code
 	cargo fmt
-	$(VENV)/bin/ruff format python tests examples docs
-	$(VENV)/bin/ruff check --fix python tests examples docs
+	cargo fmt --manifest-path benches/peer/Cargo.toml
+	$(VENV)/bin/ruff format python tests examples docs benches
+	$(VENV)/bin/ruff check --fix python tests examples docs benches
 
 .PHONY: lint
 lint: build-dev  ## Tidiness: rustfmt, clippy, ruff, and the stubs against the module
 	cargo fmt --check
+	cargo fmt --check --manifest-path benches/peer/Cargo.toml
 	cargo clippy --all-targets -- -D warnings
-	$(VENV)/bin/ruff check python tests examples docs
-	$(VENV)/bin/ruff format --check python tests examples docs
+	$(VENV)/bin/ruff check python tests examples docs benches
+	$(VENV)/bin/ruff format --check python tests examples docs benches
 	$(PY) -m mypy.stubtest wsbind._wsbind
 	$(PY) -m mypy python/wsbind
 
@@ -68,3 +70,25 @@ demo: build-release  ## Set up, build and run the stock-ticker demo
 clean:  ## Remove build output and .venv
 	cargo clean
 	rm -rf $(VENV) python/wsbind/*.so
+
+# The benchmark suite has a venv of its own: it installs wsbind as a release
+# wheel, which must not replace the editable debug build in .venv.
+BENCH_VENV := .venv-bench
+BENCH_PY := $(BENCH_VENV)/bin/python
+# Passed to benches/run.py, e.g. BENCH_ARGS="--quick" or "--libs wsbind,picows --runs 5".
+BENCH_ARGS ?=
+
+$(BENCH_VENV)/.installed: benches/requirements.txt
+	python3 -m venv $(BENCH_VENV)
+	$(BENCH_PY) -m pip install -q --upgrade pip
+	$(BENCH_PY) -m pip install -q -r benches/requirements.txt
+	touch $@
+
+.PHONY: bench
+bench: $(BENCH_VENV)/.installed  ## Compare wsbind with picows, websockets... on a release wheel (BENCH_ARGS=--quick)
+	cargo build -q --release --manifest-path benches/peer/Cargo.toml
+	rm -rf benches/dist
+	VIRTUAL_ENV=$(abspath $(BENCH_VENV)) $(BENCH_VENV)/bin/maturin build -q --release -o benches/dist
+	$(BENCH_PY) -m pip install -q --force-reinstall --no-deps benches/dist/wsbind-*.whl
+	$(BENCH_PY) benches/run.py $(BENCH_ARGS)
+	@echo "Results: benches/results/results.md, plots: benches/results/*.png"

@@ -1,0 +1,112 @@
+"""What every library's benchmark script shares: its command line and its report.
+
+Each ``<lib>_client.py`` and ``<lib>_server.py`` is run by ``benches/run.py`` in
+a process of its own, against the native peer (``benches/peer``), and speaks
+to run.py in JSON lines on stdout:
+
+client:  ``--url U --mode rtt|pipeline --size B --window W --warmup S --duration S``
+         runs echo round trips against the peer's echo server, keeping ``window``
+         messages in flight (rtt is a window of one), and prints
+         ``{"msgs", "secs", "rate", "mbps"}`` for the measured part.
+server:  ``--port P --mode echo|broadcast [--clients N --messages M --size B]``
+         prints ``{"event": "listening", "port": P}``, then echoes every message
+         (``echo``), or, once ``clients`` clients are connected, sends each of
+         them ``messages`` messages of ``size`` bytes (``broadcast``).
+
+Every message is binary and every size limit is raised out of the way, so
+that all libraries do the same work. A script ends when run.py closes its
+stdin, so that no benchmark process outlives the harness.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import threading
+import time
+from typing import Any
+
+# Above the largest message of the suite (16 MiB), for every library's limit.
+MAX_MESSAGE = 64 * 1024 * 1024
+
+
+def client_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--url", required=True)
+    parser.add_argument("--mode", choices=["rtt", "pipeline"], default="rtt")
+    parser.add_argument("--size", type=int, default=32)
+    parser.add_argument("--window", type=int, default=64)
+    parser.add_argument("--warmup", type=float, default=0.5)
+    parser.add_argument("--duration", type=float, default=3.0)
+    args = parser.parse_args()
+    if args.mode == "rtt":
+        args.window = 1
+    args.payload = b"x" * args.size
+    return args
+
+
+def server_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--mode", choices=["echo", "broadcast"], default="echo")
+    parser.add_argument("--clients", type=int, default=1000)
+    parser.add_argument("--messages", type=int, default=1000)
+    parser.add_argument("--size", type=int, default=32)
+    args = parser.parse_args()
+    args.payload = b"x" * args.size
+    exit_with_parent()
+    return args
+
+
+def report(**fields: Any) -> None:
+    print(json.dumps(fields), flush=True)
+
+
+def exit_with_parent() -> None:
+    """Ends the process when run.py closes our stdin (or dies), whatever the library is doing."""
+
+    def watch() -> None:
+        sys.stdin.read()
+        os._exit(0)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
+class Meter:
+    """Counts echoes after the warm-up, until the measured time is over.
+
+    ``tick()`` is called once per echo received and says whether to go on. The
+    clock is read on every message, which costs every library the same.
+    """
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.size = args.size
+        self.warm_until = time.perf_counter() + args.warmup
+        self.duration = args.duration
+        self.began = 0.0
+        self.ended = 0.0
+        self.count = 0
+
+    def tick(self) -> bool:
+        now = time.perf_counter()
+        if not self.began:
+            # The first echo after the warm-up opens the measured window.
+            if now >= self.warm_until:
+                self.began = now
+            return True
+        self.count += 1
+        if now - self.began >= self.duration:
+            self.ended = now
+            return False
+        return True
+
+    def report(self) -> None:
+        secs = self.ended - self.began
+        report(
+            msgs=self.count,
+            secs=round(secs, 6),
+            rate=self.count / secs,
+            mbps=self.count * self.size / secs / 1e6,
+        )

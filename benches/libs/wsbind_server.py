@@ -1,0 +1,48 @@
+"""wsbind's server: an echo server, or a broadcaster to N clients (see common.py).
+
+Handlers run on wsbind's event thread, as in a script that calls wsbind.run().
+"""
+
+import time
+
+from common import MAX_MESSAGE, report, server_args
+
+import wsbind
+from wsbind import WebSocket, WebSocketServer
+
+args = server_args()
+
+
+def on_url(url: str) -> None:
+    if url:
+        report(event="listening", port=server.port)
+
+
+def echo(ws: WebSocket) -> None:
+    ws.max_allowed_incoming_frame_size = MAX_MESSAGE
+    ws.max_allowed_incoming_message_size = MAX_MESSAGE
+    ws.binary_message_received.connect(ws.send_binary_message)
+
+
+def broadcast(ws: WebSocket) -> None:
+    if len(server.clients) < args.clients:
+        return
+    began = time.perf_counter()
+    # wsbind has no broadcast call (yet): a Python loop over the clients.
+    clients = server.clients
+    for _ in range(args.messages):
+        for client in clients:
+            client.send_binary_message(args.payload)
+    report(event="sent", secs=time.perf_counter() - began)
+
+
+server = WebSocketServer(
+    port=args.port,
+    # Qt's default of 30 connections waiting for client_connected would turn
+    # away part of the peer's burst of connections with HTTP 503.
+    max_pending_connections=100_000,
+    on_url_changed=on_url,
+    on_client_connected=echo if args.mode == "echo" else broadcast,
+    listen=True,
+)
+wsbind.run()

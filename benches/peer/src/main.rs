@@ -1,0 +1,587 @@
+//! ws-peer: the fixed native end of every wsbind benchmark.
+//!
+//! Every library is measured against this same program, so that differences
+//! come from the library, not from its peer. It runs on one tokio thread:
+//! the machine has few cores, and a peer that used them all would steal them
+//! from the library under test. Each measuring command prints one JSON line.
+//!
+//!     ws-peer echo-server --port P
+//!     ws-peer broadcast-server --port P --clients N --messages M [--size B]
+//!     ws-peer client --url U --mode rtt|pipeline|mbps|latency|idle
+//!             [--size B] [--window W] [--connections C] [--warmup S] [--duration S]
+//!     ws-peer connect-many --url U --count N        (holds them until stdin closes)
+//!     ws-peer broadcast-sink --url U --count N --expect M
+//!
+//! Messages are binary: every library can send and receive bytes without
+//! decoding, so the figures compare the libraries' framing and dispatch.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, VecDeque};
+use std::process::exit;
+use std::rc::Rc;
+use std::task::Poll;
+use std::time::{Duration, Instant};
+
+use futures_util::future::{join_all, poll_fn};
+use futures_util::{SinkExt, StreamExt};
+use tokio::io::AsyncReadExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio::task::{spawn_local, LocalSet};
+use tokio::time::sleep;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::{Bytes, Message};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+type Client = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// The rows send 16 MiB messages in one frame, as most libraries do: no
+/// limit on our side, so a failure is always the library's own limit.
+fn config() -> WebSocketConfig {
+    WebSocketConfig::default()
+        .max_message_size(None)
+        .max_frame_size(None)
+}
+
+/// `--name value` pairs; every option has a default or is required.
+struct Args(HashMap<String, String>);
+
+impl Args {
+    fn parse(args: &[String]) -> Args {
+        let mut map = HashMap::new();
+        let mut it = args.iter();
+        while let Some(key) = it.next() {
+            let Some(name) = key.strip_prefix("--") else {
+                fail(&format!("unexpected argument {key}"))
+            };
+            let Some(value) = it.next() else {
+                fail(&format!("{key} needs a value"))
+            };
+            map.insert(name.to_string(), value.clone());
+        }
+        Args(map)
+    }
+
+    fn str(&self, name: &str) -> String {
+        self.0
+            .get(name)
+            .cloned()
+            .unwrap_or_else(|| fail(&format!("--{name} is required")))
+    }
+
+    fn num<T: std::str::FromStr>(&self, name: &str, default: T) -> T {
+        match self.0.get(name) {
+            None => default,
+            Some(v) => v
+                .parse()
+                .unwrap_or_else(|_| fail(&format!("--{name}: bad number {v}"))),
+        }
+    }
+
+    fn secs(&self, name: &str, default: f64) -> Duration {
+        Duration::from_secs_f64(self.num(name, default))
+    }
+}
+
+fn fail(message: &str) -> ! {
+    eprintln!("ws-peer: {message}");
+    exit(2)
+}
+
+fn main() {
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let Some(command) = argv.first() else {
+        fail("no command; see the top of src/main.rs")
+    };
+    let args = Args::parse(&argv[1..]);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    // Rc and Cell instead of atomics: everything runs on this one thread.
+    LocalSet::new().block_on(&runtime, async move {
+        match command.as_str() {
+            "echo-server" => echo_server(&args).await,
+            "broadcast-server" => broadcast_server(&args).await,
+            "client" => match args.str("mode").as_str() {
+                "rtt" => rtt(&args).await,
+                "pipeline" | "mbps" => pipeline(&args).await,
+                "latency" => latency(&args).await,
+                "idle" => idle(&args).await,
+                other => fail(&format!("unknown mode {other}")),
+            },
+            "connect-many" => connect_many(&args).await,
+            "broadcast-sink" => broadcast_sink(&args).await,
+            other => fail(&format!("unknown command {other}")),
+        }
+    });
+    // Open connections are dropped with the process: the measurement is over.
+    exit(0)
+}
+
+// -- echo server
+
+async fn echo_server(args: &Args) {
+    let host = args
+        .0
+        .get("host")
+        .cloned()
+        .unwrap_or_else(|| "127.0.0.1".into());
+    let listener = TcpListener::bind((host.as_str(), args.num("port", 0u16)))
+        .await
+        .unwrap_or_else(|e| fail(&format!("cannot listen: {e}")));
+    println!(
+        r#"{{"event":"listening","port":{}}}"#,
+        listener.local_addr().unwrap().port()
+    );
+    loop {
+        let Ok((tcp, _)) = listener.accept().await else {
+            continue;
+        };
+        spawn_local(echo(tcp));
+    }
+}
+
+async fn echo(tcp: TcpStream) {
+    let _ = tcp.set_nodelay(true);
+    let Ok(mut ws) = tokio_tungstenite::accept_async_with_config(tcp, Some(config())).await else {
+        return;
+    };
+    // One task polls both directions by hand: no hand-over between tasks on
+    // the way back, and reading goes on while a write waits for the socket,
+    // so a blocking client that sends its whole window before it reads
+    // cannot deadlock with us.
+    let mut echoes = VecDeque::<Message>::new();
+    let mut unflushed = false;
+    poll_fn(|cx| loop {
+        let mut progress = false;
+        // Everything that has arrived first, so that its echoes leave in one write.
+        loop {
+            match ws.poll_next_unpin(cx) {
+                Poll::Ready(Some(Ok(message))) if message.is_binary() || message.is_text() => {
+                    echoes.push_back(message);
+                    progress = true;
+                }
+                Poll::Ready(Some(Ok(Message::Close(_)) | Err(_)) | None) => return Poll::Ready(()),
+                Poll::Ready(Some(Ok(_))) => progress = true,
+                Poll::Pending => break,
+            }
+        }
+        while !echoes.is_empty() {
+            match ws.poll_ready_unpin(cx) {
+                Poll::Ready(Ok(())) => {
+                    if ws.start_send_unpin(echoes.pop_front().unwrap()).is_err() {
+                        return Poll::Ready(());
+                    }
+                    unflushed = true;
+                    progress = true;
+                }
+                Poll::Ready(Err(_)) => return Poll::Ready(()),
+                Poll::Pending => break,
+            }
+        }
+        if unflushed {
+            match ws.poll_flush_unpin(cx) {
+                Poll::Ready(Ok(())) => unflushed = false,
+                Poll::Ready(Err(_)) => return Poll::Ready(()),
+                Poll::Pending => {}
+            }
+        }
+        // Both directions wait on the socket now, each with our waker.
+        if !progress {
+            return Poll::Pending;
+        }
+    })
+    .await;
+    // tungstenite has queued its answer to the client's close frame: flush
+    // it out (the Sink's close, not WebSocketStream::close, which would send
+    // a close frame of its own and fail).
+    let _ = SinkExt::close(&mut ws).await;
+}
+
+// -- broadcast server
+
+/// Once `clients` clients are connected, sends each `messages` messages of
+/// `size` bytes, written as few times as tungstenite's buffers allow: the
+/// ceiling of the broadcast row, which says whether `broadcast-sink` (this
+/// program on the other side) can count as fast as a library could send.
+async fn broadcast_server(args: &Args) {
+    let clients = args.num("clients", 1000usize);
+    let messages = args.num("messages", 1000usize);
+    let payload = payload(args);
+    let listener = TcpListener::bind(("127.0.0.1", args.num("port", 0u16)))
+        .await
+        .unwrap_or_else(|e| fail(&format!("cannot listen: {e}")));
+    println!(
+        r#"{{"event":"listening","port":{}}}"#,
+        listener.local_addr().unwrap().port()
+    );
+    let sinks = Rc::new(RefCell::new(Vec::new()));
+    let everyone = Rc::new(tokio::sync::Notify::new());
+    let (accepted_sinks, accepted_everyone) = (sinks.clone(), everyone.clone());
+    spawn_local(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                continue;
+            };
+            let (sinks, everyone) = (accepted_sinks.clone(), accepted_everyone.clone());
+            spawn_local(async move {
+                let _ = tcp.set_nodelay(true);
+                let Ok(ws) = tokio_tungstenite::accept_async_with_config(tcp, Some(config())).await
+                else {
+                    return;
+                };
+                let (sink, mut stream) = ws.split();
+                sinks.borrow_mut().push(sink);
+                if sinks.borrow().len() == clients {
+                    everyone.notify_one();
+                }
+                while let Some(Ok(_)) = stream.next().await {}
+            });
+        }
+    });
+    everyone.notified().await;
+    let mut sinks = sinks.take();
+    for _ in 0..messages {
+        for sink in sinks.iter_mut() {
+            let _ = sink.feed(Message::Binary(payload.clone())).await;
+        }
+    }
+    for sink in sinks.iter_mut() {
+        let _ = sink.flush().await;
+    }
+    // Held until the harness closes our stdin, as the libraries' servers are.
+    let mut rest = Vec::new();
+    let _ = tokio::io::stdin().read_to_end(&mut rest).await;
+}
+
+// -- clients
+
+async fn connect(url: &str) -> Result<Client, String> {
+    // Nagle off, as every library under test does for its own sockets.
+    match tokio_tungstenite::connect_async_with_config(url, Some(config()), true).await {
+        Ok((ws, _)) => Ok(ws),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+async fn connect_or_fail(url: &str) -> Client {
+    connect(url)
+        .await
+        .unwrap_or_else(|e| fail(&format!("cannot connect to {url}: {e}")))
+}
+
+/// A connection for the many-client commands: a server that is still busy
+/// accepting the previous ones may refuse one, so it is tried again.
+async fn connect_retrying(url: &str) -> Option<Client> {
+    for attempt in 0..5 {
+        if let Ok(ws) = connect(url).await {
+            return Some(ws);
+        }
+        sleep(Duration::from_millis(50 << attempt)).await;
+    }
+    None
+}
+
+fn payload(args: &Args) -> Bytes {
+    Bytes::from(vec![b'x'; args.num("size", 32usize)])
+}
+
+/// Waits for the next data message (tungstenite answers pings by itself);
+/// false once the connection is over.
+async fn next_data<E>(stream: &mut (impl StreamExt<Item = Result<Message, E>> + Unpin)) -> bool {
+    loop {
+        match stream.next().await {
+            Some(Ok(Message::Binary(_) | Message::Text(_))) => return true,
+            Some(Ok(Message::Close(_)) | Err(_)) | None => return false,
+            Some(Ok(_)) => {}
+        }
+    }
+}
+
+/// Ends with a closing handshake rather than a dropped socket, so that the
+/// library's server is not still busy with a broken connection (and logging
+/// about it) while the next measurement runs.
+async fn close(mut ws: Client) {
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        let _ = ws.close(None).await;
+        while let Some(Ok(_)) = ws.next().await {}
+    })
+    .await;
+}
+
+/// One message at a time: send, wait for the echo, send again.
+async fn rtt(args: &Args) {
+    let mut ws = connect_or_fail(&args.str("url")).await;
+    let payload = payload(args);
+    let start = Instant::now() + args.secs("warmup", 0.5);
+    let end = start + args.secs("duration", 3.0);
+    let (mut counted, mut began) = (0u64, None);
+    loop {
+        let now = Instant::now();
+        if began.is_none() && now >= start {
+            began = Some(now);
+        }
+        if now >= end {
+            break;
+        }
+        if let Err(e) = ws.send(Message::Binary(payload.clone())).await {
+            fail(&format!("send failed: {e}"));
+        }
+        if !next_data(&mut ws).await {
+            fail("the library closed the connection");
+        }
+        if began.is_some() {
+            counted += 1;
+        }
+    }
+    let secs = began.map_or(0.0, |t| t.elapsed().as_secs_f64());
+    close(ws).await;
+    println!(
+        r#"{{"mode":"rtt","msgs":{counted},"secs":{secs:.6},"rate":{:.1}}}"#,
+        counted as f64 / secs
+    );
+}
+
+/// `window` messages in flight on one connection: each echo lets one more go.
+/// The same for `pipeline` (small messages, msgs/s) and `mbps` (large, MB/s).
+async fn pipeline(args: &Args) {
+    let size = args.num("size", 32usize);
+    let ws = connect_or_fail(&args.str("url")).await;
+    let (mut sink, mut stream) = ws.split();
+    let credits = Rc::new(Semaphore::new(args.num("window", 64usize)));
+    let (sent, received) = (Rc::new(Cell::new(0u64)), Rc::new(Cell::new(0u64)));
+    let stopping = Rc::new(Cell::new(false));
+    let payload = payload(args);
+    let (writer_credits, writer_sent) = (credits.clone(), sent.clone());
+    // Sends while it has credits; once they are closed, hands the sink back.
+    let writer = spawn_local(async move {
+        while let Ok(permit) = writer_credits.acquire().await {
+            permit.forget();
+            let mut batch = 1;
+            while let Ok(permit) = writer_credits.try_acquire() {
+                permit.forget();
+                batch += 1;
+            }
+            for _ in 0..batch {
+                if let Err(e) = sink.feed(Message::Binary(payload.clone())).await {
+                    fail(&format!("send failed: {e}"));
+                }
+            }
+            writer_sent.set(writer_sent.get() + batch);
+            if let Err(e) = sink.flush().await {
+                fail(&format!("send failed: {e}"));
+            }
+        }
+        sink
+    });
+    let (reader_received, reader_stopping) = (received.clone(), stopping.clone());
+    let reader_credits = credits.clone();
+    let reader = spawn_local(async move {
+        while next_data(&mut stream).await {
+            reader_received.set(reader_received.get() + 1);
+            reader_credits.add_permits(1);
+        }
+        if !reader_stopping.get() {
+            fail("the library closed the connection");
+        }
+    });
+    sleep(args.secs("warmup", 0.5)).await;
+    let (before, began) = (received.get(), Instant::now());
+    sleep(args.secs("duration", 3.0)).await;
+    let msgs = received.get() - before;
+    let secs = began.elapsed().as_secs_f64();
+    let bytes = msgs * size as u64;
+
+    // Stop sending, let the echoes in flight come back, then close.
+    stopping.set(true);
+    credits.close();
+    let mut sink = writer.await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while received.get() < sent.get() && Instant::now() < deadline {
+        sleep(Duration::from_millis(1)).await;
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        let _ = sink.close().await;
+        let _ = reader.await;
+    })
+    .await;
+    println!(
+        r#"{{"mode":"{}","msgs":{msgs},"bytes":{bytes},"secs":{secs:.6},"rate":{:.1},"mbps":{:.2}}}"#,
+        args.str("mode"),
+        msgs as f64 / secs,
+        bytes as f64 / secs / 1e6
+    );
+}
+
+/// `connections` connections, each doing round trips one at a time, all at
+/// once: the latency of one round trip on a busy server.
+async fn latency(args: &Args) {
+    let url = args.str("url");
+    let count = args.num("connections", 100usize);
+    let conns = join_all((0..count).map(|_| connect_or_fail(&url))).await;
+    let payload = payload(args);
+    let recording = Rc::new(Cell::new(false));
+    let stopping = Rc::new(Cell::new(false));
+    let samples = Rc::new(RefCell::new(Vec::<u32>::new()));
+    let mut tasks = Vec::new();
+    for mut ws in conns {
+        let (payload, recording, stopping) = (payload.clone(), recording.clone(), stopping.clone());
+        let samples = samples.clone();
+        tasks.push(spawn_local(async move {
+            while !stopping.get() {
+                let sent = Instant::now();
+                if let Err(e) = ws.send(Message::Binary(payload.clone())).await {
+                    fail(&format!("send failed: {e}"));
+                }
+                if !next_data(&mut ws).await {
+                    fail("the library closed the connection");
+                }
+                if recording.get() {
+                    samples.borrow_mut().push(sent.elapsed().as_micros() as u32);
+                }
+            }
+            close(ws).await;
+        }));
+    }
+    sleep(args.secs("warmup", 0.5)).await;
+    recording.set(true);
+    let began = Instant::now();
+    sleep(args.secs("duration", 3.0)).await;
+    recording.set(false);
+    let secs = began.elapsed().as_secs_f64();
+    stopping.set(true);
+    let _ = tokio::time::timeout(Duration::from_secs(3), join_all(tasks)).await;
+    let mut samples = samples.take();
+    samples.sort_unstable();
+    let pct = |p: f64| -> u32 {
+        if samples.is_empty() {
+            return 0;
+        }
+        samples[((p * samples.len() as f64).ceil() as usize).clamp(1, samples.len()) - 1]
+    };
+    println!(
+        r#"{{"mode":"latency","msgs":{},"secs":{secs:.6},"rate":{:.1},"p50_us":{},"p99_us":{}}}"#,
+        samples.len(),
+        samples.len() as f64 / secs,
+        pct(0.50),
+        pct(0.99)
+    );
+}
+
+async fn idle(args: &Args) {
+    let _ws = connect_or_fail(&args.str("url")).await;
+    sleep(args.secs("duration", 3.0)).await;
+    println!(r#"{{"mode":"idle","msgs":0}}"#);
+}
+
+/// Opens `count` connections, at most `concurrency` handshakes at a time
+/// (a burst of thousands would only measure the kernel's accept backlog).
+/// Each is then drained by a task of its own, which answers the server's
+/// keepalive pings and counts data messages into `received`.
+async fn open_many(
+    url: &str,
+    count: usize,
+    concurrency: usize,
+    received: Rc<Cell<u64>>,
+    first: Rc<Cell<Option<Instant>>>,
+    last: Rc<Cell<Option<Instant>>>,
+) -> (usize, usize) {
+    let gate = Rc::new(Semaphore::new(concurrency));
+    let results = join_all((0..count).map(|_| {
+        let (gate, received, first, last) =
+            (gate.clone(), received.clone(), first.clone(), last.clone());
+        let url = url.to_string();
+        async move {
+            let permit = gate.acquire().await.unwrap();
+            let ws = connect_retrying(&url).await?;
+            drop(permit);
+            spawn_local(async move {
+                let mut ws = ws;
+                while let Some(Ok(message)) = ws.next().await {
+                    if let Message::Binary(_) | Message::Text(_) = message {
+                        let now = Instant::now();
+                        if first.get().is_none() {
+                            first.set(Some(now));
+                        }
+                        last.set(Some(now));
+                        received.set(received.get() + 1);
+                    }
+                }
+            });
+            Some(())
+        }
+    }))
+    .await;
+    let open = results.iter().filter(|r| r.is_some()).count();
+    (open, count - open)
+}
+
+async fn connect_many(args: &Args) {
+    let count = args.num("count", 1000usize);
+    let began = Instant::now();
+    let none = || Rc::new(Cell::new(None));
+    let (open, failed) = open_many(
+        &args.str("url"),
+        count,
+        args.num("concurrency", 64usize),
+        Rc::new(Cell::new(0)),
+        none(),
+        none(),
+    )
+    .await;
+    println!(
+        r#"{{"event":"open","open":{open},"failed":{failed},"secs":{:.3}}}"#,
+        began.elapsed().as_secs_f64()
+    );
+    // Held until the harness has measured the server and closes our stdin.
+    let mut rest = Vec::new();
+    let _ = tokio::io::stdin().read_to_end(&mut rest).await;
+}
+
+/// `count` clients that count what a broadcasting server sends them: the
+/// rate is every message delivered, from the first to the last to arrive.
+async fn broadcast_sink(args: &Args) {
+    let count = args.num("count", 1000usize);
+    let expected = count as u64 * args.num("expect", 1000u64);
+    let idle_limit = args.secs("idle", 3.0);
+    let received = Rc::new(Cell::new(0u64));
+    let (first, last) = (Rc::new(Cell::new(None)), Rc::new(Cell::new(None)));
+    let (open, failed) = open_many(
+        &args.str("url"),
+        count,
+        args.num("concurrency", 64usize),
+        received.clone(),
+        first.clone(),
+        last.clone(),
+    )
+    .await;
+    println!(r#"{{"event":"ready","open":{open},"failed":{failed}}}"#);
+    let waiting_since = Instant::now();
+    // Done when every message came, or when they stopped coming: a library
+    // that drops messages for slow clients is measured on what it delivered.
+    loop {
+        sleep(Duration::from_millis(5)).await;
+        if received.get() >= expected {
+            break;
+        }
+        let quiet_since = last.get().unwrap_or(waiting_since);
+        let limit = if last.get().is_some() {
+            idle_limit
+        } else {
+            idle_limit * 10
+        };
+        if quiet_since.elapsed() > limit {
+            break;
+        }
+    }
+    let msgs = received.get();
+    let secs = match (first.get(), last.get()) {
+        (Some(a), Some(b)) => (b - a).as_secs_f64(),
+        _ => 0.0,
+    };
+    let rate = if secs > 0.0 { msgs as f64 / secs } else { 0.0 };
+    println!(
+        r#"{{"mode":"broadcast","msgs":{msgs},"expected":{expected},"secs":{secs:.6},"rate":{rate:.1},"open":{open}}}"#
+    );
+}

@@ -1,0 +1,848 @@
+"""wsbind's benchmark suite: every library on the same work against the same native peer.
+
+    make bench                      # builds the peer and a release wheel, then runs this
+    .venv-bench/bin/python benches/run.py [--quick] [--runs N] [--libs wsbind,picows] [--groups rtt,memory]
+    .venv-bench/bin/python benches/run.py --report-only   # table and plots again, from results.json
+
+Each library's side runs in a process of its own (``benches/libs/<lib>_client.py``
+and ``<lib>_server.py``, see ``libs/common.py``); the other side is always the
+native peer (``benches/peer``, tokio-tungstenite on one thread), so the only
+thing that changes from one column to the next is the library. The peer
+against itself is shown too, as the ceiling.
+
+Each figure is the median of ``--runs`` runs, with the spread (min to max). The
+runs are interleaved (run 1 of every library, then run 2 ...), so that a
+burst of load from elsewhere on the machine hits every library alike.
+
+Writes ``benches/results/results.md`` (a table per group, with ratios to
+picows), ``results.json`` (every sample, to compare before and after a
+change), one PNG per group, and the libraries' stderr under ``logs/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import importlib.metadata
+import json
+import os
+import platform
+import queue
+import resource
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+BENCHES = Path(__file__).resolve().parent
+PEER = BENCHES / "peer" / "target" / "release" / "ws-peer"
+LIBS = BENCHES / "libs"
+RESULTS = BENCHES / "results"
+
+# Library -> (client script, server script); None where it has no such side.
+LIBRARIES: dict[str, tuple[str | None, str | None]] = {
+    "wsbind": ("wsbind_client.py", "wsbind_server.py"),
+    "picows": ("picows_client.py", "picows_server.py"),
+    "websockets": ("websockets_client.py", "websockets_server.py"),
+    "aiohttp": ("aiohttp_client.py", "aiohttp_server.py"),
+    "websocket-client": ("websocket_client_client.py", None),
+}
+BASELINE = "picows"
+# The peer against itself: what the machine can do with no Python at all.
+NATIVE = "native"
+COLUMNS = [*LIBRARIES, NATIVE]
+
+KiB, MiB = 1024, 1024 * 1024
+# The report's typography, named so that they read as meant.
+TIMES = "\N{MULTIPLICATION SIGN}"
+DASH = "\N{EN DASH}"
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of a table: a figure measured for every library."""
+
+    key: str
+    label: str
+    higher_is_better: bool = True
+
+
+@dataclass(frozen=True)
+class Group:
+    key: str
+    title: str
+    unit: str
+    rows: tuple[Row, ...]
+
+
+@dataclass(frozen=True)
+class Echo:
+    """An echo workload on one connection: ``window`` messages of ``size`` bytes in flight."""
+
+    size: int
+    window: int
+    mode: str  # the peer's mode: rtt, pipeline or mbps
+
+    @property
+    def figure(self) -> str:
+        # What the row shows: messages per second, or MB per second.
+        return "mbps" if self.mode == "mbps" else "rate"
+
+
+# Row key -> its workload, for the two sides of rows 1-3.
+ECHO_ROWS: dict[str, Echo] = {
+    "rtt": Echo(32, 1, "rtt"),
+    "pipe-32": Echo(32, 64, "pipeline"),
+    "pipe-1k": Echo(KiB, 64, "pipeline"),
+    "mb-64k": Echo(64 * KiB, 8, "mbps"),
+    "mb-16m": Echo(16 * MiB, 2, "mbps"),
+}
+# Latency: every one of these connections does 1 KiB round trips, one at a time.
+LATENCY_CONNECTIONS = 100
+BROADCAST_CLIENTS = 1000
+BROADCAST_SIZE = 32
+MEMORY_CONNECTIONS = 10_000
+
+GROUPS = [
+    Group(
+        "rtt",
+        "Round trips per second, 32 B, one connection",
+        "round trips/s",
+        (Row("client/rtt", "client"), Row("server/rtt", "server")),
+    ),
+    Group(
+        "pipeline",
+        "Pipelined messages per second, one connection, 64 in flight",
+        "messages/s",
+        (
+            Row("client/pipe-32", "client, 32 B"),
+            Row("client/pipe-1k", "client, 1 KiB"),
+            Row("server/pipe-32", "server, 32 B"),
+            Row("server/pipe-1k", "server, 1 KiB"),
+        ),
+    ),
+    Group(
+        "mbps",
+        f"Large messages, one connection, MB/s echoed (8 {TIMES} 64 KiB or 2 {TIMES} 16 MiB in flight)",
+        "MB/s",
+        (
+            Row("client/mb-64k", "client, 64 KiB"),
+            Row("client/mb-16m", "client, 16 MiB"),
+            Row("server/mb-64k", "server, 64 KiB"),
+            Row("server/mb-16m", "server, 16 MiB"),
+        ),
+    ),
+    Group(
+        "broadcast",
+        f"Broadcast: one server, {BROADCAST_CLIENTS:,} clients, {BROADCAST_SIZE} B messages",
+        "messages/s delivered",
+        (Row("server/broadcast", "server"),),
+    ),
+    Group(
+        "memory",
+        "Resident memory per idle connection on the server",
+        "KiB per connection",
+        (Row("server/memory", "server", higher_is_better=False),),
+    ),
+    Group(
+        "latency",
+        f"Latency of 1 KiB round trips, {LATENCY_CONNECTIONS} busy connections on the server",
+        "ms",
+        (
+            Row("server/p50", "p50", higher_is_better=False),
+            Row("server/p99", "p99", higher_is_better=False),
+        ),
+    ),
+]
+
+
+class BenchError(Exception):
+    """One measurement failed; the suite goes on and the table says why."""
+
+
+@dataclass
+class Settings:
+    runs: int
+    warmup: float
+    duration: float
+    memory_connections: int
+    broadcast_messages: int
+    libs: list[str]
+    groups: list[str]
+    notes: list[str] = field(default_factory=list)
+
+    def timing(self) -> list[str]:
+        return ["--warmup", str(self.warmup), "--duration", str(self.duration)]
+
+    def timeout(self) -> float:
+        # Generous: a 16 MiB round trip on a slow library, on a loaded machine.
+        return self.warmup + self.duration + 60
+
+
+# -- processes
+
+
+class Child:
+    """A long-running process (a server, or the peer holding connections).
+
+    It reads nothing from its stdin: closing it is how the child is told to go.
+    """
+
+    def __init__(self, argv: list[str], log_name: str) -> None:
+        RESULTS.joinpath("logs").mkdir(parents=True, exist_ok=True)
+        self.log = RESULTS.joinpath("logs", f"{log_name}.log").open("a")
+        self.proc = subprocess.Popen(
+            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log, text=True
+        )
+        self.lines: queue.Queue[str | None] = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.put(line)
+        self.lines.put(None)
+
+    def next_json(self, timeout: float) -> dict[str, Any]:
+        """The next JSON line it prints (other lines are skipped)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                line = self.lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                raise BenchError(f"no answer within {timeout:.0f} s") from None
+            if line is None:
+                raise BenchError(f"exited with code {self.proc.wait()}; see {self.log.name}")
+            with contextlib.suppress(json.JSONDecodeError):
+                return dict(json.loads(line))
+
+    @property
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self) -> None:
+        with contextlib.suppress(OSError):
+            assert self.proc.stdin is not None
+            self.proc.stdin.close()
+        try:
+            self.proc.wait(3)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.log.close()
+
+
+@contextlib.contextmanager
+def child(argv: list[str], log_name: str) -> Iterator[Child]:
+    proc = Child(argv, log_name)
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+def run_once(argv: list[str], log_name: str, timeout: float) -> dict[str, Any]:
+    """Runs a measuring command to its end; returns the last JSON line it printed."""
+    RESULTS.joinpath("logs").mkdir(parents=True, exist_ok=True)
+    log = RESULTS.joinpath("logs", f"{log_name}.log")
+    with log.open("a") as stderr:
+        try:
+            done = subprocess.run(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=stderr,
+                text=True,
+                timeout=timeout,
+            )
+        except subprocess.TimeoutExpired:
+            raise BenchError(f"no result within {timeout:.0f} s; see {log}") from None
+    if done.returncode != 0:
+        raise BenchError(f"exited with code {done.returncode}; see {log}")
+    for line in reversed(done.stdout.splitlines()):
+        with contextlib.suppress(json.JSONDecodeError):
+            return dict(json.loads(line))
+    raise BenchError(f"printed no result; see {log}")
+
+
+def start_server(argv: list[str], log_name: str) -> tuple[Child, str]:
+    """Starts a server and waits until it listens; returns it and its URL."""
+    server = Child(argv, log_name)
+    try:
+        port = server.next_json(30)["port"]
+    except BenchError:
+        server.stop()
+        raise
+    return server, f"ws://127.0.0.1:{port}/"
+
+
+def library_server(lib: str, *args: str) -> list[str]:
+    script = LIBRARIES[lib][1]
+    assert script is not None
+    return [sys.executable, str(LIBS / script), *args]
+
+
+# -- measurements: each returns {row key: value} for one library, one run
+
+
+Measured = dict[str, float]
+Failures = dict[str, str]
+
+
+def measure_client_side(lib: str, echo_url: str, s: Settings, failures: Failures) -> Measured:
+    """The library's client against the native echo server."""
+    script = LIBRARIES[lib][0]
+    out: Measured = {}
+    for key, work in ECHO_ROWS.items():
+        if not selected(s, f"client/{key}"):
+            continue
+        mode = "rtt" if work.mode == "rtt" else "pipeline"
+        argv = [sys.executable, str(LIBS / str(script)), "--url", echo_url, "--mode", mode]
+        argv += ["--size", str(work.size), "--window", str(work.window), *s.timing()]
+        try:
+            result = run_once(argv, f"{lib}-client", s.timeout())
+            out[f"client/{key}"] = result[work.figure]
+        except BenchError as e:
+            failures[f"client/{key}"] = str(e)
+    return out
+
+
+def peer_echo_rows(url: str, prefix: str, s: Settings, failures: Failures, server: Child | None) -> Measured:
+    """The native client against an echo server at ``url``: rows 1-3."""
+    out: Measured = {}
+    for key, work in ECHO_ROWS.items():
+        if not selected(s, f"{prefix}/{key}"):
+            continue
+        argv = [str(PEER), "client", "--url", url, "--mode", work.mode]
+        argv += ["--size", str(work.size), "--window", str(work.window), *s.timing()]
+        try:
+            out[f"{prefix}/{key}"] = run_once(argv, "peer", s.timeout())[work.figure]
+        except BenchError as e:
+            failures[f"{prefix}/{key}"] = explain(e, server)
+        if server is not None and not server.alive:
+            # Whatever comes next would fail too, for the same reason.
+            failures.setdefault(f"{prefix}/{key}", f"the server died; see {server.log.name}")
+            break
+    return out
+
+
+def peer_latency(url: str, s: Settings, failures: Failures, server: Child | None) -> Measured:
+    """The native client's 1 KiB round trips on many connections at once, against ``url``."""
+    if not selected(s, "server/p50") or (server is not None and not server.alive):
+        return {}
+    argv = [str(PEER), "client", "--url", url, "--mode", "latency", "--size", str(KiB)]
+    argv += ["--connections", str(LATENCY_CONNECTIONS), *s.timing()]
+    try:
+        result = run_once(argv, "peer", s.timeout())
+    except BenchError as e:
+        failures["server/p50"] = failures["server/p99"] = explain(e, server)
+        return {}
+    return {"server/p50": result["p50_us"] / 1000, "server/p99": result["p99_us"] / 1000}
+
+
+def explain(error: BenchError, server: Child | None) -> str:
+    if server is not None and not server.alive:
+        return f"{error} (the server exited; see {server.log.name})"
+    return str(error)
+
+
+def measure_server_side(lib: str, s: Settings, failures: Failures) -> Measured:
+    out: Measured = {}
+    if any(selected(s, f"server/{k}") for k in [*ECHO_ROWS, "p50"]):
+        try:
+            server, url = start_server(library_server(lib, "--mode", "echo"), f"{lib}-server")
+        except BenchError as e:
+            for key in [*ECHO_ROWS, "p50", "p99"]:
+                failures[f"server/{key}"] = f"server did not start: {e}"
+        else:
+            try:
+                # Latency before the large messages, which leave big buffers behind.
+                out.update(peer_latency(url, s, failures, server))
+                out.update(peer_echo_rows(url, "server", s, failures, server))
+            finally:
+                server.stop()
+    if selected(s, "server/broadcast"):
+        try:
+            out["server/broadcast"] = measure_broadcast(lib, s, failures)
+        except BenchError as e:
+            failures["server/broadcast"] = str(e)
+    if selected(s, "server/memory"):
+        try:
+            out["server/memory"] = measure_memory(lib, s, failures)
+        except BenchError as e:
+            failures["server/memory"] = str(e)
+    return out
+
+
+def measure_broadcast(lib: str, s: Settings, failures: Failures) -> float:
+    work = ["--clients", str(BROADCAST_CLIENTS), "--messages", str(s.broadcast_messages)]
+    work += ["--size", str(BROADCAST_SIZE)]
+    if lib == NATIVE:
+        argv = [str(PEER), "broadcast-server", *work]
+    else:
+        argv = library_server(lib, "--mode", "broadcast", *work)
+    server, url = start_server(argv, f"{lib}-broadcast")
+    try:
+        sink = [str(PEER), "broadcast-sink", "--url", url, "--count", str(BROADCAST_CLIENTS)]
+        sink += ["--expect", str(s.broadcast_messages)]
+        result = run_once(sink, "peer", 300)
+    finally:
+        server.stop()
+    if result["msgs"] < result["expected"]:
+        failures["server/broadcast"] = f"delivered {result['msgs']:,} of {result['expected']:,} messages"
+    if not result["rate"]:
+        raise BenchError("no message arrived")
+    return float(result["rate"])
+
+
+def measure_memory(lib: str, s: Settings, failures: Failures) -> float:
+    """RSS growth of the library's server per idle connection, in KiB."""
+    server, url = start_server(library_server(lib, "--mode", "echo"), f"{lib}-memory")
+    try:
+        rss = psutil.Process(server.proc.pid).memory_info
+        time.sleep(0.5)
+        before = rss().rss
+        argv = [str(PEER), "connect-many", "--url", url, "--count", str(s.memory_connections)]
+        with child(argv, "peer") as peer:
+            try:
+                opened = peer.next_json(300)
+                # The peer's handshakes are done; the server may still be handing
+                # connections to Python. Measure once its memory stops growing.
+                after = settle(lambda: rss().rss)
+            finally:
+                # The server goes first: thousands of connections dropped
+                # under it would only fill its log with their errors.
+                server.stop()
+    finally:
+        server.stop()
+    count = int(opened["open"])
+    if count < s.memory_connections:
+        failures["server/memory"] = f"only {count:,} of {s.memory_connections:,} connections opened"
+    if not count:
+        raise BenchError("no connection opened")
+    return (after - before) / count / KiB
+
+
+def settle(sample: Callable[[], int], quiet: float = 1.0, limit: float = 30.0) -> int:
+    """Samples until the value has not grown by more than 0.5 % for ``quiet`` seconds."""
+    deadline = time.monotonic() + limit
+    value, stable_since = sample(), time.monotonic()
+    while time.monotonic() < deadline:
+        time.sleep(0.1)
+        now = sample()
+        if now > value * 1.005:
+            value, stable_since = now, time.monotonic()
+        elif time.monotonic() - stable_since >= quiet:
+            break
+    return max(value, sample())
+
+
+def selected(s: Settings, row_key: str) -> bool:
+    return any(row_key in {r.key for r in g.rows} for g in GROUPS if g.key in s.groups)
+
+
+# -- the whole run
+
+
+@dataclass
+class Results:
+    # row key -> column -> one value per run that succeeded
+    samples: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+    # row key -> column -> why a run failed (the last reason)
+    failures: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    def add(self, column: str, measured: Measured, failures: Failures) -> None:
+        for key, value in measured.items():
+            self.samples.setdefault(key, {}).setdefault(column, []).append(value)
+        for key, why in failures.items():
+            self.failures.setdefault(key, {})[column] = why
+
+
+def run_all(s: Settings) -> Results:
+    results = Results()
+    with child([str(PEER), "echo-server", "--port", "0"], "peer-echo-server") as echo:
+        echo_url = f"ws://127.0.0.1:{echo.next_json(10)['port']}/"
+        for run in range(1, s.runs + 1):
+            for lib in [*s.libs, NATIVE]:
+                began = time.monotonic()
+                measured: Measured = {}
+                failures: Failures = {}
+                if lib == NATIVE:
+                    # The same native client against the native server: the
+                    # ceiling for both the client and the server rows.
+                    measured = peer_latency(echo_url, s, failures, None)
+                    for key, value in peer_echo_rows(echo_url, "client", s, failures, None).items():
+                        measured[key] = value
+                        measured[key.replace("client/", "server/", 1)] = value
+                    for key in [k for k in failures if k.startswith("client/")]:
+                        failures[key.replace("client/", "server/", 1)] = failures[key]
+                    measured = {k: v for k, v in measured.items() if selected(s, k)}
+                    if selected(s, "server/broadcast"):
+                        try:
+                            measured["server/broadcast"] = measure_broadcast(NATIVE, s, failures)
+                        except BenchError as e:
+                            failures["server/broadcast"] = str(e)
+                else:
+                    client, server = LIBRARIES[lib]
+                    if client:
+                        measured |= measure_client_side(lib, echo_url, s, failures)
+                    if server:
+                        measured |= measure_server_side(lib, s, failures)
+                results.add(lib, measured, failures)
+                status = f"{len(failures)} failed" if failures else "ok"
+                print(
+                    f"run {run}/{s.runs}  {lib:<17} {time.monotonic() - began:5.1f} s  {status}", flush=True
+                )
+    return results
+
+
+# -- reporting
+
+
+def compact(value: float) -> str:
+    """Three significant digits, with k and M: 123k, 1.23M, 45.6, 0.123."""
+    suffix = ""
+    if abs(value) >= 1e6:
+        value, suffix = value / 1e6, "M"
+    elif abs(value) >= 1e3:
+        value, suffix = value / 1e3, "k"
+    if abs(value) >= 100:
+        return f"{value:.0f}{suffix}"
+    if abs(value) >= 10:
+        return f"{value:.1f}{suffix}"
+    if abs(value) >= 1 or not value:
+        return f"{value:.2f}{suffix}"
+    return f"{value:.3f}"
+
+
+def ratio(row: Row, value: float, baseline: float) -> float:
+    """How many times better than the baseline: above 1 is better, for every row."""
+    return value / baseline if row.higher_is_better else baseline / value
+
+
+def median_of(results: Results, row: Row, column: str) -> float | None:
+    values = results.samples.get(row.key, {}).get(column)
+    return statistics.median(values) if values else None
+
+
+def cell(results: Results, row: Row, column: str, notes: list[str]) -> str:
+    values = results.samples.get(row.key, {}).get(column, [])
+    why = results.failures.get(row.key, {}).get(column)
+    mark = ""
+    if why:
+        notes.append(f"{column}, {row.label}: {why}")
+        mark = f" [{len(notes)}]"
+    if not values:
+        return f"failed{mark}" if why else "—"
+    median = statistics.median(values)
+    text = f"**{compact(median)}**"
+    if len(values) > 1:
+        text += f" ({compact(min(values))}{DASH}{compact(max(values))})"
+    baseline = median_of(results, row, BASELINE)
+    if column != BASELINE and baseline and median:
+        text += f" {ratio(row, median, baseline):.2f}{TIMES}"
+    return text + mark
+
+
+def markdown(results: Results, s: Settings, env: dict[str, Any]) -> str:
+    lines = [
+        "# wsbind benchmarks",
+        "",
+        f"Made by `make bench` (`{env.get('command', 'benches/run.py')}`) on {env['date']}.",
+        "",
+        f"- Machine: {env['cpu']}, {env['cores']} cores, load average {env['load']} when it started; "
+        f"Linux {env['kernel']}; Python {env['python']}.",
+        "- Versions: " + ", ".join(f"{k} {v}" for k, v in env["versions"].items()) + ".",
+        f"- Each cell: **median** (min{DASH}max) of {s.runs} run(s), then the ratio to {BASELINE} — how many "
+        f"times better, so above 1{TIMES} is better on every row, including memory and latency. "
+        f"Each run: {s.warmup} s of warm-up, then {s.duration} s measured.",
+        "- The other end is always the native peer (tokio-tungstenite, one thread), binary messages; "
+        f"`{NATIVE}` is that peer against itself. The asyncio libraries run on asyncio's default loop; "
+        "wsbind runs its handlers on its event thread, as a script does.",
+        *(f"- {note}" for note in s.notes),
+        "",
+    ]
+    targets = check_targets(results)
+    if targets:
+        lines += ["## Targets (issue 5)", "", *targets, ""]
+    for group in GROUPS:
+        if group.key not in s.groups:
+            continue
+        columns = [c for c in COLUMNS if any(c in results.samples.get(r.key, {}) for r in group.rows)]
+        columns += [
+            c
+            for c in COLUMNS
+            if c not in columns and any(c in results.failures.get(r.key, {}) for r in group.rows)
+        ]
+        columns = [c for c in COLUMNS if c in columns]
+        if not columns:
+            continue
+        notes: list[str] = []
+        better = "higher" if group.rows[0].higher_is_better else "lower"
+        lines += [
+            f"## {group.title}",
+            "",
+            f"{group.unit}, {better} is better. ![{group.key}]({group.key}.png)",
+            "",
+        ]
+        lines.append("| | " + " | ".join(columns) + " |")
+        lines.append("|---|" + "---|" * len(columns))
+        for row in group.rows:
+            cells = [cell(results, row, c, notes) for c in columns]
+            lines.append(f"| {row.label} | " + " | ".join(cells) + " |")
+        lines.append("")
+        lines += [f"[{i}] {note}  " for i, note in enumerate(notes, 1)]
+        if notes:
+            lines.append("")
+    return "\n".join(lines)
+
+
+def check_targets(results: Results) -> list[str]:
+    """The issue's targets for wsbind, each with what this run measured."""
+    checks = []
+    times = "{:.2f}" + TIMES
+
+    def check(text: str, value: float | None, ok: Callable[[float], bool], shown: str) -> None:
+        if value is not None:
+            checks.append(f"- {'✅' if ok(value) else '❌'} {text}: {shown.format(value)}")
+
+    def row(key: str) -> Row:
+        return next(r for g in GROUPS for r in g.rows if r.key == key)
+
+    for group in GROUPS[:3]:
+        for r in group.rows:
+            w, p = median_of(results, r, "wsbind"), median_of(results, r, BASELINE)
+            if w is not None and p:
+                check(
+                    f"{group.key} {r.label}: ≥ 1.0{TIMES} picows", ratio(r, w, p), lambda x: x >= 1.0, times
+                )
+    for side in ("client", "server"):
+        r = row(f"{side}/mb-16m")
+        w, n = median_of(results, r, "wsbind"), median_of(results, r, NATIVE)
+        if w is not None and n:
+            check(f"16 MiB {side}: ≥ 0.9{TIMES} native", w / n, lambda x: x >= 0.9, times)
+    r = row("server/broadcast")
+    w, b = median_of(results, r, "wsbind"), median_of(results, r, "websockets")
+    if w is not None and b:
+        check(f"broadcast: ≥ 10{TIMES} websockets", w / b, lambda x: x >= 10, times)
+    w = median_of(results, row("server/memory"), "wsbind")
+    check("memory: ≤ 16 KiB per idle connection", w, lambda x: x <= 16, "{:.1f} KiB")
+    return checks
+
+
+def plot(results: Results, s: Settings) -> list[Path]:
+    """One bar chart per group: the median, the spread as error bars, wsbind's ratio to picows."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter
+
+    colours = {
+        "wsbind": "#d62728",
+        "picows": "#1f77b4",
+        "websockets": "#2ca02c",
+        "aiohttp": "#9467bd",
+        "websocket-client": "#8c564b",
+        NATIVE: "#7f7f7f",
+    }
+    written = []
+    for group in GROUPS:
+        if group.key not in s.groups:
+            continue
+        columns = [c for c in COLUMNS if any(c in results.samples.get(r.key, {}) for r in group.rows)]
+        if not columns:
+            continue
+        stats = {
+            (row.key, column): (statistics.median(v), min(v), max(v))
+            for row in group.rows
+            for column in columns
+            if (v := results.samples.get(row.key, {}).get(column))
+        }
+        # The native peer can be several times faster than any library: its
+        # bars are cut at the top of the libraries' scale, with their value
+        # written on them, so that the libraries stay comparable.
+        tops = [top for (_, column), (_, _, top) in stats.items() if column != NATIVE]
+        ceiling = 1.2 * max(tops) if tops else None
+        fig, ax = plt.subplots(figsize=(3.2 + 0.32 * len(group.rows) * len(columns), 4.2))
+        width = 0.8 / len(columns)
+        labelled: set[str] = set()
+        for i, column in enumerate(columns):
+            for j, row in enumerate(group.rows):
+                if (row.key, column) not in stats:
+                    continue
+                median, low, high = stats[row.key, column]
+                x = j + (i - (len(columns) - 1) / 2) * width
+                cut = column == NATIVE and ceiling is not None and median > ceiling
+                ax.bar(
+                    x,
+                    ceiling if cut else median,
+                    width,
+                    yerr=None if cut else [[median - low], [high - median]],
+                    capsize=2,
+                    label=None if column in labelled else column,
+                    color=colours[column],
+                    hatch="//" if column == NATIVE else None,
+                    alpha=0.5 if column == NATIVE else 1.0,
+                )
+                labelled.add(column)
+                baseline = stats.get((row.key, BASELINE))
+                if cut:
+                    ax.text(x, ceiling, f"{compact(median)}↑", ha="center", va="bottom", fontsize=7)
+                elif column == "wsbind" and baseline:
+                    text = f"{ratio(row, median, baseline[0]):.2f}{TIMES}"
+                    ax.text(x, high, text, ha="center", va="bottom", fontsize=7, color=colours[column])
+        if group.key == "memory":
+            ax.axhline(16, color="black", linestyle="--", linewidth=0.8, label="target: 16 KiB")
+        ax.set_xticks(range(len(group.rows)), [r.label for r in group.rows])
+        ax.set_ylabel(group.unit + ("" if group.rows[0].higher_is_better else " (lower is better)"))
+        ax.set_title(group.title, fontsize=9)
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: compact(v) if v >= 1000 else f"{v:g}"))
+        ax.set_ylim(0, ax.get_ylim()[1] * 1.05)
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
+        ax.grid(axis="y", alpha=0.3)
+        ax.set_axisbelow(True)
+        fig.tight_layout()
+        path = RESULTS / f"{group.key}.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        written.append(path)
+    return written
+
+
+def environment(quick: bool) -> dict[str, Any]:
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").open()
+            if line.startswith("model name")
+        ),
+        platform.processor() or "unknown CPU",
+    )
+    versions = {}
+    for name in ["wsbind", *[n for n in LIBRARIES if n != "wsbind"]]:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(BENCHES), "describe", "--always", "--dirty"], capture_output=True, text=True
+        ).stdout.strip()
+        versions["wsbind"] += f" ({commit})" if commit else ""
+    except OSError:
+        pass
+    return {
+        "date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "load": " ".join(f"{x:.2f}" for x in os.getloadavg()),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "versions": versions,
+        "quick": quick,
+        "command": " ".join(["benches/run.py", *sys.argv[1:]]),
+    }
+
+
+def raise_file_limit(wanted: int) -> int:
+    """Lifts the open-file limit to its hard maximum (children inherit it); returns the usable count."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard > soft:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        soft = hard
+    # Room for the server's own files (the interpreter, the listening socket, logs).
+    return min(wanted, soft - 200) if soft != resource.RLIM_INFINITY else wanted
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--quick", action="store_true", help="short runs, fewer connections: to check the suite"
+    )
+    parser.add_argument("--runs", type=int, default=3, help="runs per figure; the table shows the median")
+    parser.add_argument("--libs", default=",".join(LIBRARIES), help="comma-separated libraries to measure")
+    parser.add_argument("--groups", default=",".join(g.key for g in GROUPS), help="comma-separated groups")
+    parser.add_argument(
+        "--connections",
+        type=int,
+        help=f"idle connections for the memory row (default {MEMORY_CONNECTIONS:,})",
+    )
+    parser.add_argument(
+        "--report-only", action="store_true", help="rewrite results.md and the plots from results.json"
+    )
+    args = parser.parse_args()
+    if args.report_only:
+        saved = json.loads(RESULTS.joinpath("results.json").read_text())
+        report(
+            Results(saved["samples"], saved["failures"]), Settings(**saved["settings"]), saved["environment"]
+        )
+        return
+    libs = [lib for lib in args.libs.split(",") if lib]
+    groups = [g for g in args.groups.split(",") if g]
+    for name in libs:
+        if name not in LIBRARIES:
+            parser.error(f"unknown library {name!r}; known: {', '.join(LIBRARIES)}")
+    for name in groups:
+        if name not in {g.key for g in GROUPS}:
+            parser.error(f"unknown group {name!r}; known: {', '.join(g.key for g in GROUPS)}")
+    if not PEER.exists():
+        sys.exit(f"{PEER} is missing: cargo build --release --manifest-path benches/peer/Cargo.toml")
+    settings = Settings(
+        runs=args.runs,
+        warmup=0.2 if args.quick else 0.5,
+        duration=0.5 if args.quick else 3.0,
+        memory_connections=args.connections or (1000 if args.quick else MEMORY_CONNECTIONS),
+        broadcast_messages=100 if args.quick else 1000,
+        libs=libs,
+        groups=groups,
+    )
+    usable = raise_file_limit(settings.memory_connections)
+    if usable < settings.memory_connections:
+        settings.notes.append(
+            f"Memory row at {usable:,} connections, not {settings.memory_connections:,}: "
+            f"the open-file limit allows no more."
+        )
+        settings.memory_connections = usable
+    settings.notes.append(
+        f"Memory: RSS growth of the server process / {settings.memory_connections:,} idle connections. "
+        f"Broadcast: {settings.broadcast_messages:,} messages to each client."
+    )
+    RESULTS.mkdir(exist_ok=True)
+    for log in RESULTS.joinpath("logs").glob("*.log"):
+        log.unlink()
+    env = environment(args.quick)
+    print(f"benchmarking {', '.join(libs)} ({', '.join(groups)}), {settings.runs} run(s)", flush=True)
+    results = run_all(settings)
+    RESULTS.joinpath("results.json").write_text(
+        json.dumps(
+            {
+                "environment": env,
+                "settings": settings.__dict__,
+                "samples": results.samples,
+                "failures": results.failures,
+            },
+            indent=1,
+        )
+    )
+    report(results, settings, env)
+
+
+def report(results: Results, settings: Settings, env: dict[str, Any]) -> None:
+    RESULTS.joinpath("results.md").write_text(markdown(results, settings, env))
+    plots = plot(results, settings)
+    print(f"\nresults: {RESULTS / 'results.md'}")
+    for path in plots:
+        print(f"plot:    {path}")
+
+
+if __name__ == "__main__":
+    main()
