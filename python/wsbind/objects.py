@@ -58,8 +58,9 @@ class BoundSignal:
     def __init__(self, name: str, watcher: Callable[[bool], None] | None = None) -> None:
         # "Class.signal", for log messages.
         self._name = name
-        # The connected callables, in the order they were connected.
-        self._handlers: list[Callable[..., Any]] = []
+        # The connected callables, in the order they were connected; a tuple,
+        # replaced on each change, so that emitting never copies it.
+        self._handlers: tuple[Callable[..., Any], ...] = ()
         # Told True when the first handler connects and False when the last goes.
         self._watcher = watcher
 
@@ -67,17 +68,19 @@ class BoundSignal:
         """Calls ``handler`` on every emission (Qt: ``connect``); returns it, so it works as a decorator."""
         if not callable(handler):
             raise TypeError(f"{self._name}.connect() takes a callable, not {type(handler).__name__}")
-        self._handlers.append(handler)
+        self._handlers = (*self._handlers, handler)
         if self._watcher is not None and len(self._handlers) == 1:
             self._watcher(True)
         return handler
 
     def disconnect(self, handler: Callable[..., Any]) -> None:
         """Stops calling ``handler`` (Qt: ``disconnect``); raises ValueError if it is not connected."""
+        handlers = list(self._handlers)
         try:
-            self._handlers.remove(handler)
+            handlers.remove(handler)
         except ValueError:
             raise ValueError(f"{handler!r} is not connected to {self._name}") from None
+        self._handlers = tuple(handlers)
         if self._watcher is not None and not self._handlers:
             self._watcher(False)
 
@@ -88,7 +91,7 @@ class BoundSignal:
 
     def emit(self, *args: Any) -> None:
         """Calls every connected handler with ``args`` (Qt: ``emit``)."""
-        for handler in tuple(self._handlers):
+        for handler in self._handlers:
             try:
                 handler(*args)
             except Exception:
@@ -122,11 +125,16 @@ class Signal:
     @overload
     def __get__(self, obj: Object, owner: type | None = None) -> BoundSignal: ...
     def __get__(self, obj: Object | None, owner: type | None = None) -> Signal | BoundSignal:
-        # Object.__init__ puts a BoundSignal in the instance dict, which wins
-        # over this non-data descriptor; only class access ends up here.
+        # Made on first use and kept in the instance dict, which then wins over
+        # this non-data descriptor: most signals of most objects are never used.
         if obj is None:
             return self
-        raise AttributeError(f"{type(obj).__name__}.__init__ did not run")
+        watcher = None
+        if self.watched is not None:
+            # Weak, so that the signal does not keep its object alive.
+            watcher = _call_weak(weakref.WeakMethod(getattr(obj, self.watched)), self.name)
+        bound = BoundSignal(f"{type(obj).__name__}.{self.name}", watcher)
+        return obj.__dict__.setdefault(self.name, bound)  # type: ignore[no-any-return]
 
 
 class Property(Generic[T]):
@@ -277,7 +285,7 @@ class _ActiveBinding:
             # After a failure keep listening to what the earlier evaluation read,
             # so that a later change can still mend the value.
             if reads or not failed:
-                self.listen([obj.__dict__[f"{name}_changed"] for obj, name in reads])
+                self.listen([getattr(obj, f"{name}_changed") for obj, name in reads])
             if Object._writes == writes:
                 break
         if not failed:
@@ -349,13 +357,6 @@ class Object:
         }
         # The active binding of each bound property.
         self._bindings: dict[str, _ActiveBinding] = {}
-        for name, signal in cls._signals.items():
-            watcher = None
-            if signal.watched is not None:
-                # Weak, so that the signal does not keep its object alive.
-                method = weakref.WeakMethod(getattr(self, signal.watched))
-                watcher = _call_weak(method, name)
-            self.__dict__[name] = BoundSignal(f"{cls.__name__}.{name}", watcher)
         handlers = []
         for key, value in kwargs.items():
             prop = cls._properties.get(key)
@@ -404,6 +405,10 @@ class Object:
             changed.append(name)
         if changed:
             Object._writes += 1
+        signals = self.__dict__
         for name in changed:
-            self.__dict__[f"{name}_changed"].emit(values[name])
+            # A change signal nobody asked for does not exist yet: nothing to emit.
+            signal = signals.get(f"{name}_changed")
+            if signal is not None:
+                signal.emit(values[name])
         return changed

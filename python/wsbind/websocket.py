@@ -481,7 +481,8 @@ class WebSocket(Object):
 
     def _open_connection(self, method: str) -> _wsbind.Connection:
         conn = self._conn
-        if conn is None or self.status is not Status.OPEN:
+        # _values, not the property: this is every send's cost, and no binding reads it here.
+        if conn is None or self._values["status"] is not Status.OPEN:
             raise NotOpenError(f"{method}() needs an OPEN socket; this one is {self.status.name}")
         return conn
 
@@ -568,11 +569,13 @@ class WebSocket(Object):
 
     def _report(self, conn: _wsbind.Connection) -> None:
         """Asks the connection for frame and write events while somebody listens."""
-        signals = self.__dict__
-        conn.report_frames(
-            signals["text_frame_received"].connected or signals["binary_frame_received"].connected
-        )
-        conn.report_writes(signals["bytes_written"].connected or signals["bytes_to_write_changed"].connected)
+
+        def listened(*names: str) -> bool:
+            # Signals are made on first use: one never made has no handler.
+            return any(name in self.__dict__ and self.__dict__[name].connected for name in names)
+
+        conn.report_frames(listened("text_frame_received", "binary_frame_received"))
+        conn.report_writes(listened("bytes_written", "bytes_to_write_changed"))
 
     def _open(self) -> None:
         if self._conn is not None:
