@@ -29,6 +29,9 @@ const FAILURE_LINGER: Duration = Duration::from_secs(1);
 /// 1005: the peer's close frame carried no code. Reported, never sent.
 const NO_STATUS_RECEIVED: u16 = 1005;
 
+/// Commands a connection handles in one pass before it reads again.
+const COMMAND_BATCH: usize = 256;
+
 /// 1011: what a peer that stops answering pings hears, if it still listens.
 const INTERNAL_ERROR: u16 = 1011;
 
@@ -139,6 +142,11 @@ pub enum Command {
         text: bool,
         payload: Bytes,
     },
+    /// A message framed already, carrying `size` payload bytes.
+    Framed {
+        frame: Bytes,
+        size: usize,
+    },
     Ping(Bytes),
     Close(u16, String),
     Abort,
@@ -160,6 +168,8 @@ pub fn next_id() -> u64 {
 /// The state a connection's task shares with the Python handle.
 pub struct Shared {
     pub id: u64,
+    /// Which end we are: a server's frames are the same for every peer.
+    role: Role,
     commands: UnboundedSender<Command>,
     /// True from the end of the opening handshake until either side starts closing.
     open: AtomicBool,
@@ -171,10 +181,11 @@ pub struct Shared {
 }
 
 impl Shared {
-    pub fn new() -> (Arc<Shared>, UnboundedReceiver<Command>) {
+    pub fn new(role: Role) -> (Arc<Shared>, UnboundedReceiver<Command>) {
         let (commands, receiver) = unbounded_channel();
         let shared = Shared {
             id: next_id(),
+            role,
             commands,
             open: AtomicBool::new(false),
             queued: AtomicUsize::new(0),
@@ -189,10 +200,19 @@ impl Shared {
     }
 
     fn send(&self, text: bool, payload: Bytes) -> Result<usize, Error> {
+        let size = payload.len();
+        self.enqueue(size, Command::Send { text, payload })
+    }
+
+    /// Queues a message already framed (a broadcast's frames, shared by every peer).
+    fn send_framed(&self, frame: Bytes, size: usize) -> Result<usize, Error> {
+        self.enqueue(size, Command::Framed { frame, size })
+    }
+
+    fn enqueue(&self, size: usize, command: Command) -> Result<usize, Error> {
         if !self.open.load(Ordering::Acquire) {
             return Err(Error::NotOpen);
         }
-        let size = payload.len();
         let queued = self.queued.fetch_add(size, Ordering::AcqRel);
         if queued > 0 && queued + size > config::MAX_OUTGOING_BUFFER {
             self.queued.fetch_sub(size, Ordering::AcqRel);
@@ -201,9 +221,7 @@ impl Shared {
                 limit: config::MAX_OUTGOING_BUFFER,
             });
         }
-        self.commands
-            .send(Command::Send { text, payload })
-            .map_err(|_| Error::NotOpen)?;
+        self.commands.send(command).map_err(|_| Error::NotOpen)?;
         Ok(size)
     }
 
@@ -435,6 +453,62 @@ impl Connection {
     }
 }
 
+/// A message from Python for a broadcast: text for a str, binary for any bytes-like object.
+pub fn message_of(py: Python<'_>, message: &Bound<'_, PyAny>) -> PyResult<(bool, Bytes)> {
+    match message.extract::<&str>() {
+        Ok(text) => Ok((true, Bytes::copy_from_slice(text.as_bytes()))),
+        Err(_) => Ok((false, bytes_like(py, message, "broadcast")?)),
+    }
+}
+
+/// Queues a message on every open connection of `connections`; returns how
+/// many took it. A server's connections share one set of frames (they are
+/// not masked); a client's are framed each, with their own masks. Closed
+/// connections and those whose queue is full are skipped, as websockets'
+/// `broadcast()` skips them.
+pub fn broadcast_to<'a>(
+    connections: impl IntoIterator<Item = &'a Arc<Shared>>,
+    text: bool,
+    payload: &Bytes,
+) -> usize {
+    let size = payload.len();
+    let mut frames: Option<Bytes> = None;
+    let mut reached = 0;
+    for conn in connections {
+        let sent = match conn.role {
+            Role::Server => {
+                let frames = frames.get_or_insert_with(|| {
+                    let mut bytes = BytesMut::new();
+                    Framer::new(Role::Server).message(
+                        &mut bytes,
+                        text,
+                        payload,
+                        config::OUTGOING_FRAME_SIZE,
+                    );
+                    bytes.freeze()
+                });
+                conn.send_framed(frames.clone(), size)
+            }
+            Role::Client => conn.send(text, payload.clone()),
+        };
+        reached += usize::from(sent.is_ok());
+    }
+    reached
+}
+
+/// Sends `message` to every open connection in `connections`, framed once
+/// for all a server's connections; returns how many took it.
+#[pyfunction]
+pub fn broadcast(
+    py: Python<'_>,
+    connections: Vec<PyRef<'_, Connection>>,
+    message: &Bound<'_, PyAny>,
+) -> PyResult<usize> {
+    let (text, payload) = message_of(py, message)?;
+    let shared: Vec<Arc<Shared>> = connections.iter().map(|c| Arc::clone(&c.shared)).collect();
+    Ok(py.detach(|| broadcast_to(&shared, text, &payload)))
+}
+
 fn type_name(obj: &Bound<'_, PyAny>) -> String {
     obj.get_type()
         .name()
@@ -485,19 +559,16 @@ struct Session<'a> {
 }
 
 impl Session<'_> {
-    fn queue(&mut self, bytes: BytesMut, payload: usize) {
+    fn queue(&mut self, bytes: Bytes, payload: usize) {
         if let Some(out) = &self.out {
-            let _ = out.send(Outgoing {
-                bytes: bytes.freeze(),
-                payload,
-            });
+            let _ = out.send(Outgoing { bytes, payload });
         }
     }
 
     fn control(&mut self, op: u8, payload: &[u8]) {
         let mut bytes = BytesMut::new();
         self.framer.frame(&mut bytes, op, true, payload);
-        self.queue(bytes, 0);
+        self.queue(bytes.freeze(), 0);
     }
 
     fn send_close(&mut self, frame: Option<(u16, &str)>) {
@@ -508,7 +579,7 @@ impl Session<'_> {
         self.shared.set_open(false);
         let mut bytes = BytesMut::new();
         self.framer.close(&mut bytes, frame);
-        self.queue(bytes, 0);
+        self.queue(bytes.freeze(), 0);
         self.close_deadline = Some(Instant::now() + self.settings.close_timeout);
     }
 
@@ -540,7 +611,14 @@ impl Session<'_> {
                 let mut bytes = BytesMut::new();
                 let size = self.settings.outgoing_frame_size;
                 self.framer.message(&mut bytes, text, &payload, size);
-                self.queue(bytes, payload.len());
+                self.queue(bytes.freeze(), payload.len());
+            }
+            Command::Framed { frame, size } => {
+                if self.close_sent {
+                    self.shared.written(size);
+                    return None;
+                }
+                self.queue(frame, size);
             }
             Command::Ping(payload) => {
                 if !self.close_sent {
@@ -756,11 +834,29 @@ pub async fn run<S>(
                     Ok(()) => session.eof(),
                 };
             }
-            command = commands.recv() => match command {
-                Some(command) => if let Some(end) = session.command(command, &mut parser) {
+            command = commands.recv() => {
+                // Whatever else is queued is handled in the same pass (up to a
+                // bound, for fairness to reading), so that a burst of sends
+                // costs one trip through this loop, not one each.
+                let mut next = command;
+                let mut handled = 0;
+                let ended = loop {
+                    let Some(command) = next.take() else { break None };
+                    if let Some(end) = session.command(command, &mut parser) {
+                        break Some(end);
+                    }
+                    handled += 1;
+                    if handled < COMMAND_BATCH {
+                        next = commands.try_recv().ok();
+                    }
+                };
+                if let Some(end) = ended {
                     break end;
-                },
-                None => break End::Aborted,
+                }
+                if handled == 0 {
+                    // The channel closed: every handle let go.
+                    break End::Aborted;
+                }
             },
             read = reader.read_buf(parser.buffer()), if room => match read {
                 Ok(0) => break session.eof(),
@@ -894,7 +990,7 @@ mod tests {
 
     #[test]
     fn sending_before_open_is_refused() {
-        let (shared, _rx) = Shared::new();
+        let (shared, _rx) = Shared::new(Role::Client);
         assert_eq!(
             shared.send(true, Bytes::from_static(b"x")),
             Err(Error::NotOpen)
@@ -905,7 +1001,7 @@ mod tests {
 
     #[test]
     fn the_outgoing_queue_is_bounded() {
-        let (shared, _rx) = Shared::new();
+        let (shared, _rx) = Shared::new(Role::Client);
         shared.set_open(true);
         assert!(shared
             .send(false, Bytes::from(vec![0; config::MAX_OUTGOING_BUFFER]))
@@ -923,8 +1019,8 @@ mod tests {
         use crate::events::EventQueue;
         let (a, b) = tokio::io::duplex(1 << 16);
         let queue = EventQueue::new(false).unwrap();
-        let (client, client_rx) = Shared::new();
-        let (server, server_rx) = Shared::new();
+        let (client, client_rx) = Shared::new(Role::Client);
+        let (server, server_rx) = Shared::new(Role::Server);
         client.set_open(true);
         server.set_open(true);
         let settings = Settings::default();

@@ -45,7 +45,7 @@ mod _wsbind {
     #[pymodule_export]
     use crate::client::connect;
     #[pymodule_export]
-    use crate::connection::Connection;
+    use crate::connection::{broadcast, Connection};
     #[pymodule_export]
     use crate::events::EventQueue;
     #[pymodule_export]

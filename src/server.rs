@@ -267,6 +267,14 @@ impl Server {
         Ok(())
     }
 
+    /// Sends `message` (str: text, bytes-like: binary) to every open client,
+    /// framed once; returns how many took it.
+    fn broadcast(&self, py: Python<'_>, message: &Bound<'_, PyAny>) -> PyResult<usize> {
+        let (text, payload) = connection::message_of(py, message)?;
+        let clients: Vec<Arc<Shared>> = self.shared.clients().values().cloned().collect();
+        Ok(py.detach(|| connection::broadcast_to(&clients, text, &payload)))
+    }
+
     /// Pauses (False) or resumes (True) accepting connections.
     fn set_accepting(&self, accepting: bool) {
         self.shared.control.send_modify(|c| c.accepting = accepting);
@@ -341,7 +349,7 @@ async fn listen(
             changed = control.changed() => if changed.is_err() { break },
             accepted = listener.accept() => match accepted {
                 Ok((tcp, _)) => {
-                    let (conn, commands) = Shared::new();
+                    let (conn, commands) = Shared::new(Role::Server);
                     let on_panic = crash_report(events.for_id(conn.id));
                     let serving = serve(tcp, conn, commands, Arc::clone(&shared), events.clone(), permit);
                     // Cannot fail: the runtime runs this very loop.

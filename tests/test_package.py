@@ -17,6 +17,7 @@ SUBMODULES = (
     "wsbind.server",
     "wsbind.dispatch",
     "wsbind.tls",
+    "wsbind.broadcast",
 )
 
 

@@ -26,6 +26,8 @@ WSBIND_ONLY = {
     ("WebSocket", "bytes_to_write_changed"): "Qt has bytesWritten but no signal for bytesToWrite()",
     ("WebSocketServer", "allowed_origins"): "Qt has only originAuthenticationRequired",
     ("WebSocketServer", "clients"): "Qt has no list of the server's sockets",
+    ("WebSocketServer", "broadcast_text_message"): "Qt has no broadcast",
+    ("WebSocketServer", "broadcast_binary_message"): "Qt has no broadcast",
 }
 
 # Where the Qt name is in each table's rows.

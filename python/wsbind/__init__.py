@@ -15,6 +15,7 @@ See :mod:`wsbind.errors` for the exception tree.
 """
 
 from . import _wsbind
+from .broadcast import broadcast
 from .dispatch import quit, run
 from .errors import BufferFullError, Error, InvalidURL, NotOpenError
 from .objects import Binding, BoundSignal, Object, Property, Signal, bind
@@ -40,6 +41,7 @@ __all__ = [
     "WebSocket",
     "WebSocketServer",
     "bind",
+    "broadcast",
     "quit",
     "run",
 ]

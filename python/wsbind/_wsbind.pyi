@@ -42,6 +42,7 @@ __all__ = [
     "ProxyAuthenticator",
     "Server",
     "__version__",
+    "broadcast",
     "check_proxy",
     "check_url",
     "connect",
@@ -119,6 +120,10 @@ def environment_proxy(url: str) -> str | None:
 
 def check_proxy(proxy: str) -> None:
     """Raises ValueError unless ``proxy`` is an http://, socks5:// or socks5h:// proxy URL."""
+
+def broadcast(connections: list[Connection], message: str | Buffer) -> int:
+    """Sends ``message`` to every open connection in ``connections``, framed once
+    for all a server's connections; returns how many took it."""
 
 def connect(
     queue: EventQueue,
@@ -241,6 +246,9 @@ class Server:
         """Whether later handshakes ask Python about their origin."""
     def set_limits(self, handshake_timeout: float, max_pending_connections: int) -> None:
         """Sets how long later handshakes may take, and the pending-connection bound."""
+    def broadcast(self, message: str | Buffer) -> int:
+        """Sends ``message`` (str: text, bytes-like: binary) to every open client,
+        framed once; returns how many took it."""
     def set_certificate(self, certificate: str, private_key: str) -> None:
         """Serves a new certificate (PEM path or text) to later TLS handshakes."""
     def set_accepting(self, accepting: bool) -> None:

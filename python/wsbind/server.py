@@ -19,6 +19,9 @@ from .websocket import (
     check_subprotocols,
 )
 
+if TYPE_CHECKING:
+    from typing_extensions import Buffer
+
 __all__ = ["WebSocketServer"]
 
 logger = logging.getLogger("wsbind")
@@ -268,6 +271,26 @@ class WebSocketServer(Object):
         self._completed = True
         if self.listen:
             self._start()
+
+    def broadcast_text_message(self, message: str) -> int:
+        """Sends a text message to every open client; returns how many took it.
+
+        Framed once in the native core, with no Python loop per client; clients
+        that are not open or whose queue is full are skipped. See also
+        :func:`wsbind.broadcast` for any list of sockets. Qt has no broadcast.
+        """
+        if not isinstance(message, str):
+            raise TypeError(f"broadcast_text_message() takes a str, not {type(message).__name__}")
+        return self._server.broadcast(message) if self._server is not None else 0
+
+    def broadcast_binary_message(self, message: Buffer) -> int:
+        """Sends a binary message (any bytes-like object) to every open client; returns how many took it.
+
+        As :meth:`broadcast_text_message`, for binary messages.
+        """
+        if isinstance(message, str):
+            raise TypeError("broadcast_binary_message() takes a bytes-like object, not str")
+        return self._server.broadcast(message) if self._server is not None else 0
 
     def pause_accepting(self) -> None:
         """Stops accepting new connections (C++: ``pauseAccepting``); same as ``accept = False``."""

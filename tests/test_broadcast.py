@@ -1,0 +1,68 @@
+"""Broadcasting: one message to many sockets, framed once in the native core."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import pytest
+from websockets.sync.client import connect
+
+from conftest import Recorder, open_socket, wait_until
+from wsbind import WebSocket, WebSocketServer, broadcast
+
+
+def server_with_clients(servers: Any, count: int) -> tuple[WebSocketServer, list[Any], contextlib.ExitStack]:
+    server = servers()
+    stack = contextlib.ExitStack()
+    clients = [stack.enter_context(connect(server.url, max_size=None)) for _ in range(count)]
+    wait_until(lambda: len(server.clients) == count)
+    return server, clients, stack
+
+
+@pytest.mark.parametrize("message", ["to all ✓", b"\x00\xffbytes", bytes(1 << 20)])
+def test_a_server_broadcasts_to_every_client(servers: Any, message: Any) -> None:
+    server, clients, stack = server_with_clients(servers, 5)
+    with stack:
+        send = server.broadcast_text_message if isinstance(message, str) else server.broadcast_binary_message
+        assert send(message) == 5
+        for client in clients:
+            assert client.recv(timeout=15) == message
+
+
+def test_closed_clients_are_skipped(servers: Any) -> None:
+    server, clients, stack = server_with_clients(servers, 3)
+    with stack:
+        server.clients[0].close()
+        wait_until(lambda: len(server.clients) == 2)
+        assert server.broadcast_text_message("the rest") == 2
+        for client in clients[1:]:
+            assert client.recv(timeout=15) == "the rest"
+
+
+def test_broadcast_without_listening_reaches_nobody() -> None:
+    assert WebSocketServer().broadcast_text_message("anyone?") == 0
+
+
+def test_broadcast_type_checks(servers: Any) -> None:
+    server = servers()
+    with pytest.raises(TypeError):
+        server.broadcast_text_message(b"bytes")  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        server.broadcast_binary_message("text")
+
+
+def test_broadcast_over_any_sockets_client_and_server_side(servers: Any, sockets: Any) -> None:
+    """Client sockets are masked each; a server's sockets share frames; closed ones are skipped."""
+    accepted: list[WebSocket] = []
+    server = servers(on_client_connected=accepted.append)
+    got = [Recorder(), Recorder()]
+    ours = [open_socket(sockets, server.url, on_text_message_received=r) for r in got]
+    wait_until(lambda: len(accepted) == 2)
+    heard = [Recorder(), Recorder()]
+    for ws, recorder in zip(accepted, heard, strict=True):
+        ws.text_message_received.connect(recorder)
+    never_opened = WebSocket()
+    assert broadcast([*ours, *accepted, never_opened], "everyone") == 4
+    for recorder in [*got, *heard]:
+        assert recorder.wait() == ["everyone"]
