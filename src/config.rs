@@ -13,7 +13,8 @@ use std::time::Duration;
 /// is closed with 1009.
 pub const MAX_INCOMING_MESSAGE_SIZE: usize = 64 << 20;
 
-/// Largest incoming frame payload: 16 MiB, tungstenite's default, for the same reason.
+/// Largest incoming frame payload: 16 MiB, for the same reason; a longer
+/// message arrives as several frames.
 pub const MAX_INCOMING_FRAME_SIZE: usize = 16 << 20;
 
 /// Bytes that `send_*` may queue on one socket before it refuses with
@@ -41,7 +42,7 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Size of the frames a long outgoing message is cut into: 512 KiB, Qt's
-/// `outgoingFrameSize`. Control frames (pings, close) can go out between them.
+/// `outgoingFrameSize`, so that peers with a frame limit still take it.
 pub const OUTGOING_FRAME_SIZE: usize = 512 << 10;
 
 /// How often a keepalive ping goes out: 20 s, as websockets. Often enough to
@@ -57,9 +58,9 @@ pub const PING_TIMEOUT: Duration = Duration::from_secs(20);
 /// send under 2 KiB; cookies make it grow, rarely past 8 KiB.
 pub const MAX_HANDSHAKE_SIZE: usize = 16 << 10;
 
-/// Connections that finished their handshake and wait for Python's
-/// `client_connected` handlers: 30, as Qt's `maxPendingConnections`. Over
-/// it new ones are closed with 1013 (try again later) and `server_error(1006)`.
+/// Connections that finished their handshake but that the server has not
+/// handed to `client_connected` yet: 30, as Qt's `maxPendingConnections`.
+/// Over it new clients get HTTP 503 (try again later) and `server_error(1006)`.
 pub const MAX_PENDING_CONNECTIONS: usize = 30;
 
 /// Handshakes a server runs at once: 4096. Each is bounded by the handshake
