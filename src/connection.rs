@@ -608,10 +608,17 @@ impl Session<'_> {
                     self.shared.written(payload.len());
                     return None;
                 }
-                let mut bytes = BytesMut::new();
-                let size = self.settings.outgoing_frame_size;
-                self.framer.message(&mut bytes, text, &payload, size);
-                self.queue(bytes.freeze(), payload.len());
+                let length = payload.len();
+                let mut chunks =
+                    self.framer
+                        .message_chunks(text, payload, self.settings.outgoing_frame_size);
+                let last = chunks.pop();
+                for chunk in chunks {
+                    self.queue(chunk, 0);
+                }
+                if let Some(last) = last {
+                    self.queue(last, length);
+                }
             }
             Command::Framed { frame, size } => {
                 if self.close_sent {

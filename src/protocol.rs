@@ -27,6 +27,10 @@ pub mod opcode {
     pub const PONG: u8 = 0xA;
 }
 
+/// Messages smaller than this are framed by copying them, which costs less
+/// than handing the writer several pieces.
+const COPY_BELOW: usize = 8 << 10;
+
 /// Longest payload of a control frame (§5.5).
 pub const MAX_CONTROL_PAYLOAD: usize = 125;
 
@@ -435,11 +439,10 @@ impl Framer {
         Framer { role }
     }
 
-    /// Appends one frame to `out`, masked if we are a client.
-    pub fn frame(&self, out: &mut BytesMut, opcode: u8, fin: bool, payload: &[u8]) {
+    /// Appends a frame header for `length` payload bytes; returns the masking
+    /// key the payload must be masked with, if we are a client.
+    fn header(&self, out: &mut BytesMut, opcode: u8, fin: bool, length: usize) -> Option<[u8; 4]> {
         let masked = self.role == Role::Client;
-        let length = payload.len();
-        out.reserve(14 + length);
         out.put_u8(if fin { 0x80 } else { 0 } | opcode);
         let mask_bit = if masked { 0x80 } else { 0 };
         if length < 126 {
@@ -451,15 +454,65 @@ impl Framer {
             out.put_u8(mask_bit | 127);
             out.put_u64(length as u64);
         }
-        if masked {
+        masked.then(|| {
+            // A fresh key for every frame, as §5.3 asks.
             let mask: [u8; 4] = rand::random();
             out.put_slice(&mask);
-            let start = out.len();
-            out.put_slice(payload);
+            mask
+        })
+    }
+
+    /// Appends one frame to `out`, masked if we are a client.
+    pub fn frame(&self, out: &mut BytesMut, opcode: u8, fin: bool, payload: &[u8]) {
+        out.reserve(14 + payload.len());
+        let mask = self.header(out, opcode, fin, payload.len());
+        let start = out.len();
+        out.put_slice(payload);
+        if let Some(mask) = mask {
             apply_mask(&mut out[start..], mask);
-        } else {
-            out.put_slice(payload);
         }
+    }
+
+    /// A message as chunks for a vectored write. A small one is one frame in
+    /// one piece; a large one is frame headers and slices of `payload`, so the
+    /// payload is not copied again (a client masks it in place when it holds
+    /// the only reference).
+    pub fn message_chunks(&self, text: bool, payload: Bytes, frame_size: usize) -> Vec<Bytes> {
+        if payload.len() < COPY_BELOW {
+            let mut out = BytesMut::new();
+            self.message(&mut out, text, &payload, frame_size);
+            return vec![out.freeze()];
+        }
+        let size = frame_size.max(1);
+        let mut body = match self.role {
+            Role::Client => Err(payload
+                .try_into_mut()
+                .unwrap_or_else(|shared| BytesMut::from(&shared[..]))),
+            Role::Server => Ok(payload),
+        };
+        let length = match &body {
+            Ok(payload) => payload.len(),
+            Err(owned) => owned.len(),
+        };
+        let mut headers = Vec::new();
+        let mut op = if text { opcode::TEXT } else { opcode::BINARY };
+        for start in (0..length).step_by(size) {
+            let end = (start + size).min(length);
+            let mut header = BytesMut::with_capacity(14);
+            if let (Some(mask), Err(owned)) = (
+                self.header(&mut header, op, end == length, end - start),
+                &mut body,
+            ) {
+                apply_mask(&mut owned[start..end], mask);
+            }
+            headers.push((header.freeze(), start..end));
+            op = opcode::CONTINUATION;
+        }
+        let body = body.unwrap_or_else(BytesMut::freeze);
+        headers
+            .into_iter()
+            .flat_map(|(header, range)| [header, body.slice(range)])
+            .collect()
     }
 
     /// Appends a message, split into frames of at most `frame_size` bytes.
@@ -736,6 +789,32 @@ mod tests {
         let got = events(&mut parser).unwrap();
         assert_eq!(got.len(), 4);
         assert_eq!(got[3], Incoming::Text("abcdefg".into()));
+    }
+
+    #[test]
+    fn large_messages_as_chunks_parse_like_the_copied_frames() {
+        let payload: Vec<u8> = (0..100_000u32).map(|i| i as u8).collect();
+        for role in [Role::Client, Role::Server] {
+            let chunks =
+                Framer::new(role).message_chunks(false, Bytes::from(payload.clone()), 30_000);
+            assert_eq!(
+                chunks.len(),
+                8,
+                "four frames, each a header and a payload slice"
+            );
+            let wire: Vec<u8> = chunks.concat();
+            let peer = if role == Role::Client {
+                Role::Server
+            } else {
+                Role::Client
+            };
+            let mut parser = Parser::new(peer, LIMITS);
+            parser.buffer().extend_from_slice(&wire);
+            assert_eq!(
+                events(&mut parser).unwrap(),
+                vec![Incoming::Binary(Bytes::from(payload.clone()))]
+            );
+        }
     }
 
     #[test]
