@@ -53,6 +53,8 @@ pub struct Settings {
     pub report_writes: bool,
 }
 
+// Sockets get their settings from Python's properties; tests get these.
+#[cfg(test)]
 impl Default for Settings {
     fn default() -> Self {
         Settings {
@@ -555,7 +557,8 @@ struct Session<'a> {
     close_deadline: Option<Instant>,
     pings: VecDeque<Ping>,
     next_keepalive: Option<Instant>,
-    report_writes: bool,
+    /// Whether the writer reports each write; shared with it.
+    report_writes: &'a AtomicBool,
 }
 
 impl Session<'_> {
@@ -635,7 +638,7 @@ impl Session<'_> {
             Command::Close(code, reason) => self.send_close(Some((code, &reason))),
             Command::Abort => return Some(End::Aborted),
             Command::Frames(on) => parser.frames = on,
-            Command::Writes(on) => self.report_writes = on,
+            Command::Writes(on) => self.report_writes.store(on, Ordering::Relaxed),
             Command::Configure(settings) => {
                 parser.set_limits(settings.limits);
                 self.next_keepalive = settings.ping_interval.map(|i| Instant::now() + i);
@@ -798,11 +801,12 @@ pub async fn run<S>(
     let mut parser = Parser::new(role, settings.limits);
     parser.frames = settings.report_frames;
     parser.buffer().extend_from_slice(&received);
+    let report_writes = AtomicBool::new(settings.report_writes);
     let mut session = Session {
         role,
         next_keepalive: settings.ping_interval.map(|i| Instant::now() + i),
         framer: Framer::new(role),
-        report_writes: settings.report_writes,
+        report_writes: &report_writes,
         settings,
         out: Some(out),
         events: &events,
@@ -812,7 +816,6 @@ pub async fn run<S>(
         close_deadline: None,
         pings: VecDeque::new(),
     };
-    let report_writes = Arc::new(AtomicBool::new(false));
     let writing = write(writer, out_rx, &shared, &events, &report_writes);
     tokio::pin!(writing);
     // A finished future must not be polled again.
@@ -829,7 +832,6 @@ pub async fn run<S>(
                 Err(failure) => break 'run session.fail(failure),
             }
         }
-        report_writes.store(session.report_writes, Ordering::Relaxed);
         let room = events.has_room();
         let deadline = session.deadline();
         tokio::select! {
