@@ -17,14 +17,14 @@ use std::time::Duration;
 use bytes::Bytes;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
-use tokio::sync::Notify;
+use tokio::sync::{oneshot, Notify};
 
 use crate::config::MAX_PENDING_EVENT_BYTES;
 use crate::connection::{Connection, Endpoints, Shared};
 use crate::handshake::Headers;
 use crate::protocol::Text;
-use crate::proxy::{ProxyAuthenticator, ProxyQuestion};
-use crate::server::{OriginAuthenticator, OriginQuestion};
+use crate::proxy::{Credentials, ProxyAuthenticator};
+use crate::server::OriginAuthenticator;
 
 /// Event kinds, as the Python side reads them from `(id, kind, payload)`.
 pub mod kind {
@@ -95,7 +95,7 @@ pub enum Event {
     /// The peer started the closing handshake.
     Closing,
     /// A proxy asks for credentials and Python handles `proxy_authentication_required`.
-    ProxyAuth(Arc<ProxyQuestion>),
+    ProxyAuth(Arc<Question<Option<Credentials>>>),
     /// TLS verification failed (Qt's `sslErrors`); for a server, a client's.
     SslErrors(Vec<String>),
     /// The connection is over. `error` is set when it ended in failure.
@@ -116,7 +116,7 @@ pub enum Event {
     /// (Qt's `serverError`): 1008 for a refused origin, 1006 for too many pending.
     ServerError(u16),
     /// A server asks Python whether a client's origin may connect.
-    OriginCheck(Arc<OriginQuestion>),
+    OriginCheck(Arc<Question<bool>>),
     /// A server stopped listening and asked its clients to close.
     Stopped,
 }
@@ -257,6 +257,55 @@ impl Inner {
             self.drained.notify_waiters();
         }
         events
+    }
+}
+
+/// A question a tokio task asks Python's handlers and waits for: the origin
+/// of a client, the credentials for a proxy. The answer starts as a default,
+/// handlers change it, and it is sent once, when the handlers are done or
+/// when Python drops the object that carried the question, so that a task
+/// never waits on a question nobody saw. The asker bounds the wait.
+pub struct Question<T> {
+    /// What is asked about, for the handlers.
+    pub subject: String,
+    answer: Mutex<T>,
+    reply: Mutex<Option<oneshot::Sender<T>>>,
+}
+
+impl<T: Clone> Question<T> {
+    /// Asks Python through `event`; None if the answer never came.
+    pub async fn ask(
+        events: &EventSink,
+        subject: String,
+        default: T,
+        event: impl FnOnce(Arc<Question<T>>) -> Event,
+    ) -> Option<T> {
+        let (reply, answer) = oneshot::channel();
+        events.send(event(Arc::new(Question {
+            subject,
+            answer: Mutex::new(default),
+            reply: Mutex::new(Some(reply)),
+        })));
+        answer.await.ok()
+    }
+
+    pub fn get(&self) -> T {
+        self.answer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub fn set(&self, answer: T) {
+        *self.answer.lock().unwrap_or_else(|e| e.into_inner()) = answer;
+    }
+
+    /// Sends the answer to the asker; later calls change nothing.
+    pub fn reply(&self) {
+        let reply = self.reply.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(reply) = reply {
+            let _ = reply.send(self.get());
+        }
     }
 }
 

@@ -3,20 +3,18 @@
 //! alike, and the environment variables that pick a proxy as curl reads them.
 
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use data_encoding::BASE64;
 use percent_encoding::percent_decode_str;
 use pyo3::prelude::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::oneshot;
 use url::Url;
 
 use crate::config::MAX_HANDSHAKE_SIZE;
 use crate::connection::read_head;
-use crate::events::{Event, EventSink};
+use crate::events::{Event, EventSink, Question};
 
 /// A proxy to tunnel through.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -165,42 +163,17 @@ fn in_cidr(ip: IpAddr, network: &str, bits: &str) -> bool {
 }
 
 /// A user name and password.
-type Credentials = (String, String);
-
-/// A question to Python: which credentials for this proxy? (Qt's
-/// `proxyAuthenticationRequired` with a `QAuthenticator`.)
-pub struct ProxyQuestion {
-    proxy: String,
-    credentials: Mutex<Option<Credentials>>,
-    answer: Mutex<Option<oneshot::Sender<Option<Credentials>>>>,
-    answered: AtomicBool,
-}
-
-impl ProxyQuestion {
-    fn answer(&self) {
-        if self.answered.swap(true, Ordering::AcqRel) {
-            return;
-        }
-        let credentials = self
-            .credentials
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        if let Some(sender) = self.answer.lock().unwrap_or_else(|e| e.into_inner()).take() {
-            let _ = sender.send(credentials);
-        }
-    }
-}
+pub type Credentials = (String, String);
 
 /// Handed to `proxy_authentication_required` handlers (Qt's `QAuthenticator`):
 /// `set_credentials(user, password)` answers the proxy's 407.
 #[pyclass(frozen, module = "wsbind._wsbind")]
 pub struct ProxyAuthenticator {
-    question: Arc<ProxyQuestion>,
+    question: Arc<Question<Option<Credentials>>>,
 }
 
-impl From<Arc<ProxyQuestion>> for ProxyAuthenticator {
-    fn from(question: Arc<ProxyQuestion>) -> Self {
+impl From<Arc<Question<Option<Credentials>>>> for ProxyAuthenticator {
+    fn from(question: Arc<Question<Option<Credentials>>>) -> Self {
         ProxyAuthenticator { question }
     }
 }
@@ -210,27 +183,23 @@ impl ProxyAuthenticator {
     /// The proxy that asks, as host:port.
     #[getter]
     fn proxy(&self) -> String {
-        self.question.proxy.clone()
+        self.question.subject.clone()
     }
 
     /// Answers with these credentials (Qt: ``setUser``, ``setPassword``).
     fn set_credentials(&self, user: String, password: String) {
-        *self
-            .question
-            .credentials
-            .lock()
-            .unwrap_or_else(|e| e.into_inner()) = Some((user, password));
+        self.question.set(Some((user, password)));
     }
 
     /// Gives the answer to the waiting connection; later calls change nothing.
     fn finish(&self) {
-        self.question.answer();
+        self.question.reply();
     }
 }
 
 impl Drop for ProxyAuthenticator {
     fn drop(&mut self) {
-        self.question.answer();
+        self.question.reply();
     }
 }
 
@@ -276,15 +245,11 @@ fn refused(status: &str) -> String {
     format!("proxy refused the tunnel: HTTP {status}")
 }
 
-async fn ask_credentials(proxy: &Proxy, events: &EventSink) -> Option<(String, String)> {
-    let (answer, decision) = oneshot::channel();
-    events.send(Event::ProxyAuth(Arc::new(ProxyQuestion {
-        proxy: format!("{}:{}", proxy.host, proxy.port),
-        credentials: Mutex::new(None),
-        answer: Mutex::new(Some(answer)),
-        answered: AtomicBool::new(false),
-    })));
-    decision.await.ok().flatten()
+async fn ask_credentials(proxy: &Proxy, events: &EventSink) -> Option<Credentials> {
+    let subject = format!("{}:{}", proxy.host, proxy.port);
+    Question::ask(events, subject, None, Event::ProxyAuth)
+        .await
+        .flatten()
 }
 
 async fn reach(proxy: &Proxy) -> Result<TcpStream, String> {

@@ -2,7 +2,7 @@
 //! (origin checks, subprotocol choice) and closing every client on stop.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -12,7 +12,7 @@ use pyo3::prelude::*;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc::UnboundedReceiver;
-use tokio::sync::{oneshot, watch, Semaphore};
+use tokio::sync::{watch, Semaphore};
 use tokio::time::timeout;
 use tokio_rustls::TlsAcceptor;
 
@@ -21,7 +21,7 @@ use crate::config::{MAX_CONCURRENT_HANDSHAKES, MAX_HANDSHAKE_SIZE};
 use crate::connection::{
     self, next_id, read_head, seconds, Command, Endpoints, Options, Settings, Shared,
 };
-use crate::events::{Accepted, Event, EventQueue, EventSink};
+use crate::events::{Accepted, Event, EventQueue, EventSink, Question};
 use crate::handshake::{self, Rejection, Request};
 use crate::protocol::Role;
 use crate::stream::Stream;
@@ -82,32 +82,15 @@ impl ServerShared {
     }
 }
 
-/// A question to Python: may a client from this origin connect? (Qt's
-/// `QWebSocketCorsAuthenticator`.) Allowed unless a handler says otherwise.
-pub struct OriginQuestion {
-    origin: String,
-    allowed: AtomicBool,
-    answer: Mutex<Option<oneshot::Sender<bool>>>,
-}
-
-impl OriginQuestion {
-    fn answer(&self) {
-        let sender = self.answer.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some(sender) = sender {
-            let _ = sender.send(self.allowed.load(Ordering::Acquire));
-        }
-    }
-}
-
 /// Handed to `origin_authentication_required` handlers (Qt's
 /// `QWebSocketCorsAuthenticator`): `set_allowed(False)` refuses the client.
 #[pyclass(frozen, module = "wsbind._wsbind")]
 pub struct OriginAuthenticator {
-    question: Arc<OriginQuestion>,
+    question: Arc<Question<bool>>,
 }
 
-impl From<Arc<OriginQuestion>> for OriginAuthenticator {
-    fn from(question: Arc<OriginQuestion>) -> Self {
+impl From<Arc<Question<bool>>> for OriginAuthenticator {
+    fn from(question: Arc<Question<bool>>) -> Self {
         OriginAuthenticator { question }
     }
 }
@@ -117,29 +100,29 @@ impl OriginAuthenticator {
     /// The Origin header the client sent ("" when it sent none).
     #[getter]
     fn origin(&self) -> String {
-        self.question.origin.clone()
+        self.question.subject.clone()
     }
 
     /// Whether the client may connect; True unless set otherwise.
     #[getter]
     fn allowed(&self) -> bool {
-        self.question.allowed.load(Ordering::Acquire)
+        self.question.get()
     }
 
     /// Allows (True) or refuses (False, HTTP 403) the client.
     fn set_allowed(&self, allowed: bool) {
-        self.question.allowed.store(allowed, Ordering::Release);
+        self.question.set(allowed);
     }
 
     /// Gives the answer to the waiting handshake; later calls change nothing.
     fn finish(&self) {
-        self.question.answer();
+        self.question.reply();
     }
 }
 
 impl Drop for OriginAuthenticator {
     fn drop(&mut self) {
-        self.question.answer();
+        self.question.reply();
     }
 }
 
@@ -504,13 +487,8 @@ async fn origin_allowed(shared: &ServerShared, events: &EventSink, origin: &str)
     if !ask {
         return true;
     }
-    let (answer, decision) = oneshot::channel();
-    let question = Arc::new(OriginQuestion {
-        origin: origin.to_string(),
-        allowed: AtomicBool::new(true),
-        answer: Mutex::new(Some(answer)),
-    });
-    events.send(Event::OriginCheck(question));
     // The handshake timeout bounds the wait for Python.
-    decision.await.unwrap_or(false)
+    Question::ask(events, origin.to_string(), true, Event::OriginCheck)
+        .await
+        .unwrap_or(false)
 }
