@@ -397,16 +397,13 @@ class WebSocket(Object):
     ) -> WebSocket:
         """The server's side of a connection that just finished its handshake."""
         url, requested, negotiated, resource, headers, (peer, peer_port, local, local_port) = info
-        ws = cls.__new__(cls)
-        ws._conn = conn
-        ws._reopen = False
-        ws._accepted = True
-        ws._completed = False
-        ws._was_open = True
-        ws._closing = False
+        # An ordinary socket (inactive, so it opens nothing), then what differs.
+        ws = cls()
         ws._dispatcher = dispatcher
+        ws._conn = conn
+        ws._accepted = True
+        ws._was_open = True
         ws._on_finished = on_finished
-        Object.__init__(ws)
         received: dict[str, str] = {}
         for name, value in headers:
             received[name] = f"{received[name]}, {value}" if name in received else value
