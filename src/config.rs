@@ -32,6 +32,16 @@ pub const MAX_OUTGOING_BUFFER: usize = 64 << 20;
 /// before each read, not against the message.
 pub const MAX_PENDING_EVENT_BYTES: usize = 16 << 20;
 
+/// Smallest read: 1 KiB. What an idle connection's read buffer holds, so
+/// that ten thousand idle connections cost little; small messages fit whole.
+pub const MIN_READ_SIZE: usize = 1 << 10;
+
+/// Largest read: 256 KiB. A read that fills the buffer doubles the next one
+/// up to this, so a busy connection takes what the kernel has in a few
+/// system calls (a frame larger than this is still read whole into one
+/// buffer sized to it).
+pub const MAX_READ_SIZE: usize = 256 << 10;
+
 /// How long the opening handshake may take, TCP connection included for a
 /// client: 10 s, as Qt's server. A client that opens TCP and never finishes
 /// its handshake costs a server nothing after that.

@@ -518,6 +518,28 @@ fn type_name(obj: &Bound<'_, PyAny>) -> String {
         .unwrap_or_else(|_| "?".into())
 }
 
+/// How much to read next: small while a connection is quiet, doubling while
+/// reads come back full, halving again after reads that were mostly empty.
+struct ReadSize {
+    next: usize,
+}
+
+impl ReadSize {
+    fn new() -> Self {
+        ReadSize {
+            next: config::MIN_READ_SIZE,
+        }
+    }
+
+    fn record(&mut self, read: usize) {
+        if read >= self.next {
+            self.next = (self.next * 2).min(config::MAX_READ_SIZE);
+        } else if read < self.next / 4 {
+            self.next = (self.next / 2).max(config::MIN_READ_SIZE);
+        }
+    }
+}
+
 /// Frame bytes for the writer, and the message payload bytes they carry.
 struct Outgoing {
     bytes: Bytes,
@@ -820,6 +842,7 @@ pub async fn run<S>(
     tokio::pin!(writing);
     // A finished future must not be polled again.
     let mut writer_done = false;
+    let mut read_size = ReadSize::new();
     let end = 'run: loop {
         loop {
             match parser.next_event() {
@@ -834,6 +857,8 @@ pub async fn run<S>(
         }
         let room = events.has_room();
         let deadline = session.deadline();
+        // Without it a full buffer would grow by 64 bytes a read.
+        parser.buffer().reserve(read_size.next);
         tokio::select! {
             biased;
             written = &mut writing => {
@@ -869,7 +894,7 @@ pub async fn run<S>(
             },
             read = reader.read_buf(parser.buffer()), if room => match read {
                 Ok(0) => break session.eof(),
-                Ok(_) => {}
+                Ok(read) => read_size.record(read),
                 Err(e) => break End::Failed(Failure::new(ABNORMAL_CLOSURE, format!("connection lost: {e}"))),
             },
             () = events.wait_for_room(), if !room => {}
