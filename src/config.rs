@@ -42,6 +42,15 @@ pub const MIN_READ_SIZE: usize = 1 << 10;
 /// buffer sized to it).
 pub const MAX_READ_SIZE: usize = 256 << 10;
 
+/// How long wsbind's event thread keeps looking for the next event before it
+/// sleeps: 50 µs (`WSBIND_SPIN_US` changes it; 0 turns it off).
+///
+/// Waking a sleeping thread costs tens of microseconds on a virtual machine,
+/// as much as a whole round trip on loopback; a reply that comes within the
+/// spin is handled at once. It costs at most this much CPU after each batch
+/// of events, and nothing while no events come.
+pub const EVENT_SPIN: Duration = Duration::from_micros(50);
+
 /// How long the opening handshake may take, TCP connection included for a
 /// client: 10 s, as Qt's server. A client that opens TCP and never finishes
 /// its handshake costs a server nothing after that.

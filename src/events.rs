@@ -10,16 +10,16 @@
 use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
 use tokio::sync::{oneshot, Notify};
 
-use crate::config::MAX_PENDING_EVENT_BYTES;
+use crate::config::{EVENT_SPIN, MAX_PENDING_EVENT_BYTES};
 use crate::connection::{Connection, Endpoints, Shared};
 use crate::handshake::Headers;
 use crate::protocol::Text;
@@ -228,6 +228,9 @@ impl Event {
 struct Pending {
     events: Vec<(u64, Event)>,
     closed: bool,
+    /// Threads asleep in [`EventQueue::wait`]: only they need the condvar's
+    /// system call.
+    sleepers: usize,
 }
 
 struct Inner {
@@ -240,6 +243,8 @@ struct Inner {
     weight: AtomicUsize,
     /// Signalled when Python takes events, to resume readers that paused.
     drained: Notify,
+    /// Whether `pending` holds events: what a spinning thread watches, lock-free.
+    filled: AtomicBool,
 }
 
 impl Inner {
@@ -251,6 +256,7 @@ impl Inner {
 
     fn take(&self, pending: &mut Pending) -> Vec<(u64, Event)> {
         let events = std::mem::take(&mut pending.events);
+        self.filled.store(false, Ordering::Release);
         let weight: usize = events.iter().map(|(_, e)| e.weight()).sum();
         if weight > 0 {
             self.weight.fetch_sub(weight, Ordering::AcqRel);
@@ -327,7 +333,7 @@ impl EventSink {
 
     pub fn send(&self, event: Event) {
         let weight = event.weight();
-        let was_empty = {
+        let (was_empty, asleep) = {
             let mut pending = self.inner.lock();
             if pending.closed {
                 return;
@@ -336,15 +342,18 @@ impl EventSink {
                 self.inner.weight.fetch_add(weight, Ordering::AcqRel);
             }
             pending.events.push((self.id, event));
-            pending.events.len() == 1
+            self.inner.filled.store(true, Ordering::Release);
+            (pending.events.len() == 1, pending.sleepers > 0)
         };
         // Only the first event of a batch wakes Python; the rest ride along.
         if was_empty {
-            self.inner.ready.notify_one();
             if let Some(wake) = &self.inner.wake {
                 // A full pipe already holds a wake-up, so WouldBlock is fine.
                 let _ = (&*wake).write(&[1]);
             }
+        }
+        if asleep {
+            self.inner.ready.notify_one();
         }
     }
 
@@ -366,6 +375,17 @@ impl EventSink {
             drained.await;
         }
     }
+}
+
+/// [`EVENT_SPIN`], or `WSBIND_SPIN_US` microseconds when it is set.
+fn spin() -> Duration {
+    static SPIN: OnceLock<Duration> = OnceLock::new();
+    *SPIN.get_or_init(|| {
+        std::env::var("WSBIND_SPIN_US")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .map_or(EVENT_SPIN, Duration::from_micros)
+    })
 }
 
 /// A queue of events for the Python objects that one thread serves.
@@ -440,11 +460,13 @@ impl EventQueue {
                 pending: Mutex::new(Pending {
                     events: Vec::new(),
                     closed: false,
+                    sleepers: 0,
                 }),
                 ready: Condvar::new(),
                 wake,
                 weight: AtomicUsize::new(0),
                 drained: Notify::new(),
+                filled: AtomicBool::new(false),
             }),
             wake_reader,
         })
@@ -474,11 +496,18 @@ impl EventQueue {
         let timeout = Duration::try_from_secs_f64(timeout.max(0.0)).unwrap_or(Duration::MAX);
         let inner = self.inner.clone();
         let events = py.detach(move || {
-            let pending = inner.lock();
+            let spin = spin().min(timeout);
+            let began = Instant::now();
+            while !inner.filled.load(Ordering::Acquire) && began.elapsed() < spin {
+                std::hint::spin_loop();
+            }
+            let mut pending = inner.lock();
+            pending.sleepers += 1;
             let (mut pending, _) = inner
                 .ready
                 .wait_timeout_while(pending, timeout, |p| p.events.is_empty() && !p.closed)
                 .unwrap_or_else(|e| e.into_inner());
+            pending.sleepers -= 1;
             inner.take(&mut pending)
         });
         Self::to_py(py, events)
