@@ -47,8 +47,9 @@ pub const MAX_READ_SIZE: usize = 256 << 10;
 ///
 /// Waking a sleeping thread costs tens of microseconds on a virtual machine,
 /// as much as a whole round trip on loopback; a reply that comes within the
-/// spin is handled at once. It costs at most this much CPU after each batch
-/// of events, and nothing while no events come.
+/// spin is handled at once. The thread yields the CPU between looks, so that
+/// the threads doing the work keep it; the spin costs at most this much after
+/// each batch of events, and nothing while no events come.
 pub const EVENT_SPIN: Duration = Duration::from_micros(50);
 
 /// How long the opening handshake may take, TCP connection included for a

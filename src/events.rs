@@ -499,7 +499,7 @@ impl EventQueue {
             let spin = spin().min(timeout);
             let began = Instant::now();
             while !inner.filled.load(Ordering::Acquire) && began.elapsed() < spin {
-                std::hint::spin_loop();
+                std::thread::yield_now();
             }
             let mut pending = inner.lock();
             pending.sleepers += 1;
