@@ -63,6 +63,7 @@ pub fn connect(
     let settings = options.settings()?;
     let handshake_timeout = seconds("handshake_timeout", options.handshake_timeout)?;
     let (shared, commands) = Shared::new(Role::Client);
+    shared.set_frame_size(settings.outgoing_frame_size);
     let events = queue.sink(shared.id);
     let on_panic = crash_report(events.clone());
     let target = Target {

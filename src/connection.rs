@@ -13,6 +13,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use pyo3::buffer::PyBuffer;
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
+use pyo3::pybacked::{PyBackedBytes, PyBackedStr};
 use pyo3::types::{PyBytes, PyString};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
@@ -140,11 +141,13 @@ pub async fn read_head<S: AsyncRead + Unpin>(
 
 /// What Python asks a connection's task to do.
 pub enum Command {
-    Send {
-        text: bool,
-        payload: Bytes,
+    /// A message, framed by the sending thread: chunks for a vectored
+    /// write, carrying `size` payload bytes.
+    Message {
+        chunks: Vec<Bytes>,
+        size: usize,
     },
-    /// A message framed already, carrying `size` payload bytes.
+    /// A message framed once for many connections (a broadcast).
     Framed {
         frame: Bytes,
         size: usize,
@@ -180,6 +183,8 @@ pub struct Shared {
     /// Threads blocked in `flush()`, woken after each write.
     flushing: AtomicUsize,
     flushed: (std::sync::Mutex<()>, std::sync::Condvar),
+    /// Qt's `outgoingFrameSize`, for the threads that frame what they send.
+    frame_size: AtomicUsize,
 }
 
 impl Shared {
@@ -193,6 +198,7 @@ impl Shared {
             queued: AtomicUsize::new(0),
             flushing: AtomicUsize::new(0),
             flushed: Default::default(),
+            frame_size: AtomicUsize::new(config::OUTGOING_FRAME_SIZE),
         };
         (Arc::new(shared), receiver)
     }
@@ -201,9 +207,20 @@ impl Shared {
         self.open.store(open, Ordering::Release);
     }
 
+    pub fn set_frame_size(&self, size: usize) {
+        self.frame_size.store(size, Ordering::Relaxed);
+    }
+
+    /// Frames the message in the calling thread (a client masks a copy of
+    /// it there), so that the I/O thread only writes.
     fn send(&self, text: bool, payload: Bytes) -> Result<usize, Error> {
         let size = payload.len();
-        self.enqueue(size, Command::Send { text, payload })
+        if !self.open.load(Ordering::Acquire) {
+            return Err(Error::NotOpen);
+        }
+        let frame_size = self.frame_size.load(Ordering::Relaxed);
+        let chunks = Framer::new(self.role).message_chunks(text, payload, frame_size);
+        self.enqueue(size, Command::Message { chunks, size })
     }
 
     /// Queues a message already framed (a broadcast's frames, shared by every peer).
@@ -343,8 +360,21 @@ impl Drop for Connection {
     }
 }
 
+/// From this size on, a message sent from a `bytes` or `str` object is not
+/// copied: the frames point into the Python object, which is kept alive (and
+/// let go of without the GIL, through PyO3's reference pool) until written.
+/// Below it a copy is cheaper than the bookkeeping.
+const BORROW_FROM: usize = 8 << 10;
+
+/// From this size on, a client masks a message without holding the GIL:
+/// the copy then takes long enough to be worth letting go of it.
+const MASK_WITHOUT_GIL_FROM: usize = 256 << 10;
+
 fn bytes_like(py: Python<'_>, data: &Bound<'_, PyAny>, method: &str) -> PyResult<Bytes> {
     if let Ok(bytes) = data.cast::<PyBytes>() {
+        if bytes.as_bytes().len() >= BORROW_FROM {
+            return Ok(Bytes::from_owner(PyBackedBytes::from(bytes.clone())));
+        }
         return Ok(Bytes::copy_from_slice(bytes.as_bytes()));
     }
     if data.is_instance_of::<PyString>() {
@@ -359,6 +389,17 @@ fn bytes_like(py: Python<'_>, data: &Bound<'_, PyAny>, method: &str) -> PyResult
         ))
     })?;
     Ok(Bytes::from(buffer.to_vec(py)?))
+}
+
+impl Connection {
+    fn send(&self, py: Python<'_>, text: bool, payload: Bytes) -> PyResult<usize> {
+        let shared = &self.shared;
+        // A client copies what it masks; other Python threads need not wait.
+        if shared.role == Role::Client && payload.len() >= MASK_WITHOUT_GIL_FROM {
+            return Ok(py.detach(|| shared.send(text, payload))?);
+        }
+        Ok(shared.send(text, payload)?)
+    }
 }
 
 #[pymethods]
@@ -377,21 +418,24 @@ impl Connection {
 
     /// Queues a text message; returns its size in bytes of UTF-8.
     fn send_text(&self, message: &Bound<'_, PyAny>) -> PyResult<usize> {
-        let text: &str = message.extract().map_err(|_| {
+        let text: PyBackedStr = message.extract().map_err(|_| {
             PyTypeError::new_err(format!(
                 "send_text_message() takes a str, not {}",
                 type_name(message)
             ))
         })?;
-        Ok(self
-            .shared
-            .send(true, Bytes::copy_from_slice(text.as_bytes()))?)
+        let payload = if text.len() >= BORROW_FROM {
+            Bytes::from_owner(text)
+        } else {
+            Bytes::copy_from_slice(text.as_bytes())
+        };
+        self.send(message.py(), true, payload)
     }
 
     /// Queues a binary message from any bytes-like object; returns its size.
     fn send_binary(&self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<usize> {
         let payload = bytes_like(py, data, "send_binary_message")?;
-        Ok(self.shared.send(false, payload)?)
+        self.send(py, false, payload)
     }
 
     /// Waits, without the GIL, until everything queued is written; returns
@@ -445,7 +489,9 @@ impl Connection {
 
     /// Applies a socket's limits, keepalive and timeouts to the open connection.
     fn configure(&self, options: Options) -> PyResult<()> {
-        self.shared.command(Command::Configure(options.settings()?));
+        let settings = options.settings()?;
+        self.shared.set_frame_size(settings.outgoing_frame_size);
+        self.shared.command(Command::Configure(settings));
         Ok(())
     }
 
@@ -627,22 +673,18 @@ impl Session<'_> {
 
     fn command(&mut self, command: Command, parser: &mut Parser) -> Option<End> {
         match command {
-            Command::Send { text, payload } => {
+            Command::Message { mut chunks, size } => {
                 if self.close_sent {
                     // Too late: the peer must not get data after our close.
-                    self.shared.written(payload.len());
+                    self.shared.written(size);
                     return None;
                 }
-                let length = payload.len();
-                let mut chunks =
-                    self.framer
-                        .message_chunks(text, payload, self.settings.outgoing_frame_size);
                 let last = chunks.pop();
                 for chunk in chunks {
                     self.queue(chunk, 0);
                 }
                 if let Some(last) = last {
-                    self.queue(last, length);
+                    self.queue(last, size);
                 }
             }
             Command::Framed { frame, size } => {

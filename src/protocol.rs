@@ -484,34 +484,40 @@ impl Framer {
             return vec![out.freeze()];
         }
         let size = frame_size.max(1);
-        let mut body = match self.role {
-            Role::Client => Err(payload
-                .try_into_mut()
-                .unwrap_or_else(|shared| BytesMut::from(&shared[..]))),
-            Role::Server => Ok(payload),
-        };
-        let length = match &body {
-            Ok(payload) => payload.len(),
-            Err(owned) => owned.len(),
-        };
-        let mut headers = Vec::new();
+        let length = payload.len();
+        let mut frames = Vec::new();
         let mut op = if text { opcode::TEXT } else { opcode::BINARY };
         for start in (0..length).step_by(size) {
             let end = (start + size).min(length);
             let mut header = BytesMut::with_capacity(14);
-            if let (Some(mask), Err(owned)) = (
-                self.header(&mut header, op, end == length, end - start),
-                &mut body,
-            ) {
-                apply_mask(&mut owned[start..end], mask);
-            }
-            headers.push((header.freeze(), start..end));
+            let mask = self.header(&mut header, op, end == length, end - start);
+            frames.push((header.freeze(), start..end, mask));
             op = opcode::CONTINUATION;
         }
-        let body = body.unwrap_or_else(BytesMut::freeze);
-        headers
+        let body = match (self.role, payload.try_into_mut()) {
+            (Role::Server, Ok(owned)) => owned.freeze(),
+            (Role::Server, Err(shared)) => shared,
+            // A client masks in place what it owns alone, and otherwise
+            // (the caller's bytes object) masks a copy frame by frame,
+            // while each frame is still in cache.
+            (Role::Client, Ok(mut owned)) => {
+                for (_, range, mask) in &frames {
+                    apply_mask(&mut owned[range.clone()], mask.unwrap_or_default());
+                }
+                owned.freeze()
+            }
+            (Role::Client, Err(shared)) => {
+                let mut owned = BytesMut::with_capacity(length);
+                for (_, range, mask) in &frames {
+                    owned.extend_from_slice(&shared[range.clone()]);
+                    apply_mask(&mut owned[range.clone()], mask.unwrap_or_default());
+                }
+                owned.freeze()
+            }
+        };
+        frames
             .into_iter()
-            .flat_map(|(header, range)| [header, body.slice(range)])
+            .flat_map(|(header, range, _)| [header, body.slice(range)])
             .collect()
     }
 

@@ -392,12 +392,13 @@ async fn serve(
         return;
     };
     drop(permit);
+    let settings = shared.config().settings.clone();
+    conn.set_frame_size(settings.outgoing_frame_size);
     conn.set_open(true);
     shared.clients().insert(conn.id, Arc::clone(&conn));
     let host = request.header("Host").unwrap_or_default().to_string();
     let scheme = if shared.tls.is_some() { "wss" } else { "ws" };
     let requested = request.subprotocols();
-    let settings = shared.config().settings.clone();
     events.send(Event::ClientConnected(Box::new(Accepted {
         shared: Arc::clone(&conn),
         url: format!("{scheme}://{host}{}", request.target),

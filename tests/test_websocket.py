@@ -54,6 +54,25 @@ def test_16_mib_messages_round_trip(sockets: Any, echo_url: str) -> None:
     assert text.wait() == ["é" * (8 << 20)]
 
 
+@pytest.mark.parametrize("size", [8 << 10, (8 << 10) - 1, 3 << 20])
+def test_a_sent_message_is_masked_without_touching_the_callers_object(sockets: Any, echo_url: str, size: int) -> None:
+    """Large bytes and str go out without a copy, and a client's masking never writes into them.
+
+    Sizes around the point where wsbind stops copying, and one cut into
+    several 512 KiB frames.
+    """
+    binary, text = Recorder(), Recorder()
+    ws = open_socket(sockets, echo_url, on_binary_message_received=binary, on_text_message_received=text)
+    data = bytes(range(256)) * (size // 256) + b"x" * (size % 256)
+    string = "abé" * (size // 4)
+    ws.send_binary_message(data)
+    ws.send_text_message(string)
+    assert binary.wait() == [data]
+    assert text.wait() == [string]
+    assert data == bytes(range(256)) * (size // 256) + b"x" * (size % 256)
+    assert string == "abé" * (size // 4)
+
+
 def test_sending_is_thread_safe_and_keeps_each_threads_order(sockets: Any, echo_url: str) -> None:
     """Four threads send at once; every message arrives, each thread's in order."""
     got = Recorder()
