@@ -55,7 +55,7 @@ def test_16_mib_messages_round_trip(sockets: Any, echo_url: str) -> None:
 
 
 @pytest.mark.parametrize("size", [8 << 10, (8 << 10) - 1, 3 << 20])
-def test_a_sent_message_is_masked_without_touching_the_callers_object(sockets: Any, echo_url: str, size: int) -> None:
+def test_masking_never_writes_into_the_callers_object(sockets: Any, echo_url: str, size: int) -> None:
     """Large bytes and str go out without a copy, and a client's masking never writes into them.
 
     Sizes around the point where wsbind stops copying, and one cut into
