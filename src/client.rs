@@ -115,7 +115,6 @@ async fn run_client(
             biased;
             command = commands.recv() => match command {
                 Some(Command::Frames(on)) => settings.report_frames = on,
-                Some(Command::Writes(on)) => settings.report_writes = on,
                 // Closing while connecting gives up on the connection.
                 _ => break None,
             },
@@ -131,11 +130,13 @@ async fn run_client(
                 resource_name,
                 endpoints,
             });
+            let socket = stream.plain_socket();
             connection::run(
                 stream,
                 Role::Client,
                 settings,
                 received,
+                socket,
                 shared,
                 commands,
                 events,

@@ -5,6 +5,7 @@
 use std::collections::VecDeque;
 use std::io::IoSlice;
 use std::net::SocketAddr;
+use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,7 +22,8 @@ use tokio::time::{sleep_until, timeout, Instant};
 
 use crate::config;
 use crate::errors::{Error, Failure, ABNORMAL_CLOSURE};
-use crate::events::{Event, EventSink};
+use crate::events::{self, Event, EventSink};
+use crate::outbox::{Outbox, DIRECT_WRITE_MAX};
 use crate::protocol::{opcode, Framer, Incoming, Limits, Parser, Role, MAX_CONTROL_PAYLOAD};
 
 /// How long we try to tell a peer that broke the protocol why we drop it.
@@ -50,8 +52,6 @@ pub struct Settings {
     pub close_timeout: Duration,
     /// Report data frames one by one from the start.
     pub report_frames: bool,
-    /// Report each write from the start.
-    pub report_writes: bool,
 }
 
 // Sockets get their settings from Python's properties; tests get these.
@@ -68,7 +68,6 @@ impl Default for Settings {
             ping_timeout: Some(config::PING_TIMEOUT),
             close_timeout: config::CLOSE_TIMEOUT,
             report_frames: false,
-            report_writes: false,
         }
     }
 }
@@ -113,7 +112,6 @@ impl Options {
             ping_timeout: optional("ping_timeout", self.ping_timeout)?,
             close_timeout: seconds("close_timeout", self.close_timeout)?,
             report_frames: false,
-            report_writes: false,
         })
     }
 }
@@ -157,8 +155,6 @@ pub enum Command {
     Abort,
     /// Report data frames one by one (a handler is connected to a frame signal).
     Frames(bool),
-    /// Report each write (a handler is connected to bytes_written).
-    Writes(bool),
     /// New limits, keepalive and timeouts, from the next frame on.
     Configure(Settings),
 }
@@ -185,6 +181,9 @@ pub struct Shared {
     flushed: (std::sync::Mutex<()>, std::sync::Condvar),
     /// Qt's `outgoingFrameSize`, for the threads that frame what they send.
     frame_size: AtomicUsize,
+    /// Each write is reported (a handler listens to `bytes_written`).
+    report_writes: AtomicBool,
+    outbox: Outbox,
 }
 
 impl Shared {
@@ -199,6 +198,8 @@ impl Shared {
             flushing: AtomicUsize::new(0),
             flushed: Default::default(),
             frame_size: AtomicUsize::new(config::OUTGOING_FRAME_SIZE),
+            report_writes: AtomicBool::new(false),
+            outbox: Outbox::default(),
         };
         (Arc::new(shared), receiver)
     }
@@ -218,17 +219,35 @@ impl Shared {
         if !self.open.load(Ordering::Acquire) {
             return Err(Error::NotOpen);
         }
+        self.admit(size)?;
         let frame_size = self.frame_size.load(Ordering::Relaxed);
         let chunks = Framer::new(self.role).message_chunks(text, payload, frame_size);
-        self.enqueue(size, Command::Message { chunks, size })
+        // A reported write must come from the task, which reports it.
+        let may_write = size <= DIRECT_WRITE_MAX
+            && !self.report_writes.load(Ordering::Relaxed)
+            && !events::in_burst();
+        match self.outbox.write_or_queue(chunks, may_write) {
+            None => {
+                self.written(size);
+                Ok(size)
+            }
+            Some(chunks) => {
+                let count = chunks.len();
+                self.hand_over(size, count, Command::Message { chunks, size })
+            }
+        }
     }
 
     /// Queues a message already framed (a broadcast's frames, shared by every peer).
     fn send_framed(&self, frame: Bytes, size: usize) -> Result<usize, Error> {
-        self.enqueue(size, Command::Framed { frame, size })
+        self.admit(size)?;
+        self.outbox.queue(1, false);
+        self.hand_over(size, 1, Command::Framed { frame, size })
     }
 
-    fn enqueue(&self, size: usize, command: Command) -> Result<usize, Error> {
+    /// Counts `size` more bytes to write, unless the connection is not open
+    /// or its outgoing buffer is full.
+    fn admit(&self, size: usize) -> Result<(), Error> {
         if !self.open.load(Ordering::Acquire) {
             return Err(Error::NotOpen);
         }
@@ -240,7 +259,17 @@ impl Shared {
                 limit: config::MAX_OUTGOING_BUFFER,
             });
         }
-        self.commands.send(command).map_err(|_| Error::NotOpen)?;
+        Ok(())
+    }
+
+    /// Gives the connection's task a message of `size` bytes in `chunks`
+    /// chunks, both counted already.
+    fn hand_over(&self, size: usize, chunks: usize, command: Command) -> Result<usize, Error> {
+        if self.commands.send(command).is_err() {
+            self.outbox.written(chunks);
+            self.written(size);
+            return Err(Error::NotOpen);
+        }
         Ok(size)
     }
 
@@ -497,7 +526,7 @@ impl Connection {
 
     /// Whether each write is reported (for `bytes_written`).
     fn report_writes(&self, on: bool) {
-        self.shared.command(Command::Writes(on));
+        self.shared.report_writes.store(on, Ordering::Relaxed);
     }
 }
 
@@ -625,8 +654,6 @@ struct Session<'a> {
     close_deadline: Option<Instant>,
     pings: VecDeque<Ping>,
     next_keepalive: Option<Instant>,
-    /// Whether the writer reports each write; shared with it.
-    report_writes: &'a AtomicBool,
 }
 
 impl Session<'_> {
@@ -639,6 +666,7 @@ impl Session<'_> {
     fn control(&mut self, op: u8, payload: &[u8]) {
         let mut bytes = BytesMut::new();
         self.framer.frame(&mut bytes, op, true, payload);
+        self.shared.outbox.queue(1, false);
         self.queue(bytes.freeze(), 0);
     }
 
@@ -650,6 +678,7 @@ impl Session<'_> {
         self.shared.set_open(false);
         let mut bytes = BytesMut::new();
         self.framer.close(&mut bytes, frame);
+        self.shared.outbox.queue(1, true);
         self.queue(bytes.freeze(), 0);
         self.close_deadline = Some(Instant::now() + self.settings.close_timeout);
     }
@@ -677,6 +706,7 @@ impl Session<'_> {
                 if self.close_sent {
                     // Too late: the peer must not get data after our close.
                     self.shared.written(size);
+                    self.shared.outbox.written(chunks.len());
                     return None;
                 }
                 let last = chunks.pop();
@@ -690,6 +720,7 @@ impl Session<'_> {
             Command::Framed { frame, size } => {
                 if self.close_sent {
                     self.shared.written(size);
+                    self.shared.outbox.written(1);
                     return None;
                 }
                 self.queue(frame, size);
@@ -702,7 +733,6 @@ impl Session<'_> {
             Command::Close(code, reason) => self.send_close(Some((code, &reason))),
             Command::Abort => return Some(End::Aborted),
             Command::Frames(on) => parser.frames = on,
-            Command::Writes(on) => self.report_writes.store(on, Ordering::Relaxed),
             Command::Configure(settings) => {
                 parser.set_limits(settings.limits);
                 self.next_keepalive = settings.ping_interval.map(|i| Instant::now() + i);
@@ -844,7 +874,9 @@ impl Session<'_> {
 
 /// Runs an open connection until it is over, then sends `Event::Closed`.
 ///
-/// `received` holds bytes that arrived with the opening handshake.
+/// `received` holds bytes that arrived with the opening handshake; `socket`
+/// is the plain TCP socket under `stream`, that sending threads may write
+/// to while the connection runs (see [`outbox`](crate::outbox)).
 #[allow(
     clippy::too_many_arguments,
     reason = "one call site per role; a struct would only rename them"
@@ -854,6 +886,7 @@ pub async fn run<S>(
     role: Role,
     settings: Settings,
     received: BytesMut,
+    socket: Option<RawFd>,
     shared: Arc<Shared>,
     mut commands: UnboundedReceiver<Command>,
     events: EventSink,
@@ -865,12 +898,10 @@ pub async fn run<S>(
     let mut parser = Parser::new(role, settings.limits);
     parser.frames = settings.report_frames;
     parser.buffer().extend_from_slice(&received);
-    let report_writes = AtomicBool::new(settings.report_writes);
     let mut session = Session {
         role,
         next_keepalive: settings.ping_interval.map(|i| Instant::now() + i),
         framer: Framer::new(role),
-        report_writes: &report_writes,
         settings,
         out: Some(out),
         events: &events,
@@ -880,7 +911,8 @@ pub async fn run<S>(
         close_deadline: None,
         pings: VecDeque::new(),
     };
-    let writing = write(writer, out_rx, &shared, &events, &report_writes);
+    shared.outbox.attach(socket);
+    let writing = write(writer, out_rx, &shared, &events);
     tokio::pin!(writing);
     // A finished future must not be polled again.
     let mut writer_done = false;
@@ -948,6 +980,7 @@ pub async fn run<S>(
         }
     };
     shared.set_open(false);
+    shared.outbox.detach();
     // Let the writer send what is queued (our close frame) and close its
     // side, unless the connection is to be dropped at once.
     session.out = None;
@@ -982,7 +1015,6 @@ async fn write<W>(
     mut queue: UnboundedReceiver<Outgoing>,
     shared: &Shared,
     events: &EventSink,
-    report: &AtomicBool,
 ) -> std::io::Result<()>
 where
     W: AsyncWrite + Unpin,
@@ -991,11 +1023,13 @@ where
     while let Some(first) = queue.recv().await {
         let mut payload = first.payload;
         chunks.push_back(first.bytes);
-        while chunks.len() < 256 {
+        let mut taken = 1;
+        while taken < 256 {
             match queue.try_recv() {
                 Ok(next) => {
                     payload += next.payload;
                     chunks.push_back(next.bytes);
+                    taken += 1;
                 }
                 Err(_) => break,
             }
@@ -1022,13 +1056,15 @@ where
         writer.flush().await?;
         if payload > 0 {
             let remaining = shared.written(payload);
-            if report.load(Ordering::Relaxed) {
+            if shared.report_writes.load(Ordering::Relaxed) {
                 events.send(Event::Written {
                     count: payload,
                     remaining,
                 });
             }
         }
+        // Only now may a sending thread write ahead of the queue.
+        shared.outbox.written(taken);
     }
     writer.shutdown().await
 }
@@ -1105,6 +1141,7 @@ mod tests {
             Role::Client,
             settings.clone(),
             BytesMut::new(),
+            None,
             client.clone(),
             client_rx,
             queue.sink(1),
@@ -1114,6 +1151,7 @@ mod tests {
             Role::Server,
             settings,
             BytesMut::new(),
+            None,
             server.clone(),
             server_rx,
             queue.sink(2),

@@ -7,6 +7,7 @@
 //! thread), which is what keeps an object's handlers in order and never
 //! concurrent.
 
+use std::cell::Cell;
 use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
@@ -377,6 +378,18 @@ impl EventSink {
     }
 }
 
+thread_local! {
+    /// Whether the batch this thread is handling holds more than one event.
+    static IN_BURST: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Whether the calling thread is handling a batch of several events: the
+/// messages its handlers send are better left to the I/O thread, which
+/// writes them together, than written one system call each.
+pub fn in_burst() -> bool {
+    IN_BURST.get()
+}
+
 /// [`EVENT_SPIN`], or `WSBIND_SPIN_US` microseconds when it is set.
 fn spin() -> Duration {
     static SPIN: OnceLock<Duration> = OnceLock::new();
@@ -434,6 +447,7 @@ impl EventQueue {
     }
 
     fn to_py<'py>(py: Python<'py>, events: Vec<(u64, Event)>) -> PyResult<Bound<'py, PyList>> {
+        IN_BURST.set(events.len() > 1);
         let list = PyList::empty(py);
         for (id, event) in events {
             list.append(event.into_py(py, id)?)?;

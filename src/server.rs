@@ -414,11 +414,13 @@ async fn serve(
         conn.close(GOING_AWAY, String::new());
     }
     let id = conn.id;
+    let socket = stream.plain_socket();
     connection::run(
         stream,
         Role::Server,
         settings,
         received,
+        socket,
         conn,
         commands,
         events.for_id(id),

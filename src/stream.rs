@@ -4,6 +4,7 @@
 //! compiled once and a TLS socket costs a match, not a virtual call.
 
 use std::io::IoSlice;
+use std::os::fd::{AsRawFd, RawFd};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -23,6 +24,15 @@ impl Stream {
         match self {
             Stream::Plain(tcp) => tcp,
             Stream::Tls(tls) => tls.get_ref().0,
+        }
+    }
+
+    /// The socket a sending thread may write frames to itself: plain TCP
+    /// only, as TLS records need the session's state.
+    pub fn plain_socket(&self) -> Option<RawFd> {
+        match self {
+            Stream::Plain(tcp) => Some(tcp.as_raw_fd()),
+            Stream::Tls(_) => None,
         }
     }
 
