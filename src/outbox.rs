@@ -104,3 +104,82 @@ fn write_now(socket: RawFd, chunks: &[Bytes]) -> usize {
     let slices: Vec<IoSlice<'_>> = chunks.iter().take(64).map(|c| IoSlice::new(c)).collect();
     tcp.write_vectored(&slices).unwrap_or(0)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+    use std::net::{TcpListener, TcpStream};
+    use std::os::fd::AsRawFd;
+
+    fn pair() -> (TcpStream, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let ours = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        ours.set_nonblocking(true).unwrap();
+        let (theirs, _) = listener.accept().unwrap();
+        (ours, theirs)
+    }
+
+    fn chunks(parts: &[&'static [u8]]) -> Vec<Bytes> {
+        parts.iter().map(|p| Bytes::from_static(p)).collect()
+    }
+
+    fn received(peer: &mut TcpStream, len: usize) -> Vec<u8> {
+        let mut buf = vec![0; len];
+        peer.read_exact(&mut buf).unwrap();
+        buf
+    }
+
+    #[test]
+    fn writes_at_once_only_with_nothing_queued_ahead() {
+        let (ours, mut theirs) = pair();
+        let outbox = Outbox::default();
+        outbox.attach(Some(ours.as_raw_fd()));
+        assert!(outbox
+            .write_or_queue(chunks(&[b"ab", b"cd"]), true)
+            .is_none());
+        assert_eq!(received(&mut theirs, 4), b"abcd");
+        // A pong queued by the task: the next message must wait behind it.
+        outbox.queue(1, false);
+        let left = outbox.write_or_queue(chunks(&[b"ef"]), true).unwrap();
+        assert_eq!(left.len(), 1);
+        outbox.written(2);
+        assert!(outbox.write_or_queue(chunks(&[b"gh"]), true).is_none());
+        assert_eq!(received(&mut theirs, 2), b"gh");
+        // Not allowed (a burst, or writes reported): queued, counted.
+        assert!(outbox.write_or_queue(chunks(&[b"ij"]), false).is_some());
+        assert_eq!(outbox.lock().queued, 1);
+    }
+
+    #[test]
+    fn nothing_is_written_after_our_close_frame_or_without_a_socket() {
+        let (ours, _theirs) = pair();
+        let outbox = Outbox::default();
+        assert!(outbox.write_or_queue(chunks(&[b"x"]), true).is_some());
+        outbox.written(1);
+        outbox.attach(Some(ours.as_raw_fd()));
+        outbox.queue(1, true);
+        outbox.written(1);
+        assert!(outbox.write_or_queue(chunks(&[b"y"]), true).is_some());
+        outbox.detach();
+        assert!(outbox.lock().socket.is_none());
+    }
+
+    #[test]
+    fn what_a_full_socket_does_not_take_is_queued_from_where_it_stopped() {
+        let (ours, mut theirs) = pair();
+        let outbox = Outbox::default();
+        outbox.attach(Some(ours.as_raw_fd()));
+        let big = Bytes::from(vec![7u8; 64 << 20]);
+        let left = outbox
+            .write_or_queue(vec![Bytes::from_static(b"head"), big.clone()], true)
+            .expect("a 64 MiB write does not fit in a socket buffer");
+        let left_len: usize = left.iter().map(Bytes::len).sum();
+        assert!(left_len > 0 && left_len < big.len());
+        assert_eq!(outbox.lock().queued, left.len());
+        let sent = 4 + big.len() - left_len;
+        let head = received(&mut theirs, sent);
+        assert_eq!(&head[..4], b"head");
+        assert!(head[4..].iter().all(|&b| b == 7));
+    }
+}
