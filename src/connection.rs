@@ -216,9 +216,6 @@ impl Shared {
     /// it there), so that the I/O thread only writes.
     fn send(&self, text: bool, payload: Bytes) -> Result<usize, Error> {
         let size = payload.len();
-        if !self.open.load(Ordering::Acquire) {
-            return Err(Error::NotOpen);
-        }
         self.admit(size)?;
         let frame_size = self.frame_size.load(Ordering::Relaxed);
         let chunks = Framer::new(self.role).message_chunks(text, payload, frame_size);

@@ -23,7 +23,7 @@ use tokio::sync::{oneshot, Notify};
 use crate::config::{EVENT_SPIN, MAX_PENDING_EVENT_BYTES};
 use crate::connection::{Connection, Endpoints, Shared};
 use crate::handshake::Headers;
-use crate::protocol::Text;
+use crate::protocol::{Binary, Text};
 use crate::proxy::{Credentials, ProxyAuthenticator};
 use crate::server::OriginAuthenticator;
 
@@ -74,7 +74,7 @@ pub enum Event {
         endpoints: Endpoints,
     },
     Text(Text),
-    Binary(Bytes),
+    Binary(Binary),
     TextFrame {
         text: String,
         last: bool,
@@ -152,7 +152,13 @@ impl Event {
                 (kind::CONNECTED, payload.into_pyobject(py)?.into_any())
             }
             Event::Text(text) => (kind::TEXT, PyString::new(py, text.as_str()).into_any()),
-            Event::Binary(data) => (kind::BINARY, PyBytes::new(py, &data).into_any()),
+            Event::Binary(message) => {
+                let bytes = PyBytes::new_with(py, message.len(), |out| {
+                    message.copy_to(out);
+                    Ok(())
+                })?;
+                (kind::BINARY, bytes.into_any())
+            }
             Event::TextFrame { text, last } => {
                 (kind::TEXT_FRAME, (text, last).into_pyobject(py)?.into_any())
             }
@@ -384,8 +390,9 @@ thread_local! {
 }
 
 /// Whether the calling thread is handling a batch of several events: the
-/// messages its handlers send are better left to the I/O thread, which
-/// writes them together, than written one system call each.
+/// messages its handlers send are then left to the I/O thread, which writes
+/// them (together, for one socket) while Python goes on with the batch,
+/// rather than written one system call each by the busy Python thread.
 pub fn in_burst() -> bool {
     IN_BURST.get()
 }
@@ -429,7 +436,7 @@ impl EventQueue {
             .map(|(id, event)| {
                 let text = match event {
                     Event::Text(t) => format!("text {}", t.as_str()),
-                    Event::Binary(b) => format!("binary {}", String::from_utf8_lossy(&b)),
+                    Event::Binary(b) => format!("binary {}", String::from_utf8_lossy(&b.to_vec())),
                     Event::Closed {
                         code,
                         reason,
@@ -588,10 +595,9 @@ mod tests {
     async fn readers_pause_while_python_is_behind() {
         let queue = queue();
         let sink = queue.sink(1);
-        sink.send(Event::Binary(Bytes::from(vec![
-            0;
-            MAX_PENDING_EVENT_BYTES + 1
-        ])));
+        sink.send(Event::Binary(
+            Bytes::from(vec![0; MAX_PENDING_EVENT_BYTES + 1]).into(),
+        ));
         let waiting = tokio::spawn({
             let sink = sink.clone();
             async move { sink.wait_for_room().await }

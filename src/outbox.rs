@@ -9,9 +9,8 @@
 //! joins the queue, counted under the same lock, so that nothing overtakes it
 //! and no frame is ever cut by another.
 
-use std::io::{IoSlice, Write};
-use std::mem::ManuallyDrop;
-use std::os::fd::{FromRawFd, RawFd};
+use std::io::IoSlice;
+use std::os::fd::RawFd;
 use std::sync::{Mutex, MutexGuard};
 
 use bytes::{Buf, Bytes};
@@ -96,13 +95,20 @@ impl Outbox {
 /// One non-blocking vectored write; 0 when the socket takes nothing now
 /// (full, or failed: the task's own read or write then reports why).
 fn write_now(socket: RawFd, chunks: &[Bytes]) -> usize {
+    let slices: Vec<IoSlice<'_>> = chunks.iter().take(64).map(|c| IoSlice::new(c)).collect();
     // SAFETY: the fd is the connection's open TCP socket: it is only used
     // under the outbox lock, and `detach` takes it out under that lock
-    // before the stream that owns it is dropped. ManuallyDrop keeps this
-    // borrowed handle from closing it. Tokio made it non-blocking.
-    let mut tcp = ManuallyDrop::new(unsafe { std::net::TcpStream::from_raw_fd(socket) });
-    let slices: Vec<IoSlice<'_>> = chunks.iter().take(64).map(|c| IoSlice::new(c)).collect();
-    tcp.write_vectored(&slices).unwrap_or(0)
+    // before the stream that owns it is dropped. IoSlice has the layout of
+    // iovec, and the slices outlive the call.
+    let written = unsafe {
+        let mut message: libc::msghdr = std::mem::zeroed();
+        message.msg_iov = slices.as_ptr() as *mut libc::iovec;
+        message.msg_iovlen = slices.len() as _;
+        // MSG_NOSIGNAL: a peer that went away must not kill a process that
+        // did not ignore SIGPIPE.
+        libc::sendmsg(socket, &message, libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT)
+    };
+    usize::try_from(written).unwrap_or(0)
 }
 
 #[cfg(test)]

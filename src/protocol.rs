@@ -73,6 +73,54 @@ impl From<&str> for Text {
     }
 }
 
+/// A binary message as it arrived. A client's message in one frame is left
+/// masked: Python copies it into a `bytes` anyway, and unmasks it in that same
+/// pass, off the I/O thread.
+#[derive(Debug, Clone)]
+pub struct Binary {
+    data: Bytes,
+    mask: Option<[u8; 4]>,
+}
+
+impl Binary {
+    pub fn len(&self) -> usize {
+        self.data.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.data.is_empty()
+    }
+
+    /// Writes the message into `out`, which is exactly `len()` bytes long.
+    pub fn copy_to(&self, out: &mut [u8]) {
+        match self.mask {
+            None => out.copy_from_slice(&self.data),
+            Some(mask) => copy_masked(out, &self.data, mask),
+        }
+    }
+
+    pub fn to_vec(&self) -> Vec<u8> {
+        let mut out = vec![0; self.len()];
+        self.copy_to(&mut out);
+        out
+    }
+}
+
+impl From<Bytes> for Binary {
+    fn from(data: Bytes) -> Self {
+        Binary { data, mask: None }
+    }
+}
+
+/// The same message, masked or not.
+impl PartialEq for Binary {
+    fn eq(&self, other: &Self) -> bool {
+        self.to_vec() == other.to_vec()
+    }
+}
+
+impl Eq for Binary {}
+
 /// What the peer sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Incoming {
@@ -87,7 +135,7 @@ pub enum Incoming {
         last: bool,
     },
     Text(Text),
-    Binary(Bytes),
+    Binary(Binary),
     Ping(Bytes),
     Pong(Bytes),
     /// The peer's close frame: its code and reason, or None when it had no code.
@@ -294,6 +342,13 @@ impl Parser {
         let mut payload = self.buffer.split_to(total);
         payload.advance(header.size);
         if let Some(mask) = header.mask {
+            if header.opcode == opcode::BINARY && header.fin && !self.frames {
+                let data = payload.freeze();
+                let mask = Some(mask);
+                self.events
+                    .push_back(Incoming::Binary(Binary { data, mask }));
+                return Ok(true);
+            }
             apply_mask(&mut payload, mask);
         }
         match header.opcode {
@@ -350,7 +405,7 @@ impl Parser {
                     Err(_) => return self.fail(1007, "invalid UTF-8 in a text message").map(drop),
                 }
             } else {
-                Incoming::Binary(payload)
+                Incoming::Binary(payload.into())
             };
             self.events.push_back(event);
             return Ok(());
@@ -405,7 +460,7 @@ impl Parser {
                     // SAFETY: all of `data` passed from_utf8 above.
                     Incoming::Text(Text(data))
                 } else {
-                    Incoming::Binary(data)
+                    Incoming::Binary(data.into())
                 };
                 self.events.push_back(event);
             }
@@ -426,6 +481,24 @@ pub fn apply_mask(data: &mut [u8], mask: [u8; 4]) {
     }
     for (i, byte) in chunks.into_remainder().iter_mut().enumerate() {
         *byte ^= mask[i % 4];
+    }
+}
+
+/// Copies `src` into `out` (of the same length) masked with `mask`, from its
+/// first byte: unmasking and copying in one pass.
+pub fn copy_masked(out: &mut [u8], src: &[u8], mask: [u8; 4]) {
+    let [a, b, c, d] = mask;
+    let wide = u64::from_ne_bytes([a, b, c, d, a, b, c, d]);
+    let mut outs = out.chunks_exact_mut(8);
+    let mut srcs = src.chunks_exact(8);
+    for (o, s) in (&mut outs).zip(&mut srcs) {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(s);
+        o.copy_from_slice(&(u64::from_ne_bytes(word) ^ wide).to_ne_bytes());
+    }
+    let tail = outs.into_remainder().iter_mut().zip(srcs.remainder());
+    for (i, (o, s)) in tail.enumerate() {
+        *o = s ^ mask[i % 4];
     }
 }
 
@@ -597,7 +670,7 @@ mod tests {
                 }
             );
             let got = events(&mut server(&frame)).unwrap();
-            assert_eq!(got, vec![Incoming::Binary(Bytes::from(payload))]);
+            assert_eq!(got, vec![Incoming::Binary(Bytes::from(payload).into())]);
         }
     }
 
@@ -818,7 +891,7 @@ mod tests {
             parser.buffer().extend_from_slice(&wire);
             assert_eq!(
                 events(&mut parser).unwrap(),
-                vec![Incoming::Binary(Bytes::from(payload.clone()))]
+                vec![Incoming::Binary(Bytes::from(payload.clone()).into())]
             );
         }
     }
@@ -830,5 +903,19 @@ mod tests {
         apply_mask(&mut data, mask);
         let expected: Vec<u8> = (0..37u8).map(|i| i ^ mask[usize::from(i) % 4]).collect();
         assert_eq!(data, expected);
+        let mut copied = vec![0; 37];
+        copy_masked(&mut copied, &(0..37).collect::<Vec<u8>>(), mask);
+        assert_eq!(copied, expected);
+    }
+
+    #[test]
+    fn a_clients_binary_message_in_one_frame_is_unmasked_by_its_copy() {
+        let payload: Vec<u8> = (0..=255).cycle().take(70_000).collect();
+        let mut parser = server(&client_frame(opcode::BINARY, true, &payload));
+        let Ok(Some(Incoming::Binary(message))) = parser.next_event() else {
+            panic!("a binary message");
+        };
+        assert!(message.mask.is_some(), "left masked for the copy");
+        assert_eq!(message.to_vec(), payload);
     }
 }
