@@ -222,7 +222,7 @@ impl Shared {
         // A reported write must come from the task, which reports it.
         let may_write = size <= DIRECT_WRITE_MAX
             && !self.report_writes.load(Ordering::Relaxed)
-            && !events::in_burst();
+            && (size >= (16 << 10) || !events::in_burst());
         match self.outbox.write_or_queue(chunks, may_write) {
             None => {
                 self.written(size);

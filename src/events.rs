@@ -16,6 +16,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
 use tokio::sync::{oneshot, Notify};
@@ -131,6 +132,23 @@ fn endpoints_py<'py>(py: Python<'py>, e: &Endpoints) -> PyResult<Bound<'py, PyTu
     (peer.0, peer.1, local.0, local.1).into_pyobject(py)
 }
 
+/// A Python bytes object holding `message`, written once (PyBytes::new_with
+/// would zero it first: a second pass over a large message).
+fn bytes_of<'py>(py: Python<'py>, message: &Binary) -> PyResult<Bound<'py, PyAny>> {
+    let len = ffi::Py_ssize_t::try_from(message.len())
+        .map_err(|_| pyo3::exceptions::PyOverflowError::new_err("message too large"))?;
+    // SAFETY: a NULL source asks CPython for an uninitialized bytes object
+    // of `len` bytes, which is ours to fill before anyone else sees it.
+    unsafe {
+        let bytes = Bound::from_owned_ptr_or_err(
+            py,
+            ffi::PyBytes_FromStringAndSize(std::ptr::null(), len),
+        )?;
+        message.write_to(ffi::PyBytes_AsString(bytes.as_ptr()).cast::<u8>());
+        Ok(bytes)
+    }
+}
+
 impl Event {
     /// Bytes this event holds that count against [`MAX_PENDING_EVENT_BYTES`].
     fn weight(&self) -> usize {
@@ -152,13 +170,7 @@ impl Event {
                 (kind::CONNECTED, payload.into_pyobject(py)?.into_any())
             }
             Event::Text(text) => (kind::TEXT, PyString::new(py, text.as_str()).into_any()),
-            Event::Binary(message) => {
-                let bytes = PyBytes::new_with(py, message.len(), |out| {
-                    message.copy_to(out);
-                    Ok(())
-                })?;
-                (kind::BINARY, bytes.into_any())
-            }
+            Event::Binary(message) => (kind::BINARY, bytes_of(py, &message)?),
             Event::TextFrame { text, last } => {
                 (kind::TEXT_FRAME, (text, last).into_pyobject(py)?.into_any())
             }

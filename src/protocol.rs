@@ -91,17 +91,44 @@ impl Binary {
         self.data.is_empty()
     }
 
-    /// Writes the message into `out`, which is exactly `len()` bytes long.
-    pub fn copy_to(&self, out: &mut [u8]) {
-        match self.mask {
-            None => out.copy_from_slice(&self.data),
-            Some(mask) => copy_masked(out, &self.data, mask),
+    /// Writes the message, unmasked, to `out`: one pass, and no need for
+    /// the memory to be initialized first (a new Python bytes object).
+    ///
+    /// # Safety
+    ///
+    /// `out` must be valid for `len()` bytes of writes.
+    pub unsafe fn write_to(&self, out: *mut u8) {
+        let src = &self.data[..];
+        let Some(mask) = self.mask else {
+            // SAFETY: src is len() bytes; the caller vouches for out.
+            unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), out, src.len()) };
+            return;
+        };
+        let [a, b, c, d] = mask;
+        let wide = u64::from_ne_bytes([a, b, c, d, a, b, c, d]);
+        let mut words = src.chunks_exact(8);
+        let mut at = 0;
+        for word in &mut words {
+            let mut bytes = [0u8; 8];
+            bytes.copy_from_slice(word);
+            // SAFETY: at + 8 <= len(), within out.
+            unsafe {
+                out.add(at)
+                    .cast::<u64>()
+                    .write_unaligned(u64::from_ne_bytes(bytes) ^ wide)
+            };
+            at += 8;
+        }
+        for (i, byte) in words.remainder().iter().enumerate() {
+            // SAFETY: at + i < len(), within out.
+            unsafe { out.add(at + i).write(byte ^ mask[i % 4]) };
         }
     }
 
     pub fn to_vec(&self) -> Vec<u8> {
         let mut out = vec![0; self.len()];
-        self.copy_to(&mut out);
+        // SAFETY: out holds len() bytes.
+        unsafe { self.write_to(out.as_mut_ptr()) };
         out
     }
 }
@@ -481,24 +508,6 @@ pub fn apply_mask(data: &mut [u8], mask: [u8; 4]) {
     }
     for (i, byte) in chunks.into_remainder().iter_mut().enumerate() {
         *byte ^= mask[i % 4];
-    }
-}
-
-/// Copies `src` into `out` (of the same length) masked with `mask`, from its
-/// first byte: unmasking and copying in one pass.
-pub fn copy_masked(out: &mut [u8], src: &[u8], mask: [u8; 4]) {
-    let [a, b, c, d] = mask;
-    let wide = u64::from_ne_bytes([a, b, c, d, a, b, c, d]);
-    let mut outs = out.chunks_exact_mut(8);
-    let mut srcs = src.chunks_exact(8);
-    for (o, s) in (&mut outs).zip(&mut srcs) {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(s);
-        o.copy_from_slice(&(u64::from_ne_bytes(word) ^ wide).to_ne_bytes());
-    }
-    let tail = outs.into_remainder().iter_mut().zip(srcs.remainder());
-    for (i, (o, s)) in tail.enumerate() {
-        *o = s ^ mask[i % 4];
     }
 }
 
@@ -903,9 +912,12 @@ mod tests {
         apply_mask(&mut data, mask);
         let expected: Vec<u8> = (0..37u8).map(|i| i ^ mask[usize::from(i) % 4]).collect();
         assert_eq!(data, expected);
-        let mut copied = vec![0; 37];
-        copy_masked(&mut copied, &(0..37).collect::<Vec<u8>>(), mask);
-        assert_eq!(copied, expected);
+        let data: Bytes = (0..37).collect();
+        let masked = Binary {
+            data,
+            mask: Some(mask),
+        };
+        assert_eq!(masked.to_vec(), expected);
     }
 
     #[test]
