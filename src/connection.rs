@@ -928,8 +928,12 @@ pub async fn run<S>(
         }
         let room = events.has_room();
         let deadline = session.deadline();
-        // Without it a full buffer would grow by 64 bytes a read.
-        parser.buffer().reserve(read_size.next);
+        // Without it a full buffer would grow by 64 bytes a read. Not while
+        // it holds the start of a large frame, which the parser has made
+        // room for: growing it then would copy all that came so far.
+        if parser.buffer().len() < config::MAX_READ_SIZE {
+            parser.buffer().reserve(read_size.next);
+        }
         tokio::select! {
             biased;
             written = &mut writing => {
