@@ -98,3 +98,8 @@ mod _wsbind {
         Ok(())
     }
 }
+
+/// Rust's allocations only (message buffers, frames); Python's objects keep
+/// Python's allocator. See Cargo.toml for why.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
