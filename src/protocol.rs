@@ -99,29 +99,12 @@ impl Binary {
     /// `out` must be valid for `len()` bytes of writes.
     pub unsafe fn write_to(&self, out: *mut u8) {
         let src = &self.data[..];
-        let Some(mask) = self.mask else {
-            // SAFETY: src is len() bytes; the caller vouches for out.
-            unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), out, src.len()) };
-            return;
-        };
-        let [a, b, c, d] = mask;
-        let wide = u64::from_ne_bytes([a, b, c, d, a, b, c, d]);
-        let mut words = src.chunks_exact(8);
-        let mut at = 0;
-        for word in &mut words {
-            let mut bytes = [0u8; 8];
-            bytes.copy_from_slice(word);
-            // SAFETY: at + 8 <= len(), within out.
-            unsafe {
-                out.add(at)
-                    .cast::<u64>()
-                    .write_unaligned(u64::from_ne_bytes(bytes) ^ wide)
-            };
-            at += 8;
-        }
-        for (i, byte) in words.remainder().iter().enumerate() {
-            // SAFETY: at + i < len(), within out.
-            unsafe { out.add(at + i).write(byte ^ mask[i % 4]) };
+        // SAFETY: src is len() bytes; the caller vouches for out.
+        unsafe {
+            match self.mask {
+                None => std::ptr::copy_nonoverlapping(src.as_ptr(), out, src.len()),
+                Some(mask) => copy_masked(src, out, mask),
+            }
         }
     }
 
@@ -511,6 +494,32 @@ pub fn apply_mask(data: &mut [u8], mask: [u8; 4]) {
     }
 }
 
+/// Copies `src` to `out` masked with `mask` (§5.3), from its first byte:
+/// masking and copying in one pass, into memory that need not be
+/// initialized.
+///
+/// # Safety
+///
+/// `out` must be valid for `src.len()` bytes of writes, apart from `src`.
+unsafe fn copy_masked(src: &[u8], out: *mut u8, mask: [u8; 4]) {
+    let [a, b, c, d] = mask;
+    let wide = u64::from_ne_bytes([a, b, c, d, a, b, c, d]);
+    let mut words = src.chunks_exact(8);
+    let mut at = 0;
+    for word in &mut words {
+        let mut bytes = [0u8; 8];
+        bytes.copy_from_slice(word);
+        let masked = u64::from_ne_bytes(bytes) ^ wide;
+        // SAFETY: at + 8 <= src.len(), within out.
+        unsafe { out.add(at).cast::<u64>().write_unaligned(masked) };
+        at += 8;
+    }
+    for (i, byte) in words.remainder().iter().enumerate() {
+        // SAFETY: at + i < src.len(), within out.
+        unsafe { out.add(at + i).write(byte ^ mask[i % 4]) };
+    }
+}
+
 /// Turns messages into frames for one role.
 pub struct Framer {
     role: Role,
@@ -590,10 +599,14 @@ impl Framer {
             }
             (Role::Client, Err(shared)) => {
                 let mut owned = BytesMut::with_capacity(length);
+                let out = owned.spare_capacity_mut().as_mut_ptr().cast::<u8>();
                 for (_, range, mask) in &frames {
-                    owned.extend_from_slice(&shared[range.clone()]);
-                    apply_mask(&mut owned[range.clone()], mask.unwrap_or_default());
+                    let mask = mask.unwrap_or_default();
+                    // SAFETY: the frames' ranges tile 0..length, the capacity.
+                    unsafe { copy_masked(&shared[range.clone()], out.add(range.start), mask) };
                 }
+                // SAFETY: every byte up to length was written just above.
+                unsafe { owned.set_len(length) };
                 owned.freeze()
             }
         };
