@@ -3,11 +3,15 @@
 //!
 //! A message normally reaches the socket through the connection's task: one
 //! thread hop and one wake-up of the I/O thread. When nothing is queued ahead
-//! of it, a small message on a plain TCP socket is written at once by the
-//! thread that sends it, with a non-blocking write: the round trip loses a
-//! hop, and the I/O thread is left to read. What the socket does not take
-//! joins the queue, counted under the same lock, so that nothing overtakes it
-//! and no frame is ever cut by another.
+//! of it, a message on a plain TCP socket is written at once by the thread
+//! that sends it, with a non-blocking write: the round trip loses a hop, and
+//! the I/O thread is left to read. What the socket does not take joins the
+//! queue, counted under the same lock, so that nothing overtakes it and no
+//! frame is ever cut by another.
+//!
+//! Small messages sent by handlers in a burst of events are the exception:
+//! the I/O thread writes them many to a system call (see
+//! [`events::in_burst`](crate::events::in_burst)).
 
 use std::io::IoSlice;
 use std::os::fd::RawFd;
@@ -19,6 +23,10 @@ use bytes::{Buf, Bytes};
 /// non-blocking system call made with the GIL held, so it stays short;
 /// larger messages go through the I/O thread.
 pub const DIRECT_WRITE_MAX: usize = 64 << 10;
+
+/// From this size on, a message is written by its sender even in a burst:
+/// it costs a system call of its own however it goes.
+pub const BURST_WRITE_FROM: usize = 16 << 10;
 
 #[derive(Default)]
 struct State {
