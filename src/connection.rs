@@ -23,7 +23,7 @@ use tokio::time::{sleep_until, timeout, Instant};
 use crate::config;
 use crate::errors::{Error, Failure, ABNORMAL_CLOSURE};
 use crate::events::{self, Event, EventSink};
-use crate::outbox::{Outbox, BURST_WRITE_FROM, DIRECT_WRITE_MAX};
+use crate::outbox::{Outbox, DIRECT_WRITE_MAX};
 use crate::protocol::{opcode, Framer, Incoming, Limits, Parser, Role, MAX_CONTROL_PAYLOAD};
 
 /// How long we try to tell a peer that broke the protocol why we drop it.
@@ -222,7 +222,7 @@ impl Shared {
         // A reported write must come from the task, which reports it.
         let may_write = size <= DIRECT_WRITE_MAX
             && !self.report_writes.load(Ordering::Relaxed)
-            && (size >= BURST_WRITE_FROM || !events::in_burst());
+            && !events::in_burst();
         match self.outbox.write_or_queue(chunks, may_write) {
             None => {
                 self.written(size);

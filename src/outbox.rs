@@ -9,9 +9,9 @@
 //! queue, counted under the same lock, so that nothing overtakes it and no
 //! frame is ever cut by another.
 //!
-//! Small messages sent by handlers in a burst of events are the exception:
-//! the I/O thread writes them many to a system call (see
-//! [`events::in_burst`](crate::events::in_burst)).
+//! Messages sent by handlers in a burst of events are the exception: the
+//! I/O thread writes them, many to a system call, while the Python thread
+//! goes on with the burst (see [`events::in_burst`](crate::events::in_burst)).
 
 use std::io::IoSlice;
 use std::os::fd::RawFd;
@@ -23,10 +23,6 @@ use bytes::{Buf, Bytes};
 /// non-blocking system call made with the GIL held, so it stays short;
 /// larger messages go through the I/O thread.
 pub const DIRECT_WRITE_MAX: usize = 64 << 10;
-
-/// From this size on, a message is written by its sender even in a burst:
-/// it costs a system call of its own however it goes.
-pub const BURST_WRITE_FROM: usize = 16 << 10;
 
 #[derive(Default)]
 struct State {
