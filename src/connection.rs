@@ -663,8 +663,14 @@ impl Session<'_> {
     fn control(&mut self, op: u8, payload: &[u8]) {
         let mut bytes = BytesMut::new();
         self.framer.frame(&mut bytes, op, true, payload);
-        self.shared.outbox.queue(1, false);
-        self.queue(bytes.freeze(), 0);
+        self.queue_own(bytes.freeze(), false);
+    }
+
+    /// Queues a frame the session makes itself (a ping, a pong, our close),
+    /// counted in the outbox here; a message was counted by its sender.
+    fn queue_own(&mut self, frame: Bytes, close: bool) {
+        self.shared.outbox.queue(1, close);
+        self.queue(frame, 0);
     }
 
     fn send_close(&mut self, frame: Option<(u16, &str)>) {
@@ -675,8 +681,7 @@ impl Session<'_> {
         self.shared.set_open(false);
         let mut bytes = BytesMut::new();
         self.framer.close(&mut bytes, frame);
-        self.shared.outbox.queue(1, true);
-        self.queue(bytes.freeze(), 0);
+        self.queue_own(bytes.freeze(), true);
         self.close_deadline = Some(Instant::now() + self.settings.close_timeout);
     }
 
