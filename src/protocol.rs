@@ -479,19 +479,12 @@ impl Parser {
     }
 }
 
-/// XORs `data` with the masking key (§5.3), eight bytes at a time.
+/// XORs `data` with the masking key (§5.3), in place.
 pub fn apply_mask(data: &mut [u8], mask: [u8; 4]) {
-    let [a, b, c, d] = mask;
-    let wide = u64::from_ne_bytes([a, b, c, d, a, b, c, d]);
-    let mut chunks = data.chunks_exact_mut(8);
-    for chunk in &mut chunks {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(chunk);
-        chunk.copy_from_slice(&(u64::from_ne_bytes(word) ^ wide).to_ne_bytes());
-    }
-    for (i, byte) in chunks.into_remainder().iter_mut().enumerate() {
-        *byte ^= mask[i % 4];
-    }
+    let out = data.as_mut_ptr();
+    // SAFETY: reads and writes stay within `data`, each word read before it
+    // is written, through the one pointer.
+    unsafe { mask_words(out, out, data.len(), mask) };
 }
 
 /// Copies `src` to `out` masked with `mask` (§5.3), from its first byte:
@@ -502,21 +495,32 @@ pub fn apply_mask(data: &mut [u8], mask: [u8; 4]) {
 ///
 /// `out` must be valid for `src.len()` bytes of writes, apart from `src`.
 unsafe fn copy_masked(src: &[u8], out: *mut u8, mask: [u8; 4]) {
+    // SAFETY: src is valid for its length; the caller vouches for out.
+    unsafe { mask_words(src.as_ptr(), out, src.len(), mask) };
+}
+
+/// The masking loop of [`apply_mask`] and [`copy_masked`], eight bytes at a
+/// time; `src` and `out` are either the same or apart.
+///
+/// # Safety
+///
+/// `src` valid for `len` bytes of reads, `out` for `len` bytes of writes.
+unsafe fn mask_words(src: *const u8, out: *mut u8, len: usize, mask: [u8; 4]) {
     let [a, b, c, d] = mask;
     let wide = u64::from_ne_bytes([a, b, c, d, a, b, c, d]);
-    let mut words = src.chunks_exact(8);
+    let words = len / 8 * 8;
     let mut at = 0;
-    for word in &mut words {
-        let mut bytes = [0u8; 8];
-        bytes.copy_from_slice(word);
-        let masked = u64::from_ne_bytes(bytes) ^ wide;
-        // SAFETY: at + 8 <= src.len(), within out.
-        unsafe { out.add(at).cast::<u64>().write_unaligned(masked) };
+    while at < words {
+        // SAFETY: at + 8 <= len, within both.
+        unsafe {
+            let word = src.add(at).cast::<u64>().read_unaligned();
+            out.add(at).cast::<u64>().write_unaligned(word ^ wide);
+        }
         at += 8;
     }
-    for (i, byte) in words.remainder().iter().enumerate() {
-        // SAFETY: at + i < src.len(), within out.
-        unsafe { out.add(at + i).write(byte ^ mask[i % 4]) };
+    for (i, key) in mask.iter().cycle().take(len - words).enumerate() {
+        // SAFETY: words + i < len, within both.
+        unsafe { out.add(words + i).write(*src.add(words + i) ^ key) };
     }
 }
 
