@@ -23,8 +23,11 @@ use tokio::time::{sleep_until, timeout, Instant};
 use crate::config;
 use crate::errors::{Error, Failure, ABNORMAL_CLOSURE};
 use crate::events::{self, Event, EventSink};
+use crate::landing::{Landing, Request};
 use crate::outbox::{Outbox, DIRECT_WRITE_MAX};
-use crate::protocol::{opcode, Framer, Incoming, Limits, Parser, Role, MAX_CONTROL_PAYLOAD};
+use crate::protocol::{
+    opcode, Diverted, Framer, Incoming, Limits, Parser, Role, MAX_CONTROL_PAYLOAD,
+};
 
 /// How long we try to tell a peer that broke the protocol why we drop it.
 const FAILURE_LINGER: Duration = Duration::from_secs(1);
@@ -919,6 +922,10 @@ pub async fn run<S>(
     // A finished future must not be polled again.
     let mut writer_done = false;
     let mut read_size = ReadSize::new();
+    // A large binary message on its way: the bytes object asked of Python,
+    // then, once it came, the message being read into it (see `landing`).
+    let mut requested: Option<Arc<Request>> = None;
+    let mut diverting: Option<(Landing, Diverted)> = None;
     let end = 'run: loop {
         loop {
             match parser.next_event() {
@@ -931,12 +938,30 @@ pub async fn run<S>(
                 Err(failure) => break 'run session.fail(failure),
             }
         }
+        if diverting.is_none() {
+            match parser.arriving_binary(config::LAND_FROM) {
+                Some(len) => {
+                    if requested.as_ref().is_none_or(|r| r.size() != len) {
+                        let request = Request::new(len);
+                        events.reserve(request.clone());
+                        requested = Some(request);
+                    }
+                    if let Some(mut landing) = requested.as_ref().and_then(|r| r.take()) {
+                        requested = None;
+                        diverting = parser
+                            .divert(landing.as_mut_slice())
+                            .map(|diverted| (landing, diverted));
+                    }
+                }
+                None => requested = None,
+            }
+        }
         let room = events.has_room();
         let deadline = session.deadline();
         // Without it a full buffer would grow by 64 bytes a read. Not while
         // it holds the start of a large frame, which the parser has made
         // room for: growing it then would copy all that came so far.
-        if parser.buffer().len() < config::MAX_READ_SIZE {
+        if diverting.is_none() && parser.buffer().len() < config::MAX_READ_SIZE {
             parser.buffer().reserve(read_size.next);
         }
         tokio::select! {
@@ -972,9 +997,18 @@ pub async fn run<S>(
                     break End::Aborted;
                 }
             },
-            read = reader.read_buf(parser.buffer()), if room => match read {
+            read = read_some(&mut reader, &mut parser, diverting.as_mut()), if room => match read {
                 Ok(0) => break session.eof(),
-                Ok(read) => read_size.record(read),
+                Ok(read) => match &mut diverting {
+                    Some((landing, diverted)) => {
+                        if diverted.received(landing.as_mut_slice(), read) {
+                            if let Some((landing, _)) = diverting.take() {
+                                events.send(Event::Landed(landing));
+                            }
+                        }
+                    }
+                    None => read_size.record(read),
+                },
                 Err(e) => break End::Failed(Failure::new(ABNORMAL_CLOSURE, format!("connection lost: {e}"))),
             },
             () = events.wait_for_room(), if !room => {}
@@ -1012,6 +1046,19 @@ pub async fn run<S>(
         reason,
         error,
     });
+}
+
+/// Reads what came: into the parser's buffer, or into the bytes object of
+/// the message being diverted.
+async fn read_some<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    parser: &mut Parser,
+    diverting: Option<&mut (Landing, Diverted)>,
+) -> std::io::Result<usize> {
+    match diverting {
+        Some((landing, diverted)) => reader.read(diverted.rest(landing.as_mut_slice())).await,
+        None => reader.read_buf(parser.buffer()).await,
+    }
 }
 
 /// Writes what the session queues, many frames per system call, until the

@@ -24,6 +24,7 @@ use tokio::sync::{oneshot, Notify};
 use crate::config::{EVENT_SPIN, MAX_PENDING_EVENT_BYTES};
 use crate::connection::{Connection, Endpoints, Shared};
 use crate::handshake::Headers;
+use crate::landing::{Landing, Request};
 use crate::protocol::{Binary, Text};
 use crate::proxy::{Credentials, ProxyAuthenticator};
 use crate::server::OriginAuthenticator;
@@ -76,6 +77,8 @@ pub enum Event {
     },
     Text(Text),
     Binary(Binary),
+    /// A binary message read straight into its `bytes` object (see [`landing`](crate::landing)).
+    Landed(Landing),
     TextFrame {
         text: String,
         last: bool,
@@ -155,6 +158,7 @@ impl Event {
         match self {
             Event::Text(t) => t.len(),
             Event::Binary(b) => b.len(),
+            Event::Landed(b) => b.len(),
             _ => 0,
         }
     }
@@ -171,6 +175,7 @@ impl Event {
             }
             Event::Text(text) => (kind::TEXT, PyString::new(py, text.as_str()).into_any()),
             Event::Binary(message) => (kind::BINARY, bytes_of(py, &message)?),
+            Event::Landed(landing) => (kind::BINARY, landing.into_bytes().into_bound(py)),
             Event::TextFrame { text, last } => {
                 (kind::TEXT_FRAME, (text, last).into_pyobject(py)?.into_any())
             }
@@ -246,6 +251,8 @@ impl Event {
 
 struct Pending {
     events: Vec<(u64, Event)>,
+    /// Bytes objects the I/O thread waits for (see [`landing`](crate::landing)).
+    requests: Vec<Arc<Request>>,
     closed: bool,
     /// Threads asleep in [`EventQueue::wait`]: only they need the condvar's
     /// system call.
@@ -273,7 +280,8 @@ impl Inner {
         self.pending.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn take(&self, pending: &mut Pending) -> Vec<(u64, Event)> {
+    fn take(&self, pending: &mut Pending) -> Batch {
+        let requests = std::mem::take(&mut pending.requests);
         let events = std::mem::take(&mut pending.events);
         self.filled.store(false, Ordering::Release);
         let weight: usize = events.iter().map(|(_, e)| e.weight()).sum();
@@ -281,7 +289,29 @@ impl Inner {
             self.weight.fetch_sub(weight, Ordering::AcqRel);
             self.drained.notify_waiters();
         }
-        events
+        Batch { events, requests }
+    }
+}
+
+/// What a Python thread takes from the queue at once.
+struct Batch {
+    events: Vec<(u64, Event)>,
+    requests: Vec<Arc<Request>>,
+}
+
+impl Batch {
+    /// Fulfils the requests first (the I/O thread waits for them), then
+    /// turns the events into `(id, kind, payload)` tuples.
+    fn into_py(self, py: Python<'_>) -> PyResult<Bound<'_, PyList>> {
+        for request in self.requests {
+            request.fulfil(py);
+        }
+        IN_BURST.set(self.events.len() > 1);
+        let list = PyList::empty(py);
+        for (id, event) in self.events {
+            list.append(event.into_py(py, id)?)?;
+        }
+        Ok(list)
     }
 }
 
@@ -352,17 +382,29 @@ impl EventSink {
 
     pub fn send(&self, event: Event) {
         let weight = event.weight();
+        self.push(|pending| {
+            if weight > 0 {
+                self.inner.weight.fetch_add(weight, Ordering::AcqRel);
+            }
+            pending.events.push((self.id, event));
+        });
+    }
+
+    /// Asks the Python thread for a bytes object to read a message into.
+    pub fn reserve(&self, request: Arc<Request>) {
+        self.push(|pending| pending.requests.push(request));
+    }
+
+    fn push(&self, add: impl FnOnce(&mut Pending)) {
         let (was_empty, asleep) = {
             let mut pending = self.inner.lock();
             if pending.closed {
                 return;
             }
-            if weight > 0 {
-                self.inner.weight.fetch_add(weight, Ordering::AcqRel);
-            }
-            pending.events.push((self.id, event));
+            let was_empty = pending.events.is_empty() && pending.requests.is_empty();
+            add(&mut pending);
             self.inner.filled.store(true, Ordering::Release);
-            (pending.events.len() == 1, pending.sleepers > 0)
+            (was_empty, pending.sleepers > 0)
         };
         // Only the first event of a batch wakes Python; the rest ride along.
         if was_empty {
@@ -442,8 +484,9 @@ impl EventQueue {
     /// What arrived, in words, for tests that run without Python.
     #[cfg(test)]
     pub fn summary(&self) -> Vec<(u64, String)> {
-        let events = self.inner.take(&mut self.inner.lock());
-        events
+        let batch = self.inner.take(&mut self.inner.lock());
+        batch
+            .events
             .into_iter()
             .map(|(id, event)| {
                 let text = match event {
@@ -464,15 +507,6 @@ impl EventQueue {
             })
             .collect()
     }
-
-    fn to_py<'py>(py: Python<'py>, events: Vec<(u64, Event)>) -> PyResult<Bound<'py, PyList>> {
-        IN_BURST.set(events.len() > 1);
-        let list = PyList::empty(py);
-        for (id, event) in events {
-            list.append(event.into_py(py, id)?)?;
-        }
-        Ok(list)
-    }
 }
 
 #[pymethods]
@@ -492,6 +526,7 @@ impl EventQueue {
             inner: Arc::new(Inner {
                 pending: Mutex::new(Pending {
                     events: Vec::new(),
+                    requests: Vec::new(),
                     closed: false,
                     sleepers: 0,
                 }),
@@ -516,11 +551,11 @@ impl EventQueue {
             let mut buf = [0u8; 256];
             while matches!((&*reader).read(&mut buf), Ok(n) if n > 0) {}
         }
-        let events = {
+        let batch = {
             let mut pending = self.inner.lock();
             self.inner.take(&mut pending)
         };
-        Self::to_py(py, events)
+        batch.into_py(py)
     }
 
     /// Blocks, without the GIL, until events arrive, `timeout` seconds pass or
@@ -528,7 +563,7 @@ impl EventQueue {
     fn wait<'py>(&self, py: Python<'py>, timeout: f64) -> PyResult<Bound<'py, PyList>> {
         let timeout = Duration::try_from_secs_f64(timeout.max(0.0)).unwrap_or(Duration::MAX);
         let inner = self.inner.clone();
-        let events = py.detach(move || {
+        let batch = py.detach(move || {
             let spin = spin().min(timeout);
             let began = Instant::now();
             while !inner.filled.load(Ordering::Acquire) && began.elapsed() < spin {
@@ -538,12 +573,14 @@ impl EventQueue {
             pending.sleepers += 1;
             let (mut pending, _) = inner
                 .ready
-                .wait_timeout_while(pending, timeout, |p| p.events.is_empty() && !p.closed)
+                .wait_timeout_while(pending, timeout, |p| {
+                    p.events.is_empty() && p.requests.is_empty() && !p.closed
+                })
                 .unwrap_or_else(|e| e.into_inner());
             pending.sleepers -= 1;
             inner.take(&mut pending)
         });
-        Self::to_py(py, events)
+        batch.into_py(py)
     }
 
     /// Wakes every waiter for good; later events are dropped.
@@ -587,7 +624,7 @@ mod tests {
         }
         assert_eq!(pending(&queue), 100);
         assert_eq!(wake_bytes(&queue), 1);
-        let taken = queue.inner.take(&mut queue.inner.lock());
+        let taken = queue.inner.take(&mut queue.inner.lock()).events;
         assert_eq!(taken.len(), 100);
         assert!(taken.iter().all(|(id, _)| *id == 7));
         sink.send(Event::Closing);

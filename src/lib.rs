@@ -7,6 +7,7 @@ pub mod connection;
 pub mod errors;
 pub mod events;
 pub mod handshake;
+pub mod landing;
 pub mod outbox;
 pub mod protocol;
 pub mod proxy;

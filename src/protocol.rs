@@ -184,6 +184,16 @@ pub struct Parser {
     done: bool,
 }
 
+/// A frame header as written, before any check.
+struct RawHeader {
+    fin: bool,
+    reserved: u8,
+    opcode: u8,
+    mask: Option<[u8; 4]>,
+    length: u64,
+    size: usize,
+}
+
 struct Header {
     fin: bool,
     opcode: u8,
@@ -234,17 +244,18 @@ impl Parser {
         Err(Failure::new(code, message))
     }
 
-    fn header(&mut self) -> Result<Option<Header>, Failure> {
+    /// The next frame's header as it is written, once all of it arrived.
+    fn peek(&self) -> Option<RawHeader> {
         let b = &self.buffer[..];
         if b.len() < 2 {
-            return Ok(None);
+            return None;
         }
         let (fin, reserved, opcode) = (b[0] & 0x80 != 0, b[0] & 0x70, b[0] & 0x0F);
         let (masked, short) = (b[1] & 0x80 != 0, b[1] & 0x7F);
         let (length, mut size) = match short {
-            126 if b.len() < 4 => return Ok(None),
+            126 if b.len() < 4 => return None,
             126 => (u64::from(u16::from_be_bytes([b[2], b[3]])), 4),
-            127 if b.len() < 10 => return Ok(None),
+            127 if b.len() < 10 => return None,
             127 => {
                 let mut eight = [0u8; 8];
                 eight.copy_from_slice(&b[2..10]);
@@ -254,7 +265,7 @@ impl Parser {
         };
         let mask = if masked {
             if b.len() < size + 4 {
-                return Ok(None);
+                return None;
             }
             let mask = [b[size], b[size + 1], b[size + 2], b[size + 3]];
             size += 4;
@@ -262,6 +273,30 @@ impl Parser {
         } else {
             None
         };
+        Some(RawHeader {
+            fin,
+            reserved,
+            opcode,
+            mask,
+            length,
+            size,
+        })
+    }
+
+    /// The next frame's header once all of it arrived, checked.
+    fn header(&mut self) -> Result<Option<Header>, Failure> {
+        let Some(RawHeader {
+            fin,
+            reserved,
+            opcode,
+            mask,
+            length,
+            size,
+        }) = self.peek()
+        else {
+            return Ok(None);
+        };
+        let masked = mask.is_some();
         if reserved != 0 {
             self.fail(
                 1002,
@@ -337,6 +372,44 @@ impl Parser {
             length,
             size,
         }))
+    }
+
+    /// The length of a binary message in one frame of at least `min` bytes
+    /// whose payload is still arriving, one that [`divert`](Self::divert)
+    /// can hand to the caller; None otherwise.
+    pub fn arriving_binary(&mut self, min: usize) -> Option<usize> {
+        if self.done || self.frames || self.message.is_some() || !self.events.is_empty() {
+            return None;
+        }
+        // The header passed its checks: next_event() returned None for
+        // want of the payload (it checks each header before that).
+        let header = self.peek()?;
+        let length = usize::try_from(header.length).ok()?;
+        let whole = header.opcode == opcode::BINARY && header.fin && header.reserved == 0;
+        (whole && length >= min && self.buffer.len() < header.size + length).then_some(length)
+    }
+
+    /// Hands the payload of the [`arriving_binary`](Self::arriving_binary)
+    /// message to the caller, who reads the rest of it into `dest` (exactly
+    /// its length) through the returned [`Diverted`]: what arrived so far is
+    /// copied there now, and the parser goes on at the next frame.
+    pub fn divert(&mut self, dest: &mut [u8]) -> Option<Diverted> {
+        let length = self.arriving_binary(0)?;
+        let header = self.peek()?;
+        if dest.len() != length {
+            return None;
+        }
+        let arrived = &self.buffer[header.size..];
+        dest[..arrived.len()].copy_from_slice(arrived);
+        let mut diverted = Diverted {
+            filled: 0,
+            length,
+            mask: header.mask,
+        };
+        diverted.received(dest, arrived.len());
+        // The buffer was sized for the whole frame: let it go.
+        self.buffer = BytesMut::new();
+        Some(diverted)
     }
 
     /// Parses one frame if it is all there; returns whether it did.
@@ -476,6 +549,35 @@ impl Parser {
             }
         }
         Ok(())
+    }
+}
+
+/// The payload of a binary message the caller reads itself, straight into
+/// its own buffer (see [`Parser::divert`]); unmasked as it arrives.
+#[derive(Debug)]
+pub struct Diverted {
+    filled: usize,
+    length: usize,
+    mask: Option<[u8; 4]>,
+}
+
+impl Diverted {
+    /// Where the next bytes of the payload go.
+    pub fn rest<'a>(&self, dest: &'a mut [u8]) -> &'a mut [u8] {
+        &mut dest[self.filled..self.length]
+    }
+
+    /// Takes `count` bytes just written at the start of [`rest`](Self::rest);
+    /// returns whether the payload is complete.
+    pub fn received(&mut self, dest: &mut [u8], count: usize) -> bool {
+        let start = self.filled;
+        self.filled += count;
+        if let Some(mask) = self.mask {
+            // The key continues where the last chunk stopped.
+            let mask = std::array::from_fn(|i| mask[(start + i) % 4]);
+            apply_mask(&mut dest[start..self.filled], mask);
+        }
+        self.filled == self.length
     }
 }
 
@@ -946,5 +1048,121 @@ mod tests {
         };
         assert!(message.mask.is_some(), "left masked for the copy");
         assert_eq!(message.to_vec(), payload);
+    }
+
+    /// Feeds `wire` to a parser of `role` in reads of `step` bytes, diverting
+    /// binary messages of at least `min` bytes into their own buffers once
+    /// `after` bytes of them arrived; returns every message, diverted or not.
+    fn receive_diverting(
+        role: Role,
+        wire: &[u8],
+        step: usize,
+        min: usize,
+        after: usize,
+    ) -> Vec<Vec<u8>> {
+        let mut parser = Parser::new(role, LIMITS);
+        let mut messages = Vec::new();
+        let mut diverted: Option<(Vec<u8>, Diverted)> = None;
+        let mut at = 0;
+        while at < wire.len() {
+            let end = (at + step).min(wire.len());
+            if let Some((dest, d)) = &mut diverted {
+                let rest = d.rest(dest);
+                let count = rest.len().min(end - at);
+                rest[..count].copy_from_slice(&wire[at..at + count]);
+                at += count;
+                if d.received(dest, count) {
+                    messages.push(diverted.take().unwrap().0);
+                }
+                continue;
+            }
+            parser.buffer().extend_from_slice(&wire[at..end]);
+            at = end;
+            while let Some(event) = parser.next_event().unwrap() {
+                if let Incoming::Binary(b) = event {
+                    messages.push(b.to_vec());
+                }
+            }
+            if let Some(length) = parser.arriving_binary(min) {
+                if parser.buffer().len() >= after {
+                    let mut dest = vec![0; length];
+                    let d = parser.divert(&mut dest).expect("a message to divert");
+                    diverted = Some((dest, d));
+                }
+            }
+        }
+        assert!(diverted.is_none(), "every diverted message completed");
+        messages
+    }
+
+    #[test]
+    fn a_large_binary_message_can_be_read_into_its_own_buffer() {
+        let big: Vec<u8> = (0..=255).cycle().take(100_003).collect();
+        let small = b"after".to_vec();
+        for (role, frame) in [
+            (
+                Role::Server,
+                client_frame as fn(u8, bool, &[u8]) -> BytesMut,
+            ),
+            (Role::Client, |op, fin, p: &[u8]| {
+                let mut out = BytesMut::new();
+                Framer::new(Role::Server).frame(&mut out, op, fin, p);
+                out
+            }),
+        ] {
+            let mut wire = frame(opcode::BINARY, true, &big).to_vec();
+            wire.extend_from_slice(&frame(opcode::BINARY, true, &small));
+            wire.extend_from_slice(&frame(opcode::BINARY, true, &big));
+            // Odd read sizes cut the payload anywhere, the mask key mid-word.
+            for step in [1_000, 4_097, 65_536, 300_000] {
+                for after in [0, 5_000] {
+                    let got = receive_diverting(role, &wire, step, 50_000, after);
+                    assert_eq!(got.len(), 3, "{role:?} step {step}");
+                    assert!(
+                        got[0] == big && got[1] == small && got[2] == big,
+                        "{role:?} step {step}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn only_whole_binary_messages_large_enough_are_diverted() {
+        let big: Vec<u8> = vec![7; 60_000];
+        let partial = |wire: BytesMut| {
+            let mut parser = server(&wire[..wire.len() - 1]);
+            assert!(parser.next_event().unwrap().is_none());
+            parser
+        };
+        assert_eq!(
+            partial(client_frame(opcode::BINARY, true, &big)).arriving_binary(50_000),
+            Some(60_000)
+        );
+        assert_eq!(
+            partial(client_frame(opcode::BINARY, true, &big)).arriving_binary(60_001),
+            None
+        );
+        assert_eq!(
+            partial(client_frame(opcode::TEXT, true, &big)).arriving_binary(0),
+            None
+        );
+        assert_eq!(
+            partial(client_frame(opcode::BINARY, false, &big)).arriving_binary(0),
+            None
+        );
+        let mut frames = partial(client_frame(opcode::BINARY, true, &big));
+        frames.frames = true;
+        assert_eq!(
+            frames.arriving_binary(0),
+            None,
+            "frames are reported one by one"
+        );
+        let whole = client_frame(opcode::BINARY, true, &big);
+        assert_eq!(
+            server(&whole).arriving_binary(0),
+            None,
+            "all of it is there"
+        );
     }
 }

@@ -13,6 +13,7 @@ import contextlib
 import os
 import socket
 import struct
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -431,6 +432,43 @@ def test_our_frames_use_the_minimal_length_encoding(link: Link, size: int) -> No
     link.peer.send_frame(BINARY, sample(BINARY, size))
     echo = link.peer.read_message()
     assert [(f.length_code, len(f.payload)) for f in echo.frames if not f.minimal_length] == []
+
+
+def trickle(peer: Peer, data: bytes, piece: int = 65_537) -> None:
+    """Sends `data` in pieces of odd size with a pause after each, as a slow network would."""
+    for start in range(0, len(data), piece):
+        peer.send(data[start : start + piece])
+        time.sleep(0.002)
+
+
+def test_a_large_binary_message_arriving_slowly_arrives_exact_and_in_order(link: Link) -> None:
+    """A binary message of a few MiB still arriving when its header is read (wsbind then reads
+    the rest straight into the bytes object handlers get) arrives byte for byte, unmasked, and
+    the frames that follow it in the same write arrive after it."""
+    big = os.urandom((3 << 20) + 5)
+    masks = link.peer.masks
+    order: list[str] = []
+    link.ws.binary_message_received.connect(lambda m: order.append(f"binary {len(m)}"))
+    link.ws.text_message_received.connect(lambda m: order.append(f"text {m}"))
+    key = (lambda: os.urandom(4)) if masks else (lambda: None)
+    wire = frame(TEXT, b"before", mask=key()) + frame(BINARY, big, mask=key())
+    wire += frame(TEXT, b"after", mask=key()) + frame(BINARY, big[::-1], mask=key())
+    trickle(link.peer, wire)
+    wait_until(lambda: len(order) == 4, what="four messages")
+    assert link.binaries.values == [big, big[::-1]]
+    assert all(type(m) is bytes for m in link.binaries.values)
+    assert order == ["text before", f"binary {len(big)}", "text after", f"binary {len(big)}"]
+
+
+def test_a_large_binary_message_cut_off_by_a_dropped_connection_is_not_delivered(link: Link) -> None:
+    """A peer that vanishes halfway through a large message: the socket ends in ERROR, no
+    partial message reaches the handlers."""
+    big = os.urandom(3 << 20)
+    wire = frame(BINARY, big, mask=os.urandom(4) if link.peer.masks else None)
+    trickle(link.peer, wire[: len(wire) // 2])
+    link.peer.drop()
+    wait_until(lambda: link.ws.status is Status.ERROR, what="status ERROR")
+    assert link.binaries.values == []
 
 
 # -- §5.3 masking
