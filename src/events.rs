@@ -16,7 +16,6 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
 use tokio::sync::{oneshot, Notify};
@@ -138,18 +137,10 @@ fn endpoints_py<'py>(py: Python<'py>, e: &Endpoints) -> PyResult<Bound<'py, PyTu
 /// A Python bytes object holding `message`, written once (PyBytes::new_with
 /// would zero it first: a second pass over a large message).
 fn bytes_of<'py>(py: Python<'py>, message: &Binary) -> PyResult<Bound<'py, PyAny>> {
-    let len = ffi::Py_ssize_t::try_from(message.len())
-        .map_err(|_| pyo3::exceptions::PyOverflowError::new_err("message too large"))?;
-    // SAFETY: a NULL source asks CPython for an uninitialized bytes object
-    // of `len` bytes, which is ours to fill before anyone else sees it.
-    unsafe {
-        let bytes = Bound::from_owned_ptr_or_err(
-            py,
-            ffi::PyBytes_FromStringAndSize(std::ptr::null(), len),
-        )?;
-        message.write_to(ffi::PyBytes_AsString(bytes.as_ptr()).cast::<u8>());
-        Ok(bytes)
-    }
+    let mut bytes = Landing::new(py, message.len())?;
+    // SAFETY: the object holds exactly message.len() bytes.
+    unsafe { message.write_to(bytes.as_mut_slice().as_mut_ptr()) };
+    Ok(bytes.into_bytes().into_bound(py))
 }
 
 impl Event {

@@ -31,7 +31,7 @@ unsafe impl Send for Landing {}
 
 impl Landing {
     /// An uninitialized bytes object of `len` bytes.
-    fn new(py: Python<'_>, len: usize) -> PyResult<Self> {
+    pub fn new(py: Python<'_>, len: usize) -> PyResult<Self> {
         let size = ffi::Py_ssize_t::try_from(len)
             .map_err(|_| pyo3::exceptions::PyOverflowError::new_err("message too large"))?;
         // SAFETY: a NULL source asks for an uninitialized object, which we
