@@ -49,6 +49,12 @@ pub const MIN_READ_SIZE: usize = 1 << 10;
 /// buffer sized to it).
 pub const MAX_READ_SIZE: usize = 256 << 10;
 
+/// Largest piece of a client's outgoing payload masked at a time: 256 KiB.
+/// A client masks what it sends as it writes it, through a buffer of this
+/// size that stays in the CPU's cache, rather than into a copy of the whole
+/// message; a connection holds it only while it writes.
+pub const MASK_BUFFER: usize = 256 << 10;
+
 /// How long wsbind's event thread keeps looking for the next event before it
 /// sleeps: 50 µs (`WSBIND_SPIN_US` changes it; 0 turns it off).
 ///

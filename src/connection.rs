@@ -3,20 +3,19 @@
 //! `Connection` handle Python sends through.
 
 use std::collections::VecDeque;
-use std::io::IoSlice;
 use std::net::SocketAddr;
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use pyo3::buffer::PyBuffer;
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::pybacked::{PyBackedBytes, PyBackedStr};
 use pyo3::types::{PyBytes, PyString};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 use tokio::time::{sleep_until, timeout, Instant};
 
@@ -26,8 +25,9 @@ use crate::events::{self, Event, EventSink};
 use crate::landing::{Landing, Request};
 use crate::outbox::{Outbox, DIRECT_WRITE_MAX};
 use crate::protocol::{
-    opcode, Diverted, Framer, Incoming, Limits, Parser, Role, MAX_CONTROL_PAYLOAD,
+    opcode, Chunk, Diverted, Framer, Incoming, Limits, Parser, Role, MAX_CONTROL_PAYLOAD,
 };
+use crate::writer::{self, Outgoing};
 
 /// How long we try to tell a peer that broke the protocol why we drop it.
 const FAILURE_LINGER: Duration = Duration::from_secs(1);
@@ -145,7 +145,7 @@ pub enum Command {
     /// A message, framed by the sending thread: chunks for a vectored
     /// write, carrying `size` payload bytes.
     Message {
-        chunks: Vec<Bytes>,
+        chunks: Vec<Chunk>,
         size: usize,
     },
     /// A message framed once for many connections (a broadcast).
@@ -215,8 +215,8 @@ impl Shared {
         self.frame_size.store(size, Ordering::Relaxed);
     }
 
-    /// Frames the message in the calling thread (a client masks a copy of
-    /// it there), so that the I/O thread only writes.
+    /// Frames the message in the calling thread, so that the I/O thread
+    /// only writes (and masks, for a client: see [`Chunk`]).
     fn send(&self, text: bool, payload: Bytes) -> Result<usize, Error> {
         let size = payload.len();
         self.admit(size)?;
@@ -281,6 +281,21 @@ impl Shared {
 
     fn command(&self, command: Command) {
         let _ = self.commands.send(command);
+    }
+
+    /// The writer wrote `chunks` chunks carrying `payload` message bytes.
+    pub fn batch_written(&self, payload: usize, chunks: usize, events: &EventSink) {
+        if payload > 0 {
+            let remaining = self.written(payload);
+            if self.report_writes.load(Ordering::Relaxed) {
+                events.send(Event::Written {
+                    count: payload,
+                    remaining,
+                });
+            }
+        }
+        // Only now may a sending thread write ahead of the queue.
+        self.outbox.written(chunks);
     }
 
     fn written(&self, size: usize) -> usize {
@@ -395,10 +410,6 @@ impl Drop for Connection {
 /// Below it a copy is cheaper than the bookkeeping.
 const BORROW_FROM: usize = 8 << 10;
 
-/// From this size on, a client masks a message without holding the GIL:
-/// the copy then takes long enough to be worth letting go of it.
-const MASK_WITHOUT_GIL_FROM: usize = 256 << 10;
-
 fn bytes_like(py: Python<'_>, data: &Bound<'_, PyAny>, method: &str) -> PyResult<Bytes> {
     if let Ok(bytes) = data.cast::<PyBytes>() {
         if bytes.as_bytes().len() >= BORROW_FROM {
@@ -418,17 +429,6 @@ fn bytes_like(py: Python<'_>, data: &Bound<'_, PyAny>, method: &str) -> PyResult
         ))
     })?;
     Ok(Bytes::from(buffer.to_vec(py)?))
-}
-
-impl Connection {
-    fn send(&self, py: Python<'_>, text: bool, payload: Bytes) -> PyResult<usize> {
-        let shared = &self.shared;
-        // A client copies what it masks; other Python threads need not wait.
-        if shared.role == Role::Client && payload.len() >= MASK_WITHOUT_GIL_FROM {
-            return Ok(py.detach(|| shared.send(text, payload))?);
-        }
-        Ok(shared.send(text, payload)?)
-    }
 }
 
 #[pymethods]
@@ -458,13 +458,13 @@ impl Connection {
         } else {
             Bytes::copy_from_slice(text.as_bytes())
         };
-        self.send(message.py(), true, payload)
+        Ok(self.shared.send(true, payload)?)
     }
 
     /// Queues a binary message from any bytes-like object; returns its size.
     fn send_binary(&self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<usize> {
         let payload = bytes_like(py, data, "send_binary_message")?;
-        self.send(py, false, payload)
+        Ok(self.shared.send(false, payload)?)
     }
 
     /// Waits, without the GIL, until everything queued is written; returns
@@ -615,12 +615,6 @@ impl ReadSize {
     }
 }
 
-/// Frame bytes for the writer, and the message payload bytes they carry.
-struct Outgoing {
-    bytes: Bytes,
-    payload: usize,
-}
-
 /// How a connection ended.
 enum End {
     /// The closing handshake is complete.
@@ -657,9 +651,9 @@ struct Session<'a> {
 }
 
 impl Session<'_> {
-    fn queue(&mut self, bytes: Bytes, payload: usize) {
+    fn queue(&mut self, chunk: Chunk, payload: usize) {
         if let Some(out) = &self.out {
-            let _ = out.send(Outgoing { bytes, payload });
+            let _ = out.send(Outgoing { chunk, payload });
         }
     }
 
@@ -673,7 +667,7 @@ impl Session<'_> {
     /// counted in the outbox here; a message was counted by its sender.
     fn queue_own(&mut self, frame: Bytes, close: bool) {
         self.shared.outbox.queue(1, close);
-        self.queue(frame, 0);
+        self.queue(Chunk::plain(frame), 0);
     }
 
     fn send_close(&mut self, frame: Option<(u16, &str)>) {
@@ -728,7 +722,7 @@ impl Session<'_> {
                     self.shared.outbox.written(1);
                     return None;
                 }
-                self.queue(frame, size);
+                self.queue(Chunk::plain(frame), size);
             }
             Command::Ping(payload) => {
                 if !self.close_sent {
@@ -917,7 +911,7 @@ pub async fn run<S>(
         pings: VecDeque::new(),
     };
     shared.outbox.attach(socket);
-    let writing = write(writer, out_rx, &shared, &events);
+    let writing = writer::write(writer, out_rx, &shared, &events);
     tokio::pin!(writing);
     // A finished future must not be polled again.
     let mut writer_done = false;
@@ -1059,67 +1053,6 @@ async fn read_some<R: AsyncRead + Unpin>(
         Some((landing, diverted)) => reader.read(diverted.rest(landing.as_mut_slice())).await,
         None => reader.read_buf(parser.buffer()).await,
     }
-}
-
-/// Writes what the session queues, many frames per system call, until the
-/// session lets go of the queue; then closes our side of the connection.
-async fn write<W>(
-    mut writer: W,
-    mut queue: UnboundedReceiver<Outgoing>,
-    shared: &Shared,
-    events: &EventSink,
-) -> std::io::Result<()>
-where
-    W: AsyncWrite + Unpin,
-{
-    let mut chunks: VecDeque<Bytes> = VecDeque::new();
-    while let Some(first) = queue.recv().await {
-        let mut payload = first.payload;
-        chunks.push_back(first.bytes);
-        let mut taken = 1;
-        while taken < 256 {
-            match queue.try_recv() {
-                Ok(next) => {
-                    payload += next.payload;
-                    chunks.push_back(next.bytes);
-                    taken += 1;
-                }
-                Err(_) => break,
-            }
-        }
-        while !chunks.is_empty() {
-            let slices: Vec<IoSlice<'_>> =
-                chunks.iter().take(64).map(|c| IoSlice::new(c)).collect();
-            let mut written = writer.write_vectored(&slices).await?;
-            if written == 0 {
-                return Err(std::io::ErrorKind::WriteZero.into());
-            }
-            while written > 0 {
-                let Some(front) = chunks.front_mut() else {
-                    break;
-                };
-                let step = written.min(front.len());
-                front.advance(step);
-                written -= step;
-                if front.is_empty() {
-                    chunks.pop_front();
-                }
-            }
-        }
-        writer.flush().await?;
-        if payload > 0 {
-            let remaining = shared.written(payload);
-            if shared.report_writes.load(Ordering::Relaxed) {
-                events.send(Event::Written {
-                    count: payload,
-                    remaining,
-                });
-            }
-        }
-        // Only now may a sending thread write ahead of the queue.
-        shared.outbox.written(taken);
-    }
-    writer.shutdown().await
 }
 
 /// Where a connection runs between: its peer and our end.

@@ -16,6 +16,7 @@ pub mod server;
 pub mod stream;
 pub mod subprotocol;
 pub mod tls;
+pub mod writer;
 pub mod ws_url;
 
 use pyo3::prelude::*;

@@ -19,6 +19,8 @@ use std::sync::{Mutex, MutexGuard};
 
 use bytes::{Buf, Bytes};
 
+use crate::protocol::Chunk;
+
 /// Largest message a sending thread writes itself: 64 KiB. The write is a
 /// non-blocking system call made with the GIL held, so it stays short;
 /// larger messages go through the I/O thread.
@@ -72,21 +74,26 @@ impl Outbox {
     }
 
     /// Writes `chunks` at once if `may_write`, nothing is queued and the
-    /// socket takes them; returns None then, or what is left, already
-    /// counted as queued, for the caller to hand to the task.
-    pub fn write_or_queue(&self, mut chunks: Vec<Bytes>, may_write: bool) -> Option<Vec<Bytes>> {
+    /// socket takes them (masked here, if they are to be); returns None
+    /// then, or what is left, already counted as queued, for the caller to
+    /// hand to the task.
+    pub fn write_or_queue(&self, chunks: Vec<Chunk>, may_write: bool) -> Option<Vec<Chunk>> {
         let mut state = self.lock();
+        let mut chunks = chunks;
         if let (true, 0, false, Some(socket)) =
             (may_write, state.queued, state.closed, state.socket)
         {
-            let written = write_now(socket, &chunks);
-            let mut left = written;
-            chunks.retain_mut(|chunk| {
-                let step = left.min(chunk.len());
-                chunk.advance(step);
-                left -= step;
-                !chunk.is_empty()
-            });
+            let plain: Vec<Bytes> = chunks.into_iter().map(Chunk::into_plain).collect();
+            let mut left = write_now(socket, &plain);
+            chunks = plain
+                .into_iter()
+                .filter_map(|mut chunk| {
+                    let step = left.min(chunk.len());
+                    chunk.advance(step);
+                    left -= step;
+                    (!chunk.is_empty()).then(|| Chunk::plain(chunk))
+                })
+                .collect();
             if chunks.is_empty() {
                 return None;
             }
@@ -130,8 +137,11 @@ mod tests {
         (ours, theirs)
     }
 
-    fn chunks(parts: &[&'static [u8]]) -> Vec<Bytes> {
-        parts.iter().map(|p| Bytes::from_static(p)).collect()
+    fn chunks(parts: &[&'static [u8]]) -> Vec<Chunk> {
+        parts
+            .iter()
+            .map(|p| Chunk::plain(Bytes::from_static(p)))
+            .collect()
     }
 
     fn received(peer: &mut TcpStream, len: usize) -> Vec<u8> {
@@ -182,9 +192,15 @@ mod tests {
         outbox.attach(Some(ours.as_raw_fd()));
         let big = Bytes::from(vec![7u8; 64 << 20]);
         let left = outbox
-            .write_or_queue(vec![Bytes::from_static(b"head"), big.clone()], true)
+            .write_or_queue(
+                vec![
+                    Chunk::plain(Bytes::from_static(b"head")),
+                    Chunk::plain(big.clone()),
+                ],
+                true,
+            )
             .expect("a 64 MiB write does not fit in a socket buffer");
-        let left_len: usize = left.iter().map(Bytes::len).sum();
+        let left_len: usize = left.iter().map(Chunk::len).sum();
         assert!(left_len > 0 && left_len < big.len());
         assert_eq!(outbox.lock().queued, left.len());
         let sent = 4 + big.len() - left_len;
