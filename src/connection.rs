@@ -25,7 +25,8 @@ use crate::events::{self, Event, EventSink};
 use crate::landing::{Landing, Request};
 use crate::outbox::{Outbox, DIRECT_WRITE_MAX};
 use crate::protocol::{
-    opcode, Chunk, Diverted, Framer, Incoming, Limits, Parser, Role, MAX_CONTROL_PAYLOAD,
+    opcode, Chunk, Diverted, Framer, Incoming, Limits, Parser, Role, MASK_AT_WRITE_FROM,
+    MAX_CONTROL_PAYLOAD,
 };
 use crate::writer::{self, Outgoing};
 
@@ -231,7 +232,14 @@ impl Shared {
                 self.written(size);
                 Ok(size)
             }
-            Some(chunks) => {
+            Some(mut chunks) => {
+                if size < MASK_AT_WRITE_FROM {
+                    chunks = chunks
+                        .into_iter()
+                        .map(Chunk::into_plain)
+                        .map(Chunk::plain)
+                        .collect();
+                }
                 let count = chunks.len();
                 self.hand_over(size, count, Command::Message { chunks, size })
             }
@@ -1108,6 +1116,23 @@ mod tests {
             shared.send(false, Bytes::from_static(b"x")),
             Err(Error::BufferFull { .. })
         ));
+    }
+
+    #[test]
+    fn a_client_masks_smaller_messages_it_hands_over_and_leaves_larger_ones_to_the_writer() {
+        let (shared, mut rx) = Shared::new(Role::Client);
+        shared.set_open(true);
+        for (size, masked_later) in [(64 << 10, false), (MASK_AT_WRITE_FROM, true)] {
+            shared.send(false, Bytes::from(vec![1; size])).unwrap();
+            let Ok(Command::Message { chunks, .. }) = rx.try_recv() else {
+                panic!("the message is handed to the task");
+            };
+            assert_eq!(
+                chunks.iter().any(|c| c.mask.is_some()),
+                masked_later,
+                "{size}"
+            );
+        }
     }
 
     /// A client and a server session over an in-memory pipe: a message each

@@ -5,19 +5,19 @@
 //! thread hop and one wake-up of the I/O thread. When nothing is queued ahead
 //! of it, a message on a plain TCP socket is written at once by the thread
 //! that sends it, with a non-blocking write: the round trip loses a hop, and
-//! the I/O thread is left to read. What the socket does not take joins the
-//! queue, counted under the same lock, so that nothing overtakes it and no
-//! frame is ever cut by another.
+//! the I/O thread is left to read. A client masks such a message on the
+//! way, into a buffer its thread keeps for the purpose, not into a new copy.
+//! What the socket does not take joins the queue, counted under the same
+//! lock, so that nothing overtakes it and no frame is ever cut by another.
 //!
 //! Messages sent by handlers in a burst of events are the exception: the
 //! I/O thread writes them, many to a system call, while the Python thread
 //! goes on with the burst (see [`events::in_burst`](crate::events::in_burst)).
 
+use std::cell::RefCell;
 use std::io::IoSlice;
 use std::os::fd::RawFd;
 use std::sync::{Mutex, MutexGuard};
-
-use bytes::{Buf, Bytes};
 
 use crate::protocol::Chunk;
 
@@ -74,26 +74,22 @@ impl Outbox {
     }
 
     /// Writes `chunks` at once if `may_write`, nothing is queued and the
-    /// socket takes them (masked here, if they are to be); returns None
-    /// then, or what is left, already counted as queued, for the caller to
-    /// hand to the task.
+    /// socket takes them; returns None then, or what is left, already
+    /// counted as queued, for the caller to hand to the task. What is left
+    /// keeps its key: it is masked by whoever writes it.
     pub fn write_or_queue(&self, chunks: Vec<Chunk>, may_write: bool) -> Option<Vec<Chunk>> {
         let mut state = self.lock();
         let mut chunks = chunks;
         if let (true, 0, false, Some(socket)) =
             (may_write, state.queued, state.closed, state.socket)
         {
-            let plain: Vec<Bytes> = chunks.into_iter().map(Chunk::into_plain).collect();
-            let mut left = write_now(socket, &plain);
-            chunks = plain
-                .into_iter()
-                .filter_map(|mut chunk| {
-                    let step = left.min(chunk.len());
-                    chunk.advance(step);
-                    left -= step;
-                    (!chunk.is_empty()).then(|| Chunk::plain(chunk))
-                })
-                .collect();
+            let mut left = write_now(socket, &chunks);
+            chunks.retain_mut(|chunk| {
+                let step = left.min(chunk.len());
+                chunk.advance(step);
+                left -= step;
+                !chunk.is_empty()
+            });
             if chunks.is_empty() {
                 return None;
             }
@@ -103,10 +99,51 @@ impl Outbox {
     }
 }
 
-/// One non-blocking vectored write; 0 when the socket takes nothing now
-/// (full, or failed: the task's own read or write then reports why).
-fn write_now(socket: RawFd, chunks: &[Bytes]) -> usize {
-    let slices: Vec<IoSlice<'_>> = chunks.iter().take(64).map(|c| IoSlice::new(c)).collect();
+/// Most chunks in one write from a sending thread.
+const MAX_SLICES: usize = 64;
+
+thread_local! {
+    /// What a sending thread masks for its write: one buffer a thread, used
+    /// again for every message, so that masking costs no allocation and the
+    /// kernel copies from memory still in cache.
+    static MASKED: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// One non-blocking vectored write of `chunks`, masked on the way where
+/// they are to be; 0 when the socket takes nothing now (full, or failed:
+/// the task's own read or write then reports why).
+fn write_now(socket: RawFd, chunks: &[Chunk]) -> usize {
+    let chunks = &chunks[..chunks.len().min(MAX_SLICES)];
+    MASKED.with_borrow_mut(|masked| {
+        masked.clear();
+        let to_mask = chunks.iter().filter(|c| c.mask.is_some());
+        masked.reserve_exact(to_mask.clone().map(Chunk::len).sum());
+        for chunk in to_mask {
+            chunk.mask_into(0, chunk.len(), masked);
+        }
+        let mut rest = &masked[..];
+        let slices: Vec<IoSlice<'_>> = chunks
+            .iter()
+            .map(|chunk| match chunk.mask {
+                None => IoSlice::new(&chunk.bytes),
+                Some(_) => {
+                    let (this, after) = rest.split_at(chunk.len());
+                    rest = after;
+                    IoSlice::new(this)
+                }
+            })
+            .collect();
+        let written = send(socket, &slices);
+        // Only messages up to DIRECT_WRITE_MAX come here; anything more
+        // (a small outgoing_frame_size) is not kept.
+        if masked.capacity() > DIRECT_WRITE_MAX {
+            *masked = Vec::new();
+        }
+        written
+    })
+}
+
+fn send(socket: RawFd, slices: &[IoSlice<'_>]) -> usize {
     // SAFETY: the fd is the connection's open TCP socket: it is only used
     // under the outbox lock, and `detach` takes it out under that lock
     // before the stream that owns it is dropped. IoSlice has the layout of
@@ -125,6 +162,7 @@ fn write_now(socket: RawFd, chunks: &[Bytes]) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::Bytes;
     use std::io::Read;
     use std::net::{TcpListener, TcpStream};
     use std::os::fd::AsRawFd;
@@ -207,5 +245,43 @@ mod tests {
         let head = received(&mut theirs, sent);
         assert_eq!(&head[..4], b"head");
         assert!(head[4..].iter().all(|&b| b == 7));
+    }
+
+    #[test]
+    fn a_sending_thread_masks_what_it_writes_and_leaves_the_rest_to_be_masked() {
+        let (ours, mut theirs) = pair();
+        let outbox = Outbox::default();
+        outbox.attach(Some(ours.as_raw_fd()));
+        let masked = |len: usize| Chunk {
+            bytes: Bytes::from((0..len).map(|i| (i * 7) as u8).collect::<Vec<u8>>()),
+            mask: Some([1, 2, 3, 4]),
+        };
+        let small = masked(1_000);
+        assert!(outbox
+            .write_or_queue(
+                vec![Chunk::plain(Bytes::from_static(b"head")), small.clone()],
+                true
+            )
+            .is_none());
+        let mut expected = b"head".to_vec();
+        expected.extend_from_slice(&small.clone().into_plain());
+        assert_eq!(received(&mut theirs, expected.len()), expected);
+        assert_eq!(
+            small.bytes[1], 7,
+            "the caller's payload is never written into"
+        );
+        // More than the socket takes: what is left is queued unmasked, with
+        // its key turned to where the write stopped.
+        let big = masked(64 << 20);
+        let left = outbox
+            .write_or_queue(vec![big.clone()], true)
+            .expect("a 64 MiB write does not fit in a socket buffer");
+        assert_eq!(left.len(), 1);
+        assert!(left[0].mask.is_some());
+        let sent = big.len() - left[0].len();
+        let mut wire = received(&mut theirs, sent);
+        wire.extend_from_slice(&left[0].clone().into_plain());
+        assert_eq!(wire, big.into_plain());
+        assert!(MASKED.with_borrow(|m| m.capacity()) <= DIRECT_WRITE_MAX);
     }
 }
