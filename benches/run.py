@@ -105,6 +105,8 @@ ECHO_ROWS: dict[str, Echo] = {
     "mb-64k": Echo(64 * KiB, 8, "mbps"),
     "mb-16m": Echo(16 * MiB, 2, "mbps"),
 }
+# Echo row key -> the row of the library's CPU time per message on the same work.
+CPU_ROWS = {"mb-64k": "cpu-64k", "mb-16m": "cpu-16m"}
 # Latency: every one of these connections does 1 KiB round trips, one at a time.
 LATENCY_CONNECTIONS = 100
 BROADCAST_CLIENTS = 1000
@@ -159,6 +161,21 @@ GROUPS = [
         (
             Row("server/p50", "p50", higher_is_better=False),
             Row("server/p99", "p99", higher_is_better=False),
+        ),
+    ),
+    # Measured in the same runs as the MB/s rows. Steadier than rates on a
+    # small machine, where three busy threads on two cores make the rates
+    # depend on where the scheduler puts them: the figure to compare two
+    # builds by.
+    Group(
+        "cpu",
+        "CPU time per large message echoed, the library's whole process (all its threads)",
+        "µs per message",
+        (
+            Row("client/cpu-64k", "client, 64 KiB", higher_is_better=False),
+            Row("client/cpu-16m", "client, 16 MiB", higher_is_better=False),
+            Row("server/cpu-64k", "server, 64 KiB", higher_is_better=False),
+            Row("server/cpu-16m", "server, 16 MiB", higher_is_better=False),
         ),
     ),
 ]
@@ -302,31 +319,45 @@ def measure_client_side(lib: str, echo_url: str, s: Settings, failures: Failures
     script = LIBRARIES[lib][0]
     out: Measured = {}
     for key, work in ECHO_ROWS.items():
-        if not selected(s, f"client/{key}"):
+        rows = wanted(s, "client", key)
+        if not rows:
             continue
         mode = "rtt" if work.mode == "rtt" else "pipeline"
         argv = [sys.executable, str(LIBS / str(script)), "--url", echo_url, "--mode", mode]
         argv += ["--size", str(work.size), "--window", str(work.window), *s.timing()]
         try:
             result = run_once(argv, f"{lib}-client", s.timeout())
-            out[f"client/{key}"] = result[work.figure]
+            figures = {f"client/{key}": result[work.figure]}
+            if key in CPU_ROWS:
+                figures[f"client/{CPU_ROWS[key]}"] = result["cpu_us"]
+            out |= {row: figures[row] for row in rows}
         except BenchError as e:
-            failures[f"client/{key}"] = str(e)
+            failures |= dict.fromkeys(rows, str(e))
     return out
 
 
 def peer_echo_rows(url: str, prefix: str, s: Settings, failures: Failures, server: Child | None) -> Measured:
-    """The native client against an echo server at ``url``: rows 1-3."""
+    """The native client against an echo server at ``url``: rows 1-3, and the
+    server's CPU time per message (warm-up included, at the same rate)."""
     out: Measured = {}
     for key, work in ECHO_ROWS.items():
-        if not selected(s, f"{prefix}/{key}"):
+        # Against the native server (server is None) there is no library's CPU to measure.
+        rows = [r for r in wanted(s, prefix, key) if server is not None or r == f"{prefix}/{key}"]
+        if not rows:
             continue
         argv = [str(PEER), "client", "--url", url, "--mode", work.mode]
         argv += ["--size", str(work.size), "--window", str(work.window), *s.timing()]
         try:
-            out[f"{prefix}/{key}"] = run_once(argv, "peer", s.timeout())[work.figure]
+            used = server_cpu(server)
+            result = run_once(argv, "peer", s.timeout())
+            used = server_cpu(server) - used
+            msgs = result["msgs"] * (s.warmup + s.duration) / s.duration
+            figures = {f"{prefix}/{key}": result[work.figure]}
+            if key in CPU_ROWS and msgs:
+                figures[f"{prefix}/{CPU_ROWS[key]}"] = used / msgs * 1e6
+            out |= {row: figures[row] for row in rows if row in figures}
         except BenchError as e:
-            failures[f"{prefix}/{key}"] = explain(e, server)
+            failures |= dict.fromkeys(rows, explain(e, server))
         if server is not None and not server.alive:
             # Whatever comes next would fail too, for the same reason.
             failures.setdefault(f"{prefix}/{key}", f"the server died; see {server.log.name}")
@@ -348,6 +379,14 @@ def peer_latency(url: str, s: Settings, failures: Failures, server: Child | None
     return {"server/p50": result["p50_us"] / 1000, "server/p99": result["p99_us"] / 1000}
 
 
+def server_cpu(server: Child | None) -> float:
+    """CPU seconds the server process has used, all its threads (0 for none)."""
+    if server is None:
+        return 0.0
+    times = psutil.Process(server.proc.pid).cpu_times()
+    return float(times.user + times.system)
+
+
 def explain(error: BenchError, server: Child | None) -> str:
     if server is not None and not server.alive:
         return f"{error} (the server exited; see {server.log.name})"
@@ -356,11 +395,11 @@ def explain(error: BenchError, server: Child | None) -> str:
 
 def measure_server_side(lib: str, s: Settings, failures: Failures) -> Measured:
     out: Measured = {}
-    if any(selected(s, f"server/{k}") for k in [*ECHO_ROWS, "p50"]):
+    if any(selected(s, f"server/{k}") for k in [*ECHO_ROWS, *CPU_ROWS.values(), "p50"]):
         try:
             server, url = start_server(library_server(lib, "--mode", "echo"), f"{lib}-server")
         except BenchError as e:
-            for key in [*ECHO_ROWS, "p50", "p99"]:
+            for key in [*ECHO_ROWS, *CPU_ROWS.values(), "p50", "p99"]:
                 failures[f"server/{key}"] = f"server did not start: {e}"
         else:
             try:
@@ -447,6 +486,12 @@ def settle(sample: Callable[[], int], quiet: float = 1.0, limit: float = 30.0) -
 
 def selected(s: Settings, row_key: str) -> bool:
     return any(row_key in {r.key for r in g.rows} for g in GROUPS if g.key in s.groups)
+
+
+def wanted(s: Settings, side: str, key: str) -> list[str]:
+    """The selected rows that one run of the echo workload ``key`` measures on ``side``."""
+    rows = [f"{side}/{key}"] + ([f"{side}/{CPU_ROWS[key]}"] if key in CPU_ROWS else [])
+    return [row for row in rows if selected(s, row)]
 
 
 # -- the whole run

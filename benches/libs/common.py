@@ -7,7 +7,8 @@ to run.py in JSON lines on stdout:
 client:  ``--url U --mode rtt|pipeline --size B --window W --warmup S --duration S``
          runs echo round trips against the peer's echo server, keeping ``window``
          messages in flight (rtt is a window of one), and prints
-         ``{"msgs", "secs", "rate", "mbps"}`` for the measured part.
+         ``{"msgs", "secs", "rate", "mbps", "cpu_us"}`` for the measured part
+         (``cpu_us``: the process's CPU time per message, all its threads).
 server:  ``--port P --mode echo|broadcast [--clients N --messages M --size B]``
          prints ``{"event": "listening", "port": P}``, then echoes every message
          (``echo``), or, once ``clients`` clients are connected, sends each of
@@ -78,7 +79,8 @@ class Meter:
     """Counts echoes after the warm-up, until the measured time is over.
 
     ``tick()`` is called once per echo received and says whether to go on. The
-    clock is read on every message, which costs every library the same.
+    clock is read on every message, which costs every library the same; the
+    process's CPU time only when the measured window opens and closes.
     """
 
     def __init__(self, args: argparse.Namespace) -> None:
@@ -87,6 +89,7 @@ class Meter:
         self.duration = args.duration
         self.began = 0.0
         self.ended = 0.0
+        self.cpu = 0.0
         self.count = 0
 
     def tick(self) -> bool:
@@ -95,10 +98,12 @@ class Meter:
             # The first echo after the warm-up opens the measured window.
             if now >= self.warm_until:
                 self.began = now
+                self.cpu = time.process_time()
             return True
         self.count += 1
         if now - self.began >= self.duration:
             self.ended = now
+            self.cpu = time.process_time() - self.cpu
             return False
         return True
 
@@ -109,4 +114,5 @@ class Meter:
             secs=round(secs, 6),
             rate=self.count / secs,
             mbps=self.count * self.size / secs / 1e6,
+            cpu_us=self.cpu / self.count * 1e6,
         )
