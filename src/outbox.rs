@@ -20,6 +20,7 @@ use std::os::fd::RawFd;
 use std::sync::{Mutex, MutexGuard};
 
 use crate::protocol::Chunk;
+use crate::writer::MAX_SLICES;
 
 /// Largest message a sending thread writes itself: 64 KiB. The write is a
 /// non-blocking system call made with the GIL held, so it stays short;
@@ -77,9 +78,8 @@ impl Outbox {
     /// socket takes them; returns None then, or what is left, already
     /// counted as queued, for the caller to hand to the task. What is left
     /// keeps its key: it is masked by whoever writes it.
-    pub fn write_or_queue(&self, chunks: Vec<Chunk>, may_write: bool) -> Option<Vec<Chunk>> {
+    pub fn write_or_queue(&self, mut chunks: Vec<Chunk>, may_write: bool) -> Option<Vec<Chunk>> {
         let mut state = self.lock();
-        let mut chunks = chunks;
         if let (true, 0, false, Some(socket)) =
             (may_write, state.queued, state.closed, state.socket)
         {
@@ -98,9 +98,6 @@ impl Outbox {
         Some(chunks)
     }
 }
-
-/// Most chunks in one write from a sending thread.
-const MAX_SLICES: usize = 64;
 
 thread_local! {
     /// What a sending thread masks for its write: one buffer a thread, used

@@ -13,7 +13,7 @@ use crate::events::EventSink;
 use crate::protocol::Chunk;
 
 /// Most chunks in one vectored write (Linux takes up to 1024).
-const MAX_SLICES: usize = 64;
+pub const MAX_SLICES: usize = 64;
 
 /// Most queued chunks taken for one batch, whose writes are reported together.
 const MAX_BATCH: usize = 256;
