@@ -395,12 +395,13 @@ def explain(error: BenchError, server: Child | None) -> str:
 
 def measure_server_side(lib: str, s: Settings, failures: Failures) -> Measured:
     out: Measured = {}
-    if any(selected(s, f"server/{k}") for k in [*ECHO_ROWS, *CPU_ROWS.values(), "p50"]):
+    # The rows measured against the library's echo server.
+    echo_rows = [f"server/{k}" for k in [*ECHO_ROWS, *CPU_ROWS.values(), "p50", "p99"]]
+    if any(selected(s, row) for row in echo_rows):
         try:
             server, url = start_server(library_server(lib, "--mode", "echo"), f"{lib}-server")
         except BenchError as e:
-            for key in [*ECHO_ROWS, *CPU_ROWS.values(), "p50", "p99"]:
-                failures[f"server/{key}"] = f"server did not start: {e}"
+            failures |= dict.fromkeys(echo_rows, f"server did not start: {e}")
         else:
             try:
                 # Latency before the large messages, which leave big buffers behind.

@@ -89,7 +89,9 @@ class Meter:
         self.duration = args.duration
         self.began = 0.0
         self.ended = 0.0
-        self.cpu = 0.0
+        # The process's CPU time when the window opened, then what it used in it.
+        self.cpu_began = 0.0
+        self.cpu_used = 0.0
         self.count = 0
 
     def tick(self) -> bool:
@@ -98,12 +100,12 @@ class Meter:
             # The first echo after the warm-up opens the measured window.
             if now >= self.warm_until:
                 self.began = now
-                self.cpu = time.process_time()
+                self.cpu_began = time.process_time()
             return True
         self.count += 1
         if now - self.began >= self.duration:
             self.ended = now
-            self.cpu = time.process_time() - self.cpu
+            self.cpu_used = time.process_time() - self.cpu_began
             return False
         return True
 
@@ -114,5 +116,5 @@ class Meter:
             secs=round(secs, 6),
             rate=self.count / secs,
             mbps=self.count * self.size / secs / 1e6,
-            cpu_us=self.cpu / self.count * 1e6,
+            cpu_us=self.cpu_used / self.count * 1e6,
         )
