@@ -636,10 +636,12 @@ unsafe fn mask_words(src: *const u8, out: *mut u8, len: usize, mask: [u8; 4]) {
 /// as they are, or a slice of a client's payload with the key it is still to
 /// be masked with.
 ///
-/// A client masks a large payload only as it writes it, a little at a time
-/// into a small buffer that stays in cache, instead of into a masked copy of
-/// the whole message: for a 16 MiB message the copy cost 16 MiB more memory,
-/// a pass through it, and the sending thread's time. The caller's object is
+/// A client masks a payload as it writes it, into a small buffer that stays
+/// in cache (the writer's, a piece at a time, or the sending thread's),
+/// instead of into a masked copy of the whole message: for a 16 MiB message
+/// the copy cost 16 MiB more memory, a pass through it, and the sending
+/// thread's time. Only a message under [`MASK_AT_WRITE_FROM`] that is handed
+/// to the I/O thread is masked into a copy first. The caller's object is
 /// never written into.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Chunk {
