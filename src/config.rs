@@ -39,6 +39,18 @@ pub const MAX_PENDING_EVENT_BYTES: usize = 16 << 20;
 /// Python thread that asks for the object.
 pub const LAND_FROM: usize = 1 << 20;
 
+/// Binary messages from 8 KiB (up to `LAND_FROM`) are copied by the I/O
+/// thread, right after it read them, into a blank `bytes` made ahead of time
+/// (see `landing::Spares`). Below it the copy is too short for the other
+/// core's cache to matter.
+pub const SPARE_FROM: usize = 8 << 10;
+
+/// Most bytes of blank `bytes` objects one event queue keeps ready for
+/// messages to be copied into: 2 MiB, enough for a window of messages just
+/// under `LAND_FROM` or thirty-two of 64 KiB. They are made only for sizes
+/// that recur, and the oldest go first when blanks of a new size need room.
+pub const MAX_SPARE_BYTES: usize = 2 << 20;
+
 /// Smallest read: 1 KiB. What an idle connection's read buffer holds, so
 /// that ten thousand idle connections cost little; small messages fit whole.
 pub const MIN_READ_SIZE: usize = 1 << 10;

@@ -752,7 +752,7 @@ impl Session<'_> {
     fn incoming(&mut self, event: Incoming) -> Option<End> {
         let event = match event {
             Incoming::Text(text) => Event::Text(text),
-            Incoming::Binary(data) => Event::Binary(data),
+            Incoming::Binary(data) => self.events.binary(data),
             Incoming::TextFrame { text, last } => Event::TextFrame { text, last },
             Incoming::BinaryFrame { data, last } => Event::BinaryFrame { data, last },
             Incoming::Ping(payload) => {

@@ -23,7 +23,7 @@ use tokio::sync::{oneshot, Notify};
 use crate::config::{EVENT_SPIN, MAX_PENDING_EVENT_BYTES};
 use crate::connection::{Connection, Endpoints, Shared};
 use crate::handshake::Headers;
-use crate::landing::{Landing, Request};
+use crate::landing::{Landing, Request, Spares};
 use crate::protocol::{Binary, Text};
 use crate::proxy::{Credentials, ProxyAuthenticator};
 use crate::server::OriginAuthenticator;
@@ -262,6 +262,8 @@ struct Inner {
     drained: Notify,
     /// Whether `pending` holds events: what a spinning thread watches, lock-free.
     filled: AtomicBool,
+    /// Blank bytes objects for the I/O threads to copy messages into.
+    spares: Spares,
 }
 
 impl Inner {
@@ -379,6 +381,19 @@ impl EventSink {
             }
             pending.events.push((self.id, event));
         });
+    }
+
+    /// The event for a binary message: copied now into a blank bytes object
+    /// if one of its size is ready, else left for the Python thread to copy.
+    pub fn binary(&self, message: Binary) -> Event {
+        match self.inner.spares.take(message.len()) {
+            Some(mut blank) => {
+                // SAFETY: the blank holds exactly message.len() bytes.
+                unsafe { message.write_to(blank.as_mut_slice().as_mut_ptr()) };
+                Event::Landed(blank)
+            }
+            None => Event::Binary(message),
+        }
     }
 
     /// Asks the Python thread for a bytes object to read a message into.
@@ -526,6 +541,7 @@ impl EventQueue {
                 weight: AtomicUsize::new(0),
                 drained: Notify::new(),
                 filled: AtomicBool::new(false),
+                spares: Spares::default(),
             }),
             wake_reader,
         })
@@ -546,6 +562,7 @@ impl EventQueue {
             let mut pending = self.inner.lock();
             self.inner.take(&mut pending)
         };
+        self.inner.spares.refill(|len| Landing::new(py, len).ok());
         batch.into_py(py)
     }
 
@@ -571,6 +588,7 @@ impl EventQueue {
             pending.sleepers -= 1;
             inner.take(&mut pending)
         });
+        self.inner.spares.refill(|len| Landing::new(py, len).ok());
         batch.into_py(py)
     }
 

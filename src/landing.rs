@@ -10,8 +10,17 @@
 //! whole. Until the Python thread answers (it may be busy in a handler), the
 //! message keeps arriving into our buffer, and a message that arrives whole
 //! before the answer takes the usual way.
+//!
+//! Messages from [`SPARE_FROM`](crate::config::SPARE_FROM) bytes up to that
+//! size are copied by the I/O thread into a blank `bytes` that the Python
+//! thread made ahead of time (see [`Spares`]), while the message is still in
+//! the I/O thread's cache: otherwise the Python thread reads it from the other
+//! core, and in an echo the I/O thread reads it back once more to send it.
 
-use std::sync::{Arc, Mutex};
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::config::{LAND_FROM, MAX_SPARE_BYTES, SPARE_FROM};
 
 use pyo3::ffi;
 use pyo3::prelude::*;
@@ -107,5 +116,204 @@ impl Request {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .take()
+    }
+}
+
+/// What a [`Spares`] pool holds: something with a length that is made and
+/// dropped on the Python thread ([`Landing`]; plain buffers in tests).
+pub trait Blank {
+    /// Its length in bytes.
+    fn size(&self) -> usize;
+}
+
+impl Blank for Landing {
+    fn size(&self) -> usize {
+        self.len
+    }
+}
+
+/// Blank `bytes` objects of the sizes that messages have lately had, made
+/// by the Python thread of one event queue for its I/O threads to fill.
+///
+/// Each message the I/O thread fills one for asks for the next of its size,
+/// as does a message of the same size as the last that found none; the
+/// Python thread makes what was asked for whenever it takes its events. A
+/// steady stream of messages of one size thus finds a blank ready for each,
+/// and messages of ever new sizes cost nothing but a look. Beyond
+/// [`MAX_SPARE_BYTES`] the oldest blanks go, so that a queue never holds more.
+pub struct Spares<B = Landing> {
+    state: Mutex<SpareState<B>>,
+}
+
+struct SpareState<B> {
+    /// Ready to fill, oldest first.
+    blanks: VecDeque<B>,
+    /// What `blanks` hold in all.
+    bytes: usize,
+    /// The sizes to make a blank of, one each.
+    wanted: Vec<usize>,
+    /// What `wanted` adds up to.
+    wanted_bytes: usize,
+    /// The size of the last message that found no blank.
+    missed: usize,
+}
+
+impl<B> Default for Spares<B> {
+    fn default() -> Self {
+        Spares {
+            state: Mutex::new(SpareState {
+                blanks: VecDeque::new(),
+                bytes: 0,
+                wanted: Vec::new(),
+                wanted_bytes: 0,
+                missed: 0,
+            }),
+        }
+    }
+}
+
+impl<B: Blank> Spares<B> {
+    fn lock(&self) -> MutexGuard<'_, SpareState<B>> {
+        // Nothing here is left half-changed by a panic.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A blank of exactly `len` bytes, if one is ready; only messages from
+    /// [`SPARE_FROM`] up to [`LAND_FROM`] take one.
+    pub fn take(&self, len: usize) -> Option<B> {
+        if !(SPARE_FROM..LAND_FROM).contains(&len) {
+            return None;
+        }
+        let mut state = self.lock();
+        let found = state.blanks.iter().position(|b| b.size() == len);
+        let again = match found {
+            Some(_) => true,
+            None => std::mem::replace(&mut state.missed, len) == len,
+        };
+        // More than a queue's worth would only be made to be dropped.
+        if again && state.wanted_bytes + len <= MAX_SPARE_BYTES {
+            state.wanted.push(len);
+            state.wanted_bytes += len;
+        }
+        let blank = state.blanks.remove(found?)?;
+        state.bytes -= len;
+        Some(blank)
+    }
+
+    /// Makes the blanks asked for with `make` (None: it could not, and the
+    /// message takes the usual way), and drops the oldest beyond the bound.
+    /// Called on the Python thread, which alone may create and free objects.
+    pub fn refill(&self, mut make: impl FnMut(usize) -> Option<B>) {
+        let wanted = {
+            let mut state = self.lock();
+            state.wanted_bytes = 0;
+            std::mem::take(&mut state.wanted)
+        };
+        if wanted.is_empty() {
+            return;
+        }
+        let made: Vec<B> = wanted.into_iter().filter_map(&mut make).collect();
+        let mut dropped = Vec::new();
+        let mut state = self.lock();
+        for blank in made {
+            state.bytes += blank.size();
+            state.blanks.push_back(blank);
+        }
+        while state.bytes > MAX_SPARE_BYTES {
+            let Some(old) = state.blanks.pop_front() else {
+                break;
+            };
+            state.bytes -= old.size();
+            dropped.push(old);
+        }
+        drop(state);
+        // Dropped here, by the caller's thread, not under the lock.
+        drop(dropped);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    impl Blank for Vec<u8> {
+        fn size(&self) -> usize {
+            self.len()
+        }
+    }
+
+    fn refill(spares: &Spares<Vec<u8>>) -> Vec<usize> {
+        let mut made = Vec::new();
+        spares.refill(|len| {
+            made.push(len);
+            Some(vec![0; len])
+        });
+        made
+    }
+
+    #[test]
+    fn a_size_that_recurs_finds_a_blank_for_each_message() {
+        let spares = Spares::<Vec<u8>>::default();
+        let size = 64 << 10;
+        assert!(spares.take(size).is_none());
+        assert!(
+            refill(&spares).is_empty(),
+            "one message of a size asks for nothing"
+        );
+        assert!(spares.take(size).is_none());
+        assert_eq!(refill(&spares), [size], "the second of a size asks for one");
+        // From here on, each message takes a blank and asks for the next.
+        for _ in 0..100 {
+            assert_eq!(spares.take(size).map(|b| b.len()), Some(size));
+            assert_eq!(refill(&spares), [size]);
+        }
+        // Several messages between two refills: as many blanks as they took.
+        assert!(spares.take(size).is_some());
+        assert!(spares.take(size).is_none());
+        assert_eq!(refill(&spares), [size, size]);
+        assert!(spares.take(size).is_some() && spares.take(size).is_some());
+    }
+
+    #[test]
+    fn sizes_that_do_not_recur_or_are_out_of_range_cost_no_blank() {
+        let spares = Spares::<Vec<u8>>::default();
+        for len in (SPARE_FROM..SPARE_FROM + 100).chain([SPARE_FROM - 1, LAND_FROM, 1, 0]) {
+            assert!(spares.take(len).is_none());
+        }
+        assert!(spares.take(LAND_FROM).is_none());
+        assert!(spares.take(SPARE_FROM - 1).is_none());
+        assert!(refill(&spares).is_empty());
+        // A blank of another size is no use: exact sizes only.
+        spares.take(SPARE_FROM * 2);
+        spares.take(SPARE_FROM * 2);
+        refill(&spares);
+        assert!(spares.take(SPARE_FROM * 2 + 1).is_none());
+        assert_eq!(spares.lock().blanks.len(), 1);
+    }
+
+    #[test]
+    fn a_queue_never_holds_more_than_its_bound_and_drops_the_oldest() {
+        let spares = Spares::<Vec<u8>>::default();
+        let size = LAND_FROM - 1;
+        // A burst asks for blanks up to the bound, not one per message.
+        spares.take(size);
+        for _ in 0..100 {
+            spares.take(size);
+        }
+        let made = refill(&spares);
+        assert_eq!(made.len(), MAX_SPARE_BYTES / size);
+        // Another size comes into use: its blanks push the old ones out.
+        let small = SPARE_FROM;
+        for _ in 0..=MAX_SPARE_BYTES / small {
+            spares.take(small);
+        }
+        refill(&spares);
+        let state = spares.lock();
+        assert!(state.bytes <= MAX_SPARE_BYTES);
+        assert_eq!(
+            state.bytes,
+            state.blanks.iter().map(Vec::len).sum::<usize>()
+        );
+        assert!(state.blanks.iter().all(|b| b.len() == small));
     }
 }

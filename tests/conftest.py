@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import struct
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -65,6 +66,17 @@ def recorder() -> Callable[[], Recorder]:
 def _collect() -> Iterator[None]:
     yield
     gc.collect()
+
+
+# Runs of one size, as a stream sends them, with sizes on both sides of where
+# wsbind starts copying messages into bytes objects made ahead of time (8 KiB
+# up to 1 MiB), and a change of size midway.
+STREAM_SIZES = [64 << 10] * 40 + [8 << 10] * 12 + [(8 << 10) - 1] * 3 + [(1 << 20) - 1] * 5 + [64 << 10] * 12
+
+
+def numbered(index: int, size: int) -> bytes:
+    """A message of `size` bytes that says which it is throughout."""
+    return struct.pack("!I", index) * (size // 4) + b"z" * (size % 4)
 
 
 # -- real peers

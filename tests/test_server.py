@@ -10,7 +10,7 @@ import pytest
 import websockets
 from websockets.sync.client import connect
 
-from conftest import Recorder, wait_until
+from conftest import STREAM_SIZES, TIMEOUT, Recorder, numbered, wait_until
 from wsbind import Status, WebSocket, WebSocketServer
 
 
@@ -53,6 +53,17 @@ def test_echo_with_websockets_client(servers: Any, message: Any) -> None:
     with connect(server.url, max_size=None) as client:
         client.send(message)
         assert client.recv(timeout=15) == message
+
+
+def test_a_stream_of_same_sized_messages_is_echoed_whole_and_in_order(servers: Any) -> None:
+    """Runs of one size from a client, sent without waiting, come back one by one, in order."""
+    server, _ = echo_server(servers)
+    sent = [numbered(i, size) for i, size in enumerate(STREAM_SIZES)]
+    with connect(server.url, max_size=None) as client:
+        for message in sent:
+            client.send(message)
+        received = [client.recv(timeout=TIMEOUT) for _ in sent]
+    assert received == sent
 
 
 def test_client_connected_gives_an_open_active_socket_with_the_request(servers: Any) -> None:

@@ -12,7 +12,16 @@ from typing import Any
 import pytest
 
 import wsbind
-from conftest import Recorder, echo, open_socket, recording_closes, wait_until, websockets_server
+from conftest import (
+    STREAM_SIZES,
+    Recorder,
+    echo,
+    numbered,
+    open_socket,
+    recording_closes,
+    wait_until,
+    websockets_server,
+)
 from rawpeer import CLOSE, raw_websocket_server, read_frame
 from wsbind import NotOpenError, Status, WebSocket
 
@@ -71,6 +80,19 @@ def test_masking_never_writes_into_the_callers_object(sockets: Any, echo_url: st
     assert text.wait() == [string]
     assert data == bytes(range(256)) * (size // 256) + b"x" * (size % 256)
     assert string == "abé" * (size // 4)
+
+
+def test_runs_of_same_sized_messages_arrive_whole_and_in_order(sockets: Any, echo_url: str) -> None:
+    """Each message of a stream arrives as its own bytes object of its own size, in order."""
+    got = Recorder()
+    ws = open_socket(sockets, echo_url, on_binary_message_received=got)
+    sent = [numbered(i, size) for i, size in enumerate(STREAM_SIZES)]
+    for message in sent:
+        ws.send_binary_message(message)
+    received = got.wait(len(sent))
+    assert [len(m) for m in received] == STREAM_SIZES
+    assert received == sent
+    assert all(type(m) is bytes for m in received)
 
 
 def test_sending_is_thread_safe_and_keeps_each_threads_order(sockets: Any, echo_url: str) -> None:
