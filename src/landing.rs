@@ -1,4 +1,4 @@
-//! Large binary messages read straight into the `bytes` object Python gets.
+//! Binary messages written straight into the `bytes` object Python gets.
 //!
 //! A message is otherwise received into a buffer of ours and copied into a
 //! new `bytes` by the Python thread: for a 16 MiB message, a second pass over
@@ -11,8 +11,8 @@
 //! message keeps arriving into our buffer, and a message that arrives whole
 //! before the answer takes the usual way.
 //!
-//! Messages from [`SPARE_FROM`](crate::config::SPARE_FROM) bytes up to that
-//! size are copied by the I/O thread into a blank `bytes` that the Python
+//! Smaller messages, from [`SPARE_FROM`](crate::config::SPARE_FROM) bytes,
+//! are copied by the I/O thread into a blank `bytes` that the Python
 //! thread made ahead of time (see [`Spares`]), while the message is still in
 //! the I/O thread's cache: otherwise the Python thread reads it from the other
 //! core, and in an echo the I/O thread reads it back once more to send it.
@@ -20,10 +20,10 @@
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use crate::config::{LAND_FROM, MAX_SPARE_BYTES, SPARE_FROM};
-
 use pyo3::ffi;
 use pyo3::prelude::*;
+
+use crate::config::{LAND_FROM, MAX_SPARE_BYTES, SPARE_FROM};
 
 /// A new Python `bytes` object that nothing else refers to yet, open for
 /// writing until it is handed to Python.
