@@ -3,6 +3,8 @@
     make bench                      # builds the peer and a release wheel, then runs this
     .venv-bench/bin/python benches/run.py [--quick] [--runs N] [--libs wsbind,picows] [--groups rtt,memory]
     .venv-bench/bin/python benches/run.py --report-only   # table and plots again, from results.json
+    .venv-bench/bin/python benches/run.py --libs wsbind,picows --groups mbps --build new=DIR
+                                    # and a second build of wsbind, unpacked in DIR, in a column "new"
 
 Each library's side runs in a process of its own (``benches/libs/<lib>_client.py``
 and ``<lib>_server.py``, see ``libs/common.py``); the other side is always the
@@ -59,6 +61,9 @@ BASELINE = "picows"
 # The peer against itself: what the machine can do with no Python at all.
 NATIVE = "native"
 COLUMNS = [*LIBRARIES, NATIVE]
+# Column -> the folder that holds another build of wsbind (--build), put
+# first on the path of that column's scripts.
+BUILDS: dict[str, Path] = {}
 
 KiB, MiB = 1024, 1024 * 1024
 # The report's typography, named so that they read as meant.
@@ -195,6 +200,8 @@ class Settings:
     libs: list[str]
     groups: list[str]
     notes: list[str] = field(default_factory=list)
+    # --build: column -> folder.
+    builds: dict[str, str] = field(default_factory=dict)
 
     def timing(self) -> list[str]:
         return ["--warmup", str(self.warmup), "--duration", str(self.duration)]
@@ -301,10 +308,24 @@ def start_server(argv: list[str], log_name: str) -> tuple[Child, str]:
     return server, f"ws://127.0.0.1:{port}/"
 
 
+def python(lib: str) -> list[str]:
+    """How a library's script starts: another build of wsbind first on the path."""
+    build = BUILDS.get(lib)
+    return [sys.executable] if build is None else ["env", f"PYTHONPATH={build}", sys.executable]
+
+
 def library_server(lib: str, *args: str) -> list[str]:
     script = LIBRARIES[lib][1]
     assert script is not None
-    return [sys.executable, str(LIBS / script), *args]
+    return [*python(lib), str(LIBS / script), *args]
+
+
+def add_builds(builds: dict[str, str]) -> None:
+    """Adds a column that runs wsbind's scripts for each other build of wsbind."""
+    for name, folder in builds.items():
+        LIBRARIES[name] = LIBRARIES["wsbind"]
+        BUILDS[name] = Path(folder)
+        COLUMNS.insert(COLUMNS.index(NATIVE), name)
 
 
 # -- measurements: each returns {row key: value} for one library, one run
@@ -323,7 +344,7 @@ def measure_client_side(lib: str, echo_url: str, s: Settings, failures: Failures
         if not rows:
             continue
         mode = "rtt" if work.mode == "rtt" else "pipeline"
-        argv = [sys.executable, str(LIBS / str(script)), "--url", echo_url, "--mode", mode]
+        argv = [*python(lib), str(LIBS / str(script)), "--url", echo_url, "--mode", mode]
         argv += ["--size", str(work.size), "--window", str(work.window), *s.timing()]
         try:
             result = run_once(argv, f"{lib}-client", s.timeout())
@@ -700,6 +721,10 @@ def plot(results: Results, s: Settings) -> list[Path]:
         "websocket-client": "#8c564b",
         NATIVE: "#7f7f7f",
     }
+    # Other builds of wsbind (--build), in shades of wsbind's red.
+    shades = ["#ff9896", "#e377c2", "#f7b6d2"]
+    for i, build in enumerate(BUILDS):
+        colours[build] = shades[i % len(shades)]
     written = []
     for group in GROUPS:
         if group.key not in s.groups:
@@ -775,6 +800,9 @@ def environment(quick: bool) -> dict[str, Any]:
     )
     versions = {}
     for name in ["wsbind", *[n for n in LIBRARIES if n != "wsbind"]]:
+        if name in BUILDS:
+            versions[name] = f"wsbind built in {BUILDS[name]}"
+            continue
         try:
             versions[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:
@@ -823,16 +851,33 @@ def main() -> None:
         help=f"idle connections for the memory row (default {MEMORY_CONNECTIONS:,})",
     )
     parser.add_argument(
+        "--build",
+        action="append",
+        default=[],
+        metavar="NAME=DIR",
+        help="also measure the wsbind unpacked in DIR (a wheel's contents), as column NAME: "
+        "two builds in one interleaved run",
+    )
+    parser.add_argument(
         "--report-only", action="store_true", help="rewrite results.md and the plots from results.json"
     )
     args = parser.parse_args()
     if args.report_only:
         saved = json.loads(RESULTS.joinpath("results.json").read_text())
-        report(
-            Results(saved["samples"], saved["failures"]), Settings(**saved["settings"]), saved["environment"]
-        )
+        settings = Settings(**saved["settings"])
+        add_builds(settings.builds)
+        report(Results(saved["samples"], saved["failures"]), settings, saved["environment"])
         return
-    libs = [lib for lib in args.libs.split(",") if lib]
+    builds = {}
+    for build in args.build:
+        name, _, folder = build.partition("=")
+        if not folder or not Path(folder, "wsbind").is_dir():
+            parser.error(f"--build takes NAME=DIR, DIR holding a wsbind package, not {build!r}")
+        if name in LIBRARIES or name == NATIVE:
+            parser.error(f"--build {name!r}: that name is taken")
+        builds[name] = str(Path(folder).resolve())
+    add_builds(builds)
+    libs = [lib for lib in args.libs.split(",") if lib] + list(builds)
     groups = [g for g in args.groups.split(",") if g]
     for name in libs:
         if name not in LIBRARIES:
@@ -850,6 +895,7 @@ def main() -> None:
         broadcast_messages=100 if args.quick else 1000,
         libs=libs,
         groups=groups,
+        builds=builds,
     )
     usable = raise_file_limit(settings.memory_connections)
     if usable < settings.memory_connections:
