@@ -293,12 +293,14 @@ struct Batch {
 }
 
 impl Batch {
-    /// Fulfils the requests first (the I/O thread waits for them), then
-    /// turns the events into `(id, kind, payload)` tuples.
-    fn into_py(self, py: Python<'_>) -> PyResult<Bound<'_, PyList>> {
+    /// Makes the bytes objects the I/O threads asked for first (the
+    /// requests, which they wait for, and the spares), then turns the
+    /// events into `(id, kind, payload)` tuples.
+    fn into_py<'py>(self, py: Python<'py>, spares: &Spares) -> PyResult<Bound<'py, PyList>> {
         for request in self.requests {
             request.fulfil(py);
         }
+        spares.refill(|len| Landing::new(py, len).ok());
         IN_BURST.set(self.events.len() > 1);
         let list = PyList::empty(py);
         for (id, event) in self.events {
@@ -562,8 +564,7 @@ impl EventQueue {
             let mut pending = self.inner.lock();
             self.inner.take(&mut pending)
         };
-        self.inner.spares.refill(|len| Landing::new(py, len).ok());
-        batch.into_py(py)
+        batch.into_py(py, &self.inner.spares)
     }
 
     /// Blocks, without the GIL, until events arrive, `timeout` seconds pass or
@@ -588,8 +589,7 @@ impl EventQueue {
             pending.sleepers -= 1;
             inner.take(&mut pending)
         });
-        self.inner.spares.refill(|len| Landing::new(py, len).ok());
-        batch.into_py(py)
+        batch.into_py(py, &self.inner.spares)
     }
 
     /// Wakes every waiter for good; later events are dropped.

@@ -280,6 +280,7 @@ mod tests {
         for len in (SPARE_FROM..SPARE_FROM + 100).chain([SPARE_FROM - 1, LAND_FROM, 1, 0]) {
             assert!(spares.take(len).is_none());
         }
+        // Out of range even when the size comes again.
         assert!(spares.take(LAND_FROM).is_none());
         assert!(spares.take(SPARE_FROM - 1).is_none());
         assert!(refill(&spares).is_empty());
