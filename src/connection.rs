@@ -928,6 +928,12 @@ pub async fn run<S>(
     // then, once it came, the message being read into it (see `landing`).
     let mut requested: Option<Arc<Request>> = None;
     let mut diverting: Option<(Landing, Diverted)> = None;
+    // One timer for the connection's life, moved only when the deadline
+    // does: a timer made anew each pass cost a trip through tokio's timer
+    // wheel, under its lock, for every message.
+    let timer = sleep_until(Instant::now());
+    tokio::pin!(timer);
+    let mut timer_set: Option<Instant> = None;
     let end = 'run: loop {
         loop {
             match parser.next_event() {
@@ -960,6 +966,10 @@ pub async fn run<S>(
         }
         let room = events.has_room();
         let deadline = session.deadline();
+        if let Some(at) = deadline.filter(|&at| timer_set != Some(at)) {
+            timer.as_mut().reset(at);
+            timer_set = Some(at);
+        }
         // Without it a full buffer would grow by 64 bytes a read. Not while
         // it holds the start of a large frame, which the parser has made
         // room for: growing it then would copy all that came so far.
@@ -1014,7 +1024,8 @@ pub async fn run<S>(
                 Err(e) => break End::Failed(Failure::new(ABNORMAL_CLOSURE, format!("connection lost: {e}"))),
             },
             () = events.wait_for_room(), if !room => {}
-            () = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
+            () = &mut timer, if deadline.is_some() => {
+                timer_set = None;
                 if let Some(end) = session.timer() {
                     break end;
                 }
