@@ -138,7 +138,12 @@ where
         }
         while !unwritten.is_empty() {
             unwritten.prepare();
-            let written = writer.write_vectored(&unwritten.slices()).await?;
+            let written = match unwritten.slices().as_slice() {
+                // One piece (a small message, framed by copying): a plain
+                // send, which costs the kernel less than a vectored write.
+                [one] => writer.write(one).await?,
+                many => writer.write_vectored(many).await?,
+            };
             if written == 0 {
                 return Err(std::io::ErrorKind::WriteZero.into());
             }
