@@ -933,7 +933,6 @@ pub async fn run<S>(
     // wheel, under its lock, for every message.
     let timer = sleep_until(Instant::now());
     tokio::pin!(timer);
-    let mut timer_set: Option<Instant> = None;
     let end = 'run: loop {
         loop {
             match parser.next_event() {
@@ -966,9 +965,8 @@ pub async fn run<S>(
         }
         let room = events.has_room();
         let deadline = session.deadline();
-        if let Some(at) = deadline.filter(|&at| timer_set != Some(at)) {
+        if let Some(at) = deadline.filter(|&at| timer.deadline() != at) {
             timer.as_mut().reset(at);
-            timer_set = Some(at);
         }
         // Without it a full buffer would grow by 64 bytes a read. Not while
         // it holds the start of a large frame, which the parser has made
@@ -1025,7 +1023,6 @@ pub async fn run<S>(
             },
             () = events.wait_for_room(), if !room => {}
             () = &mut timer, if deadline.is_some() => {
-                timer_set = None;
                 if let Some(end) = session.timer() {
                     break end;
                 }
