@@ -138,8 +138,7 @@ fn endpoints_py<'py>(py: Python<'py>, e: &Endpoints) -> PyResult<Bound<'py, PyTu
 /// would zero it first: a second pass over a large message).
 fn bytes_of<'py>(py: Python<'py>, message: &Binary) -> PyResult<Bound<'py, PyAny>> {
     let mut bytes = Landing::new(py, message.len())?;
-    // SAFETY: the object holds exactly message.len() bytes.
-    unsafe { message.write_to(bytes.as_mut_slice().as_mut_ptr()) };
+    bytes.fill(message);
     Ok(bytes.into_bytes().into_bound(py))
 }
 
@@ -390,8 +389,7 @@ impl EventSink {
     pub fn binary(&self, message: Binary) -> Event {
         match self.inner.spares.take(message.len()) {
             Some(mut blank) => {
-                // SAFETY: the blank holds exactly message.len() bytes.
-                unsafe { message.write_to(blank.as_mut_slice().as_mut_ptr()) };
+                blank.fill(&message);
                 Event::Landed(blank)
             }
             None => Event::Binary(message),

@@ -24,6 +24,7 @@ use pyo3::ffi;
 use pyo3::prelude::*;
 
 use crate::config::{LAND_FROM, MAX_SPARE_BYTES, SPARE_FROM};
+use crate::protocol::Binary;
 
 /// A new Python `bytes` object that nothing else refers to yet, open for
 /// writing until it is handed to Python.
@@ -62,6 +63,14 @@ impl Landing {
     pub fn as_mut_slice(&mut self) -> &mut [u8] {
         // SAFETY: see `unsafe impl Send`; `&mut self` makes the access unique.
         unsafe { std::slice::from_raw_parts_mut(self.data, self.len) }
+    }
+
+    /// Writes `message`, unmasked, into it: one pass over memory that need
+    /// not be initialized first. It must be of the message's length.
+    pub fn fill(&mut self, message: &Binary) {
+        assert_eq!(self.len, message.len(), "a landing of another size");
+        // SAFETY: `data` is valid for `len` bytes of writes (see `as_mut_slice`).
+        unsafe { message.write_to(self.data) };
     }
 
     pub fn len(&self) -> usize {
