@@ -52,6 +52,7 @@ lint: build-dev  ## Tidiness: rustfmt, clippy, ruff, and the stubs against the m
 	cargo fmt --check
 	cargo fmt --check --manifest-path benches/peer/Cargo.toml
 	cargo clippy --all-targets -- -D warnings
+	cargo clippy --all-targets --manifest-path benches/peer/Cargo.toml -- -D warnings
 	$(VENV)/bin/ruff check python tests examples docs benches
 	$(VENV)/bin/ruff format --check python tests examples docs benches
 	$(PY) -m mypy.stubtest wsbind._wsbind
@@ -60,6 +61,7 @@ lint: build-dev  ## Tidiness: rustfmt, clippy, ruff, and the stubs against the m
 .PHONY: test
 test: system-deps lint  ## Set up, build, check tidiness, run every test (what CI runs)
 	cargo test -q
+	cargo test -q --manifest-path benches/peer/Cargo.toml
 	$(PY) -m pytest
 
 .PHONY: demo

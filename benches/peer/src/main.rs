@@ -29,11 +29,15 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::task::{spawn_local, LocalSet};
 use tokio::time::sleep;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Bytes, Message};
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_tungstenite::WebSocketStream;
 
-type Client = WebSocketStream<MaybeTlsStream<TcpStream>>;
+mod direct;
+use direct::{Socket, DIRECT_FROM};
+
+type Client = WebSocketStream<Socket>;
 
 /// The rows send 16 MiB messages in one frame, as most libraries do: no
 /// limit on our side, so a failure is always the library's own limit.
@@ -144,7 +148,10 @@ async fn echo_server(args: &Args) {
 
 async fn echo(tcp: TcpStream) {
     let _ = tcp.set_nodelay(true);
-    let Ok(mut ws) = tokio_tungstenite::accept_async_with_config(tcp, Some(config())).await else {
+    let socket = Socket::new(tcp);
+    let outgoing = socket.outgoing.clone();
+    let Ok(mut ws) = tokio_tungstenite::accept_async_with_config(socket, Some(config())).await
+    else {
         return;
     };
     // One task polls both directions by hand: no hand-over between tasks on
@@ -167,7 +174,24 @@ async fn echo(tcp: TcpStream) {
                 Poll::Pending => break,
             }
         }
-        while !echoes.is_empty() {
+        while let Some(message) = echoes.front() {
+            if matches!(message, Message::Binary(p) if p.len() >= DIRECT_FROM) {
+                // What tungstenite buffered before it must leave first.
+                if unflushed {
+                    match ws.poll_flush_unpin(cx) {
+                        Poll::Ready(Ok(())) => unflushed = false,
+                        Poll::Ready(Err(_)) => return Poll::Ready(()),
+                        Poll::Pending => break,
+                    }
+                }
+                let Some(Message::Binary(payload)) = echoes.pop_front() else {
+                    unreachable!()
+                };
+                outgoing.borrow_mut().push(payload, false);
+                unflushed = true;
+                progress = true;
+                continue;
+            }
             match ws.poll_ready_unpin(cx) {
                 Poll::Ready(Ok(())) => {
                     if ws.start_send_unpin(echoes.pop_front().unwrap()).is_err() {
@@ -258,8 +282,17 @@ async fn broadcast_server(args: &Args) {
 // -- clients
 
 async fn connect(url: &str) -> Result<Client, String> {
+    let request = url.into_client_request().map_err(|e| e.to_string())?;
+    let host = request.uri().host().unwrap_or("127.0.0.1").to_string();
+    let port = request.uri().port_u16().unwrap_or(80);
+    let tcp = TcpStream::connect((host.as_str(), port))
+        .await
+        .map_err(|e| e.to_string())?;
     // Nagle off, as every library under test does for its own sockets.
-    match tokio_tungstenite::connect_async_with_config(url, Some(config()), true).await {
+    let _ = tcp.set_nodelay(true);
+    match tokio_tungstenite::client_async_with_config(request, Socket::new(tcp), Some(config()))
+        .await
+    {
         Ok((ws, _)) => Ok(ws),
         Err(e) => Err(e.to_string()),
     }
@@ -348,6 +381,7 @@ async fn rtt(args: &Args) {
 async fn pipeline(args: &Args) {
     let size = args.num("size", 32usize);
     let ws = connect_or_fail(&args.str("url")).await;
+    let outgoing = ws.get_ref().outgoing.clone();
     let (mut sink, mut stream) = ws.split();
     let credits = Rc::new(Semaphore::new(args.num("window", 64usize)));
     let (sent, received) = (Rc::new(Cell::new(0u64)), Rc::new(Cell::new(0u64)));
@@ -364,7 +398,9 @@ async fn pipeline(args: &Args) {
                 batch += 1;
             }
             for _ in 0..batch {
-                if let Err(e) = sink.feed(Message::Binary(payload.clone())).await {
+                if size >= DIRECT_FROM {
+                    outgoing.borrow_mut().push(payload.clone(), true);
+                } else if let Err(e) = sink.feed(Message::Binary(payload.clone())).await {
                     fail(&format!("send failed: {e}"));
                 }
             }
