@@ -290,9 +290,12 @@ async fn broadcast_server(args: &Args) {
 
 async fn connect(url: &str) -> Result<Client, String> {
     let request = url.into_client_request().map_err(|e| e.to_string())?;
-    let host = request.uri().host().unwrap_or("127.0.0.1").to_string();
-    let port = request.uri().port_u16().unwrap_or(80);
-    let tcp = TcpStream::connect((host.as_str(), port))
+    let uri = request.uri();
+    let (Some("ws"), Some(host)) = (uri.scheme_str(), uri.host()) else {
+        return Err("the peer speaks plain ws:// only".into());
+    };
+    let address = (host.to_string(), uri.port_u16().unwrap_or(80));
+    let tcp = TcpStream::connect(address)
         .await
         .map_err(|e| e.to_string())?;
     // Nagle off, as every library under test does for its own sockets.
