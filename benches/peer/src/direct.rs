@@ -20,10 +20,11 @@ use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{ready, Context, Poll};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+use tokio_tungstenite::tungstenite::protocol::frame::FrameHeader;
 use tokio_tungstenite::tungstenite::Bytes;
 
 /// Messages from this size go out directly; smaller ones cost less to copy
@@ -59,57 +60,31 @@ pub struct Frames {
     /// A client's next bytes to write, heads and masked payloads, from `staged_at`.
     staged: Vec<u8>,
     staged_at: usize,
-    /// Draws mask keys; the receiver cannot tell them from a better source's.
-    seed: u64,
 }
 
 pub type Outgoing = Rc<RefCell<Frames>>;
 
 impl Frames {
-    /// Queues one binary message as one frame, masked when `client`.
+    /// Queues one binary message as one frame, masked when `client` (with a
+    /// key from the same source as tungstenite's own).
     pub fn push(&mut self, payload: Bytes, client: bool) {
-        let mut head = [0u8; 14];
-        head[0] = 0x82; // FIN, binary
-        let len = payload.len();
-        let mut head_len = if len < 126 {
-            head[1] = len as u8;
-            2
-        } else if len <= 0xFFFF {
-            head[1] = 126;
-            head[2..4].copy_from_slice(&(len as u16).to_be_bytes());
-            4
-        } else {
-            head[1] = 127;
-            head[2..10].copy_from_slice(&(len as u64).to_be_bytes());
-            10
+        let header = FrameHeader {
+            opcode: OpCode::Data(Data::Binary),
+            mask: client.then(rand::random),
+            ..FrameHeader::default()
         };
-        let mask = client.then(|| self.next_key());
-        if let Some(key) = mask {
-            head[1] |= 0x80;
-            head[head_len..head_len + 4].copy_from_slice(&key);
-            head_len += 4;
-        }
+        let mut head = [0u8; 14];
+        let length = payload.len() as u64;
+        header
+            .format(length, &mut &mut head[..])
+            .expect("a frame header fits in 14 bytes");
         self.queue.push_back(Frame {
             head,
-            head_len,
+            head_len: header.len(length),
             payload,
-            mask,
+            mask: header.mask,
             done: 0,
         });
-    }
-
-    fn next_key(&mut self) -> [u8; 4] {
-        if self.seed == 0 {
-            let now = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .unwrap_or_default();
-            self.seed = now.as_nanos() as u64 | 1;
-        }
-        // xorshift64
-        self.seed ^= self.seed << 13;
-        self.seed ^= self.seed >> 7;
-        self.seed ^= self.seed << 17;
-        (self.seed as u32).to_ne_bytes()
     }
 
     /// Writes queued frames until none is left or the socket is full.
@@ -275,7 +250,7 @@ mod tests {
     #[test]
     fn staged_frames_unmask_to_their_payloads() {
         let mut frames = Frames::default();
-        let payloads: Vec<Vec<u8>> = [100, 70_000, STAGE_SIZE + 3, 5]
+        let payloads: Vec<Vec<u8>> = [100, 300, 70_000, STAGE_SIZE + 3, 5]
             .iter()
             .map(|&n| (0..n).map(|i| (i * 7) as u8).collect())
             .collect();
