@@ -103,46 +103,45 @@ struct Target {
 async fn run_client(
     target: Target,
     handshake_timeout: Duration,
-    mut settings: Settings,
+    settings: Settings,
     shared: Arc<Shared>,
     mut commands: UnboundedReceiver<Command>,
     events: EventSink,
 ) {
     let opening = timeout(handshake_timeout, open(&target, events.clone()));
     tokio::pin!(opening);
-    let opened = loop {
-        tokio::select! {
-            biased;
-            command = commands.recv() => match command {
-                Some(Command::Frames(on)) => settings.report_frames = on,
-                // Closing while connecting gives up on the connection.
-                _ => break None,
-            },
-            opened = &mut opening => break Some(opened),
-        }
+    let opened = tokio::select! {
+        biased;
+        // Closing while connecting gives up on the connection.
+        _ = commands.recv() => None,
+        opened = &mut opening => Some(opened),
     };
     let error = match opened {
         Some(Ok(Ok((stream, received, subprotocol, resource_name)))) => {
-            shared.set_open(true);
             let endpoints = stream.endpoints();
-            events.send(Event::Connected {
-                subprotocol,
-                resource_name,
-                endpoints,
-            });
-            let socket = stream.plain_socket();
-            connection::run(
-                stream,
-                Role::Client,
-                settings,
-                received,
-                socket,
-                shared,
-                commands,
-                events,
-            )
-            .await;
-            return;
+            match stream.into_running() {
+                Ok((stream, socket)) => {
+                    shared.set_open(true);
+                    events.send(Event::Connected {
+                        subprotocol,
+                        resource_name,
+                        endpoints,
+                    });
+                    connection::run(
+                        stream,
+                        Role::Client,
+                        settings,
+                        received,
+                        socket,
+                        shared,
+                        commands,
+                        events,
+                    )
+                    .await;
+                    return;
+                }
+                Err(e) => Some(format!("connection lost: {e}")),
+            }
         }
         Some(Ok(Err(message))) => Some(message),
         Some(Err(_)) => Some(format!(

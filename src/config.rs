@@ -74,8 +74,19 @@ pub const MASK_BUFFER: usize = 256 << 10;
 /// as much as a whole round trip on loopback; a reply that comes within the
 /// spin is handled at once. The thread yields the CPU between looks, so that
 /// the threads doing the work keep it; the spin costs at most this much after
-/// each batch of events, and nothing while no events come.
+/// each batch of events (or the last bytes of a large message), and nothing
+/// while no events come.
 pub const EVENT_SPIN: Duration = Duration::from_micros(50);
+
+/// How long a Python thread that reads its sockets itself (see
+/// [`receiver`](crate::receiver)) may leave one ready and unread before the
+/// I/O thread reads it instead: 50 to 100 ms (checked every 50 ms).
+///
+/// A handler may run for seconds, a notebook cell may block its loop; pings
+/// must still be answered and close frames echoed. Short next to any
+/// keepalive timeout, long next to a batch of handlers, so that reading goes
+/// back and forth only when a thread is really busy.
+pub const LEND_AFTER: Duration = Duration::from_millis(50);
 
 /// How long the opening handshake may take, TCP connection included for a
 /// client: 10 s, as Qt's server. A client that opens TCP and never finishes

@@ -4,9 +4,9 @@
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::os::fd::RawFd;
+use std::os::fd::{OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -15,19 +15,20 @@ use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::pybacked::{PyBackedBytes, PyBackedStr};
 use pyo3::types::{PyBytes, PyString};
+use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
+use tokio::sync::watch;
 use tokio::time::{sleep_until, timeout, Instant};
 
 use crate::config;
 use crate::errors::{Error, Failure, ABNORMAL_CLOSURE};
 use crate::events::{self, Event, EventSink};
-use crate::landing::{Landing, Request};
-use crate::outbox::{Outbox, DIRECT_WRITE_MAX};
+use crate::outbox::{Outbox, BURST_WRITE_FROM, DIRECT_WRITE_MAX};
 use crate::protocol::{
-    opcode, Chunk, Diverted, Framer, Incoming, Limits, Parser, Role, MASK_AT_WRITE_FROM,
-    MAX_CONTROL_PAYLOAD,
+    opcode, Chunk, Framer, Incoming, Limits, Parser, Role, MASK_AT_WRITE_FROM, MAX_CONTROL_PAYLOAD,
 };
+use crate::receiver::{self, data_event, Read, Reading, Received, Receiver};
 use crate::writer::{self, Outgoing};
 
 /// How long we try to tell a peer that broke the protocol why we drop it.
@@ -54,8 +55,6 @@ pub struct Settings {
     pub ping_interval: Option<Duration>,
     pub ping_timeout: Option<Duration>,
     pub close_timeout: Duration,
-    /// Report data frames one by one from the start.
-    pub report_frames: bool,
 }
 
 // Sockets get their settings from Python's properties; tests get these.
@@ -71,7 +70,6 @@ impl Default for Settings {
             ping_interval: Some(config::PING_INTERVAL),
             ping_timeout: Some(config::PING_TIMEOUT),
             close_timeout: config::CLOSE_TIMEOUT,
-            report_frames: false,
         }
     }
 }
@@ -115,7 +113,6 @@ impl Options {
             ping_interval: optional("ping_interval", self.ping_interval)?,
             ping_timeout: optional("ping_timeout", self.ping_timeout)?,
             close_timeout: seconds("close_timeout", self.close_timeout)?,
-            report_frames: false,
         })
     }
 }
@@ -157,10 +154,10 @@ pub enum Command {
     Ping(Bytes),
     Close(u16, String),
     Abort,
-    /// Report data frames one by one (a handler is connected to a frame signal).
-    Frames(bool),
     /// New limits, keepalive and timeouts, from the next frame on.
     Configure(Settings),
+    /// What the Python thread that reads the socket leaves to the task.
+    Received(Received),
 }
 
 /// Ids are unique across all objects, so that one queue can serve a server
@@ -187,7 +184,12 @@ pub struct Shared {
     frame_size: AtomicUsize,
     /// Each write is reported (a handler listens to `bytes_written`).
     report_writes: AtomicBool,
+    /// Data frames are reported one by one (a handler listens to a frame
+    /// signal); the parser looks before each pass, whichever thread reads.
+    report_frames: AtomicBool,
     outbox: Outbox,
+    /// The receiver, while the Python thread reads the socket (plain TCP).
+    reading: OnceLock<Reading>,
 }
 
 impl Shared {
@@ -203,7 +205,9 @@ impl Shared {
             flushed: Default::default(),
             frame_size: AtomicUsize::new(config::OUTGOING_FRAME_SIZE),
             report_writes: AtomicBool::new(false),
+            report_frames: AtomicBool::new(false),
             outbox: Outbox::default(),
+            reading: OnceLock::new(),
         };
         (Arc::new(shared), receiver)
     }
@@ -224,9 +228,9 @@ impl Shared {
         let frame_size = self.frame_size.load(Ordering::Relaxed);
         let chunks = Framer::new(self.role).message_chunks(text, payload, frame_size);
         // A reported write must come from the task, which reports it.
-        let may_write = size <= DIRECT_WRITE_MAX
+        let may_write = (size <= DIRECT_WRITE_MAX || self.role == Role::Server)
             && !self.report_writes.load(Ordering::Relaxed)
-            && !events::in_burst();
+            && (size >= BURST_WRITE_FROM || !events::in_burst());
         match self.outbox.write_or_queue(chunks, may_write) {
             None => {
                 self.written(size);
@@ -243,6 +247,15 @@ impl Shared {
                 let count = chunks.len();
                 self.hand_over(size, count, Command::Message { chunks, size })
             }
+        }
+    }
+
+    /// [`send`](Self::send) for Python, which a large message's write does not hold up.
+    fn send_from_python(&self, py: Python<'_>, text: bool, payload: Bytes) -> Result<usize, Error> {
+        if payload.len() > DIRECT_WRITE_MAX {
+            py.detach(|| self.send(text, payload))
+        } else {
+            self.send(text, payload)
         }
     }
 
@@ -289,6 +302,25 @@ impl Shared {
 
     fn command(&self, command: Command) {
         let _ = self.commands.send(command);
+    }
+
+    /// Reads the socket on the Python thread (see [`receiver`](crate::receiver)).
+    pub fn read(&self, events: &EventSink) -> Read {
+        match self.reading.get() {
+            Some(reading) => reading.read(events, self.frames(), |r| {
+                self.command(Command::Received(r))
+            }),
+            None => Read::Over,
+        }
+    }
+
+    fn frames(&self) -> bool {
+        self.report_frames.load(Ordering::Relaxed)
+    }
+
+    /// The socket the Python thread reads, if it does.
+    pub fn reading_socket(&self) -> Option<RawFd> {
+        self.reading.get().map(Reading::socket)
     }
 
     /// The writer wrote `chunks` chunks carrying `payload` message bytes.
@@ -454,7 +486,7 @@ impl Connection {
     }
 
     /// Queues a text message; returns its size in bytes of UTF-8.
-    fn send_text(&self, message: &Bound<'_, PyAny>) -> PyResult<usize> {
+    fn send_text(&self, py: Python<'_>, message: &Bound<'_, PyAny>) -> PyResult<usize> {
         let text: PyBackedStr = message.extract().map_err(|_| {
             PyTypeError::new_err(format!(
                 "send_text_message() takes a str, not {}",
@@ -466,13 +498,13 @@ impl Connection {
         } else {
             Bytes::copy_from_slice(text.as_bytes())
         };
-        Ok(self.shared.send(true, payload)?)
+        Ok(self.shared.send_from_python(py, true, payload)?)
     }
 
     /// Queues a binary message from any bytes-like object; returns its size.
     fn send_binary(&self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<usize> {
         let payload = bytes_like(py, data, "send_binary_message")?;
-        Ok(self.shared.send(false, payload)?)
+        Ok(self.shared.send_from_python(py, false, payload)?)
     }
 
     /// Waits, without the GIL, until everything queued is written; returns
@@ -516,7 +548,7 @@ impl Connection {
 
     /// Whether data frames are reported one by one, besides whole messages.
     fn report_frames(&self, on: bool) {
-        self.shared.command(Command::Frames(on));
+        self.shared.report_frames.store(on, Ordering::Relaxed);
     }
 
     /// The server takes this connection for its handlers: it is no longer pending.
@@ -599,28 +631,6 @@ fn type_name(obj: &Bound<'_, PyAny>) -> String {
         .name()
         .map(|n| n.to_string())
         .unwrap_or_else(|_| "?".into())
-}
-
-/// How much to read next: small while a connection is quiet, doubling while
-/// reads come back full, halving again after reads that were mostly empty.
-struct ReadSize {
-    next: usize,
-}
-
-impl ReadSize {
-    fn new() -> Self {
-        ReadSize {
-            next: config::MIN_READ_SIZE,
-        }
-    }
-
-    fn record(&mut self, read: usize) {
-        if read >= self.next {
-            self.next = (self.next * 2).min(config::MAX_READ_SIZE);
-        } else if read < self.next / 4 {
-            self.next = (self.next / 2).max(config::MIN_READ_SIZE);
-        }
-    }
 }
 
 /// How a connection ended.
@@ -707,7 +717,16 @@ impl Session<'_> {
         });
     }
 
-    fn command(&mut self, command: Command, parser: &mut Parser) -> Option<End> {
+    /// Runs `f` on the parser, with the task or with the Python thread.
+    fn with_parser(&self, local: &mut Option<Receiver>, f: impl FnOnce(&mut Parser)) {
+        match (local, self.shared.reading.get()) {
+            (Some(receiver), _) => f(&mut receiver.parser),
+            (None, Some(reading)) => reading.with_parser(f),
+            (None, None) => {}
+        }
+    }
+
+    fn command(&mut self, command: Command, local: &mut Option<Receiver>) -> Option<End> {
         match command {
             Command::Message { mut chunks, size } => {
                 if self.close_sent {
@@ -739,29 +758,39 @@ impl Session<'_> {
             }
             Command::Close(code, reason) => self.send_close(Some((code, &reason))),
             Command::Abort => return Some(End::Aborted),
-            Command::Frames(on) => parser.frames = on,
             Command::Configure(settings) => {
-                parser.set_limits(settings.limits);
+                self.with_parser(local, |parser| parser.set_limits(settings.limits));
                 self.next_keepalive = settings.ping_interval.map(|i| Instant::now() + i);
                 self.settings = settings;
+            }
+            Command::Received(received) => {
+                return match received {
+                    Received::Control(incoming) => self.incoming(incoming),
+                    Received::Eof => Some(self.eof()),
+                    Received::Lost(e) => Some(lost(e)),
+                    Received::Failed(failure) => Some(self.fail(failure)),
+                }
             }
         }
         None
     }
 
     fn incoming(&mut self, event: Incoming) -> Option<End> {
-        let event = match event {
-            Incoming::Text(text) => Event::Text(text),
-            Incoming::Binary(data) => self.events.binary(data),
-            Incoming::TextFrame { text, last } => Event::TextFrame { text, last },
-            Incoming::BinaryFrame { data, last } => Event::BinaryFrame { data, last },
+        let control = match data_event(event, self.events) {
+            Ok(event) => {
+                self.events.send(event);
+                return None;
+            }
+            Err(control) => control,
+        };
+        match control {
             Incoming::Ping(payload) => {
                 if !self.close_sent {
                     self.control(opcode::PONG, &payload);
                 }
-                return None;
+                None
             }
-            Incoming::Pong(payload) => return self.pong(payload),
+            Incoming::Pong(payload) => self.pong(payload),
             Incoming::Close(frame) => {
                 if !self.close_sent {
                     self.events.send(Event::Closing);
@@ -775,14 +804,14 @@ impl Session<'_> {
                 self.peer_close = Some(frame);
                 // The server closes the TCP connection first (§7.1.1); a
                 // client waits for it, up to the close timeout.
-                return match self.role {
+                match self.role {
                     Role::Server => Some(End::Closed),
                     Role::Client => None,
-                };
+                }
             }
-        };
-        self.events.send(event);
-        None
+            // data_event took every data message and frame.
+            _ => None,
+        }
     }
 
     fn pong(&mut self, payload: Bytes) -> Option<End> {
@@ -903,8 +932,14 @@ pub async fn run<S>(
     let (mut reader, writer) = tokio::io::split(stream);
     let (out, out_rx) = unbounded_channel();
     let mut parser = Parser::new(role, settings.limits);
-    parser.frames = settings.report_frames;
     parser.buffer().extend_from_slice(&received);
+    // The task's while it reads; the Python thread's (in `shared.reading`)
+    // while that thread reads a plain TCP socket, unless lent back.
+    let mut local = Some(Receiver::new(parser));
+    let mut direct = socket.map(|fd| (fd, events.lending()));
+    let mut watched = false;
+    // The plain socket's readiness while the task reads it.
+    let mut readable = None;
     let mut session = Session {
         role,
         next_keepalive: settings.ping_interval.map(|i| Instant::now() + i),
@@ -923,63 +958,65 @@ pub async fn run<S>(
     tokio::pin!(writing);
     // A finished future must not be polled again.
     let mut writer_done = false;
-    let mut read_size = ReadSize::new();
-    // A large binary message on its way: the bytes object asked of Python,
-    // then, once it came, the message being read into it (see `landing`).
-    let mut requested: Option<Arc<Request>> = None;
-    let mut diverting: Option<(Landing, Diverted)> = None;
     // One timer for the connection's life, moved only when the deadline
     // does: a timer made anew each pass cost a trip through tokio's timer
     // wheel, under its lock, for every message.
     let timer = sleep_until(Instant::now());
     tokio::pin!(timer);
     let end = 'run: loop {
-        loop {
-            match parser.next_event() {
-                Ok(Some(event)) => {
-                    if let Some(end) = session.incoming(event) {
-                        break 'run end;
+        if let Some(receiver) = local.as_mut() {
+            receiver.parser.frames = shared.frames();
+            loop {
+                match receiver.parser.next_event() {
+                    Ok(Some(event)) => {
+                        if let Some(end) = session.incoming(event) {
+                            break 'run end;
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(failure) => break 'run session.fail(failure),
+                }
+            }
+            receiver.prepare(&events);
+        }
+        if let Some((fd, lending)) = direct.as_mut() {
+            let reading = shared.reading.get_or_init(|| Reading::new(*fd));
+            let lent = *lending.borrow_and_update();
+            if lent && local.is_none() {
+                local = reading.take();
+            } else if !lent && local.is_some() {
+                if let Some(receiver) = local.take() {
+                    reading.put(receiver);
+                }
+                if !watched {
+                    watched = events.watch(Arc::clone(&shared), *fd).is_ok();
+                    if !watched {
+                        // The poller refused it: the task reads, as over TLS.
+                        local = reading.take();
+                        direct = None;
                     }
                 }
-                Ok(None) => break,
-                Err(failure) => break 'run session.fail(failure),
             }
         }
-        if diverting.is_none() {
-            match parser.arriving_binary(config::LAND_FROM) {
-                Some(len) => {
-                    if requested.as_ref().is_none_or(|r| r.size() != len) {
-                        let request = Request::new(len);
-                        events.reserve(request.clone());
-                        requested = Some(request);
-                    }
-                    if let Some(mut landing) = requested.as_ref().and_then(|r| r.take()) {
-                        requested = None;
-                        diverting = parser
-                            .divert(landing.as_mut_slice())
-                            .map(|diverted| (landing, diverted));
-                    }
-                }
-                None => requested = None,
-            }
+        match (socket, &local) {
+            (Some(fd), Some(_)) if readable.is_none() => match receiver::readiness(fd) {
+                Ok(io) => readable = Some(io),
+                Err(e) => break lost(e),
+            },
+            (_, None) => readable = None,
+            _ => {}
         }
         let room = events.has_room();
         let deadline = session.deadline();
         if let Some(at) = deadline.filter(|&at| timer.deadline() != at) {
             timer.as_mut().reset(at);
         }
-        // Without it a full buffer would grow by 64 bytes a read. Not while
-        // it holds the start of a large frame, which the parser has made
-        // room for: growing it then would copy all that came so far.
-        if diverting.is_none() && parser.buffer().len() < config::MAX_READ_SIZE {
-            parser.buffer().reserve(read_size.next);
-        }
         tokio::select! {
             biased;
             written = &mut writing => {
                 writer_done = true;
                 break match written {
-                    Err(e) => End::Failed(Failure::new(ABNORMAL_CLOSURE, format!("connection lost: {e}"))),
+                    Err(e) => lost(e),
                     Ok(()) => session.eof(),
                 };
             }
@@ -991,7 +1028,7 @@ pub async fn run<S>(
                 let mut handled = 0;
                 let ended = loop {
                     let Some(command) = next.take() else { break None };
-                    if let Some(end) = session.command(command, &mut parser) {
+                    if let Some(end) = session.command(command, &mut local) {
                         break Some(end);
                     }
                     handled += 1;
@@ -1007,20 +1044,16 @@ pub async fn run<S>(
                     break End::Aborted;
                 }
             },
-            read = read_some(&mut reader, &mut parser, diverting.as_mut()), if room => match read {
+            read = read_some(&mut reader, readable.as_ref(), local.as_mut()), if room && local.is_some() => match read {
                 Ok(0) => break session.eof(),
-                Ok(read) => match &mut diverting {
-                    Some((landing, diverted)) => {
-                        if diverted.received(landing.as_mut_slice(), read) {
-                            if let Some((landing, _)) = diverting.take() {
-                                events.send(Event::Landed(landing));
-                            }
-                        }
+                Ok(read) => {
+                    if let Some(receiver) = local.as_mut() {
+                        receiver.received(read, &events);
                     }
-                    None => read_size.record(read),
-                },
-                Err(e) => break End::Failed(Failure::new(ABNORMAL_CLOSURE, format!("connection lost: {e}"))),
+                }
+                Err(e) => break lost(e),
             },
+            () = lending_changed(direct.as_mut().map(|(_, lending)| lending)) => {}
             () = events.wait_for_room(), if !room => {}
             () = &mut timer, if deadline.is_some() => {
                 if let Some(end) = session.timer() {
@@ -1030,6 +1063,15 @@ pub async fn run<S>(
         }
     };
     shared.set_open(false);
+    // The Python thread stops reading before the socket is closed.
+    if let Some((fd, _)) = direct {
+        if watched {
+            events.unwatch(fd);
+        }
+        if let Some(reading) = shared.reading.get() {
+            reading.take();
+        }
+    }
     shared.outbox.detach();
     // Let the writer send what is queued (our close frame) and close its
     // side, unless the connection is to be dropped at once.
@@ -1058,17 +1100,36 @@ pub async fn run<S>(
     });
 }
 
-/// Reads what came: into the parser's buffer, or into the bytes object of
-/// the message being diverted.
+/// Reads what came, if the task has the receiver: from the plain socket
+/// when it has its readiness, else from the stream; never ready otherwise.
 async fn read_some<R: AsyncRead + Unpin>(
     reader: &mut R,
-    parser: &mut Parser,
-    diverting: Option<&mut (Landing, Diverted)>,
+    readable: Option<&AsyncFd<OwnedFd>>,
+    receiver: Option<&mut Receiver>,
 ) -> std::io::Result<usize> {
-    match diverting {
-        Some((landing, diverted)) => reader.read(diverted.rest(landing.as_mut_slice())).await,
-        None => reader.read_buf(parser.buffer()).await,
+    match (receiver, readable) {
+        (Some(receiver), Some(io)) => receiver.read_socket(io).await,
+        (Some(receiver), None) => receiver.read(reader).await,
+        (None, _) => std::future::pending().await,
     }
+}
+
+/// Ready when the queue's thread lends its sockets or takes them back.
+async fn lending_changed(lending: Option<&mut watch::Receiver<bool>>) {
+    if let Some(lending) = lending {
+        if lending.changed().await.is_ok() {
+            return;
+        }
+    }
+    // No socket to lend, or no queue any more: nothing changes.
+    std::future::pending().await
+}
+
+fn lost(e: std::io::Error) -> End {
+    End::Failed(Failure::new(
+        ABNORMAL_CLOSURE,
+        format!("connection lost: {e}"),
+    ))
 }
 
 /// Where a connection runs between: its peer and our end.

@@ -5,27 +5,33 @@
 //! of messages costs one wake-up and one GIL acquisition. Each queue is
 //! drained by exactly one Python thread (an asyncio loop or wsbind's event
 //! thread), which is what keeps an object's handlers in order and never
-//! concurrent.
+//! concurrent. That thread also reads the plain TCP sockets of its objects
+//! itself (see [`receiver`](crate::receiver)): the queue's
+//! [`Poller`] tells it which are ready, and the wake-up pipe through which
+//! tokio tasks wake it is one more descriptor in the same set.
 
 use std::cell::Cell;
+use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
-use tokio::sync::{oneshot, Notify};
+use tokio::sync::{oneshot, watch, Notify};
 
-use crate::config::{EVENT_SPIN, MAX_PENDING_EVENT_BYTES};
+use crate::config::{EVENT_SPIN, LEND_AFTER, MAX_PENDING_EVENT_BYTES};
 use crate::connection::{Connection, Endpoints, Shared};
 use crate::handshake::Headers;
 use crate::landing::{Landing, Request, Spares};
+use crate::poller::Poller;
 use crate::protocol::{Binary, Text};
 use crate::proxy::{Credentials, ProxyAuthenticator};
+use crate::receiver::Read as Reading;
 use crate::server::OriginAuthenticator;
 
 /// Event kinds, as the Python side reads them from `(id, kind, payload)`.
@@ -244,17 +250,36 @@ struct Pending {
     /// Bytes objects the I/O thread waits for (see [`landing`](crate::landing)).
     requests: Vec<Arc<Request>>,
     closed: bool,
-    /// Threads asleep in [`EventQueue::wait`]: only they need the condvar's
-    /// system call.
+    /// Threads asleep in [`EventQueue::wait`]: only they need a wake-up.
     sleepers: usize,
+}
+
+/// The poller's key for the wake-up pipe; the others are connection ids.
+const WAKE: u64 = u64::MAX;
+
+/// The connections whose sockets the queue's thread reads.
+#[derive(Default)]
+struct Readers {
+    connections: HashMap<u64, Arc<Shared>>,
+    /// Whether a [`lend_while_away`] task runs for the queue.
+    watched: bool,
 }
 
 struct Inner {
     pending: Mutex<Pending>,
-    /// Wakes a Python thread blocked in [`EventQueue::wait`].
-    ready: Condvar,
-    /// Write end of the pipe an asyncio loop watches with `add_reader`.
-    wake: Option<UnixStream>,
+    /// The wake-up pipe, written when events arrive for a thread asleep in
+    /// the poller, or for an asyncio loop (which watches the poller).
+    wake: UnixStream,
+    wake_reader: UnixStream,
+    /// Whether an asyncio loop watches `fileno()`: then every batch wakes it.
+    for_loop: bool,
+    poller: Poller,
+    readers: Mutex<Readers>,
+    /// How often the thread looked at its sockets: whether it is away.
+    polls: AtomicU64,
+    /// True while the connections' tasks read their sockets, because the
+    /// thread left ready sockets unread (see [`receiver`](crate::receiver)).
+    lent: watch::Sender<bool>,
     /// Bytes of messages waiting for Python.
     weight: AtomicUsize,
     /// Signalled when Python takes events, to resume readers that paused.
@@ -266,6 +291,96 @@ struct Inner {
 }
 
 impl Inner {
+    fn readers(&self) -> MutexGuard<'_, Readers> {
+        self.readers.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Reads what the ready sockets hold into events, waiting up to
+    /// `timeout_ms` for something to be ready; takes the sockets back from
+    /// their tasks if they were lent. Returns whether any bytes came.
+    fn poll(self: &Arc<Self>, ready: &mut Vec<u64>, timeout_ms: i32) -> bool {
+        self.polls.fetch_add(1, Ordering::Relaxed);
+        self.lent
+            .send_if_modified(|lent| std::mem::replace(lent, false));
+        self.poller.wait(ready, timeout_ms);
+        let mut lent = 0;
+        let mut came = false;
+        for &id in ready.iter() {
+            if id == WAKE {
+                let mut buf = [0u8; 256];
+                while matches!((&self.wake_reader).read(&mut buf), Ok(n) if n > 0) {}
+                continue;
+            }
+            // Enough for one batch: the rest stay ready for the next.
+            if self.weight.load(Ordering::Acquire) > MAX_PENDING_EVENT_BYTES {
+                break;
+            }
+            let Some(shared) = self.readers().connections.get(&id).cloned() else {
+                continue;
+            };
+            let sink = EventSink {
+                inner: self.clone(),
+                id,
+            };
+            match shared.read(&sink) {
+                Reading::Data => came = true,
+                Reading::Nothing => {}
+                Reading::Lent => lent += 1,
+                Reading::Over => {
+                    if let Some(socket) = shared.reading_socket() {
+                        self.poller.remove(socket);
+                    }
+                }
+            }
+        }
+        // Sockets still with their tasks, which give them back soon.
+        if lent > 0 {
+            std::thread::yield_now();
+        }
+        came
+    }
+
+    /// Waits up to `timeout` for events, reading the sockets meanwhile: for
+    /// the spin's length after the last bytes came it looks without
+    /// sleeping, then it sleeps in the poller.
+    fn wait(self: &Arc<Self>, timeout: Duration) -> Batch {
+        let began = Instant::now();
+        let mut spinning = began;
+        let spin = spin();
+        let mut ready = Vec::new();
+        loop {
+            let came = self.poll(&mut ready, 0);
+            if self.filled.load(Ordering::Acquire) {
+                break;
+            }
+            let elapsed = began.elapsed();
+            if elapsed >= timeout {
+                break;
+            }
+            if came {
+                // Part of a large message: the rest is on its way.
+                spinning = Instant::now();
+                continue;
+            }
+            if spinning.elapsed() < spin {
+                std::thread::yield_now();
+                continue;
+            }
+            {
+                let mut pending = self.lock();
+                if !pending.events.is_empty() || !pending.requests.is_empty() || pending.closed {
+                    break;
+                }
+                pending.sleepers += 1;
+            }
+            // Rounded up, so that a wait does not end just short of its timeout.
+            let left = (timeout - elapsed).as_micros().div_ceil(1000);
+            self.poll(&mut ready, i32::try_from(left).unwrap_or(i32::MAX));
+            self.lock().sleepers -= 1;
+        }
+        self.take(&mut self.lock())
+    }
+
     fn lock(&self) -> MutexGuard<'_, Pending> {
         // A panic while holding this lock cannot leave the Vec inconsistent,
         // so a poisoned lock is still usable.
@@ -396,6 +511,33 @@ impl EventSink {
         }
     }
 
+    /// Lets the queue's thread read `shared`'s socket (see
+    /// [`receiver`](crate::receiver)); from a task on the runtime.
+    pub fn watch(&self, shared: Arc<Shared>, socket: std::os::fd::RawFd) -> std::io::Result<()> {
+        let mut readers = self.inner.readers();
+        readers.connections.insert(self.id, shared);
+        if let Err(e) = self.inner.poller.add(socket, self.id) {
+            readers.connections.remove(&self.id);
+            return Err(e);
+        }
+        if !readers.watched {
+            readers.watched = true;
+            tokio::spawn(lend_while_away(self.inner.clone()));
+        }
+        Ok(())
+    }
+
+    /// Stops the queue's thread from reading `socket`, before it is closed.
+    pub fn unwatch(&self, socket: std::os::fd::RawFd) {
+        self.inner.poller.remove(socket);
+        self.inner.readers().connections.remove(&self.id);
+    }
+
+    /// Whether the tasks are to read their sockets now, and its changes.
+    pub fn lending(&self) -> watch::Receiver<bool> {
+        self.inner.lent.subscribe()
+    }
+
     /// Asks the Python thread for a bytes object to read a message into.
     pub fn reserve(&self, request: Arc<Request>) {
         self.push(|pending| pending.requests.push(request));
@@ -413,14 +555,9 @@ impl EventSink {
             (was_empty, pending.sleepers > 0)
         };
         // Only the first event of a batch wakes Python; the rest ride along.
-        if was_empty {
-            if let Some(wake) = &self.inner.wake {
-                // A full pipe already holds a wake-up, so WouldBlock is fine.
-                let _ = (&*wake).write(&[1]);
-            }
-        }
-        if asleep {
-            self.inner.ready.notify_one();
+        if was_empty && (self.inner.for_loop || asleep) {
+            // A full pipe already holds a wake-up, so WouldBlock is fine.
+            let _ = (&self.inner.wake).write(&[1]);
         }
     }
 
@@ -470,13 +607,12 @@ fn spin() -> Duration {
 
 /// A queue of events for the Python objects that one thread serves.
 ///
-/// With `wakeup_fd=True`, `fileno()` is a pipe that becomes readable when
-/// events arrive, for `loop.add_reader`; otherwise a thread blocks in `wait`.
+/// With `wakeup_fd=True`, `fileno()` becomes readable when events arrive
+/// or sockets are ready, for `loop.add_reader`, and `take` gets them;
+/// otherwise a thread blocks in `wait`.
 #[pyclass(frozen, module = "wsbind._wsbind")]
 pub struct EventQueue {
     inner: Arc<Inner>,
-    /// Read end of the wake-up pipe.
-    wake_reader: Option<UnixStream>,
 }
 
 impl EventQueue {
@@ -520,14 +656,11 @@ impl EventQueue {
     #[new]
     #[pyo3(signature = (*, wakeup_fd = false))]
     pub fn new(wakeup_fd: bool) -> PyResult<Self> {
-        let (wake, wake_reader) = if wakeup_fd {
-            let (writer, reader) = UnixStream::pair()?;
-            writer.set_nonblocking(true)?;
-            reader.set_nonblocking(true)?;
-            (Some(writer), Some(reader))
-        } else {
-            (None, None)
-        };
+        let (wake, wake_reader) = UnixStream::pair()?;
+        wake.set_nonblocking(true)?;
+        wake_reader.set_nonblocking(true)?;
+        let poller = Poller::new()?;
+        poller.add(wake_reader.as_raw_fd(), WAKE)?;
         Ok(EventQueue {
             inner: Arc::new(Inner {
                 pending: Mutex::new(Pending {
@@ -536,32 +669,35 @@ impl EventQueue {
                     closed: false,
                     sleepers: 0,
                 }),
-                ready: Condvar::new(),
                 wake,
+                wake_reader,
+                for_loop: wakeup_fd,
+                poller,
+                readers: Mutex::default(),
+                polls: AtomicU64::new(0),
+                lent: watch::Sender::new(false),
                 weight: AtomicUsize::new(0),
                 drained: Notify::new(),
                 filled: AtomicBool::new(false),
                 spares: Spares::default(),
             }),
-            wake_reader,
         })
     }
 
     /// The file descriptor that becomes readable when events arrive, or None.
     fn fileno(&self) -> Option<i32> {
-        self.wake_reader.as_ref().map(|r| r.as_raw_fd())
+        self.inner.for_loop.then(|| self.inner.poller.as_raw_fd())
     }
 
-    /// Every event that has arrived, as `(id, kind, payload)` tuples; never blocks.
+    /// Every event that has arrived, and what the ready sockets hold, as
+    /// `(id, kind, payload)` tuples; never blocks.
     fn take<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
-        if let Some(reader) = &self.wake_reader {
-            let mut buf = [0u8; 256];
-            while matches!((&*reader).read(&mut buf), Ok(n) if n > 0) {}
-        }
-        let batch = {
-            let mut pending = self.inner.lock();
-            self.inner.take(&mut pending)
-        };
+        let inner = self.inner.clone();
+        let batch = py.detach(move || {
+            inner.poll(&mut Vec::new(), 0);
+            let mut pending = inner.lock();
+            inner.take(&mut pending)
+        });
         batch.into_py(py, &self.inner.spares)
     }
 
@@ -570,30 +706,14 @@ impl EventQueue {
     fn wait<'py>(&self, py: Python<'py>, timeout: f64) -> PyResult<Bound<'py, PyList>> {
         let timeout = Duration::try_from_secs_f64(timeout.max(0.0)).unwrap_or(Duration::MAX);
         let inner = self.inner.clone();
-        let batch = py.detach(move || {
-            let spin = spin().min(timeout);
-            let began = Instant::now();
-            while !inner.filled.load(Ordering::Acquire) && began.elapsed() < spin {
-                std::thread::yield_now();
-            }
-            let mut pending = inner.lock();
-            pending.sleepers += 1;
-            let (mut pending, _) = inner
-                .ready
-                .wait_timeout_while(pending, timeout, |p| {
-                    p.events.is_empty() && p.requests.is_empty() && !p.closed
-                })
-                .unwrap_or_else(|e| e.into_inner());
-            pending.sleepers -= 1;
-            inner.take(&mut pending)
-        });
+        let batch = py.detach(move || inner.wait(timeout));
         batch.into_py(py, &self.inner.spares)
     }
 
     /// Wakes every waiter for good; later events are dropped.
     fn close(&self) {
         self.inner.lock().closed = true;
-        self.inner.ready.notify_all();
+        let _ = (&self.inner.wake).write(&[1]);
         self.inner.drained.notify_waiters();
     }
 
@@ -601,6 +721,29 @@ impl EventQueue {
     #[getter]
     fn closed(&self) -> bool {
         self.inner.lock().closed
+    }
+}
+
+/// While connections of the queue are read by its thread: lends their
+/// sockets to their tasks when something stayed ready for a whole tick
+/// while the thread did not look (a handler is busy, an asyncio loop is
+/// blocked). The thread takes them back when it looks again.
+async fn lend_while_away(inner: Arc<Inner>) {
+    let mut seen = inner.polls.load(Ordering::Relaxed);
+    loop {
+        tokio::time::sleep(LEND_AFTER).await;
+        {
+            let mut readers = inner.readers();
+            if readers.connections.is_empty() {
+                readers.watched = false;
+                return;
+            }
+        }
+        let polls = inner.polls.load(Ordering::Relaxed);
+        if polls == seen && !*inner.lent.borrow() && inner.poller.any_ready() {
+            inner.lent.send_replace(true);
+        }
+        seen = polls;
     }
 }
 
@@ -618,8 +761,7 @@ mod tests {
 
     fn wake_bytes(queue: &EventQueue) -> usize {
         let mut buf = [0u8; 64];
-        let reader = queue.wake_reader.as_ref().unwrap();
-        (&*reader).read(&mut buf).unwrap_or(0)
+        (&queue.inner.wake_reader).read(&mut buf).unwrap_or(0)
     }
 
     #[test]

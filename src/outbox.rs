@@ -10,9 +10,11 @@
 //! What the socket does not take joins the queue, counted under the same
 //! lock, so that nothing overtakes it and no frame is ever cut by another.
 //!
-//! Messages sent by handlers in a burst of events are the exception: the
-//! I/O thread writes them, many to a system call, while the Python thread
-//! goes on with the burst (see [`events::in_burst`](crate::events::in_burst)).
+//! Small messages sent by handlers in a burst of events are the exception:
+//! the I/O thread writes them, many to a system call, while the Python
+//! thread goes on with the burst (see [`events::in_burst`](crate::events::in_burst)).
+//! From [`BURST_WRITE_FROM`] bytes the copy into the socket outweighs the
+//! system call, and handing the message over would only wake the I/O thread.
 
 use std::cell::RefCell;
 use std::io::IoSlice;
@@ -26,6 +28,9 @@ use crate::writer::MAX_SLICES;
 /// non-blocking system call made with the GIL held, so it stays short;
 /// larger messages go through the I/O thread.
 pub const DIRECT_WRITE_MAX: usize = 64 << 10;
+
+/// Smallest message a handler writes itself in a burst of events: 8 KiB.
+pub const BURST_WRITE_FROM: usize = 8 << 10;
 
 #[derive(Default)]
 struct State {
@@ -130,7 +135,9 @@ fn write_now(socket: RawFd, chunks: &[Chunk]) -> usize {
                 }
             })
             .collect();
-        let written = send(socket, &slices);
+        // The socket is open: it is used under the outbox lock, and `detach`
+        // takes it out under that lock before the stream is dropped.
+        let written = crate::stream::send(socket, &slices).unwrap_or(0);
         // Only messages up to DIRECT_WRITE_MAX come here; anything more
         // (a small outgoing_frame_size) is not kept.
         if masked.capacity() > DIRECT_WRITE_MAX {
@@ -138,22 +145,6 @@ fn write_now(socket: RawFd, chunks: &[Chunk]) -> usize {
         }
         written
     })
-}
-
-fn send(socket: RawFd, slices: &[IoSlice<'_>]) -> usize {
-    // SAFETY: the fd is the connection's open TCP socket: it is only used
-    // under the outbox lock, and `detach` takes it out under that lock
-    // before the stream that owns it is dropped. IoSlice has the layout of
-    // iovec, and the slices outlive the call.
-    let written = unsafe {
-        let mut message: libc::msghdr = std::mem::zeroed();
-        message.msg_iov = slices.as_ptr() as *mut libc::iovec;
-        message.msg_iovlen = slices.len() as _;
-        // MSG_NOSIGNAL: a peer that went away must not kill a process that
-        // did not ignore SIGPIPE.
-        libc::sendmsg(socket, &message, libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT)
-    };
-    usize::try_from(written).unwrap_or(0)
 }
 
 #[cfg(test)]

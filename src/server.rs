@@ -392,6 +392,10 @@ async fn serve(
         return;
     };
     drop(permit);
+    // Dropped like a failed handshake: Python never heard of it.
+    let Ok((stream, socket)) = stream.into_running() else {
+        return;
+    };
     let settings = shared.config().settings.clone();
     conn.set_frame_size(settings.outgoing_frame_size);
     conn.set_open(true);
@@ -414,7 +418,6 @@ async fn serve(
         conn.close(GOING_AWAY, String::new());
     }
     let id = conn.id;
-    let socket = stream.plain_socket();
     connection::run(
         stream,
         Role::Server,

@@ -3,12 +3,14 @@
 //! One enum rather than a generic parameter, so that the connection code is
 //! compiled once and a TLS socket costs a match, not a virtual call.
 
-use std::io::IoSlice;
+use std::io::{self, IoSlice};
+use std::net::Shutdown;
 use std::os::fd::{AsRawFd, RawFd};
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::unix::AsyncFd;
+use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsStream;
 
@@ -17,32 +19,73 @@ use crate::connection::Endpoints;
 pub enum Stream {
     Plain(TcpStream),
     Tls(Box<TlsStream<TcpStream>>),
+    /// Plain TCP once the connection runs: the Python thread reads it (see
+    /// [`receiver`](crate::receiver)), so tokio watches it for room to write
+    /// only, and the I/O thread is not woken by every message that arrives.
+    Written(AsyncFd<std::net::TcpStream>),
 }
 
 impl Stream {
-    pub fn tcp(&self) -> &TcpStream {
-        match self {
+    pub fn endpoints(&self) -> Endpoints {
+        let tcp = match self {
             Stream::Plain(tcp) => tcp,
             Stream::Tls(tls) => tls.get_ref().0,
-        }
+            Stream::Written(io) => {
+                return Endpoints {
+                    peer: io.get_ref().peer_addr().ok(),
+                    local: io.get_ref().local_addr().ok(),
+                }
+            }
+        };
+        Endpoints::of(tcp)
     }
 
-    /// The socket a sending thread may write frames to itself: plain TCP
-    /// only, as TLS records need the session's state.
-    pub fn plain_socket(&self) -> Option<RawFd> {
+    /// The stream to run a connection on, and its plain TCP socket, which
+    /// the Python thread reads and sending threads may write frames to
+    /// themselves (TLS records need the session's state: None).
+    pub fn into_running(self) -> io::Result<(Stream, Option<RawFd>)> {
         match self {
-            Stream::Plain(tcp) => Some(tcp.as_raw_fd()),
-            Stream::Tls(_) => None,
+            Stream::Plain(tcp) => {
+                let tcp = tcp.into_std()?;
+                let socket = tcp.as_raw_fd();
+                // SAFETY: `tcp` owns its descriptor, open until the AsyncFd drops it.
+                let io = unsafe { AsyncFd::register_with_interest(tcp, Interest::WRITABLE)? };
+                Ok((Stream::Written(io), Some(socket)))
+            }
+            other => Ok((other, None)),
         }
     }
+}
 
-    pub fn endpoints(&self) -> Endpoints {
-        Endpoints::of(self.tcp())
+/// One non-blocking vectored write to `socket`. MSG_NOSIGNAL: a peer that
+/// went away must not kill a process that did not ignore SIGPIPE.
+pub fn send(socket: RawFd, slices: &[IoSlice<'_>]) -> io::Result<usize> {
+    // SAFETY: IoSlice has the layout of iovec, and the slices outlive the
+    // call; a closed `socket` is an error, not UB.
+    let written = unsafe {
+        let mut message: libc::msghdr = std::mem::zeroed();
+        message.msg_iov = slices.as_ptr() as *mut libc::iovec;
+        message.msg_iovlen = slices.len() as _;
+        libc::sendmsg(socket, &message, libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT)
+    };
+    usize::try_from(written).map_err(|_| io::Error::last_os_error())
+}
+
+fn poll_send(
+    io: &AsyncFd<std::net::TcpStream>,
+    cx: &mut Context<'_>,
+    slices: &[IoSlice<'_>],
+) -> Poll<io::Result<usize>> {
+    loop {
+        let mut guard = ready!(io.poll_write_ready(cx))?;
+        if let Ok(result) = guard.try_io(|io| send(io.as_raw_fd(), slices)) {
+            return Poll::Ready(result);
+        }
     }
 }
 
 macro_rules! delegate {
-    ($self:ident, $s:ident => $call:expr) => {
+    ($self:ident, $s:ident => $call:expr, $io:ident => $written:expr) => {
         match $self.get_mut() {
             Stream::Plain($s) => {
                 let $s = Pin::new($s);
@@ -52,6 +95,7 @@ macro_rules! delegate {
                 let $s = Pin::new($s.as_mut());
                 $call
             }
+            Stream::Written($io) => $written,
         }
     };
 }
@@ -61,8 +105,15 @@ impl AsyncRead for Stream {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        delegate!(self, s => s.poll_read(cx, buf))
+    ) -> Poll<io::Result<()>> {
+        delegate!(self, s => s.poll_read(cx, buf), _io => {
+            // The connection reads it through the receiver, never through here.
+            let _ = buf;
+            Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "a running plain TCP stream is read through its receiver",
+            )))
+        })
     }
 }
 
@@ -71,30 +122,31 @@ impl AsyncWrite for Stream {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        delegate!(self, s => s.poll_write(cx, buf))
+    ) -> Poll<io::Result<usize>> {
+        delegate!(self, s => s.poll_write(cx, buf), io => poll_send(io, cx, &[IoSlice::new(buf)]))
     }
 
     fn poll_write_vectored(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         bufs: &[IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        delegate!(self, s => s.poll_write_vectored(cx, bufs))
+    ) -> Poll<io::Result<usize>> {
+        delegate!(self, s => s.poll_write_vectored(cx, bufs), io => poll_send(io, cx, bufs))
     }
 
     fn is_write_vectored(&self) -> bool {
         match self {
             Stream::Plain(s) => s.is_write_vectored(),
             Stream::Tls(s) => s.is_write_vectored(),
+            Stream::Written(_) => true,
         }
     }
 
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        delegate!(self, s => s.poll_flush(cx))
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        delegate!(self, s => s.poll_flush(cx), _io => Poll::Ready(Ok(())))
     }
 
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        delegate!(self, s => s.poll_shutdown(cx))
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        delegate!(self, s => s.poll_shutdown(cx), io => Poll::Ready(io.get_ref().shutdown(Shutdown::Write)))
     }
 }

@@ -74,6 +74,59 @@ def test_handlers_of_one_object_run_one_at_a_time_in_order(sockets: Any) -> None
     assert not any(overlap)
 
 
+def test_a_busy_handler_does_not_leave_the_peers_pings_unanswered(sockets: Any) -> None:
+    """The event thread reads its sockets itself; while a handler keeps it busy, the I/O thread
+    reads for it, so the peer's pings are answered (the peer gives up after 0.3 s)."""
+    got = Recorder()
+
+    def on_message(message: str) -> None:
+        if message == "block":
+            time.sleep(1.5)
+        got(message)
+
+    def handler(conn: Any) -> None:
+        conn.send("block")
+        echo(conn)
+
+    with websockets_server(handler, ping_interval=0.1, ping_timeout=0.3) as (url, _):
+        ws = open_socket(sockets, url, on_text_message_received=on_message)
+        wait_until(lambda: got.values == ["block"], what="the blocking handler to return")
+        ws.send_text_message("still there?")
+        wait_until(lambda: len(got.values) == 2, what="the echo")
+        assert got.values == ["block", "still there?"]
+        assert ws.status is Status.OPEN
+
+
+def test_a_blocked_asyncio_loop_does_not_leave_the_peers_pings_unanswered() -> None:
+    """The same for a loop blocked by a long computation (a notebook cell)."""
+
+    def handler(conn: Any) -> None:
+        echo(conn)
+
+    async def main(url: str) -> tuple[list[str], Status]:
+        got: list[str] = []
+        ws = WebSocket(url=url, active=True, on_text_message_received=got.append)
+        while ws.status is not Status.OPEN:
+            await asyncio.sleep(0.01)
+        ws.send_text_message("before")
+        while not got:
+            await asyncio.sleep(0.01)
+        time.sleep(1.5)
+        ws.send_text_message("after")
+        for _ in range(500):
+            if len(got) == 2:
+                break
+            await asyncio.sleep(0.01)
+        status = ws.status
+        ws.active = False
+        return got, status
+
+    with websockets_server(handler, ping_interval=0.1, ping_timeout=0.3) as (url, _):
+        got, status = asyncio.run(main(url))
+    assert got == ["before", "after"]
+    assert status is Status.OPEN
+
+
 def run_script(code: str, timeout: float = 30, **kwargs: Any) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-c", textwrap.dedent(code)],

@@ -144,11 +144,13 @@ class EventQueue:
 
     def __new__(cls, *, wakeup_fd: bool = False) -> EventQueue: ...
     def fileno(self) -> int | None:
-        """The file descriptor that becomes readable when events arrive, or None."""
+        """The file descriptor that becomes readable when events arrive or sockets are ready, or None."""
     def take(self) -> list[tuple[int, int, Any]]:
-        """Every event that has arrived; never blocks."""
+        """Every event that has arrived, and what the ready sockets hold; never blocks."""
     def wait(self, timeout: float) -> list[tuple[int, int, Any]]:
-        """Blocks, without the GIL, until events arrive, ``timeout`` s pass or the queue closes."""
+        """Blocks, without the GIL, until events arrive, ``timeout`` s pass or the queue closes.
+
+        Meanwhile it reads the plain TCP sockets of the queue's objects itself."""
     def close(self) -> None:
         """Wakes every waiter for good; later events are dropped."""
     @property

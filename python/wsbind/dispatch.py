@@ -9,6 +9,11 @@ concurrently and keep their order:
   wakes the loop through a file descriptor (``loop.add_reader``);
 - any other object uses the queue of wsbind's event thread, so that a
   script's main thread stays free.
+
+That thread also reads the objects' plain TCP sockets itself, when it looks
+for events: a message then reaches its handler without waking another thread.
+While a handler keeps it busy, the I/O thread reads for it (pings are
+answered, close frames echoed).
 """
 
 from __future__ import annotations

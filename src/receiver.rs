@@ -1,0 +1,396 @@
+//! What a connection receives, and which thread reads it.
+//!
+//! A [`Receiver`] holds what arrived and is not parsed yet (its
+//! [`Parser`]), how much to read next, and the large binary message being
+//! read straight into its `bytes` object (see [`landing`](crate::landing)).
+//!
+//! On a plain TCP socket the Python thread that handles a connection's
+//! events reads the socket itself, as picows does: when it has handled a
+//! batch and looks for the next, it reads the sockets its queue's
+//! [`Poller`](crate::poller::Poller) reports ready, without the GIL, and
+//! turns what came into events. A message then costs no hand-off between
+//! threads, and in an echo the I/O thread has nothing to do. Control
+//! frames, the end of the stream and broken rules go on to the
+//! connection's task, which keeps the closing handshake, pings and timers.
+//!
+//! A Python thread busy in a handler reads nothing, yet pings must be
+//! answered and a peer's close frame echoed. When its queue has had
+//! something ready for [`LEND_AFTER`](config::LEND_AFTER) and the thread has not come for it,
+//! the tasks take their receivers and read, as they do over TLS, until the
+//! thread looks for events again (see [`EventQueue`](crate::events::EventQueue)).
+
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use pyo3::Python;
+use tokio::io::unix::AsyncFd;
+use tokio::io::{AsyncRead, AsyncReadExt, Interest};
+
+use crate::config;
+use crate::errors::Failure;
+use crate::events::{Event, EventSink};
+use crate::landing::{Landing, Request};
+use crate::protocol::{Diverted, Incoming, Parser};
+
+/// How much to read next: small while a connection is quiet, doubling while
+/// reads come back full, halving again after reads that were mostly empty.
+struct ReadSize {
+    next: usize,
+}
+
+impl ReadSize {
+    fn new() -> Self {
+        ReadSize {
+            next: config::MIN_READ_SIZE,
+        }
+    }
+
+    fn record(&mut self, read: usize) {
+        if read >= self.next {
+            self.next = (self.next * 2).min(config::MAX_READ_SIZE);
+        } else if read < self.next / 4 {
+            self.next = (self.next / 2).max(config::MIN_READ_SIZE);
+        }
+    }
+}
+
+/// The receiving side of one connection, read by its task or by a Python thread.
+pub struct Receiver {
+    pub parser: Parser,
+    read_size: ReadSize,
+    /// The bytes object asked of Python for a large binary message.
+    requested: Option<Arc<Request>>,
+    /// That bytes object, once it came, and the message being read into it.
+    diverting: Option<(Landing, Diverted)>,
+}
+
+impl Receiver {
+    pub fn new(parser: Parser) -> Self {
+        Receiver {
+            parser,
+            read_size: ReadSize::new(),
+            requested: None,
+            diverting: None,
+        }
+    }
+
+    /// Gets ready to read: asks Python for the bytes object of a large
+    /// binary message whose header came, or starts reading into it once it
+    /// is there; makes room in the buffer.
+    pub fn prepare(&mut self, events: &EventSink) {
+        if self.diverting.is_none() {
+            match self.parser.arriving_binary(config::LAND_FROM) {
+                Some(len) => {
+                    if self.requested.as_ref().is_none_or(|r| r.size() != len) {
+                        let request = Request::new(len);
+                        events.reserve(request.clone());
+                        self.requested = Some(request);
+                    }
+                    if let Some(mut landing) = self.requested.as_ref().and_then(|r| r.take()) {
+                        self.requested = None;
+                        self.diverting = self
+                            .parser
+                            .divert(landing.as_mut_slice())
+                            .map(|diverted| (landing, diverted));
+                    }
+                }
+                None => self.requested = None,
+            }
+        }
+        // Without it a full buffer would grow by 64 bytes a read. Not while
+        // it holds the start of a large frame, which the parser has made
+        // room for: growing it then would copy all that came so far.
+        if self.diverting.is_none() && self.parser.buffer().len() < config::MAX_READ_SIZE {
+            self.parser.buffer().reserve(self.read_size.next);
+        }
+    }
+
+    /// On the Python thread: makes the bytes object of a large binary
+    /// message whose header came at once, taking the GIL for it, so that
+    /// the rest of the message is read straight into it.
+    fn land_now(&mut self) {
+        if self.diverting.is_some() {
+            return;
+        }
+        let Some(len) = self.parser.arriving_binary(config::LAND_FROM) else {
+            return;
+        };
+        // Should Python fail to make it (out of memory), the message takes the usual way.
+        if let Ok(mut landing) = Python::attach(|py| Landing::new(py, len)) {
+            self.diverting = self
+                .parser
+                .divert(landing.as_mut_slice())
+                .map(|diverted| (landing, diverted));
+        }
+    }
+
+    /// Reads what came from a task's stream: into the parser's buffer, or
+    /// into the bytes object of the message being diverted.
+    pub async fn read<R: AsyncRead + Unpin>(&mut self, reader: &mut R) -> io::Result<usize> {
+        match &mut self.diverting {
+            Some((landing, diverted)) => reader.read(diverted.rest(landing.as_mut_slice())).await,
+            None => reader.read_buf(self.parser.buffer()).await,
+        }
+    }
+
+    /// Reads what came on a socket the Python thread reads when it is
+    /// there (see [`readiness`]), the same way.
+    pub async fn read_socket(&mut self, io: &AsyncFd<OwnedFd>) -> io::Result<usize> {
+        loop {
+            let mut guard = io.readable().await?;
+            if let Ok(result) = guard.try_io(|io| self.recv(io.as_raw_fd())) {
+                return result;
+            }
+        }
+    }
+
+    /// One non-blocking read of `socket`, the same way. Into the buffer,
+    /// at most the read size: the parser makes room for a whole frame, and
+    /// a large message's bytes are better read into its bytes object.
+    fn recv(&mut self, socket: RawFd) -> io::Result<usize> {
+        let (dest, len) = match &mut self.diverting {
+            Some((landing, diverted)) => {
+                let rest = diverted.rest(landing.as_mut_slice());
+                (rest.as_mut_ptr(), rest.len())
+            }
+            None => {
+                let buffer = self.parser.buffer();
+                if buffer.capacity() == buffer.len() {
+                    buffer.reserve(config::MIN_READ_SIZE);
+                }
+                let spare = buffer.spare_capacity_mut();
+                (
+                    spare.as_mut_ptr().cast::<u8>(),
+                    spare.len().min(self.read_size.next),
+                )
+            }
+        };
+        let read = loop {
+            // SAFETY: `dest` is `len` writable bytes that nothing else uses now.
+            let read = unsafe { libc::recv(socket, dest.cast(), len, libc::MSG_DONTWAIT) };
+            match usize::try_from(read) {
+                Ok(read) => break read,
+                Err(_) => {
+                    let e = io::Error::last_os_error();
+                    if e.kind() != io::ErrorKind::Interrupted {
+                        return Err(e);
+                    }
+                }
+            }
+        };
+        if self.diverting.is_none() {
+            let buffer = self.parser.buffer();
+            // SAFETY: the kernel initialized `read` bytes of the spare capacity.
+            unsafe { buffer.set_len(buffer.len() + read) };
+        }
+        Ok(read)
+    }
+
+    /// Takes `count` bytes just read, which may complete the diverted message.
+    pub fn received(&mut self, count: usize, events: &EventSink) {
+        match &mut self.diverting {
+            Some((landing, diverted)) => {
+                if diverted.received(landing.as_mut_slice(), count) {
+                    if let Some((landing, _)) = self.diverting.take() {
+                        events.send(Event::Landed(landing));
+                    }
+                }
+            }
+            None => self.read_size.record(count),
+        }
+    }
+}
+
+/// The readiness of `socket` for its task, while the task reads it: tokio
+/// watches the stream itself for writing only (see [`Stream`](crate::stream::Stream)),
+/// so a duplicate of its descriptor is watched for reading.
+pub fn readiness(socket: RawFd) -> io::Result<AsyncFd<OwnedFd>> {
+    // SAFETY: the connection's socket is open while its task runs.
+    let socket = unsafe { BorrowedFd::borrow_raw(socket) }.try_clone_to_owned()?;
+    // SAFETY: `socket` owns the duplicate, open until the AsyncFd drops it.
+    Ok(unsafe { AsyncFd::register_with_interest(socket, Interest::READABLE)? })
+}
+
+/// The event for a data message or frame; a control frame comes back.
+pub fn data_event(incoming: Incoming, events: &EventSink) -> Result<Event, Incoming> {
+    Ok(match incoming {
+        Incoming::Text(text) => Event::Text(text),
+        Incoming::Binary(data) => events.binary(data),
+        Incoming::TextFrame { text, last } => Event::TextFrame { text, last },
+        Incoming::BinaryFrame { data, last } => Event::BinaryFrame { data, last },
+        control => return Err(control),
+    })
+}
+
+/// What a Python thread that reads a connection leaves to its task.
+pub enum Received {
+    /// A ping, a pong or a close frame.
+    Control(Incoming),
+    /// The peer closed the TCP connection.
+    Eof,
+    /// Reading failed.
+    Lost(io::Error),
+    /// The peer broke the protocol.
+    Failed(Failure),
+}
+
+/// A connection's receiver while a Python thread may read its socket;
+/// empty while the task has it.
+pub struct Reading {
+    socket: RawFd,
+    receiver: Mutex<Option<Receiver>>,
+}
+
+/// What became of a [`Reading::read`].
+pub enum Read {
+    /// Bytes came (and maybe events); the socket is read again when ready.
+    Data,
+    /// Nothing came.
+    Nothing,
+    /// The task has the receiver now.
+    Lent,
+    /// The stream ended or failed: the task was told, and nothing more is read.
+    Over,
+}
+
+impl Reading {
+    pub fn new(socket: RawFd) -> Self {
+        Reading {
+            socket,
+            receiver: Mutex::new(None),
+        }
+    }
+
+    pub fn socket(&self) -> RawFd {
+        self.socket
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Option<Receiver>> {
+        self.receiver.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Takes the receiver back for the task.
+    pub fn take(&self) -> Option<Receiver> {
+        self.lock().take()
+    }
+
+    /// Gives the receiver to the Python thread.
+    pub fn put(&self, receiver: Receiver) {
+        *self.lock() = Some(receiver);
+    }
+
+    /// Runs `f` on the parser, if the Python thread has it.
+    pub fn with_parser(&self, f: impl FnOnce(&mut Parser)) {
+        if let Some(receiver) = self.lock().as_mut() {
+            f(&mut receiver.parser);
+        }
+    }
+
+    /// Reads the socket once, on the Python thread, and sends what came:
+    /// data as events (`frames`: data frames too), the rest to the task
+    /// through `to_task`.
+    pub fn read(&self, events: &EventSink, frames: bool, to_task: impl Fn(Received)) -> Read {
+        let mut slot = self.lock();
+        let Some(receiver) = slot.as_mut() else {
+            return Read::Lent;
+        };
+        receiver.parser.frames = frames;
+        receiver.land_now();
+        receiver.prepare(events);
+        match receiver.recv(self.socket) {
+            Ok(0) => {
+                to_task(Received::Eof);
+                return Read::Over;
+            }
+            Ok(count) => receiver.received(count, events),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Read::Nothing,
+            Err(e) => {
+                to_task(Received::Lost(e));
+                return Read::Over;
+            }
+        }
+        loop {
+            match receiver.parser.next_event() {
+                Ok(Some(incoming)) => match data_event(incoming, events) {
+                    Ok(event) => events.send(event),
+                    Err(control) => to_task(Received::Control(control)),
+                },
+                Ok(None) => return Read::Data,
+                Err(failure) => {
+                    to_task(Received::Failed(failure));
+                    return Read::Over;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::EventQueue;
+    use crate::protocol::{opcode, Framer, Limits, Role};
+    use bytes::BytesMut;
+    use std::io::Write;
+    use std::os::unix::net::UnixStream;
+    use std::sync::Mutex as StdMutex;
+
+    fn frame(opcode: u8, payload: &[u8]) -> BytesMut {
+        let mut out = BytesMut::new();
+        Framer::new(Role::Client).frame(&mut out, opcode, true, payload);
+        out
+    }
+
+    /// A server's socket read as the Python thread reads it: data becomes
+    /// events, the rest goes to the task, and nothing is read after the end.
+    #[test]
+    fn the_python_thread_reads_data_and_leaves_the_rest_to_the_task() {
+        let (ours, mut peer) = UnixStream::pair().unwrap();
+        ours.set_nonblocking(true).unwrap();
+        let queue = EventQueue::new(false).unwrap();
+        let events = queue.sink(3);
+        let limits = Limits {
+            max_frame_size: 1 << 20,
+            max_message_size: 1 << 20,
+        };
+        let reading = Reading::new(ours.as_raw_fd());
+        let to_task = StdMutex::new(Vec::new());
+        let read = || {
+            reading.read(&events, false, |r| {
+                to_task.lock().unwrap().push(match r {
+                    Received::Control(Incoming::Ping(p)) => format!("ping {p:?}"),
+                    Received::Control(other) => format!("{other:?}"),
+                    Received::Eof => "eof".into(),
+                    Received::Lost(e) => format!("lost {e}"),
+                    Received::Failed(f) => format!("failed {}", f.code),
+                })
+            })
+        };
+        assert!(matches!(read(), Read::Lent), "the task has the receiver");
+        reading.put(Receiver::new(Parser::new(Role::Server, limits)));
+        assert!(matches!(read(), Read::Nothing));
+
+        peer.write_all(&frame(opcode::TEXT, b"hi")).unwrap();
+        peer.write_all(&frame(opcode::PING, b"p")).unwrap();
+        assert!(matches!(read(), Read::Data));
+        assert_eq!(queue.summary(), [(3, "text hi".to_string())]);
+        assert_eq!(*to_task.lock().unwrap(), ["ping b\"p\""]);
+
+        // Unmasked, from a client: the rules are broken, and the task hears why.
+        let mut bad = BytesMut::new();
+        Framer::new(Role::Server).frame(&mut bad, opcode::TEXT, true, b"x");
+        peer.write_all(&bad).unwrap();
+        assert!(matches!(read(), Read::Over));
+        assert_eq!(to_task.lock().unwrap().last().unwrap(), "failed 1002");
+
+        drop(peer);
+        reading.put(Receiver::new(Parser::new(Role::Server, limits)));
+        assert!(matches!(read(), Read::Over));
+        assert_eq!(to_task.lock().unwrap().last().unwrap(), "eof");
+        assert!(
+            reading.take().is_some(),
+            "the task takes it back at the end"
+        );
+    }
+}
