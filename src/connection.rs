@@ -184,6 +184,8 @@ pub struct Shared {
     frame_size: AtomicUsize,
     /// Each write is reported (a handler listens to `bytes_written`).
     report_writes: AtomicBool,
+    /// The last burst of events in which a handler sent a small message here.
+    burst: AtomicU64,
     /// Data frames are reported one by one (a handler listens to a frame
     /// signal); the parser looks before each pass, whichever thread reads.
     report_frames: AtomicBool,
@@ -205,6 +207,7 @@ impl Shared {
             flushed: Default::default(),
             frame_size: AtomicUsize::new(config::OUTGOING_FRAME_SIZE),
             report_writes: AtomicBool::new(false),
+            burst: AtomicU64::new(0),
             report_frames: AtomicBool::new(false),
             outbox: Outbox::default(),
             reading: OnceLock::new(),
@@ -230,7 +233,7 @@ impl Shared {
         // A reported write must come from the task, which reports it.
         let may_write = (size <= DIRECT_WRITE_MAX || self.role == Role::Server)
             && !self.report_writes.load(Ordering::Relaxed)
-            && (size >= BURST_WRITE_FROM || !events::in_burst());
+            && (size >= BURST_WRITE_FROM || self.first_in_burst());
         match self.outbox.write_or_queue(chunks, may_write) {
             None => {
                 self.written(size);
@@ -248,6 +251,15 @@ impl Shared {
                 self.hand_over(size, count, Command::Message { chunks, size })
             }
         }
+    }
+
+    /// Whether the calling thread may write a small message here itself:
+    /// it is not in a burst of events, or this is the first message it
+    /// sends here in a burst of many sockets' events (see [`events::burst`]).
+    fn first_in_burst(&self) -> bool {
+        events::burst().is_none_or(|burst| {
+            !burst.one_socket && self.burst.swap(burst.number, Ordering::Relaxed) != burst.number
+        })
     }
 
     /// [`send`](Self::send) for Python, which a large message's write does not hold up.
@@ -984,6 +996,9 @@ pub async fn run<S>(
             let lent = *lending.borrow_and_update();
             if lent && local.is_none() {
                 local = reading.take();
+                if let Some(receiver) = local.as_mut() {
+                    receiver.prepare(&events);
+                }
             } else if !lent && local.is_some() {
                 if let Some(receiver) = local.take() {
                     reading.put(receiver);

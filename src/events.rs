@@ -415,7 +415,18 @@ impl Batch {
             request.fulfil(py);
         }
         spares.refill(|len| Landing::new(py, len).ok());
-        IN_BURST.set(self.events.len() > 1);
+        IN_BURST.set(match self.events.first() {
+            Some(&(first, _)) if self.events.len() > 1 => {
+                static BURSTS: AtomicU64 = AtomicU64::new(1);
+                let burst = BURSTS.fetch_add(1, Ordering::Relaxed);
+                let one_socket = self.events.iter().all(|&(id, _)| id == first);
+                Burst {
+                    number: burst,
+                    one_socket,
+                }
+            }
+            _ => Burst::NONE,
+        });
         let list = PyList::empty(py);
         for (id, event) in self.events {
             list.append(event.into_py(py, id)?)?;
@@ -581,17 +592,34 @@ impl EventSink {
     }
 }
 
-thread_local! {
-    /// Whether the batch this thread is handling holds more than one event.
-    static IN_BURST: Cell<bool> = const { Cell::new(false) };
+/// A batch of several events that a thread is handling.
+#[derive(Clone, Copy)]
+pub struct Burst {
+    /// Numbered across threads; 0 for no burst.
+    pub number: u64,
+    /// All its events are of one object (a pipelined connection).
+    pub one_socket: bool,
 }
 
-/// Whether the calling thread is handling a batch of several events: the
-/// messages its handlers send are then left to the I/O thread, which writes
-/// them (together, for one socket) while Python goes on with the batch,
-/// rather than written one system call each by the busy Python thread.
-pub fn in_burst() -> bool {
-    IN_BURST.get()
+impl Burst {
+    const NONE: Burst = Burst {
+        number: 0,
+        one_socket: false,
+    };
+}
+
+thread_local! {
+    static IN_BURST: Cell<Burst> = const { Cell::new(Burst::NONE) };
+}
+
+/// The batch of several events the calling thread is handling, if it is.
+/// Small messages its handlers send to a socket are then left to the I/O
+/// thread, which writes them together while Python goes on with the batch,
+/// rather than one system call each by the busy Python thread; but in a
+/// batch of many sockets' events (many clients, one message each), the
+/// first message to each socket is written at once.
+pub fn burst() -> Option<Burst> {
+    Some(IN_BURST.get()).filter(|b| b.number != 0)
 }
 
 /// [`EVENT_SPIN`], or `WSBIND_SPIN_US` microseconds when it is set.

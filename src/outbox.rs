@@ -10,11 +10,12 @@
 //! What the socket does not take joins the queue, counted under the same
 //! lock, so that nothing overtakes it and no frame is ever cut by another.
 //!
-//! Small messages sent by handlers in a burst of events are the exception:
-//! the I/O thread writes them, many to a system call, while the Python
-//! thread goes on with the burst (see [`events::in_burst`](crate::events::in_burst)).
-//! From [`BURST_WRITE_FROM`] bytes the copy into the socket outweighs the
-//! system call, and handing the message over would only wake the I/O thread.
+//! Small messages that handlers send to one socket in a burst of events
+//! are the exception, after the first: the I/O thread writes them, many to
+//! a system call, while the Python thread goes on with the burst (see
+//! [`events::burst`](crate::events::burst)). From [`BURST_WRITE_FROM`] bytes
+//! the copy into the socket outweighs the system call, and handing the
+//! message over would only wake the I/O thread.
 
 use std::cell::RefCell;
 use std::io::IoSlice;
@@ -24,9 +25,11 @@ use std::sync::{Mutex, MutexGuard};
 use crate::protocol::Chunk;
 use crate::writer::MAX_SLICES;
 
-/// Largest message a sending thread writes itself: 64 KiB. The write is a
-/// non-blocking system call made with the GIL held, so it stays short;
-/// larger messages go through the I/O thread.
+/// Largest message a client's sending thread writes itself, masking it on
+/// the way: 64 KiB; larger ones are masked by the I/O thread as it writes
+/// them, through a buffer that stays in cache. A server's thread writes
+/// messages of any size (they are not masked), without the GIL above this
+/// size: the non-blocking write copies as much as the socket takes.
 pub const DIRECT_WRITE_MAX: usize = 64 << 10;
 
 /// Smallest message a handler writes itself in a burst of events: 8 KiB.
@@ -138,8 +141,8 @@ fn write_now(socket: RawFd, chunks: &[Chunk]) -> usize {
         // The socket is open: it is used under the outbox lock, and `detach`
         // takes it out under that lock before the stream is dropped.
         let written = crate::stream::send(socket, &slices).unwrap_or(0);
-        // Only messages up to DIRECT_WRITE_MAX come here; anything more
-        // (a small outgoing_frame_size) is not kept.
+        // Only a client's messages up to DIRECT_WRITE_MAX are masked here;
+        // anything more (a small outgoing_frame_size) is not kept.
         if masked.capacity() > DIRECT_WRITE_MAX {
             *masked = Vec::new();
         }
