@@ -9,7 +9,9 @@
 //! rest of the payload into it (unmasking as it goes) and hands it over
 //! whole. Until the Python thread answers (it may be busy in a handler), the
 //! message keeps arriving into our buffer, and a message that arrives whole
-//! before the answer takes the usual way.
+//! before the answer takes the usual way. A Python thread that reads the
+//! socket itself (see [`receiver`](crate::receiver)) makes the object at
+//! once, taking the GIL for it.
 //!
 //! Smaller messages, from [`SPARE_FROM`](crate::config::SPARE_FROM) bytes,
 //! are copied by the I/O thread into a blank `bytes` that the Python
