@@ -87,12 +87,8 @@ impl Receiver {
                         events.reserve(request.clone());
                         self.requested = Some(request);
                     }
-                    if let Some(mut landing) = self.requested.as_ref().and_then(|r| r.take()) {
-                        self.requested = None;
-                        self.diverting = self
-                            .parser
-                            .divert(landing.as_mut_slice())
-                            .map(|diverted| (landing, diverted));
+                    if let Some(landing) = self.requested.as_ref().and_then(|r| r.take()) {
+                        self.divert(landing);
                     }
                 }
                 None => self.requested = None,
@@ -117,12 +113,18 @@ impl Receiver {
             return;
         };
         // Should Python fail to make it (out of memory), the message takes the usual way.
-        if let Ok(mut landing) = Python::attach(|py| Landing::new(py, len)) {
-            self.diverting = self
-                .parser
-                .divert(landing.as_mut_slice())
-                .map(|diverted| (landing, diverted));
+        if let Ok(landing) = Python::attach(|py| Landing::new(py, len)) {
+            self.divert(landing);
         }
+    }
+
+    /// Reads the rest of the arriving message into `landing`; no request waits any more.
+    fn divert(&mut self, mut landing: Landing) {
+        self.requested = None;
+        self.diverting = self
+            .parser
+            .divert(landing.as_mut_slice())
+            .map(|diverted| (landing, diverted));
     }
 
     /// Reads what came from a task's stream: into the parser's buffer, or
