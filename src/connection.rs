@@ -330,11 +330,6 @@ impl Shared {
         self.report_frames.load(Ordering::Relaxed)
     }
 
-    /// The socket the Python thread reads, if it does.
-    pub fn reading_socket(&self) -> Option<RawFd> {
-        self.reading.get().map(Reading::socket)
-    }
-
     /// The writer wrote `chunks` chunks carrying `payload` message bytes.
     pub fn batch_written(&self, payload: usize, chunks: usize, events: &EventSink) {
         if payload > 0 {

@@ -324,13 +324,8 @@ impl Inner {
             };
             match shared.read(&sink) {
                 Reading::Data => came = true,
-                Reading::Nothing => {}
+                Reading::Nothing | Reading::Over => {}
                 Reading::Lent => lent += 1,
-                Reading::Over => {
-                    if let Some(socket) = shared.reading_socket() {
-                        self.poller.remove(socket);
-                    }
-                }
             }
         }
         // Sockets still with their tasks, which give them back soon.
@@ -536,6 +531,11 @@ impl EventSink {
             tokio::spawn(lend_while_away(self.inner.clone()));
         }
         Ok(())
+    }
+
+    /// Stops reporting `socket` to the queue's thread, which read its end.
+    pub fn stop_reading(&self, socket: std::os::fd::RawFd) {
+        self.inner.poller.remove(socket);
     }
 
     /// Stops the queue's thread from reading `socket`, before it is closed.

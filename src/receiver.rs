@@ -252,7 +252,8 @@ pub enum Read {
     Nothing,
     /// The task has the receiver now.
     Lent,
-    /// The stream ended or failed: the task was told, and nothing more is read.
+    /// The stream ended or failed: the task was told, and the queue's thread
+    /// no longer watches the socket.
     Over,
 }
 
@@ -262,10 +263,6 @@ impl Reading {
             socket,
             receiver: Mutex::new(None),
         }
-    }
-
-    pub fn socket(&self) -> RawFd {
-        self.socket
     }
 
     fn lock(&self) -> MutexGuard<'_, Option<Receiver>> {
@@ -297,20 +294,21 @@ impl Reading {
         let Some(receiver) = slot.as_mut() else {
             return Read::Lent;
         };
+        // Under the lock, which the task takes before it closes the socket:
+        // the descriptor cannot be another connection's yet.
+        let over = |received| {
+            to_task(received);
+            events.stop_reading(self.socket);
+            Read::Over
+        };
         receiver.parser.frames = frames;
         receiver.land_now();
         receiver.prepare(events);
         match receiver.recv(self.socket) {
-            Ok(0) => {
-                to_task(Received::Eof);
-                return Read::Over;
-            }
+            Ok(0) => return over(Received::Eof),
             Ok(count) => receiver.received(count, events),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Read::Nothing,
-            Err(e) => {
-                to_task(Received::Lost(e));
-                return Read::Over;
-            }
+            Err(e) => return over(Received::Lost(e)),
         }
         loop {
             match receiver.parser.next_event() {
@@ -319,10 +317,7 @@ impl Reading {
                     Err(control) => to_task(Received::Control(control)),
                 },
                 Ok(None) => return Read::Data,
-                Err(failure) => {
-                    to_task(Received::Failed(failure));
-                    return Read::Over;
-                }
+                Err(failure) => return over(Received::Failed(failure)),
             }
         }
     }
