@@ -991,8 +991,9 @@ pub async fn run<S>(
             let lent = *lending.borrow_and_update();
             if lent && local.is_none() {
                 local = reading.take();
-                if let Some(receiver) = local.as_mut() {
-                    receiver.prepare(&events);
+                if local.is_some() {
+                    // Parsed and prepared at the top, as the task's own.
+                    continue;
                 }
             } else if !lent && local.is_some() {
                 if let Some(receiver) = local.take() {

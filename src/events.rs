@@ -413,14 +413,12 @@ impl Batch {
         IN_BURST.set(match self.events.first() {
             Some(&(first, _)) if self.events.len() > 1 => {
                 static BURSTS: AtomicU64 = AtomicU64::new(1);
-                let burst = BURSTS.fetch_add(1, Ordering::Relaxed);
-                let one_socket = self.events.iter().all(|&(id, _)| id == first);
-                Burst {
-                    number: burst,
-                    one_socket,
-                }
+                Some(Burst {
+                    number: BURSTS.fetch_add(1, Ordering::Relaxed),
+                    one_socket: self.events.iter().all(|&(id, _)| id == first),
+                })
             }
-            _ => Burst::NONE,
+            _ => None,
         });
         let list = PyList::empty(py);
         for (id, event) in self.events {
@@ -540,7 +538,7 @@ impl EventSink {
 
     /// Stops the queue's thread from reading `socket`, before it is closed.
     pub fn unwatch(&self, socket: std::os::fd::RawFd) {
-        self.inner.poller.remove(socket);
+        self.stop_reading(socket);
         self.inner.readers().connections.remove(&self.id);
     }
 
@@ -595,21 +593,14 @@ impl EventSink {
 /// A batch of several events that a thread is handling.
 #[derive(Clone, Copy)]
 pub struct Burst {
-    /// Numbered across threads; 0 for no burst.
+    /// Numbered across threads, from 1.
     pub number: u64,
     /// All its events are of one object (a pipelined connection).
     pub one_socket: bool,
 }
 
-impl Burst {
-    const NONE: Burst = Burst {
-        number: 0,
-        one_socket: false,
-    };
-}
-
 thread_local! {
-    static IN_BURST: Cell<Burst> = const { Cell::new(Burst::NONE) };
+    static IN_BURST: Cell<Option<Burst>> = const { Cell::new(None) };
 }
 
 /// The batch of several events the calling thread is handling, if it is.
@@ -619,7 +610,7 @@ thread_local! {
 /// batch of many sockets' events (many clients, one message each), the
 /// first message to each socket is written at once.
 pub fn burst() -> Option<Burst> {
-    Some(IN_BURST.get()).filter(|b| b.number != 0)
+    IN_BURST.get()
 }
 
 /// [`EVENT_SPIN`], or `WSBIND_SPIN_US` microseconds when it is set.
