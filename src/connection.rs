@@ -188,6 +188,9 @@ pub struct Shared {
     burst: AtomicU64,
     /// Data frames are reported one by one (a handler listens to a frame
     /// signal); the parser looks before each pass, whichever thread reads.
+    /// A server's connection starts with them on: its first bytes may be
+    /// parsed before its `client_connected` handlers had a chance to listen,
+    /// and the server settles it once they ran.
     report_frames: AtomicBool,
     outbox: Outbox,
     /// The receiver, while the Python thread reads the socket (plain TCP).
@@ -208,7 +211,7 @@ impl Shared {
             frame_size: AtomicUsize::new(config::OUTGOING_FRAME_SIZE),
             report_writes: AtomicBool::new(false),
             burst: AtomicU64::new(0),
-            report_frames: AtomicBool::new(false),
+            report_frames: AtomicBool::new(role == Role::Server),
             outbox: Outbox::default(),
             reading: OnceLock::new(),
         };

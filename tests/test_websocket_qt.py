@@ -899,6 +899,29 @@ def test_bytes_written_and_frames_on_a_server_socket(servers: Any) -> None:
     assert frames.calls == [("ab", False), ("cd", False), ("", True)]
 
 
+def test_frames_that_came_before_client_connected_ran_are_reported(servers: Any) -> None:
+    """A client whose frames were read while the server's handlers were busy still has them reported."""
+    sent = threading.Event()
+    accepted: list[WebSocket] = []
+    frames = Recorder()
+
+    def on_client(ws: WebSocket) -> None:
+        accepted.append(ws)
+        if len(accepted) == 1:
+            # Keeps the server's handlers busy until the second client has
+            # sent: its bytes are read before its client_connected runs.
+            sent.wait(TIMEOUT)
+        else:
+            ws.text_frame_received.connect(lambda frame, last: frames(frame, last))
+
+    server = servers(on_client_connected=on_client)
+    with connect(server.url), connect(server.url) as second:
+        second.send(["ab", "cd"])
+        sent.set()
+        wait_until(lambda: len(frames.calls) == 3, what="the frames to be reported")
+    assert frames.calls == [("ab", False), ("cd", False), ("", True)]
+
+
 def test_flush_waits_until_everything_queued_is_written(sockets: Any) -> None:
     """flush() times out while the peer does not read, and returns True once it has read it all."""
     reading = threading.Event()

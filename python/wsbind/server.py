@@ -394,6 +394,8 @@ class WebSocketServer(Object):
             self._write("clients", [*self.clients, ws])
             self.new_connection.emit()
             self.client_connected.emit(ws)
+            # Frames were reported in case these handlers listen; now they have.
+            ws._report(conn)
         elif kind == _wsbind.EVENT_ORIGIN_CHECK:
             try:
                 self.origin_authentication_required.emit(payload)
