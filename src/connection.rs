@@ -24,10 +24,8 @@ use tokio::time::{sleep_until, timeout, Instant};
 use crate::config;
 use crate::errors::{Error, Failure, ABNORMAL_CLOSURE};
 use crate::events::{self, Event, EventSink};
-use crate::outbox::{Outbox, BURST_WRITE_FROM, DIRECT_WRITE_MAX};
-use crate::protocol::{
-    opcode, Chunk, Framer, Incoming, Limits, Parser, Role, MASK_AT_WRITE_FROM, MAX_CONTROL_PAYLOAD,
-};
+use crate::outbox::{Closed, Outbox, Sent, BURST_WRITE_FROM, DIRECT_WRITE_MAX};
+use crate::protocol::{opcode, Chunk, Framer, Incoming, Limits, Parser, Role, MAX_CONTROL_PAYLOAD};
 use crate::receiver::{self, data_event, Read, Reading, Received, Receiver};
 use crate::writer::{self, Outgoing};
 
@@ -140,17 +138,6 @@ pub async fn read_head<S: AsyncRead + Unpin>(
 
 /// What Python asks a connection's task to do.
 pub enum Command {
-    /// A message, framed by the sending thread: chunks for a vectored
-    /// write, carrying `size` payload bytes.
-    Message {
-        chunks: Vec<Chunk>,
-        size: usize,
-    },
-    /// A message framed once for many connections (a broadcast).
-    Framed {
-        frame: Bytes,
-        size: usize,
-    },
     Ping(Bytes),
     Close(u16, String),
     Abort,
@@ -237,23 +224,8 @@ impl Shared {
         let may_write = (size <= DIRECT_WRITE_MAX || self.role == Role::Server)
             && !self.report_writes.load(Ordering::Relaxed)
             && (size >= BURST_WRITE_FROM || self.first_in_burst());
-        match self.outbox.write_or_queue(chunks, may_write) {
-            None => {
-                self.written(size);
-                Ok(size)
-            }
-            Some(mut chunks) => {
-                if size < MASK_AT_WRITE_FROM {
-                    chunks = chunks
-                        .into_iter()
-                        .map(Chunk::into_plain)
-                        .map(Chunk::plain)
-                        .collect();
-                }
-                let count = chunks.len();
-                self.hand_over(size, count, Command::Message { chunks, size })
-            }
-        }
+        let sent = self.outbox.send(chunks, size, may_write);
+        self.account(size, sent)
     }
 
     /// Whether the calling thread may write a small message here itself:
@@ -277,8 +249,23 @@ impl Shared {
     /// Queues a message already framed (a broadcast's frames, shared by every peer).
     fn send_framed(&self, frame: Bytes, size: usize) -> Result<usize, Error> {
         self.admit(size)?;
-        self.outbox.queue(1, false);
-        self.hand_over(size, 1, Command::Framed { frame, size })
+        let sent = self.outbox.send(vec![Chunk::plain(frame)], size, false);
+        self.account(size, sent)
+    }
+
+    /// Counts a message of `size` bytes as written if it was, or was not sent.
+    fn account(&self, size: usize, sent: Result<Sent, Closed>) -> Result<usize, Error> {
+        match sent {
+            Ok(Sent::Queued) => Ok(size),
+            Ok(Sent::Written) => {
+                self.written(size);
+                Ok(size)
+            }
+            Err(Closed) => {
+                self.written(size);
+                Err(Error::NotOpen)
+            }
+        }
     }
 
     /// Counts `size` more bytes to write, unless the connection is not open
@@ -296,17 +283,6 @@ impl Shared {
             });
         }
         Ok(())
-    }
-
-    /// Gives the connection's task a message of `size` bytes in `chunks`
-    /// chunks, both counted already.
-    fn hand_over(&self, size: usize, chunks: usize, command: Command) -> Result<usize, Error> {
-        if self.commands.send(command).is_err() {
-            self.outbox.written(chunks);
-            self.written(size);
-            return Err(Error::NotOpen);
-        }
-        Ok(size)
     }
 
     /// Starts the closing handshake; a connection that is already over ignores it.
@@ -665,7 +641,6 @@ struct Session<'a> {
     role: Role,
     settings: Settings,
     framer: Framer,
-    out: Option<UnboundedSender<Outgoing>>,
     events: &'a EventSink,
     shared: &'a Shared,
     /// Our close frame (or our echo of the peer's) is out.
@@ -679,23 +654,18 @@ struct Session<'a> {
 }
 
 impl Session<'_> {
-    fn queue(&mut self, chunk: Chunk, payload: usize) {
-        if let Some(out) = &self.out {
-            let _ = out.send(Outgoing { chunk, payload });
-        }
-    }
-
     fn control(&mut self, op: u8, payload: &[u8]) {
         let mut bytes = BytesMut::new();
         self.framer.frame(&mut bytes, op, true, payload);
         self.queue_own(bytes.freeze(), false);
     }
 
-    /// Queues a frame the session makes itself (a ping, a pong, our close),
-    /// counted in the outbox here; a message was counted by its sender.
+    /// Queues a frame the session makes itself (a ping, a pong, our close).
     fn queue_own(&mut self, frame: Bytes, close: bool) {
-        self.shared.outbox.queue(1, close);
-        self.queue(Chunk::plain(frame), 0);
+        let chunk = Chunk::plain(frame);
+        self.shared
+            .outbox
+            .queue(Outgoing { chunk, payload: 0 }, close);
     }
 
     fn send_close(&mut self, frame: Option<(u16, &str)>) {
@@ -738,29 +708,6 @@ impl Session<'_> {
 
     fn command(&mut self, command: Command, local: &mut Option<Receiver>) -> Option<End> {
         match command {
-            Command::Message { mut chunks, size } => {
-                if self.close_sent {
-                    // Too late: the peer must not get data after our close.
-                    self.shared.written(size);
-                    self.shared.outbox.written(chunks.len());
-                    return None;
-                }
-                let last = chunks.pop();
-                for chunk in chunks {
-                    self.queue(chunk, 0);
-                }
-                if let Some(last) = last {
-                    self.queue(last, size);
-                }
-            }
-            Command::Framed { frame, size } => {
-                if self.close_sent {
-                    self.shared.written(size);
-                    self.shared.outbox.written(1);
-                    return None;
-                }
-                self.queue(Chunk::plain(frame), size);
-            }
             Command::Ping(payload) => {
                 if !self.close_sent {
                     self.ping(payload, true);
@@ -939,8 +886,11 @@ pub async fn run<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    // A connection runs once: the queue is there unless this is a second run.
+    let Some(queue) = shared.outbox.take_queue() else {
+        return;
+    };
     let (mut reader, writer) = tokio::io::split(stream);
-    let (out, out_rx) = unbounded_channel();
     let mut parser = Parser::new(role, settings.limits);
     parser.buffer().extend_from_slice(&received);
     // The task's while it reads; the Python thread's (in `shared.reading`)
@@ -955,7 +905,6 @@ pub async fn run<S>(
         next_keepalive: settings.ping_interval.map(|i| Instant::now() + i),
         framer: Framer::new(role),
         settings,
-        out: Some(out),
         events: &events,
         shared: &shared,
         close_sent: false,
@@ -964,7 +913,7 @@ pub async fn run<S>(
         pings: VecDeque::new(),
     };
     shared.outbox.attach(socket);
-    let writing = writer::write(writer, out_rx, &shared, &events);
+    let writing = writer::write(writer, queue, &shared, &events);
     tokio::pin!(writing);
     // A finished future must not be polled again.
     let mut writer_done = false;
@@ -1036,8 +985,9 @@ pub async fn run<S>(
             }
             command = commands.recv() => {
                 // Whatever else is queued is handled in the same pass (up to a
-                // bound, for fairness to reading), so that a burst of sends
-                // costs one trip through this loop, not one each.
+                // bound, for fairness to reading), so that a burst of pings or
+                // of what the Python thread read costs one trip through this
+                // loop, not one each.
                 let mut next = command;
                 let mut handled = 0;
                 let ended = loop {
@@ -1086,10 +1036,9 @@ pub async fn run<S>(
             reading.take();
         }
     }
-    shared.outbox.detach();
-    // Let the writer send what is queued (our close frame) and close its
+    // Lets the writer send what is queued (our close frame) and close its
     // side, unless the connection is to be dropped at once.
-    session.out = None;
+    shared.outbox.detach();
     let linger = match end {
         End::Closed => session.settings.close_timeout,
         End::Failed(_) => FAILURE_LINGER,
@@ -1165,6 +1114,7 @@ impl Endpoints {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::MASK_AT_WRITE_FROM;
 
     #[test]
     fn close_codes_and_reasons_are_checked() {
@@ -1202,20 +1152,28 @@ mod tests {
     }
 
     #[test]
-    fn a_client_masks_smaller_messages_it_hands_over_and_leaves_larger_ones_to_the_writer() {
-        let (shared, mut rx) = Shared::new(Role::Client);
+    fn a_client_masks_smaller_messages_it_queues_and_leaves_larger_ones_to_the_writer() {
+        let (shared, _commands) = Shared::new(Role::Client);
+        let mut queue = shared.outbox.take_queue().unwrap();
         shared.set_open(true);
         for (size, masked_later) in [(64 << 10, false), (MASK_AT_WRITE_FROM, true)] {
             shared.send(false, Bytes::from(vec![1; size])).unwrap();
-            let Ok(Command::Message { chunks, .. }) = rx.try_recv() else {
-                panic!("the message is handed to the task");
-            };
+            let mut chunks = Vec::new();
+            while let Ok(outgoing) = queue.try_recv() {
+                chunks.push(outgoing);
+            }
+            assert_eq!(chunks.last().map(|o| o.payload), Some(size));
             assert_eq!(
-                chunks.iter().any(|c| c.mask.is_some()),
+                chunks.iter().any(|o| o.chunk.mask.is_some()),
                 masked_later,
                 "{size}"
             );
         }
+        shared.outbox.detach();
+        assert!(matches!(
+            shared.send(false, Bytes::from_static(b"x")),
+            Err(Error::NotOpen)
+        ));
     }
 
     /// A client and a server session over an in-memory pipe: a message each

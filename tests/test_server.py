@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import threading
+import time
 from typing import Any
 
 import pytest
@@ -64,6 +66,48 @@ def test_a_stream_of_same_sized_messages_is_echoed_whole_and_in_order(servers: A
             client.send(message)
         received = [client.recv(timeout=TIMEOUT) for _ in sent]
     assert received == sent
+
+
+def test_threads_sending_large_messages_at_once_never_cut_each_others_frames(servers: Any) -> None:
+    """Threads send messages larger than the socket takes at once while the peer pings; all arrive whole."""
+    accepted: list[WebSocket] = []
+    server = servers(on_client_connected=accepted.append)
+    rounds, count, size = 10, 4, 1 << 20
+    with connect(server.url, max_size=None) as client:
+        wait_until(lambda: accepted, what="the server to accept")
+        ws = accepted[0]
+        done = threading.Event()
+
+        def send(fill: int) -> None:
+            for _ in range(count):
+                ws.send_binary_message(bytes([fill]) * (size + fill))
+
+        def ping() -> None:
+            # The pongs the task queues must not cut a frame either.
+            while not done.wait(0.001):
+                client.ping()
+
+        pinger = threading.Thread(target=ping)
+        pinger.start()
+        received = []
+        try:
+            # Each round starts on an empty socket, where the threads race.
+            for _ in range(rounds):
+                senders = [threading.Thread(target=send, args=(fill,)) for fill in range(1, 4)]
+                for t in senders:
+                    t.start()
+                for _ in range(3 * count):
+                    # A slow reader: the socket takes part of a message, then more.
+                    time.sleep(0.002)
+                    received.append(client.recv(timeout=TIMEOUT))
+                for t in senders:
+                    t.join()
+        finally:
+            done.set()
+            pinger.join()
+    for message in received:
+        assert set(message) == {len(message) - size}
+    assert sorted(len(m) - size for m in received) == sorted(list(range(1, 4)) * count * rounds)
 
 
 def test_client_connected_gives_an_open_active_socket_with_the_request(servers: Any) -> None:
