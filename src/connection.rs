@@ -24,7 +24,7 @@ use tokio::time::{sleep_until, timeout, Instant};
 use crate::config;
 use crate::errors::{Error, Failure, ABNORMAL_CLOSURE};
 use crate::events::{self, Event, EventSink};
-use crate::outbox::{Closed, Outbox, Sent, BURST_WRITE_FROM, DIRECT_WRITE_MAX};
+use crate::outbox::{Closed, Outbox, BURST_WRITE_FROM, DIRECT_WRITE_MAX};
 use crate::protocol::{opcode, Chunk, Framer, Incoming, Limits, Parser, Role, MAX_CONTROL_PAYLOAD};
 use crate::receiver::{self, data_event, Read, Reading, Received, Receiver};
 use crate::writer::{self, Outgoing};
@@ -179,7 +179,7 @@ pub struct Shared {
     /// parsed before its `client_connected` handlers had a chance to listen,
     /// and the server settles it once they ran.
     report_frames: AtomicBool,
-    outbox: Outbox,
+    pub outbox: Outbox,
     /// The receiver, while the Python thread reads the socket (plain TCP).
     reading: OnceLock<Reading>,
 }
@@ -253,18 +253,29 @@ impl Shared {
         self.account(size, sent)
     }
 
-    /// Counts a message of `size` bytes as written if it was, or was not sent.
-    fn account(&self, size: usize, sent: Result<Sent, Closed>) -> Result<usize, Error> {
+    /// Counts what a send completed (`done` payload bytes) as written, or
+    /// the message of `size` bytes if it was not sent.
+    fn account(&self, size: usize, sent: Result<usize, Closed>) -> Result<usize, Error> {
         match sent {
-            Ok(Sent::Queued) => Ok(size),
-            Ok(Sent::Written) => {
-                self.written(size);
+            Ok(done) => {
+                if done > 0 {
+                    self.written(done);
+                }
                 Ok(size)
             }
             Err(Closed) => {
                 self.written(size);
                 Err(Error::NotOpen)
             }
+        }
+    }
+
+    /// Writes what the socket did not take of messages written at once, on
+    /// the thread that reads the socket, now that it takes more.
+    pub fn write_held(&self) {
+        let done = self.outbox.write_held();
+        if done > 0 {
+            self.written(done);
         }
     }
 
@@ -944,6 +955,8 @@ pub async fn run<S>(
             if lent && local.is_none() {
                 local = reading.take();
                 if local.is_some() {
+                    // The writer writes what the Python thread held, too.
+                    shared.outbox.unwatch();
                     // Parsed and prepared at the top, as the task's own.
                     continue;
                 }
@@ -951,7 +964,9 @@ pub async fn run<S>(
                 if let Some(receiver) = local.take() {
                     reading.put(receiver);
                 }
-                if !watched {
+                if watched {
+                    events.watch_writes(&shared);
+                } else {
                     watched = events.watch(Arc::clone(&shared), *fd).is_ok();
                     if !watched {
                         // The poller refused it: the task reads, as over TLS.

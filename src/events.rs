@@ -28,7 +28,7 @@ use crate::config::{EVENT_SPIN, LEND_AFTER, MAX_PENDING_EVENT_BYTES};
 use crate::connection::{Connection, Endpoints, Shared};
 use crate::handshake::Headers;
 use crate::landing::{Landing, Request, Spares};
-use crate::poller::Poller;
+use crate::poller::{Poller, Ready};
 use crate::protocol::{Binary, Text};
 use crate::proxy::{Credentials, ProxyAuthenticator};
 use crate::receiver::Read as Reading;
@@ -273,7 +273,7 @@ struct Inner {
     wake_reader: UnixStream,
     /// Whether an asyncio loop watches `fileno()`: then every batch wakes it.
     for_loop: bool,
-    poller: Poller,
+    poller: Arc<Poller>,
     readers: Mutex<Readers>,
     /// How often the thread looked at its sockets: whether it is away.
     polls: AtomicU64,
@@ -298,26 +298,34 @@ impl Inner {
     /// Reads what the ready sockets hold into events, waiting up to
     /// `timeout_ms` for something to be ready; takes the sockets back from
     /// their tasks if they were lent. Returns whether any bytes came.
-    fn poll(self: &Arc<Self>, ready: &mut Vec<u64>, timeout_ms: i32) -> bool {
+    fn poll(self: &Arc<Self>, ready: &mut Vec<Ready>, timeout_ms: i32) -> bool {
         self.polls.fetch_add(1, Ordering::Relaxed);
         self.lent
             .send_if_modified(|lent| std::mem::replace(lent, false));
         self.poller.wait(ready, timeout_ms);
         let mut lent = 0;
         let mut came = false;
-        for &id in ready.iter() {
+        for &Ready {
+            key: id,
+            read,
+            write,
+        } in ready.iter()
+        {
             if id == WAKE {
                 let mut buf = [0u8; 256];
                 while matches!((&self.wake_reader).read(&mut buf), Ok(n) if n > 0) {}
                 continue;
             }
-            // Enough for one batch: the rest stay ready for the next.
-            if self.weight.load(Ordering::Acquire) > MAX_PENDING_EVENT_BYTES {
-                break;
-            }
             let Some(shared) = self.readers().connections.get(&id).cloned() else {
                 continue;
             };
+            if write {
+                shared.write_held();
+            }
+            // Enough for one batch: the rest stay ready for the next.
+            if !read || self.weight.load(Ordering::Acquire) > MAX_PENDING_EVENT_BYTES {
+                continue;
+            }
             let sink = EventSink {
                 inner: self.clone(),
                 id,
@@ -519,11 +527,12 @@ impl EventSink {
     /// [`receiver`](crate::receiver)); from a task on the runtime.
     pub fn watch(&self, shared: Arc<Shared>, socket: std::os::fd::RawFd) -> std::io::Result<()> {
         let mut readers = self.inner.readers();
-        readers.connections.insert(self.id, shared);
+        readers.connections.insert(self.id, shared.clone());
         if let Err(e) = self.inner.poller.add(socket, self.id) {
             readers.connections.remove(&self.id);
             return Err(e);
         }
+        self.watch_writes(&shared);
         if !readers.watched {
             readers.watched = true;
             tokio::spawn(lend_while_away(self.inner.clone()));
@@ -531,9 +540,20 @@ impl EventSink {
         Ok(())
     }
 
+    /// Lets the queue's thread write what the socket did not take of
+    /// messages written at once (see [`outbox`](crate::outbox)), as it
+    /// reads the socket.
+    pub fn watch_writes(&self, shared: &Shared) {
+        shared.outbox.watch(self.inner.poller.clone(), self.id);
+    }
+
     /// Stops reporting `socket` to the queue's thread, which read its end.
     pub fn stop_reading(&self, socket: std::os::fd::RawFd) {
         self.inner.poller.remove(socket);
+        let shared = self.inner.readers().connections.get(&self.id).cloned();
+        if let Some(shared) = shared {
+            shared.outbox.unwatch();
+        }
     }
 
     /// Stops the queue's thread from reading `socket`, before it is closed.
@@ -691,7 +711,7 @@ impl EventQueue {
                 wake,
                 wake_reader,
                 for_loop: wakeup_fd,
-                poller,
+                poller: Arc::new(poller),
                 readers: Mutex::default(),
                 polls: AtomicU64::new(0),
                 lent: watch::Sender::new(false),

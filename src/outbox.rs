@@ -20,12 +20,14 @@
 //! message over would only wake the I/O thread.
 
 use std::cell::RefCell;
+use std::collections::VecDeque;
 use std::io::IoSlice;
 use std::os::fd::RawFd;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
+use crate::poller::Poller;
 use crate::protocol::{Chunk, MASK_AT_WRITE_FROM};
 use crate::writer::{Outgoing, MAX_SLICES};
 
@@ -50,20 +52,26 @@ struct State {
     out: Option<UnboundedSender<Outgoing>>,
     /// Our close frame is queued: no message may follow it.
     closed: bool,
+    /// What the socket did not take of messages written at once, while the
+    /// writer's queue is empty and a Python thread reads the socket: that
+    /// thread writes it when the socket takes more (see `Watch`).
+    held: VecDeque<Outgoing>,
+    watch: Option<Watch>,
+}
+
+/// The poller of the Python thread that reads the socket, which also writes
+/// what is held: while it does, the I/O thread stays out of a large
+/// message's way (on a small machine, a third busy thread slows the peer).
+struct Watch {
+    poller: Arc<Poller>,
+    key: u64,
+    /// The poller reports the socket when it is writable.
+    writable: bool,
 }
 
 /// Why a message was not sent: the connection is closing or over.
 #[derive(Debug)]
 pub struct Closed;
-
-/// How a sent message left.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Sent {
-    /// The calling thread wrote all of it.
-    Written,
-    /// The writer has it (or what the socket did not take of it).
-    Queued,
-}
 
 pub struct Outbox {
     state: Mutex<State>,
@@ -81,6 +89,8 @@ impl Default for Outbox {
             socket: None,
             out: Some(out),
             closed: false,
+            held: VecDeque::new(),
+            watch: None,
         };
         Outbox {
             state: Mutex::new(state),
@@ -108,9 +118,45 @@ impl Outbox {
     /// and the writer, once it sent what is queued, sees its queue end.
     pub fn detach(&self) {
         let mut state = self.lock();
+        hand_held(&mut state);
         state.socket = None;
         state.out = None;
         state.closed = true;
+        state.watch = None;
+    }
+
+    /// The Python thread with `poller` reads the socket (as `key`): what the
+    /// socket does not take of a message written at once waits for it.
+    pub fn watch(&self, poller: Arc<Poller>, key: u64) {
+        let mut state = self.lock();
+        if state.socket.is_some() {
+            state.watch = Some(Watch {
+                poller,
+                key,
+                writable: false,
+            });
+        }
+    }
+
+    /// That thread stops reading the socket: what it held goes to the writer.
+    pub fn unwatch(&self) {
+        let mut state = self.lock();
+        hand_held(&mut state);
+        if let (Some(watch), Some(socket)) = (state.watch.take(), state.socket) {
+            if watch.writable {
+                // Gone from the poller already if it read the end.
+                let _ = watch.poller.set_writable(socket, watch.key, false);
+            }
+        }
+    }
+
+    /// Writes what is held, on the watching thread, once the socket is
+    /// writable; returns the payload bytes of the messages it completed.
+    pub fn write_held(&self) -> usize {
+        let mut state = self.lock();
+        let done = write_held(&mut state);
+        want_writable(&mut state);
+        done
     }
 
     /// Queues a frame the connection's task makes (a pong, our close frame
@@ -129,55 +175,138 @@ impl Outbox {
     }
 
     /// Sends a message of `size` payload bytes in `chunks`: written at once
-    /// if `may_write`, nothing is queued and the socket takes it all, else
-    /// queued for the writer, after what is queued and after the part the
-    /// socket took. What is queued keeps its masking key, and is masked by
-    /// the writer, unless it is small.
-    pub fn send(
-        &self,
-        mut chunks: Vec<Chunk>,
-        size: usize,
-        may_write: bool,
-    ) -> Result<Sent, Closed> {
+    /// if `may_write`, the writer's queue is empty and the socket takes it,
+    /// else queued, after everything sent before; returns the payload bytes
+    /// of the messages it completed (this one, and others held before it).
+    ///
+    /// What the socket does not take is held for the thread that reads the
+    /// socket, if one does, else queued for the writer. What is queued keeps
+    /// its masking key, and is masked by the writer, unless it is small.
+    pub fn send(&self, chunks: Vec<Chunk>, size: usize, may_write: bool) -> Result<usize, Closed> {
         let mut state = self.lock();
         if state.closed {
             return Err(Closed);
         }
-        if let (true, 0, Some(socket)) = (may_write, state.queued, state.socket) {
-            let mut left = write_now(socket, &chunks);
-            chunks.retain_mut(|chunk| {
-                let step = left.min(chunk.len());
-                chunk.advance(step);
-                left -= step;
-                !chunk.is_empty()
-            });
-            if chunks.is_empty() {
-                return Ok(Sent::Written);
-            }
+        if !may_write || state.queued > 0 || state.socket.is_none() {
+            let chunks = if size < MASK_AT_WRITE_FROM {
+                // Masked here, in one pass, rather than in pieces by the writer.
+                chunks
+                    .into_iter()
+                    .map(|c| Chunk::plain(c.into_plain()))
+                    .collect()
+            } else {
+                chunks
+            };
+            return match push(&mut state, outgoing(chunks, size)) {
+                true => Ok(0),
+                false => Err(Closed),
+            };
         }
-        if size < MASK_AT_WRITE_FROM {
-            // Masked here, in one pass, rather than in pieces by the writer.
-            chunks = chunks
-                .into_iter()
-                .map(|c| Chunk::plain(c.into_plain()))
-                .collect();
+        state.held.extend(outgoing(chunks, size));
+        let done = write_held(&mut state);
+        if state.watch.is_none() && !hand_held(&mut state) {
+            return Err(Closed);
         }
-        let count = chunks.len();
-        let outgoing = chunks.into_iter().enumerate().map(|(i, chunk)| Outgoing {
+        want_writable(&mut state);
+        Ok(done)
+    }
+}
+
+/// `chunks` of a message of `size` payload bytes, which counts as written
+/// with its last chunk.
+fn outgoing(chunks: Vec<Chunk>, size: usize) -> impl Iterator<Item = Outgoing> {
+    let count = chunks.len();
+    chunks
+        .into_iter()
+        .enumerate()
+        .map(move |(i, chunk)| Outgoing {
             chunk,
-            // The message counts as written with its last chunk.
             payload: if i + 1 == count { size } else { 0 },
-        });
-        if push(&mut state, outgoing) {
-            Ok(Sent::Queued)
+        })
+}
+
+/// Writes what is held, as much as the socket takes; returns the payload
+/// bytes of the messages it completed.
+fn write_held(state: &mut State) -> usize {
+    let Some(socket) = state.socket else {
+        return 0;
+    };
+    let mut done = 0;
+    loop {
+        // Up to MAX_SLICES chunks, and no more to mask than one message
+        // written at once: what the socket does not take is masked again.
+        let mut masked = 0;
+        let batch: Vec<&Chunk> = state
+            .held
+            .iter()
+            .map(|o| &o.chunk)
+            .take(MAX_SLICES)
+            .take_while(|c| {
+                let first = masked == 0;
+                masked += if c.mask.is_some() { c.len() } else { 0 };
+                first || masked <= DIRECT_WRITE_MAX
+            })
+            .collect();
+        let offered: usize = batch.iter().map(|c| c.len()).sum();
+        let mut written = if offered > 0 {
+            write_now(socket, &batch)
         } else {
-            Err(Closed)
+            0
+        };
+        let full = written < offered;
+        // Empty chunks (an empty message's payload) go as written.
+        while let Some(front) = state.held.front_mut() {
+            let step = written.min(front.chunk.len());
+            front.chunk.advance(step);
+            written -= step;
+            if !front.chunk.is_empty() {
+                break;
+            }
+            done += front.payload;
+            state.held.pop_front();
+        }
+        if full || state.held.is_empty() {
+            // Full (or failed: the task's own read or write reports why).
+            return done;
         }
     }
 }
 
-/// Puts `outgoing` in the writer's queue, counted; false if it has ended.
+/// Asks the watching thread's poller to report the socket while writable
+/// exactly while something is held.
+fn want_writable(state: &mut State) {
+    let wanted = !state.held.is_empty();
+    if let (Some(watch), Some(socket)) = (state.watch.as_mut(), state.socket) {
+        if watch.writable != wanted {
+            watch.writable = wanted;
+            if watch
+                .poller
+                .set_writable(socket, watch.key, wanted)
+                .is_err()
+                && wanted
+            {
+                // Not in the poller any more: the writer takes it.
+                state.watch = None;
+                hand_held(state);
+            }
+        }
+    }
+}
+
+/// Gives what is held to the writer, ahead of anything queued after it;
+/// false if the writer's queue has ended.
+fn hand_held(state: &mut State) -> bool {
+    let held = std::mem::take(&mut state.held);
+    push_only(state, held)
+}
+
+/// Puts `outgoing` in the writer's queue, counted, behind what is held;
+/// false if the queue has ended.
 fn push(state: &mut State, outgoing: impl IntoIterator<Item = Outgoing>) -> bool {
+    hand_held(state) && push_only(state, outgoing)
+}
+
+fn push_only(state: &mut State, outgoing: impl IntoIterator<Item = Outgoing>) -> bool {
     let Some(out) = &state.out else {
         return false;
     };
@@ -201,12 +330,11 @@ thread_local! {
 /// One non-blocking vectored write of `chunks`, masked on the way where
 /// they are to be; 0 when the socket takes nothing now (full, or failed:
 /// the task's own read or write then reports why).
-fn write_now(socket: RawFd, chunks: &[Chunk]) -> usize {
-    let chunks = &chunks[..chunks.len().min(MAX_SLICES)];
+fn write_now(socket: RawFd, chunks: &[&Chunk]) -> usize {
     MASKED.with_borrow_mut(|masked| {
         masked.clear();
         let to_mask = chunks.iter().filter(|c| c.mask.is_some());
-        masked.reserve_exact(to_mask.clone().map(Chunk::len).sum());
+        masked.reserve_exact(to_mask.clone().map(|c| c.len()).sum());
         for chunk in to_mask {
             chunk.mask_into(0, chunk.len(), masked);
         }
@@ -241,6 +369,8 @@ mod tests {
     use std::io::Read;
     use std::net::{TcpListener, TcpStream};
     use std::os::fd::AsRawFd;
+
+    use crate::poller::Ready;
 
     fn pair() -> (TcpStream, TcpStream) {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -282,10 +412,7 @@ mod tests {
     fn writes_at_once_only_with_nothing_queued_ahead() {
         let (ours, mut theirs) = pair();
         let (outbox, mut queue) = attached(Some(ours.as_raw_fd()));
-        assert_eq!(
-            outbox.send(chunks(&[b"ab", b"cd"]), 4, true).unwrap(),
-            Sent::Written
-        );
+        assert_eq!(outbox.send(chunks(&[b"ab", b"cd"]), 4, true).unwrap(), 4);
         assert_eq!(received(&mut theirs, 4), b"abcd");
         // A pong queued by the task: the next message waits behind it.
         assert!(outbox.queue(
@@ -295,24 +422,15 @@ mod tests {
             },
             false
         ));
-        assert_eq!(
-            outbox.send(chunks(&[b"e", b"f"]), 2, true).unwrap(),
-            Sent::Queued
-        );
+        assert_eq!(outbox.send(chunks(&[b"e", b"f"]), 2, true).unwrap(), 0);
         let expected = [(&b"P"[..], 0), (b"e", 0), (b"f", 2)];
         let queued = drained(&mut queue);
         assert!(queued.iter().map(|(b, p)| (&b[..], *p)).eq(expected));
         outbox.written(3);
-        assert_eq!(
-            outbox.send(chunks(&[b"gh"]), 2, true).unwrap(),
-            Sent::Written
-        );
+        assert_eq!(outbox.send(chunks(&[b"gh"]), 2, true).unwrap(), 2);
         assert_eq!(received(&mut theirs, 2), b"gh");
         // Not allowed (a burst, or writes reported): queued, counted.
-        assert_eq!(
-            outbox.send(chunks(&[b"ij"]), 2, false).unwrap(),
-            Sent::Queued
-        );
+        assert_eq!(outbox.send(chunks(&[b"ij"]), 2, false).unwrap(), 0);
         assert_eq!(outbox.lock().queued, 1);
     }
 
@@ -348,16 +466,9 @@ mod tests {
         let big = Bytes::from(vec![7u8; 64 << 20]);
         let head = Chunk::plain(Bytes::from_static(b"head"));
         let sent = outbox.send(vec![head, Chunk::plain(big.clone())], 4 + big.len(), true);
-        assert_eq!(
-            sent.unwrap(),
-            Sent::Queued,
-            "64 MiB do not fit in a socket buffer"
-        );
+        assert_eq!(sent.unwrap(), 0, "64 MiB do not fit in a socket buffer");
         // Another thread's message, and the task's pong, go behind it.
-        assert_eq!(
-            outbox.send(chunks(&[b"next"]), 4, true).unwrap(),
-            Sent::Queued
-        );
+        assert_eq!(outbox.send(chunks(&[b"next"]), 4, true).unwrap(), 0);
         assert!(outbox.queue(
             Outgoing {
                 chunk: Chunk::plain(Bytes::from_static(b"P")),
@@ -391,7 +502,7 @@ mod tests {
         let small = masked(1_000);
         let head = Chunk::plain(Bytes::from_static(b"head"));
         let sent = outbox.send(vec![head, small.clone()], 1_000, true);
-        assert_eq!(sent.unwrap(), Sent::Written);
+        assert_eq!(sent.unwrap(), 1_000);
         let mut expected = b"head".to_vec();
         expected.extend_from_slice(&small.clone().into_plain());
         assert_eq!(received(&mut theirs, expected.len()), expected);
@@ -403,16 +514,74 @@ mod tests {
         // its key turned to where the write stopped.
         let big = masked(64 << 20);
         let sent = outbox.send(vec![big.clone()], big.len(), true);
-        assert_eq!(
-            sent.unwrap(),
-            Sent::Queued,
-            "64 MiB do not fit in a socket buffer"
-        );
+        assert_eq!(sent.unwrap(), 0, "64 MiB do not fit in a socket buffer");
         let left = queue.try_recv().unwrap().chunk;
         assert!(left.mask.is_some());
         let mut wire = received(&mut theirs, big.len() - left.len());
         wire.extend_from_slice(&left.into_plain());
         assert_eq!(wire, big.into_plain());
         assert!(MASKED.with_borrow(|m| m.capacity()) <= DIRECT_WRITE_MAX);
+    }
+
+    #[test]
+    fn the_reading_thread_writes_what_the_socket_did_not_take_unless_the_writer_must() {
+        let (ours, mut theirs) = pair();
+        let (outbox, mut queue) = attached(Some(ours.as_raw_fd()));
+        let poller = Arc::new(Poller::new().unwrap());
+        poller.add(ours.as_raw_fd(), 9).unwrap();
+        outbox.watch(poller.clone(), 9);
+        let big = Bytes::from(vec![7u8; 16 << 20]);
+        let sent = outbox.send(vec![Chunk::plain(big.clone())], big.len(), true);
+        assert_eq!(sent.unwrap(), 0, "16 MiB do not fit in a socket buffer");
+        assert!(drained(&mut queue).is_empty(), "held, not queued");
+        // The next message waits behind it, held too.
+        assert_eq!(outbox.send(chunks(&[b"next"]), 4, true).unwrap(), 0);
+        let reader = std::thread::spawn(move || {
+            let wire = received(&mut theirs, big.len() + 4);
+            // Kept open: its end would make ours readable.
+            (wire, theirs)
+        });
+        let mut done = 0;
+        let mut ready = Vec::new();
+        while done < 16 << 20 {
+            poller.wait(&mut ready, 5_000);
+            let writable = Ready {
+                key: 9,
+                read: false,
+                write: true,
+            };
+            assert_eq!(ready, [writable]);
+            done += outbox.write_held();
+        }
+        assert_eq!(done, (16 << 20) + 4);
+        let (wire, _theirs) = reader.join().unwrap();
+        assert!(wire[..16 << 20].iter().all(|&b| b == 7));
+        assert_eq!(&wire[16 << 20..], b"next");
+        poller.wait(&mut ready, 0);
+        assert!(ready.is_empty(), "not reported once nothing is held");
+        // Held again, then a frame of the task's: the writer takes both, in order.
+        let (ours, _theirs) = pair();
+        let (outbox, mut queue) = attached(Some(ours.as_raw_fd()));
+        poller.add(ours.as_raw_fd(), 10).unwrap();
+        outbox.watch(poller.clone(), 10);
+        let big = Bytes::from(vec![1u8; 16 << 20]);
+        assert_eq!(
+            outbox
+                .send(vec![Chunk::plain(big.clone())], big.len(), true)
+                .unwrap(),
+            0
+        );
+        let pong = Chunk::plain(Bytes::from_static(b"P"));
+        assert!(outbox.queue(
+            Outgoing {
+                chunk: pong,
+                payload: 0
+            },
+            false
+        ));
+        let queued = drained(&mut queue);
+        assert_eq!(queued.len(), 2);
+        assert_eq!((queued[0].1, &queued[1].0[..]), (big.len(), &b"P"[..]));
+        assert_eq!(outbox.write_held(), 0, "nothing held any more");
     }
 }

@@ -12,6 +12,14 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 /// Sockets reported by one [`Poller::wait`] at most; the rest come next time.
 pub const MAX_READY: usize = 256;
 
+/// A key [`Poller::wait`] reports, and for what.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ready {
+    pub key: u64,
+    pub read: bool,
+    pub write: bool,
+}
+
 pub struct Poller {
     epoll: OwnedFd,
 }
@@ -30,13 +38,22 @@ impl Poller {
 
     /// Reports `fd` as `key` while it is readable (or at its end).
     pub fn add(&self, fd: RawFd, key: u64) -> io::Result<()> {
+        self.control(libc::EPOLL_CTL_ADD, fd, key, false)
+    }
+
+    /// Reports `fd`, added before, also while it is `writable` or not.
+    pub fn set_writable(&self, fd: RawFd, key: u64, writable: bool) -> io::Result<()> {
+        self.control(libc::EPOLL_CTL_MOD, fd, key, writable)
+    }
+
+    fn control(&self, op: i32, fd: RawFd, key: u64, writable: bool) -> io::Result<()> {
+        let out = if writable { libc::EPOLLOUT } else { 0 };
         let mut event = libc::epoll_event {
-            events: (libc::EPOLLIN | libc::EPOLLRDHUP) as u32,
+            events: (libc::EPOLLIN | libc::EPOLLRDHUP | out) as u32,
             u64: key,
         };
         // SAFETY: `event` outlives the call; a bad `fd` is an error, not UB.
-        let done =
-            unsafe { libc::epoll_ctl(self.epoll.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &mut event) };
+        let done = unsafe { libc::epoll_ctl(self.epoll.as_raw_fd(), op, fd, &mut event) };
         if done < 0 {
             return Err(io::Error::last_os_error());
         }
@@ -52,9 +69,9 @@ impl Poller {
         }
     }
 
-    /// Fills `ready` with the keys of what is ready, waiting up to
-    /// `timeout_ms` (0: not at all) for something to be.
-    pub fn wait(&self, ready: &mut Vec<u64>, timeout_ms: i32) {
+    /// Fills `ready` with what is ready, waiting up to `timeout_ms` (0: not
+    /// at all) for something to be.
+    pub fn wait(&self, ready: &mut Vec<Ready>, timeout_ms: i32) {
         let mut events = [libc::epoll_event { events: 0, u64: 0 }; MAX_READY];
         // SAFETY: the kernel writes at most MAX_READY events into `events`.
         let count = unsafe {
@@ -68,7 +85,13 @@ impl Poller {
         ready.clear();
         // A negative count is EINTR: nothing is ready yet.
         let count = usize::try_from(count).unwrap_or(0);
-        ready.extend(events[..count].iter().map(|e| e.u64));
+        let out = libc::EPOLLOUT as u32;
+        ready.extend(events[..count].iter().map(|e| Ready {
+            key: e.u64,
+            // Errors and the end count as readable: reading finds them.
+            read: e.events & !out != 0,
+            write: e.events & out != 0,
+        }));
     }
 
     /// Whether anything is ready now; what is ready stays so.
@@ -101,9 +124,24 @@ mod tests {
         assert!(ready.is_empty());
         a.write_all(b"x").unwrap();
         poller.wait(&mut ready, 1000);
-        assert_eq!(ready, [7]);
+        let readable = Ready {
+            key: 7,
+            read: true,
+            write: false,
+        };
+        assert_eq!(ready, [readable]);
         assert!(poller.any_ready(), "level-triggered: still ready");
         b.read_exact(&mut [0]).unwrap();
+        assert!(!poller.any_ready());
+        poller.set_writable(b.as_raw_fd(), 7, true).unwrap();
+        poller.wait(&mut ready, 1000);
+        let writable = Ready {
+            key: 7,
+            read: false,
+            write: true,
+        };
+        assert_eq!(ready, [writable], "writable, nothing to read");
+        poller.set_writable(b.as_raw_fd(), 7, false).unwrap();
         assert!(!poller.any_ready());
         poller.remove(b.as_raw_fd());
         a.write_all(b"y").unwrap();
