@@ -24,7 +24,7 @@ use tokio::time::{sleep_until, timeout, Instant};
 use crate::config;
 use crate::errors::{Error, Failure, ABNORMAL_CLOSURE};
 use crate::events::{self, Event, EventSink};
-use crate::outbox::{Closed, Outbox, BURST_WRITE_FROM, DIRECT_WRITE_MAX};
+use crate::outbox::{Closed, Outbox, BURST_WRITE_FROM, WRITE_WITH_GIL_MAX};
 use crate::protocol::{opcode, Chunk, Framer, Incoming, Limits, Parser, Role, MAX_CONTROL_PAYLOAD};
 use crate::receiver::{self, data_event, Read, Reading, Received, Receiver};
 use crate::writer::{self, Outgoing};
@@ -221,8 +221,7 @@ impl Shared {
         let frame_size = self.frame_size.load(Ordering::Relaxed);
         let chunks = Framer::new(self.role).message_chunks(text, payload, frame_size);
         // A reported write must come from the task, which reports it.
-        let may_write = (size <= DIRECT_WRITE_MAX || self.role == Role::Server)
-            && !self.report_writes.load(Ordering::Relaxed)
+        let may_write = !self.report_writes.load(Ordering::Relaxed)
             && (size >= BURST_WRITE_FROM || self.first_in_burst());
         let sent = self.outbox.send(chunks, size, may_write);
         self.account(size, sent)
@@ -239,7 +238,7 @@ impl Shared {
 
     /// [`send`](Self::send) for Python, which a large message's write does not hold up.
     fn send_from_python(&self, py: Python<'_>, text: bool, payload: Bytes) -> Result<usize, Error> {
-        if payload.len() > DIRECT_WRITE_MAX {
+        if payload.len() > WRITE_WITH_GIL_MAX {
             py.detach(|| self.send(text, payload))
         } else {
             self.send(text, payload)

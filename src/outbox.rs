@@ -27,16 +27,15 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
+use crate::config::MASK_BUFFER;
 use crate::poller::Poller;
 use crate::protocol::{Chunk, MASK_AT_WRITE_FROM};
 use crate::writer::{Outgoing, MAX_SLICES};
 
-/// Largest message a client's sending thread writes itself, masking it on
-/// the way: 64 KiB; larger ones are masked by the I/O thread as it writes
-/// them, through a buffer that stays in cache. A server's thread writes
-/// messages of any size (they are not masked), without the GIL above this
-/// size: the non-blocking write copies as much as the socket takes.
-pub const DIRECT_WRITE_MAX: usize = 64 << 10;
+/// Largest message a Python thread writes with the GIL held: 64 KiB. It
+/// writes larger ones without: its non-blocking writes copy (and a client's
+/// mask) as much as the socket takes, which lets other threads run Python.
+pub const WRITE_WITH_GIL_MAX: usize = 64 << 10;
 
 /// Smallest message a handler writes itself in a burst of events: 8 KiB.
 pub const BURST_WRITE_FROM: usize = 8 << 10;
@@ -233,26 +232,13 @@ fn write_held(state: &mut State) -> usize {
     };
     let mut done = 0;
     loop {
-        // Up to MAX_SLICES chunks, and no more to mask than one message
-        // written at once: what the socket does not take is masked again.
-        let mut masked = 0;
         let batch: Vec<&Chunk> = state
             .held
             .iter()
             .map(|o| &o.chunk)
             .take(MAX_SLICES)
-            .take_while(|c| {
-                let first = masked == 0;
-                masked += if c.mask.is_some() { c.len() } else { 0 };
-                first || masked <= DIRECT_WRITE_MAX
-            })
             .collect();
-        let offered: usize = batch.iter().map(|c| c.len()).sum();
-        let mut written = if offered > 0 {
-            write_now(socket, &batch)
-        } else {
-            0
-        };
+        let (mut written, offered) = write_now(socket, &batch);
         let full = written < offered;
         // Empty chunks (an empty message's payload) go as written.
         while let Some(front) = state.held.front_mut() {
@@ -321,30 +307,48 @@ fn push_only(state: &mut State, outgoing: impl IntoIterator<Item = Outgoing>) ->
 }
 
 thread_local! {
-    /// What a sending thread masks for its write: one buffer a thread, used
-    /// again for every message, so that masking costs no allocation and the
-    /// kernel copies from memory still in cache.
+    /// What a thread masks for its write: one buffer a thread, of at most
+    /// [`MASK_BUFFER`] bytes, used again for every write, so that masking
+    /// costs no allocation and the kernel copies from memory still in cache.
     static MASKED: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
-/// One non-blocking vectored write of `chunks`, masked on the way where
-/// they are to be; 0 when the socket takes nothing now (full, or failed:
-/// the task's own read or write then reports why).
-fn write_now(socket: RawFd, chunks: &[&Chunk]) -> usize {
+/// One non-blocking vectored write of the first of `chunks`, masked on
+/// the way where they are to be, up to [`MASK_BUFFER`] bytes of them;
+/// returns the bytes written and the bytes offered. Writes nothing when the
+/// socket takes nothing now (full, or failed: the task's own read or write
+/// then reports why).
+fn write_now(socket: RawFd, chunks: &[&Chunk]) -> (usize, usize) {
     MASKED.with_borrow_mut(|masked| {
         masked.clear();
-        let to_mask = chunks.iter().filter(|c| c.mask.is_some());
-        masked.reserve_exact(to_mask.clone().map(|c| c.len()).sum());
-        for chunk in to_mask {
-            chunk.mask_into(0, chunk.len(), masked);
+        // How much of each chunk goes: all, up to the first chunk cut short
+        // because the masking buffer is full.
+        let mut offered = Vec::with_capacity(chunks.len());
+        for chunk in chunks {
+            let len = match chunk.mask {
+                None => chunk.len(),
+                Some(_) => {
+                    let len = chunk.len().min(MASK_BUFFER - masked.len());
+                    chunk.mask_into(0, len, masked);
+                    len
+                }
+            };
+            if len == 0 && !chunk.is_empty() {
+                break;
+            }
+            offered.push(len);
+            if len < chunk.len() {
+                break;
+            }
         }
         let mut rest = &masked[..];
         let slices: Vec<IoSlice<'_>> = chunks
             .iter()
-            .map(|chunk| match chunk.mask {
+            .zip(&offered)
+            .map(|(chunk, &len)| match chunk.mask {
                 None => IoSlice::new(&chunk.bytes),
                 Some(_) => {
-                    let (this, after) = rest.split_at(chunk.len());
+                    let (this, after) = rest.split_at(len);
                     rest = after;
                     IoSlice::new(this)
                 }
@@ -353,12 +357,7 @@ fn write_now(socket: RawFd, chunks: &[&Chunk]) -> usize {
         // The socket is open: it is used under the outbox lock, and `detach`
         // takes it out under that lock before the stream is dropped.
         let written = crate::stream::send(socket, &slices).unwrap_or(0);
-        // Only a client's messages up to DIRECT_WRITE_MAX are masked here;
-        // anything more (a small outgoing_frame_size) is not kept.
-        if masked.capacity() > DIRECT_WRITE_MAX {
-            *masked = Vec::new();
-        }
-        written
+        (written, offered.iter().sum())
     })
 }
 
@@ -520,7 +519,7 @@ mod tests {
         let mut wire = received(&mut theirs, big.len() - left.len());
         wire.extend_from_slice(&left.into_plain());
         assert_eq!(wire, big.into_plain());
-        assert!(MASKED.with_borrow(|m| m.capacity()) <= DIRECT_WRITE_MAX);
+        assert!(MASKED.with_borrow(|m| m.capacity()) <= MASK_BUFFER);
     }
 
     #[test]
