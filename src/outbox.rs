@@ -7,9 +7,14 @@
 //! that sends it, with a non-blocking write: the round trip loses a hop, and
 //! the I/O thread is left to read. A client masks such a message on the
 //! way, into a buffer its thread keeps for the purpose, not into a new copy.
-//! What the socket does not take joins the queue under the same lock, and
-//! every other thread's message and every frame the task makes (a pong,
-//! our close) enters the queue under it too, so that nothing overtakes it
+//!
+//! What the socket does not take is held, and written by the Python thread
+//! that reads the socket (see [`receiver`](crate::receiver)) when its
+//! poller reports room, so that a large message keeps one thread busy, not
+//! two. The writer takes what is held when that thread is away, or when
+//! anything must follow it in the queue. All of this happens under one
+//! lock, as does every other thread's message and every frame the task
+//! makes (a pong, our close): nothing overtakes what was sent before it,
 //! and no frame is ever cut by another, whichever threads send.
 //!
 //! Small messages that handlers send to one socket in a burst of events
@@ -231,7 +236,7 @@ fn write_held(state: &mut State) -> usize {
         return 0;
     };
     let mut done = 0;
-    loop {
+    while !state.held.is_empty() {
         let batch: Vec<&Chunk> = state
             .held
             .iter()
@@ -251,11 +256,12 @@ fn write_held(state: &mut State) -> usize {
             done += front.payload;
             state.held.pop_front();
         }
-        if full || state.held.is_empty() {
+        if full {
             // Full (or failed: the task's own read or write reports why).
-            return done;
+            break;
         }
     }
+    done
 }
 
 /// Asks the watching thread's poller to report the socket while writable
