@@ -213,8 +213,8 @@ impl Shared {
         self.frame_size.store(size, Ordering::Relaxed);
     }
 
-    /// Frames the message in the calling thread, so that the I/O thread
-    /// only writes (and masks, for a client: see [`Chunk`]).
+    /// Frames the message in the calling thread, which also writes it if
+    /// nothing is queued ahead of it (see [`outbox`](crate::outbox)).
     fn send(&self, text: bool, payload: Bytes) -> Result<usize, Error> {
         let size = payload.len();
         self.admit(size)?;
