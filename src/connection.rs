@@ -305,7 +305,7 @@ impl Shared {
         let _ = self.commands.send(command);
     }
 
-    /// Reads the socket on the Python thread (see [`receiver`](crate::receiver)).
+    /// Reads the socket on the Python thread (see [`receiver`]).
     pub fn read(&self, events: &EventSink) -> Read {
         match self.reading.get() {
             Some(reading) => reading.read(events, self.frames(), |r| {

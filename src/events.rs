@@ -59,7 +59,7 @@ pub mod kind {
 /// A server-side connection that finished its opening handshake.
 pub struct Accepted {
     pub shared: Arc<Shared>,
-    /// The full request URL: ws://host[:port]/path?query.
+    /// The full request URL: `ws://host[:port]/path?query`.
     pub url: String,
     pub requested_subprotocols: Vec<String>,
     pub negotiated_subprotocol: String,

@@ -2,7 +2,7 @@
 //!
 //! A message is otherwise received into a buffer of ours and copied into a
 //! new `bytes` by the Python thread: for a 16 MiB message, a second pass over
-//! it and twice its size in memory. From [`LAND_FROM`](crate::config::LAND_FROM)
+//! it and twice its size in memory. From [`LAND_FROM`]
 //! bytes, the I/O thread asks the Python thread for an empty `bytes` of the
 //! message's size as soon as the frame's header arrives; only a thread
 //! holding the GIL may create one. Once it has it, the I/O thread reads the
@@ -13,7 +13,7 @@
 //! socket itself (see [`receiver`](crate::receiver)) makes the object at
 //! once, taking the GIL for it.
 //!
-//! Smaller messages, from [`SPARE_FROM`](crate::config::SPARE_FROM) bytes,
+//! Smaller messages, from [`SPARE_FROM`] bytes,
 //! are copied by the I/O thread into a blank `bytes` that the Python
 //! thread made ahead of time (see [`Spares`]), while the message is still in
 //! the I/O thread's cache: otherwise the Python thread reads it from the other
