@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import os
 import signal
 import subprocess
 import sys
@@ -14,7 +15,10 @@ import time
 import weakref
 from typing import Any
 
-from conftest import Recorder, echo, open_socket, wait_until, websockets_server
+import websockets
+from websockets.sync.client import connect
+
+from conftest import TIMEOUT, Recorder, echo, open_socket, wait_until, websockets_server
 from wsbind import Status, WebSocket, WebSocketServer
 
 
@@ -125,6 +129,48 @@ def test_a_blocked_asyncio_loop_does_not_leave_the_peers_pings_unanswered() -> N
         got, status = asyncio.run(main(url))
     assert got == ["before", "after"]
     assert status is Status.OPEN
+
+
+def test_a_busy_handler_does_not_hold_up_the_rest_of_a_large_message_it_sent(servers: Any) -> None:
+    """The event thread writes what the socket did not take of a large message; while a handler
+    keeps it busy, the I/O thread writes it: the peer gets the whole message meanwhile."""
+    big = os.urandom(16 << 20)
+    peer_has_it = threading.Event()
+    waited: list[bool] = []
+
+    def on_client(ws: WebSocket) -> None:
+        def on_message(message: bytes) -> None:
+            ws.send_binary_message(big)
+            waited.append(peer_has_it.wait(TIMEOUT))
+
+        ws.binary_message_received.connect(on_message)
+
+    server = servers(on_client_connected=on_client)
+    with connect(server.url, max_size=None) as client:
+        client.send(b"go")
+        assert client.recv(timeout=TIMEOUT) == big
+        peer_has_it.set()
+        wait_until(lambda: waited, what="the handler to return")
+    assert waited == [True]
+
+
+def test_an_asyncio_loop_writes_the_rest_of_large_messages() -> None:
+    """A server made in a loop echoes messages far larger than a socket takes at once, in order."""
+    messages = [os.urandom((16 << 20) - i) for i in range(3)] + [b"small"]
+
+    async def main() -> list[str | bytes]:
+        server = WebSocketServer(listen=True)
+        server.client_connected.connect(lambda ws: ws.binary_message_received.connect(ws.send_binary_message))
+        while not server.url:
+            await asyncio.sleep(0.01)
+        async with websockets.connect(server.url, max_size=None) as client:
+            for message in messages:
+                await client.send(message)
+            echoed = [await asyncio.wait_for(client.recv(), TIMEOUT) for _ in messages]
+        server.listen = False
+        return echoed
+
+    assert asyncio.run(main()) == messages
 
 
 def run_script(code: str, timeout: float = 30, **kwargs: Any) -> subprocess.CompletedProcess[str]:
