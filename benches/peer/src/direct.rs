@@ -68,8 +68,14 @@ impl Frames {
     /// Queues one binary message as one frame, masked when `client` (with a
     /// key from the same source as tungstenite's own).
     pub fn push(&mut self, payload: Bytes, client: bool) {
+        self.push_frame(OpCode::Data(Data::Binary), payload, client);
+    }
+
+    /// Queues one final frame of any kind: a pong or a close frame from a
+    /// client that reads without tungstenite.
+    pub fn push_frame(&mut self, opcode: OpCode, payload: Bytes, client: bool) {
         let header = FrameHeader {
-            opcode: OpCode::Data(Data::Binary),
+            opcode,
             mask: client.then(rand::random),
             ..FrameHeader::default()
         };
@@ -88,7 +94,7 @@ impl Frames {
     }
 
     /// Writes queued frames until none is left or the socket is full.
-    fn drain(&mut self, tcp: &mut TcpStream, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    pub fn drain(&mut self, tcp: &mut TcpStream, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         loop {
             if self.staged_at < self.staged.len() {
                 let n = ready!(Pin::new(&mut *tcp).poll_write(cx, &self.staged[self.staged_at..]))?;
@@ -190,6 +196,11 @@ impl Socket {
 
     fn drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.outgoing.borrow_mut().drain(&mut self.tcp, cx)
+    }
+
+    /// The stream and the frames queued on it, once tungstenite is done.
+    pub fn into_parts(self) -> (TcpStream, Outgoing) {
+        (self.tcp, self.outgoing)
     }
 }
 

@@ -30,12 +30,15 @@ use tokio::sync::Semaphore;
 use tokio::task::{spawn_local, LocalSet};
 use tokio::time::sleep;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{Control, OpCode};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Bytes, Message};
 use tokio_tungstenite::WebSocketStream;
 
+mod counter;
 mod direct;
-use direct::{Socket, DIRECT_FROM};
+use counter::{Counter, Event};
+use direct::{Frames, Socket, DIRECT_FROM};
 
 type Client = WebSocketStream<Socket>;
 
@@ -116,7 +119,8 @@ fn main() {
             "broadcast-server" => broadcast_server(&args).await,
             "client" => match args.str("mode").as_str() {
                 "rtt" => rtt(&args).await,
-                "pipeline" | "mbps" => pipeline(&args).await,
+                "pipeline" => pipeline(&args).await,
+                "mbps" => mbps(&args).await,
                 "latency" => latency(&args).await,
                 "idle" => idle(&args).await,
                 other => fail(&format!("unknown mode {other}")),
@@ -387,7 +391,6 @@ async fn rtt(args: &Args) {
 }
 
 /// `window` messages in flight on one connection: each echo lets one more go.
-/// The same for `pipeline` (small messages, msgs/s) and `mbps` (large, MB/s).
 async fn pipeline(args: &Args) {
     let size = args.num("size", 32usize);
     let ws = connect_or_fail(&args.str("url")).await;
@@ -458,6 +461,114 @@ async fn pipeline(args: &Args) {
         msgs as f64 / secs,
         bytes as f64 / secs / 1e6
     );
+}
+
+/// The same as `pipeline` for large messages (MB/s), the echoes counted from
+/// their frame headers (`counter.rs`).
+async fn mbps(args: &Args) {
+    let ws = connect_or_fail(&args.str("url")).await;
+    // tungstenite's part ends with the handshake: no server sends anything
+    // before the first message, so it has read nothing past the response.
+    let (tcp, outgoing) = ws.into_inner().into_parts();
+    let mut echo = Echo {
+        tcp,
+        frames: outgoing.take(),
+        counter: Counter::default(),
+        payload: payload(args),
+        window: args.num("window", 8usize),
+        in_flight: 0,
+        received: 0,
+        closing: false,
+    };
+    if !echo.run_for(args.secs("warmup", 0.5)).await {
+        fail("the library closed the connection");
+    }
+    let (before, began) = (echo.received, Instant::now());
+    if !echo.run_for(args.secs("duration", 3.0)).await {
+        fail("the library closed the connection");
+    }
+    let msgs = echo.received - before;
+    let secs = began.elapsed().as_secs_f64();
+    let bytes = msgs * echo.payload.len() as u64;
+
+    // Stop sending, let the echoes in flight come back, then close.
+    echo.window = 0;
+    echo.run_for(Duration::from_secs(2)).await;
+    echo.closing = true;
+    echo.frames.push_frame(
+        OpCode::Control(Control::Close),
+        Bytes::from_static(&[3, 232]),
+        true,
+    );
+    echo.run_for(Duration::from_secs(1)).await;
+    println!(
+        r#"{{"mode":"mbps","msgs":{msgs},"bytes":{bytes},"secs":{secs:.6},"rate":{:.1},"mbps":{:.2}}}"#,
+        msgs as f64 / secs,
+        bytes as f64 / secs / 1e6
+    );
+}
+
+/// The client side of `mbps`: one task writes and reads, by hand.
+struct Echo {
+    tcp: TcpStream,
+    frames: Frames,
+    counter: Counter,
+    payload: Bytes,
+    /// Messages kept in flight; 0 once the run is over.
+    window: usize,
+    in_flight: usize,
+    received: u64,
+    /// Our close frame is queued: the server's ends the run.
+    closing: bool,
+}
+
+impl Echo {
+    /// Sends and counts for `time`, or until every echo is back once the
+    /// window is 0 (the server's close frame once closing); false if the
+    /// connection ended otherwise.
+    async fn run_for(&mut self, time: Duration) -> bool {
+        let polled = tokio::time::timeout(time, poll_fn(|cx| self.poll(cx))).await;
+        !matches!(polled, Ok(Err(_)))
+    }
+
+    /// Ready with Ok once the window is 0 and nothing is in flight or left
+    /// to write (once closing, at the server's close frame), with an error
+    /// when the connection ends otherwise.
+    fn poll(&mut self, cx: &mut std::task::Context<'_>) -> Poll<std::io::Result<()>> {
+        loop {
+            // Every echo that has arrived first, so that the messages they
+            // let go leave in one write, as a sending task woken once would.
+            let mut progress = false;
+            while let Poll::Ready(event) = self.counter.poll_next(&mut self.tcp, cx)? {
+                progress = true;
+                match event {
+                    Event::Message => {
+                        self.in_flight = self.in_flight.saturating_sub(1);
+                        self.received += 1;
+                    }
+                    Event::Ping(payload) => {
+                        self.frames
+                            .push_frame(OpCode::Control(Control::Pong), payload, true)
+                    }
+                    Event::Close if self.closing => return Poll::Ready(Ok(())),
+                    Event::Close => {
+                        return Poll::Ready(Err(std::io::ErrorKind::ConnectionAborted.into()))
+                    }
+                }
+            }
+            while self.in_flight < self.window {
+                self.frames.push(self.payload.clone(), true);
+                self.in_flight += 1;
+            }
+            let written = self.frames.drain(&mut self.tcp, cx)?.is_ready();
+            if written && self.in_flight == 0 && self.window == 0 && !self.closing {
+                return Poll::Ready(Ok(()));
+            }
+            if !progress {
+                return Poll::Pending;
+            }
+        }
+    }
 }
 
 /// `connections` connections, each doing round trips one at a time, all at
