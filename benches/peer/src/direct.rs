@@ -74,21 +74,43 @@ impl Frames {
     /// Queues one final frame of any kind: a pong or a close frame from a
     /// client that reads without tungstenite.
     pub fn push_frame(&mut self, opcode: OpCode, payload: Bytes, client: bool) {
+        let length = payload.len();
+        self.push_head(opcode, length, payload, client.then(rand::random));
+    }
+
+    /// Queues a server's message from the payloads of the frames it came in
+    /// (`reader.rs`), as one frame, without joining them: its header leaves
+    /// with the first part, the other parts follow bare.
+    pub fn push_parts(&mut self, kind: Data, parts: Vec<Bytes>) {
+        let length = parts.iter().map(Bytes::len).sum();
+        let mut parts = parts.into_iter();
+        let first = parts.next().unwrap_or_default();
+        self.push_head(OpCode::Data(kind), length, first, None);
+        self.queue.extend(parts.map(|payload| Frame {
+            head: [0; 14],
+            head_len: 0,
+            payload,
+            mask: None,
+            done: 0,
+        }));
+    }
+
+    /// Queues the header of a frame of `length` bytes, with `first` of them.
+    fn push_head(&mut self, opcode: OpCode, length: usize, first: Bytes, mask: Option<[u8; 4]>) {
         let header = FrameHeader {
             opcode,
-            mask: client.then(rand::random),
+            mask,
             ..FrameHeader::default()
         };
         let mut head = [0u8; 14];
-        let length = payload.len() as u64;
         header
-            .format(length, &mut &mut head[..])
+            .format(length as u64, &mut &mut head[..])
             .expect("a frame header fits in 14 bytes");
         self.queue.push_back(Frame {
             head,
-            head_len: header.len(length),
-            payload,
-            mask: header.mask,
+            head_len: header.len(length as u64),
+            payload: first,
+            mask,
             done: 0,
         });
     }
@@ -151,8 +173,7 @@ impl Frames {
             }
             let from = frame.done - frame.head_len;
             let to = frame.payload.len().min(from + room);
-            let key = frame.mask.unwrap_or_default();
-            extend_masked(&mut self.staged, &frame.payload[from..to], key, from);
+            extend_masked(&mut self.staged, &frame.payload[from..to], frame.mask, from);
             frame.done = frame.head_len + to;
             if frame.done == frame.len() {
                 self.queue.pop_front();
@@ -161,14 +182,18 @@ impl Frames {
     }
 }
 
-/// Appends `src`, the payload from byte `offset` on, masked with `key`.
-fn extend_masked(out: &mut Vec<u8>, src: &[u8], key: [u8; 4], offset: usize) {
+/// Appends `src`, the payload from byte `offset` on, masked with `key` if
+/// there is one (masking and unmasking are the same).
+pub fn extend_masked(out: &mut Vec<u8>, src: &[u8], key: Option<[u8; 4]>, offset: usize) {
+    let start = out.len();
+    out.extend_from_slice(src);
+    let Some(key) = key else {
+        return;
+    };
     let key: [u8; 4] = std::array::from_fn(|i| key[(offset + i) % 4]);
     let word = u64::from_ne_bytes([
         key[0], key[1], key[2], key[3], key[0], key[1], key[2], key[3],
     ]);
-    let start = out.len();
-    out.extend_from_slice(src);
     let mut words = out[start..].chunks_exact_mut(8);
     for w in &mut words {
         let masked = u64::from_ne_bytes((&*w).try_into().unwrap()) ^ word;

@@ -16,7 +16,7 @@
 //! decoding, so the figures compare the libraries' framing and dispatch.
 
 use std::cell::{Cell, RefCell};
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::process::exit;
 use std::rc::Rc;
 use std::task::Poll;
@@ -35,10 +35,10 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Bytes, Message};
 use tokio_tungstenite::WebSocketStream;
 
-mod counter;
 mod direct;
-use counter::{Counter, Event};
+mod reader;
 use direct::{Frames, Socket, DIRECT_FROM};
+use reader::{Event, Reader};
 
 type Client = WebSocketStream<Socket>;
 
@@ -159,79 +159,49 @@ async fn echo_server(args: &Args) {
 
 async fn echo(tcp: TcpStream) {
     let _ = tcp.set_nodelay(true);
-    let socket = Socket::new(tcp);
-    let outgoing = socket.outgoing.clone();
-    let Ok(mut ws) = tokio_tungstenite::accept_async_with_config(socket, Some(config())).await
-    else {
+    let accepted = tokio_tungstenite::accept_async_with_config(Socket::new(tcp), Some(config()));
+    let Ok(ws) = accepted.await else {
         return;
     };
-    // One task polls both directions by hand: no hand-over between tasks on
-    // the way back, and reading goes on while a write waits for the socket,
-    // so a blocking client that sends its whole window before it reads
-    // cannot deadlock with us.
-    let mut echoes = VecDeque::<Message>::new();
-    let mut unflushed = false;
-    poll_fn(|cx| loop {
-        let mut progress = false;
-        // Everything that has arrived first, so that its echoes leave in one write.
+    // tungstenite's part ends with the handshake: a client sends nothing
+    // before the response, so it has read nothing past the request.
+    let (mut tcp, outgoing) = ws.into_inner().into_parts();
+    let mut frames = outgoing.take();
+    let mut reader = Reader::keeping();
+    let mut closing = false;
+    // One task polls both directions by hand: reading goes on while a write
+    // waits for the socket, so a blocking client that sends its whole window
+    // before it reads cannot deadlock with us, and everything that has
+    // arrived is read first, so that its echoes leave in one write.
+    let _ = poll_fn(|cx| -> Poll<std::io::Result<()>> {
         loop {
-            match ws.poll_next_unpin(cx) {
-                Poll::Ready(Some(Ok(message))) if message.is_binary() || message.is_text() => {
-                    echoes.push_back(message);
-                    progress = true;
-                }
-                Poll::Ready(Some(Ok(Message::Close(_)) | Err(_)) | None) => return Poll::Ready(()),
-                Poll::Ready(Some(Ok(_))) => progress = true,
-                Poll::Pending => break,
-            }
-        }
-        while let Some(message) = echoes.front() {
-            if matches!(message, Message::Binary(p) if p.len() >= DIRECT_FROM) {
-                // What tungstenite buffered before it must leave first.
-                if unflushed {
-                    match ws.poll_flush_unpin(cx) {
-                        Poll::Ready(Ok(())) => unflushed = false,
-                        Poll::Ready(Err(_)) => return Poll::Ready(()),
-                        Poll::Pending => break,
-                    }
-                }
-                let Some(Message::Binary(payload)) = echoes.pop_front() else {
-                    unreachable!()
+            let mut progress = false;
+            while !closing {
+                let Poll::Ready(event) = reader.poll_next(&mut tcp, cx)? else {
+                    break;
                 };
-                outgoing.borrow_mut().push(payload, false);
-                unflushed = true;
                 progress = true;
-                continue;
-            }
-            match ws.poll_ready_unpin(cx) {
-                Poll::Ready(Ok(())) => {
-                    if ws.start_send_unpin(echoes.pop_front().unwrap()).is_err() {
-                        return Poll::Ready(());
+                match event {
+                    Event::Message(kind, parts) => frames.push_parts(kind, parts),
+                    Event::Ping(payload) => {
+                        frames.push_frame(OpCode::Control(Control::Pong), payload, false)
                     }
-                    unflushed = true;
-                    progress = true;
+                    Event::Close(payload) => {
+                        frames.push_frame(OpCode::Control(Control::Close), payload, false);
+                        closing = true;
+                    }
                 }
-                Poll::Ready(Err(_)) => return Poll::Ready(()),
-                Poll::Pending => break,
             }
-        }
-        if unflushed {
-            match ws.poll_flush_unpin(cx) {
-                Poll::Ready(Ok(())) => unflushed = false,
-                Poll::Ready(Err(_)) => return Poll::Ready(()),
-                Poll::Pending => {}
+            let written = frames.drain(&mut tcp, cx)?.is_ready();
+            if written && closing {
+                return Poll::Ready(Ok(()));
             }
-        }
-        // Both directions wait on the socket now, each with our waker.
-        if !progress {
-            return Poll::Pending;
+            if !progress {
+                return Poll::Pending;
+            }
         }
     })
     .await;
-    // tungstenite has queued its answer to the client's close frame: flush
-    // it out (the Sink's close, not WebSocketStream::close, which would send
-    // a close frame of its own and fail).
-    let _ = SinkExt::close(&mut ws).await;
 }
 
 // -- broadcast server
@@ -464,7 +434,7 @@ async fn pipeline(args: &Args) {
 }
 
 /// The same as `pipeline` for large messages (MB/s), the echoes counted from
-/// their frame headers (`counter.rs`).
+/// their frame headers (`reader.rs`).
 async fn mbps(args: &Args) {
     let ws = connect_or_fail(&args.str("url")).await;
     // tungstenite's part ends with the handshake: no server sends anything
@@ -473,7 +443,7 @@ async fn mbps(args: &Args) {
     let mut echo = Echo {
         tcp,
         frames: outgoing.take(),
-        counter: Counter::default(),
+        reader: Reader::counting(),
         payload: payload(args),
         window: args.num("window", 8usize),
         in_flight: 0,
@@ -512,7 +482,7 @@ async fn mbps(args: &Args) {
 struct Echo {
     tcp: TcpStream,
     frames: Frames,
-    counter: Counter,
+    reader: Reader,
     payload: Bytes,
     /// Messages kept in flight; 0 once the run is over.
     window: usize,
@@ -539,10 +509,10 @@ impl Echo {
             // Every echo that has arrived first, so that the messages they
             // let go leave in one write, as a sending task woken once would.
             let mut progress = false;
-            while let Poll::Ready(event) = self.counter.poll_next(&mut self.tcp, cx)? {
+            while let Poll::Ready(event) = self.reader.poll_next(&mut self.tcp, cx)? {
                 progress = true;
                 match event {
-                    Event::Message => {
+                    Event::Message(..) => {
                         self.in_flight = self.in_flight.saturating_sub(1);
                         self.received += 1;
                     }
@@ -550,8 +520,8 @@ impl Echo {
                         self.frames
                             .push_frame(OpCode::Control(Control::Pong), payload, true)
                     }
-                    Event::Close if self.closing => return Poll::Ready(Ok(())),
-                    Event::Close => {
+                    Event::Close(_) if self.closing => return Poll::Ready(Ok(())),
+                    Event::Close(_) => {
                         return Poll::Ready(Err(std::io::ErrorKind::ConnectionAborted.into()))
                     }
                 }
