@@ -257,9 +257,7 @@ impl Shared {
     fn account(&self, size: usize, sent: Result<usize, Closed>) -> Result<usize, Error> {
         match sent {
             Ok(done) => {
-                if done > 0 {
-                    self.written(done);
-                }
+                self.written(done);
                 Ok(size)
             }
             Err(Closed) => {
@@ -272,10 +270,7 @@ impl Shared {
     /// Writes what the socket did not take of messages written at once, on
     /// the thread that reads the socket, now that it takes more.
     pub fn write_held(&self) {
-        let done = self.outbox.write_held();
-        if done > 0 {
-            self.written(done);
-        }
+        self.written(self.outbox.write_held());
     }
 
     /// Counts `size` more bytes to write, unless the connection is not open
@@ -336,8 +331,8 @@ impl Shared {
 
     fn written(&self, size: usize) -> usize {
         let remaining = self.queued.fetch_sub(size, Ordering::AcqRel) - size;
-        // Only a thread waiting in flush() is worth a wake-up.
-        if self.flushing.load(Ordering::Acquire) > 0 {
+        // Only a change, and only for a thread waiting in flush(), is worth a wake-up.
+        if size > 0 && self.flushing.load(Ordering::Acquire) > 0 {
             let _guard = self.flushed.0.lock().unwrap_or_else(|e| e.into_inner());
             self.flushed.1.notify_all();
         }
