@@ -406,6 +406,14 @@ mod tests {
         buf
     }
 
+    /// A frame the task makes (a ping, a pong, our close): no message bytes.
+    fn control(bytes: &'static [u8]) -> Outgoing {
+        Outgoing {
+            chunk: Chunk::plain(Bytes::from_static(bytes)),
+            payload: 0,
+        }
+    }
+
     /// What the writer's queue holds, as (bytes as they go out, payload).
     fn drained(queue: &mut UnboundedReceiver<Outgoing>) -> Vec<(Bytes, usize)> {
         std::iter::from_fn(|| queue.try_recv().ok())
@@ -420,13 +428,7 @@ mod tests {
         assert_eq!(outbox.send(chunks(&[b"ab", b"cd"]), 4, true).unwrap(), 4);
         assert_eq!(received(&mut theirs, 4), b"abcd");
         // A pong queued by the task: the next message waits behind it.
-        assert!(outbox.queue(
-            Outgoing {
-                chunk: Chunk::plain(Bytes::from_static(b"P")),
-                payload: 0
-            },
-            false
-        ));
+        assert!(outbox.queue(control(b"P"), false));
         assert_eq!(outbox.send(chunks(&[b"e", b"f"]), 2, true).unwrap(), 0);
         let expected = [(&b"P"[..], 0), (b"e", 0), (b"f", 2)];
         let queued = drained(&mut queue);
@@ -443,25 +445,13 @@ mod tests {
     fn nothing_is_sent_after_our_close_frame() {
         let (ours, _theirs) = pair();
         let (outbox, mut queue) = attached(Some(ours.as_raw_fd()));
-        assert!(outbox.queue(
-            Outgoing {
-                chunk: Chunk::plain(Bytes::from_static(b"C")),
-                payload: 0
-            },
-            true
-        ));
+        assert!(outbox.queue(control(b"C"), true));
         outbox.written(1);
         assert!(outbox.send(chunks(&[b"y"]), 1, true).is_err());
         assert_eq!(drained(&mut queue).len(), 1, "only the close frame");
         outbox.detach();
         assert!(outbox.lock().socket.is_none());
-        assert!(!outbox.queue(
-            Outgoing {
-                chunk: Chunk::plain(Bytes::from_static(b"P")),
-                payload: 0
-            },
-            false
-        ));
+        assert!(!outbox.queue(control(b"P"), false));
     }
 
     #[test]
@@ -474,13 +464,7 @@ mod tests {
         assert_eq!(sent.unwrap(), 0, "64 MiB do not fit in a socket buffer");
         // Another thread's message, and the task's pong, go behind it.
         assert_eq!(outbox.send(chunks(&[b"next"]), 4, true).unwrap(), 0);
-        assert!(outbox.queue(
-            Outgoing {
-                chunk: Chunk::plain(Bytes::from_static(b"P")),
-                payload: 0
-            },
-            false
-        ));
+        assert!(outbox.queue(control(b"P"), false));
         let queued = drained(&mut queue);
         assert_eq!(queued.len(), 3);
         assert_eq!(outbox.lock().queued, 3);
@@ -576,14 +560,7 @@ mod tests {
                 .unwrap(),
             0
         );
-        let pong = Chunk::plain(Bytes::from_static(b"P"));
-        assert!(outbox.queue(
-            Outgoing {
-                chunk: pong,
-                payload: 0
-            },
-            false
-        ));
+        assert!(outbox.queue(control(b"P"), false));
         let queued = drained(&mut queue);
         assert_eq!(queued.len(), 2);
         assert_eq!((queued[0].1, &queued[1].0[..]), (big.len(), &b"P"[..]));
