@@ -3,12 +3,16 @@
 The public API is the ``wsbind`` package; these are the pieces it is built on.
 """
 
-from typing import Any, TypedDict, final, type_check_only
+from typing import TypedDict, final, type_check_only
 
 from typing_extensions import Buffer
 
 __all__ = [
     "CLOSE_TIMEOUT",
+    "Addresses",
+    "ClientConnected",
+    "Closed",
+    "Connected",
     "Connection",
     "EVENT_ACCEPT_FAILED",
     "EVENT_BINARY",
@@ -29,6 +33,7 @@ __all__ = [
     "EVENT_TEXT_FRAME",
     "EVENT_WRITTEN",
     "EventQueue",
+    "Frame",
     "HANDSHAKE_TIMEOUT",
     "MAX_INCOMING_FRAME_SIZE",
     "MAX_INCOMING_MESSAGE_SIZE",
@@ -39,10 +44,13 @@ __all__ = [
     "OriginAuthenticator",
     "PING_INTERVAL",
     "PING_TIMEOUT",
+    "Pong",
     "ProxyAuthenticator",
     "Server",
+    "Written",
     "__version__",
     "broadcast",
+    "check_header_value",
     "check_proxy",
     "check_url",
     "connect",
@@ -115,6 +123,10 @@ class TlsOptions(TypedDict):
 def check_url(url: str) -> None:
     """Raises ``InvalidURL`` unless ``url`` is a ws:// or wss:// URL with a host."""
 
+def check_header_value(value: str) -> None:
+    """Raises ValueError unless ``value`` can be an HTTP header value: tab, space and
+    visible ASCII. The one rule for every header wsbind sends."""
+
 def environment_proxy(url: str) -> str | None:
     """The proxy the environment gives for ``url``, as curl picks it, or None."""
 
@@ -138,6 +150,100 @@ def connect(
 ) -> Connection:
     """Opens a connection to ``url`` in the background; its events go to ``queue``."""
 
+# The payloads of the events that are not a message's str or bytes.
+
+@final
+class Addresses:
+    """Where a connection runs between ("" and 0 when unknown)."""
+
+    @property
+    def peer_address(self) -> str: ...
+    @property
+    def peer_port(self) -> int: ...
+    @property
+    def local_address(self) -> str: ...
+    @property
+    def local_port(self) -> int: ...
+
+@final
+class Connected:
+    """``EVENT_CONNECTED``: a client's opening handshake succeeded."""
+
+    @property
+    def subprotocol(self) -> str:
+        """The subprotocol the server picked ("" for none)."""
+    @property
+    def resource_name(self) -> str:
+        """The request target as sent: path and query, percent-encoded."""
+    @property
+    def addresses(self) -> Addresses: ...
+
+@final
+class ClientConnected:
+    """``EVENT_CLIENT_CONNECTED``: a server accepted a client."""
+
+    @property
+    def connection(self) -> Connection: ...
+    @property
+    def url(self) -> str:
+        """The full request URL: ``ws://host[:port]/path?query``."""
+    @property
+    def requested_subprotocols(self) -> list[str]: ...
+    @property
+    def negotiated_subprotocol(self) -> str: ...
+    @property
+    def resource_name(self) -> str:
+        """The request target: path and query."""
+    @property
+    def headers(self) -> list[tuple[str, str]]:
+        """The request's headers, in order."""
+    @property
+    def addresses(self) -> Addresses: ...
+
+@final
+class Closed:
+    """``EVENT_CLOSED``: the connection is over."""
+
+    @property
+    def code(self) -> int:
+        """The close code (1005 for a close frame without one, 1006 for none)."""
+    @property
+    def reason(self) -> str: ...
+    @property
+    def error(self) -> str | None:
+        """Why it failed, for ``error_string``; None for a normal close."""
+
+@final
+class Frame:
+    """``EVENT_TEXT_FRAME`` and ``EVENT_BINARY_FRAME``: one data frame."""
+
+    @property
+    def data(self) -> str | bytes:
+        """A str for a text frame, bytes for a binary one."""
+    @property
+    def last(self) -> bool:
+        """Whether it ends its message."""
+
+@final
+class Pong:
+    """``EVENT_PONG``: the answer to a ping."""
+
+    @property
+    def elapsed_ms(self) -> float:
+        """Milliseconds since our ping (0 for a pong nobody asked for)."""
+    @property
+    def payload(self) -> bytes: ...
+
+@final
+class Written:
+    """``EVENT_WRITTEN``: message bytes went out."""
+
+    @property
+    def count(self) -> int: ...
+    @property
+    def remaining(self) -> int:
+        """Bytes that still wait."""
+
 @final
 class EventQueue:
     """A queue of ``(id, kind, payload)`` events for the objects one Python thread serves."""
@@ -145,9 +251,9 @@ class EventQueue:
     def __new__(cls, *, wakeup_fd: bool = False) -> EventQueue: ...
     def fileno(self) -> int | None:
         """The file descriptor that becomes readable when events arrive or sockets are ready, or None."""
-    def take(self) -> list[tuple[int, int, Any]]:
+    def take(self) -> list[tuple[int, int, _Payload]]:
         """Every event that has arrived, and what the ready sockets hold; never blocks."""
-    def wait(self, timeout: float) -> list[tuple[int, int, Any]]:
+    def wait(self, timeout: float) -> list[tuple[int, int, _Payload]]:
         """Blocks, without the GIL, until events arrive, ``timeout`` s pass or the queue closes.
 
         Meanwhile it reads the plain TCP sockets of the queue's objects itself."""
@@ -257,3 +363,20 @@ class Server:
         """Pauses (False) or resumes (True) accepting connections."""
     def stop(self) -> None:
         """Stops listening and closes every client with 1001."""
+
+_Payload = (
+    str
+    | bytes
+    | int
+    | list[str]
+    | Connected
+    | ClientConnected
+    | Closed
+    | Frame
+    | Pong
+    | Written
+    | ProxyAuthenticator
+    | OriginAuthenticator
+    | None
+)
+"""What an event carries, by kind: see ``wsbind.dispatch.EventKind``."""

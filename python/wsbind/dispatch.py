@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import enum
 import logging
 import threading
 import time
@@ -34,6 +35,51 @@ logger = logging.getLogger("wsbind")
 
 # How long run() and interpreter exit wait for sockets to finish closing.
 SHUTDOWN_TIMEOUT = 2.0
+
+
+class EventKind(enum.IntEnum):
+    """What an event from the native queue says, and so what its payload is.
+
+    The queue hands over ``(id, kind, payload)``; the payload's types are in
+    ``_wsbind.pyi``.
+    """
+
+    CONNECTED = _wsbind.EVENT_CONNECTED
+    """A client's handshake succeeded: ``_wsbind.Connected``."""
+    TEXT = _wsbind.EVENT_TEXT
+    """A text message: ``str``."""
+    BINARY = _wsbind.EVENT_BINARY
+    """A binary message: ``bytes``."""
+    CLOSING = _wsbind.EVENT_CLOSING
+    """The peer started the closing handshake: None."""
+    CLOSED = _wsbind.EVENT_CLOSED
+    """The connection is over: ``_wsbind.Closed``."""
+    TEXT_FRAME = _wsbind.EVENT_TEXT_FRAME
+    """A text frame: ``_wsbind.Frame``."""
+    BINARY_FRAME = _wsbind.EVENT_BINARY_FRAME
+    """A binary frame: ``_wsbind.Frame``."""
+    PONG = _wsbind.EVENT_PONG
+    """The answer to a ping: ``_wsbind.Pong``."""
+    WRITTEN = _wsbind.EVENT_WRITTEN
+    """Bytes went out: ``_wsbind.Written``."""
+    LISTENING = _wsbind.EVENT_LISTENING
+    """A server listens: its port, ``int``."""
+    LISTEN_FAILED = _wsbind.EVENT_LISTEN_FAILED
+    """A server cannot listen: why, ``str``."""
+    CLIENT_CONNECTED = _wsbind.EVENT_CLIENT_CONNECTED
+    """A server accepted a client: ``_wsbind.ClientConnected``."""
+    ACCEPT_FAILED = _wsbind.EVENT_ACCEPT_FAILED
+    """accept() failed, the server goes on: why, ``str``."""
+    STOPPED = _wsbind.EVENT_STOPPED
+    """A server stopped listening: None."""
+    SERVER_ERROR = _wsbind.EVENT_SERVER_ERROR
+    """A server refused a client: the close code, ``int``."""
+    ORIGIN_CHECK = _wsbind.EVENT_ORIGIN_CHECK
+    """A server asks about a client's origin: ``_wsbind.OriginAuthenticator``."""
+    SSL_ERRORS = _wsbind.EVENT_SSL_ERRORS
+    """TLS verification failed: ``list[str]``."""
+    PROXY_AUTH = _wsbind.EVENT_PROXY_AUTH
+    """A proxy asks for credentials: ``_wsbind.ProxyAuthenticator``."""
 
 
 class Member(Protocol):

@@ -6,7 +6,7 @@ import logging
 from typing import TYPE_CHECKING, Any, cast
 
 from . import _wsbind
-from .dispatch import Dispatcher, current
+from .dispatch import Dispatcher, EventKind, current
 from .objects import Object, Property, Signal
 from .tls import SslConfiguration
 from .websocket import (
@@ -386,9 +386,9 @@ class WebSocketServer(Object):
             self._write("clients", [c for c in self.clients if c is not ws])
 
     def _event(self, kind: int, payload: Any) -> None:
-        if kind == _wsbind.EVENT_CLIENT_CONNECTED:
-            conn, *info = payload
-            ws = WebSocket._accept(self._dispatcher, conn, tuple(info), self._client_finished)
+        if kind == EventKind.CLIENT_CONNECTED:
+            conn = payload.connection
+            ws = WebSocket._accept(self._dispatcher, payload, self._client_finished)
             # Taken now, as Qt's nextPendingConnection() takes it: no longer pending.
             conn.taken()
             self._write("clients", [*self.clients, ws])
@@ -396,30 +396,30 @@ class WebSocketServer(Object):
             self.client_connected.emit(ws)
             # Frames were reported in case these handlers listen; now they have.
             ws._report(conn)
-        elif kind == _wsbind.EVENT_ORIGIN_CHECK:
+        elif kind == EventKind.ORIGIN_CHECK:
             try:
                 self.origin_authentication_required.emit(payload)
             finally:
                 payload.finish()
-        elif kind == _wsbind.EVENT_SSL_ERRORS:
+        elif kind == EventKind.SSL_ERRORS:
             for message in payload:
                 self.peer_verify_error.emit(message)
             self.ssl_errors.emit(payload)
-        elif kind == _wsbind.EVENT_SERVER_ERROR:
+        elif kind == EventKind.SERVER_ERROR:
             self.server_error.emit(payload)
-        elif kind == _wsbind.EVENT_LISTENING:
+        elif kind == EventKind.LISTENING:
             self._write("error_string", "")
             self._write("port", payload)
             self._write("url", server_url(self.host, payload, self.secure_mode))
-        elif kind == _wsbind.EVENT_LISTEN_FAILED:
+        elif kind == EventKind.LISTEN_FAILED:
             if self._server is not None:
                 self._dispatcher.unregister(self._server.id)
             self._server = None
             self._write("error_string", payload)
-        elif kind == _wsbind.EVENT_ACCEPT_FAILED:
+        elif kind == EventKind.ACCEPT_FAILED:
             logger.warning("%r: %s", self, payload)
             self.accept_error.emit(payload)
-        elif kind == _wsbind.EVENT_STOPPED:
+        elif kind == EventKind.STOPPED:
             if self._server is not None:
                 self._dispatcher.unregister(self._server.id)
             self._server = None

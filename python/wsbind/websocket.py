@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit
 
 from . import _wsbind
-from .dispatch import Dispatcher, current
+from .dispatch import Dispatcher, EventKind, current
 from .errors import Error, NotOpenError
 from .objects import Object, Property, Signal
 from .status import Status
@@ -391,12 +391,12 @@ class WebSocket(Object):
     def _accept(
         cls,
         dispatcher: Dispatcher,
-        conn: _wsbind.Connection,
-        info: tuple[str, list[str], str, str, list[tuple[str, str]], tuple[str, int, str, int]],
+        client: _wsbind.ClientConnected,
         on_finished: Callable[[WebSocket], None],
     ) -> WebSocket:
         """The server's side of a connection that just finished its handshake."""
-        url, requested, negotiated, resource, headers, (peer, peer_port, local, local_port) = info
+        conn = client.connection
+        addresses = client.addresses
         # An ordinary socket (inactive, so it opens nothing), then what differs.
         ws = cls()
         ws._dispatcher = dispatcher
@@ -405,21 +405,21 @@ class WebSocket(Object):
         ws._was_open = True
         ws._on_finished = on_finished
         received: dict[str, str] = {}
-        for name, value in headers:
+        for name, value in client.headers:
             received[name] = f"{received[name]}, {value}" if name in received else value
         ws._values.update(
-            url=url,
+            url=client.url,
             active=True,
             status=Status.OPEN,
-            requested_subprotocols=requested,
-            negotiated_subprotocol=negotiated,
-            resource_name=resource,
+            requested_subprotocols=client.requested_subprotocols,
+            negotiated_subprotocol=client.negotiated_subprotocol,
+            resource_name=client.resource_name,
             request_headers=received,
             origin=next((v for k, v in received.items() if k.lower() == "origin"), ""),
-            peer_address=peer,
-            peer_port=peer_port,
-            local_address=local,
-            local_port=local_port,
+            peer_address=addresses.peer_address,
+            peer_port=addresses.peer_port,
+            local_address=addresses.local_address,
+            local_port=addresses.local_port,
         )
         dispatcher.register(conn.id, ws)
         return ws
@@ -608,45 +608,44 @@ class WebSocket(Object):
             self.error_occurred.emit(error)
 
     def _event(self, kind: int, payload: Any) -> None:
-        if kind == _wsbind.EVENT_TEXT:
+        if kind == EventKind.TEXT:
             self.text_message_received.emit(payload)
-        elif kind == _wsbind.EVENT_BINARY:
+        elif kind == EventKind.BINARY:
             self.binary_message_received.emit(payload)
-        elif kind == _wsbind.EVENT_TEXT_FRAME:
-            self.text_frame_received.emit(*payload)
-        elif kind == _wsbind.EVENT_BINARY_FRAME:
-            self.binary_frame_received.emit(*payload)
-        elif kind == _wsbind.EVENT_PONG:
-            self.pong.emit(*payload)
-        elif kind == _wsbind.EVENT_WRITTEN:
-            count, remaining = payload
-            self.bytes_written.emit(count)
-            self.bytes_to_write_changed.emit(remaining)
-        elif kind == _wsbind.EVENT_PROXY_AUTH:
+        elif kind == EventKind.TEXT_FRAME:
+            self.text_frame_received.emit(payload.data, payload.last)
+        elif kind == EventKind.BINARY_FRAME:
+            self.binary_frame_received.emit(payload.data, payload.last)
+        elif kind == EventKind.PONG:
+            self.pong.emit(payload.elapsed_ms, payload.payload)
+        elif kind == EventKind.WRITTEN:
+            self.bytes_written.emit(payload.count)
+            self.bytes_to_write_changed.emit(payload.remaining)
+        elif kind == EventKind.PROXY_AUTH:
             try:
                 self.proxy_authentication_required.emit(payload)
             finally:
                 payload.finish()
-        elif kind == _wsbind.EVENT_SSL_ERRORS:
+        elif kind == EventKind.SSL_ERRORS:
             self.ssl_errors.emit(payload)
-        elif kind == _wsbind.EVENT_CONNECTED:
-            self._connected(*payload)
-        elif kind == _wsbind.EVENT_CLOSING:
+        elif kind == EventKind.CONNECTED:
+            self._connected(payload)
+        elif kind == EventKind.CLOSING:
             self._set_status(Status.CLOSING)
-        elif kind == _wsbind.EVENT_CLOSED:
-            self._closed(*payload)
+        elif kind == EventKind.CLOSED:
+            self._closed(payload.code, payload.reason, payload.error)
 
-    def _connected(self, subprotocol: str, resource: str, endpoints: tuple[str, int, str, int]) -> None:
-        peer, peer_port, local, local_port = endpoints
+    def _connected(self, connected: _wsbind.Connected) -> None:
+        addresses = connected.addresses
         self._write_all(
             {
-                "negotiated_subprotocol": subprotocol,
-                "resource_name": resource,
+                "negotiated_subprotocol": connected.subprotocol,
+                "resource_name": connected.resource_name,
                 "peer_name": urlsplit(self.url).hostname or "",
-                "peer_address": peer,
-                "peer_port": peer_port,
-                "local_address": local,
-                "local_port": local_port,
+                "peer_address": addresses.peer_address,
+                "peer_port": addresses.peer_port,
+                "local_address": addresses.local_address,
+                "local_port": addresses.local_port,
             }
         )
         self._was_open = True

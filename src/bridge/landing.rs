@@ -10,7 +10,7 @@
 //! whole. Until the Python thread answers (it may be busy in a handler), the
 //! message keeps arriving into our buffer, and a message that arrives whole
 //! before the answer takes the usual way. A Python thread that reads the
-//! socket itself (see [`receiver`](crate::receiver)) makes the object at
+//! socket itself (see `conn/receiver.rs`) makes the object at
 //! once, taking the GIL for it.
 //!
 //! Smaller messages, from [`SPARE_FROM`] bytes,
@@ -81,6 +81,13 @@ impl Landing {
 
     pub fn is_empty(&self) -> bool {
         self.len == 0
+    }
+
+    /// An uninitialized bytes object made at once, taking the GIL for it,
+    /// by a thread that reads a socket without it; None should Python fail
+    /// to make it (out of memory): the message then takes the usual way.
+    pub fn new_with_gil(len: usize) -> Option<Self> {
+        Python::attach(|py| Landing::new(py, len)).ok()
     }
 
     /// The filled object, for Python.

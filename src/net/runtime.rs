@@ -1,7 +1,7 @@
 //! The one tokio runtime that owns every socket.
 //!
 //! Its threads never hold the GIL and never run Python: whatever they learn
-//! reaches Python through an [`EventQueue`](crate::events::EventQueue).
+//! reaches Python through a [`Queue`](crate::bridge::Queue).
 
 use std::future::Future;
 use std::sync::OnceLock;

@@ -14,15 +14,31 @@ use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsStream;
 
-use crate::connection::Endpoints;
+use std::net::SocketAddr;
+
+/// Where a connection runs between: its peer and our end.
+#[derive(Debug, Clone, Default)]
+pub struct Endpoints {
+    pub peer: Option<SocketAddr>,
+    pub local: Option<SocketAddr>,
+}
+
+impl Endpoints {
+    pub fn of(stream: &TcpStream) -> Self {
+        Endpoints {
+            peer: stream.peer_addr().ok(),
+            local: stream.local_addr().ok(),
+        }
+    }
+}
 
 pub enum Stream {
     Plain(TcpStream),
     Tls(Box<TlsStream<TcpStream>>),
     /// Plain TCP once the connection runs: the Python thread reads it (see
-    /// [`receiver`](crate::receiver)), so tokio watches it for room to write
+    /// `conn/receiver.rs`), so tokio watches it for room to write
     /// only, and the I/O thread is not woken by every message that arrives.
-    Written(AsyncFd<std::net::TcpStream>),
+    ReadByReceiver(AsyncFd<std::net::TcpStream>),
 }
 
 impl Stream {
@@ -30,7 +46,7 @@ impl Stream {
         let tcp = match self {
             Stream::Plain(tcp) => tcp,
             Stream::Tls(tls) => tls.get_ref().0,
-            Stream::Written(io) => {
+            Stream::ReadByReceiver(io) => {
                 return Endpoints {
                     peer: io.get_ref().peer_addr().ok(),
                     local: io.get_ref().local_addr().ok(),
@@ -50,7 +66,7 @@ impl Stream {
                 let socket = tcp.as_raw_fd();
                 // SAFETY: `tcp` owns its descriptor, open until the AsyncFd drops it.
                 let io = unsafe { AsyncFd::register_with_interest(tcp, Interest::WRITABLE)? };
-                Ok((Stream::Written(io), Some(socket)))
+                Ok((Stream::ReadByReceiver(io), Some(socket)))
             }
             other => Ok((other, None)),
         }
@@ -95,7 +111,7 @@ macro_rules! delegate {
                 let $s = Pin::new($s.as_mut());
                 $call
             }
-            Stream::Written($io) => $written,
+            Stream::ReadByReceiver($io) => $written,
         }
     };
 }
@@ -138,7 +154,7 @@ impl AsyncWrite for Stream {
         match self {
             Stream::Plain(s) => s.is_write_vectored(),
             Stream::Tls(s) => s.is_write_vectored(),
-            Stream::Written(_) => true,
+            Stream::ReadByReceiver(_) => true,
         }
     }
 

@@ -2,19 +2,17 @@
 //! SOCKS5 (with the proxy resolving names for socks5h), for ws:// and wss://
 //! alike, and the environment variables that pick a proxy as curl reads them.
 
+use std::future::Future;
 use std::net::IpAddr;
-use std::sync::Arc;
 
 use data_encoding::BASE64;
 use percent_encoding::percent_decode_str;
-use pyo3::prelude::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use url::Url;
 
+use super::head::read_head;
 use crate::config::MAX_HANDSHAKE_SIZE;
-use crate::connection::read_head;
-use crate::events::{Event, EventSink, Question};
 
 /// A proxy to tunnel through.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -165,57 +163,22 @@ fn in_cidr(ip: IpAddr, network: &str, bits: &str) -> bool {
 /// A user name and password.
 pub type Credentials = (String, String);
 
-/// Handed to `proxy_authentication_required` handlers (Qt's `QAuthenticator`):
-/// `set_credentials(user, password)` answers the proxy's 407.
-#[pyclass(frozen, module = "wsbind._wsbind")]
-pub struct ProxyAuthenticator {
-    question: Arc<Question<Option<Credentials>>>,
-}
-
-impl From<Arc<Question<Option<Credentials>>>> for ProxyAuthenticator {
-    fn from(question: Arc<Question<Option<Credentials>>>) -> Self {
-        ProxyAuthenticator { question }
-    }
-}
-
-#[pymethods]
-impl ProxyAuthenticator {
-    /// The proxy that asks, as host:port.
-    #[getter]
-    fn proxy(&self) -> String {
-        self.question.subject.clone()
-    }
-
-    /// Answers with these credentials (Qt: ``setUser``, ``setPassword``).
-    fn set_credentials(&self, user: String, password: String) {
-        self.question.set(Some((user, password)));
-    }
-
-    /// Gives the answer to the waiting connection; later calls change nothing.
-    fn finish(&self) {
-        self.question.reply();
-    }
-}
-
-impl Drop for ProxyAuthenticator {
-    fn drop(&mut self) {
-        self.question.reply();
-    }
-}
-
-/// Opens a TCP connection to `host`:`port` through `proxy`. `ask` says
-/// whether Python handles `proxy_authentication_required`.
-pub async fn connect(
+/// Opens a TCP connection to `host`:`port` through `proxy`. When an HTTP
+/// proxy refuses the credentials (or their absence), `ask`, if given, is
+/// asked once for others, with the proxy as `host:port`.
+pub async fn connect<F, A>(
     proxy: &Proxy,
     host: &str,
     port: u16,
-    ask: bool,
-    events: &EventSink,
-) -> Result<TcpStream, String> {
+    mut ask: Option<F>,
+) -> Result<TcpStream, String>
+where
+    F: FnOnce(String) -> A,
+    A: Future<Output = Option<Credentials>>,
+{
     match proxy.kind {
         Kind::Http => {
             let mut credentials = proxy.credentials.clone();
-            let mut asked = false;
             loop {
                 match http_connect(proxy, host, port, credentials.as_ref()).await? {
                     Ok(stream) => return Ok(stream),
@@ -223,15 +186,11 @@ pub async fn connect(
                     // Some proxies (tinyproxy) answer wrong credentials with 401.
                     Err(status)
                         if (status.starts_with("407") || status.starts_with("401"))
-                            && ask
-                            && !asked =>
+                            && ask.is_some() =>
                     {
-                        asked = true;
-                        credentials = Some(
-                            ask_credentials(proxy, events)
-                                .await
-                                .ok_or_else(|| refused(&status))?,
-                        );
+                        let ask = ask.take().expect("checked in the guard");
+                        let subject = format!("{}:{}", proxy.host, proxy.port);
+                        credentials = Some(ask(subject).await.ok_or_else(|| refused(&status))?);
                     }
                     Err(status) => return Err(refused(&status)),
                 }
@@ -243,13 +202,6 @@ pub async fn connect(
 
 fn refused(status: &str) -> String {
     format!("proxy refused the tunnel: HTTP {status}")
-}
-
-async fn ask_credentials(proxy: &Proxy, events: &EventSink) -> Option<Credentials> {
-    let subject = format!("{}:{}", proxy.host, proxy.port);
-    Question::ask(events, subject, None, Event::ProxyAuth)
-        .await
-        .flatten()
 }
 
 async fn reach(proxy: &Proxy) -> Result<TcpStream, String> {

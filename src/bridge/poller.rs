@@ -1,6 +1,6 @@
 //! The readiness of the sockets a Python thread reads itself (see
-//! [`receiver`](crate::receiver)), and of its queue's wake-up pipe: one
-//! level-triggered epoll set per [`EventQueue`](crate::events::EventQueue).
+//! `conn/receiver.rs`), and of its queue's wake-up pipe: one
+//! level-triggered epoll set per [`Queue`](super::Queue).
 //!
 //! Level-triggered, so that a socket left unread (its thread had enough
 //! for one batch) is reported again, and so that the set's own descriptor

@@ -4,8 +4,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use pyo3::exceptions::PyValueError;
-use pyo3::prelude::*;
 use rustls::ClientConfig;
 use rustls_pki_types::ServerName;
 use tokio::io::AsyncWriteExt;
@@ -15,88 +13,54 @@ use tokio::time::timeout;
 use tokio_rustls::TlsConnector;
 use url::Url;
 
+use super::connection::{Command, Connection};
+use super::event::{Event, EventQueue, EventSink};
+use super::settings::Settings;
+use super::task::{self, Opened};
+use crate::bridge::Question;
 use crate::config::MAX_HANDSHAKE_SIZE;
-use crate::connection::{self, read_head, seconds, Command, Connection, Options, Settings, Shared};
-use crate::errors::ABNORMAL_CLOSURE;
-use crate::events::{Event, EventQueue, EventSink};
-use crate::handshake::{self, Headers};
-use crate::protocol::Role;
-use crate::proxy::{self, Proxy};
-use crate::stream::Stream;
-use crate::tls::{self, TlsOptions};
-use crate::{runtime, ws_url};
+use crate::errors::Error;
+use crate::net::proxy::{self, Proxy};
+use crate::net::{read_head, runtime, tls, Stream};
+use crate::protocol::handshake::{self, Headers};
+use crate::protocol::{url as ws_url, Role};
 
-/// Opens a connection to `url` in the background; its events go to `queue`.
-///
-/// Returns at once: `Event::Connected` follows when the handshake succeeds,
-/// `Event::Closed` with an error when it fails.
-#[pyfunction]
-#[pyo3(signature = (queue, url, subprotocols, headers, origin, options, tls = None, proxy = None, ask_proxy_auth = false))]
-#[allow(clippy::too_many_arguments, reason = "one per socket property")]
+/// Opens a connection to `target` in the background, its events going
+/// to `queue`; returns the connection at once. `Event::Connected` follows
+/// when the handshake succeeds, `Event::Closed` with an error when it fails.
 pub fn connect(
-    queue: &EventQueue,
-    url: &str,
-    subprotocols: Vec<String>,
-    headers: Headers,
-    origin: String,
-    options: Options,
-    tls: Option<TlsOptions>,
-    proxy: Option<String>,
-    ask_proxy_auth: bool,
-) -> PyResult<Connection> {
-    let url = ws_url::parse(url)?;
-    let proxy = proxy
-        .map(|p| Proxy::parse(&p))
-        .transpose()
-        .map_err(PyValueError::new_err)?;
-    // Checked now, so that a bad certificate path raises in the caller.
-    let tls = match url.scheme() {
-        "wss" => {
-            let options = tls.unwrap_or(TlsOptions {
-                peer_verify: true,
-                ..TlsOptions::default()
-            });
-            Some(tls::client_config(&options).map_err(PyValueError::new_err)?)
-        }
-        _ => None,
-    };
-    let settings = options.settings()?;
-    let handshake_timeout = seconds("handshake_timeout", options.handshake_timeout)?;
-    let (shared, commands) = Shared::new(Role::Client);
-    shared.set_frame_size(settings.outgoing_frame_size);
-    let events = queue.sink(shared.id);
+    queue: &Arc<EventQueue>,
+    target: Target,
+    handshake_timeout: Duration,
+    settings: Settings,
+) -> Result<Arc<Connection>, Error> {
+    let (connection, commands) = Connection::new(Role::Client);
+    connection.set_frame_size(settings.outgoing_frame_size);
+    let events = queue.sink(connection.id);
     let on_panic = crash_report(events.clone());
-    let target = Target {
-        url,
-        tls,
-        subprotocols,
-        origin,
-        headers,
-        proxy,
-        ask_proxy_auth,
-    };
     let task = run_client(
         target,
         handshake_timeout,
         settings,
-        Arc::clone(&shared),
+        Arc::clone(&connection),
         commands,
         events,
     );
     runtime::spawn(task, on_panic)?;
-    Ok(Connection::from(shared))
+    Ok(connection)
 }
 
 /// Where and how a client connects.
-struct Target {
-    url: Url,
-    tls: Option<Arc<ClientConfig>>,
-    subprotocols: Vec<String>,
-    origin: String,
-    headers: Headers,
+pub struct Target {
+    pub url: Url,
+    pub tls: Option<Arc<ClientConfig>>,
+    pub subprotocols: Vec<String>,
+    pub origin: String,
+    pub headers: Headers,
     /// None connects directly.
-    proxy: Option<Proxy>,
-    ask_proxy_auth: bool,
+    pub proxy: Option<Proxy>,
+    /// Whether Python handles `proxy_authentication_required`.
+    pub ask_proxy_auth: bool,
 }
 
 /// A client connection from its first byte to its last.
@@ -104,7 +68,7 @@ async fn run_client(
     target: Target,
     handshake_timeout: Duration,
     settings: Settings,
-    shared: Arc<Shared>,
+    connection: Arc<Connection>,
     mut commands: UnboundedReceiver<Command>,
     events: EventSink,
 ) {
@@ -121,23 +85,18 @@ async fn run_client(
             let endpoints = stream.endpoints();
             match stream.into_running() {
                 Ok((stream, socket)) => {
-                    shared.set_open(true);
+                    connection.set_open(true);
                     events.send(Event::Connected {
                         subprotocol,
                         resource_name,
                         endpoints,
                     });
-                    connection::run(
-                        stream,
-                        Role::Client,
+                    let opened = Opened {
                         settings,
                         received,
                         socket,
-                        shared,
-                        commands,
-                        events,
-                    )
-                    .await;
+                    };
+                    task::run(stream, opened, connection, commands, events).await;
                     return;
                 }
                 Err(e) => Some(format!("connection lost: {e}")),
@@ -151,23 +110,15 @@ async fn run_client(
         )),
         None => None,
     };
-    events.send(Event::Closed {
-        code: ABNORMAL_CLOSURE,
-        reason: String::new(),
-        error,
-    });
+    events.send(Event::abnormal(error));
 }
 
 /// What a connection whose task panicked tells Python: ERROR, not silence.
 pub fn crash_report(events: EventSink) -> impl FnOnce(String) + Send + 'static {
     move |message| {
-        events.send(Event::Closed {
-            code: ABNORMAL_CLOSURE,
-            reason: String::new(),
-            error: Some(format!(
-                "internal error in wsbind (please report it): {message}"
-            )),
-        })
+        events.send(Event::abnormal(Some(format!(
+            "internal error in wsbind (please report it): {message}"
+        ))))
     }
 }
 
@@ -183,7 +134,14 @@ async fn open(
         None => TcpStream::connect((host.as_str(), port))
             .await
             .map_err(|e| format!("cannot connect to {host}:{port}: {e}"))?,
-        Some(proxy) => proxy::connect(proxy, &host, port, target.ask_proxy_auth, &events).await?,
+        Some(proxy) => {
+            let ask = target.ask_proxy_auth.then_some(|subject| async {
+                let (question, answer) = Question::new(subject, None);
+                events.send(Event::ProxyAuth(question));
+                answer.await.ok().flatten()
+            });
+            proxy::connect(proxy, &host, port, ask).await?
+        }
     };
     // Small messages are the common case; do not let Nagle hold them back.
     let _ = tcp.set_nodelay(true);

@@ -4,7 +4,6 @@
 
 use std::sync::{Arc, Mutex, RwLock};
 
-use pyo3::prelude::*;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{ring, CryptoProvider};
 use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
@@ -17,8 +16,7 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 
 /// The TLS settings of a socket or server, as Python's `SslConfiguration` gives them.
-#[derive(FromPyObject, Clone, Default)]
-#[pyo3(from_item_all)]
+#[derive(Debug, Clone, Default)]
 pub struct TlsOptions {
     /// CA certificates to trust besides the system's (a client), or to check
     /// client certificates against (a server): PEM text or file paths.

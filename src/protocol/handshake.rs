@@ -1,11 +1,27 @@
 //! The opening handshake (RFC 6455 §4): the HTTP/1.1 Upgrade request and its
 //! response, written and checked without I/O, for both roles.
 
-use tokio_tungstenite::tungstenite::handshake::client::generate_key;
-use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tungstenite::handshake::client::generate_key;
+use tungstenite::handshake::derive_accept_key;
 use url::Url;
 
-use crate::subprotocol;
+use super::subprotocol;
+
+/// Checks that `value` can go into an HTTP header as it is: tab, space and
+/// visible ASCII (RFC 9110 §5.5, without the obsolete non-ASCII octets,
+/// which peers read differently). Python's `wsbind.checks` applies this
+/// very function to every header value a user sets.
+pub fn check_header_value(value: &str) -> Result<(), String> {
+    match value
+        .chars()
+        .find(|&c| !(c == '\t' || (' '..='~').contains(&c)))
+    {
+        None => Ok(()),
+        Some(c) => Err(format!(
+            "{value:?} cannot be sent in an HTTP header: {c:?} is not tab, space or visible ASCII"
+        )),
+    }
+}
 
 /// Most headers a request or response may have.
 const MAX_HEADERS: usize = 64;

@@ -7,9 +7,9 @@ use std::io::IoSlice;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc::UnboundedReceiver;
 
+use super::connection::Connection;
+use super::event::EventSink;
 use crate::config;
-use crate::connection::Shared;
-use crate::events::EventSink;
 use crate::protocol::Chunk;
 
 /// Most chunks in one vectored write (Linux takes up to 1024).
@@ -115,7 +115,7 @@ impl Unwritten {
 pub async fn write<W>(
     mut writer: W,
     mut queue: UnboundedReceiver<Outgoing>,
-    shared: &Shared,
+    connection: &Connection,
     events: &EventSink,
 ) -> std::io::Result<()>
 where
@@ -152,7 +152,7 @@ where
         // A quiet connection keeps no masking buffer.
         unwritten.masked = Vec::new();
         writer.flush().await?;
-        shared.batch_written(payload, taken, events);
+        connection.batch_written(payload, taken, events);
     }
     writer.shutdown().await
 }

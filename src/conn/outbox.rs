@@ -9,7 +9,7 @@
 //! way, into a buffer its thread keeps for the purpose, not into a new copy.
 //!
 //! What the socket does not take is held, and written by the Python thread
-//! that reads the socket (see [`receiver`](crate::receiver)) when its
+//! that reads the socket (see [`receiver`](super::receiver)) when its
 //! poller reports room, so that a large message keeps one thread busy, not
 //! two. The writer takes what is held when that thread is away, or when
 //! anything must follow it in the queue. All of this happens under one
@@ -20,7 +20,7 @@
 //! Small messages that handlers send to one socket in a burst of events
 //! are the exception, after the first: the I/O thread writes them, many to
 //! a system call, while the Python thread goes on with the burst (see
-//! [`events::burst`](crate::events::burst)). From [`BURST_WRITE_FROM`] bytes
+//! [`bridge::burst`](crate::bridge::burst)). From [`BURST_WRITE_FROM`] bytes
 //! the copy into the socket outweighs the system call, and handing the
 //! message over would only wake the I/O thread.
 
@@ -32,15 +32,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
+use super::writer::{Outgoing, MAX_SLICES};
+use crate::bridge::Poller;
 use crate::config::MASK_BUFFER;
-use crate::poller::Poller;
 use crate::protocol::{Chunk, MASK_AT_WRITE_FROM};
-use crate::writer::{Outgoing, MAX_SLICES};
-
-/// Largest message a Python thread writes with the GIL held: 64 KiB. It
-/// writes larger ones without: its non-blocking writes copy (and a client's
-/// mask) as much as the socket takes, which lets other threads run Python.
-pub const WRITE_WITH_GIL_MAX: usize = 64 << 10;
 
 /// Smallest message a handler writes itself in a burst of events: 8 KiB.
 pub const BURST_WRITE_FROM: usize = 8 << 10;
@@ -362,7 +357,7 @@ fn write_now(socket: RawFd, chunks: &[&Chunk]) -> (usize, usize) {
             .collect();
         // The socket is open: it is used under the outbox lock, and `detach`
         // takes it out under that lock before the stream is dropped.
-        let written = crate::stream::send(socket, &slices).unwrap_or(0);
+        let written = crate::net::stream::send(socket, &slices).unwrap_or(0);
         (written, offered.iter().sum())
     })
 }
@@ -375,7 +370,7 @@ mod tests {
     use std::net::{TcpListener, TcpStream};
     use std::os::fd::AsRawFd;
 
-    use crate::poller::Ready;
+    use crate::bridge::poller::Ready;
 
     fn pair() -> (TcpStream, TcpStream) {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();

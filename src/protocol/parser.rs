@@ -1,141 +1,14 @@
-//! The WebSocket protocol of RFC 6455 as a state machine: bytes in, events
-//! out ([`Parser`]); messages in, bytes out ([`Framer`]).
-//!
-//! It touches no socket, clock or lock, so every rule of the RFC is tested
-//! here without a network; `connection.rs` does the I/O around it.
+//! Bytes in, events out: the receiving half of RFC 6455, every rule a
+//! receiver must enforce.
 
 use std::collections::VecDeque;
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 
-use crate::errors::Failure;
-
-/// Which end of the connection we are: a client masks what it sends, a
-/// server requires masked frames (RFC 6455 §5.1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    Client,
-    Server,
-}
-
-pub mod opcode {
-    pub const CONTINUATION: u8 = 0x0;
-    pub const TEXT: u8 = 0x1;
-    pub const BINARY: u8 = 0x2;
-    pub const CLOSE: u8 = 0x8;
-    pub const PING: u8 = 0x9;
-    pub const PONG: u8 = 0xA;
-}
-
-/// Messages smaller than this are framed by copying them, which costs less
-/// than handing the writer several pieces.
-const COPY_BELOW: usize = 8 << 10;
-
-/// From this size on, a client's payload that the I/O thread is to write is
-/// masked only as it is written (see [`Chunk`]); below it the sending thread
-/// masks a copy before it hands the message over, which leaves the I/O
-/// thread less to do when messages come thick and fast.
-pub const MASK_AT_WRITE_FROM: usize = 256 << 10;
-
-/// Longest payload of a control frame (§5.5).
-pub const MAX_CONTROL_PAYLOAD: usize = 125;
-
-/// What an incoming message or frame may be at most; over it the connection
-/// fails with 1009.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
-    pub max_frame_size: usize,
-    pub max_message_size: usize,
-}
-
-/// Text whose UTF-8 the parser has checked, kept as bytes so that it
-/// reaches Python without another copy.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Text(Bytes);
-
-impl Text {
-    fn checked(bytes: Bytes) -> Result<Text, std::str::Utf8Error> {
-        std::str::from_utf8(&bytes)?;
-        Ok(Text(bytes))
-    }
-
-    pub fn as_str(&self) -> &str {
-        // SAFETY: a Text is only made from bytes that passed from_utf8.
-        unsafe { std::str::from_utf8_unchecked(&self.0) }
-    }
-
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-}
-
-impl From<&str> for Text {
-    fn from(s: &str) -> Self {
-        Text(Bytes::copy_from_slice(s.as_bytes()))
-    }
-}
-
-/// A binary message as it arrived. A client's message in one frame is left
-/// masked: Python copies it into a `bytes` anyway, and unmasks it in that same
-/// pass, off the I/O thread.
-#[derive(Debug, Clone)]
-pub struct Binary {
-    data: Bytes,
-    mask: Option<[u8; 4]>,
-}
-
-impl Binary {
-    pub fn len(&self) -> usize {
-        self.data.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.data.is_empty()
-    }
-
-    /// Writes the message, unmasked, to `out`: one pass, and no need for
-    /// the memory to be initialized first (a new Python bytes object).
-    ///
-    /// # Safety
-    ///
-    /// `out` must be valid for `len()` bytes of writes.
-    pub unsafe fn write_to(&self, out: *mut u8) {
-        let src = &self.data[..];
-        // SAFETY: src is len() bytes; the caller vouches for out.
-        unsafe {
-            match self.mask {
-                None => std::ptr::copy_nonoverlapping(src.as_ptr(), out, src.len()),
-                Some(mask) => copy_masked(src, out, mask),
-            }
-        }
-    }
-
-    pub fn to_vec(&self) -> Vec<u8> {
-        let mut out = vec![0; self.len()];
-        // SAFETY: out holds len() bytes.
-        unsafe { self.write_to(out.as_mut_ptr()) };
-        out
-    }
-}
-
-impl From<Bytes> for Binary {
-    fn from(data: Bytes) -> Self {
-        Binary { data, mask: None }
-    }
-}
-
-/// The same message, masked or not.
-impl PartialEq for Binary {
-    fn eq(&self, other: &Self) -> bool {
-        self.to_vec() == other.to_vec()
-    }
-}
-
-impl Eq for Binary {}
+use super::close::{CloseCode, Failure};
+use super::framer::apply_mask;
+use super::message::{Binary, Text};
+use super::{opcode, Limits, Role, MAX_CONTROL_PAYLOAD};
 
 /// What the peer sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -156,12 +29,6 @@ pub enum Incoming {
     Pong(Bytes),
     /// The peer's close frame: its code and reason, or None when it had no code.
     Close(Option<(u16, String)>),
-}
-
-/// Whether a received close frame may carry `code` (§7.4: the codes in
-/// use, 1012-1014 as IANA registers them, and 3000-4999).
-pub fn receivable_close_code(code: u16) -> bool {
-    matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999)
 }
 
 /// A message being put together from fragments.
@@ -244,7 +111,7 @@ impl Parser {
         }
     }
 
-    fn fail(&mut self, code: u16, message: impl Into<String>) -> Result<bool, Failure> {
+    fn fail(&mut self, code: CloseCode, message: impl Into<String>) -> Result<bool, Failure> {
         self.done = true;
         self.events.clear();
         Err(Failure::new(code, message))
@@ -305,39 +172,50 @@ impl Parser {
         let masked = mask.is_some();
         if reserved != 0 {
             self.fail(
-                1002,
+                CloseCode::PROTOCOL_ERROR,
                 "protocol error: reserved bits set without an extension that defines them",
             )?;
         }
         if !matches!(opcode, 0x0..=0x2 | 0x8..=0xA) {
-            self.fail(1002, format!("protocol error: unknown opcode {opcode:#x}"))?;
+            self.fail(
+                CloseCode::PROTOCOL_ERROR,
+                format!("protocol error: unknown opcode {opcode:#x}"),
+            )?;
         }
         if opcode >= opcode::CLOSE && !fin {
-            self.fail(1002, "protocol error: fragmented control frame")?;
+            self.fail(
+                CloseCode::PROTOCOL_ERROR,
+                "protocol error: fragmented control frame",
+            )?;
         }
         if opcode >= opcode::CLOSE && length > MAX_CONTROL_PAYLOAD as u64 {
-            self.fail(1002, "protocol error: control frame payload over 125 bytes")?;
+            self.fail(
+                CloseCode::PROTOCOL_ERROR,
+                "protocol error: control frame payload over 125 bytes",
+            )?;
         }
         if length >> 63 != 0 {
             self.fail(
-                1002,
+                CloseCode::PROTOCOL_ERROR,
                 "protocol error: payload length with its most significant bit set",
             )?;
         }
         match (self.role, masked) {
-            (Role::Server, false) => {
-                self.fail(1002, "protocol error: unmasked frame from a client")?
-            }
-            (Role::Client, true) => {
-                self.fail(1002, "protocol error: masked frame from a server")?
-            }
+            (Role::Server, false) => self.fail(
+                CloseCode::PROTOCOL_ERROR,
+                "protocol error: unmasked frame from a client",
+            )?,
+            (Role::Client, true) => self.fail(
+                CloseCode::PROTOCOL_ERROR,
+                "protocol error: masked frame from a server",
+            )?,
             _ => true,
         };
         // Fail as soon as the header says so, before the payload arrives.
         let max_frame = self.limits.max_frame_size;
         if length > max_frame as u64 {
             self.fail(
-                1009,
+                CloseCode::TOO_BIG,
                 format!(
                     "frame too big: {length} bytes, over max_allowed_incoming_frame_size of {max_frame} bytes"
                 ),
@@ -348,13 +226,13 @@ impl Parser {
             match (opcode, &self.message) {
                 (opcode::CONTINUATION, None) => {
                     self.fail(
-                        1002,
+                        CloseCode::PROTOCOL_ERROR,
                         "protocol error: continuation frame with no message to continue",
                     )?;
                 }
                 (opcode::TEXT | opcode::BINARY, Some(_)) => {
                     self.fail(
-                        1002,
+                        CloseCode::PROTOCOL_ERROR,
                         "protocol error: new message before the previous one ended",
                     )?;
                 }
@@ -364,7 +242,7 @@ impl Parser {
             let max_message = self.limits.max_message_size;
             if so_far + length > max_message {
                 self.fail(
-                    1009,
+                    CloseCode::TOO_BIG,
                     format!(
                         "message too big: over max_allowed_incoming_message_size of {max_message} bytes"
                     ),
@@ -454,21 +332,30 @@ impl Parser {
             0 => None,
             1 => {
                 return self
-                    .fail(1002, "protocol error: close frame with a one-byte payload")
+                    .fail(
+                        CloseCode::PROTOCOL_ERROR,
+                        "protocol error: close frame with a one-byte payload",
+                    )
                     .map(drop)
             }
             _ => {
                 let code = u16::from_be_bytes([payload[0], payload[1]]);
-                if !receivable_close_code(code) {
+                if !CloseCode(code).is_receivable() {
                     return self
-                        .fail(1002, format!("protocol error: invalid close code {code}"))
+                        .fail(
+                            CloseCode::PROTOCOL_ERROR,
+                            format!("protocol error: invalid close code {code}"),
+                        )
                         .map(drop);
                 }
                 match std::str::from_utf8(&payload[2..]) {
                     Ok(reason) => Some((code, reason.to_string())),
                     Err(_) => {
                         return self
-                            .fail(1007, "invalid UTF-8 in the close reason")
+                            .fail(
+                                CloseCode::INVALID_PAYLOAD,
+                                "invalid UTF-8 in the close reason",
+                            )
                             .map(drop)
                     }
                 }
@@ -491,7 +378,14 @@ impl Parser {
             let event = if text {
                 match Text::checked(payload) {
                     Ok(text) => Incoming::Text(text),
-                    Err(_) => return self.fail(1007, "invalid UTF-8 in a text message").map(drop),
+                    Err(_) => {
+                        return self
+                            .fail(
+                                CloseCode::INVALID_PAYLOAD,
+                                "invalid UTF-8 in a text message",
+                            )
+                            .map(drop)
+                    }
                 }
             } else {
                 Incoming::Binary(payload.into())
@@ -513,14 +407,19 @@ impl Parser {
             match std::str::from_utf8(&partial.data[partial.checked..]) {
                 Ok(_) => partial.checked = partial.data.len(),
                 Err(e) if e.error_len().is_some() => {
-                    return self.fail(1007, "invalid UTF-8 in a text message").map(drop)
+                    return self
+                        .fail(
+                            CloseCode::INVALID_PAYLOAD,
+                            "invalid UTF-8 in a text message",
+                        )
+                        .map(drop)
                 }
                 Err(e) => partial.checked += e.valid_up_to(),
             }
             if fin && partial.checked != partial.data.len() {
                 return self
                     .fail(
-                        1007,
+                        CloseCode::INVALID_PAYLOAD,
                         "invalid UTF-8: a text message ends inside a character",
                     )
                     .map(drop);
@@ -587,219 +486,10 @@ impl Diverted {
     }
 }
 
-/// XORs `data` with the masking key (§5.3), in place.
-pub fn apply_mask(data: &mut [u8], mask: [u8; 4]) {
-    let out = data.as_mut_ptr();
-    // SAFETY: reads and writes stay within `data`, each word read before it
-    // is written, through the one pointer.
-    unsafe { mask_words(out, out, data.len(), mask) };
-}
-
-/// Copies `src` to `out` masked with `mask` (§5.3), from its first byte:
-/// masking and copying in one pass, into memory that need not be
-/// initialized.
-///
-/// # Safety
-///
-/// `out` must be valid for `src.len()` bytes of writes, apart from `src`.
-unsafe fn copy_masked(src: &[u8], out: *mut u8, mask: [u8; 4]) {
-    // SAFETY: src is valid for its length; the caller vouches for out.
-    unsafe { mask_words(src.as_ptr(), out, src.len(), mask) };
-}
-
-/// The masking loop of [`apply_mask`] and [`copy_masked`], eight bytes at a
-/// time; `src` and `out` are either the same or apart.
-///
-/// # Safety
-///
-/// `src` valid for `len` bytes of reads, `out` for `len` bytes of writes.
-unsafe fn mask_words(src: *const u8, out: *mut u8, len: usize, mask: [u8; 4]) {
-    let [a, b, c, d] = mask;
-    let wide = u64::from_ne_bytes([a, b, c, d, a, b, c, d]);
-    let words = len / 8 * 8;
-    let mut at = 0;
-    while at < words {
-        // SAFETY: at + 8 <= len, within both.
-        unsafe {
-            let word = src.add(at).cast::<u64>().read_unaligned();
-            out.add(at).cast::<u64>().write_unaligned(word ^ wide);
-        }
-        at += 8;
-    }
-    for (i, key) in mask.iter().cycle().take(len - words).enumerate() {
-        // SAFETY: words + i < len, within both.
-        unsafe { out.add(words + i).write(*src.add(words + i) ^ key) };
-    }
-}
-
-/// A piece of a message's frames on its way to the socket: bytes to write
-/// as they are, or a slice of a client's payload with the key it is still to
-/// be masked with.
-///
-/// A client masks a payload as it writes it, into a small buffer that stays
-/// in cache (the writer's, a piece at a time, or the sending thread's),
-/// instead of into a masked copy of the whole message: for a 16 MiB message
-/// the copy cost 16 MiB more memory, a pass through it, and the sending
-/// thread's time. Only a message under [`MASK_AT_WRITE_FROM`] that is handed
-/// to the I/O thread is masked into a copy first. The caller's object is
-/// never written into.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Chunk {
-    pub bytes: Bytes,
-    /// The key for the first of `bytes`; None when they go out as they are.
-    pub mask: Option<[u8; 4]>,
-}
-
-impl Chunk {
-    pub fn plain(bytes: Bytes) -> Self {
-        Chunk { bytes, mask: None }
-    }
-
-    pub fn len(&self) -> usize {
-        self.bytes.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.bytes.is_empty()
-    }
-
-    /// Drops the first `count` bytes, written; the key turns with them, so
-    /// that it stays in phase with what is left.
-    pub fn advance(&mut self, count: usize) {
-        self.bytes.advance(count);
-        if let Some(mask) = &mut self.mask {
-            mask.rotate_left(count % 4);
-        }
-    }
-
-    /// Appends `count` bytes from `from` on to `out`, masked if they are to be.
-    pub fn mask_into(&self, from: usize, count: usize, out: &mut Vec<u8>) {
-        let src = &self.bytes[from..from + count];
-        let Some(mut mask) = self.mask else {
-            return out.extend_from_slice(src);
-        };
-        mask.rotate_left(from % 4);
-        out.reserve(count);
-        let len = out.len();
-        // SAFETY: `reserve` made room for `count` bytes past `len`, apart
-        // from `src`; all of them are written before the length covers them.
-        unsafe {
-            copy_masked(src, out.as_mut_ptr().add(len), mask);
-            out.set_len(len + count);
-        }
-    }
-
-    /// The bytes as they go out: a masked copy if they are to be masked.
-    pub fn into_plain(self) -> Bytes {
-        if self.mask.is_none() {
-            return self.bytes;
-        }
-        let mut out = Vec::new();
-        self.mask_into(0, self.len(), &mut out);
-        Bytes::from(out)
-    }
-}
-
-/// Turns messages into frames for one role.
-pub struct Framer {
-    role: Role,
-}
-
-impl Framer {
-    pub fn new(role: Role) -> Self {
-        Framer { role }
-    }
-
-    /// Appends a frame header for `length` payload bytes; returns the masking
-    /// key the payload must be masked with, if we are a client.
-    fn header(&self, out: &mut BytesMut, opcode: u8, fin: bool, length: usize) -> Option<[u8; 4]> {
-        let masked = self.role == Role::Client;
-        out.put_u8(if fin { 0x80 } else { 0 } | opcode);
-        let mask_bit = if masked { 0x80 } else { 0 };
-        if length < 126 {
-            out.put_u8(mask_bit | length as u8);
-        } else if length <= usize::from(u16::MAX) {
-            out.put_u8(mask_bit | 126);
-            out.put_u16(length as u16);
-        } else {
-            out.put_u8(mask_bit | 127);
-            out.put_u64(length as u64);
-        }
-        masked.then(|| {
-            // A fresh key for every frame, as §5.3 asks.
-            let mask: [u8; 4] = rand::random();
-            out.put_slice(&mask);
-            mask
-        })
-    }
-
-    /// Appends one frame to `out`, masked if we are a client.
-    pub fn frame(&self, out: &mut BytesMut, opcode: u8, fin: bool, payload: &[u8]) {
-        out.reserve(14 + payload.len());
-        let mask = self.header(out, opcode, fin, payload.len());
-        let start = out.len();
-        out.put_slice(payload);
-        if let Some(mask) = mask {
-            apply_mask(&mut out[start..], mask);
-        }
-    }
-
-    /// A message as chunks for a vectored write. A small one is one frame in
-    /// one piece; a large one is frame headers and slices of `payload`,
-    /// which is not copied: a client's slices carry the key they are to be
-    /// masked with by whoever writes them.
-    pub fn message_chunks(&self, text: bool, payload: Bytes, frame_size: usize) -> Vec<Chunk> {
-        if payload.len() < COPY_BELOW {
-            let mut out = BytesMut::new();
-            self.message(&mut out, text, &payload, frame_size);
-            return vec![Chunk::plain(out.freeze())];
-        }
-        let size = frame_size.max(1);
-        let length = payload.len();
-        let mut chunks = Vec::with_capacity(2 * length.div_ceil(size));
-        let mut op = if text { opcode::TEXT } else { opcode::BINARY };
-        for start in (0..length).step_by(size) {
-            let end = (start + size).min(length);
-            let mut header = BytesMut::with_capacity(14);
-            let mask = self.header(&mut header, op, end == length, end - start);
-            chunks.push(Chunk::plain(header.freeze()));
-            chunks.push(Chunk {
-                bytes: payload.slice(start..end),
-                mask,
-            });
-            op = opcode::CONTINUATION;
-        }
-        chunks
-    }
-
-    /// Appends a message, split into frames of at most `frame_size` bytes.
-    pub fn message(&self, out: &mut BytesMut, text: bool, payload: &[u8], frame_size: usize) {
-        let first = if text { opcode::TEXT } else { opcode::BINARY };
-        if payload.len() <= frame_size {
-            return self.frame(out, first, true, payload);
-        }
-        let mut chunks = payload.chunks(frame_size.max(1)).peekable();
-        let mut op = first;
-        while let Some(chunk) = chunks.next() {
-            self.frame(out, op, chunks.peek().is_none(), chunk);
-            op = opcode::CONTINUATION;
-        }
-    }
-
-    /// Appends a close frame; `None` sends one with no code (as an echo of such a frame).
-    pub fn close(&self, out: &mut BytesMut, frame: Option<(u16, &str)>) {
-        let mut payload = Vec::with_capacity(MAX_CONTROL_PAYLOAD);
-        if let Some((code, reason)) = frame {
-            payload.extend_from_slice(&code.to_be_bytes());
-            payload.extend_from_slice(reason.as_bytes());
-        }
-        self.frame(out, opcode::CLOSE, true, &payload);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::{Chunk, Framer};
 
     const LIMITS: Limits = Limits {
         max_frame_size: 1 << 20,
@@ -828,7 +518,7 @@ mod tests {
     }
 
     fn failure_code(bytes: &[u8]) -> u16 {
-        events(&mut server(bytes)).unwrap_err().code
+        events(&mut server(bytes)).unwrap_err().code.0
     }
 
     #[test]
@@ -875,7 +565,7 @@ mod tests {
         client
             .buffer()
             .extend_from_slice(&client_frame(opcode::TEXT, true, b"hi"));
-        assert_eq!(events(&mut client).unwrap_err().code, 1002);
+        assert_eq!(events(&mut client).unwrap_err().code.0, 1002);
     }
 
     #[test]
@@ -980,7 +670,7 @@ mod tests {
         let frame = client_frame(opcode::BINARY, true, &[0; 11]);
         parser.buffer().extend_from_slice(&frame[..6]);
         let failure = events(&mut parser).unwrap_err();
-        assert_eq!(failure.code, 1009);
+        assert_eq!(failure.code, CloseCode::TOO_BIG);
         assert!(failure.message.contains("max_allowed_incoming_frame_size"));
         let mut parser = Parser::new(
             Role::Server,

@@ -2,36 +2,38 @@
 //!
 //! A [`Receiver`] holds what arrived and is not parsed yet (its
 //! [`Parser`]), how much to read next, and the large binary message being
-//! read straight into its `bytes` object (see [`landing`](crate::landing)).
+//! read straight into its `bytes` object (see [`landing`](crate::bridge::landing)).
 //!
 //! On a plain TCP socket the Python thread that handles a connection's
 //! events reads the socket itself, as picows does: when it has handled a
 //! batch and looks for the next, it reads the sockets its queue's
-//! [`Poller`](crate::poller::Poller) reports ready, without the GIL, and
+//! [`Poller`](crate::bridge::Poller) reports ready, without the GIL, and
 //! turns what came into events. A message then costs no hand-off between
 //! threads, and in an echo the I/O thread has nothing to do. Control
-//! frames, the end of the stream and broken rules go on to the
-//! connection's task, which keeps the closing handshake, pings and timers.
+//! frames go to the connection's [`Session`](crate::protocol::Session) at
+//! once, on the thread that read them (a ping's pong is queued before
+//! anything a handler sends in answer to later data); the end of the stream
+//! and broken rules go on to the connection's task.
 //!
 //! A Python thread busy in a handler reads nothing, yet pings must be
 //! answered and a peer's close frame echoed. When its queue has had
 //! something ready for [`LEND_AFTER`](config::LEND_AFTER) and the thread has not come for it,
 //! the tasks take their receivers and read, as they do over TLS, until the
-//! thread looks for events again (see [`EventQueue`](crate::events::EventQueue)).
+//! thread looks for events again (see [`Queue`](crate::bridge::Queue)): the
+//! receiver is lent to the task. A [`ReceiverSlot`] holds it while the
+//! Python thread has it.
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use pyo3::Python;
 use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncRead, AsyncReadExt, Interest};
 
+use super::event::{Event, EventSink};
+use crate::bridge::{Landing, ReadOutcome, Request};
 use crate::config;
-use crate::errors::Failure;
-use crate::events::{Event, EventSink};
-use crate::landing::{Landing, Request};
-use crate::protocol::{Diverted, Incoming, Parser};
+use crate::protocol::{Diverted, Failure, Incoming, Parser};
 
 /// How much to read next: small while a connection is quiet, doubling while
 /// reads come back full, halving again after reads that were mostly empty.
@@ -112,8 +114,7 @@ impl Receiver {
         let Some(len) = self.parser.arriving_binary(config::LAND_FROM) else {
             return;
         };
-        // Should Python fail to make it (out of memory), the message takes the usual way.
-        if let Ok(landing) = Python::attach(|py| Landing::new(py, len)) {
+        if let Some(landing) = Landing::new_with_gil(len) {
             self.divert(landing);
         }
     }
@@ -218,17 +219,15 @@ pub fn readiness(socket: RawFd) -> io::Result<AsyncFd<OwnedFd>> {
 pub fn data_event(incoming: Incoming, events: &EventSink) -> Result<Event, Incoming> {
     Ok(match incoming {
         Incoming::Text(text) => Event::Text(text),
-        Incoming::Binary(data) => events.binary(data),
+        Incoming::Binary(data) => Event::binary(data, events),
         Incoming::TextFrame { text, last } => Event::TextFrame { text, last },
         Incoming::BinaryFrame { data, last } => Event::BinaryFrame { data, last },
         control => return Err(control),
     })
 }
 
-/// What a Python thread that reads a connection leaves to its task.
+/// How the Python thread's reading of a connection ended, for its task.
 pub enum Received {
-    /// A ping, a pong or a close frame.
-    Control(Incoming),
     /// The peer closed the TCP connection.
     Eof,
     /// Reading failed.
@@ -239,27 +238,14 @@ pub enum Received {
 
 /// A connection's receiver while a Python thread may read its socket;
 /// empty while the task has it.
-pub struct Reading {
+pub struct ReceiverSlot {
     socket: RawFd,
     receiver: Mutex<Option<Receiver>>,
 }
 
-/// What became of a [`Reading::read`].
-pub enum Read {
-    /// Bytes came (and maybe events); the socket is read again when ready.
-    Data,
-    /// Nothing came.
-    Nothing,
-    /// The task has the receiver now.
-    Lent,
-    /// The stream ended or failed: the task was told, and the queue's thread
-    /// no longer watches the socket.
-    Over,
-}
-
-impl Reading {
+impl ReceiverSlot {
     pub fn new(socket: RawFd) -> Self {
-        Reading {
+        ReceiverSlot {
             socket,
             receiver: Mutex::new(None),
         }
@@ -287,19 +273,25 @@ impl Reading {
     }
 
     /// Reads the socket once, on the Python thread, and sends what came:
-    /// data as events (`frames`: data frames too), the rest to the task
-    /// through `to_task`.
-    pub fn read(&self, events: &EventSink, frames: bool, to_task: impl Fn(Received)) -> Read {
+    /// data as events (`frames`: data frames too), control frames to
+    /// `control`, the end to the task through `to_task`.
+    pub fn read(
+        &self,
+        events: &EventSink,
+        frames: bool,
+        mut control: impl FnMut(Incoming),
+        to_task: impl Fn(Received),
+    ) -> ReadOutcome {
         let mut slot = self.lock();
         let Some(receiver) = slot.as_mut() else {
-            return Read::Lent;
+            return ReadOutcome::Lent;
         };
         // Under the lock, which the task takes before it closes the socket:
         // the descriptor cannot be another connection's yet.
         let over = |received| {
             to_task(received);
             events.stop_reading(self.socket);
-            Read::Over
+            ReadOutcome::Over
         };
         receiver.parser.frames = frames;
         receiver.land_now();
@@ -307,16 +299,16 @@ impl Reading {
         match receiver.recv(self.socket) {
             Ok(0) => return over(Received::Eof),
             Ok(count) => receiver.received(count, events),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Read::Nothing,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return ReadOutcome::Nothing,
             Err(e) => return over(Received::Lost(e)),
         }
         loop {
             match receiver.parser.next_event() {
                 Ok(Some(incoming)) => match data_event(incoming, events) {
                     Ok(event) => events.send(event),
-                    Err(control) => to_task(Received::Control(control)),
+                    Err(incoming) => control(incoming),
                 },
-                Ok(None) => return Read::Data,
+                Ok(None) => return ReadOutcome::Data,
                 Err(failure) => return over(Received::Failed(failure)),
             }
         }
@@ -326,7 +318,7 @@ impl Reading {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::events::EventQueue;
+    use crate::conn::event::{summary, EventQueue};
     use crate::protocol::{opcode, Framer, Limits, Role};
     use bytes::BytesMut;
     use std::io::Write;
@@ -340,7 +332,8 @@ mod tests {
     }
 
     /// A server's socket read as the Python thread reads it: data becomes
-    /// events, the rest goes to the task, and nothing is read after the end.
+    /// events, control frames go to the session, the end to the task, and
+    /// nothing is read after the end.
     #[test]
     fn the_python_thread_reads_data_and_leaves_the_rest_to_the_task() {
         let (ours, mut peer) = UnixStream::pair().unwrap();
@@ -351,43 +344,43 @@ mod tests {
             max_frame_size: 1 << 20,
             max_message_size: 1 << 20,
         };
-        let reading = Reading::new(ours.as_raw_fd());
-        let to_task = StdMutex::new(Vec::new());
+        let slot = ReceiverSlot::new(ours.as_raw_fd());
+        let log = StdMutex::new(Vec::new());
         let read = || {
-            reading.read(&events, false, |r| {
-                to_task.lock().unwrap().push(match r {
-                    Received::Control(Incoming::Ping(p)) => format!("ping {p:?}"),
-                    Received::Control(other) => format!("{other:?}"),
-                    Received::Eof => "eof".into(),
-                    Received::Lost(e) => format!("lost {e}"),
-                    Received::Failed(f) => format!("failed {}", f.code),
-                })
-            })
+            slot.read(
+                &events,
+                false,
+                |incoming| log.lock().unwrap().push(format!("{incoming:?}")),
+                |r| {
+                    log.lock().unwrap().push(match r {
+                        Received::Eof => "eof".into(),
+                        Received::Lost(e) => format!("lost {e}"),
+                        Received::Failed(f) => format!("failed {}", f.code),
+                    })
+                },
+            )
         };
-        assert!(matches!(read(), Read::Lent), "the task has the receiver");
-        reading.put(Receiver::new(Parser::new(Role::Server, limits)));
-        assert!(matches!(read(), Read::Nothing));
+        assert_eq!(read(), ReadOutcome::Lent, "the task has the receiver");
+        slot.put(Receiver::new(Parser::new(Role::Server, limits)));
+        assert_eq!(read(), ReadOutcome::Nothing);
 
         peer.write_all(&frame(opcode::TEXT, b"hi")).unwrap();
         peer.write_all(&frame(opcode::PING, b"p")).unwrap();
-        assert!(matches!(read(), Read::Data));
-        assert_eq!(queue.summary(), [(3, "text hi".to_string())]);
-        assert_eq!(*to_task.lock().unwrap(), ["ping b\"p\""]);
+        assert_eq!(read(), ReadOutcome::Data);
+        assert_eq!(summary(&queue), [(3, "text hi".to_string())]);
+        assert_eq!(*log.lock().unwrap(), ["Ping(b\"p\")"]);
 
         // Unmasked, from a client: the rules are broken, and the task hears why.
         let mut bad = BytesMut::new();
         Framer::new(Role::Server).frame(&mut bad, opcode::TEXT, true, b"x");
         peer.write_all(&bad).unwrap();
-        assert!(matches!(read(), Read::Over));
-        assert_eq!(to_task.lock().unwrap().last().unwrap(), "failed 1002");
+        assert_eq!(read(), ReadOutcome::Over);
+        assert_eq!(log.lock().unwrap().last().unwrap(), "failed 1002");
 
         drop(peer);
-        reading.put(Receiver::new(Parser::new(Role::Server, limits)));
-        assert!(matches!(read(), Read::Over));
-        assert_eq!(to_task.lock().unwrap().last().unwrap(), "eof");
-        assert!(
-            reading.take().is_some(),
-            "the task takes it back at the end"
-        );
+        slot.put(Receiver::new(Parser::new(Role::Server, limits)));
+        assert_eq!(read(), ReadOutcome::Over);
+        assert_eq!(log.lock().unwrap().last().unwrap(), "eof");
+        assert!(slot.take().is_some(), "the task takes it back at the end");
     }
 }

@@ -1,0 +1,439 @@
+//! One WebSocket connection, client or server side, as every thread sees
+//! it: the threads that send (any Python thread), the thread that reads its
+//! socket (a Python thread, or the connection's task; see
+//! [`receiver`](super::receiver)), and the task that owns its stream (see
+//! [`task`](super::task)).
+
+use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
+
+use super::event::{Event, EventSink};
+use super::outbox::{Closed, Outbox, BURST_WRITE_FROM};
+use super::receiver::{data_event, Received, ReceiverSlot};
+use super::settings::Settings;
+use super::writer::Outgoing;
+use crate::bridge::{self, ReadOutcome, Reader};
+use crate::config;
+use crate::errors::Error;
+use crate::protocol::session::{End, Output};
+use crate::protocol::{Chunk, Framer, Incoming, Role, Session};
+
+/// What Python (or the thread that reads the socket) asks a connection's
+/// task to do.
+pub enum Command {
+    Ping(Bytes),
+    Close(u16, String),
+    Abort,
+    /// New limits, keepalive and timeouts, from the next frame on.
+    Configure(Settings),
+    /// How the Python thread's reading of the socket ended.
+    Received(Received),
+    /// The session ended on the thread that read the socket.
+    Ended(End),
+    /// The session's deadline may have moved.
+    Wake,
+}
+
+/// Ids are unique across all objects, so that one queue can serve a server
+/// and its connections.
+pub fn next_id() -> u64 {
+    static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+    NEXT_ID.fetch_add(1, Ordering::Relaxed)
+}
+
+/// The state of one connection that its task, its Python handle and the
+/// threads that send or read share.
+pub struct Connection {
+    pub id: u64,
+    /// Which end we are: a server's frames are the same for every peer.
+    pub role: Role,
+    commands: UnboundedSender<Command>,
+    /// True from the end of the opening handshake until either side starts closing.
+    open: AtomicBool,
+    /// Payload bytes handed to `send_*` and not yet written.
+    queued: AtomicUsize,
+    /// Threads blocked in `flush()`, woken after each write.
+    flushing: AtomicUsize,
+    flushed: (Mutex<()>, Condvar),
+    /// Qt's `outgoingFrameSize`, for the threads that frame what they send.
+    frame_size: AtomicUsize,
+    /// Each write is reported (a handler listens to `bytes_written`).
+    report_writes: AtomicBool,
+    /// The last burst of events in which a handler sent a small message here.
+    burst: AtomicU64,
+    /// Data frames are reported one by one (a handler listens to a frame
+    /// signal); the parser looks before each pass, whichever thread reads.
+    /// A server's connection starts with them on: its first bytes may be
+    /// parsed before its `client_connected` handlers had a chance to listen,
+    /// and the server settles it once they ran.
+    report_frames: AtomicBool,
+    pub outbox: Outbox,
+    /// The closing handshake, pings and keepalive, driven by whichever
+    /// thread reads a control frame, and by the task for commands and time.
+    session: Mutex<Session>,
+    /// The receiver, while the Python thread reads the socket (plain TCP).
+    pub(super) receiver_slot: OnceLock<ReceiverSlot>,
+}
+
+impl Connection {
+    pub fn new(role: Role) -> (Arc<Connection>, UnboundedReceiver<Command>) {
+        let (commands, receiver) = unbounded_channel();
+        let connection = Connection {
+            id: next_id(),
+            role,
+            commands,
+            open: AtomicBool::new(false),
+            queued: AtomicUsize::new(0),
+            flushing: AtomicUsize::new(0),
+            flushed: Default::default(),
+            frame_size: AtomicUsize::new(config::OUTGOING_FRAME_SIZE),
+            report_writes: AtomicBool::new(false),
+            burst: AtomicU64::new(0),
+            report_frames: AtomicBool::new(role == Role::Server),
+            outbox: Outbox::default(),
+            session: Mutex::new(Session::new(
+                role,
+                Settings::default().timers,
+                Instant::now(),
+            )),
+            receiver_slot: OnceLock::new(),
+        };
+        (Arc::new(connection), receiver)
+    }
+
+    pub fn set_open(&self, open: bool) {
+        self.open.store(open, Ordering::Release);
+    }
+
+    /// Whether messages may be sent: the handshake is over and nobody closes.
+    pub fn is_open(&self) -> bool {
+        self.open.load(Ordering::Acquire)
+    }
+
+    pub fn set_frame_size(&self, size: usize) {
+        self.frame_size.store(size, Ordering::Relaxed);
+    }
+
+    /// Payload bytes handed to `send` and not yet written.
+    pub fn bytes_to_write(&self) -> usize {
+        self.queued.load(Ordering::Acquire)
+    }
+
+    /// Whether data frames are reported one by one, besides whole messages.
+    pub fn set_report_frames(&self, on: bool) {
+        self.report_frames.store(on, Ordering::Relaxed);
+    }
+
+    /// Whether each write is reported (for `bytes_written`).
+    pub fn set_report_writes(&self, on: bool) {
+        self.report_writes.store(on, Ordering::Relaxed);
+    }
+
+    pub(super) fn report_frames(&self) -> bool {
+        self.report_frames.load(Ordering::Relaxed)
+    }
+
+    pub(super) fn session(&self) -> MutexGuard<'_, Session> {
+        self.session.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Frames the message in the calling thread, which also writes it if
+    /// nothing is queued ahead of it (see [`outbox`](super::outbox)).
+    pub fn send(&self, text: bool, payload: Bytes) -> Result<usize, Error> {
+        let size = payload.len();
+        self.admit(size)?;
+        let frame_size = self.frame_size.load(Ordering::Relaxed);
+        let chunks = Framer::new(self.role).message_chunks(text, payload, frame_size);
+        // A reported write must come from the task, which reports it.
+        let may_write = !self.report_writes.load(Ordering::Relaxed)
+            && (size >= BURST_WRITE_FROM || self.first_in_burst());
+        let sent = self.outbox.send(chunks, size, may_write);
+        self.account(size, sent)
+    }
+
+    /// Whether the calling thread may write a small message here itself:
+    /// it is not in a burst of events, or this is the first message it
+    /// sends here in a burst of many sockets' events (see [`bridge::burst`]).
+    fn first_in_burst(&self) -> bool {
+        bridge::burst().is_none_or(|burst| {
+            !burst.one_socket && self.burst.swap(burst.number, Ordering::Relaxed) != burst.number
+        })
+    }
+
+    /// Queues a message already framed (a broadcast's frames, shared by every peer).
+    pub fn send_framed(&self, frame: Bytes, size: usize) -> Result<usize, Error> {
+        self.admit(size)?;
+        let sent = self.outbox.send(vec![Chunk::plain(frame)], size, false);
+        self.account(size, sent)
+    }
+
+    /// Counts what a send completed (`done` payload bytes) as written, or
+    /// the message of `size` bytes if it was not sent.
+    fn account(&self, size: usize, sent: Result<usize, Closed>) -> Result<usize, Error> {
+        match sent {
+            Ok(done) => {
+                self.written(done);
+                Ok(size)
+            }
+            Err(Closed) => {
+                self.written(size);
+                Err(Error::NotOpen)
+            }
+        }
+    }
+
+    /// Counts `size` more bytes to write, unless the connection is not open
+    /// or its outgoing buffer is full.
+    fn admit(&self, size: usize) -> Result<(), Error> {
+        if !self.is_open() {
+            return Err(Error::NotOpen);
+        }
+        let queued = self.queued.fetch_add(size, Ordering::AcqRel);
+        if queued > 0 && queued + size > config::MAX_OUTGOING_BUFFER {
+            self.queued.fetch_sub(size, Ordering::AcqRel);
+            return Err(Error::BufferFull {
+                queued,
+                limit: config::MAX_OUTGOING_BUFFER,
+            });
+        }
+        Ok(())
+    }
+
+    /// Sends a ping; the caller checked its payload.
+    pub fn ping(&self, payload: Bytes) -> Result<(), Error> {
+        if !self.is_open() {
+            return Err(Error::NotOpen);
+        }
+        self.command(Command::Ping(payload));
+        Ok(())
+    }
+
+    /// Starts the closing handshake; a connection that is already over ignores it.
+    pub fn close(&self, code: u16, reason: String) {
+        self.set_open(false);
+        self.command(Command::Close(code, reason));
+    }
+
+    /// Drops the TCP connection without a closing handshake.
+    pub fn abort(&self) {
+        self.set_open(false);
+        self.command(Command::Abort);
+    }
+
+    /// Applies new limits, keepalive and timeouts to the open connection.
+    pub fn configure(&self, settings: Settings) {
+        self.set_frame_size(settings.outgoing_frame_size);
+        self.command(Command::Configure(settings));
+    }
+
+    pub(super) fn command(&self, command: Command) {
+        let _ = self.commands.send(command);
+    }
+
+    /// Carries out what the session asked for: its frames go into the
+    /// outbox at once, under its lock, so that nothing sent later overtakes
+    /// them; what Python must hear goes to `events`.
+    pub(super) fn carry_out(&self, session: &mut Session, events: &EventSink) {
+        for output in session.output() {
+            match output {
+                Output::Frame(frame) => {
+                    let chunk = Chunk::plain(frame);
+                    self.outbox.queue(Outgoing { chunk, payload: 0 }, false);
+                }
+                Output::CloseFrame(frame) => {
+                    self.set_open(false);
+                    let chunk = Chunk::plain(frame);
+                    self.outbox.queue(Outgoing { chunk, payload: 0 }, true);
+                }
+                Output::Closing => events.send(Event::Closing),
+                Output::Pong { elapsed, payload } => events.send(Event::Pong {
+                    elapsed_ms: elapsed.as_secs_f64() * 1000.0,
+                    payload,
+                }),
+            }
+        }
+    }
+
+    /// A control frame read by whichever thread reads the socket: the
+    /// session answers it there and then.
+    pub(super) fn control(&self, incoming: Incoming, events: &EventSink) -> Option<End> {
+        let mut session = self.session();
+        let end = session.received(incoming, Instant::now());
+        self.carry_out(&mut session, events);
+        end
+    }
+
+    /// The event for a data message or frame, sent; a control frame goes
+    /// to the session. Returns the end of the connection, if it came.
+    pub(super) fn incoming(&self, incoming: Incoming, events: &EventSink) -> Option<End> {
+        match data_event(incoming, events) {
+            Ok(event) => {
+                events.send(event);
+                None
+            }
+            Err(control) => self.control(control, events),
+        }
+    }
+
+    /// The writer wrote `chunks` chunks carrying `payload` message bytes.
+    pub(super) fn batch_written(&self, payload: usize, chunks: usize, events: &EventSink) {
+        if payload > 0 {
+            let remaining = self.written(payload);
+            if self.report_writes.load(Ordering::Relaxed) {
+                events.send(Event::Written {
+                    count: payload,
+                    remaining,
+                });
+            }
+        }
+        // Only now may a sending thread write ahead of the queue.
+        self.outbox.written(chunks);
+    }
+
+    fn written(&self, size: usize) -> usize {
+        let remaining = self.queued.fetch_sub(size, Ordering::AcqRel) - size;
+        // Only a change, and only for a thread waiting in flush(), is worth a wake-up.
+        if size > 0 && self.flushing.load(Ordering::Acquire) > 0 {
+            let _guard = self.flushed.0.lock().unwrap_or_else(|e| e.into_inner());
+            self.flushed.1.notify_all();
+        }
+        remaining
+    }
+
+    /// Waits until every queued byte is written, or the connection is over,
+    /// or `timeout` passes; returns whether nothing waits any more.
+    pub fn wait_flushed(&self, timeout: Option<Duration>) -> bool {
+        let deadline = timeout.map(|t| std::time::Instant::now() + t);
+        self.flushing.fetch_add(1, Ordering::AcqRel);
+        let mut guard = self.flushed.0.lock().unwrap_or_else(|e| e.into_inner());
+        let done = loop {
+            if self.queued.load(Ordering::Acquire) == 0 {
+                break true;
+            }
+            if self.commands.is_closed() {
+                break false;
+            }
+            // Bounded waits, so that a connection that ends is noticed.
+            let mut step = Duration::from_millis(100);
+            if let Some(deadline) = deadline {
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                if left.is_zero() {
+                    break false;
+                }
+                step = step.min(left);
+            }
+            guard = self
+                .flushed
+                .1
+                .wait_timeout(guard, step)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        };
+        drop(guard);
+        self.flushing.fetch_sub(1, Ordering::AcqRel);
+        done
+    }
+
+    /// Lets the thread of `events`'s queue read the socket and write what
+    /// the socket did not take of messages written at once.
+    pub(super) fn watch(self: &Arc<Self>, socket: RawFd, events: &EventSink) -> bool {
+        let reader: Arc<dyn Reader<Event>> = self.clone();
+        let watched = events.watch(reader, socket).is_ok();
+        if watched {
+            self.watch_writes(events);
+        }
+        watched
+    }
+
+    /// Lets the thread of `events`'s queue write what the socket did not
+    /// take (see [`outbox`](super::outbox)), as it reads the socket.
+    pub(super) fn watch_writes(&self, events: &EventSink) {
+        self.outbox.watch(events.poller(), events.id());
+    }
+}
+
+/// How the thread of a queue reads and writes this connection's socket.
+impl Reader<Event> for Connection {
+    fn read(&self, events: &EventSink) -> ReadOutcome {
+        let Some(slot) = self.receiver_slot.get() else {
+            return ReadOutcome::Over;
+        };
+        slot.read(
+            events,
+            self.report_frames(),
+            |incoming| match self.control(incoming, events) {
+                Some(end) => self.command(Command::Ended(end)),
+                None => self.command(Command::Wake),
+            },
+            |received| self.command(Command::Received(received)),
+        )
+    }
+
+    fn write_held(&self) {
+        self.written(self.outbox.write_held());
+    }
+
+    fn stop_writing(&self) {
+        self.outbox.unwatch();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::MASK_AT_WRITE_FROM;
+
+    #[test]
+    fn sending_before_open_is_refused() {
+        let (connection, _rx) = Connection::new(Role::Client);
+        assert_eq!(
+            connection.send(true, Bytes::from_static(b"x")),
+            Err(Error::NotOpen)
+        );
+        connection.set_open(true);
+        assert_eq!(connection.send(true, Bytes::from_static(b"x")), Ok(1));
+    }
+
+    #[test]
+    fn the_outgoing_queue_is_bounded() {
+        let (connection, _rx) = Connection::new(Role::Client);
+        connection.set_open(true);
+        assert!(connection
+            .send(false, Bytes::from(vec![0; config::MAX_OUTGOING_BUFFER]))
+            .is_ok());
+        assert!(matches!(
+            connection.send(false, Bytes::from_static(b"x")),
+            Err(Error::BufferFull { .. })
+        ));
+    }
+
+    #[test]
+    fn a_client_masks_smaller_messages_it_queues_and_leaves_larger_ones_to_the_writer() {
+        let (connection, _commands) = Connection::new(Role::Client);
+        let mut queue = connection.outbox.take_queue().unwrap();
+        connection.set_open(true);
+        for (size, masked_later) in [(64 << 10, false), (MASK_AT_WRITE_FROM, true)] {
+            connection.send(false, Bytes::from(vec![1; size])).unwrap();
+            let mut chunks = Vec::new();
+            while let Ok(outgoing) = queue.try_recv() {
+                chunks.push(outgoing);
+            }
+            assert_eq!(chunks.last().map(|o| o.payload), Some(size));
+            assert_eq!(
+                chunks.iter().any(|o| o.chunk.mask.is_some()),
+                masked_later,
+                "{size}"
+            );
+        }
+        connection.outbox.detach();
+        assert!(matches!(
+            connection.send(false, Bytes::from_static(b"x")),
+            Err(Error::NotOpen)
+        ));
+    }
+}

@@ -1,0 +1,163 @@
+//! What a connection's or a server's task tells Python: one [`Event`] at a
+//! time, through the [`EventSink`] of its object, in the order it happened.
+//! `py/events.rs` turns each into the object Python's dispatch reads.
+
+use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::connection::Connection;
+use crate::bridge::{self, Landing, Question, Weigh};
+use crate::net::proxy::Credentials;
+use crate::net::Endpoints;
+use crate::protocol::handshake::Headers;
+use crate::protocol::{Binary, CloseCode, Text};
+
+/// Where the tokio side of one object sends its events.
+pub type EventSink = bridge::Sink<Event>;
+
+/// The queue of one Python thread's events.
+pub type EventQueue = bridge::Queue<Event>;
+
+/// A server-side connection that finished its opening handshake.
+pub struct Accepted {
+    pub connection: Arc<Connection>,
+    /// The full request URL: `ws://host[:port]/path?query`.
+    pub url: String,
+    pub requested_subprotocols: Vec<String>,
+    pub negotiated_subprotocol: String,
+    /// The request target: path and query.
+    pub resource_name: String,
+    pub headers: Headers,
+    pub endpoints: Endpoints,
+    /// The server's count of connections Python has not taken yet.
+    pub pending: Arc<AtomicUsize>,
+}
+
+/// Something a tokio task (or the thread that reads a socket) learned that
+/// Python must hear about.
+pub enum Event {
+    /// A client's handshake succeeded; the server picked this subprotocol ("" for none).
+    Connected {
+        subprotocol: String,
+        /// The request target as sent: path and query, percent-encoded.
+        resource_name: String,
+        endpoints: Endpoints,
+    },
+    Text(Text),
+    Binary(Binary),
+    /// A binary message read straight into its `bytes` object (see
+    /// [`landing`](crate::bridge::landing)).
+    Landed(Landing),
+    TextFrame {
+        text: String,
+        last: bool,
+    },
+    BinaryFrame {
+        data: Bytes,
+        last: bool,
+    },
+    /// The answer to a ping, `elapsed_ms` after it was sent.
+    Pong {
+        elapsed_ms: f64,
+        payload: Bytes,
+    },
+    /// Message bytes went out; `remaining` still wait.
+    Written {
+        count: usize,
+        remaining: usize,
+    },
+    /// The peer started the closing handshake.
+    Closing,
+    /// A proxy asks for credentials and Python handles `proxy_authentication_required`.
+    ProxyAuth(Arc<Question<Option<Credentials>>>),
+    /// TLS verification failed (Qt's `sslErrors`); for a server, a client's.
+    SslErrors(Vec<String>),
+    /// The connection is over. `error` is set when it ended in failure.
+    Closed {
+        code: CloseCode,
+        reason: String,
+        error: Option<String>,
+    },
+    /// A server listens on this port.
+    Listening {
+        port: u16,
+    },
+    ListenFailed(String),
+    ClientConnected(Box<Accepted>),
+    /// accept() failed (for instance out of file descriptors); the server goes on.
+    AcceptFailed(String),
+    /// A server dropped a connection for this reason, as a close code
+    /// (Qt's `serverError`): 1008 for a refused origin, 1006 for too many pending.
+    ServerError(CloseCode),
+    /// A server asks Python whether a client's origin may connect.
+    OriginCheck(Arc<Question<bool>>),
+    /// A server stopped listening and asked its clients to close.
+    Stopped,
+}
+
+impl Weigh for Event {
+    fn weight(&self) -> usize {
+        match self {
+            Event::Text(t) => t.len(),
+            Event::Binary(b) => b.len(),
+            Event::Landed(b) => b.len(),
+            _ => 0,
+        }
+    }
+}
+
+impl Event {
+    /// What a connection that ended without a word from the peer tells
+    /// Python: 1006, and the reason in `error_string`, if any.
+    pub fn abnormal(error: Option<String>) -> Event {
+        Event::Closed {
+            code: CloseCode::ABNORMAL_CLOSURE,
+            reason: String::new(),
+            error,
+        }
+    }
+
+    /// The event for a binary message: copied now into a blank bytes object
+    /// if one of its size is ready, else left for the Python thread to copy.
+    pub fn binary(message: Binary, events: &EventSink) -> Event {
+        match events.spare(message.len()) {
+            Some(mut blank) => {
+                blank.fill(&message);
+                Event::Landed(blank)
+            }
+            None => Event::Binary(message),
+        }
+    }
+}
+
+/// What arrived, in words, for tests that run without Python.
+#[cfg(test)]
+pub fn summary(queue: &Arc<EventQueue>) -> Vec<(u64, String)> {
+    queue
+        .take()
+        .into_events()
+        .into_iter()
+        .map(|(id, event)| {
+            let text = match event {
+                Event::Text(t) => format!("text {}", t.as_str()),
+                Event::Binary(b) => format!("binary {}", String::from_utf8_lossy(&b.to_vec())),
+                Event::Closed {
+                    code,
+                    reason,
+                    error,
+                } => match error {
+                    Some(e) => format!("failed {code} {e}"),
+                    None => format!("closed {code} {reason}"),
+                },
+                Event::Closing => "closing".into(),
+                Event::Pong { payload, .. } => {
+                    format!("pong {}", String::from_utf8_lossy(&payload))
+                }
+                _ => "other".into(),
+            };
+            (id, text)
+        })
+        .collect()
+}

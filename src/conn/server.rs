@@ -1,0 +1,513 @@
+//! The server side: listening, accepting, the server's opening handshake
+//! (origin checks, subprotocol choice) and closing every client on stop.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use bytes::BytesMut;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc::UnboundedReceiver;
+use tokio::sync::{watch, Semaphore};
+use tokio::time::timeout;
+use tokio_rustls::TlsAcceptor;
+
+use super::client::crash_report;
+use super::connection::{next_id, Command, Connection};
+use super::event::{Accepted, Event, EventQueue, EventSink};
+use super::settings::Settings;
+use super::task::{self, Opened};
+use crate::bridge::Question;
+use crate::config::{MAX_CONCURRENT_HANDSHAKES, MAX_HANDSHAKE_SIZE};
+use crate::errors::Error;
+use crate::net::{read_head, runtime, tls, Endpoints, Stream};
+use crate::protocol::handshake::{self, Rejection, Request};
+use crate::protocol::{subprotocol, CloseCode, Role};
+
+/// Pause after a failed accept() (out of file descriptors, say), so that the
+/// loop does not spin while the condition lasts.
+const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(100);
+
+/// What Python may change while the server listens.
+pub struct ServerConfig {
+    /// Sent as the `Server` header; "" sends none.
+    pub name: String,
+    pub subprotocols: Vec<String>,
+    /// Origins allowed to connect; None allows any.
+    pub allowed_origins: Option<Vec<String>>,
+    /// Whether Python handles `origin_authentication_required`.
+    pub ask_origin: bool,
+    pub handshake_timeout: Duration,
+    pub max_pending: usize,
+    /// Settings of the server's sockets.
+    pub settings: Settings,
+}
+
+#[derive(Clone, Copy)]
+struct Control {
+    accepting: bool,
+    stopped: bool,
+}
+
+/// A listening server, shared by its Python handle and its tasks.
+pub struct Server {
+    /// The id under which this server's events arrive.
+    pub id: u64,
+    config: Mutex<ServerConfig>,
+    control: watch::Sender<Control>,
+    /// The open server-side connections, closed with 1001 on stop.
+    clients: Mutex<HashMap<u64, Arc<Connection>>>,
+    /// Connections handed to Python and not yet taken by its handlers.
+    pending: Arc<AtomicUsize>,
+    handshakes: Arc<Semaphore>,
+    /// TLS for wss://, and the certificate it serves.
+    tls: Option<(TlsAcceptor, Arc<tls::Certificate>)>,
+}
+
+impl Server {
+    /// Starts listening on `host`:`port` in the background; events go to `queue`.
+    pub fn start(
+        queue: &Arc<EventQueue>,
+        host: String,
+        port: u16,
+        config: ServerConfig,
+        accepting: bool,
+        tls: Option<(Arc<rustls::ServerConfig>, Arc<tls::Certificate>)>,
+    ) -> Result<Arc<Server>, Error> {
+        let (control, control_rx) = watch::channel(Control {
+            accepting,
+            stopped: false,
+        });
+        let server = Arc::new(Server {
+            id: next_id(),
+            config: Mutex::new(config),
+            control,
+            clients: Mutex::new(HashMap::new()),
+            pending: Arc::new(AtomicUsize::new(0)),
+            handshakes: Arc::new(Semaphore::new(MAX_CONCURRENT_HANDSHAKES)),
+            tls: tls.map(|(config, certificate)| (TlsAcceptor::from(config), certificate)),
+        });
+        let events = queue.sink(server.id);
+        let on_panic = {
+            let events = events.clone();
+            move |message| {
+                events.send(Event::ListenFailed(format!(
+                    "internal error in wsbind (please report it): {message}"
+                )))
+            }
+        };
+        runtime::spawn(
+            listen(host, port, Arc::clone(&server), control_rx, events),
+            on_panic,
+        )?;
+        Ok(server)
+    }
+
+    /// What later handshakes go by; Python changes it as its properties change.
+    pub fn config(&self) -> MutexGuard<'_, ServerConfig> {
+        self.config.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The open server-side connections.
+    pub fn clients(&self) -> Vec<Arc<Connection>> {
+        self.clients_map().values().cloned().collect()
+    }
+
+    fn clients_map(&self) -> MutexGuard<'_, HashMap<u64, Arc<Connection>>> {
+        self.clients.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn stopped(&self) -> bool {
+        self.control.borrow().stopped
+    }
+
+    /// Serves a new certificate (PEM path or text) to later TLS handshakes.
+    pub fn set_certificate(&self, certificate: &str, private_key: &str) -> Result<(), String> {
+        let Some((_, current)) = &self.tls else {
+            return Err("this server does not use TLS (secure_mode is False)".into());
+        };
+        current.replace(tls::Certificate::load(certificate, private_key)?);
+        Ok(())
+    }
+
+    /// Pauses (False) or resumes (True) accepting connections.
+    pub fn set_accepting(&self, accepting: bool) {
+        self.control.send_modify(|c| c.accepting = accepting);
+    }
+
+    /// Stops listening and closes every client with 1001.
+    pub fn stop(&self) {
+        self.control.send_modify(|c| c.stopped = true);
+    }
+}
+
+/// A place among a server's pending connections: taken before the 101
+/// response goes out, given back when it is dropped, unless the connection
+/// was handed to Python ([`hand_over`](Self::hand_over)), whose handle gives
+/// it back when the server's handlers take the connection. Whatever path a
+/// handshake leaves by — a write that fails, a timeout in the middle of it,
+/// a socket that cannot run — the place is not lost.
+struct PendingPlace {
+    count: Arc<AtomicUsize>,
+    held: bool,
+}
+
+impl PendingPlace {
+    /// A place, unless `max` are taken.
+    fn take(count: &Arc<AtomicUsize>, max: usize) -> Option<PendingPlace> {
+        if count.fetch_add(1, Ordering::AcqRel) >= max {
+            count.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        Some(PendingPlace {
+            count: Arc::clone(count),
+            held: true,
+        })
+    }
+
+    /// The count the connection's Python handle leaves when it is taken.
+    fn hand_over(mut self) -> Arc<AtomicUsize> {
+        self.held = false;
+        Arc::clone(&self.count)
+    }
+}
+
+impl Drop for PendingPlace {
+    fn drop(&mut self) {
+        if self.held {
+            self.count.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+}
+
+async fn listen(
+    host: String,
+    port: u16,
+    server: Arc<Server>,
+    mut control: watch::Receiver<Control>,
+    events: EventSink,
+) {
+    let listener = match TcpListener::bind((host.as_str(), port)).await {
+        Ok(listener) => listener,
+        Err(e) => {
+            events.send(Event::ListenFailed(format!(
+                "cannot listen on {host}:{port}: {e}"
+            )));
+            return;
+        }
+    };
+    let port = match listener.local_addr() {
+        Ok(local) => local.port(),
+        Err(e) => {
+            events.send(Event::ListenFailed(format!(
+                "cannot listen on {host}:{port}: {e}"
+            )));
+            return;
+        }
+    };
+    events.send(Event::Listening { port });
+    loop {
+        let Control { accepting, stopped } = *control.borrow_and_update();
+        if stopped {
+            break;
+        }
+        if !accepting {
+            // Connections wait in the kernel's backlog meanwhile, as in Qt.
+            if control.changed().await.is_err() {
+                break;
+            }
+            continue;
+        }
+        // Too many handshakes at once: new connections wait in the backlog.
+        let Ok(permit) = Arc::clone(&server.handshakes).acquire_owned().await else {
+            break;
+        };
+        tokio::select! {
+            biased;
+            changed = control.changed() => if changed.is_err() { break },
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, _)) => {
+                    let (connection, commands) = Connection::new(Role::Server);
+                    let on_panic = crash_report(events.for_id(connection.id));
+                    let serving = serve(tcp, connection, commands, Arc::clone(&server), events.clone(), permit);
+                    // Cannot fail: the runtime runs this very loop.
+                    let _ = runtime::spawn(serving, on_panic);
+                }
+                Err(e) => {
+                    events.send(Event::AcceptFailed(format!("accept failed: {e}")));
+                    tokio::time::sleep(ACCEPT_ERROR_BACKOFF).await;
+                }
+            },
+        }
+    }
+    drop(listener);
+    for client in server.clients() {
+        client.close(CloseCode::GOING_AWAY.0, String::new());
+    }
+    events.send(Event::Stopped);
+}
+
+/// One accepted TCP connection: handshake, then the WebSocket until it closes.
+/// Whatever this client does, it harms only itself.
+async fn serve(
+    tcp: TcpStream,
+    connection: Arc<Connection>,
+    commands: UnboundedReceiver<Command>,
+    server: Arc<Server>,
+    events: EventSink,
+    permit: tokio::sync::OwnedSemaphorePermit,
+) {
+    let _ = tcp.set_nodelay(true);
+    let endpoints = Endpoints::of(&tcp);
+    let handshake_timeout = server.config().handshake_timeout;
+    // A client that stalls its handshake is dropped when the time is up.
+    let opening = async {
+        let mut stream = match &server.tls {
+            None => Stream::Plain(tcp),
+            Some((acceptor, _)) => match acceptor.accept(tcp).await {
+                Ok(tls) => Stream::Tls(Box::new(tls.into())),
+                Err(e) => {
+                    // Qt's sslErrors/peerVerifyError; only this client is affected.
+                    let peer = endpoints.peer.map(|p| p.to_string()).unwrap_or_default();
+                    events.send(Event::SslErrors(vec![format!(
+                        "{peer}: {}",
+                        tls::describe(&e, &peer)
+                    )]));
+                    return None;
+                }
+            },
+        };
+        let handshake = handshake(&mut stream, &server, &events).await?;
+        Some((stream, handshake))
+    };
+    let Ok(Some((stream, handshake))) = timeout(handshake_timeout, opening).await else {
+        return;
+    };
+    drop(permit);
+    // Dropped like a failed handshake: Python never heard of it.
+    let Ok((stream, socket)) = stream.into_running() else {
+        return;
+    };
+    let Handshake {
+        request,
+        received,
+        negotiated,
+        place,
+    } = handshake;
+    let settings = server.config().settings.clone();
+    connection.set_frame_size(settings.outgoing_frame_size);
+    connection.set_open(true);
+    server
+        .clients_map()
+        .insert(connection.id, Arc::clone(&connection));
+    let host = request.header("Host").unwrap_or_default().to_string();
+    let scheme = if server.tls.is_some() { "wss" } else { "ws" };
+    let requested = request.subprotocols();
+    events.send(Event::ClientConnected(Box::new(Accepted {
+        connection: Arc::clone(&connection),
+        url: format!("{scheme}://{host}{}", request.target),
+        requested_subprotocols: requested,
+        negotiated_subprotocol: negotiated.unwrap_or_default(),
+        resource_name: request.target,
+        headers: request.headers,
+        endpoints,
+        pending: place.hand_over(),
+    })));
+    // A stop that raced with this handshake did not see this client.
+    if server.stopped() {
+        connection.close(CloseCode::GOING_AWAY.0, String::new());
+    }
+    let id = connection.id;
+    let opened = Opened {
+        settings,
+        received,
+        socket,
+    };
+    task::run(stream, opened, connection, commands, events.for_id(id)).await;
+    server.clients_map().remove(&id);
+}
+
+/// A server's half of the opening handshake, done.
+struct Handshake {
+    request: Request,
+    /// What came after the request.
+    received: BytesMut,
+    /// The chosen subprotocol.
+    negotiated: Option<String>,
+    /// The connection's place among the pending ones.
+    place: PendingPlace,
+}
+
+/// The server's half of the opening handshake; None once a bad or refused
+/// request got its HTTP error, or the client went away.
+async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    server: &Server,
+    events: &EventSink,
+) -> Option<Handshake> {
+    let name = server.config().name.clone();
+    let (head, received) = match read_head(stream, MAX_HANDSHAKE_SIZE).await {
+        Ok(Some(read)) => read,
+        Ok(None) => {
+            let too_large =
+                Rejection::new(431, format!("request head over {MAX_HANDSHAKE_SIZE} bytes"));
+            return refuse(stream, too_large, &name).await;
+        }
+        Err(_) => return None,
+    };
+    let request = match handshake::parse_request(&head) {
+        Ok(request) => request,
+        Err(rejection) => return refuse(stream, rejection, &name).await,
+    };
+    if !origin_allowed(server, events, request.header("Origin").unwrap_or_default()).await {
+        events.send(Event::ServerError(CloseCode::POLICY_VIOLATION));
+        return refuse(stream, Rejection::new(403, "origin not allowed"), &name).await;
+    }
+    let max_pending = server.config().max_pending;
+    let Some(place) = PendingPlace::take(&server.pending, max_pending) else {
+        events.send(Event::ServerError(CloseCode::ABNORMAL_CLOSURE));
+        let busy = Rejection::new(503, "too many pending connections; try again later");
+        return refuse(stream, busy, &name).await;
+    };
+    let negotiated = subprotocol::choose(&request.subprotocols(), &server.config().subprotocols);
+    let response = handshake::accept_response(&request, negotiated.as_deref(), &name);
+    // Should this fail or time out, the place goes back as `place` drops.
+    stream.write_all(&response).await.ok()?;
+    Some(Handshake {
+        request,
+        received,
+        negotiated,
+        place,
+    })
+}
+
+async fn refuse<S: AsyncWrite + Unpin, T>(
+    stream: &mut S,
+    rejection: Rejection,
+    name: &str,
+) -> Option<T> {
+    let _ = stream.write_all(&rejection.response(name)).await;
+    let _ = stream.shutdown().await;
+    None
+}
+
+async fn origin_allowed(server: &Server, events: &EventSink, origin: &str) -> bool {
+    let ask = {
+        let config = server.config();
+        if let Some(allowed) = &config.allowed_origins {
+            if !allowed.iter().any(|a| a == origin) {
+                return false;
+            }
+        }
+        config.ask_origin
+    };
+    if !ask {
+        return true;
+    }
+    // The handshake timeout bounds the wait for Python.
+    let (question, answer) = Question::new(origin.to_string(), true);
+    events.send(Event::OriginCheck(question));
+    answer.await.unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conn::event::EventQueue;
+    use tokio::io::AsyncReadExt;
+
+    fn config(max_pending: usize) -> ServerConfig {
+        ServerConfig {
+            name: String::new(),
+            subprotocols: Vec::new(),
+            allowed_origins: None,
+            ask_origin: false,
+            handshake_timeout: Duration::from_secs(10),
+            max_pending,
+            settings: Settings::default(),
+        }
+    }
+
+    /// A server that is not listening: only its handshakes are tried.
+    fn server(max_pending: usize) -> Server {
+        let (control, _) = watch::channel(Control {
+            accepting: true,
+            stopped: false,
+        });
+        Server {
+            id: next_id(),
+            config: Mutex::new(config(max_pending)),
+            control,
+            clients: Mutex::new(HashMap::new()),
+            pending: Arc::new(AtomicUsize::new(0)),
+            handshakes: Arc::new(Semaphore::new(1)),
+            tls: None,
+        }
+    }
+
+    const REQUEST: &[u8] = b"GET /chat HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n\
+        Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+        Sec-WebSocket-Version: 13\r\n\r\n";
+
+    /// A handshake whose 101 response cannot be written (the client reads
+    /// nothing and the pipe holds less than the response) times out, and
+    /// its pending place comes back: before, each such client took one for
+    /// good, and after `max_pending_connections` of them every client was
+    /// answered 503.
+    #[tokio::test]
+    async fn a_handshake_that_times_out_while_answering_gives_its_pending_place_back() {
+        let queue = EventQueue::new(false).unwrap();
+        let events = queue.sink(1);
+        let server = server(1);
+        for _ in 0..3 {
+            let (mut ours, mut client) = tokio::io::duplex(16);
+            // The request is read 16 bytes at a time while the client writes it.
+            let writing = tokio::spawn(async move {
+                client.write_all(REQUEST).await.unwrap();
+                client
+            });
+            let done = timeout(
+                Duration::from_millis(200),
+                handshake(&mut ours, &server, &events),
+            )
+            .await;
+            assert!(done.is_err(), "the 101 response cannot be written");
+            assert_eq!(server.pending.load(Ordering::Acquire), 0);
+            drop(writing.await.unwrap());
+        }
+    }
+
+    /// The server's handshake with a client that sends `REQUEST` and reads
+    /// the whole response.
+    async fn answer(server: &Server, events: &EventSink) -> (Option<Handshake>, String) {
+        let (mut ours, mut client) = tokio::io::duplex(4096);
+        client.write_all(REQUEST).await.unwrap();
+        let done = handshake(&mut ours, server, events).await;
+        drop(ours);
+        let mut response = String::new();
+        client.read_to_string(&mut response).await.unwrap();
+        (done, response)
+    }
+
+    /// A handshake that completes keeps its place until Python takes the
+    /// connection; a handshake over the bound is refused with 503.
+    #[tokio::test]
+    async fn pending_places_are_bounded_and_kept_until_handed_over() {
+        let queue = EventQueue::new(false).unwrap();
+        let events = queue.sink(1);
+        let server = server(1);
+        let (first, response) = answer(&server, &events).await;
+        assert!(response.starts_with("HTTP/1.1 101"), "{response}");
+        let first = first.expect("the first handshake succeeds");
+        assert_eq!(server.pending.load(Ordering::Acquire), 1);
+        let (second, response) = answer(&server, &events).await;
+        assert!(second.is_none());
+        assert!(response.starts_with("HTTP/1.1 503"), "{response}");
+        let count = first.place.hand_over();
+        assert_eq!(count.load(Ordering::Acquire), 1, "kept for Python");
+        count.fetch_sub(1, Ordering::AcqRel);
+        assert!(answer(&server, &events).await.0.is_some());
+    }
+}

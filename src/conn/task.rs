@@ -1,0 +1,383 @@
+//! The tokio task of one open connection: the I/O around its
+//! [`Session`](crate::protocol::Session). It writes what is queued (see
+//! [`writer`](super::writer)), reads the socket while no Python thread does
+//! (TLS, or a thread that is away; see [`receiver`](super::receiver)),
+//! carries out Python's commands, keeps the session's time, and tells Python
+//! how the connection ended.
+
+use std::os::fd::{OwnedFd, RawFd};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use tokio::io::unix::AsyncFd;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::mpsc::UnboundedReceiver;
+use tokio::sync::watch;
+use tokio::time::{sleep_until, timeout, Instant};
+
+use super::connection::{Command, Connection};
+use super::event::{Event, EventSink};
+use super::receiver::{self, Received, Receiver, ReceiverSlot};
+use super::settings::Settings;
+use super::writer;
+use crate::protocol::session::End;
+use crate::protocol::{Failure, Parser};
+
+/// How long we try to tell a peer that broke the protocol why we drop it.
+const FAILURE_LINGER: Duration = Duration::from_secs(1);
+
+/// Commands a connection handles in one pass before it reads again.
+const COMMAND_BATCH: usize = 256;
+
+/// What a connection starts with once its opening handshake is over.
+pub struct Opened {
+    pub settings: Settings,
+    /// Bytes that arrived with the opening handshake.
+    pub received: BytesMut,
+    /// The plain TCP socket under the stream, which the Python thread reads
+    /// and sending threads may write to (see [`outbox`](super::outbox));
+    /// None over TLS.
+    pub socket: Option<RawFd>,
+}
+
+/// Runs an open connection until it is over, then sends `Event::Closed`.
+pub async fn run<S>(
+    stream: S,
+    opened: Opened,
+    connection: Arc<Connection>,
+    mut commands: UnboundedReceiver<Command>,
+    events: EventSink,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    // A connection runs once: the queue is there unless this is a second run.
+    let Some(queue) = connection.outbox.take_queue() else {
+        return;
+    };
+    let Opened {
+        mut settings,
+        received,
+        socket,
+    } = opened;
+    connection
+        .session()
+        .configure(settings.timers, std::time::Instant::now());
+    let (mut reader, writer) = tokio::io::split(stream);
+    let mut parser = Parser::new(connection.role, settings.limits);
+    parser.buffer().extend_from_slice(&received);
+    // The task's while it reads; the Python thread's (in the receiver slot)
+    // while that thread reads a plain TCP socket, unless lent back.
+    let mut local = Some(Receiver::new(parser));
+    let mut direct = socket.map(|fd| (fd, events.lending()));
+    let mut watched = false;
+    // The plain socket's readiness while the task reads it.
+    let mut readable = None;
+    connection.outbox.attach(socket);
+    let writing = writer::write(writer, queue, &connection, &events);
+    tokio::pin!(writing);
+    // A finished future must not be polled again.
+    let mut writer_done = false;
+    // One timer for the connection's life, moved only when the deadline
+    // does: a timer made anew each pass cost a trip through tokio's timer
+    // wheel, under its lock, for every message.
+    let timer = sleep_until(Instant::now());
+    tokio::pin!(timer);
+    let end = 'run: loop {
+        if let Some(receiver) = local.as_mut() {
+            receiver.parser.frames = connection.report_frames();
+            loop {
+                match receiver.parser.next_event() {
+                    Ok(Some(incoming)) => {
+                        if let Some(end) = connection.incoming(incoming, &events) {
+                            break 'run end;
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(failure) => break 'run fail(&connection, failure, &events),
+                }
+            }
+            receiver.prepare(&events);
+        }
+        if let Some((fd, lending)) = direct.as_mut() {
+            let slot = connection
+                .receiver_slot
+                .get_or_init(|| ReceiverSlot::new(*fd));
+            let lent = *lending.borrow_and_update();
+            if lent && local.is_none() {
+                local = slot.take();
+                if local.is_some() {
+                    // The writer writes what the Python thread held, too.
+                    connection.outbox.unwatch();
+                    // Parsed and prepared at the top, as the task's own.
+                    continue;
+                }
+            } else if !lent && local.is_some() {
+                if let Some(receiver) = local.take() {
+                    slot.put(receiver);
+                }
+                if watched {
+                    connection.watch_writes(&events);
+                } else {
+                    watched = connection.watch(*fd, &events);
+                    if !watched {
+                        // The poller refused it: the task reads, as over TLS.
+                        local = slot.take();
+                        direct = None;
+                    }
+                }
+            }
+        }
+        match (socket, &local) {
+            (Some(fd), Some(_)) if readable.is_none() => match receiver::readiness(fd) {
+                Ok(io) => readable = Some(io),
+                Err(e) => break lost(e),
+            },
+            (_, None) => readable = None,
+            _ => {}
+        }
+        let room = events.has_room();
+        let deadline = connection.session().deadline().map(Instant::from_std);
+        if let Some(at) = deadline.filter(|&at| timer.deadline() != at) {
+            timer.as_mut().reset(at);
+        }
+        tokio::select! {
+            biased;
+            written = &mut writing => {
+                writer_done = true;
+                break match written {
+                    Err(e) => lost(e),
+                    Ok(()) => connection.session().eof(),
+                };
+            }
+            command = commands.recv() => {
+                // Whatever else is queued is handled in the same pass (up to a
+                // bound, for fairness to reading), so that a burst of pings or
+                // of what the Python thread read costs one trip through this
+                // loop, not one each.
+                let mut next = command;
+                let mut handled = 0;
+                let ended = loop {
+                    let Some(command) = next.take() else { break None };
+                    let end = carry_out(command, &connection, &mut settings, &mut local, &events);
+                    if end.is_some() {
+                        break end;
+                    }
+                    handled += 1;
+                    if handled < COMMAND_BATCH {
+                        next = commands.try_recv().ok();
+                    }
+                };
+                if let Some(end) = ended {
+                    break end;
+                }
+                if handled == 0 {
+                    // The channel closed: every handle let go.
+                    break End::Aborted;
+                }
+            },
+            read = read_some(&mut reader, readable.as_ref(), local.as_mut()), if room && local.is_some() => match read {
+                Ok(0) => break connection.session().eof(),
+                Ok(read) => {
+                    if let Some(receiver) = local.as_mut() {
+                        receiver.received(read, &events);
+                    }
+                }
+                Err(e) => break lost(e),
+            },
+            () = lending_changed(direct.as_mut().map(|(_, lending)| lending)) => {}
+            () = events.wait_for_room(), if !room => {}
+            () = &mut timer, if deadline.is_some() => {
+                let mut session = connection.session();
+                let end = session.timer(std::time::Instant::now());
+                connection.carry_out(&mut session, &events);
+                if let Some(end) = end {
+                    break end;
+                }
+            }
+        }
+    };
+    connection.set_open(false);
+    // The Python thread stops reading before the socket is closed.
+    if let Some((fd, _)) = direct {
+        if watched {
+            events.unwatch(fd);
+        }
+        if let Some(slot) = connection.receiver_slot.get() {
+            slot.take();
+        }
+    }
+    // Lets the writer send what is queued (our close frame) and close its
+    // side, unless the connection is to be dropped at once.
+    connection.outbox.detach();
+    let linger = match end {
+        End::Closed => settings.timers.close_timeout,
+        End::Failed(_) => FAILURE_LINGER,
+        End::Aborted => Duration::ZERO,
+    };
+    if !linger.is_zero() && !writer_done {
+        let _ = timeout(linger, &mut writing).await;
+    }
+    let outcome = connection.session().outcome(end);
+    events.send(Event::Closed {
+        code: outcome.code,
+        reason: outcome.reason,
+        error: outcome.error,
+    });
+}
+
+/// Carries out one command; returns the end of the connection if it came.
+fn carry_out(
+    command: Command,
+    connection: &Connection,
+    settings: &mut Settings,
+    local: &mut Option<Receiver>,
+    events: &EventSink,
+) -> Option<End> {
+    if let Command::Configure(new) = &command {
+        // Before the session's lock: the Python thread takes the slot's
+        // lock, then the session's, when it reads a control frame.
+        let limits = new.limits;
+        match (local.as_mut(), connection.receiver_slot.get()) {
+            (Some(receiver), _) => receiver.parser.set_limits(limits),
+            (None, Some(slot)) => slot.with_parser(|parser| parser.set_limits(limits)),
+            (None, None) => {}
+        }
+    }
+    let now = std::time::Instant::now();
+    let mut session = connection.session();
+    let end = match command {
+        Command::Ping(payload) => {
+            session.ping(payload, now);
+            None
+        }
+        Command::Close(code, reason) => {
+            session.close(code, &reason, now);
+            None
+        }
+        Command::Abort => Some(End::Aborted),
+        Command::Configure(new) => {
+            session.configure(new.timers, now);
+            *settings = new;
+            None
+        }
+        Command::Received(Received::Eof) => Some(session.eof()),
+        Command::Received(Received::Lost(e)) => Some(lost(e)),
+        Command::Received(Received::Failed(failure)) => Some(session.fail(failure, now)),
+        Command::Ended(end) => Some(end),
+        Command::Wake => None,
+    };
+    connection.carry_out(&mut session, events);
+    end
+}
+
+/// Fails the connection for a broken rule the task read.
+fn fail(connection: &Connection, failure: Failure, events: &EventSink) -> End {
+    let mut session = connection.session();
+    let end = session.fail(failure, std::time::Instant::now());
+    connection.carry_out(&mut session, events);
+    end
+}
+
+/// Reads what came, if the task has the receiver: from the plain socket
+/// when it has its readiness, else from the stream; never ready otherwise.
+async fn read_some<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    readable: Option<&AsyncFd<OwnedFd>>,
+    receiver: Option<&mut Receiver>,
+) -> std::io::Result<usize> {
+    match (receiver, readable) {
+        (Some(receiver), Some(io)) => receiver.read_socket(io).await,
+        (Some(receiver), None) => receiver.read(reader).await,
+        (None, _) => std::future::pending().await,
+    }
+}
+
+/// Ready when the queue's thread lends its sockets or takes them back.
+async fn lending_changed(lending: Option<&mut watch::Receiver<bool>>) {
+    if let Some(lending) = lending {
+        if lending.changed().await.is_ok() {
+            return;
+        }
+    }
+    // No socket to lend, or no queue any more: nothing changes.
+    std::future::pending().await
+}
+
+fn lost(e: std::io::Error) -> End {
+    End::Failed(Failure::abnormal(format!("connection lost: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conn::event::{summary, EventQueue};
+    use crate::protocol::Role;
+    use bytes::Bytes;
+
+    fn opened() -> Opened {
+        Opened {
+            settings: Settings::default(),
+            received: BytesMut::new(),
+            socket: None,
+        }
+    }
+
+    /// Waits until `queue` has given `count` events, gathering them.
+    async fn gather(queue: &Arc<EventQueue>, count: usize) -> Vec<(u64, String)> {
+        let mut all = Vec::new();
+        while all.len() < count {
+            all.extend(summary(queue));
+            tokio::task::yield_now().await;
+        }
+        all
+    }
+
+    /// A client and a server over an in-memory pipe: a message each way,
+    /// a ping, then the closing handshake started by the client.
+    #[tokio::test]
+    async fn two_connections_talk_ping_and_close() {
+        let (a, b) = tokio::io::duplex(1 << 16);
+        let queue = EventQueue::new(false).unwrap();
+        let (client, client_rx) = Connection::new(Role::Client);
+        let (server, server_rx) = Connection::new(Role::Server);
+        client.set_open(true);
+        server.set_open(true);
+        let (c_id, s_id) = (client.id, server.id);
+        let c = tokio::spawn(run(
+            a,
+            opened(),
+            client.clone(),
+            client_rx,
+            queue.sink(c_id),
+        ));
+        let s = tokio::spawn(run(
+            b,
+            opened(),
+            server.clone(),
+            server_rx,
+            queue.sink(s_id),
+        ));
+        client.send(true, Bytes::from_static(b"hi")).unwrap();
+        server.send(false, Bytes::from_static(b"yo")).unwrap();
+        client.ping(Bytes::from_static(b"p")).unwrap();
+        let mut log = gather(&queue, 3).await;
+        client.close(4000, "done".into());
+        timeout(Duration::from_secs(5), c).await.unwrap().unwrap();
+        timeout(Duration::from_secs(5), s).await.unwrap().unwrap();
+        log.extend(summary(&queue));
+        for expected in [
+            (s_id, "text hi"),
+            (c_id, "binary yo"),
+            (c_id, "pong p"),
+            (s_id, "closing"),
+            (c_id, "closed 4000 done"),
+            (s_id, "closed 4000 done"),
+        ] {
+            assert!(
+                log.contains(&(expected.0, expected.1.to_string())),
+                "{expected:?} in {log:?}"
+            );
+        }
+    }
+}

@@ -1,0 +1,220 @@
+//! Messages in, frames out: the sending half of RFC 6455, and masking.
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+
+use super::{opcode, Role, MAX_CONTROL_PAYLOAD};
+
+/// Messages smaller than this are framed by copying them, which costs less
+/// than handing the writer several pieces.
+const COPY_BELOW: usize = 8 << 10;
+
+/// XORs `data` with the masking key (§5.3), in place.
+pub fn apply_mask(data: &mut [u8], mask: [u8; 4]) {
+    let out = data.as_mut_ptr();
+    // SAFETY: reads and writes stay within `data`, each word read before it
+    // is written, through the one pointer.
+    unsafe { mask_words(out, out, data.len(), mask) };
+}
+
+/// Copies `src` to `out` masked with `mask` (§5.3), from its first byte:
+/// masking and copying in one pass, into memory that need not be
+/// initialized.
+///
+/// # Safety
+///
+/// `out` must be valid for `src.len()` bytes of writes, apart from `src`.
+pub(super) unsafe fn copy_masked(src: &[u8], out: *mut u8, mask: [u8; 4]) {
+    // SAFETY: src is valid for its length; the caller vouches for out.
+    unsafe { mask_words(src.as_ptr(), out, src.len(), mask) };
+}
+
+/// The masking loop of [`apply_mask`] and [`copy_masked`], eight bytes at a
+/// time; `src` and `out` are either the same or apart.
+///
+/// # Safety
+///
+/// `src` valid for `len` bytes of reads, `out` for `len` bytes of writes.
+unsafe fn mask_words(src: *const u8, out: *mut u8, len: usize, mask: [u8; 4]) {
+    let [a, b, c, d] = mask;
+    let wide = u64::from_ne_bytes([a, b, c, d, a, b, c, d]);
+    let words = len / 8 * 8;
+    let mut at = 0;
+    while at < words {
+        // SAFETY: at + 8 <= len, within both.
+        unsafe {
+            let word = src.add(at).cast::<u64>().read_unaligned();
+            out.add(at).cast::<u64>().write_unaligned(word ^ wide);
+        }
+        at += 8;
+    }
+    for (i, key) in mask.iter().cycle().take(len - words).enumerate() {
+        // SAFETY: words + i < len, within both.
+        unsafe { out.add(words + i).write(*src.add(words + i) ^ key) };
+    }
+}
+
+/// A piece of a message's frames on its way to the socket: bytes to write
+/// as they are, or a slice of a client's payload with the key it is still to
+/// be masked with.
+///
+/// A client masks a payload as it writes it, into a small buffer that stays
+/// in cache (the writer's, a piece at a time, or the sending thread's),
+/// instead of into a masked copy of the whole message: for a 16 MiB message
+/// the copy cost 16 MiB more memory, a pass through it, and the sending
+/// thread's time. Only a message under [`MASK_AT_WRITE_FROM`](super::MASK_AT_WRITE_FROM) that is handed
+/// to the I/O thread is masked into a copy first. The caller's object is
+/// never written into.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Chunk {
+    pub bytes: Bytes,
+    /// The key for the first of `bytes`; None when they go out as they are.
+    pub mask: Option<[u8; 4]>,
+}
+
+impl Chunk {
+    pub fn plain(bytes: Bytes) -> Self {
+        Chunk { bytes, mask: None }
+    }
+
+    pub fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+
+    /// Drops the first `count` bytes, written; the key turns with them, so
+    /// that it stays in phase with what is left.
+    pub fn advance(&mut self, count: usize) {
+        self.bytes.advance(count);
+        if let Some(mask) = &mut self.mask {
+            mask.rotate_left(count % 4);
+        }
+    }
+
+    /// Appends `count` bytes from `from` on to `out`, masked if they are to be.
+    pub fn mask_into(&self, from: usize, count: usize, out: &mut Vec<u8>) {
+        let src = &self.bytes[from..from + count];
+        let Some(mut mask) = self.mask else {
+            return out.extend_from_slice(src);
+        };
+        mask.rotate_left(from % 4);
+        out.reserve(count);
+        let len = out.len();
+        // SAFETY: `reserve` made room for `count` bytes past `len`, apart
+        // from `src`; all of them are written before the length covers them.
+        unsafe {
+            copy_masked(src, out.as_mut_ptr().add(len), mask);
+            out.set_len(len + count);
+        }
+    }
+
+    /// The bytes as they go out: a masked copy if they are to be masked.
+    pub fn into_plain(self) -> Bytes {
+        if self.mask.is_none() {
+            return self.bytes;
+        }
+        let mut out = Vec::new();
+        self.mask_into(0, self.len(), &mut out);
+        Bytes::from(out)
+    }
+}
+
+/// Turns messages into frames for one role.
+#[derive(Debug)]
+pub struct Framer {
+    role: Role,
+}
+
+impl Framer {
+    pub fn new(role: Role) -> Self {
+        Framer { role }
+    }
+
+    /// Appends a frame header for `length` payload bytes; returns the masking
+    /// key the payload must be masked with, if we are a client.
+    fn header(&self, out: &mut BytesMut, opcode: u8, fin: bool, length: usize) -> Option<[u8; 4]> {
+        let masked = self.role == Role::Client;
+        out.put_u8(if fin { 0x80 } else { 0 } | opcode);
+        let mask_bit = if masked { 0x80 } else { 0 };
+        if length < 126 {
+            out.put_u8(mask_bit | length as u8);
+        } else if length <= usize::from(u16::MAX) {
+            out.put_u8(mask_bit | 126);
+            out.put_u16(length as u16);
+        } else {
+            out.put_u8(mask_bit | 127);
+            out.put_u64(length as u64);
+        }
+        masked.then(|| {
+            // A fresh key for every frame, as §5.3 asks.
+            let mask: [u8; 4] = rand::random();
+            out.put_slice(&mask);
+            mask
+        })
+    }
+
+    /// Appends one frame to `out`, masked if we are a client.
+    pub fn frame(&self, out: &mut BytesMut, opcode: u8, fin: bool, payload: &[u8]) {
+        out.reserve(14 + payload.len());
+        let mask = self.header(out, opcode, fin, payload.len());
+        let start = out.len();
+        out.put_slice(payload);
+        if let Some(mask) = mask {
+            apply_mask(&mut out[start..], mask);
+        }
+    }
+
+    /// A message as chunks for a vectored write. A small one is one frame in
+    /// one piece; a large one is frame headers and slices of `payload`,
+    /// which is not copied: a client's slices carry the key they are to be
+    /// masked with by whoever writes them.
+    pub fn message_chunks(&self, text: bool, payload: Bytes, frame_size: usize) -> Vec<Chunk> {
+        if payload.len() < COPY_BELOW {
+            let mut out = BytesMut::new();
+            self.message(&mut out, text, &payload, frame_size);
+            return vec![Chunk::plain(out.freeze())];
+        }
+        let size = frame_size.max(1);
+        let length = payload.len();
+        let mut chunks = Vec::with_capacity(2 * length.div_ceil(size));
+        let mut op = if text { opcode::TEXT } else { opcode::BINARY };
+        for start in (0..length).step_by(size) {
+            let end = (start + size).min(length);
+            let mut header = BytesMut::with_capacity(14);
+            let mask = self.header(&mut header, op, end == length, end - start);
+            chunks.push(Chunk::plain(header.freeze()));
+            chunks.push(Chunk {
+                bytes: payload.slice(start..end),
+                mask,
+            });
+            op = opcode::CONTINUATION;
+        }
+        chunks
+    }
+
+    /// Appends a message, split into frames of at most `frame_size` bytes.
+    pub fn message(&self, out: &mut BytesMut, text: bool, payload: &[u8], frame_size: usize) {
+        let first = if text { opcode::TEXT } else { opcode::BINARY };
+        if payload.len() <= frame_size {
+            return self.frame(out, first, true, payload);
+        }
+        let mut chunks = payload.chunks(frame_size.max(1)).peekable();
+        let mut op = first;
+        while let Some(chunk) = chunks.next() {
+            self.frame(out, op, chunks.peek().is_none(), chunk);
+            op = opcode::CONTINUATION;
+        }
+    }
+
+    /// Appends a close frame; `None` sends one with no code (as an echo of such a frame).
+    pub fn close(&self, out: &mut BytesMut, frame: Option<(u16, &str)>) {
+        let mut payload = Vec::with_capacity(MAX_CONTROL_PAYLOAD);
+        if let Some((code, reason)) = frame {
+            payload.extend_from_slice(&code.to_be_bytes());
+            payload.extend_from_slice(reason.as_bytes());
+        }
+        self.frame(out, opcode::CLOSE, true, &payload);
+    }
+}

@@ -1,0 +1,63 @@
+//! Opening a client connection from Python.
+
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+
+use super::connection::PyConnection;
+use super::events::PyEventQueue;
+use super::options::{check_header_values, Options, PyTlsOptions};
+use crate::conn::client::{self, Target};
+use crate::net::proxy::Proxy;
+use crate::net::tls::{self, TlsOptions};
+use crate::protocol::handshake::Headers;
+use crate::protocol::url as ws_url;
+
+/// Opens a connection to `url` in the background; its events go to `queue`.
+///
+/// Returns at once: EVENT_CONNECTED follows when the handshake succeeds,
+/// EVENT_CLOSED with an error when it fails.
+#[pyfunction]
+#[pyo3(signature = (queue, url, subprotocols, headers, origin, options, tls = None, proxy = None, ask_proxy_auth = false))]
+#[allow(clippy::too_many_arguments, reason = "one per socket property")]
+pub fn connect(
+    queue: &PyEventQueue,
+    url: &str,
+    subprotocols: Vec<String>,
+    headers: Headers,
+    origin: String,
+    options: Options,
+    tls: Option<PyTlsOptions>,
+    proxy: Option<String>,
+    ask_proxy_auth: bool,
+) -> PyResult<PyConnection> {
+    let url = ws_url::parse(url)?;
+    check_header_values(headers.iter().map(|(_, value)| value.as_str()))?;
+    check_header_values([origin.as_str()])?;
+    let proxy = proxy
+        .map(|p| Proxy::parse(&p))
+        .transpose()
+        .map_err(PyValueError::new_err)?;
+    // Checked now, so that a bad certificate path raises in the caller.
+    let tls = match url.scheme() {
+        "wss" => {
+            let options = tls.map(TlsOptions::from).unwrap_or(TlsOptions {
+                peer_verify: true,
+                ..TlsOptions::default()
+            });
+            Some(tls::client_config(&options).map_err(PyValueError::new_err)?)
+        }
+        _ => None,
+    };
+    let settings = options.settings()?;
+    let target = Target {
+        url,
+        tls,
+        subprotocols,
+        origin,
+        headers,
+        proxy,
+        ask_proxy_auth,
+    };
+    let connection = client::connect(&queue.queue, target, options.handshake_timeout()?, settings)?;
+    Ok(PyConnection::from(connection))
+}

@@ -1,0 +1,228 @@
+//! The handle Python holds to send on a connection and to close it, and
+//! the broadcast of one message to many.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use pyo3::buffer::PyBuffer;
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::pybacked::{PyBackedBytes, PyBackedStr};
+use pyo3::types::{PyBytes, PyString};
+
+use super::options::{seconds, Options};
+use crate::conn::broadcast::broadcast as broadcast_to;
+use crate::conn::Connection;
+use crate::protocol::{close, MAX_CONTROL_PAYLOAD};
+
+/// From this size on, a message sent from a `bytes` or `str` object is not
+/// copied: the frames point into the Python object, which is kept alive (and
+/// let go of without the GIL, through PyO3's reference pool) until written.
+/// Below it a copy is cheaper than the bookkeeping.
+const BORROW_FROM: usize = 8 << 10;
+
+/// Largest message a Python thread writes with the GIL held: 64 KiB. It
+/// writes larger ones without: its non-blocking writes copy (and a client's
+/// mask) as much as the socket takes, which lets other threads run Python.
+const WRITE_WITH_GIL_MAX: usize = 64 << 10;
+
+/// The handle Python holds to send on a connection and to close it.
+#[pyclass(name = "Connection", frozen, module = "wsbind._wsbind")]
+pub struct PyConnection {
+    connection: Arc<Connection>,
+    /// A server's count of accepted connections not yet handed to
+    /// `client_connected`; this one leaves it when the server takes it.
+    pending: Mutex<Option<Arc<AtomicUsize>>>,
+}
+
+impl From<Arc<Connection>> for PyConnection {
+    fn from(connection: Arc<Connection>) -> Self {
+        PyConnection {
+            connection,
+            pending: Mutex::new(None),
+        }
+    }
+}
+
+impl PyConnection {
+    /// A server's connection, counted as pending until `taken()`.
+    pub fn pending(connection: Arc<Connection>, pending: Arc<AtomicUsize>) -> Self {
+        PyConnection {
+            connection,
+            pending: Mutex::new(Some(pending)),
+        }
+    }
+
+    fn leave_pending(&self) {
+        let pending = self
+            .pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(pending) = pending {
+            pending.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+
+    /// Sends without holding up other Python threads on a large message's write.
+    fn send(&self, py: Python<'_>, text: bool, payload: Bytes) -> PyResult<usize> {
+        let connection = &self.connection;
+        let sent = if payload.len() > WRITE_WITH_GIL_MAX {
+            py.detach(|| connection.send(text, payload))
+        } else {
+            connection.send(text, payload)
+        };
+        Ok(sent?)
+    }
+}
+
+impl Drop for PyConnection {
+    fn drop(&mut self) {
+        self.leave_pending();
+    }
+}
+
+fn type_name(obj: &Bound<'_, PyAny>) -> String {
+    obj.get_type()
+        .name()
+        .map(|n| n.to_string())
+        .unwrap_or_else(|_| "?".into())
+}
+
+fn bytes_like(py: Python<'_>, data: &Bound<'_, PyAny>, method: &str) -> PyResult<Bytes> {
+    if let Ok(bytes) = data.cast::<PyBytes>() {
+        if bytes.as_bytes().len() >= BORROW_FROM {
+            return Ok(Bytes::from_owner(PyBackedBytes::from(bytes.clone())));
+        }
+        return Ok(Bytes::copy_from_slice(bytes.as_bytes()));
+    }
+    if data.is_instance_of::<PyString>() {
+        return Err(PyTypeError::new_err(format!(
+            "{method}() takes a bytes-like object, not str"
+        )));
+    }
+    let buffer = PyBuffer::<u8>::get(data).map_err(|_| {
+        PyTypeError::new_err(format!(
+            "{method}() takes a bytes-like object, not {}",
+            type_name(data)
+        ))
+    })?;
+    Ok(Bytes::from(buffer.to_vec(py)?))
+}
+
+/// A message from Python for a broadcast: text for a str, binary for any bytes-like object.
+pub fn message_of(py: Python<'_>, message: &Bound<'_, PyAny>) -> PyResult<(bool, Bytes)> {
+    match message.extract::<&str>() {
+        Ok(text) => Ok((true, Bytes::copy_from_slice(text.as_bytes()))),
+        Err(_) => Ok((false, bytes_like(py, message, "broadcast")?)),
+    }
+}
+
+#[pymethods]
+impl PyConnection {
+    /// The id under which this connection's events arrive.
+    #[getter]
+    fn id(&self) -> u64 {
+        self.connection.id
+    }
+
+    /// Payload bytes queued by `send_*` and not yet written.
+    #[getter]
+    fn bytes_to_write(&self) -> usize {
+        self.connection.bytes_to_write()
+    }
+
+    /// Queues a text message; returns its size in bytes of UTF-8.
+    fn send_text(&self, py: Python<'_>, message: &Bound<'_, PyAny>) -> PyResult<usize> {
+        let text: PyBackedStr = message.extract().map_err(|_| {
+            PyTypeError::new_err(format!(
+                "send_text_message() takes a str, not {}",
+                type_name(message)
+            ))
+        })?;
+        let payload = if text.len() >= BORROW_FROM {
+            Bytes::from_owner(text)
+        } else {
+            Bytes::copy_from_slice(text.as_bytes())
+        };
+        self.send(py, true, payload)
+    }
+
+    /// Queues a binary message from any bytes-like object; returns its size.
+    fn send_binary(&self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<usize> {
+        let payload = bytes_like(py, data, "send_binary_message")?;
+        self.send(py, false, payload)
+    }
+
+    /// Waits, without the GIL, until everything queued is written; returns
+    /// whether it was before `timeout` seconds (None: no limit) passed.
+    #[pyo3(signature = (timeout = None))]
+    fn flush(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<bool> {
+        let timeout = timeout.map(|t| seconds("timeout", t)).transpose()?;
+        let connection = Arc::clone(&self.connection);
+        Ok(py.detach(move || connection.wait_flushed(timeout)))
+    }
+
+    /// Sends a ping with `payload` (at most 125 bytes).
+    fn ping(&self, py: Python<'_>, payload: &Bound<'_, PyAny>) -> PyResult<()> {
+        let payload = bytes_like(py, payload, "ping")?;
+        if payload.len() > MAX_CONTROL_PAYLOAD {
+            return Err(PyValueError::new_err(format!(
+                "ping payload is {} bytes, over the limit of {MAX_CONTROL_PAYLOAD}",
+                payload.len()
+            )));
+        }
+        Ok(self.connection.ping(payload)?)
+    }
+
+    /// Starts the closing handshake with `code` and `reason`.
+    #[pyo3(signature = (code = 1000, reason = ""))]
+    fn close(&self, code: u16, reason: &str) -> PyResult<()> {
+        close::check_sendable(code, reason).map_err(PyValueError::new_err)?;
+        self.connection.close(code, reason.to_string());
+        Ok(())
+    }
+
+    /// Drops the TCP connection without a closing handshake.
+    fn abort(&self) {
+        self.connection.abort();
+    }
+
+    /// Whether data frames are reported one by one, besides whole messages.
+    fn report_frames(&self, on: bool) {
+        self.connection.set_report_frames(on);
+    }
+
+    /// The server takes this connection for its handlers: it is no longer pending.
+    fn taken(&self) {
+        self.leave_pending();
+    }
+
+    /// Applies a socket's limits, keepalive and timeouts to the open connection.
+    fn configure(&self, options: Options) -> PyResult<()> {
+        self.connection.configure(options.settings()?);
+        Ok(())
+    }
+
+    /// Whether each write is reported (for `bytes_written`).
+    fn report_writes(&self, on: bool) {
+        self.connection.set_report_writes(on);
+    }
+}
+
+/// Sends `message` to every open connection in `connections`, framed once
+/// for all a server's connections; returns how many took it.
+#[pyfunction]
+pub fn broadcast(
+    py: Python<'_>,
+    connections: Vec<PyRef<'_, PyConnection>>,
+    message: &Bound<'_, PyAny>,
+) -> PyResult<usize> {
+    let (text, payload) = message_of(py, message)?;
+    let connections: Vec<Arc<Connection>> = connections
+        .iter()
+        .map(|c| Arc::clone(&c.connection))
+        .collect();
+    Ok(py.detach(|| broadcast_to(&connections, text, &payload)))
+}

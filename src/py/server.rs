@@ -1,0 +1,175 @@
+//! A listening server as Python holds it, and the question an origin check
+//! asks its handlers.
+
+use std::sync::Arc;
+
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+
+use super::connection::message_of;
+use super::events::PyEventQueue;
+use super::options::{check_header_values, seconds, Options, PyTlsOptions};
+use crate::bridge::Question;
+use crate::conn::broadcast::broadcast;
+use crate::conn::{Server, ServerConfig};
+use crate::net::tls;
+
+/// Handed to `origin_authentication_required` handlers (Qt's
+/// `QWebSocketCorsAuthenticator`): `set_allowed(False)` refuses the client.
+#[pyclass(frozen, module = "wsbind._wsbind")]
+pub struct OriginAuthenticator {
+    question: Arc<Question<bool>>,
+}
+
+impl From<Arc<Question<bool>>> for OriginAuthenticator {
+    fn from(question: Arc<Question<bool>>) -> Self {
+        OriginAuthenticator { question }
+    }
+}
+
+#[pymethods]
+impl OriginAuthenticator {
+    /// The Origin header the client sent ("" when it sent none).
+    #[getter]
+    fn origin(&self) -> String {
+        self.question.subject.clone()
+    }
+
+    /// Whether the client may connect; True unless set otherwise.
+    #[getter]
+    fn allowed(&self) -> bool {
+        self.question.get()
+    }
+
+    /// Allows (True) or refuses (False, HTTP 403) the client.
+    fn set_allowed(&self, allowed: bool) {
+        self.question.set(allowed);
+    }
+
+    /// Gives the answer to the waiting handshake; later calls change nothing.
+    fn finish(&self) {
+        self.question.reply();
+    }
+}
+
+impl Drop for OriginAuthenticator {
+    fn drop(&mut self) {
+        self.question.reply();
+    }
+}
+
+/// A listening server. Dropping the handle stops it.
+#[pyclass(name = "Server", frozen, module = "wsbind._wsbind")]
+pub struct PyServer {
+    server: Arc<Server>,
+}
+
+#[pymethods]
+impl PyServer {
+    /// Starts listening on `host`:`port` in the background; events go to `queue`.
+    #[new]
+    #[pyo3(signature = (queue, host, port, options, *, name = String::new(), subprotocols = Vec::new(),
+                        accepting = true, allowed_origins = None, ask_origin = false,
+                        max_pending_connections = crate::config::MAX_PENDING_CONNECTIONS, tls = None))]
+    #[allow(clippy::too_many_arguments, reason = "one Python keyword each")]
+    fn new(
+        queue: &PyEventQueue,
+        host: String,
+        port: u16,
+        options: Options,
+        name: String,
+        subprotocols: Vec<String>,
+        accepting: bool,
+        allowed_origins: Option<Vec<String>>,
+        ask_origin: bool,
+        max_pending_connections: usize,
+        tls: Option<(String, String, PyTlsOptions)>,
+    ) -> PyResult<Self> {
+        check_header_values([name.as_str()])?;
+        let tls = match tls {
+            Some((cert, key, options)) => Some(
+                tls::server_config(&cert, &key, &options.into()).map_err(PyValueError::new_err)?,
+            ),
+            None => None,
+        };
+        let config = ServerConfig {
+            name,
+            subprotocols,
+            allowed_origins,
+            ask_origin,
+            handshake_timeout: options.handshake_timeout()?,
+            max_pending: max_pending_connections,
+            settings: options.settings()?,
+        };
+        let server = Server::start(&queue.queue, host, port, config, accepting, tls)?;
+        Ok(PyServer { server })
+    }
+
+    /// The id under which this server's events arrive.
+    #[getter]
+    fn id(&self) -> u64 {
+        self.server.id
+    }
+
+    /// Sets the `Server` header of later handshakes.
+    fn set_name(&self, name: String) -> PyResult<()> {
+        check_header_values([name.as_str()])?;
+        self.server.config().name = name;
+        Ok(())
+    }
+
+    /// Sets the subprotocols that later handshakes may pick from.
+    fn set_subprotocols(&self, subprotocols: Vec<String>) {
+        self.server.config().subprotocols = subprotocols;
+    }
+
+    /// Sets the origins later handshakes accept (None: any).
+    fn set_allowed_origins(&self, origins: Option<Vec<String>>) {
+        self.server.config().allowed_origins = origins;
+    }
+
+    /// Whether later handshakes ask Python about their origin.
+    fn set_ask_origin(&self, ask: bool) {
+        self.server.config().ask_origin = ask;
+    }
+
+    /// Sets how long later handshakes may take, and the pending-connection bound.
+    fn set_limits(&self, handshake_timeout: f64, max_pending_connections: usize) -> PyResult<()> {
+        let handshake_timeout = seconds("handshake_timeout", handshake_timeout)?;
+        let mut config = self.server.config();
+        config.handshake_timeout = handshake_timeout;
+        config.max_pending = max_pending_connections;
+        Ok(())
+    }
+
+    /// Serves a new certificate (PEM path or text) to later TLS handshakes.
+    fn set_certificate(&self, certificate: &str, private_key: &str) -> PyResult<()> {
+        self.server
+            .set_certificate(certificate, private_key)
+            .map_err(PyValueError::new_err)
+    }
+
+    /// Sends `message` (str: text, bytes-like: binary) to every open client,
+    /// framed once; returns how many took it.
+    fn broadcast(&self, py: Python<'_>, message: &Bound<'_, PyAny>) -> PyResult<usize> {
+        let (text, payload) = message_of(py, message)?;
+        let clients = self.server.clients();
+        Ok(py.detach(|| broadcast(&clients, text, &payload)))
+    }
+
+    /// Pauses (False) or resumes (True) accepting connections.
+    fn set_accepting(&self, accepting: bool) {
+        self.server.set_accepting(accepting);
+    }
+
+    /// Stops listening and closes every client with 1001.
+    fn stop(&self) {
+        self.server.stop();
+    }
+}
+
+impl Drop for PyServer {
+    fn drop(&mut self) {
+        self.server.stop();
+    }
+}
