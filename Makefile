@@ -44,17 +44,18 @@ build-release: setup  ## Build the extension optimised into .venv
 format: setup  ## Format Rust and Python code
 	cargo fmt
 	cargo fmt --manifest-path benches/peer/Cargo.toml
-	$(VENV)/bin/ruff format python tests examples docs benches
-	$(VENV)/bin/ruff check --fix python tests examples docs benches
+	$(VENV)/bin/ruff format python tests examples docs benches tools
+	$(VENV)/bin/ruff check --fix python tests examples docs benches tools
 
 .PHONY: lint
-lint: build-dev  ## Tidiness: rustfmt, clippy, ruff, and the stubs against the module
+lint: build-dev  ## Tidiness: rustfmt, clippy, ruff, the stubs against the module, the layers of src/
+	$(PY) tools/check_layers.py
 	cargo fmt --check
 	cargo fmt --check --manifest-path benches/peer/Cargo.toml
 	cargo clippy --all-targets -- -D warnings
 	cargo clippy --all-targets --manifest-path benches/peer/Cargo.toml -- -D warnings
-	$(VENV)/bin/ruff check python tests examples docs benches
-	$(VENV)/bin/ruff format --check python tests examples docs benches
+	$(VENV)/bin/ruff check python tests examples docs benches tools
+	$(VENV)/bin/ruff format --check python tests examples docs benches tools
 	$(PY) -m mypy.stubtest wsbind._wsbind
 	$(PY) -m mypy python/wsbind
 
