@@ -26,7 +26,6 @@
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
-use std::io::IoSlice;
 use std::os::fd::RawFd;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -35,6 +34,7 @@ use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 use super::writer::{Outgoing, MAX_SLICES};
 use crate::bridge::Poller;
 use crate::config::MASK_BUFFER;
+use crate::protocol::framer::{mask_ahead, write_slices};
 use crate::protocol::{Chunk, MASK_AT_WRITE_FROM};
 
 /// Smallest message a handler writes itself in a burst of events: 8 KiB.
@@ -322,43 +322,13 @@ thread_local! {
 fn write_now(socket: RawFd, chunks: &[&Chunk]) -> (usize, usize) {
     MASKED.with_borrow_mut(|masked| {
         masked.clear();
-        // How much of each chunk goes: all, up to the first chunk cut short
-        // because the masking buffer is full.
-        let mut offered = Vec::with_capacity(chunks.len());
-        for chunk in chunks {
-            let len = match chunk.mask {
-                None => chunk.len(),
-                Some(_) => {
-                    let len = chunk.len().min(MASK_BUFFER - masked.len());
-                    chunk.mask_into(0, len, masked);
-                    len
-                }
-            };
-            if len == 0 && !chunk.is_empty() {
-                break;
-            }
-            offered.push(len);
-            if len < chunk.len() {
-                break;
-            }
-        }
-        let mut rest = &masked[..];
-        let slices: Vec<IoSlice<'_>> = chunks
-            .iter()
-            .zip(&offered)
-            .map(|(chunk, &len)| match chunk.mask {
-                None => IoSlice::new(&chunk.bytes),
-                Some(_) => {
-                    let (this, after) = rest.split_at(len);
-                    rest = after;
-                    IoSlice::new(this)
-                }
-            })
-            .collect();
+        mask_ahead(chunks.iter().copied(), masked, MASK_BUFFER);
+        let slices = write_slices(chunks.iter().copied(), masked);
+        let offered = slices.iter().map(|s| s.len()).sum();
         // The socket is open: it is used under the outbox lock, and `detach`
         // takes it out under that lock before the stream is dropped.
         let written = crate::net::stream::send(socket, &slices).unwrap_or(0);
-        (written, offered.iter().sum())
+        (written, offered)
     })
 }
 

@@ -10,6 +10,7 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use super::connection::Connection;
 use super::event::EventSink;
 use crate::config;
+use crate::protocol::framer::{mask_ahead, write_slices};
 use crate::protocol::Chunk;
 
 /// Most chunks in one vectored write (Linux takes up to 1024).
@@ -57,38 +58,17 @@ impl Unwritten {
         }
         self.masked.clear();
         self.done = 0;
-        for chunk in self.chunks.iter().take(MAX_SLICES) {
-            let room = config::MASK_BUFFER - self.masked.len();
-            if room == 0 {
-                break;
-            }
-            if chunk.mask.is_some() {
-                chunk.mask_into(0, chunk.len().min(room), &mut self.masked);
-            }
-        }
+        let batch = self.chunks.iter().take(MAX_SLICES);
+        mask_ahead(batch, &mut self.masked, config::MASK_BUFFER);
     }
 
     /// What the next write takes: chunks up to the first whose masked bytes
     /// are not ready.
     fn slices(&self) -> Vec<IoSlice<'_>> {
-        let mut slices = Vec::new();
-        let mut at = self.done;
-        for chunk in self.chunks.iter().take(MAX_SLICES) {
-            if chunk.mask.is_none() {
-                slices.push(IoSlice::new(&chunk.bytes));
-                continue;
-            }
-            let ready = chunk.len().min(self.masked.len() - at);
-            if ready == 0 {
-                break;
-            }
-            slices.push(IoSlice::new(&self.masked[at..at + ready]));
-            at += ready;
-            if ready < chunk.len() {
-                break;
-            }
-        }
-        slices
+        write_slices(
+            self.chunks.iter().take(MAX_SLICES),
+            &self.masked[self.done..],
+        )
     }
 
     /// Drops `written` bytes from the front.

@@ -1,5 +1,7 @@
 //! Messages in, frames out: the sending half of RFC 6455, and masking.
 
+use std::io::IoSlice;
+
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use super::{opcode, Role, MAX_CONTROL_PAYLOAD};
@@ -119,6 +121,53 @@ impl Chunk {
         self.mask_into(0, self.len(), &mut out);
         Bytes::from(out)
     }
+}
+
+/// Appends to `masked` the masked bytes of the chunks that are to be masked,
+/// from the start of each, in order, until it holds `limit` bytes: what one
+/// write of `chunks` takes through a buffer that stays in cache.
+pub fn mask_ahead<'a>(
+    chunks: impl IntoIterator<Item = &'a Chunk>,
+    masked: &mut Vec<u8>,
+    limit: usize,
+) {
+    for chunk in chunks {
+        let room = limit.saturating_sub(masked.len());
+        if room == 0 {
+            break;
+        }
+        if chunk.mask.is_some() {
+            chunk.mask_into(0, chunk.len().min(room), masked);
+        }
+    }
+}
+
+/// The slices of one vectored write of `chunks`: those that go as they are,
+/// whole; those to be masked, from `masked` (as [`mask_ahead`] filled it),
+/// up to the first whose masked bytes are not all there.
+pub fn write_slices<'a>(
+    chunks: impl IntoIterator<Item = &'a Chunk>,
+    masked: &'a [u8],
+) -> Vec<IoSlice<'a>> {
+    let mut slices = Vec::new();
+    let mut rest = masked;
+    for chunk in chunks {
+        if chunk.mask.is_none() {
+            slices.push(IoSlice::new(&chunk.bytes));
+            continue;
+        }
+        let ready = chunk.len().min(rest.len());
+        if ready == 0 && !chunk.is_empty() {
+            break;
+        }
+        let (this, after) = rest.split_at(ready);
+        rest = after;
+        slices.push(IoSlice::new(this));
+        if ready < chunk.len() {
+            break;
+        }
+    }
+    slices
 }
 
 /// Turns messages into frames for one role.
