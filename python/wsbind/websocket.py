@@ -4,12 +4,23 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit
 
 from . import _wsbind
+from .checks import (
+    check_bool,
+    check_headers,
+    check_optional_seconds,
+    check_origin,
+    check_proxy,
+    check_seconds,
+    check_size,
+    check_ssl,
+    check_subprotocols,
+    check_url,
+)
 from .dispatch import Dispatcher, current
 from .errors import Error, NotOpenError
 from .objects import Object, Property, Signal
@@ -22,119 +33,6 @@ if TYPE_CHECKING:
 __all__ = ["WebSocket"]
 
 logger = logging.getLogger("wsbind")
-
-# RFC 7230 token characters: what a subprotocol name may be made of.
-_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-
-
-def check_url(value: Any) -> str:
-    """Accepts "" (no URL) or a ws:// or wss:// URL; raises InvalidURL otherwise."""
-    if not isinstance(value, str):
-        raise TypeError(f"url must be a str, not {type(value).__name__}")
-    if value:
-        _wsbind.check_url(value)
-    return value
-
-
-def check_bool(value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise TypeError(f"expected a bool, not {type(value).__name__}")
-    return value
-
-
-def check_size(value: Any) -> int:
-    """Accepts a size in bytes: an int of at least 1."""
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise TypeError(f"expected an int, not {type(value).__name__}")
-    if value < 1:
-        raise ValueError(f"expected a size of at least 1 byte, not {value}")
-    return value
-
-
-def check_seconds(value: Any) -> float:
-    """Accepts a duration in seconds: a number > 0."""
-    if not isinstance(value, (int, float)) or isinstance(value, bool):
-        raise TypeError(f"expected a number of seconds, not {type(value).__name__}")
-    if not 0 < value < 1e9:
-        raise ValueError(f"expected a number of seconds > 0, not {value}")
-    return float(value)
-
-
-def check_optional_seconds(value: Any) -> float | None:
-    """Accepts a duration in seconds, or None to turn the feature off."""
-    return None if value is None else check_seconds(value)
-
-
-def check_str(value: Any) -> str:
-    """Accepts a str that can be an HTTP header value: no control characters but tab."""
-    if not isinstance(value, str):
-        raise TypeError(f"expected a str, not {type(value).__name__}")
-    if any((ord(c) < 0x20 and c != "\t") or c == "\x7f" for c in value):
-        raise ValueError(f"{value!r} cannot be sent in an HTTP header")
-    return value
-
-
-# Headers the opening handshake writes itself, each from its own property.
-_HANDSHAKE_HEADERS = {
-    "host": "url",
-    "upgrade": None,
-    "connection": None,
-    "content-length": None,
-    "transfer-encoding": None,
-    "origin": "origin",
-    "sec-websocket-key": None,
-    "sec-websocket-version": None,
-    "sec-websocket-extensions": None,
-    "sec-websocket-protocol": "requested_subprotocols",
-}
-
-
-def check_headers(value: Any) -> dict[str, str]:
-    """Accepts a mapping of HTTP header names to values."""
-    if not isinstance(value, dict):
-        raise TypeError(f"request_headers must be a dict of str to str, not {type(value).__name__}")
-    headers = {}
-    for name, item in value.items():
-        if not isinstance(name, str) or not _TOKEN.fullmatch(name):
-            raise ValueError(f"{name!r} is not a valid HTTP header name")
-        if name.lower() in _HANDSHAKE_HEADERS:
-            instead = _HANDSHAKE_HEADERS[name.lower()]
-            hint = f"; set {instead} instead" if instead else ""
-            raise ValueError(f"the opening handshake writes {name} itself{hint}")
-        headers[name] = check_str(item)
-    return headers
-
-
-def check_proxy(value: Any) -> str | None:
-    """Accepts "" (the environment decides), None (direct), or a proxy URL."""
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise TypeError(f"proxy must be a str or None, not {type(value).__name__}")
-    if value:
-        _wsbind.check_proxy(value)
-    return value
-
-
-def check_ssl(value: Any) -> SslConfiguration | None:
-    if value is not None and not isinstance(value, SslConfiguration):
-        raise TypeError(
-            f"ssl_configuration must be a wsbind.SslConfiguration or None, not {type(value).__name__}"
-        )
-    return value
-
-
-def check_subprotocols(value: Any) -> list[str]:
-    """Accepts a list of subprotocol names (HTTP tokens), in order of preference."""
-    if isinstance(value, str) or not hasattr(value, "__iter__"):
-        raise TypeError(f"subprotocols must be a list of str, not {type(value).__name__}")
-    names = list(value)
-    for name in names:
-        if not isinstance(name, str):
-            raise TypeError(f"subprotocol names must be str, not {type(name).__name__}")
-        if not _TOKEN.fullmatch(name):
-            raise ValueError(f"{name!r} is not a valid subprotocol name (an HTTP token)")
-    return names
 
 
 class WebSocket(Object):
@@ -261,7 +159,7 @@ class WebSocket(Object):
     )
     origin = Property(
         "",
-        check=check_str,
+        check=check_origin,
         doc='The Origin header of the opening request; "" sends none (C++: ``origin()``). '
         "On a server's socket: the client's origin.",
     )
