@@ -360,3 +360,78 @@ def test_a_handler_exception_is_logged_and_changes_nothing(
     failures = [r for r in caplog.records if r.exc_info and "handler failed on" in str(r.exc_info[1])]
     assert len(failures) == 2
     assert "text_message_received" in failures[0].getMessage()
+
+
+# -- calls from other threads while the connection ends
+
+
+class PausingWebSocket(WebSocket):
+    """A WebSocket whose ``_conn``, when read by the thread named in ``pause_in``, waits until the
+    connection is over before answering: what a thread switch at the worst moment does, every time."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        self.pause_in: int | None = None
+        super().__init__(**kwargs)
+
+    @property  # type: ignore[override]
+    def _conn(self) -> Any:
+        conn = self.__dict__.get("_live")
+        if conn is not None and self.pause_in == threading.get_ident():
+            self.pause_in = None
+            wait_until(lambda: self.__dict__.get("_live") is None, what="the connection to end")
+        return conn
+
+    @_conn.setter
+    def _conn(self, conn: Any) -> None:
+        self.__dict__["_live"] = conn
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda ws: ws.send_text_message("late"),
+        lambda ws: ws.send_binary_message(b"late"),
+        lambda ws: ws.ping(),
+        lambda ws: ws.flush(0),
+        lambda ws: ws.bytes_to_write,
+        lambda ws: ws.close(),
+        lambda ws: ws.abort(),
+        lambda ws: setattr(ws, "ping_interval", 5.0),
+        lambda ws: ws.bytes_written.connect(print),
+    ],
+    ids=["send_text", "send_binary", "ping", "flush", "bytes_to_write", "close", "abort", "option", "watch"],
+)
+def test_a_call_racing_the_end_of_the_connection_raises_only_not_open(call: Any) -> None:
+    """Another thread calls into the socket just as the peer's close ends the connection (the event
+    thread clears the socket's connection between the caller's check and its use): the caller gets
+    NotOpenError or success, never an AttributeError from a connection that went away under it."""
+
+    def close_on_request(conn: Any) -> None:
+        conn.recv()
+        conn.close(4000, "bye")
+
+    with websockets_server(close_on_request) as (url, _):
+        ws = PausingWebSocket(url=url, active=True)
+        wait_until(lambda: ws.status is Status.OPEN, what="the socket to open")
+        raised: list[BaseException] = []
+        go = threading.Event()
+
+        def racer() -> None:
+            go.wait()
+            try:
+                call(ws)
+            except NotOpenError:
+                pass
+            except BaseException as e:
+                raised.append(e)
+
+        thread = threading.Thread(target=racer)
+        thread.start()
+        ws.pause_in = thread.ident
+        go.set()
+        ws.send_text_message("close, please")
+        thread.join(15)
+        assert not thread.is_alive()
+        wait_until(lambda: ws.status is Status.CLOSED, what="the socket to close")
+    assert raised == []
+    assert ws.close_code == 4000

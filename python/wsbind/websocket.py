@@ -332,7 +332,8 @@ class WebSocket(Object):
         Read live from the connection; ``bytes_to_write_changed`` tells when it
         drops after a write.
         """
-        return self._conn.bytes_to_write if self._conn is not None else 0
+        conn = self._conn
+        return conn.bytes_to_write if conn is not None else 0
 
     # -- sending
 
@@ -361,9 +362,10 @@ class WebSocket(Object):
         nothing: it waits, with the GIL released, for instance before a script
         exits. It blocks the calling thread, so do not call it on an asyncio loop.
         """
-        if self._conn is None:
+        conn = self._conn
+        if conn is None:
             return True
-        return self._conn.flush(timeout)
+        return conn.flush(timeout)
 
     def ping(self, payload: Buffer = b"") -> None:
         """Sends a ping; ``pong`` reports the answer and the round-trip time (QML/C++: ``ping``).
@@ -394,9 +396,10 @@ class WebSocket(Object):
         if not isinstance(reason, str):
             raise TypeError(f"close reason must be a str, not {type(reason).__name__}")
         self._reopen = False
-        if self._conn is None:
+        conn = self._conn
+        if conn is None:
             return
-        self._conn.close(code, reason)
+        conn.close(code, reason)
         self._closing = True
         # Closing while CONNECTING gives up the attempt: there is no closing
         # handshake to be in, and CLOSED follows.
@@ -424,8 +427,9 @@ class WebSocket(Object):
         The status becomes CLOSED with close_code 1006.
         """
         self._reopen = False
-        if self._conn is not None:
-            self._conn.abort()
+        conn = self._conn
+        if conn is not None:
+            conn.abort()
 
     # -- QML semantics of the properties
 
@@ -455,12 +459,14 @@ class WebSocket(Object):
         return cast("_wsbind.Options", {name: self._values[name] for name in _OPTIONS})
 
     def _options_changed(self) -> None:
-        if self._conn is not None:
-            self._conn.configure(self._options())
+        conn = self._conn
+        if conn is not None:
+            conn.configure(self._options())
 
     def _watched(self, signal: str, on: bool) -> None:
-        if self._conn is not None:
-            self._report(self._conn)
+        conn = self._conn
+        if conn is not None:
+            self._report(conn)
 
     def _report(self, conn: _wsbind.Connection) -> None:
         """Asks the connection for frame and write events while somebody listens."""
@@ -481,7 +487,7 @@ class WebSocket(Object):
             raise Error("a socket a server accepted cannot be reopened")
         if not self.url:
             return
-        self._conn = _wsbind.connect(
+        conn = self._conn = _wsbind.connect(
             self._dispatcher.queue,
             self.url,
             self.requested_subprotocols,
@@ -492,8 +498,8 @@ class WebSocket(Object):
             _wsbind.environment_proxy(self.url) if self.proxy == "" else self.proxy,
             self.proxy_authentication_required.connected,
         )
-        self._report(self._conn)
-        self._dispatcher.register(self._conn.id, self)
+        self._report(conn)
+        self._dispatcher.register(conn.id, self)
         self._set_status(Status.CONNECTING)
 
     def _set_status(self, status: Status, error: str = "") -> None:
@@ -552,8 +558,9 @@ class WebSocket(Object):
         self.connected.emit()
 
     def _closed(self, code: int, reason: str, error: str | None) -> None:
-        if self._conn is not None:
-            self._dispatcher.unregister(self._conn.id)
+        conn = self._conn
+        if conn is not None:
+            self._dispatcher.unregister(conn.id)
         was_open = self._was_open
         self._was_open = self._closing = False
         self._conn = None
@@ -571,8 +578,9 @@ class WebSocket(Object):
             self._open()
 
     def _shutdown(self) -> None:
-        if self._conn is not None:
-            self._conn.close(1001, "")
+        conn = self._conn
+        if conn is not None:
+            conn.close(1001, "")
 
 
 # The properties the native connection applies, by name.
