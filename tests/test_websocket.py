@@ -14,6 +14,7 @@ import pytest
 import wsbind
 from conftest import (
     STREAM_SIZES,
+    PausingWebSocket,
     Recorder,
     echo,
     numbered,
@@ -363,27 +364,6 @@ def test_a_handler_exception_is_logged_and_changes_nothing(
 
 
 # -- calls from other threads while the connection ends
-
-
-class PausingWebSocket(WebSocket):
-    """A WebSocket whose ``_conn``, when read by the thread named in ``pause_in``, waits until the
-    connection is over before answering: what a thread switch at the worst moment does, every time."""
-
-    def __init__(self, **kwargs: Any) -> None:
-        self.pause_in: int | None = None
-        super().__init__(**kwargs)
-
-    @property  # type: ignore[override]
-    def _conn(self) -> Any:
-        conn = self.__dict__.get("_live")
-        if conn is not None and self.pause_in == threading.get_ident():
-            self.pause_in = None
-            wait_until(lambda: self.__dict__.get("_live") is None, what="the connection to end")
-        return conn
-
-    @_conn.setter
-    def _conn(self, conn: Any) -> None:
-        self.__dict__["_live"] = conn
 
 
 @pytest.mark.parametrize(

@@ -11,6 +11,7 @@ written once.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from . import _wsbind
@@ -118,9 +119,10 @@ def check_headers(value: Any) -> dict[str, str]:
     """Accepts a mapping of HTTP header names to values; returns a dict of its own.
 
     A copy, so that changing the mapping afterwards cannot slip an unchecked
-    value past this check.
+    value past this check. A mapping, not only a dict, so that another
+    socket's ``request_headers`` (a read-only view) can be assigned.
     """
-    if not isinstance(value, dict):
+    if not isinstance(value, Mapping):
         raise TypeError(f"request_headers must be a dict of str to str, not {type(value).__name__}")
     headers = {}
     for name, item in value.items():

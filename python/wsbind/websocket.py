@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit
 
@@ -150,7 +150,7 @@ class WebSocket(Object):
         doc="Longer messages go out as continuation frames of this size. Default 512 KiB "
         "(C++: ``outgoingFrameSize``).",
     )
-    request_headers = Property[dict[str, str]](
+    request_headers = Property[Mapping[str, str]](
         {},
         check=check_headers,
         doc="Extra headers of the opening request, e.g. Authorization or Cookie; used on the "
@@ -593,3 +593,18 @@ _OPTIONS = (
     "close_timeout",
     "handshake_timeout",
 )
+
+
+def open_connections(sockets: Iterable[WebSocket]) -> list[_wsbind.Connection]:
+    """The native connections of those of ``sockets`` that have one, for a broadcast.
+
+    The package's internal API: other modules get a socket's connection
+    here, not from its private attribute, which the event thread may clear
+    at any moment.
+    """
+    connections = []
+    for ws in sockets:
+        conn = ws._conn
+        if conn is not None:
+            connections.append(conn)
+    return connections
