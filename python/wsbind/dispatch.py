@@ -14,6 +14,10 @@ That thread also reads the objects' plain TCP sockets itself, when it looks
 for events: a message then reaches its handler without waking another thread.
 While a handler keeps it busy, the I/O thread reads for it (pings are
 answered, close frames echoed).
+
+What a call from another thread sets off (``close()`` from a script's main
+thread makes the status CLOSING) is handed to the object's thread with
+:meth:`Dispatcher.call`, so that it too runs there, between two events.
 """
 
 from __future__ import annotations
@@ -21,9 +25,13 @@ from __future__ import annotations
 import asyncio
 import atexit
 import logging
+import os
+import select
 import threading
 import time
 import weakref
+from collections import deque
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from . import _wsbind
@@ -35,6 +43,11 @@ logger = logging.getLogger("wsbind")
 # How long run() and interpreter exit wait for sockets to finish closing.
 SHUTDOWN_TIMEOUT = 2.0
 
+# How long the event thread looks for more events before it sleeps: a reply
+# that comes within it is handled without a wake-up. The native wait spins
+# as long (its EVENT_SPIN, or WSBIND_SPIN_US microseconds).
+EVENT_SPIN = int(os.environ.get("WSBIND_SPIN_US", "50")) / 1e6
+
 
 class Member(Protocol):
     """What a dispatcher delivers events to: a WebSocket or a WebSocketServer."""
@@ -44,13 +57,48 @@ class Member(Protocol):
 
 
 class Dispatcher:
-    """Delivers one queue's events to the live objects registered on it."""
+    """Delivers one queue's events to the live objects registered on it, on one thread."""
 
     def __init__(self, queue: _wsbind.EventQueue) -> None:
         self.queue = queue
         # Native id -> the object whose connection or server it is. Strong:
         # a live socket stays alive while its peer can still talk to it.
         self.objects: dict[int, Member] = {}
+        # What other threads handed over with call(), oldest first.
+        self.calls: deque[Callable[[], None]] = deque()
+
+    def owns_current_thread(self) -> bool:
+        """Whether the calling thread is the one this dispatcher delivers on."""
+        raise NotImplementedError
+
+    def call(self, fn: Callable[[], None]) -> None:
+        """Runs ``fn`` on this dispatcher's thread, so that the handlers it sets off run there.
+
+        From that thread, at once, as Qt's direct connections. From another,
+        ``fn`` waits its turn: it runs before any event taken after this
+        call, which is what keeps the order when ``fn`` reacts to something
+        the caller did to the connection just before (a close that the
+        peer answers at once). Handlers therefore never run on two threads
+        at once, nor on the caller's.
+        """
+        if self.owns_current_thread():
+            fn()
+        else:
+            self.calls.append(fn)
+            self.wake()
+
+    def wake(self) -> None:
+        """Makes the thread look at ``calls`` soon, even if no event comes."""
+        raise NotImplementedError
+
+    def run_calls(self) -> None:
+        calls = self.calls
+        while calls:
+            fn = calls.popleft()
+            try:
+                fn()
+            except Exception:
+                logger.exception("wsbind failed to run %r", fn)
 
     def register(self, native_id: int, obj: Member) -> None:
         self.objects[native_id] = obj
@@ -60,7 +108,14 @@ class Dispatcher:
 
     def deliver(self, events: list[tuple[int, int, Any]]) -> None:
         objects = self.objects
+        calls = self.calls
+        if calls:
+            self.run_calls()
         for native_id, kind, payload in events:
+            # A call handed over while an earlier event's handlers ran goes
+            # before the next event, which may be the connection's answer to it.
+            if calls:
+                self.run_calls()
             obj = objects.get(native_id)
             if obj is None:
                 continue
@@ -75,9 +130,23 @@ class LoopDispatcher(Dispatcher):
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         super().__init__(_wsbind.EventQueue(wakeup_fd=True))
+        self.loop = loop
         fd = self.queue.fileno()
         assert fd is not None
         loop.add_reader(fd, self._ready)
+
+    def owns_current_thread(self) -> bool:
+        try:
+            return asyncio.get_running_loop() is self.loop
+        except RuntimeError:
+            return False
+
+    def wake(self) -> None:
+        try:
+            self.loop.call_soon_threadsafe(self.run_calls)
+        except RuntimeError:
+            # The loop is closed: nothing runs on it any more.
+            pass
 
     def _ready(self) -> None:
         self.deliver(self.queue.take())
@@ -87,14 +156,45 @@ class ThreadDispatcher(Dispatcher):
     """Delivers events on wsbind's own event thread."""
 
     def __init__(self) -> None:
-        super().__init__(_wsbind.EventQueue())
+        # With a wake-up descriptor, as a loop's queue: the thread sleeps on
+        # it and on its own pipe, which call() writes to.
+        super().__init__(_wsbind.EventQueue(wakeup_fd=True))
+        self._wake_reader, self._wake_writer = os.pipe()
+        os.set_blocking(self._wake_reader, False)
+        os.set_blocking(self._wake_writer, False)
         self.thread = threading.Thread(target=self._run, name="wsbind-events", daemon=True)
         self.thread.start()
 
+    def owns_current_thread(self) -> bool:
+        return threading.current_thread() is self.thread
+
+    def wake(self) -> None:
+        try:
+            os.write(self._wake_writer, b"\0")
+        except BlockingIOError:
+            # A full pipe already holds a wake-up.
+            pass
+
     def _run(self) -> None:
         queue = self.queue
+        fd = queue.fileno()
+        assert fd is not None
+        sleep = select.poll()
+        sleep.register(fd, select.POLLIN)
+        sleep.register(self._wake_reader, select.POLLIN)
         while not queue.closed:
-            self.deliver(queue.wait(3600.0))
+            # The native wait spins first, for a reply that comes at once;
+            # the thread sleeps only when nothing came.
+            events = queue.wait(EVENT_SPIN)
+            if events or self.calls:
+                self.deliver(events)
+                continue
+            # Both are level-triggered: what arrived since the wait still wakes it.
+            sleep.poll()
+            try:
+                os.read(self._wake_reader, 4096)
+            except BlockingIOError:
+                pass
 
     def stop(self) -> None:
         self.queue.close()
