@@ -139,7 +139,8 @@ def sockets() -> Iterator[Callable[..., WebSocket]]:
 
 class PausingWebSocket(WebSocket):
     """A WebSocket whose ``_conn``, when read by the thread named in ``pause_in``, waits until the
-    connection is over before answering: what a thread switch at the worst moment does, every time."""
+    connection is over before answering: what a thread switch at the worst moment does, every time.
+    Not while the socket's lock is held: then the event thread cannot clear ``_conn`` meanwhile."""
 
     def __init__(self, **kwargs: Any) -> None:
         self.pause_in: int | None = None
@@ -148,7 +149,9 @@ class PausingWebSocket(WebSocket):
     @property  # type: ignore[override]
     def _conn(self) -> Any:
         conn = self.__dict__.get("_live")
-        if conn is not None and self.pause_in == threading.get_ident():
+        lock = self.__dict__.get("_lock")
+        held = lock is not None and lock.locked()
+        if conn is not None and self.pause_in == threading.get_ident() and not held:
             self.pause_in = None
             wait_until(lambda: self.__dict__.get("_live") is None, what="the connection to end")
         return conn

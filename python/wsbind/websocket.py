@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit
@@ -272,13 +273,19 @@ class WebSocket(Object):
         # Open again once the live connection has closed (url changed, or
         # active went False and back to True while it was closing).
         self._reopen = False
+        # The connection close() was called on, from any thread, until the
+        # socket's own thread has made the status CLOSING for it.
+        self._close_asked: _wsbind.Connection | None = None
+        # Guards _conn against the event thread clearing it while another
+        # thread decides on _reopen or _close_asked from it.
+        self._lock = threading.Lock()
         # Handed out by a server: cannot connect anywhere by itself.
         self._accepted = False
         # False until the constructor's keywords are all applied.
         self._completed = False
         # The live connection got OPEN (so its end is a `disconnected`).
         self._was_open = False
-        # close() was called on the live connection.
+        # A close() of the live connection has reached the socket's own thread.
         self._closing = False
         self._dispatcher: Dispatcher = current()
         # Told when an accepted socket's connection is over (its server's client list).
@@ -379,8 +386,11 @@ class WebSocket(Object):
     def _open_connection(self, method: str) -> _wsbind.Connection:
         conn = self._conn
         # _values, not the property: this is every send's cost, and no binding reads it here.
-        if conn is None or self._values["status"] is not Status.OPEN:
-            raise NotOpenError(f"{method}() needs an OPEN socket; this one is {self.status.name}")
+        status = self._values["status"]
+        if conn is None or status is not Status.OPEN or self._close_asked is not None:
+            # After close() on another thread the status is about to become CLOSING.
+            name = "CLOSING" if status is Status.OPEN and conn is not None else status.name
+            raise NotOpenError(f"{method}() needs an OPEN socket; this one is {name}")
         return conn
 
     def close(self, code: int = 1000, reason: str = "") -> None:
@@ -390,20 +400,49 @@ class WebSocket(Object):
         and ``reason`` at most 123 bytes of UTF-8, or ValueError is raised.
         A peer that does not answer within ``close_timeout`` is dropped.
         ``active`` is left as it is; closing a socket that is not open does nothing.
+
+        Safe from any thread: the closing handshake starts at once, and the
+        status becomes CLOSING, with ``about_to_close``, on the socket's own
+        thread or loop, where its handlers run (at once when that is the
+        calling thread).
         """
         if not isinstance(code, int) or isinstance(code, bool):
             raise TypeError(f"close code must be an int, not {type(code).__name__}")
         if not isinstance(reason, str):
             raise TypeError(f"close reason must be a str, not {type(reason).__name__}")
-        self._reopen = False
-        conn = self._conn
-        if conn is None:
+        self._close(code, reason, reopen=False)
+
+    def _close(self, code: int, reason: str, reopen: bool) -> None:
+        with self._lock:
+            conn = self._conn
+            if conn is None:
+                return
+            self._reopen = reopen
+            earlier, self._close_asked = self._close_asked, conn
+        try:
+            conn.close(code, reason)
+        except BaseException:
+            # A code or reason that cannot be sent: nothing was asked after all.
+            with self._lock:
+                if self._close_asked is conn:
+                    self._close_asked = earlier
+            raise
+        self._dispatcher.call(self._closing_started)
+
+    def _closing_started(self) -> None:
+        """On the socket's thread: the CLOSING that a close() from any thread sets off.
+
+        Run once the closing handshake has started, or, if the connection's
+        end arrives first, just before CLOSED, so that CLOSING never follows CLOSED.
+        """
+        with self._lock:
+            conn, self._close_asked = self._close_asked, None
+        if conn is None or conn is not self._conn:
             return
-        conn.close(code, reason)
         self._closing = True
         # Closing while CONNECTING gives up the attempt: there is no closing
         # handshake to be in, and CLOSED follows.
-        if self.status is Status.OPEN:
+        if self._values["status"] is Status.OPEN:
             self._set_status(Status.CLOSING)
 
     def ignore_ssl_errors(self) -> None:
@@ -424,10 +463,12 @@ class WebSocket(Object):
     def abort(self) -> None:
         """Drops the connection at once, without a closing handshake (C++: ``abort``).
 
-        The status becomes CLOSED with close_code 1006.
+        The status becomes CLOSED with close_code 1006, on the socket's own
+        thread or loop, like every status change.
         """
-        self._reopen = False
-        conn = self._conn
+        with self._lock:
+            self._reopen = False
+            conn = self._conn
         if conn is not None:
             conn.abort()
 
@@ -443,8 +484,8 @@ class WebSocket(Object):
             return
         if self.active:
             self._open()
-        elif self._conn is not None:
-            self.close(1000)
+        else:
+            self._close(1000, "", reopen=False)
 
     def _url_changed(self) -> None:
         if not self._completed or not self.active:
@@ -452,8 +493,7 @@ class WebSocket(Object):
         if self._conn is None:
             self._open()
         else:
-            self.close(1000)
-            self._reopen = True
+            self._close(1000, "", reopen=True)
 
     def _options(self) -> _wsbind.Options:
         return cast("_wsbind.Options", {name: self._values[name] for name in _OPTIONS})
@@ -479,10 +519,12 @@ class WebSocket(Object):
         conn.report_writes(listened("bytes_written", "bytes_to_write_changed"))
 
     def _open(self) -> None:
-        if self._conn is not None:
-            # Still closing: open once that is over.
-            self._reopen = self._closing or self.status is Status.CLOSING
-            return
+        with self._lock:
+            if self._conn is not None:
+                # Still closing: open once that is over.
+                closing = self._values["status"] is Status.CLOSING
+                self._reopen = closing or self._closing or self._close_asked is not None
+                return
         if self._accepted:
             raise Error("a socket a server accepted cannot be reopened")
         if not self.url:
@@ -558,12 +600,15 @@ class WebSocket(Object):
         self.connected.emit()
 
     def _closed(self, code: int, reason: str, error: str | None) -> None:
-        conn = self._conn
+        # A close() whose CLOSING this thread has not shown yet shows it now.
+        self._closing_started()
+        with self._lock:
+            conn, self._conn = self._conn, None
+            reopen, self._reopen = self._reopen, False
         if conn is not None:
             self._dispatcher.unregister(conn.id)
         was_open = self._was_open
         self._was_open = self._closing = False
-        self._conn = None
         self._write_all({"close_code": code, "close_reason": reason, "negotiated_subprotocol": ""})
         if error is None:
             self._set_status(Status.CLOSED)
@@ -573,8 +618,7 @@ class WebSocket(Object):
             self.disconnected.emit()
         if self._on_finished is not None:
             self._on_finished(self)
-        if self._reopen and self.active:
-            self._reopen = False
+        if reopen and self.active:
             self._open()
 
     def _shutdown(self) -> None:
