@@ -137,6 +137,30 @@ def sockets() -> Iterator[Callable[..., WebSocket]]:
         wait_until(lambda ws=ws: ws.status in (Status.CLOSED, Status.ERROR), what=f"{ws} to close")
 
 
+class PausingWebSocket(WebSocket):
+    """A WebSocket whose ``_conn``, when read by the thread named in ``pause_in``, waits until the
+    connection is over before answering: what a thread switch at the worst moment does, every time.
+    Not while the socket's lock is held: then the event thread cannot clear ``_conn`` meanwhile."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        self.pause_in: int | None = None
+        super().__init__(**kwargs)
+
+    @property  # type: ignore[override]
+    def _conn(self) -> Any:
+        conn = self.__dict__.get("_live")
+        lock = self.__dict__.get("_lock")
+        held = lock is not None and lock.locked()
+        if conn is not None and self.pause_in == threading.get_ident() and not held:
+            self.pause_in = None
+            wait_until(lambda: self.__dict__.get("_live") is None, what="the connection to end")
+        return conn
+
+    @_conn.setter
+    def _conn(self, conn: Any) -> None:
+        self.__dict__["_live"] = conn
+
+
 def open_socket(make: Callable[..., WebSocket], url: str, **kwargs: Any) -> WebSocket:
     """A WebSocket to `url`, once OPEN."""
     ws = make(url=url, active=True, **kwargs)

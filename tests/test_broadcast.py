@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import threading
 from typing import Any
 
 import pytest
 from websockets.sync.client import connect
 
-from conftest import Recorder, open_socket, wait_until
-from wsbind import WebSocket, WebSocketServer, broadcast
+from conftest import PausingWebSocket, Recorder, open_socket, wait_until, websockets_server
+from wsbind import Status, WebSocket, WebSocketServer, broadcast
 
 
 def server_with_clients(servers: Any, count: int) -> tuple[WebSocketServer, list[Any], contextlib.ExitStack]:
@@ -66,3 +67,35 @@ def test_broadcast_over_any_sockets_client_and_server_side(servers: Any, sockets
     assert broadcast([*ours, *accepted, never_opened], "everyone") == 4
     for recorder in [*got, *heard]:
         assert recorder.wait() == ["everyone"]
+
+
+def test_broadcast_racing_the_end_of_a_connection_skips_it() -> None:
+    """broadcast() from another thread just as the peer's close ends one socket's connection (the
+    event thread clears it between broadcast's look and its use): that socket is skipped, and no
+    error comes from a connection that went away."""
+
+    def close_on_request(conn: Any) -> None:
+        conn.recv()
+        conn.close(4000, "bye")
+
+    with websockets_server(close_on_request) as (url, _):
+        ws = PausingWebSocket(url=url, active=True)
+        wait_until(lambda: ws.status is Status.OPEN, what="the socket to open")
+        taken: list[Any] = []
+        go = threading.Event()
+
+        def racer() -> None:
+            go.wait()
+            try:
+                taken.append(broadcast([ws], "late"))
+            except BaseException as e:
+                taken.append(e)
+
+        thread = threading.Thread(target=racer)
+        thread.start()
+        ws.pause_in = thread.ident
+        go.set()
+        ws.send_text_message("close, please")
+        thread.join(15)
+        wait_until(lambda: ws.status is Status.CLOSED, what="the socket to close")
+    assert taken == [0]

@@ -4,6 +4,7 @@ one at a time and in order; run() and quit(); exit and garbage collection."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import os
 import signal
@@ -15,6 +16,7 @@ import time
 import weakref
 from typing import Any
 
+import pytest
 import websockets
 from websockets.sync.client import connect
 
@@ -305,3 +307,154 @@ def test_a_quit_before_run_is_not_lost() -> None:
     result = run_script("import wsbind\nwsbind.quit()\nwsbind.run()\nprint('returned')", timeout=20)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "returned"
+
+
+# -- what a call from another thread sets off runs on the object's thread
+
+
+def event_thread_ident() -> int:
+    return next(t.ident for t in threading.enumerate() if t.name == "wsbind-events" and t.ident)
+
+
+CLOSED_BY_US = [("status", Status.CLOSING), ("about_to_close", None), ("status", Status.CLOSED)]
+
+
+CLOSERS = {
+    "close": lambda ws: ws.close(),
+    "active-false": lambda ws: setattr(ws, "active", False),
+    "abort": lambda ws: ws.abort(),
+}
+
+
+@pytest.mark.parametrize("how", CLOSERS.values(), ids=CLOSERS.keys())
+def test_closing_from_another_thread_runs_the_handlers_on_the_event_thread(
+    sockets: Any, echo_url: str, how: Any
+) -> None:
+    """close(), active = False and abort() called from the main thread: status_changed and
+    about_to_close run on the socket's event thread, never on the caller's."""
+    seen: list[tuple[str, Any, int]] = []
+    ws = open_socket(
+        sockets,
+        echo_url,
+        on_status_changed=lambda s: seen.append(("status", s, threading.get_ident())),
+        on_about_to_close=lambda: seen.append(("about_to_close", None, threading.get_ident())),
+    )
+    del seen[:]
+    how(ws)
+    wait_until(lambda: ws.status is Status.CLOSED, what="status CLOSED")
+    wait_until(lambda: ("status", Status.CLOSED) in [(k, v) for k, v, _ in seen], what="the handler")
+    expected = [("status", Status.CLOSED)] if how is CLOSERS["abort"] else CLOSED_BY_US
+    assert [(k, v) for k, v, _ in seen] == expected
+    assert {ident for _, _, ident in seen} == {event_thread_ident()}
+    assert threading.get_ident() != event_thread_ident()
+
+
+def test_closing_from_another_thread_runs_the_handlers_on_the_sockets_loop(echo_url: str) -> None:
+    """The same for a socket made on an asyncio loop, closed from a worker thread."""
+
+    async def main() -> tuple[list[tuple[str, Any, int]], int]:
+        seen: list[tuple[str, Any, int]] = []
+        ws = WebSocket(
+            url=echo_url,
+            active=True,
+            on_status_changed=lambda s: seen.append(("status", s, threading.get_ident())),
+            on_about_to_close=lambda: seen.append(("about_to_close", None, threading.get_ident())),
+        )
+        closed = asyncio.Event()
+        ws.status_changed.connect(lambda s: s is Status.CLOSED and closed.set())
+        while ws.status is not Status.OPEN:
+            await asyncio.sleep(0.01)
+        del seen[:]
+        await asyncio.get_running_loop().run_in_executor(None, ws.close)
+        await asyncio.wait_for(closed.wait(), TIMEOUT)
+        return seen, threading.get_ident()
+
+    seen, loop_thread = asyncio.run(main())
+    assert [(k, v) for k, v, _ in seen] == CLOSED_BY_US
+    assert {ident for _, _, ident in seen} == {loop_thread}
+
+
+class PausingStatusWebSocket(WebSocket):
+    """A WebSocket that, when a thread other than the event thread changes its status to CLOSING,
+    first waits until the connection is over: what a thread switch at the worst moment does."""
+
+    def _set_status(self, status: Status, error: str = "") -> None:
+        if status is Status.CLOSING and threading.get_ident() != event_thread_ident():
+            wait_until(lambda: self._conn is None, what="the connection to end")
+        super()._set_status(status, error)
+
+
+def test_close_from_another_thread_racing_the_peers_close_ends_closed(sockets: Any, echo_url: str) -> None:
+    """We call close() on the main thread just as the peer closes: the status ends CLOSED, and
+    never goes from CLOSED back to CLOSING."""
+    # Its echo, handled on the same thread, comes after anything the close() set off there.
+    barrier = Recorder()
+    other = open_socket(sockets, echo_url, on_text_message_received=barrier)
+
+    def close_on_request(conn: Any) -> None:
+        with contextlib.suppress(websockets.ConnectionClosed):
+            conn.recv()
+            conn.close(4000, "bye")
+
+    statuses = Recorder()
+    with websockets_server(close_on_request) as (url, _):
+        ws = PausingStatusWebSocket(url=url, active=True, on_status_changed=statuses)
+        wait_until(lambda: ws.status is Status.OPEN, what="the socket to open")
+        ws.send_text_message("close, please")
+        ws.close()
+        wait_until(lambda: Status.CLOSED in statuses.values, what="status CLOSED")
+        other.send_text_message("after")
+        barrier.wait()
+    assert ws.status is Status.CLOSED
+    after = statuses.values[statuses.values.index(Status.CLOSED) :]
+    assert after == [Status.CLOSED], statuses.values
+    assert statuses.values.count(Status.CLOSING) <= 1
+
+
+def test_handlers_of_one_socket_never_overlap_when_another_thread_closes_it(
+    sockets: Any, echo_url: str
+) -> None:
+    """close() from the main thread while a message handler runs on the event thread: the
+    status_changed and about_to_close handlers wait until it has returned."""
+    log: list[str] = []
+    inside, release = threading.Event(), threading.Event()
+
+    def tracked(name: str, body: Any = None) -> Any:
+        def handler(*args: Any) -> None:
+            log.append(f"enter {name}")
+            if body is not None:
+                body()
+            log.append(f"exit {name}")
+
+        return handler
+
+    def hold() -> None:
+        inside.set()
+        release.wait(TIMEOUT)
+
+    ws = open_socket(
+        sockets,
+        echo_url,
+        on_text_message_received=tracked("text", hold),
+        on_status_changed=tracked("status"),
+        on_about_to_close=tracked("about_to_close"),
+    )
+    del log[:]
+    ws.send_text_message("hold the thread")
+    assert inside.wait(TIMEOUT)
+    try:
+        ws.close()
+    finally:
+        release.set()
+    wait_until(lambda: ws.status is Status.CLOSED, what="status CLOSED")
+    wait_until(lambda: log.count("exit status") == 2, what="the CLOSED handler to finish")
+    assert log == [
+        "enter text",
+        "exit text",
+        "enter status",
+        "exit status",
+        "enter about_to_close",
+        "exit about_to_close",
+        "enter status",
+        "exit status",
+    ]

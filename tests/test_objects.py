@@ -762,5 +762,62 @@ def test_a_change_during_evaluation_on_another_thread_is_not_missed() -> None:
 def test_dict_defaults_are_not_shared() -> None:
     """Each instance gets its own copy of a dict default (request_headers)."""
     a, b = WebSocket(), WebSocket()
-    a.request_headers["X-Test"] = "1"
+    assert a._values["request_headers"] is not b._values["request_headers"]
+    a.request_headers = {"X-Test": "1"}
     assert b.request_headers == {}
+
+
+# -- what a property hands out cannot change it behind its back
+
+
+def test_a_dict_property_reads_as_a_read_only_view(recorder: Any) -> None:
+    """Item assignment on request_headers raises TypeError and changes nothing; assigning a new
+    dict is checked and emits the change signal, whose value is read-only too."""
+    changes = recorder()
+    ws = WebSocket(request_headers={"X-A": "1"}, on_request_headers_changed=changes)
+    with pytest.raises(TypeError):
+        ws.request_headers["X-B"] = "bad\r\nvalue"  # type: ignore[index]
+    with pytest.raises(TypeError):
+        del ws.request_headers["X-A"]  # type: ignore[attr-defined]
+    assert ws.request_headers == {"X-A": "1"}
+    assert changes.calls == []
+    with pytest.raises(ValueError):
+        ws.request_headers = {**ws.request_headers, "X-B": "bad\r\nvalue"}
+    ws.request_headers = {**ws.request_headers, "X-B": "2"}
+    assert ws.request_headers == {"X-A": "1", "X-B": "2"}
+    assert changes.values == [{"X-A": "1", "X-B": "2"}]
+    with pytest.raises(TypeError):
+        changes.values[0]["X-C"] = "3"
+    assert ws.request_headers == {"X-A": "1", "X-B": "2"}
+
+
+def test_a_read_only_view_can_be_assigned_to_another_socket() -> None:
+    a = WebSocket(request_headers={"X-A": "1"})
+    b = WebSocket(request_headers=a.request_headers)
+    assert b.request_headers == {"X-A": "1"}
+    b.request_headers = {"X-B": "2"}
+    assert a.request_headers == {"X-A": "1"}
+
+
+def test_a_list_property_reads_as_a_copy(recorder: Any) -> None:
+    """Changing the list a read or a change handler got leaves the property as it was."""
+    changes = recorder()
+    ws = WebSocket(requested_subprotocols=["v1"], on_requested_subprotocols_changed=changes)
+    ws.requested_subprotocols.append("not a token!")
+    assert ws.requested_subprotocols == ["v1"]
+    ws.requested_subprotocols = ["v2", "v1"]
+    changes.values[0].clear()
+    assert ws.requested_subprotocols == ["v2", "v1"]
+    server = WebSocketServer(supported_subprotocols=["v1"])
+    server.supported_subprotocols.append("v2")
+    assert server.supported_subprotocols == ["v1"]
+    server.clients.append(ws)
+    assert server.clients == []
+
+
+def test_a_list_given_to_a_property_is_not_kept() -> None:
+    """The check copies the assigned list, so changing it afterwards changes nothing."""
+    protocols = ["v1"]
+    ws = WebSocket(requested_subprotocols=protocols)
+    protocols.append("v2")
+    assert ws.requested_subprotocols == ["v1"]

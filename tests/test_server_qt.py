@@ -273,6 +273,18 @@ def test_clients_lists_open_sockets_in_connection_order(servers: Any) -> None:
     assert [ws1] in changes.values[3:]
 
 
+def test_clients_hands_out_a_copy(servers: Any) -> None:
+    """Changing the list clients or clients_changed gave leaves the server's list as it is."""
+    got, changes = Recorder(), Recorder()
+    server = servers(on_client_connected=got, on_clients_changed=changes)
+    with connect(server.url):
+        (ws,) = got.wait(1)
+        server.clients.clear()
+        changes.values[0].append("not a socket")
+        assert server.clients == [ws]
+    wait_until(lambda: server.clients == [], what="the client to leave")
+
+
 def test_a_socket_closed_by_the_server_leaves_clients(servers: Any) -> None:
     """A server socket closed from our side (active=False) leaves clients once CLOSED."""
     got = Recorder()

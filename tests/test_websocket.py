@@ -14,6 +14,7 @@ import pytest
 import wsbind
 from conftest import (
     STREAM_SIZES,
+    PausingWebSocket,
     Recorder,
     echo,
     numbered,
@@ -189,11 +190,12 @@ def test_peer_close_code_and_reason(sockets: Any) -> None:
 def test_our_close_code_and_reason_reach_the_peer(sockets: Any) -> None:
     seen: list[Any] = []
     with websockets_server(recording_closes(seen)) as (url, _):
-        ws = open_socket(sockets, url)
+        statuses = Recorder()
+        ws = open_socket(sockets, url, on_status_changed=statuses)
         ws.close(4002, "done ✓")
-        assert ws.status is Status.CLOSING
         wait_until(lambda: ws.status is Status.CLOSED)
         wait_until(lambda: seen)
+    assert statuses.values == [Status.CONNECTING, Status.OPEN, Status.CLOSING, Status.CLOSED]
     assert seen == [(4002, "done ✓")]
     assert ws.close_code == 4002
     assert ws.active is True  # close() leaves active alone, as Qt
@@ -360,3 +362,56 @@ def test_a_handler_exception_is_logged_and_changes_nothing(
     failures = [r for r in caplog.records if r.exc_info and "handler failed on" in str(r.exc_info[1])]
     assert len(failures) == 2
     assert "text_message_received" in failures[0].getMessage()
+
+
+# -- calls from other threads while the connection ends
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda ws: ws.send_text_message("late"),
+        lambda ws: ws.send_binary_message(b"late"),
+        lambda ws: ws.ping(),
+        lambda ws: ws.flush(0),
+        lambda ws: ws.bytes_to_write,
+        lambda ws: ws.close(),
+        lambda ws: ws.abort(),
+        lambda ws: setattr(ws, "ping_interval", 5.0),
+        lambda ws: ws.bytes_written.connect(print),
+    ],
+    ids=["send_text", "send_binary", "ping", "flush", "bytes_to_write", "close", "abort", "option", "watch"],
+)
+def test_a_call_racing_the_end_of_the_connection_raises_only_not_open(call: Any) -> None:
+    """Another thread calls into the socket just as the peer's close ends the connection (the event
+    thread clears the socket's connection between the caller's check and its use): the caller gets
+    NotOpenError or success, never an AttributeError from a connection that went away under it."""
+
+    def close_on_request(conn: Any) -> None:
+        conn.recv()
+        conn.close(4000, "bye")
+
+    with websockets_server(close_on_request) as (url, _):
+        ws = PausingWebSocket(url=url, active=True)
+        wait_until(lambda: ws.status is Status.OPEN, what="the socket to open")
+        raised: list[BaseException] = []
+        go = threading.Event()
+
+        def racer() -> None:
+            go.wait()
+            try:
+                call(ws)
+            except NotOpenError:
+                pass
+            except BaseException as e:
+                raised.append(e)
+
+        thread = threading.Thread(target=racer)
+        thread.start()
+        ws.pause_in = thread.ident
+        go.set()
+        ws.send_text_message("close, please")
+        thread.join(15)
+        assert not thread.is_alive()
+        wait_until(lambda: ws.status is Status.CLOSED, what="the socket to close")
+    assert raised == []

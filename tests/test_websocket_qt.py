@@ -512,7 +512,8 @@ def test_close_timeout_against_a_peer_that_never_answers_the_close(sockets: Any)
     with raw_websocket_server(drain) as url:
         ws = open_socket(sockets, url, close_timeout=0.5)
         ws.close(1000, "bye")
-        assert ws.status is Status.CLOSING
+        # Made CLOSING on the socket's own thread, so waited for here.
+        wait_until(lambda: ws.status is Status.CLOSING, what="status CLOSING")
         wait_until(lambda: ws.status in (Status.CLOSED, Status.ERROR), what="the close timeout")
     assert ws.close_code == 1006
     assert "close timeout" in ws.error_string

@@ -257,6 +257,9 @@ class EventQueue:
         """Blocks, without the GIL, until events arrive, ``timeout`` s pass or the queue closes.
 
         Meanwhile it reads the plain TCP sockets of the queue's objects itself."""
+    def wake(self) -> None:
+        """Makes the queue's thread return from ``wait()`` soon (a loop's descriptor becomes
+        readable), even if no event comes: another thread handed it work."""
     def close(self) -> None:
         """Wakes every waiter for good; later events are dropped."""
     @property

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from . import _wsbind
-from .websocket import WebSocket
+from .websocket import WebSocket, open_connections
 
 if TYPE_CHECKING:
     from typing_extensions import Buffer
@@ -23,5 +23,4 @@ def broadcast(sockets: Iterable[WebSocket], message: str | Buffer) -> int:
     is full, are skipped rather than raising, as websockets' ``broadcast()``
     does (Qt has none). Safe from any thread.
     """
-    connections = [ws._conn for ws in sockets if ws._conn is not None]
-    return _wsbind.broadcast(connections, message)
+    return _wsbind.broadcast(open_connections(sockets), message)

@@ -14,6 +14,10 @@ That thread also reads the objects' plain TCP sockets itself, when it looks
 for events: a message then reaches its handler without waking another thread.
 While a handler keeps it busy, the I/O thread reads for it (pings are
 answered, close frames echoed).
+
+What a call from another thread sets off (``close()`` from a script's main
+thread makes the status CLOSING) is handed to the object's thread with
+:meth:`Dispatcher.call`, so that it too runs there, between two events.
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ import logging
 import threading
 import time
 import weakref
+from collections import deque
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from . import _wsbind
@@ -90,13 +96,48 @@ class Member(Protocol):
 
 
 class Dispatcher:
-    """Delivers one queue's events to the live objects registered on it."""
+    """Delivers one queue's events to the live objects registered on it, on one thread."""
 
     def __init__(self, queue: _wsbind.EventQueue) -> None:
         self.queue = queue
         # Native id -> the object whose connection or server it is. Strong:
         # a live socket stays alive while its peer can still talk to it.
         self.objects: dict[int, Member] = {}
+        # What other threads handed over with call(), oldest first.
+        self.calls: deque[Callable[[], None]] = deque()
+
+    def owns_current_thread(self) -> bool:
+        """Whether the calling thread is the one this dispatcher delivers on."""
+        raise NotImplementedError
+
+    def call(self, fn: Callable[[], None]) -> None:
+        """Runs ``fn`` on this dispatcher's thread, so that the handlers it sets off run there.
+
+        From that thread, at once, as Qt's direct connections. From another,
+        ``fn`` waits its turn: it runs before any event taken after this
+        call, which is what keeps the order when ``fn`` reacts to something
+        the caller did to the connection just before (a close that the
+        peer answers at once). Handlers therefore never run on two threads
+        at once, nor on the caller's.
+        """
+        if self.owns_current_thread():
+            fn()
+        else:
+            self.calls.append(fn)
+            self.wake()
+
+    def wake(self) -> None:
+        """Makes the thread look at ``calls`` soon, even if no event comes."""
+        raise NotImplementedError
+
+    def run_calls(self) -> None:
+        calls = self.calls
+        while calls:
+            fn = calls.popleft()
+            try:
+                fn()
+            except Exception:
+                logger.exception("wsbind failed to run %r", fn)
 
     def register(self, native_id: int, obj: Member) -> None:
         self.objects[native_id] = obj
@@ -106,7 +147,14 @@ class Dispatcher:
 
     def deliver(self, events: list[tuple[int, int, Any]]) -> None:
         objects = self.objects
+        calls = self.calls
+        if calls:
+            self.run_calls()
         for native_id, kind, payload in events:
+            # A call handed over while an earlier event's handlers ran goes
+            # before the next event, which may be the connection's answer to it.
+            if calls:
+                self.run_calls()
             obj = objects.get(native_id)
             if obj is None:
                 continue
@@ -121,9 +169,20 @@ class LoopDispatcher(Dispatcher):
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         super().__init__(_wsbind.EventQueue(wakeup_fd=True))
+        self.loop = loop
         fd = self.queue.fileno()
         assert fd is not None
         loop.add_reader(fd, self._ready)
+
+    def owns_current_thread(self) -> bool:
+        try:
+            return asyncio.get_running_loop() is self.loop
+        except RuntimeError:
+            return False
+
+    def wake(self) -> None:
+        # The descriptor becomes readable, and _ready runs the calls.
+        self.queue.wake()
 
     def _ready(self) -> None:
         self.deliver(self.queue.take())
@@ -136,6 +195,12 @@ class ThreadDispatcher(Dispatcher):
         super().__init__(_wsbind.EventQueue())
         self.thread = threading.Thread(target=self._run, name="wsbind-events", daemon=True)
         self.thread.start()
+
+    def owns_current_thread(self) -> bool:
+        return threading.current_thread() is self.thread
+
+    def wake(self) -> None:
+        self.queue.wake()
 
     def _run(self) -> None:
         queue = self.queue

@@ -25,6 +25,7 @@ import logging
 import threading
 import weakref
 from collections.abc import Callable
+from types import MappingProxyType
 from typing import Any, ClassVar, Generic, TypeVar, overload
 
 __all__ = ["Binding", "BoundSignal", "Object", "Property", "Signal", "bind"]
@@ -179,7 +180,7 @@ class Property(Generic[T]):
         reads = _tracking.reads
         if reads is not None:
             reads.add((obj, self.name))
-        return obj._values[self.name]  # type: ignore[no-any-return]
+        return _public(obj._values[self.name])  # type: ignore[no-any-return]
 
     def __set__(self, obj: Object, value: T | Binding[T]) -> None:
         if self.read_only:
@@ -312,6 +313,22 @@ class _ActiveBinding:
         self.listen([])
 
 
+def _public(value: Any) -> Any:
+    """What a reader or a change handler gets of a stored value: never the stored dict or list itself.
+
+    A dict comes as a read-only view (item assignment raises TypeError) and a
+    list as a copy, so that the only way to change a property is to assign it,
+    which checks the new value and emits the change signal. Values of other
+    types are immutable, or are objects (a server's sockets) meant to be shared.
+    """
+    kind = type(value)
+    if kind is dict:
+        return MappingProxyType(value)
+    if kind is list:
+        return list(value)
+    return value
+
+
 def _call_weak(method: weakref.WeakMethod[Any], name: str) -> Callable[[bool], None]:
     def watch(on: bool) -> None:
         bound = method()
@@ -410,5 +427,5 @@ class Object:
             # A change signal nobody asked for does not exist yet: nothing to emit.
             signal = signals.get(f"{name}_changed")
             if signal is not None:
-                signal.emit(values[name])
+                signal.emit(_public(values[name]))
         return changed

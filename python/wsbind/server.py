@@ -6,18 +6,18 @@ import logging
 from typing import TYPE_CHECKING, Any, cast
 
 from . import _wsbind
+from .checks import (
+    check_bool,
+    check_header_value,
+    check_origin,
+    check_seconds,
+    check_ssl,
+    check_subprotocols,
+)
 from .dispatch import Dispatcher, EventKind, current
 from .objects import Object, Property, Signal
 from .tls import SslConfiguration
-from .websocket import (
-    _OPTIONS,
-    WebSocket,
-    check_bool,
-    check_seconds,
-    check_ssl,
-    check_str,
-    check_subprotocols,
-)
+from .websocket import _OPTIONS, WebSocket
 
 if TYPE_CHECKING:
     from typing_extensions import Buffer
@@ -42,11 +42,8 @@ def check_port(value: Any) -> int:
 
 
 def check_name(value: Any) -> str:
-    if not isinstance(value, str):
-        raise TypeError(f"name must be a str, not {type(value).__name__}")
-    if any(ord(c) < 32 or ord(c) > 126 for c in value):
-        raise ValueError(f"name {value!r} cannot be sent as an HTTP header")
-    return value
+    """Accepts what can be sent as the ``Server`` header: "" sends none."""
+    return check_header_value(value, "name")
 
 
 def check_pending(value: Any) -> int:
@@ -63,7 +60,7 @@ def check_origins(value: Any) -> list[str] | None:
         return None
     if isinstance(value, str) or not hasattr(value, "__iter__"):
         raise TypeError(f"allowed_origins must be a list of str or None, not {type(value).__name__}")
-    return [check_str(origin) for origin in value]
+    return [check_origin(origin) for origin in value]
 
 
 def check_pem(value: Any) -> str:

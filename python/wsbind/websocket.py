@@ -4,12 +4,24 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import re
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit
 
 from . import _wsbind
+from .checks import (
+    check_bool,
+    check_headers,
+    check_optional_seconds,
+    check_origin,
+    check_proxy,
+    check_seconds,
+    check_size,
+    check_ssl,
+    check_subprotocols,
+    check_url,
+)
 from .dispatch import Dispatcher, EventKind, current
 from .errors import Error, NotOpenError
 from .objects import Object, Property, Signal
@@ -22,119 +34,6 @@ if TYPE_CHECKING:
 __all__ = ["WebSocket"]
 
 logger = logging.getLogger("wsbind")
-
-# RFC 7230 token characters: what a subprotocol name may be made of.
-_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-
-
-def check_url(value: Any) -> str:
-    """Accepts "" (no URL) or a ws:// or wss:// URL; raises InvalidURL otherwise."""
-    if not isinstance(value, str):
-        raise TypeError(f"url must be a str, not {type(value).__name__}")
-    if value:
-        _wsbind.check_url(value)
-    return value
-
-
-def check_bool(value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise TypeError(f"expected a bool, not {type(value).__name__}")
-    return value
-
-
-def check_size(value: Any) -> int:
-    """Accepts a size in bytes: an int of at least 1."""
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise TypeError(f"expected an int, not {type(value).__name__}")
-    if value < 1:
-        raise ValueError(f"expected a size of at least 1 byte, not {value}")
-    return value
-
-
-def check_seconds(value: Any) -> float:
-    """Accepts a duration in seconds: a number > 0."""
-    if not isinstance(value, (int, float)) or isinstance(value, bool):
-        raise TypeError(f"expected a number of seconds, not {type(value).__name__}")
-    if not 0 < value < 1e9:
-        raise ValueError(f"expected a number of seconds > 0, not {value}")
-    return float(value)
-
-
-def check_optional_seconds(value: Any) -> float | None:
-    """Accepts a duration in seconds, or None to turn the feature off."""
-    return None if value is None else check_seconds(value)
-
-
-def check_str(value: Any) -> str:
-    """Accepts a str that can be an HTTP header value: no control characters but tab."""
-    if not isinstance(value, str):
-        raise TypeError(f"expected a str, not {type(value).__name__}")
-    if any((ord(c) < 0x20 and c != "\t") or c == "\x7f" for c in value):
-        raise ValueError(f"{value!r} cannot be sent in an HTTP header")
-    return value
-
-
-# Headers the opening handshake writes itself, each from its own property.
-_HANDSHAKE_HEADERS = {
-    "host": "url",
-    "upgrade": None,
-    "connection": None,
-    "content-length": None,
-    "transfer-encoding": None,
-    "origin": "origin",
-    "sec-websocket-key": None,
-    "sec-websocket-version": None,
-    "sec-websocket-extensions": None,
-    "sec-websocket-protocol": "requested_subprotocols",
-}
-
-
-def check_headers(value: Any) -> dict[str, str]:
-    """Accepts a mapping of HTTP header names to values."""
-    if not isinstance(value, dict):
-        raise TypeError(f"request_headers must be a dict of str to str, not {type(value).__name__}")
-    headers = {}
-    for name, item in value.items():
-        if not isinstance(name, str) or not _TOKEN.fullmatch(name):
-            raise ValueError(f"{name!r} is not a valid HTTP header name")
-        if name.lower() in _HANDSHAKE_HEADERS:
-            instead = _HANDSHAKE_HEADERS[name.lower()]
-            hint = f"; set {instead} instead" if instead else ""
-            raise ValueError(f"the opening handshake writes {name} itself{hint}")
-        headers[name] = check_str(item)
-    return headers
-
-
-def check_proxy(value: Any) -> str | None:
-    """Accepts "" (the environment decides), None (direct), or a proxy URL."""
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise TypeError(f"proxy must be a str or None, not {type(value).__name__}")
-    if value:
-        _wsbind.check_proxy(value)
-    return value
-
-
-def check_ssl(value: Any) -> SslConfiguration | None:
-    if value is not None and not isinstance(value, SslConfiguration):
-        raise TypeError(
-            f"ssl_configuration must be a wsbind.SslConfiguration or None, not {type(value).__name__}"
-        )
-    return value
-
-
-def check_subprotocols(value: Any) -> list[str]:
-    """Accepts a list of subprotocol names (HTTP tokens), in order of preference."""
-    if isinstance(value, str) or not hasattr(value, "__iter__"):
-        raise TypeError(f"subprotocols must be a list of str, not {type(value).__name__}")
-    names = list(value)
-    for name in names:
-        if not isinstance(name, str):
-            raise TypeError(f"subprotocol names must be str, not {type(name).__name__}")
-        if not _TOKEN.fullmatch(name):
-            raise ValueError(f"{name!r} is not a valid subprotocol name (an HTTP token)")
-    return names
 
 
 class WebSocket(Object):
@@ -252,7 +151,7 @@ class WebSocket(Object):
         doc="Longer messages go out as continuation frames of this size. Default 512 KiB "
         "(C++: ``outgoingFrameSize``).",
     )
-    request_headers = Property[dict[str, str]](
+    request_headers = Property[Mapping[str, str]](
         {},
         check=check_headers,
         doc="Extra headers of the opening request, e.g. Authorization or Cookie; used on the "
@@ -261,7 +160,7 @@ class WebSocket(Object):
     )
     origin = Property(
         "",
-        check=check_str,
+        check=check_origin,
         doc='The Origin header of the opening request; "" sends none (C++: ``origin()``). '
         "On a server's socket: the client's origin.",
     )
@@ -374,13 +273,19 @@ class WebSocket(Object):
         # Open again once the live connection has closed (url changed, or
         # active went False and back to True while it was closing).
         self._reopen = False
+        # The connection close() was called on, from any thread, until the
+        # socket's own thread has made the status CLOSING for it.
+        self._close_asked: _wsbind.Connection | None = None
+        # Guards _conn against the event thread clearing it while another
+        # thread decides on _reopen or _close_asked from it.
+        self._lock = threading.Lock()
         # Handed out by a server: cannot connect anywhere by itself.
         self._accepted = False
         # False until the constructor's keywords are all applied.
         self._completed = False
         # The live connection got OPEN (so its end is a `disconnected`).
         self._was_open = False
-        # close() was called on the live connection.
+        # A close() of the live connection has reached the socket's own thread.
         self._closing = False
         self._dispatcher: Dispatcher = current()
         # Told when an accepted socket's connection is over (its server's client list).
@@ -434,7 +339,8 @@ class WebSocket(Object):
         Read live from the connection; ``bytes_to_write_changed`` tells when it
         drops after a write.
         """
-        return self._conn.bytes_to_write if self._conn is not None else 0
+        conn = self._conn
+        return conn.bytes_to_write if conn is not None else 0
 
     # -- sending
 
@@ -463,9 +369,10 @@ class WebSocket(Object):
         nothing: it waits, with the GIL released, for instance before a script
         exits. It blocks the calling thread, so do not call it on an asyncio loop.
         """
-        if self._conn is None:
+        conn = self._conn
+        if conn is None:
             return True
-        return self._conn.flush(timeout)
+        return conn.flush(timeout)
 
     def ping(self, payload: Buffer = b"") -> None:
         """Sends a ping; ``pong`` reports the answer and the round-trip time (QML/C++: ``ping``).
@@ -479,8 +386,11 @@ class WebSocket(Object):
     def _open_connection(self, method: str) -> _wsbind.Connection:
         conn = self._conn
         # _values, not the property: this is every send's cost, and no binding reads it here.
-        if conn is None or self._values["status"] is not Status.OPEN:
-            raise NotOpenError(f"{method}() needs an OPEN socket; this one is {self.status.name}")
+        status = self._values["status"]
+        if conn is None or status is not Status.OPEN or self._close_asked is not None:
+            # After close() on another thread the status is about to become CLOSING.
+            name = "CLOSING" if status is Status.OPEN and conn is not None else status.name
+            raise NotOpenError(f"{method}() needs an OPEN socket; this one is {name}")
         return conn
 
     def close(self, code: int = 1000, reason: str = "") -> None:
@@ -490,19 +400,49 @@ class WebSocket(Object):
         and ``reason`` at most 123 bytes of UTF-8, or ValueError is raised.
         A peer that does not answer within ``close_timeout`` is dropped.
         ``active`` is left as it is; closing a socket that is not open does nothing.
+
+        Safe from any thread: the closing handshake starts at once, and the
+        status becomes CLOSING, with ``about_to_close``, on the socket's own
+        thread or loop, where its handlers run (at once when that is the
+        calling thread).
         """
         if not isinstance(code, int) or isinstance(code, bool):
             raise TypeError(f"close code must be an int, not {type(code).__name__}")
         if not isinstance(reason, str):
             raise TypeError(f"close reason must be a str, not {type(reason).__name__}")
-        self._reopen = False
-        if self._conn is None:
+        self._close(code, reason, reopen=False)
+
+    def _close(self, code: int, reason: str, reopen: bool) -> None:
+        with self._lock:
+            conn = self._conn
+            if conn is None:
+                return
+            self._reopen = reopen
+            earlier, self._close_asked = self._close_asked, conn
+        try:
+            conn.close(code, reason)
+        except BaseException:
+            # A code or reason that cannot be sent: nothing was asked after all.
+            with self._lock:
+                if self._close_asked is conn:
+                    self._close_asked = earlier
+            raise
+        self._dispatcher.call(self._closing_started)
+
+    def _closing_started(self) -> None:
+        """On the socket's thread: the CLOSING that a close() from any thread sets off.
+
+        Run once the closing handshake has started, or, if the connection's
+        end arrives first, just before CLOSED, so that CLOSING never follows CLOSED.
+        """
+        with self._lock:
+            conn, self._close_asked = self._close_asked, None
+        if conn is None or conn is not self._conn:
             return
-        self._conn.close(code, reason)
         self._closing = True
         # Closing while CONNECTING gives up the attempt: there is no closing
         # handshake to be in, and CLOSED follows.
-        if self.status is Status.OPEN:
+        if self._values["status"] is Status.OPEN:
             self._set_status(Status.CLOSING)
 
     def ignore_ssl_errors(self) -> None:
@@ -523,11 +463,14 @@ class WebSocket(Object):
     def abort(self) -> None:
         """Drops the connection at once, without a closing handshake (C++: ``abort``).
 
-        The status becomes CLOSED with close_code 1006.
+        The status becomes CLOSED with close_code 1006, on the socket's own
+        thread or loop, like every status change.
         """
-        self._reopen = False
-        if self._conn is not None:
-            self._conn.abort()
+        with self._lock:
+            self._reopen = False
+            conn = self._conn
+        if conn is not None:
+            conn.abort()
 
     # -- QML semantics of the properties
 
@@ -541,8 +484,8 @@ class WebSocket(Object):
             return
         if self.active:
             self._open()
-        elif self._conn is not None:
-            self.close(1000)
+        else:
+            self._close(1000, "", reopen=False)
 
     def _url_changed(self) -> None:
         if not self._completed or not self.active:
@@ -550,19 +493,20 @@ class WebSocket(Object):
         if self._conn is None:
             self._open()
         else:
-            self.close(1000)
-            self._reopen = True
+            self._close(1000, "", reopen=True)
 
     def _options(self) -> _wsbind.Options:
         return cast("_wsbind.Options", {name: self._values[name] for name in _OPTIONS})
 
     def _options_changed(self) -> None:
-        if self._conn is not None:
-            self._conn.configure(self._options())
+        conn = self._conn
+        if conn is not None:
+            conn.configure(self._options())
 
     def _watched(self, signal: str, on: bool) -> None:
-        if self._conn is not None:
-            self._report(self._conn)
+        conn = self._conn
+        if conn is not None:
+            self._report(conn)
 
     def _report(self, conn: _wsbind.Connection) -> None:
         """Asks the connection for frame and write events while somebody listens."""
@@ -575,15 +519,17 @@ class WebSocket(Object):
         conn.report_writes(listened("bytes_written", "bytes_to_write_changed"))
 
     def _open(self) -> None:
-        if self._conn is not None:
-            # Still closing: open once that is over.
-            self._reopen = self._closing or self.status is Status.CLOSING
-            return
+        with self._lock:
+            if self._conn is not None:
+                # Still closing: open once that is over.
+                closing = self._values["status"] is Status.CLOSING
+                self._reopen = closing or self._closing or self._close_asked is not None
+                return
         if self._accepted:
             raise Error("a socket a server accepted cannot be reopened")
         if not self.url:
             return
-        self._conn = _wsbind.connect(
+        conn = self._conn = _wsbind.connect(
             self._dispatcher.queue,
             self.url,
             self.requested_subprotocols,
@@ -594,8 +540,8 @@ class WebSocket(Object):
             _wsbind.environment_proxy(self.url) if self.proxy == "" else self.proxy,
             self.proxy_authentication_required.connected,
         )
-        self._report(self._conn)
-        self._dispatcher.register(self._conn.id, self)
+        self._report(conn)
+        self._dispatcher.register(conn.id, self)
         self._set_status(Status.CONNECTING)
 
     def _set_status(self, status: Status, error: str = "") -> None:
@@ -653,11 +599,15 @@ class WebSocket(Object):
         self.connected.emit()
 
     def _closed(self, code: int, reason: str, error: str | None) -> None:
-        if self._conn is not None:
-            self._dispatcher.unregister(self._conn.id)
+        # A close() whose CLOSING this thread has not shown yet shows it now.
+        self._closing_started()
+        with self._lock:
+            conn, self._conn = self._conn, None
+            reopen, self._reopen = self._reopen, False
+        if conn is not None:
+            self._dispatcher.unregister(conn.id)
         was_open = self._was_open
         self._was_open = self._closing = False
-        self._conn = None
         self._write_all({"close_code": code, "close_reason": reason, "negotiated_subprotocol": ""})
         if error is None:
             self._set_status(Status.CLOSED)
@@ -667,13 +617,13 @@ class WebSocket(Object):
             self.disconnected.emit()
         if self._on_finished is not None:
             self._on_finished(self)
-        if self._reopen and self.active:
-            self._reopen = False
+        if reopen and self.active:
             self._open()
 
     def _shutdown(self) -> None:
-        if self._conn is not None:
-            self._conn.close(1001, "")
+        conn = self._conn
+        if conn is not None:
+            conn.close(1001, "")
 
 
 # The properties the native connection applies, by name.
@@ -686,3 +636,18 @@ _OPTIONS = (
     "close_timeout",
     "handshake_timeout",
 )
+
+
+def open_connections(sockets: Iterable[WebSocket]) -> list[_wsbind.Connection]:
+    """The native connections of those of ``sockets`` that have one, for a broadcast.
+
+    The package's internal API: other modules get a socket's connection
+    here, not from its private attribute, which the event thread may clear
+    at any moment.
+    """
+    connections = []
+    for ws in sockets:
+        conn = ws._conn
+        if conn is not None:
+            connections.append(conn)
+    return connections

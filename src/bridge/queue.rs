@@ -69,6 +69,8 @@ struct Inbox<E> {
     /// Bytes objects the I/O thread waits for (see [`landing`](super::landing)).
     requests: Vec<Arc<Request>>,
     closed: bool,
+    /// Python asked the thread to look at work of its own ([`Queue::wake`]).
+    woken: bool,
     /// Threads asleep in [`Queue::wait`]: only they need a wake-up.
     sleepers: usize,
 }
@@ -123,6 +125,7 @@ impl<E: Weigh + Send + 'static> Queue<E> {
                 events: Vec::new(),
                 requests: Vec::new(),
                 closed: false,
+                woken: false,
                 sleepers: 0,
             }),
             wake,
@@ -190,7 +193,11 @@ impl<E: Weigh + Send + 'static> Queue<E> {
             }
             {
                 let mut inbox = self.lock();
-                if !inbox.events.is_empty() || !inbox.requests.is_empty() || inbox.closed {
+                if !inbox.events.is_empty()
+                    || !inbox.requests.is_empty()
+                    || inbox.closed
+                    || inbox.woken
+                {
                     break;
                 }
                 inbox.sleepers += 1;
@@ -201,6 +208,21 @@ impl<E: Weigh + Send + 'static> Queue<E> {
             self.lock().sleepers -= 1;
         }
         self.take_inbox(&mut self.lock())
+    }
+
+    /// Makes the queue's thread return from [`wait`](Self::wait) (or its
+    /// loop see the descriptor ready) soon, with whatever arrived by then:
+    /// another thread has handed it work to run between events.
+    pub fn wake(&self) {
+        let asleep = {
+            let mut inbox = self.lock();
+            inbox.woken = true;
+            self.filled.store(true, Ordering::Release);
+            inbox.sleepers > 0
+        };
+        if asleep || self.for_loop {
+            let _ = (&self.wake).write(&[1]);
+        }
     }
 
     /// Wakes every waiter for good; later events are dropped.
@@ -275,6 +297,7 @@ impl<E: Weigh + Send + 'static> Queue<E> {
     }
 
     fn take_inbox(&self, inbox: &mut Inbox<E>) -> Batch<E> {
+        inbox.woken = false;
         let requests = std::mem::take(&mut inbox.requests);
         let events = std::mem::take(&mut inbox.events);
         self.filled.store(false, Ordering::Release);
@@ -559,6 +582,22 @@ mod tests {
         queue.sink(1).send(Message(1));
         assert_eq!(pending(&queue), 0);
         assert_eq!(queue.weight.load(Ordering::Acquire), 0);
+    }
+
+    #[test]
+    fn a_wake_ends_a_wait_with_nothing_in_it() {
+        let queue: Arc<Queue<Message>> = Queue::new(false).unwrap();
+        let waiting = std::thread::spawn({
+            let queue = queue.clone();
+            move || queue.wait(Duration::from_secs(3600)).into_events().len()
+        });
+        // Until the wait returns, each wake may land before it sleeps or after.
+        while !waiting.is_finished() {
+            queue.wake();
+            std::thread::yield_now();
+        }
+        assert_eq!(waiting.join().unwrap(), 0);
+        assert!(!queue.lock().woken, "taken with the batch");
     }
 
     #[tokio::test]

@@ -153,7 +153,7 @@ impl Outbox {
     /// writable; returns the payload bytes of the messages it completed.
     pub fn write_held(&self) -> usize {
         let mut state = self.lock();
-        let done = write_held(&mut state);
+        let done = flush_held(&mut state);
         want_writable(&mut state);
         done
     }
@@ -202,7 +202,7 @@ impl Outbox {
             };
         }
         state.held.extend(outgoing(chunks, size));
-        let done = write_held(&mut state);
+        let done = flush_held(&mut state);
         if state.watch.is_none() && !hand_held(&mut state) {
             return Err(Closed);
         }
@@ -226,7 +226,7 @@ fn outgoing(chunks: Vec<Chunk>, size: usize) -> impl Iterator<Item = Outgoing> {
 
 /// Writes what is held, as much as the socket takes; returns the payload
 /// bytes of the messages it completed.
-fn write_held(state: &mut State) -> usize {
+fn flush_held(state: &mut State) -> usize {
     let Some(socket) = state.socket else {
         return 0;
     };

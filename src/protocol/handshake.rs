@@ -9,8 +9,9 @@ use super::subprotocol;
 
 /// Checks that `value` can go into an HTTP header as it is: tab, space and
 /// visible ASCII (RFC 9110 §5.5, without the obsolete non-ASCII octets,
-/// which peers read differently). Python's `wsbind.checks` applies this
-/// very function to every header value a user sets.
+/// which peers read differently). Python's `wsbind.checks` applies the
+/// same rule to every header value a user sets (tests/test_checks.py keeps
+/// the two in step).
 pub fn check_header_value(value: &str) -> Result<(), String> {
     match value
         .chars()

@@ -319,6 +319,13 @@ impl PyEventQueue {
         self.to_python(py, batch)
     }
 
+    /// Makes the queue's thread return from ``wait()`` soon (a loop's
+    /// descriptor becomes readable), even if no event comes: another thread
+    /// handed it work.
+    fn wake(&self) {
+        self.queue.wake();
+    }
+
     /// Wakes every waiter for good; later events are dropped.
     fn close(&self) {
         self.queue.close();
