@@ -3,6 +3,7 @@
 The public API is the ``wsbind`` package; these are the pieces it is built on.
 """
 
+from collections.abc import Callable
 from typing import TypedDict, final, type_check_only
 
 from typing_extensions import Buffer
@@ -147,8 +148,12 @@ def connect(
     tls: TlsOptions | None = None,
     proxy: str | None = None,
     ask_proxy_auth: bool = False,
+    *,
+    register: Callable[[int], object],
 ) -> Connection:
-    """Opens a connection to ``url`` in the background; its events go to ``queue``."""
+    """Opens a connection to ``url`` in the background; its events go to ``queue``.
+
+    ``register`` is called with the connection's id before any of its events can arrive."""
 
 # The payloads of the events that are not a message's str or bytes.
 
@@ -343,7 +348,10 @@ class Server:
         ask_origin: bool = False,
         max_pending_connections: int = ...,
         tls: tuple[str, str, TlsOptions] | None = None,
-    ) -> Server: ...
+        register: Callable[[int], object],
+    ) -> Server:
+        """Starts listening in the background; ``register`` is called with the server's id
+        before any of its events can arrive."""
     @property
     def id(self) -> int:
         """The id under which this server's events arrive."""

@@ -312,9 +312,10 @@ class WebSocketServer(Object):
             ask_origin=self.origin_authentication_required.connected,
             max_pending_connections=self.max_pending_connections,
             tls=self._tls(),
+            # Before the server starts: a failure to listen may be taken at once.
+            register=lambda native_id: self._dispatcher.register(native_id, self),
         )
         self._server = server
-        self._dispatcher.register(server.id, self)
 
     def _tls(self) -> tuple[str, str, _wsbind.TlsOptions] | None:
         if not self.secure_mode:

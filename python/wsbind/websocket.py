@@ -539,9 +539,10 @@ class WebSocket(Object):
             None if self.ssl_configuration is None else self.ssl_configuration._options(client=True),
             _wsbind.environment_proxy(self.url) if self.proxy == "" else self.proxy,
             self.proxy_authentication_required.connected,
+            # Before connect() returns: its events may be taken at once.
+            register=lambda native_id: self._dispatcher.register(native_id, self),
         )
         self._report(conn)
-        self._dispatcher.register(conn.id, self)
         self._set_status(Status.CONNECTING)
 
     def _set_status(self, status: Status, error: str = "") -> None:

@@ -67,15 +67,18 @@ pub struct Server {
 }
 
 impl Server {
-    /// Starts listening on `host`:`port` in the background; events go to `queue`.
-    pub fn start(
+    /// Starts listening on `host`:`port` in the background; events go to
+    /// `queue`. `before_start` learns the server's id before any of its
+    /// events can arrive.
+    pub fn start<E: From<Error>>(
         queue: &Arc<EventQueue>,
         host: String,
         port: u16,
         config: ServerConfig,
         accepting: bool,
         tls: Option<(Arc<rustls::ServerConfig>, Arc<tls::Certificate>)>,
-    ) -> Result<Arc<Server>, Error> {
+        before_start: impl FnOnce(u64) -> Result<(), E>,
+    ) -> Result<Arc<Server>, E> {
         let (control, control_rx) = watch::channel(Control {
             accepting,
             stopped: false,
@@ -89,6 +92,7 @@ impl Server {
             handshakes: Arc::new(Semaphore::new(MAX_CONCURRENT_HANDSHAKES)),
             tls: tls.map(|(config, certificate)| (TlsAcceptor::from(config), certificate)),
         });
+        before_start(server.id)?;
         let events = queue.sink(server.id);
         let on_panic = {
             let events = events.clone();

@@ -15,9 +15,10 @@ use crate::protocol::url as ws_url;
 /// Opens a connection to `url` in the background; its events go to `queue`.
 ///
 /// Returns at once: EVENT_CONNECTED follows when the handshake succeeds,
-/// EVENT_CLOSED with an error when it fails.
+/// EVENT_CLOSED with an error when it fails. `register` is called with the
+/// connection's id before any of its events can arrive.
 #[pyfunction]
-#[pyo3(signature = (queue, url, subprotocols, headers, origin, options, tls = None, proxy = None, ask_proxy_auth = false))]
+#[pyo3(signature = (queue, url, subprotocols, headers, origin, options, tls = None, proxy = None, ask_proxy_auth = false, *, register))]
 #[allow(clippy::too_many_arguments, reason = "one per socket property")]
 pub fn connect(
     queue: &PyEventQueue,
@@ -29,6 +30,7 @@ pub fn connect(
     tls: Option<PyTlsOptions>,
     proxy: Option<String>,
     ask_proxy_auth: bool,
+    register: &Bound<'_, PyAny>,
 ) -> PyResult<PyConnection> {
     let url = ws_url::parse(url)?;
     check_header_values(headers.iter().map(|(_, value)| value.as_str()))?;
@@ -58,6 +60,9 @@ pub fn connect(
         proxy,
         ask_proxy_auth,
     };
-    let connection = client::connect(&queue.queue, target, options.handshake_timeout()?, settings)?;
+    let handshake_timeout = options.handshake_timeout()?;
+    let connection = client::connect(&queue.queue, target, handshake_timeout, settings, |id| {
+        register.call1((id,)).map(drop)
+    })?;
     Ok(PyConnection::from(connection))
 }

@@ -66,11 +66,14 @@ pub struct PyServer {
 
 #[pymethods]
 impl PyServer {
-    /// Starts listening on `host`:`port` in the background; events go to `queue`.
+    /// Starts listening on `host`:`port` in the background; events go to
+    /// `queue`. `register` is called with the server's id before any of its
+    /// events can arrive.
     #[new]
     #[pyo3(signature = (queue, host, port, options, *, name = String::new(), subprotocols = Vec::new(),
                         accepting = true, allowed_origins = None, ask_origin = false,
-                        max_pending_connections = crate::config::MAX_PENDING_CONNECTIONS, tls = None))]
+                        max_pending_connections = crate::config::MAX_PENDING_CONNECTIONS, tls = None,
+                        register))]
     #[allow(clippy::too_many_arguments, reason = "one Python keyword each")]
     fn new(
         queue: &PyEventQueue,
@@ -84,6 +87,7 @@ impl PyServer {
         ask_origin: bool,
         max_pending_connections: usize,
         tls: Option<(String, String, PyTlsOptions)>,
+        register: &Bound<'_, PyAny>,
     ) -> PyResult<Self> {
         check_header_values([name.as_str()])?;
         let tls = match tls {
@@ -101,7 +105,9 @@ impl PyServer {
             max_pending: max_pending_connections,
             settings: options.settings()?,
         };
-        let server = Server::start(&queue.queue, host, port, config, accepting, tls)?;
+        let server = Server::start(&queue.queue, host, port, config, accepting, tls, |id| {
+            register.call1((id,)).map(drop)
+        })?;
         Ok(PyServer { server })
     }
 
