@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import socket
 import struct
 import threading
 import time
@@ -80,6 +81,13 @@ def numbered(index: int, size: int) -> bytes:
 
 
 # -- real peers
+
+
+def free_port() -> int:
+    """A loopback TCP port that nothing listens on (the OS picks it; free when this returns)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 @contextlib.contextmanager

@@ -16,14 +16,8 @@ from typing import Any
 import pytest
 import trustme
 
-from conftest import Recorder, echo, leaf, trusting, wait_until, websockets_server
+from conftest import Recorder, echo, free_port, leaf, trusting, wait_until, websockets_server
 from wsbind import Status, WebSocket
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @contextlib.contextmanager

@@ -20,7 +20,16 @@ import pytest
 import websockets
 from websockets.sync.client import connect
 
-from conftest import TIMEOUT, Recorder, echo, open_socket, recording_closes, wait_until, websockets_server
+from conftest import (
+    TIMEOUT,
+    Recorder,
+    echo,
+    free_port,
+    open_socket,
+    recording_closes,
+    wait_until,
+    websockets_server,
+)
 from rawpeer import (
     CLOSE,
     CONTINUATION,
@@ -715,9 +724,7 @@ def test_signals_when_an_open_connection_fails(sockets: Any) -> None:
 
 def test_no_connected_or_disconnected_for_a_connection_that_never_opened(sockets: Any) -> None:
     """A refused connection: error_occurred only; neither connected nor disconnected nor about_to_close."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     kwargs: dict[str, Any] = {}
     log = signal_log(kwargs)
     ws = sockets(url=f"ws://127.0.0.1:{port}", active=True, **kwargs)
