@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import logging
+import socket
 import struct
 import threading
 import time
@@ -82,6 +84,13 @@ def numbered(index: int, size: int) -> bytes:
 # -- real peers
 
 
+def free_port() -> int:
+    """A loopback TCP port that nothing listens on (the OS picks it; free when this returns)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 @contextlib.contextmanager
 def websockets_server(handler: Callable[[Any], None], **kwargs: Any) -> Iterator[tuple[str, Any]]:
     """Runs a server of the independent `websockets` library; yields its URL and the server."""
@@ -94,6 +103,34 @@ def websockets_server(handler: Callable[[Any], None], **kwargs: Any) -> Iterator
     finally:
         server.shutdown()
         thread.join(5)
+
+
+class PeerFrames(logging.Handler):
+    """Counts the frames of one kind (``"PING"``, ``"PONG"``) a `websockets` peer receives, from
+    its debug log of each frame; pass ``logger=frames.logger`` to the peer."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__(logging.DEBUG)
+        self.prefix = f"< {kind} "
+        self.count = 0
+        self._changed = threading.Condition()
+        # A logger of its own, at debug level, feeding only this handler.
+        self.logger = logging.getLogger(f"tests.peer.{id(self)}")
+        self.logger.setLevel(logging.DEBUG)
+        self.logger.propagate = False
+        self.logger.handlers = [self]
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.getMessage().startswith(self.prefix):
+            with self._changed:
+                self.count += 1
+                self._changed.notify_all()
+
+    def wait(self, count: int, timeout: float = TIMEOUT) -> bool:
+        """Blocks until `count` frames came; False on timeout. For handlers, where a failed
+        wait_until would only be logged."""
+        with self._changed:
+            return self._changed.wait_for(lambda: self.count >= count, timeout)
 
 
 def echo(ws: Any) -> None:
@@ -167,6 +204,20 @@ def open_socket(make: Callable[..., WebSocket], url: str, **kwargs: Any) -> WebS
     wait_until(lambda: ws.status is Status.OPEN or ws.status is Status.ERROR, what=f"{url} to open")
     assert ws.status is Status.OPEN, ws.error_string
     return ws
+
+
+def drain_events() -> None:
+    """Returns once wsbind's event thread has finished the handlers it was running and delivered
+    every event queued before the call.
+
+    A marker socket is opened to a port where nothing listens; its failure reaches the same
+    queue after those events and is delivered by the same thread after them. Call it after
+    waiting for the last expected event and before comparing an exact event log, so that an
+    extra event that would come late is in the log. (A closed socket's connection is no longer
+    registered: nothing its core sends later can reach its handlers.)
+    """
+    marker = WebSocket(url=f"ws://127.0.0.1:{free_port()}", active=True)
+    wait_until(lambda: marker.status is Status.ERROR, what="the marker socket's failure")
 
 
 @pytest.fixture

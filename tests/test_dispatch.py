@@ -20,7 +20,7 @@ import pytest
 import websockets
 from websockets.sync.client import connect
 
-from conftest import TIMEOUT, Recorder, echo, open_socket, wait_until, websockets_server
+from conftest import TIMEOUT, PeerFrames, Recorder, echo, open_socket, wait_until, websockets_server
 from wsbind import Status, WebSocket, WebSocketServer
 
 
@@ -68,7 +68,7 @@ def test_handlers_of_one_object_run_one_at_a_time_in_order(sockets: Any) -> None
         nonlocal running
         running += 1
         overlap.append(running > 1)
-        time.sleep(0.0005)
+        time.sleep(0.0005)  # A slow handler on purpose: room for a second one to overlap it.
         got.append(int(message))
         running -= 1
 
@@ -84,19 +84,25 @@ def test_a_busy_handler_does_not_leave_the_peers_pings_unanswered(sockets: Any) 
     """The event thread reads its sockets itself; while a handler keeps it busy, the I/O thread
     reads for it, so the peer's pings are answered (the peer gives up after 0.3 s)."""
     got = Recorder()
+    pongs = PeerFrames("PONG")
+    blocked: list[bool] = []
 
     def on_message(message: str) -> None:
         if message == "block":
-            time.sleep(1.5)
+            # Busy until the peer had five pings answered, past its ping timeout: unanswered,
+            # it would have closed the connection after its first.
+            seen = pongs.count
+            blocked.append(pongs.wait(seen + 5))
         got(message)
 
     def handler(conn: Any) -> None:
         conn.send("block")
         echo(conn)
 
-    with websockets_server(handler, ping_interval=0.1, ping_timeout=0.3) as (url, _):
+    with websockets_server(handler, ping_interval=0.1, ping_timeout=0.3, logger=pongs.logger) as (url, _):
         ws = open_socket(sockets, url, on_text_message_received=on_message)
         wait_until(lambda: got.values == ["block"], what="the blocking handler to return")
+        assert blocked == [True], "the peer got no answers to its pings"
         ws.send_text_message("still there?")
         wait_until(lambda: len(got.values) == 2, what="the echo")
         assert got.values == ["block", "still there?"]
@@ -109,6 +115,8 @@ def test_a_blocked_asyncio_loop_does_not_leave_the_peers_pings_unanswered() -> N
     def handler(conn: Any) -> None:
         echo(conn)
 
+    pongs = PeerFrames("PONG")
+
     async def main(url: str) -> tuple[list[str], Status]:
         got: list[str] = []
         ws = WebSocket(url=url, active=True, on_text_message_received=got.append)
@@ -117,7 +125,8 @@ def test_a_blocked_asyncio_loop_does_not_leave_the_peers_pings_unanswered() -> N
         ws.send_text_message("before")
         while not got:
             await asyncio.sleep(0.01)
-        time.sleep(1.5)
+        # The loop blocked until the peer had five pings answered, past its ping timeout.
+        assert pongs.wait(pongs.count + 5), "the peer got no answers to its pings"
         ws.send_text_message("after")
         for _ in range(500):
             if len(got) == 2:
@@ -127,7 +136,7 @@ def test_a_blocked_asyncio_loop_does_not_leave_the_peers_pings_unanswered() -> N
         ws.active = False
         return got, status
 
-    with websockets_server(handler, ping_interval=0.1, ping_timeout=0.3) as (url, _):
+    with websockets_server(handler, ping_interval=0.1, ping_timeout=0.3, logger=pongs.logger) as (url, _):
         got, status = asyncio.run(main(url))
     assert got == ["before", "after"]
     assert status is Status.OPEN

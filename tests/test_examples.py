@@ -20,7 +20,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
-from conftest import wait_until
+from conftest import free_port, wait_until
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 # Every subprocess is given this long; a passing one takes a few seconds at most.
@@ -30,12 +30,6 @@ ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
 # Started in the background from a shell without job control, this process and
 # its children ignore SIGINT, so that Ctrl-C cannot be simulated.
 CAN_INTERRUPT = signal.getsignal(signal.SIGINT) is not signal.SIG_IGN
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def run_example(*args: str) -> subprocess.CompletedProcess[str]:

@@ -1,4 +1,4 @@
-"""The package surface: what ``wsbind`` exports, that it is documented, and the exception tree."""
+"""The package surface: what ``wsbind`` exports, that it is documented, and the core's exception."""
 
 from __future__ import annotations
 
@@ -61,19 +61,6 @@ def test_every_exported_name_exists_and_has_a_docstring(name: str) -> None:
     assert obj.__doc__.strip()
 
 
-def test_members_are_found() -> None:
-    """The documentation check below sees the properties, their change signals and the signals."""
-    names = {(cls.__name__, name) for cls, name, _ in MEMBERS}
-    assert {
-        ("WebSocket", "url"),
-        ("WebSocket", "url_changed"),
-        ("WebSocket", "status_changed"),
-        ("WebSocket", "text_message_received"),
-        ("WebSocketServer", "client_connected"),
-        ("WebSocketServer", "port_changed"),
-    } <= names
-
-
 @pytest.mark.parametrize(("cls", "name", "attr"), MEMBERS, ids=[f"{c.__name__}.{n}" for c, n, _ in MEMBERS])
 def test_every_property_and_signal_is_documented(cls: type, name: str, attr: Property | Signal) -> None:
     """Every public property and signal of WebSocket and WebSocketServer has a non-empty ``__doc__``."""
@@ -87,32 +74,7 @@ def test_change_signal_doc_names_its_property() -> None:
     assert "port" in WebSocketServer.port_changed.__doc__
 
 
-def test_error_is_an_exception() -> None:
-    """``wsbind.Error`` is the root of wsbind's exceptions, an Exception."""
-    assert issubclass(wsbind.Error, Exception)
-
-
-@pytest.mark.parametrize("exc", [wsbind.NotOpenError, wsbind.BufferFullError, wsbind.InvalidURL])
-def test_exceptions_subclass_error(exc: type[Exception]) -> None:
-    """NotOpenError, BufferFullError and InvalidURL are wsbind.Error subclasses."""
-    assert issubclass(exc, wsbind.Error)
-    assert exc is not wsbind.Error
-
-
-def test_invalid_url_is_a_value_error() -> None:
-    """InvalidURL is also a ValueError; the other errors are not."""
-    assert issubclass(wsbind.InvalidURL, ValueError)
-    assert not issubclass(wsbind.NotOpenError, ValueError)
-    assert not issubclass(wsbind.BufferFullError, ValueError)
-
-
 def test_native_invalid_url_is_the_python_class() -> None:
     """The native core raises the package's own InvalidURL class."""
     with pytest.raises(wsbind.InvalidURL):
         wsbind._wsbind.check_url("http://example.com")
-
-
-def test_version_is_a_string() -> None:
-    """``wsbind.__version__`` is a non-empty str."""
-    assert isinstance(wsbind.__version__, str)
-    assert wsbind.__version__

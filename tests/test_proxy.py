@@ -4,6 +4,7 @@ server, both started on loopback, and the environment variables as curl reads th
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import re
 import socket
 import struct
@@ -16,14 +17,36 @@ from typing import Any
 import pytest
 import trustme
 
-from conftest import Recorder, echo, leaf, trusting, wait_until, websockets_server
+from conftest import Recorder, echo, free_port, leaf, trusting, wait_until, websockets_server
 from wsbind import Status, WebSocket
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+@dataclasses.dataclass
+class Proxy:
+    """A proxy server a test started: its address as host:port, and the file it logs to."""
+
+    address: str
+    log: Path
+
+    def logged(self, pattern: str) -> None:
+        """Waits until the proxy has logged a line that matches `pattern`."""
+        wait_until(
+            lambda: re.search(pattern, self.log.read_text(errors="replace"), re.MULTILINE),
+            what=f"the proxy to log {pattern!r}",
+        )
+
+
+def tunnelled(proxy: Proxy, host: str, port: int) -> None:
+    """tinyproxy logged a CONNECT to host:port and opening the tunnel, which it does only once
+    the credentials passed: the client went through it. (The targets are reachable directly
+    too, so an echo alone would not show it.)"""
+    proxy.logged(rf"Request \(file descriptor \d+\): CONNECT {re.escape(host)}:{port} HTTP/1\.1$")
+    proxy.logged(rf'Established connection to host "{re.escape(host)}"')
+
+
+def relayed(proxy: Proxy, port: int) -> None:
+    """dante logged a connection it made for a client to the target's port."""
+    proxy.logged(rf"pass\(\d+\): tcp/connect \[: \S+ \S+ -> \S+ \S+\.{port}$")
 
 
 @contextlib.contextmanager
@@ -46,29 +69,29 @@ def running(command: list[str], port: int, log: Path) -> Iterator[None]:
 
 
 @pytest.fixture
-def tinyproxy(tmp_path: Path) -> Callable[..., str]:
-    """Starts a tinyproxy; returns its address as host:port."""
+def tinyproxy(tmp_path: Path) -> Iterator[Callable[..., Proxy]]:
+    """Starts a tinyproxy, which logs each connection and request (to its stdout, with -d)."""
     with contextlib.ExitStack() as stack:
 
-        def start(allow: str = "127.0.0.1", auth: tuple[str, str] | None = None) -> str:
+        def start(allow: str = "127.0.0.1", auth: tuple[str, str] | None = None) -> Proxy:
             port = free_port()
             conf = tmp_path / f"tinyproxy-{port}.conf"
             lines = [f"Port {port}", "Listen 127.0.0.1", "Timeout 30", f"Allow {allow}", "MaxClients 50"]
+            lines.append("LogLevel Connect")  # each connection and request, as the tests check
             if auth:
                 lines.append(f"BasicAuth {auth[0]} {auth[1]}")
             # No ConnectPort line: CONNECT may reach any port, as the tests' servers need.
             conf.write_text("\n".join(lines) + "\n")
-            stack.enter_context(
-                running(["tinyproxy", "-d", "-c", str(conf)], port, tmp_path / f"tp-{port}.log")
-            )
-            return f"127.0.0.1:{port}"
+            log = tmp_path / f"tp-{port}.log"
+            stack.enter_context(running(["tinyproxy", "-d", "-c", str(conf)], port, log))
+            return Proxy(f"127.0.0.1:{port}", log)
 
         yield start
 
 
 @pytest.fixture
-def dante(tmp_path: Path) -> Iterator[str]:
-    """A dante SOCKS5 server without authentication; yields host:port."""
+def dante(tmp_path: Path) -> Iterator[Proxy]:
+    """A dante SOCKS5 server without authentication, which logs each connection it makes."""
     port = free_port()
     conf = tmp_path / "danted.conf"
     conf.write_text(
@@ -80,11 +103,12 @@ socksmethod: none
 user.privileged: root
 user.unprivileged: nobody
 client pass {{ from: 127.0.0.0/8 to: 0.0.0.0/0 }}
-socks pass {{ from: 127.0.0.0/8 to: 0.0.0.0/0 }}
+socks pass {{ from: 127.0.0.0/8 to: 0.0.0.0/0 log: connect }}
 """
     )
-    with running(["danted", "-f", str(conf)], port, tmp_path / "danted.log"):
-        yield f"127.0.0.1:{port}"
+    log = tmp_path / "danted.log"
+    with running(["danted", "-f", str(conf)], port, log):
+        yield Proxy(f"127.0.0.1:{port}", log)
 
 
 @pytest.fixture
@@ -112,7 +136,10 @@ def error_of(ws: WebSocket) -> str:
 
 def test_ws_through_an_http_proxy_with_credentials(sockets: Any, tinyproxy: Any, echo_port: int) -> None:
     proxy = tinyproxy(auth=("alice", "s3cret"))
-    echoes(sockets(url=f"ws://127.0.0.1:{echo_port}", proxy=f"http://alice:s3cret@{proxy}", active=True))
+    echoes(
+        sockets(url=f"ws://127.0.0.1:{echo_port}", proxy=f"http://alice:s3cret@{proxy.address}", active=True)
+    )
+    tunnelled(proxy, "127.0.0.1", echo_port)
 
 
 def test_wss_through_an_http_proxy(sockets: Any, servers: Any, tinyproxy: Any) -> None:
@@ -127,18 +154,19 @@ def test_wss_through_an_http_proxy(sockets: Any, servers: Any, tinyproxy: Any) -
     proxy = tinyproxy()
     ws = sockets(
         url=f"wss://localhost:{server.port}",
-        proxy=f"http://{proxy}",
+        proxy=f"http://{proxy.address}",
         ssl_configuration=trusting(ca),
         active=True,
     )
     echoes(ws)
+    tunnelled(proxy, "localhost", server.port)
 
 
 def test_wrong_credentials_end_in_the_proxys_status_line(
     sockets: Any, tinyproxy: Any, echo_port: int
 ) -> None:
     proxy = tinyproxy(auth=("alice", "s3cret"))
-    ws = sockets(url=f"ws://127.0.0.1:{echo_port}", proxy=f"http://alice:wrong@{proxy}", active=True)
+    ws = sockets(url=f"ws://127.0.0.1:{echo_port}", proxy=f"http://alice:wrong@{proxy.address}", active=True)
     # tinyproxy answers wrong credentials with 401 rather than 407.
     assert re.match(r"proxy refused the tunnel: HTTP 40[17] \w", error_of(ws))
 
@@ -153,23 +181,24 @@ def test_a_handler_supplies_credentials(sockets: Any, tinyproxy: Any, echo_port:
 
     ws = sockets(
         url=f"ws://127.0.0.1:{echo_port}",
-        proxy=f"http://{proxy}",
+        proxy=f"http://{proxy.address}",
         on_proxy_authentication_required=authenticate,
         active=True,
     )
     echoes(ws)
-    assert asked == [proxy]
+    assert asked == [proxy.address]
+    tunnelled(proxy, "127.0.0.1", echo_port)
 
 
 def test_a_proxy_that_refuses_us(sockets: Any, tinyproxy: Any, echo_port: int) -> None:
     proxy = tinyproxy(allow="10.255.255.1")
-    ws = sockets(url=f"ws://127.0.0.1:{echo_port}", proxy=f"http://{proxy}", active=True)
+    ws = sockets(url=f"ws://127.0.0.1:{echo_port}", proxy=f"http://{proxy.address}", active=True)
     assert error_of(ws).startswith("proxy refused the tunnel: HTTP 403")
 
 
 def test_a_proxy_that_cannot_reach_the_server(sockets: Any, tinyproxy: Any) -> None:
     """The proxy's own status line, whatever it is (tinyproxy says 500 Unable to connect)."""
-    ws = sockets(url=f"ws://127.0.0.1:{free_port()}", proxy=f"http://{tinyproxy()}", active=True)
+    ws = sockets(url=f"ws://127.0.0.1:{free_port()}", proxy=f"http://{tinyproxy().address}", active=True)
     assert re.match(r"proxy refused the tunnel: HTTP 5\d\d \w", error_of(ws))
 
 
@@ -182,8 +211,9 @@ def test_an_unreachable_proxy(sockets: Any, echo_port: int) -> None:
 
 
 @pytest.mark.parametrize("scheme", ["socks5", "socks5h"])
-def test_ws_through_socks5(sockets: Any, dante: str, echo_port: int, scheme: str) -> None:
-    echoes(sockets(url=f"ws://localhost:{echo_port}", proxy=f"{scheme}://{dante}", active=True))
+def test_ws_through_socks5(sockets: Any, dante: Proxy, echo_port: int, scheme: str) -> None:
+    echoes(sockets(url=f"ws://localhost:{echo_port}", proxy=f"{scheme}://{dante.address}", active=True))
+    relayed(dante, echo_port)
 
 
 @contextlib.contextmanager
@@ -256,8 +286,10 @@ def test_http_proxy_from_the_environment(
     monkeypatch.setenv("http_proxy", f"http://127.0.0.1:{free_port()}")
     ws = sockets(url=f"ws://127.0.0.1:{echo_port}", active=True)
     assert error_of(ws).startswith("cannot connect to proxy")
-    monkeypatch.setenv("http_proxy", tinyproxy())
+    proxy = tinyproxy()
+    monkeypatch.setenv("http_proxy", proxy.address)
     echoes(sockets(url=f"ws://127.0.0.1:{echo_port}", active=True))
+    tunnelled(proxy, "127.0.0.1", echo_port)
 
 
 @pytest.mark.parametrize("no_proxy", ["127.0.0.1", "127.0.0.0/8", "*", "localhost,127.0.0.1:80"])

@@ -15,7 +15,6 @@ import subprocess
 import sys
 import textwrap
 import threading
-import time
 from typing import Any
 
 import pytest
@@ -167,8 +166,10 @@ def test_a_client_whose_client_connected_has_not_run_still_counts_as_pending(ser
             stack.enter_context(connect(server.url, open_timeout=TIMEOUT))  # Z: holds the thread
             assert entered[0].wait(TIMEOUT)
             for _ in range(2):  # A and B: both pending, queued together
-                stack.enter_context(connect(server.url, open_timeout=TIMEOUT))
-            time.sleep(0.3)
+                client = stack.enter_context(connect(server.url, open_timeout=TIMEOUT))
+                # The server queues client_connected after sending its 101 and before it starts
+                # reading the connection: a pong means the event is in the queue.
+                assert client.ping().wait(TIMEOUT)
             holds[0].set()  # Python takes A and B at once, and A's handler holds the thread
             assert entered[1].wait(TIMEOUT)
             assert len(calls) == 2  # B's client_connected has not run
@@ -490,7 +491,7 @@ def test_accept_error_when_out_of_file_descriptors() -> None:
         used = len(os.listdir("/proc/self/fd"))
         resource.setrlimit(resource.RLIMIT_NOFILE, (used + 3, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
         print(server.port, flush=True)
-        time.sleep(30)
+        time.sleep(30)  # Only keeps the server up until the test kills it; nothing waits on it.
     """
     proc = subprocess.Popen(
         [sys.executable, "-c", textwrap.dedent(script)], stdout=subprocess.PIPE, text=True

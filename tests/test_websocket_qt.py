@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import fcntl
 import os
 import socket
+import struct
+import termios
 import threading
 import time
 from collections.abc import Callable
@@ -20,7 +23,18 @@ import pytest
 import websockets
 from websockets.sync.client import connect
 
-from conftest import TIMEOUT, Recorder, echo, open_socket, recording_closes, wait_until, websockets_server
+from conftest import (
+    TIMEOUT,
+    PeerFrames,
+    Recorder,
+    drain_events,
+    echo,
+    free_port,
+    open_socket,
+    recording_closes,
+    wait_until,
+    websockets_server,
+)
 from rawpeer import (
     CLOSE,
     CONTINUATION,
@@ -133,6 +147,7 @@ def test_keepalive_fails_a_half_open_connection_with_1011(sockets: Any) -> None:
     with raw_websocket_server(silent_but_closes) as url:
         ws = sockets(url=url, active=True, ping_interval=0.2, ping_timeout=0.5, on_error_occurred=errors)
         wait_until(lambda: ws.status is Status.ERROR, what="the keepalive timeout")
+        drain_events()  # error_occurred runs after the status is set; and no second one may come
     assert ws.close_code == 1011
     assert "keepalive ping timeout" in ws.error_string
     assert errors.values == [ws.error_string]
@@ -142,6 +157,8 @@ def test_a_silent_peer_stays_open_without_keepalive(sockets: Any) -> None:
     """With ping_interval=None nothing checks the peer, so a silent peer stays OPEN."""
     with raw_websocket_server(silent_but_closes) as url:
         ws = open_socket(sockets, url, ping_interval=None, ping_timeout=0.5)
+        # Not synchronisation: the test is that nothing happens, and this is the span over which
+        # nothing may, three ping timeouts long. No event marks the end of nothing happening.
         time.sleep(1.5)
         assert ws.status is Status.OPEN
         ws.active = False
@@ -153,7 +170,8 @@ def test_keepalive_against_an_answering_peer_stays_open_and_messages_flow(socket
     """A websockets server answers keepalive pings: the socket stays OPEN, and keepalive
     pongs are not reported on pong (only answers to ping() are)."""
     texts, pongs = Recorder(), Recorder()
-    with websockets_server(echo) as (url, _):
+    pings = PeerFrames("PING")
+    with websockets_server(echo, logger=pings.logger) as (url, _):
         ws = open_socket(
             sockets,
             url,
@@ -162,7 +180,9 @@ def test_keepalive_against_an_answering_peer_stays_open_and_messages_flow(socket
             on_text_message_received=texts,
             on_pong=pongs,
         )
-        time.sleep(1.5)
+        # The fifth ping goes out after twice the ping timeout: an unanswered first one would
+        # have failed the socket before it.
+        wait_until(lambda: pings.count >= 5, what="five keepalive pings to reach the peer")
         assert ws.status is Status.OPEN, ws.error_string
         ws.send_text_message("still flowing")
         assert texts.wait() == ["still flowing"]
@@ -186,9 +206,10 @@ def test_keepalive_pongs_with_the_pings_payload_keep_the_connection_open(sockets
 
     with raw_websocket_server(answer) as url:
         ws = open_socket(sockets, url, ping_interval=0.2, ping_timeout=0.3)
-        time.sleep(1.5)
+        # The fifth ping goes out after three ping timeouts: a pong not taken as the answer
+        # would have failed the socket before it.
+        wait_until(lambda: len(pings) >= 5, what="five keepalive pings")
         assert ws.status is Status.OPEN, ws.error_string
-        assert pings
         ws.active = False
         wait_until(lambda: ws.status is Status.CLOSED)
     assert ws.close_code == 1000
@@ -588,10 +609,16 @@ def test_bytes_to_write_counts_what_a_slow_peer_has_not_taken(sockets: Any) -> N
     """While the peer does not read, bytes_to_write holds the queued bytes; once it reads,
     bytes_written adds up to them and bytes_to_write goes to 0."""
     reading = threading.Event()
+    peer: list[socket.socket] = []
 
     def slow(conn: socket.socket) -> None:
+        peer.append(conn)
         reading.wait(TIMEOUT)
         drain(conn)
+
+    def unread() -> int:
+        """Bytes that reached the peer's socket and wait there to be read."""
+        return struct.unpack("i", fcntl.ioctl(peer[0], termios.FIONREAD, b"\0\0\0\0"))[0]
 
     written, to_write = Recorder(), Recorder()
     size = 32 << 20
@@ -605,7 +632,8 @@ def test_bytes_to_write_counts_what_a_slow_peer_has_not_taken(sockets: Any) -> N
         )
         try:
             assert ws.send_binary_message(bytes(size)) == size
-            time.sleep(0.5)
+            # Writing has begun; the socket buffers take far less than 32 MiB, so the rest waits.
+            wait_until(lambda: peer and unread() > 0, what="the first bytes to reach the peer")
             assert 0 < ws.bytes_to_write <= size
         finally:
             reading.set()
@@ -628,6 +656,7 @@ def test_abort_drops_the_connection_without_a_close_frame(sockets: Any) -> None:
         ws.abort()
         wait_until(lambda: ws.status is Status.CLOSED, what="status CLOSED")
         wait_until(lambda: seen, what="the peer to see the end")
+        drain_events()
     assert seen[0][0] == 1006
     assert ws.close_code == 1006
     assert ws.error_string == ""
@@ -671,7 +700,7 @@ def test_signals_when_we_close(sockets: Any, echo_url: str) -> None:
     ws = open_socket(sockets, echo_url, **kwargs)
     ws.active = False
     wait_until(lambda: ("disconnected",) in log)
-    time.sleep(0.2)
+    drain_events()
     assert log == OPENING + CLOSING
 
 
@@ -683,7 +712,7 @@ def test_signals_when_the_peer_closes(sockets: Any) -> None:
         ws = open_socket(sockets, url, **kwargs)
         ws.send_text_message("close, please")
         wait_until(lambda: ("disconnected",) in log)
-        time.sleep(0.2)
+        drain_events()
     assert log == OPENING + CLOSING
     assert ws.close_code == 4000
 
@@ -703,7 +732,7 @@ def test_signals_when_an_open_connection_fails(sockets: Any) -> None:
         ws.error_occurred.connect(lambda message: inside.append(ws.error_string))
         hang_up.set()
         wait_until(lambda: ("disconnected",) in log)
-        time.sleep(0.2)
+        drain_events()
     assert ws.status is Status.ERROR
     assert log == [
         *OPENING,
@@ -716,14 +745,12 @@ def test_signals_when_an_open_connection_fails(sockets: Any) -> None:
 
 def test_no_connected_or_disconnected_for_a_connection_that_never_opened(sockets: Any) -> None:
     """A refused connection: error_occurred only; neither connected nor disconnected nor about_to_close."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     kwargs: dict[str, Any] = {}
     log = signal_log(kwargs)
     ws = sockets(url=f"ws://127.0.0.1:{port}", active=True, **kwargs)
-    wait_until(lambda: ws.status is Status.ERROR)
-    time.sleep(0.2)
+    wait_until(lambda: any(entry[0] == "error_occurred" for entry in log), what="error_occurred")
+    drain_events()
     assert log == [
         ("status", Status.CONNECTING),
         ("status", Status.ERROR),
@@ -741,8 +768,8 @@ def test_no_disconnected_for_a_rejected_handshake(sockets: Any) -> None:
 
     with websockets_server(echo, process_request=refuse) as (url, _):
         ws = sockets(url=url, active=True, **kwargs)
-        wait_until(lambda: ws.status is Status.ERROR)
-        time.sleep(0.2)
+        wait_until(lambda: any(entry[0] == "error_occurred" for entry in log), what="error_occurred")
+        drain_events()
     assert ("disconnected",) not in log
     assert ("connected",) not in log
     assert log[-1] == ("error_occurred", ws.error_string)
@@ -764,7 +791,7 @@ def test_no_disconnected_when_closed_while_connecting(sockets: Any, how: str) ->
         else:
             ws.active = False
         wait_until(lambda: ws.status in (Status.CLOSED, Status.ERROR), what="the socket to end")
-        time.sleep(0.2)
+        drain_events()
     assert ws.status is Status.CLOSED
     assert ("connected",) not in log
     assert ("disconnected",) not in log, log
@@ -788,13 +815,14 @@ def test_about_to_close_is_emitted_once_when_both_sides_close(sockets: Any) -> N
         ws = open_socket(sockets, url, on_text_message_received=lambda m: busy.wait(TIMEOUT), **kwargs)
         try:
             ws.send_text_message("close, please")
+            # websockets' close() returns once our echo of its close frame came back, so our
+            # side has taken the peer's close; the event thread is still busy in the handler.
             assert peer_closed.wait(TIMEOUT)
-            time.sleep(0.2)
             ws.close()
         finally:
             busy.set()
         wait_until(lambda: ("disconnected",) in log)
-        time.sleep(0.2)
+        drain_events()
     assert log.count(("about_to_close",)) == 1, log
     assert log[-3:] == [("about_to_close",), ("status", Status.CLOSED), ("disconnected",)]
 
@@ -813,7 +841,7 @@ def test_reconnecting_emits_connected_and_disconnected_for_each_connection(
     ws.active = False
     wait_until(lambda: ws.status is Status.CLOSED)
     disconnected.wait(2)
-    time.sleep(0.2)
+    drain_events()
     assert len(connected.calls) == 2
     assert len(disconnected.calls) == 2
 
