@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import select
 import socket
 import struct
 import threading
@@ -14,6 +15,7 @@ import pytest
 import wsbind
 from conftest import (
     STREAM_SIZES,
+    TIMEOUT,
     PausingWebSocket,
     Recorder,
     drain_events,
@@ -24,7 +26,7 @@ from conftest import (
     wait_until,
     websockets_server,
 )
-from rawpeer import CLOSE, raw_websocket_server, read_frame
+from rawpeer import CLOSE, raw_websocket_server, read_frame, silent_but_closes
 from wsbind import NotOpenError, Status, WebSocket
 
 
@@ -418,3 +420,52 @@ def test_a_call_racing_the_end_of_the_connection_raises_only_not_open(call: Any)
         assert not thread.is_alive()
         wait_until(lambda: ws.status is Status.CLOSED, what="the socket to close")
     assert raised == []
+
+
+# -- reading paused (what a full recv() queue asks of the native side)
+
+
+def select_writable(conn: socket.socket) -> None:
+    """Blocks until `conn` takes more."""
+    select.select([], [conn], [], TIMEOUT)
+
+
+def test_a_paused_socket_pushes_back_on_its_peer_and_loses_nothing(sockets: Any) -> None:
+    """While reading is paused, messages stop coming and the peer's writes stall (TCP pushes
+    back, so our memory stays bounded); once it resumes, every message arrives, in order."""
+    size, most = 64 << 10, 512  # 32 MiB: far more than both ends' socket buffers hold
+    sent: list[int] = []
+    stalled = threading.Event()
+
+    def flood(conn: socket.socket) -> None:
+        conn.setblocking(False)
+        data = bytearray()
+        for i in range(most):
+            data += bytes([0x82, 127]) + struct.pack("!Q", size) + bytes([i % 256]) * size
+        view = memoryview(data)
+        while view:
+            try:
+                view = view[conn.send(view) :]
+            except BlockingIOError:
+                stalled.set()
+                select_writable(conn)
+            sent.append(len(data) - len(view))
+        conn.setblocking(True)
+        silent_but_closes(conn)
+
+    got = Recorder()
+    with raw_websocket_server(flood) as url:
+        ws = open_socket(sockets, url)
+        ws._conn.pause_reading(True)
+        ws.binary_message_received.connect(got)
+        wait_until(stalled.is_set, what="the peer's writes to stall")
+        drain_events()
+        # What was read before the pause took hold: a read or two of 256 KiB at most.
+        assert len(got.values) <= 8, len(got.values)
+        assert sent[-1] < most * (size + 10), "the peer got everything out while we were paused"
+        ws._conn.pause_reading(False)
+        got.wait(count=most)
+        assert [message[0] for message in got.values] == [i % 256 for i in range(most)]
+        assert all(len(message) == size for message in got.values)
+        ws.close()
+        wait_until(lambda: ws.status is Status.CLOSED, what="the close")

@@ -149,6 +149,7 @@ def connect(
     proxy: str | None = None,
     ask_proxy_auth: bool = False,
     *,
+    compression: str | None = None,
     register: Callable[[int], object],
 ) -> Connection:
     """Opens a connection to ``url`` in the background; its events go to ``queue``.
@@ -178,6 +179,9 @@ class Connected:
     def subprotocol(self) -> str:
         """The subprotocol the server picked ("" for none)."""
     @property
+    def extensions(self) -> str:
+        """The extensions the server accepted, as it wrote them ("" for none)."""
+    @property
     def resource_name(self) -> str:
         """The request target as sent: path and query, percent-encoded."""
     @property
@@ -196,6 +200,9 @@ class ClientConnected:
     def requested_subprotocols(self) -> list[str]: ...
     @property
     def negotiated_subprotocol(self) -> str: ...
+    @property
+    def extensions(self) -> str:
+        """The extensions the server accepted, as its response wrote them."""
     @property
     def resource_name(self) -> str:
         """The request target: path and query."""
@@ -302,6 +309,10 @@ class Connection:
         """Applies a socket's limits, keepalive and timeouts to the open connection."""
     def report_writes(self, on: bool) -> None:
         """Whether each write is reported (for ``bytes_written``)."""
+    def pause_reading(self, paused: bool) -> None:
+        """Stops (True) or resumes (False) reading the socket, so that TCP pushes back on the
+        peer while Python holds as many messages as it may. While paused nothing is read, not
+        even a pong or a close frame."""
 
 @final
 class ProxyAuthenticator:
@@ -348,6 +359,7 @@ class Server:
         ask_origin: bool = False,
         max_pending_connections: int = ...,
         tls: tuple[str, str, TlsOptions] | None = None,
+        compression: str | None = None,
         register: Callable[[int], object],
     ) -> Server:
         """Starts listening in the background; ``register`` is called with the server's id
@@ -363,8 +375,11 @@ class Server:
         """Sets the origins later handshakes accept (None: any)."""
     def set_ask_origin(self, ask: bool) -> None:
         """Whether later handshakes ask Python about their origin."""
-    def set_limits(self, handshake_timeout: float, max_pending_connections: int) -> None:
-        """Sets how long later handshakes may take, and the pending-connection bound."""
+    def set_limits(self, options: Options, max_pending_connections: int) -> None:
+        """Sets how long later handshakes may take, the limits and timeouts their sockets start
+        with, and the pending-connection bound."""
+    def set_compression(self, compression: str | None) -> None:
+        """Sets whether later handshakes accept permessage-deflate ("deflate") or not (None)."""
     def broadcast(self, message: str | Buffer) -> int:
         """Sends ``message`` (str: text, bytes-like: binary) to every open client,
         framed once; returns how many took it."""

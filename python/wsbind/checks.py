@@ -19,6 +19,7 @@ from .tls import SslConfiguration
 
 __all__ = [
     "check_bool",
+    "check_compression",
     "check_header_value",
     "check_headers",
     "check_origin",
@@ -134,6 +135,13 @@ def check_headers(value: Any) -> dict[str, str]:
             raise ValueError(f"the opening handshake writes {name} itself{hint}")
         headers[name] = check_header_value(item, f"the value of header {name}")
     return headers
+
+
+def check_compression(value: Any) -> str | None:
+    """Accepts "deflate" (permessage-deflate, RFC 7692) or None (no compression)."""
+    if value is not None and value != "deflate":
+        raise ValueError(f'compression must be "deflate" or None, not {value!r}')
+    return value  # type: ignore[no-any-return]
 
 
 def check_proxy(value: Any) -> str | None:

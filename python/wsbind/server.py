@@ -8,9 +8,11 @@ from typing import TYPE_CHECKING, Any, cast
 from . import _wsbind
 from .checks import (
     check_bool,
+    check_compression,
     check_header_value,
     check_origin,
     check_seconds,
+    check_size,
     check_ssl,
     check_subprotocols,
 )
@@ -75,6 +77,10 @@ def server_url(host: str, port: int, secure: bool = False) -> str:
     if ":" in host:
         host = f"[{host}]"
     return f"{'wss' if secure else 'ws'}://{host}:{port}"
+
+
+# The options of its sockets that a server sets itself, before their first byte.
+_SERVER_OPTIONS = ("handshake_timeout", "max_allowed_incoming_frame_size", "max_allowed_incoming_message_size")
 
 
 class WebSocketServer(Object):
@@ -157,6 +163,30 @@ class WebSocketServer(Object):
         "to ``client_connected`` yet (its thread is busy); over it new clients get HTTP 503 "
         "and ``server_error(1006)``. "
         "Default 30, as Qt (C++: ``maxPendingConnections``).",
+    )
+    compression = Property[str | None](
+        "deflate",
+        check=check_compression,
+        changed="_compression_changed",
+        doc='"deflate" accepts permessage-deflate (RFC 7692) from clients that offer it, as '
+        "websockets' server does; None sends and receives every message uncompressed. A "
+        "socket's ``negotiated_extensions`` says what its handshake agreed.",
+    )
+    max_allowed_incoming_frame_size = Property(
+        _wsbind.MAX_INCOMING_FRAME_SIZE,
+        check=check_size,
+        changed="_limits_changed",
+        doc="Largest frame the server's sockets accept, in bytes, from their first byte (after "
+        "decompression); a larger one fails the connection with 1009. Default 16 MiB; each "
+        "socket's own property can change it later (C++: ``maxAllowedIncomingFrameSize``).",
+    )
+    max_allowed_incoming_message_size = Property(
+        _wsbind.MAX_INCOMING_MESSAGE_SIZE,
+        check=check_size,
+        changed="_limits_changed",
+        doc="Largest message the server's sockets accept, in bytes, from their first byte "
+        "(after decompression: a small compressed message that inflates past it fails with "
+        "1009). Default 64 MiB (C++: ``maxAllowedIncomingMessageSize``).",
     )
     allowed_origins = Property[list[str] | None](
         None,
@@ -297,14 +327,19 @@ class WebSocketServer(Object):
         """Accepts new connections again (C++: ``resumeAccepting``); same as ``accept = True``."""
         self.accept = True
 
+    def _options(self) -> _wsbind.Options:
+        """What the server's sockets start with: WebSocket's defaults, but the server's limits."""
+        options = {name: WebSocket._properties[name].default for name in _OPTIONS}
+        for name in _SERVER_OPTIONS:
+            options[name] = self._values[name]
+        return cast("_wsbind.Options", options)
+
     def _start(self) -> None:
-        defaults = {name: WebSocket._properties[name].default for name in _OPTIONS}
-        options = cast("_wsbind.Options", {**defaults, "handshake_timeout": self.handshake_timeout})
         server = _wsbind.Server(
             self._dispatcher.queue,
             self.host,
             self.port,
-            options,
+            self._options(),
             name=self.name,
             subprotocols=self.supported_subprotocols,
             accepting=self.accept,
@@ -312,6 +347,7 @@ class WebSocketServer(Object):
             ask_origin=self.origin_authentication_required.connected,
             max_pending_connections=self.max_pending_connections,
             tls=self._tls(),
+            compression=self.compression,
             # Before the server starts: a failure to listen may be taken at once.
             register=lambda native_id: self._dispatcher.register(native_id, self),
         )
@@ -369,7 +405,11 @@ class WebSocketServer(Object):
 
     def _limits_changed(self) -> None:
         if self._server is not None:
-            self._server.set_limits(self.handshake_timeout, self.max_pending_connections)
+            self._server.set_limits(self._options(), self.max_pending_connections)
+
+    def _compression_changed(self) -> None:
+        if self._server is not None:
+            self._server.set_compression(self.compression)
 
     def _origins_changed(self) -> None:
         if self._server is not None:

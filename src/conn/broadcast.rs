@@ -1,44 +1,74 @@
-//! One message to many connections, framed once.
+//! One message to many connections, framed (and compressed) once where
+//! the connections allow it.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 
 use super::connection::Connection;
 use crate::config;
+use crate::protocol::deflate::Negotiated;
 use crate::protocol::{Framer, Role};
 
 /// Queues a message on every open connection of `connections`; returns how
 /// many took it. A server's connections share one set of frames (they are
-/// not masked); a client's are framed each, with their own masks. Closed
-/// connections and those whose queue is full are skipped, as websockets'
-/// `broadcast()` skips them.
+/// not masked): one plain set, and one compressed set for each window size
+/// among the connections whose compressor starts every message afresh. The
+/// others — a client's, framed each with its own masks, and those whose
+/// compressor keeps a context — are sent to one by one. Closed connections
+/// and those whose queue is full are skipped, as websockets' `broadcast()`
+/// skips them.
 pub fn broadcast<'a>(
     connections: impl IntoIterator<Item = &'a Arc<Connection>>,
     text: bool,
     payload: &Bytes,
 ) -> usize {
     let size = payload.len();
-    let mut frames: Option<Bytes> = None;
+    let mut plain: Option<Bytes> = None;
+    let mut compressed: HashMap<u8, Bytes> = HashMap::new();
     let mut reached = 0;
     for connection in connections {
-        let sent = match connection.role {
-            Role::Server => {
-                let frames = frames.get_or_insert_with(|| {
-                    let mut bytes = BytesMut::new();
-                    Framer::new(Role::Server).message(
-                        &mut bytes,
-                        text,
-                        payload,
-                        config::OUTGOING_FRAME_SIZE,
-                    );
-                    bytes.freeze()
-                });
-                connection.send_framed(frames.clone(), size)
-            }
-            Role::Client => connection.send(text, payload.clone()),
+        let shared = match connection.role {
+            Role::Client => None,
+            Role::Server if !connection.compresses() || size < config::COMPRESS_FROM => Some(
+                plain
+                    .get_or_insert_with(|| frames(Framer::new(Role::Server), text, payload))
+                    .clone(),
+            ),
+            Role::Server => connection.stateless_compression().map(|bits| {
+                compressed
+                    .entry(bits)
+                    .or_insert_with(|| compress_once(bits, text, payload))
+                    .clone()
+            }),
+        };
+        let sent = match shared {
+            Some(frames) => connection.send_framed(frames, size),
+            None => connection.send(text, payload.clone()),
         };
         reached += usize::from(sent.is_ok());
     }
     reached
+}
+
+fn frames(framer: Framer, text: bool, payload: &[u8]) -> Bytes {
+    let mut bytes = BytesMut::new();
+    framer.message(&mut bytes, text, payload, config::OUTGOING_FRAME_SIZE);
+    bytes.freeze()
+}
+
+/// A server's frames of `payload` compressed on its own with a window of
+/// `bits`, which every peer that agreed to no context takeover inflates.
+fn compress_once(bits: u8, text: bool, payload: &[u8]) -> Bytes {
+    let stateless = Negotiated {
+        local_no_context_takeover: true,
+        remote_no_context_takeover: true,
+        local_window_bits: bits,
+        remote_window_bits: bits,
+    };
+    let compressed = stateless
+        .compressor(config::DEFLATE_LEVEL)
+        .compress(payload);
+    frames(Framer::compressed(Role::Server), text, &compressed)
 }

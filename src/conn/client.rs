@@ -22,7 +22,8 @@ use crate::config::MAX_HANDSHAKE_SIZE;
 use crate::errors::Error;
 use crate::net::proxy::{self, Proxy};
 use crate::net::{read_head, runtime, tls, Stream};
-use crate::protocol::handshake::{self, Headers};
+use crate::protocol::deflate::DeflateConfig;
+use crate::protocol::handshake::{self, Headers, ServerResponse};
 use crate::protocol::{url as ws_url, Role};
 
 /// Opens a connection to `target` in the background, its events going
@@ -65,33 +66,49 @@ pub struct Target {
     pub proxy: Option<Proxy>,
     /// Whether Python handles `proxy_authentication_required`.
     pub ask_proxy_auth: bool,
+    /// permessage-deflate to offer; None offers no compression.
+    pub compression: Option<DeflateConfig>,
 }
 
 /// A client connection from its first byte to its last.
 async fn run_client(
     target: Target,
     handshake_timeout: Duration,
-    settings: Settings,
+    mut settings: Settings,
     connection: Arc<Connection>,
     mut commands: UnboundedReceiver<Command>,
     events: EventSink,
 ) {
     let opening = timeout(handshake_timeout, open(&target, events.clone()));
     tokio::pin!(opening);
-    let opened = tokio::select! {
-        biased;
-        // Closing while connecting gives up on the connection.
-        _ = commands.recv() => None,
-        opened = &mut opening => Some(opened),
+    let opened = loop {
+        tokio::select! {
+            biased;
+            command = commands.recv() => match command {
+                // Closing while connecting gives up on the connection.
+                Some(Command::Close(..) | Command::Abort) | None => break None,
+                // New settings apply from the start.
+                Some(Command::Configure(new)) => settings = new,
+                // Nothing else concerns a connection that is not open yet.
+                Some(_) => {}
+            },
+            opened = &mut opening => break Some(opened),
+        }
     };
     let error = match opened {
-        Some(Ok(Ok((stream, received, subprotocol, resource_name)))) => {
+        Some(Ok(Ok((stream, received, response, resource_name)))) => {
             let endpoints = stream.endpoints();
             match stream.into_running() {
                 Ok((stream, socket)) => {
+                    if let (Some(negotiated), Some(config)) =
+                        (response.compression, &target.compression)
+                    {
+                        connection.set_compression(negotiated, config.level);
+                    }
                     connection.set_open(true);
                     events.send(Event::Connected {
-                        subprotocol,
+                        subprotocol: response.subprotocol,
+                        extensions: response.extensions,
                         resource_name,
                         endpoints,
                     });
@@ -99,6 +116,7 @@ async fn run_client(
                         settings,
                         received,
                         socket,
+                        compression: response.compression,
                     };
                     task::run(stream, opened, connection, commands, events).await;
                     return;
@@ -127,12 +145,12 @@ pub fn crash_report(events: EventSink) -> impl FnOnce(String) + Send + 'static {
 }
 
 /// TCP connection, TLS for wss://, and the opening handshake; returns the
-/// stream, the bytes that came after the server's response, and the
-/// negotiated subprotocol.
+/// stream, the bytes that came after the server's response, what the
+/// response agreed to, and the request target as sent.
 async fn open(
     target: &Target,
     events: EventSink,
-) -> Result<(Stream, BytesMut, String, String), String> {
+) -> Result<(Stream, BytesMut, ServerResponse, String), String> {
     let (host, port) = ws_url::endpoint(&target.url);
     let tcp = match &target.proxy {
         None => TcpStream::connect((host.as_str(), port))
@@ -172,6 +190,7 @@ async fn open(
         &target.subprotocols,
         &target.origin,
         &target.headers,
+        target.compression.as_ref(),
     );
     let lost = |e: std::io::Error| format!("handshake failed: connection lost: {e}");
     stream.write_all(&request.bytes).await.map_err(lost)?;
@@ -181,6 +200,11 @@ async fn open(
         .ok_or_else(|| {
             format!("handshake failed: response head over {MAX_HANDSHAKE_SIZE} bytes")
         })?;
-    let response = handshake::check_response(&head, &request.key, &target.subprotocols)?;
-    Ok((stream, received, response.subprotocol, request.target))
+    let response = handshake::check_response(
+        &head,
+        &request.key,
+        &target.subprotocols,
+        target.compression.as_ref(),
+    )?;
+    Ok((stream, received, response, request.target))
 }

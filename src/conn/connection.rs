@@ -20,6 +20,7 @@ use super::writer::Outgoing;
 use crate::bridge::{self, ReadOutcome, Reader};
 use crate::config;
 use crate::errors::Error;
+use crate::protocol::deflate::{Compressor, Negotiated};
 use crate::protocol::session::{End, Output};
 use crate::protocol::{Chunk, Framer, Incoming, Role, Session};
 
@@ -35,7 +36,7 @@ pub enum Command {
     Received(Received),
     /// The session ended on the thread that read the socket.
     Ended(End),
-    /// The session's deadline may have moved.
+    /// The session's deadline may have moved, or reading was paused or resumed.
     Wake,
 }
 
@@ -72,7 +73,14 @@ pub struct Connection {
     /// parsed before its `client_connected` handlers had a chance to listen,
     /// and the server settles it once they ran.
     report_frames: AtomicBool,
+    /// Python holds as many received messages as it may: nothing more is
+    /// read from the socket until it takes some (see [`pause_reading`](Self::pause_reading)).
+    reading_paused: AtomicBool,
     pub outbox: Outbox,
+    /// permessage-deflate's compressor, when the handshake agreed to it.
+    /// Held while a message is compressed and handed to the outbox, so that
+    /// messages enter the compressor's context in the order they go out.
+    compressor: OnceLock<Mutex<Compressor>>,
     /// The closing handshake, pings and keepalive, driven by whichever
     /// thread reads a control frame, and by the task for commands and time.
     session: Mutex<Session>,
@@ -95,7 +103,9 @@ impl Connection {
             report_writes: AtomicBool::new(false),
             burst: AtomicU64::new(0),
             report_frames: AtomicBool::new(role == Role::Server),
+            reading_paused: AtomicBool::new(false),
             outbox: Outbox::default(),
+            compressor: OnceLock::new(),
             session: Mutex::new(Session::new(
                 role,
                 Settings::default().timers,
@@ -134,6 +144,21 @@ impl Connection {
         self.report_writes.store(on, Ordering::Relaxed);
     }
 
+    /// Stops (true) or resumes (false) reading the socket, so that TCP
+    /// pushes back on a peer that sends faster than the program takes its
+    /// messages. What arrived before still comes; while paused, nothing is
+    /// read at all — a pong or a close frame waits too, so a long pause can
+    /// end in a keepalive timeout, as in websockets.
+    pub fn pause_reading(&self, paused: bool) {
+        if self.reading_paused.swap(paused, Ordering::AcqRel) != paused {
+            self.command(Command::Wake);
+        }
+    }
+
+    pub(super) fn reading_paused(&self) -> bool {
+        self.reading_paused.load(Ordering::Acquire)
+    }
+
     pub(super) fn report_frames(&self) -> bool {
         self.report_frames.load(Ordering::Relaxed)
     }
@@ -142,18 +167,53 @@ impl Connection {
         self.session.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Compresses the messages sent from now on, as the handshake agreed
+    /// (before the connection opens).
+    pub fn set_compression(&self, negotiated: Negotiated, level: u32) {
+        let _ = self
+            .compressor
+            .set(Mutex::new(negotiated.compressor(level)));
+    }
+
+    /// Whether messages are compressed (permessage-deflate was agreed).
+    pub fn compresses(&self) -> bool {
+        self.compressor.get().is_some()
+    }
+
     /// Frames the message in the calling thread, which also writes it if
-    /// nothing is queued ahead of it (see [`outbox`](super::outbox)).
+    /// nothing is queued ahead of it (see [`outbox`](super::outbox));
+    /// compresses it first where permessage-deflate was agreed.
     pub fn send(&self, text: bool, payload: Bytes) -> Result<usize, Error> {
         let size = payload.len();
         self.admit(size)?;
         let frame_size = self.frame_size.load(Ordering::Relaxed);
-        let chunks = Framer::new(self.role).message_chunks(text, payload, frame_size);
         // A reported write must come from the task, which reports it.
         let may_write = !self.report_writes.load(Ordering::Relaxed)
             && (size >= BURST_WRITE_FROM || self.first_in_burst());
-        let sent = self.outbox.send(chunks, size, may_write);
+        let sent = match self.compressor.get() {
+            Some(compressor) if size >= config::COMPRESS_FROM => {
+                let mut compressor = compressor.lock().unwrap_or_else(|e| e.into_inner());
+                let compressed = Bytes::from(compressor.compress(&payload));
+                let chunks =
+                    Framer::compressed(self.role).message_chunks(text, compressed, frame_size);
+                self.outbox.send(chunks, size, may_write)
+            }
+            _ => {
+                let chunks = Framer::new(self.role).message_chunks(text, payload, frame_size);
+                self.outbox.send(chunks, size, may_write)
+            }
+        };
         self.account(size, sent)
+    }
+
+    /// The compressed frames of a message for every connection whose
+    /// compressor starts each message afresh with a window of `window_bits`
+    /// (see [`broadcast`](super::broadcast)); None when this connection's
+    /// compressor keeps a context, or compresses with another window.
+    pub fn stateless_compression(&self) -> Option<u8> {
+        let compressor = self.compressor.get()?;
+        let compressor = compressor.lock().unwrap_or_else(|e| e.into_inner());
+        compressor.is_stateless().then(|| compressor.window_bits())
     }
 
     /// Whether the calling thread may write a small message here itself:

@@ -27,6 +27,8 @@ pub struct Accepted {
     pub url: String,
     pub requested_subprotocols: Vec<String>,
     pub negotiated_subprotocol: String,
+    /// The extensions the server accepted, as its response wrote them.
+    pub extensions: String,
     /// The request target: path and query.
     pub resource_name: String,
     pub headers: Headers,
@@ -41,6 +43,8 @@ pub enum Event {
     /// A client's handshake succeeded; the server picked this subprotocol ("" for none).
     Connected {
         subprotocol: String,
+        /// The extensions the server accepted, as it wrote them ("" for none).
+        extensions: String,
         /// The request target as sent: path and query, percent-encoded.
         resource_name: String,
         endpoints: Endpoints,

@@ -23,6 +23,7 @@ use crate::bridge::Question;
 use crate::config::{MAX_CONCURRENT_HANDSHAKES, MAX_HANDSHAKE_SIZE};
 use crate::errors::Error;
 use crate::net::{read_head, runtime, tls, Endpoints, Stream};
+use crate::protocol::deflate::{self, DeflateConfig, Negotiated};
 use crate::protocol::handshake::{self, Rejection, Request};
 use crate::protocol::{subprotocol, CloseCode, Role};
 
@@ -43,6 +44,8 @@ pub struct ServerConfig {
     pub max_pending: usize,
     /// Settings of the server's sockets.
     pub settings: Settings,
+    /// permessage-deflate to accept; None declines every offer.
+    pub compression: Option<DeflateConfig>,
 }
 
 #[derive(Clone, Copy)]
@@ -298,8 +301,12 @@ async fn serve(
         request,
         received,
         negotiated,
+        compression,
         place,
     } = handshake;
+    if let (Some((_, agreed)), Some(config)) = (&compression, &server.config().compression) {
+        connection.set_compression(*agreed, config.level);
+    }
     let settings = server.config().settings.clone();
     connection.set_frame_size(settings.outgoing_frame_size);
     connection.set_open(true);
@@ -314,6 +321,10 @@ async fn serve(
         url: format!("{scheme}://{host}{}", request.target),
         requested_subprotocols: requested,
         negotiated_subprotocol: negotiated.unwrap_or_default(),
+        extensions: compression
+            .as_ref()
+            .map(|(e, _)| e.clone())
+            .unwrap_or_default(),
         resource_name: request.target,
         headers: request.headers,
         endpoints,
@@ -328,6 +339,7 @@ async fn serve(
         settings,
         received,
         socket,
+        compression: compression.map(|(_, agreed)| agreed),
     };
     task::run(stream, opened, connection, commands, events.for_id(id)).await;
     server.clients_map().remove(&id);
@@ -340,6 +352,8 @@ struct Handshake {
     received: BytesMut,
     /// The chosen subprotocol.
     negotiated: Option<String>,
+    /// The permessage-deflate response, and what it agreed to.
+    compression: Option<(String, Negotiated)>,
     /// The connection's place among the pending ones.
     place: PendingPlace,
 }
@@ -375,14 +389,24 @@ async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
         let busy = Rejection::new(503, "too many pending connections; try again later");
         return refuse(stream, busy, &name).await;
     };
-    let negotiated = subprotocol::choose(&request.subprotocols(), &server.config().subprotocols);
-    let response = handshake::accept_response(&request, negotiated.as_deref(), &name);
+    let (negotiated, compression) = {
+        let config = server.config();
+        let negotiated = subprotocol::choose(&request.subprotocols(), &config.subprotocols);
+        let compression = config
+            .compression
+            .as_ref()
+            .and_then(|c| deflate::accept(&request.extension_offers(), c));
+        (negotiated, compression)
+    };
+    let extensions = compression.as_ref().map(|(e, _)| e.as_str());
+    let response = handshake::accept_response(&request, negotiated.as_deref(), extensions, &name);
     // Should this fail or time out, the place goes back as `place` drops.
     stream.write_all(&response).await.ok()?;
     Some(Handshake {
         request,
         received,
         negotiated,
+        compression,
         place,
     })
 }
@@ -431,6 +455,7 @@ mod tests {
             handshake_timeout: Duration::from_secs(10),
             max_pending,
             settings: Settings::default(),
+            compression: None,
         }
     }
 

@@ -21,6 +21,7 @@ use super::event::{Event, EventSink};
 use super::receiver::{self, Received, Receiver, ReceiverSlot};
 use super::settings::Settings;
 use super::writer;
+use crate::protocol::deflate::Negotiated;
 use crate::protocol::session::End;
 use crate::protocol::{Failure, Parser};
 
@@ -39,6 +40,8 @@ pub struct Opened {
     /// and sending threads may write to (see [`outbox`](super::outbox));
     /// None over TLS.
     pub socket: Option<RawFd>,
+    /// What permessage-deflate the handshake agreed to, if any.
+    pub compression: Option<Negotiated>,
 }
 
 /// Runs an open connection until it is over, then sends `Event::Closed`.
@@ -59,18 +62,24 @@ pub async fn run<S>(
         mut settings,
         received,
         socket,
+        compression,
     } = opened;
     connection
         .session()
         .configure(settings.timers, std::time::Instant::now());
     let (mut reader, writer) = tokio::io::split(stream);
     let mut parser = Parser::new(connection.role, settings.limits);
+    if let Some(negotiated) = compression {
+        parser.set_decompressor(negotiated.decompressor());
+    }
     parser.buffer().extend_from_slice(&received);
     // The task's while it reads; the Python thread's (in the receiver slot)
     // while that thread reads a plain TCP socket, unless lent back.
     let mut local = Some(Receiver::new(parser));
     let mut direct = socket.map(|fd| (fd, events.lending()));
     let mut watched = false;
+    // Reading is paused and the socket out of the Python thread's poller.
+    let mut out_of_poller = false;
     // The plain socket's readiness while the task reads it.
     let mut readable = None;
     connection.outbox.attach(socket);
@@ -99,11 +108,27 @@ pub async fn run<S>(
             }
             receiver.prepare(&events);
         }
+        let paused = connection.reading_paused();
         if let Some((fd, lending)) = direct.as_mut() {
             let slot = connection
                 .receiver_slot
                 .get_or_init(|| ReceiverSlot::new(*fd));
-            let lent = *lending.borrow_and_update();
+            // Paused, the task holds the receiver, as when it is lent, and
+            // reads nothing; the Python thread's poller forgets the socket,
+            // or its end would be reported again and again.
+            let lent = *lending.borrow_and_update() || paused;
+            if watched && paused != out_of_poller {
+                out_of_poller = paused;
+                if paused {
+                    events.stop_reading(*fd);
+                } else if events.resume_reading(*fd).is_err() {
+                    // The poller refused it: the task reads, as over TLS.
+                    watched = false;
+                    local = local.or_else(|| slot.take());
+                    direct = None;
+                    continue;
+                }
+            }
             if lent && local.is_none() {
                 local = slot.take();
                 if local.is_some() {
@@ -176,7 +201,7 @@ pub async fn run<S>(
                     break End::Aborted;
                 }
             },
-            read = read_some(&mut reader, readable.as_ref(), local.as_mut()), if room && local.is_some() => match read {
+            read = read_some(&mut reader, readable.as_ref(), local.as_mut()), if room && !paused && local.is_some() => match read {
                 Ok(0) => break connection.session().eof(),
                 Ok(read) => {
                     if let Some(receiver) = local.as_mut() {
@@ -320,6 +345,7 @@ mod tests {
             settings: Settings::default(),
             received: BytesMut::new(),
             socket: None,
+            compression: None,
         }
     }
 

@@ -174,18 +174,35 @@ pub fn write_slices<'a>(
 #[derive(Debug)]
 pub struct Framer {
     role: Role,
+    /// The messages it frames are compressed (permessage-deflate): RSV1 on
+    /// each one's first frame.
+    compressed: bool,
 }
 
 impl Framer {
     pub fn new(role: Role) -> Self {
-        Framer { role }
+        Framer {
+            role,
+            compressed: false,
+        }
+    }
+
+    /// A framer for messages already compressed (see
+    /// [`Compressor`](super::deflate::Compressor)).
+    pub fn compressed(role: Role) -> Self {
+        Framer {
+            role,
+            compressed: true,
+        }
     }
 
     /// Appends a frame header for `length` payload bytes; returns the masking
     /// key the payload must be masked with, if we are a client.
     fn header(&self, out: &mut BytesMut, opcode: u8, fin: bool, length: usize) -> Option<[u8; 4]> {
         let masked = self.role == Role::Client;
-        out.put_u8(if fin { 0x80 } else { 0 } | opcode);
+        // RFC 7692 §6: RSV1 on a compressed message's first frame only.
+        let rsv1 = self.compressed && matches!(opcode, opcode::TEXT | opcode::BINARY);
+        out.put_u8(if fin { 0x80 } else { 0 } | if rsv1 { 0x40 } else { 0 } | opcode);
         let mask_bit = if masked { 0x80 } else { 0 };
         if length < 126 {
             out.put_u8(mask_bit | length as u8);

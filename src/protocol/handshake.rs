@@ -5,6 +5,7 @@ use tungstenite::handshake::client::generate_key;
 use tungstenite::handshake::derive_accept_key;
 use url::Url;
 
+use super::deflate::{self, DeflateConfig, Negotiated};
 use super::subprotocol;
 
 /// Checks that `value` can go into an HTTP header as it is: tab, space and
@@ -79,12 +80,14 @@ pub struct ClientRequest {
 }
 
 /// The request for `url`: subprotocols in order of preference, an Origin
-/// unless empty, and any extra headers (Authorization, Cookie, …).
+/// unless empty, the offer of permessage-deflate when `compression` is
+/// given, and any extra headers (Authorization, Cookie, …).
 pub fn client_request(
     url: &Url,
     subprotocols: &[String],
     origin: &str,
     headers: &Headers,
+    compression: Option<&DeflateConfig>,
 ) -> ClientRequest {
     let key = generate_key();
     let host = match url.port() {
@@ -105,6 +108,12 @@ pub fn client_request(
     if !origin.is_empty() {
         head += &format!("Origin: {origin}\r\n");
     }
+    if let Some(config) = compression {
+        head += &format!(
+            "Sec-WebSocket-Extensions: {}\r\n",
+            deflate::client_offer(config)
+        );
+    }
     for (name, value) in headers {
         head += &format!("{name}: {value}\r\n");
     }
@@ -121,14 +130,21 @@ pub fn client_request(
 pub struct ServerResponse {
     /// The subprotocol the server picked, "" for none.
     pub subprotocol: String,
+    /// The extensions it accepted, as it wrote them ("" for none).
+    pub extensions: String,
+    /// What permessage-deflate it agreed to, if any.
+    pub compression: Option<Negotiated>,
     pub headers: Headers,
 }
 
-/// Checks the server's answer to our request; Err says why in words.
+/// Checks the server's answer to our request (which offered `offered`
+/// subprotocols, and permessage-deflate with `compression` if given); Err
+/// says why in words.
 pub fn check_response(
     head: &[u8],
     key: &str,
     offered: &[String],
+    compression: Option<&DeflateConfig>,
 ) -> Result<ServerResponse, String> {
     let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut response = httparse::Response::new(&mut slots);
@@ -156,9 +172,9 @@ pub fn check_response(
     if get(&headers, "Sec-WebSocket-Accept") != Some(derive_accept_key(key.as_bytes()).as_str()) {
         return Err("handshake failed: wrong Sec-WebSocket-Accept".into());
     }
-    if get(&headers, "Sec-WebSocket-Extensions").is_some() {
-        return Err("handshake failed: the server chose an extension that was not offered".into());
-    }
+    let extensions: Vec<&str> = get_all(&headers, "Sec-WebSocket-Extensions").collect();
+    let negotiated = deflate::check_response(&extensions, compression)?;
+    let extensions = extensions.join(", ");
     let subprotocol = get(&headers, "Sec-WebSocket-Protocol")
         .unwrap_or_default()
         .to_string();
@@ -169,6 +185,8 @@ pub fn check_response(
     }
     Ok(ServerResponse {
         subprotocol,
+        extensions,
+        compression: negotiated,
         headers,
     })
 }
@@ -192,6 +210,11 @@ impl Request {
     /// The subprotocols the client offered, in its order of preference.
     pub fn subprotocols(&self) -> Vec<String> {
         subprotocol::parse(get_all(&self.headers, "Sec-WebSocket-Protocol"))
+    }
+
+    /// The extensions the client offered: each `Sec-WebSocket-Extensions` value.
+    pub fn extension_offers(&self) -> Vec<&str> {
+        get_all(&self.headers, "Sec-WebSocket-Extensions").collect()
     }
 }
 
@@ -308,8 +331,14 @@ pub fn parse_request(head: &[u8]) -> Result<Request, Rejection> {
     })
 }
 
-/// The 101 response that accepts `request`.
-pub fn accept_response(request: &Request, subprotocol: Option<&str>, server_name: &str) -> Vec<u8> {
+/// The 101 response that accepts `request`, with the extensions accepted
+/// (a `Sec-WebSocket-Extensions` value) if any.
+pub fn accept_response(
+    request: &Request,
+    subprotocol: Option<&str>,
+    extensions: Option<&str>,
+    server_name: &str,
+) -> Vec<u8> {
     let accept = derive_accept_key(request.key.as_bytes());
     let mut head = format!(
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
@@ -317,6 +346,9 @@ pub fn accept_response(request: &Request, subprotocol: Option<&str>, server_name
     );
     if let Some(protocol) = subprotocol {
         head += &format!("Sec-WebSocket-Protocol: {protocol}\r\n");
+    }
+    if let Some(extensions) = extensions {
+        head += &format!("Sec-WebSocket-Extensions: {extensions}\r\n");
     }
     if !server_name.is_empty() {
         head += &format!("Server: {server_name}\r\n");
@@ -341,7 +373,7 @@ mod tests {
             request.subprotocols(),
             vec!["a".to_string(), "b".to_string()]
         );
-        let response = String::from_utf8(accept_response(&request, Some("b"), "me")).unwrap();
+        let response = String::from_utf8(accept_response(&request, Some("b"), None, "me")).unwrap();
         // The example of RFC 6455 §1.3.
         assert!(response.contains("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"));
         assert!(response.contains("Sec-WebSocket-Protocol: b\r\n"));
@@ -379,25 +411,25 @@ mod tests {
     fn client_request_and_response_round_trip() {
         let url = Url::parse("ws://example.com:8080/a/b?c=d").unwrap();
         let headers = vec![("Authorization".to_string(), "Bearer x".to_string())];
-        let request = client_request(&url, &["v1".into()], "http://o", &headers);
+        let request = client_request(&url, &["v1".into()], "http://o", &headers, None);
         let text = String::from_utf8(request.bytes.clone()).unwrap();
         assert!(text.starts_with("GET /a/b?c=d HTTP/1.1\r\nHost: example.com:8080\r\n"));
         assert!(
             text.contains("Origin: http://o\r\n") && text.contains("Authorization: Bearer x\r\n")
         );
         let parsed = parse_request(&request.bytes).unwrap();
-        let response = accept_response(&parsed, Some("v1"), "");
-        let checked = check_response(&response, &request.key, &["v1".into()]).unwrap();
+        let response = accept_response(&parsed, Some("v1"), None, "");
+        let checked = check_response(&response, &request.key, &["v1".into()], None).unwrap();
         assert_eq!(checked.subprotocol, "v1");
-        assert!(check_response(&response, "wrong key", &["v1".into()]).is_err());
-        assert!(check_response(&response, &request.key, &[]).is_err());
+        assert!(check_response(&response, "wrong key", &["v1".into()], None).is_err());
+        assert!(check_response(&response, &request.key, &[], None).is_err());
     }
 
     #[test]
     fn a_refusal_reads_as_its_status_line() {
         let response = Rejection::new(403, "no").response("");
         assert_eq!(
-            check_response(&response, "k", &[]).unwrap_err(),
+            check_response(&response, "k", &[], None).unwrap_err(),
             "handshake rejected: HTTP 403 Forbidden"
         );
     }

@@ -8,6 +8,7 @@
 //! `conn/` does the I/O around it (see docs/architecture.md).
 
 pub mod close;
+pub mod deflate;
 pub mod framer;
 pub mod handshake;
 pub mod message;

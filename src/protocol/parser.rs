@@ -6,6 +6,7 @@ use std::collections::VecDeque;
 use bytes::{Buf, Bytes, BytesMut};
 
 use super::close::{CloseCode, Failure};
+use super::deflate::{self, Decompressor};
 use super::framer::apply_mask;
 use super::message::{Binary, Text};
 use super::{opcode, Limits, Role, MAX_CONTROL_PAYLOAD};
@@ -34,6 +35,9 @@ pub enum Incoming {
 /// A message being put together from fragments.
 struct Partial {
     text: bool,
+    /// Its frames are compressed (permessage-deflate): `data` holds what
+    /// they inflated to.
+    compressed: bool,
     data: BytesMut,
     /// How much of `data` is known to be valid UTF-8 (text only).
     checked: usize,
@@ -55,6 +59,9 @@ pub struct Parser {
     /// Set once the peer's close frame arrived or the peer broke the protocol:
     /// nothing after it is parsed.
     done: bool,
+    /// permessage-deflate, when the handshake agreed to it: messages with
+    /// RSV1 set on their first frame are inflated.
+    decompressor: Option<Decompressor>,
 }
 
 /// A frame header as written, before any check.
@@ -69,6 +76,8 @@ struct RawHeader {
 
 struct Header {
     fin: bool,
+    /// RSV1 on a message's first frame: its payload is compressed.
+    compressed: bool,
     opcode: u8,
     mask: Option<[u8; 4]>,
     length: usize,
@@ -85,7 +94,14 @@ impl Parser {
             message: None,
             events: VecDeque::new(),
             done: false,
+            decompressor: None,
         }
+    }
+
+    /// Inflates compressed messages from now on (the handshake agreed to
+    /// permessage-deflate); without it RSV1 is a protocol error.
+    pub fn set_decompressor(&mut self, decompressor: Decompressor) {
+        self.decompressor = Some(decompressor);
     }
 
     /// Applies new limits from the next frame on.
@@ -112,9 +128,14 @@ impl Parser {
     }
 
     fn fail(&mut self, code: CloseCode, message: impl Into<String>) -> Result<bool, Failure> {
+        Err(self.stop(Failure::new(code, message)))
+    }
+
+    /// Stops parsing for good, for `failure`.
+    fn stop(&mut self, failure: Failure) -> Failure {
         self.done = true;
         self.events.clear();
-        Err(Failure::new(code, message))
+        failure
     }
 
     /// The next frame's header as it is written, once all of it arrived.
@@ -170,7 +191,16 @@ impl Parser {
             return Ok(None);
         };
         let masked = mask.is_some();
-        if reserved != 0 {
+        // RSV1 marks the first frame of a compressed message (RFC 7692 §6).
+        let compressed = reserved == 0x40;
+        let first_data = matches!(opcode, opcode::TEXT | opcode::BINARY);
+        if compressed && self.decompressor.is_some() && !first_data {
+            self.fail(
+                CloseCode::PROTOCOL_ERROR,
+                "protocol error: RSV1 set on a continuation or control frame",
+            )?;
+        }
+        if reserved != 0 && !(compressed && self.decompressor.is_some()) {
             self.fail(
                 CloseCode::PROTOCOL_ERROR,
                 "protocol error: reserved bits set without an extension that defines them",
@@ -211,9 +241,19 @@ impl Parser {
             )?,
             _ => true,
         };
-        // Fail as soon as the header says so, before the payload arrives.
+        // Fail as soon as the header says so, before the payload arrives. A
+        // compressed frame is held to its inflated size as it inflates; on
+        // the wire it may be a little larger than that (incompressible data).
         let max_frame = self.limits.max_frame_size;
-        if length > max_frame as u64 {
+        let inflating = compressed
+            || (opcode == opcode::CONTINUATION
+                && self.message.as_ref().is_some_and(|m| m.compressed));
+        let max_wire = if inflating {
+            deflate::max_compressed_len(max_frame)
+        } else {
+            max_frame
+        };
+        if length > max_wire as u64 {
             self.fail(
                 CloseCode::TOO_BIG,
                 format!(
@@ -238,9 +278,10 @@ impl Parser {
                 }
                 _ => {}
             }
+            // A compressed message is held to its limit as it inflates.
             let so_far = self.message.as_ref().map_or(0, |m| m.data.len());
             let max_message = self.limits.max_message_size;
-            if so_far + length > max_message {
+            if !inflating && so_far + length > max_message {
                 self.fail(
                     CloseCode::TOO_BIG,
                     format!(
@@ -251,6 +292,7 @@ impl Parser {
         }
         Ok(Some(Header {
             fin,
+            compressed,
             opcode,
             mask,
             length,
@@ -308,8 +350,11 @@ impl Parser {
         }
         let mut payload = self.buffer.split_to(total);
         payload.advance(header.size);
+        let compressed = header.compressed
+            || (header.opcode == opcode::CONTINUATION
+                && self.message.as_ref().is_some_and(|m| m.compressed));
         if let Some(mask) = header.mask {
-            if header.opcode == opcode::BINARY && header.fin && !self.frames {
+            if header.opcode == opcode::BINARY && header.fin && !self.frames && !compressed {
                 let data = payload.freeze();
                 let mask = Some(mask);
                 self.events
@@ -322,9 +367,51 @@ impl Parser {
             opcode::PING => self.events.push_back(Incoming::Ping(payload.freeze())),
             opcode::PONG => self.events.push_back(Incoming::Pong(payload.freeze())),
             opcode::CLOSE => self.close(payload.freeze())?,
-            opcode => self.data(opcode, payload, header.fin)?,
+            opcode if compressed => {
+                let inflated = self.inflate(&payload, header.fin)?;
+                self.data(opcode, inflated, header.fin, true)?
+            }
+            opcode => self.data(opcode, payload, header.fin, false)?,
         }
         Ok(true)
+    }
+
+    /// What one frame of a compressed message inflates to, held to the
+    /// frame and message limits as it inflates (a small frame may inflate
+    /// to gigabytes: it is stopped at the limit, with 1009).
+    fn inflate(&mut self, payload: &[u8], last: bool) -> Result<BytesMut, Failure> {
+        let so_far = self.message.as_ref().map_or(0, |m| m.data.len());
+        let limit = self
+            .limits
+            .max_frame_size
+            .min(self.limits.max_message_size.saturating_sub(so_far));
+        let Some(decompressor) = self.decompressor.as_mut() else {
+            // header() lets RSV1 through only with a decompressor.
+            return Err(self.stop(Failure::new(
+                CloseCode::PROTOCOL_ERROR,
+                "protocol error: reserved bits set without an extension that defines them",
+            )));
+        };
+        let mut out = BytesMut::new();
+        match decompressor.inflate(payload, last, &mut out, limit) {
+            Ok(()) => Ok(out),
+            Err(failure) if failure.code == CloseCode::TOO_BIG => {
+                // Say which limit, as for a message that came uncompressed.
+                let (max_frame, max_message) =
+                    (self.limits.max_frame_size, self.limits.max_message_size);
+                let message = if limit == max_frame
+                    && max_frame < max_message.saturating_sub(so_far)
+                {
+                    format!("frame too big: it inflates past max_allowed_incoming_frame_size of {max_frame} bytes")
+                } else {
+                    format!(
+                        "message too big: it inflates past max_allowed_incoming_message_size of {max_message} bytes"
+                    )
+                };
+                Err(self.stop(Failure::new(CloseCode::TOO_BIG, message)))
+            }
+            Err(failure) => Err(self.stop(failure)),
+        }
     }
 
     fn close(&mut self, payload: Bytes) -> Result<(), Failure> {
@@ -366,7 +453,13 @@ impl Parser {
         Ok(())
     }
 
-    fn data(&mut self, opcode: u8, payload: BytesMut, fin: bool) -> Result<(), Failure> {
+    fn data(
+        &mut self,
+        opcode: u8,
+        payload: BytesMut,
+        fin: bool,
+        compressed: bool,
+    ) -> Result<(), Failure> {
         let text = match opcode {
             opcode::TEXT => true,
             opcode::BINARY => false,
@@ -396,6 +489,7 @@ impl Parser {
         let frame = payload.freeze();
         let partial = self.message.get_or_insert_with(|| Partial {
             text,
+            compressed,
             data: BytesMut::new(),
             checked: 0,
             reported: 0,

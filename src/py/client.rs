@@ -5,7 +5,7 @@ use pyo3::prelude::*;
 
 use super::connection::PyConnection;
 use super::events::PyEventQueue;
-use super::options::{check_header_values, Options, PyTlsOptions};
+use super::options::{self, check_header_values, Options, PyTlsOptions};
 use crate::conn::client::{self, Target};
 use crate::net::proxy::Proxy;
 use crate::net::tls::{self, TlsOptions};
@@ -18,7 +18,7 @@ use crate::protocol::url as ws_url;
 /// EVENT_CLOSED with an error when it fails. `register` is called with the
 /// connection's id before any of its events can arrive.
 #[pyfunction]
-#[pyo3(signature = (queue, url, subprotocols, headers, origin, options, tls = None, proxy = None, ask_proxy_auth = false, *, register))]
+#[pyo3(signature = (queue, url, subprotocols, headers, origin, options, tls = None, proxy = None, ask_proxy_auth = false, *, compression = None, register))]
 #[allow(clippy::too_many_arguments, reason = "one per socket property")]
 pub fn connect(
     queue: &PyEventQueue,
@@ -30,6 +30,7 @@ pub fn connect(
     tls: Option<PyTlsOptions>,
     proxy: Option<String>,
     ask_proxy_auth: bool,
+    compression: Option<&str>,
     register: &Bound<'_, PyAny>,
 ) -> PyResult<PyConnection> {
     let url = ws_url::parse(url)?;
@@ -59,6 +60,7 @@ pub fn connect(
         headers,
         proxy,
         ask_proxy_auth,
+        compression: options::compression(compression)?,
     };
     let handshake_timeout = options.handshake_timeout()?;
     let connection = client::connect(&queue.queue, target, handshake_timeout, settings, |id| {

@@ -205,6 +205,12 @@ impl PyConnection {
         Ok(())
     }
 
+    /// Stops (True) or resumes (False) reading the socket, so that TCP
+    /// pushes back on the peer while Python holds as many messages as it may.
+    fn pause_reading(&self, paused: bool) {
+        self.connection.pause_reading(paused);
+    }
+
     /// Whether each write is reported (for `bytes_written`).
     fn report_writes(&self, on: bool) {
         self.connection.set_report_writes(on);

@@ -95,6 +95,8 @@ impl From<&Endpoints> for Addresses {
 pub struct Connected {
     /// The subprotocol the server picked ("" for none).
     pub subprotocol: String,
+    /// The extensions the server accepted, as it wrote them ("" for none).
+    pub extensions: String,
     /// The request target as sent: path and query, percent-encoded.
     pub resource_name: String,
     pub addresses: Py<Addresses>,
@@ -108,6 +110,8 @@ pub struct ClientConnected {
     pub url: String,
     pub requested_subprotocols: Vec<String>,
     pub negotiated_subprotocol: String,
+    /// The extensions the server accepted, as its response wrote them.
+    pub extensions: String,
     /// The request target: path and query.
     pub resource_name: String,
     /// The request's headers, in order, as (name, value).
@@ -170,11 +174,13 @@ fn to_python<'py>(py: Python<'py>, id: u64, event: Event) -> PyResult<Bound<'py,
     let (kind, payload): (u8, Bound<'py, PyAny>) = match event {
         Event::Connected {
             subprotocol,
+            extensions,
             resource_name,
             endpoints,
         } => {
             let connected = Connected {
                 subprotocol,
+                extensions,
                 resource_name,
                 addresses: Py::new(py, Addresses::from(&endpoints))?,
             };
@@ -233,6 +239,7 @@ fn to_python<'py>(py: Python<'py>, id: u64, event: Event) -> PyResult<Bound<'py,
                 url,
                 requested_subprotocols,
                 negotiated_subprotocol,
+                extensions,
                 resource_name,
                 headers,
                 endpoints,
@@ -243,6 +250,7 @@ fn to_python<'py>(py: Python<'py>, id: u64, event: Event) -> PyResult<Bound<'py,
                 url,
                 requested_subprotocols,
                 negotiated_subprotocol,
+                extensions,
                 resource_name,
                 headers,
                 addresses: Py::new(py, Addresses::from(&endpoints))?,

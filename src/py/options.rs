@@ -8,6 +8,7 @@ use pyo3::prelude::*;
 
 use crate::conn::Settings;
 use crate::net::tls::TlsOptions;
+use crate::protocol::deflate::DeflateConfig;
 use crate::protocol::session::Timers;
 use crate::protocol::{handshake, Limits};
 
@@ -89,4 +90,16 @@ pub fn check_header_values<'a>(values: impl IntoIterator<Item = &'a str>) -> PyR
         handshake::check_header_value(value).map_err(PyValueError::new_err)?;
     }
     Ok(())
+}
+
+/// The `compression` property: "deflate" (permessage-deflate with wsbind's
+/// defaults) or None.
+pub fn compression(value: Option<&str>) -> PyResult<Option<DeflateConfig>> {
+    match value {
+        None => Ok(None),
+        Some("deflate") => Ok(Some(DeflateConfig::default())),
+        Some(other) => Err(PyValueError::new_err(format!(
+            "compression must be \"deflate\" or None, not {other:?}"
+        ))),
+    }
 }

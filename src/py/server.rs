@@ -8,7 +8,7 @@ use pyo3::prelude::*;
 
 use super::connection::message_of;
 use super::events::PyEventQueue;
-use super::options::{check_header_values, seconds, Options, PyTlsOptions};
+use super::options::{self, check_header_values, Options, PyTlsOptions};
 use crate::bridge::Question;
 use crate::conn::broadcast::broadcast;
 use crate::conn::{Server, ServerConfig};
@@ -73,7 +73,7 @@ impl PyServer {
     #[pyo3(signature = (queue, host, port, options, *, name = String::new(), subprotocols = Vec::new(),
                         accepting = true, allowed_origins = None, ask_origin = false,
                         max_pending_connections = crate::config::MAX_PENDING_CONNECTIONS, tls = None,
-                        register))]
+                        compression = None, register))]
     #[allow(clippy::too_many_arguments, reason = "one Python keyword each")]
     fn new(
         queue: &PyEventQueue,
@@ -87,6 +87,7 @@ impl PyServer {
         ask_origin: bool,
         max_pending_connections: usize,
         tls: Option<(String, String, PyTlsOptions)>,
+        compression: Option<&str>,
         register: &Bound<'_, PyAny>,
     ) -> PyResult<Self> {
         check_header_values([name.as_str()])?;
@@ -104,6 +105,7 @@ impl PyServer {
             handshake_timeout: options.handshake_timeout()?,
             max_pending: max_pending_connections,
             settings: options.settings()?,
+            compression: options::compression(compression)?,
         };
         let server = Server::start(&queue.queue, host, port, config, accepting, tls, |id| {
             register.call1((id,)).map(drop)
@@ -129,6 +131,13 @@ impl PyServer {
         self.server.config().subprotocols = subprotocols;
     }
 
+    /// Sets whether later handshakes accept permessage-deflate ("deflate") or not (None).
+    #[pyo3(signature = (compression))]
+    fn set_compression(&self, compression: Option<&str>) -> PyResult<()> {
+        self.server.config().compression = options::compression(compression)?;
+        Ok(())
+    }
+
     /// Sets the origins later handshakes accept (None: any).
     fn set_allowed_origins(&self, origins: Option<Vec<String>>) {
         self.server.config().allowed_origins = origins;
@@ -139,11 +148,14 @@ impl PyServer {
         self.server.config().ask_origin = ask;
     }
 
-    /// Sets how long later handshakes may take, and the pending-connection bound.
-    fn set_limits(&self, handshake_timeout: f64, max_pending_connections: usize) -> PyResult<()> {
-        let handshake_timeout = seconds("handshake_timeout", handshake_timeout)?;
+    /// Sets how long later handshakes may take, the limits and timeouts their
+    /// sockets start with, and the pending-connection bound.
+    fn set_limits(&self, options: Options, max_pending_connections: usize) -> PyResult<()> {
+        let handshake_timeout = options.handshake_timeout()?;
+        let settings = options.settings()?;
         let mut config = self.server.config();
         config.handshake_timeout = handshake_timeout;
+        config.settings = settings;
         config.max_pending = max_pending_connections;
         Ok(())
     }
