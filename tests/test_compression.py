@@ -80,7 +80,7 @@ def test_our_client_offers_compression_and_can_be_told_not_to(sockets: Any) -> N
     with websockets_server(echo, process_request=record) as (url, _):
         compressed = open_socket(sockets, url)
         plain = open_socket(sockets, url, compression=None)
-        assert offers == ["permessage-deflate; client_max_window_bits=12", None]
+        assert offers == ["permessage-deflate; client_max_window_bits", None]
         assert compressed.negotiated_extensions.startswith("permessage-deflate")
         assert plain.negotiated_extensions == ""
 

@@ -150,11 +150,11 @@ def connect(
     ask_proxy_auth: bool = False,
     *,
     compression: str | None = None,
-    register: Callable[[int], object],
+    register: Callable[[Connection], object],
 ) -> Connection:
     """Opens a connection to ``url`` in the background; its events go to ``queue``.
 
-    ``register`` is called with the connection's id before any of its events can arrive."""
+    ``register`` is called with the connection before any of its events can arrive."""
 
 # The payloads of the events that are not a message's str or bytes.
 

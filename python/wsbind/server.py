@@ -80,7 +80,11 @@ def server_url(host: str, port: int, secure: bool = False) -> str:
 
 
 # The options of its sockets that a server sets itself, before their first byte.
-_SERVER_OPTIONS = ("handshake_timeout", "max_allowed_incoming_frame_size", "max_allowed_incoming_message_size")
+_SERVER_OPTIONS = (
+    "handshake_timeout",
+    "max_allowed_incoming_frame_size",
+    "max_allowed_incoming_message_size",
+)
 
 
 class WebSocketServer(Object):

@@ -100,7 +100,7 @@ class WebSocket(Object):
     negotiated_extensions = Property(
         "",
         read_only=True,
-        doc='The extensions the server accepted, as its Sec-WebSocket-Extensions header wrote them, '
+        doc="The extensions the server accepted, as its Sec-WebSocket-Extensions header wrote them, "
         'e.g. "permessage-deflate; server_max_window_bits=12"; "" when none (or not OPEN).',
     )
     close_code = Property(
@@ -547,7 +547,7 @@ class WebSocket(Object):
             raise Error("a socket a server accepted cannot be reopened")
         if not self.url:
             return
-        conn = self._conn = _wsbind.connect(
+        conn = _wsbind.connect(
             self._dispatcher.queue,
             self.url,
             self.requested_subprotocols,
@@ -557,11 +557,16 @@ class WebSocket(Object):
             None if self.ssl_configuration is None else self.ssl_configuration._options(client=True),
             _wsbind.environment_proxy(self.url) if self.proxy == "" else self.proxy,
             self.proxy_authentication_required.connected,
-            # Before connect() returns: its events may be taken at once.
             compression=self.compression,
-            register=lambda native_id: self._dispatcher.register(native_id, self),
+            # Before the connection starts: its events may be taken at once.
+            register=self._connecting,
         )
         self._report(conn)
+
+    def _connecting(self, conn: _wsbind.Connection) -> None:
+        """The connection exists and has not started: nothing of it can have been delivered yet."""
+        self._conn = conn
+        self._dispatcher.register(conn.id, self)
         self._set_status(Status.CONNECTING)
 
     def _set_status(self, status: Status, error: str = "") -> None:

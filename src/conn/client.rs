@@ -29,17 +29,17 @@ use crate::protocol::{url as ws_url, Role};
 /// Opens a connection to `target` in the background, its events going
 /// to `queue`; returns the connection at once. `Event::Connected` follows
 /// when the handshake succeeds, `Event::Closed` with an error when it fails.
-/// `before_start` learns the connection's id before any of its events can
-/// arrive, so that whoever receives them knows whose they are.
+/// `before_start` gets the connection before any of its events can arrive,
+/// so that whoever receives them knows whose they are.
 pub fn connect<E: From<Error>>(
     queue: &Arc<EventQueue>,
     target: Target,
     handshake_timeout: Duration,
     settings: Settings,
-    before_start: impl FnOnce(u64) -> Result<(), E>,
+    before_start: impl FnOnce(&Arc<Connection>) -> Result<(), E>,
 ) -> Result<Arc<Connection>, E> {
     let (connection, commands) = Connection::new(Role::Client);
-    before_start(connection.id)?;
+    before_start(&connection)?;
     connection.set_frame_size(settings.outgoing_frame_size);
     let events = queue.sink(connection.id);
     let on_panic = crash_report(events.clone());

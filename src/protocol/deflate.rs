@@ -151,16 +151,13 @@ fn params(pairs: &Pairs) -> Result<Params, String> {
     Ok(params)
 }
 
-/// What a client offers in its request.
-pub fn client_offer(config: &DeflateConfig) -> String {
+/// What a client offers in its request, as browsers and websockets do.
+pub fn client_offer() -> String {
     // No server_max_window_bits: the server compresses as it likes, and
-    // our decompressor takes any window. client_max_window_bits lets a
-    // server that wants to spare its memory ask us for a smaller one.
-    let mut offer = format!("{NAME}; client_max_window_bits");
-    if config.window_bits < MAX_WINDOW_BITS {
-        offer = format!("{offer}={}", config.window_bits);
-    }
-    offer
+    // our decompressor takes any window. client_max_window_bits without a
+    // value lets a server that spares its memory ask us for a smaller
+    // window; we compress with ours (12 bits) or that, whichever is less.
+    format!("{NAME}; client_max_window_bits")
 }
 
 /// A server's answer to the client's `Sec-WebSocket-Extensions` values:
@@ -232,16 +229,18 @@ pub fn check_response(
         ));
     };
     let answer = params(pairs).map_err(|e| format!("handshake failed: {e}"))?;
-    let local =
-        match answer.client_max_window_bits {
-            // We offered client_max_window_bits; a value without one is no answer.
-            Some(Some(bits)) if bits <= config.window_bits => bits.max(MIN_WINDOW_BITS),
-            Some(_) => return Err(
-                "handshake failed: the server answered client_max_window_bits with no valid value"
+    let local = match answer.client_max_window_bits {
+        // A smaller window than allowed is always ours to use.
+        Some(Some(bits)) => bits.max(MIN_WINDOW_BITS).min(config.window_bits),
+        // In a response the parameter must have a value (§7.1.2.2).
+        Some(None) => {
+            return Err(
+                "handshake failed: the server answered client_max_window_bits without a value"
                     .into(),
-            ),
-            None => config.window_bits,
-        };
+            )
+        }
+        None => config.window_bits,
+    };
     Ok(Some(Negotiated {
         local_no_context_takeover: answer.client_no_context_takeover,
         remote_no_context_takeover: answer.server_no_context_takeover,
@@ -555,11 +554,15 @@ mod tests {
             Some(&config())
         )
         .is_err());
-        assert!(check_response(
-            &["permessage-deflate; client_max_window_bits=13"],
-            Some(&config())
-        )
-        .is_err());
+        // A server that allows a larger window than ours gets ours; a smaller one, its own.
+        let window = |answer: &str| {
+            check_response(&[answer], Some(&config()))
+                .unwrap()
+                .unwrap()
+                .local_window_bits
+        };
+        assert_eq!(window("permessage-deflate; client_max_window_bits=15"), 12);
+        assert_eq!(window("permessage-deflate; client_max_window_bits=10"), 10);
         assert!(check_response(
             &["permessage-deflate; server_max_window_bits=99"],
             Some(&config())

@@ -108,11 +108,8 @@ pub fn client_request(
     if !origin.is_empty() {
         head += &format!("Origin: {origin}\r\n");
     }
-    if let Some(config) = compression {
-        head += &format!(
-            "Sec-WebSocket-Extensions: {}\r\n",
-            deflate::client_offer(config)
-        );
+    if compression.is_some() {
+        head += &format!("Sec-WebSocket-Extensions: {}\r\n", deflate::client_offer());
     }
     for (name, value) in headers {
         head += &format!("{name}: {value}\r\n");

@@ -62,6 +62,20 @@ pub struct Parser {
     /// permessage-deflate, when the handshake agreed to it: messages with
     /// RSV1 set on their first frame are inflated.
     decompressor: Option<Decompressor>,
+    /// Why the connection fails, once the events before it are taken.
+    failure: Option<Failure>,
+    /// How much of a text frame still arriving was checked as UTF-8.
+    prechecked: Option<Prechecked>,
+}
+
+/// The UTF-8 check of a text frame's payload as it arrives, so that bad
+/// text fails the connection at once rather than when the frame is whole
+/// (Autobahn 6.4.3, 6.4.4).
+struct Prechecked {
+    /// Payload bytes checked so far.
+    offset: usize,
+    /// The start of a character cut off by what has arrived, unmasked.
+    carry: Vec<u8>,
 }
 
 /// A frame header as written, before any check.
@@ -95,6 +109,8 @@ impl Parser {
             events: VecDeque::new(),
             done: false,
             decompressor: None,
+            failure: None,
+            prechecked: None,
         }
     }
 
@@ -116,13 +132,25 @@ impl Parser {
 
     /// The next event, None when more bytes are needed, or the reason to
     /// fail the connection (once; nothing is parsed after it).
+    ///
+    /// What arrived before a broken rule still comes first: a message the
+    /// peer sent whole is delivered even if the frame after it fails the
+    /// connection (Autobahn 3.2).
     pub fn next_event(&mut self) -> Result<Option<Incoming>, Failure> {
         loop {
             if let Some(event) = self.events.pop_front() {
                 return Ok(Some(event));
             }
-            if self.done || !self.parse_frame()? {
+            if let Some(failure) = self.failure.take() {
+                return Err(failure);
+            }
+            if self.done {
                 return Ok(None);
+            }
+            match self.parse_frame() {
+                Ok(true) => {}
+                Ok(false) => return Ok(None),
+                Err(failure) => self.failure = Some(failure),
             }
         }
     }
@@ -134,7 +162,6 @@ impl Parser {
     /// Stops parsing for good, for `failure`.
     fn stop(&mut self, failure: Failure) -> Failure {
         self.done = true;
-        self.events.clear();
         failure
     }
 
@@ -344,15 +371,22 @@ impl Parser {
             return Ok(false);
         };
         let total = header.size + header.length;
-        if self.buffer.len() < total {
-            self.buffer.reserve(total - self.buffer.len());
-            return Ok(false);
-        }
-        let mut payload = self.buffer.split_to(total);
-        payload.advance(header.size);
         let compressed = header.compressed
             || (header.opcode == opcode::CONTINUATION
                 && self.message.as_ref().is_some_and(|m| m.compressed));
+        if self.buffer.len() < total {
+            let text = header.opcode == opcode::TEXT
+                || (header.opcode == opcode::CONTINUATION
+                    && self.message.as_ref().is_some_and(|m| m.text));
+            if text && !compressed {
+                self.precheck(&header)?;
+            }
+            self.buffer.reserve(total - self.buffer.len());
+            return Ok(false);
+        }
+        self.prechecked = None;
+        let mut payload = self.buffer.split_to(total);
+        payload.advance(header.size);
         if let Some(mask) = header.mask {
             if header.opcode == opcode::BINARY && header.fin && !self.frames && !compressed {
                 let data = payload.freeze();
@@ -411,6 +445,47 @@ impl Parser {
                 Err(self.stop(Failure::new(CloseCode::TOO_BIG, message)))
             }
             Err(failure) => Err(self.stop(failure)),
+        }
+    }
+
+    /// Checks as UTF-8 what arrived of a text frame's payload since the
+    /// last look; fails with 1007 at the first byte that cannot be text.
+    fn precheck(&mut self, header: &Header) -> Result<(), Failure> {
+        let arrived = &self.buffer[header.size..];
+        let state = self.prechecked.get_or_insert_with(|| Prechecked {
+            offset: 0,
+            // The end of the previous frame may hold the start of a character.
+            carry: self
+                .message
+                .as_ref()
+                .map(|m| m.data[m.checked..].to_vec())
+                .unwrap_or_default(),
+        });
+        if arrived.len() <= state.offset {
+            return Ok(());
+        }
+        let mut bytes = std::mem::take(&mut state.carry);
+        let start = bytes.len();
+        bytes.extend_from_slice(&arrived[state.offset..]);
+        if let Some(mask) = header.mask {
+            // The key continues where the checked bytes stopped.
+            let phase = state.offset % 4;
+            let mask = std::array::from_fn(|i| mask[(phase + i) % 4]);
+            apply_mask(&mut bytes[start..], mask);
+        }
+        state.offset = arrived.len();
+        match std::str::from_utf8(&bytes) {
+            Ok(_) => Ok(()),
+            Err(e) if e.error_len().is_some() => self
+                .fail(
+                    CloseCode::INVALID_PAYLOAD,
+                    "invalid UTF-8 in a text message",
+                )
+                .map(drop),
+            Err(e) => {
+                state.carry = bytes[e.valid_up_to()..].to_vec();
+                Ok(())
+            }
         }
     }
 
@@ -750,6 +825,57 @@ mod tests {
             failure_code(&client_frame(opcode::TEXT, true, b"\xe2\x82")),
             1007
         );
+    }
+
+    #[test]
+    fn invalid_utf8_fails_before_the_frame_is_whole() {
+        let payload = [b"hello".as_slice(), b"\xff", b"world"].concat();
+        let frame = client_frame(opcode::TEXT, true, &payload);
+        let header = frame.len() - payload.len();
+        // Cut anywhere before the bad byte, then the bad byte: the failure
+        // comes at once, not when "world" arrives.
+        for cut in header..header + 5 {
+            let mut parser = server(&frame[..cut]);
+            assert_eq!(parser.next_event(), Ok(None));
+            parser.buffer().extend_from_slice(&frame[cut..header + 6]);
+            let failure = parser.next_event().unwrap_err();
+            assert_eq!(failure.code, CloseCode::INVALID_PAYLOAD);
+        }
+    }
+
+    #[test]
+    fn a_character_cut_by_a_frame_still_arriving_is_not_a_failure() {
+        let first = client_frame(opcode::TEXT, false, "aé".as_bytes()[..2].as_ref());
+        let second = client_frame(opcode::CONTINUATION, true, &"aé€".as_bytes()[2..]);
+        let mut wire = first.to_vec();
+        wire.extend_from_slice(&second);
+        for cut in 0..wire.len() {
+            let mut parser = server(&wire[..cut]);
+            assert_eq!(events(&mut parser).unwrap(), vec![], "cut at {cut}");
+            parser.buffer().extend_from_slice(&wire[cut..]);
+            assert_eq!(
+                events(&mut parser).unwrap(),
+                vec![Incoming::Text("aé€".into())]
+            );
+        }
+    }
+
+    #[test]
+    fn a_message_before_a_broken_rule_is_still_delivered() {
+        let mut wire = client_frame(opcode::TEXT, true, b"first").to_vec();
+        let mut bad = client_frame(opcode::TEXT, true, b"x");
+        bad[0] |= 0x20; // RSV2
+        wire.extend_from_slice(&bad);
+        let mut parser = server(&wire);
+        assert_eq!(
+            parser.next_event(),
+            Ok(Some(Incoming::Text("first".into())))
+        );
+        assert_eq!(
+            parser.next_event().unwrap_err().code,
+            CloseCode::PROTOCOL_ERROR
+        );
+        assert_eq!(parser.next_event(), Ok(None), "nothing after the failure");
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! Opening a client connection from Python.
 
-use pyo3::exceptions::PyValueError;
+use std::sync::Arc;
+
+use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 
 use super::connection::PyConnection;
@@ -16,7 +18,7 @@ use crate::protocol::url as ws_url;
 ///
 /// Returns at once: EVENT_CONNECTED follows when the handshake succeeds,
 /// EVENT_CLOSED with an error when it fails. `register` is called with the
-/// connection's id before any of its events can arrive.
+/// connection before any of its events can arrive.
 #[pyfunction]
 #[pyo3(signature = (queue, url, subprotocols, headers, origin, options, tls = None, proxy = None, ask_proxy_auth = false, *, compression = None, register))]
 #[allow(clippy::too_many_arguments, reason = "one per socket property")]
@@ -32,7 +34,7 @@ pub fn connect(
     ask_proxy_auth: bool,
     compression: Option<&str>,
     register: &Bound<'_, PyAny>,
-) -> PyResult<PyConnection> {
+) -> PyResult<Py<PyConnection>> {
     let url = ws_url::parse(url)?;
     check_header_values(headers.iter().map(|(_, value)| value.as_str()))?;
     check_header_values([origin.as_str()])?;
@@ -63,8 +65,13 @@ pub fn connect(
         compression: options::compression(compression)?,
     };
     let handshake_timeout = options.handshake_timeout()?;
-    let connection = client::connect(&queue.queue, target, handshake_timeout, settings, |id| {
-        register.call1((id,)).map(drop)
+    let py = register.py();
+    let mut handle = None;
+    client::connect(&queue.queue, target, handshake_timeout, settings, |connection| {
+        let made = Py::new(py, PyConnection::from(Arc::clone(connection)))?;
+        register.call1((made.clone_ref(py),))?;
+        handle = Some(made);
+        Ok::<(), PyErr>(())
     })?;
-    Ok(PyConnection::from(connection))
+    handle.ok_or_else(|| PyRuntimeError::new_err("the connection was not made"))
 }
