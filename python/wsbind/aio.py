@@ -85,6 +85,9 @@ class connect:  # lower case, as websockets' connect(), which it stands in for
                     ...
             except wsbind.ConnectionClosed:
                 continue
+
+    After a ``break`` the last socket stays open until the loop's iterator
+    is collected, as in websockets: close it first if it should end at once.
     """
 
     def __init__(
