@@ -406,6 +406,19 @@ def test_handlers_and_recv_both_see_every_message() -> None:
     run(main())
 
 
+def test_recv_and_send_on_a_socket_that_never_opened_say_so() -> None:
+    async def main() -> None:
+        ws = WebSocket()
+        with pytest.raises(wsbind.NotOpenError, match="never opened"):
+            await ws.recv()
+        with pytest.raises(wsbind.NotOpenError, match="CLOSED"):
+            await ws.send("x")
+        # Closing it, awaited or not, does nothing.
+        await ws.close()
+
+    run(main())
+
+
 def test_recv_on_a_socket_of_another_thread() -> None:
     """A socket made outside any loop (handlers on wsbind's event thread), awaited inside one."""
 
