@@ -60,6 +60,11 @@ def cell(text: str) -> str:
     return " ".join(inline(text).split()).replace("|", r"\|")
 
 
+def code_cell(text: str) -> str:
+    """Code as one Markdown table cell: a "|" in it (``str | bytes``) must not end the cell."""
+    return "`" + text.replace("|", r"\|") + "`"
+
+
 def qt_name(doc: str | None) -> str:
     match = QT_NAME.search(doc or "")
     return cell(match[1]) if match else "—"
@@ -190,7 +195,7 @@ def class_section(cls: type[Object]) -> str:
         if not n.startswith("_")
     ]
     methods = [
-        [f"`{signature(f)}`", qt_name(f.__doc__), meaning(f.__doc__, first_paragraph=True)]
+        [code_cell(signature(f)), qt_name(f.__doc__), meaning(f.__doc__, first_paragraph=True)]
         for f in public(cls, types.FunctionType).values()
     ]
     return "\n\n".join(
@@ -210,8 +215,8 @@ def class_section(cls: type[Object]) -> str:
 
 def render() -> str:
     functions = [
-        [f"`wsbind.{signature(f)}`", qt_name(f.__doc__), meaning(f.__doc__, first_paragraph=True)]
-        for f in (wsbind.bind, wsbind.run, wsbind.quit)
+        [code_cell(f"wsbind.{signature(f)}"), qt_name(f.__doc__), meaning(f.__doc__, first_paragraph=True)]
+        for f in (wsbind.bind, wsbind.run, wsbind.quit, wsbind.connect, wsbind.serve, wsbind.backoff)
     ]
     member_docs = attribute_docs(inspect.getsource(status))
     statuses = [

@@ -142,3 +142,19 @@ pub const DEFLATE_LEVEL: u32 = 6;
 /// was agreed: 128 bytes. Below it the deflate block's own overhead and
 /// the time to compress outweigh what is saved.
 pub const COMPRESS_FROM: usize = 128;
+
+/// Messages a socket holds for Python's `recv()` before it stops reading
+/// the socket: 16, as websockets' `max_queue` (a property of each socket).
+///
+/// A program that stops calling `recv()` then makes the peer wait, through
+/// TCP, instead of filling memory; 16 messages smooth out a program that
+/// receives in bursts. Reading resumes once a quarter of them is left.
+/// Handlers alone hold nothing: a socket holds messages only once `recv()`
+/// is used on it.
+pub const MAX_QUEUE: usize = 16;
+
+/// Bytes waiting to be written above which Python's `await send()` waits
+/// until a quarter of them is left: 32 KiB, as websockets' `write_limit`
+/// (a property of each socket). Enough for many small messages to leave
+/// in one write, little enough that a slow peer holds up a sender early.
+pub const WRITE_LIMIT: usize = 32 << 10;

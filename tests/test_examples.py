@@ -168,6 +168,43 @@ def test_echo_client_with_nothing_listening_exits_1_with_the_error() -> None:
     assert "Traceback" not in result.stderr
 
 
+# -- asyncio bot and server
+
+
+def test_asyncio_bot_gets_the_echo_from_the_asyncio_server() -> None:
+    port = free_port()
+    url = f"ws://127.0.0.1:{port}"
+    with background("asyncio_server.py", "--port", str(port)) as server:
+        server.wait_for(f"listening on {url}")
+        bot = run_example("asyncio_bot.py", "--url", url, "--count", "2")
+        assert bot.returncode == 0, bot
+        assert "message received: Hello, world! #1" in bot.stdout
+        assert "message received: Hello, world! #2" in bot.stdout
+        assert "closed with 1000" in bot.stdout
+        assert bot.stderr == ""
+        server.wait_for("client disconnected (close code 1000)")
+
+        # Binary comes back as binary, and Ctrl-C closes open clients with 1001.
+        with connect(url) as ws:
+            ws.send(b"\x00\xffbinary")
+            assert ws.recv(timeout=TIMEOUT) == b"\x00\xffbinary"
+            status = server.interrupt()
+            with pytest.raises(ConnectionClosed):
+                ws.recv(timeout=TIMEOUT)
+            assert ws.close_code == (1001 if CAN_INTERRUPT else 1006)
+    if CAN_INTERRUPT:
+        assert status == 0, server.output
+        assert "Traceback" not in server.output
+
+
+def test_asyncio_bot_with_nothing_listening_exits_1_with_the_error() -> None:
+    port = free_port()
+    result = run_example("asyncio_bot.py", "--url", f"ws://127.0.0.1:{port}")
+    assert result.returncode == 1, result
+    assert f"error: cannot connect to 127.0.0.1:{port}: Connection refused" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 # -- QML WebSocket server
 
 

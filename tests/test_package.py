@@ -18,6 +18,8 @@ SUBMODULES = (
     "wsbind.dispatch",
     "wsbind.tls",
     "wsbind.broadcast",
+    "wsbind.aio",
+    "wsbind.retry",
 )
 
 

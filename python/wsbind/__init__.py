@@ -11,14 +11,35 @@ changes, and keep in step through bindings, as in QML::
 
 Names are QML's in snake_case: ``textMessageReceived`` is
 ``text_message_received``, ``onStatusChanged:`` is ``on_status_changed=``.
-See :mod:`wsbind.errors` for the exception tree.
+
+The same objects speak asyncio, with websockets' names::
+
+    async with wsbind.connect("ws://127.0.0.1:8765") as ws:
+        await ws.send("hello")
+        print(await ws.recv())
+
+See :mod:`wsbind.aio` for ``connect()`` and ``serve()``, and
+:mod:`wsbind.errors` for the exception tree.
 """
 
 from . import _wsbind
+from .aio import connect, serve
 from .broadcast import broadcast
 from .dispatch import quit, run
-from .errors import BufferFullError, Error, InvalidURL, NotOpenError
+from .errors import (
+    BufferFullError,
+    ConcurrencyError,
+    ConnectionClosed,
+    ConnectionClosedError,
+    ConnectionClosedOK,
+    Error,
+    InvalidHandshake,
+    InvalidStatus,
+    InvalidURL,
+    NotOpenError,
+)
 from .objects import Binding, BoundSignal, Object, Property, Signal, bind
+from .retry import backoff
 from .server import WebSocketServer
 from .status import Status
 from .tls import SslConfiguration
@@ -30,7 +51,13 @@ __all__ = [
     "Binding",
     "BoundSignal",
     "BufferFullError",
+    "ConcurrencyError",
+    "ConnectionClosed",
+    "ConnectionClosedError",
+    "ConnectionClosedOK",
     "Error",
+    "InvalidHandshake",
+    "InvalidStatus",
     "InvalidURL",
     "NotOpenError",
     "Object",
@@ -40,8 +67,11 @@ __all__ = [
     "Status",
     "WebSocket",
     "WebSocketServer",
+    "backoff",
     "bind",
     "broadcast",
+    "connect",
     "quit",
     "run",
+    "serve",
 ]

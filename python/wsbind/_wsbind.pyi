@@ -41,6 +41,7 @@ __all__ = [
     "MAX_OUTGOING_BUFFER",
     "MAX_PENDING_CONNECTIONS",
     "MAX_PENDING_EVENT_BYTES",
+    "MAX_QUEUE",
     "OUTGOING_FRAME_SIZE",
     "OriginAuthenticator",
     "PING_INTERVAL",
@@ -48,6 +49,7 @@ __all__ = [
     "Pong",
     "ProxyAuthenticator",
     "Server",
+    "WRITE_LIMIT",
     "Written",
     "__version__",
     "broadcast",
@@ -99,6 +101,10 @@ HANDSHAKE_TIMEOUT: float
 """Seconds the opening handshake may take, 10 (Qt's default)."""
 MAX_PENDING_CONNECTIONS: int
 """Accepted connections Python has not taken yet before new ones get HTTP 503, 30 (Qt's default)."""
+MAX_QUEUE: int
+"""Messages a socket holds for ``recv()`` before it stops reading, 16 (websockets' default)."""
+WRITE_LIMIT: int
+"""Bytes waiting to be written above which ``await send()`` waits, 32 KiB (websockets' default)."""
 
 @type_check_only
 class Options(TypedDict):

@@ -1,13 +1,29 @@
-"""wsbind's exceptions: raised at once when the caller misuses an object.
+"""wsbind's exceptions: misuse raises at once; the asyncio face raises for the network too.
 
-Failures of the network never raise: they set a socket's status to ERROR with
-a readable ``error_string``. The tree::
+In the QML style, failures of the network never raise: they set a socket's
+status to ERROR with a readable ``error_string``. In the asyncio style
+(``await wsbind.connect(...)``, ``await ws.recv()``) the same failures raise,
+with the same words: ``ConnectionClosed`` once a connection is over, and for
+a connection that could not be made, the exception ``connect_error()`` picks
+(a refused handshake is an ``InvalidStatus``; the network's failures are
+Python's own ``OSError`` kinds, as in websockets). The tree::
 
     Exception
-    └── Error                   every exception wsbind raises on purpose
-        ├── NotOpenError        sending on a socket whose status is not OPEN
-        ├── BufferFullError     sending while too much already waits to be written
-        └── InvalidURL          (also a ValueError) not a ws:// or wss:// URL
+    ├── Error                       every exception wsbind raises on purpose
+    │   ├── NotOpenError            sending on a socket whose status is not OPEN
+    │   ├── BufferFullError         sending while too much already waits to be written
+    │   ├── InvalidURL              (also a ValueError) not a ws:// or wss:// URL
+    │   ├── ConcurrencyError        (also a RuntimeError) two coroutines in recv() at once
+    │   ├── ConnectionClosed        recv() or send() on a connection that is over
+    │   │   ├── ConnectionClosedOK      closed with 1000, 1001 or 1005
+    │   │   └── ConnectionClosedError   any other end: a failure, a protocol error
+    │   └── InvalidHandshake        the opening handshake failed (not the network)
+    │       └── InvalidStatus       the server refused it with an HTTP status (403, 503...)
+    └── OSError                     connecting failed on the network:
+        ├── ConnectionRefusedError, ConnectionResetError, ...   chosen by errno
+        ├── TimeoutError            no handshake within handshake_timeout
+        └── ssl.SSLError            the TLS handshake failed (SSLCertVerificationError:
+                                    the certificate did not verify)
 
 Wrong argument types raise TypeError, and out-of-range values (a close code
 that cannot be sent, say) raise ValueError, as everywhere in Python.
@@ -15,7 +31,21 @@ that cannot be sent, say) raise ValueError, as everywhere in Python.
 
 from __future__ import annotations
 
-__all__ = ["BufferFullError", "Error", "InvalidURL", "NotOpenError"]
+import re
+import ssl
+
+__all__ = [
+    "BufferFullError",
+    "ConcurrencyError",
+    "ConnectionClosed",
+    "ConnectionClosedError",
+    "ConnectionClosedOK",
+    "Error",
+    "InvalidHandshake",
+    "InvalidStatus",
+    "InvalidURL",
+    "NotOpenError",
+]
 
 
 class Error(Exception):
@@ -30,6 +60,7 @@ class BufferFullError(Error):
     """A message was sent while more than ``MAX_OUTGOING_BUFFER`` bytes (64 MiB) wait to be written.
 
     Sending never blocks, so this is how a peer that stops reading is noticed.
+    ``await ws.send()`` waits instead, while more than ``write_limit`` bytes wait.
     """
 
 
@@ -38,3 +69,139 @@ class InvalidURL(Error, ValueError):
 
     Qt's words for the last: "Unsupported WebSocket scheme".
     """
+
+
+class ConcurrencyError(Error, RuntimeError):
+    """Two coroutines called ``recv()`` on one socket at once (websockets: ``ConcurrencyError``).
+
+    Which of them should get the next message? Neither guess is right, so
+    the second one raises. Let one task receive and hand messages on, or use
+    ``async for message in ws`` in one place.
+    """
+
+
+# Close codes after which a connection counts as closed normally: websockets'
+# OK_CLOSE_CODES. 1005 is a close frame without a code, which a peer that
+# simply closes may send.
+_OK_CODES = frozenset({1000, 1001, 1005})
+
+
+class ConnectionClosed(Error):
+    """``recv()`` or ``send()`` on a connection that is over (websockets: ``ConnectionClosed``).
+
+    ``code`` and ``reason`` are the socket's ``close_code`` and
+    ``close_reason``: the peer's close frame, or 1006 when the connection
+    ended without one. ``error`` is the socket's ``error_string`` when the
+    connection failed, else None; the message is that text, or says how
+    the connection closed. Catch :class:`ConnectionClosedOK` and
+    :class:`ConnectionClosedError` to tell a normal end from a failure.
+    """
+
+    def __init__(self, code: int, reason: str = "", error: str | None = None) -> None:
+        self.code = code
+        """The close code: the peer's, or 1006 when the connection ended without a close frame."""
+        self.reason = reason
+        """The close reason that came with ``code``."""
+        self.error = error
+        """Why the connection failed (the socket's ``error_string``); None for a close."""
+        if error:
+            message = error
+        else:
+            message = f"connection closed with {code}" + (f": {reason}" if reason else "")
+        super().__init__(message)
+
+    @staticmethod
+    def of(code: int, reason: str = "", error: str | None = None) -> ConnectionClosed:
+        """The exception for a connection that ended so: OK for 1000, 1001 or 1005 without an error."""
+        if error is None and code in _OK_CODES:
+            return ConnectionClosedOK(code, reason)
+        return ConnectionClosedError(code, reason, error)
+
+
+class ConnectionClosedOK(ConnectionClosed):
+    """The connection closed normally: 1000, 1001 (going away) or 1005 (no code), as in websockets.
+
+    ``async for message in ws`` ends quietly on it.
+    """
+
+
+class ConnectionClosedError(ConnectionClosed):
+    """The connection ended any other way: a failure (``error`` says which), a protocol error, 1011...
+
+    ``async for message in ws`` raises it.
+    """
+
+
+class InvalidHandshake(Error):
+    """The opening handshake failed, and not because of the network (websockets: ``InvalidHandshake``).
+
+    The message is the socket's ``error_string``, e.g. "handshake failed:
+    wrong Sec-WebSocket-Accept".
+    """
+
+
+class InvalidStatus(InvalidHandshake):
+    """The server refused the opening handshake with an HTTP status (websockets: ``InvalidStatus``).
+
+    ``status_code`` is the status (403, 404, 503...) and ``reason_phrase``
+    its words; the message is the socket's ``error_string``, "handshake
+    rejected: HTTP 403 Forbidden", which is where they are read from. The
+    response's headers are not kept by the native core, so there are none here.
+    Statuses 500, 502, 503 and 504 are worth retrying; ``async for ws in
+    wsbind.connect(url)`` does.
+    """
+
+    def __init__(self, message: str, status_code: int, reason_phrase: str = "") -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        """The HTTP status the server answered with."""
+        self.reason_phrase = reason_phrase
+        """The words after the status, e.g. "Forbidden"."""
+
+
+# How the native core words a refused handshake: protocol/handshake.rs, check_response.
+_REJECTED = re.compile(r"handshake rejected: HTTP (\d{3})(?: (.*))?$")
+# How Rust's io::Error ends its text: "Connection refused (os error 111)".
+_OS_ERROR = re.compile(r"\(os error (\d+)\)")
+
+
+def connect_error(error_string: str) -> Exception:
+    """The exception ``await wsbind.connect()`` raises for a socket that failed with ``error_string``.
+
+    The native core tells failures in words only, so this reads the words,
+    which it writes in few, fixed forms (``src/conn/client.rs``,
+    ``src/protocol/handshake.rs``, ``src/net/tls.rs``): "handshake rejected:
+    HTTP 403 Forbidden" is an :class:`InvalidStatus`; "handshake timeout" a
+    TimeoutError; an operating system error ("(os error 111)") the OSError
+    subclass of its errno (ConnectionRefusedError...), with ``errno`` set,
+    and a connection lost without one ConnectionError; TLS failures
+    ``ssl.SSLError`` (``ssl.SSLCertVerificationError`` when the certificate
+    did not verify); other handshake failures :class:`InvalidHandshake`;
+    what is left, a name that does not resolve say, OSError. The message is
+    always ``error_string`` itself, and it serves a server that cannot
+    listen as well.
+    """
+    rejected = _REJECTED.match(error_string)
+    if rejected:
+        return InvalidStatus(error_string, int(rejected[1]), rejected[2] or "")
+    if error_string.startswith("handshake timeout"):
+        return TimeoutError(error_string)
+    if error_string.startswith("certificate verify failed"):
+        return ssl.SSLCertVerificationError(error_string)
+    if error_string.startswith("TLS handshake failed"):
+        return ssl.SSLError(error_string)
+    os_error = _OS_ERROR.search(error_string)
+    if os_error:
+        number = int(os_error[1])
+        # OSError(errno, text) picks the subclass; made again from the text
+        # alone, so that str() is error_string rather than "[Errno 111] ...".
+        kind = type(OSError(number, error_string))
+        exc = kind(error_string)
+        exc.errno = number
+        return exc
+    if "connection lost" in error_string:
+        # The peer hung up mid-handshake without an errno: EOF.
+        return ConnectionError(error_string)
+    if error_string.startswith("handshake failed"):
+        return InvalidHandshake(error_string)
+    return OSError(error_string)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Awaitable, Generator
 from typing import TYPE_CHECKING, Any, cast
 
 from . import _wsbind
@@ -19,6 +21,7 @@ from .checks import (
 from .dispatch import Dispatcher, EventKind, current
 from .objects import Object, Property, Signal
 from .tls import SslConfiguration
+from .waiters import Waiters, wait_until
 from .websocket import _OPTIONS, WebSocket
 
 if TYPE_CHECKING:
@@ -100,6 +103,10 @@ class WebSocketServer(Object):
     ``port`` 0 lets the system pick a free port; once listening, ``port`` and
     ``url`` hold the real values. Whatever one client sends, the server keeps
     serving the others.
+
+    In the asyncio style, ``wsbind.serve(handler, host, port)`` makes one and
+    runs ``handler(ws)`` for each client; ``serve_forever()``, ``close()``
+    and ``wait_closed()`` are awaitable, as websockets' server has them.
     """
 
     host = Property(
@@ -292,6 +299,11 @@ class WebSocketServer(Object):
         self._server: _wsbind.Server | None = None
         self._completed = False
         self._dispatcher: Dispatcher = current()
+        # The tasks of wsbind.serve()'s handler that have not returned yet.
+        self._handlers: set[asyncio.Task[None]] = set()
+        # Coroutines waiting for the server to stop, its clients to close or
+        # its handlers to return; woken at each of these.
+        self._changes = Waiters()
         super().__init__(**kwargs)
 
     def __repr__(self) -> str:
@@ -338,6 +350,39 @@ class WebSocketServer(Object):
             options[name] = self._values[name]
         return cast("_wsbind.Options", options)
 
+    def close(self) -> Awaitable[None]:
+        """Stops listening and closes every client with 1001 (C++: ``close``); same as ``listen = False``.
+
+        What it returns may be awaited, as websockets' ``close()`` followed by
+        ``wait_closed()``: ``await server.close()`` returns once every client
+        is closed and every handler of ``wsbind.serve()`` has returned.
+        """
+        self.listen = False
+        return _Closing(self)
+
+    async def wait_closed(self) -> None:
+        """Waits until the server has stopped, its clients are closed and its handlers returned.
+
+        Returns at once for a server that does not listen and has no clients
+        (websockets: ``wait_closed()``). It does not stop the server: see
+        :meth:`close`. Handlers that never return keep it waiting.
+        """
+        await wait_until(
+            self._changes, lambda: self._server is None and not self._values["clients"] and not self._handlers
+        )
+
+    async def serve_forever(self) -> None:
+        """Waits until the server stops listening (websockets, asyncio: ``serve_forever()``).
+
+        Cancelling it (Ctrl-C under ``asyncio.run()``) closes the server and
+        waits for its clients and handlers, then lets the cancellation go on.
+        """
+        try:
+            await wait_until(self._changes, lambda: self._server is None)
+        except asyncio.CancelledError:
+            await self.close()
+            raise
+
     def _start(self) -> None:
         server = _wsbind.Server(
             self._dispatcher.queue,
@@ -381,6 +426,7 @@ class WebSocketServer(Object):
             server.stop()
             self.closed.emit()
         self._write("url", "")
+        self._changes.wake_all()
 
     def _listen_changed(self) -> None:
         if not self._completed:
@@ -426,6 +472,7 @@ class WebSocketServer(Object):
     def _client_finished(self, ws: WebSocket) -> None:
         if ws in self.clients:
             self._write("clients", [c for c in self.clients if c is not ws])
+            self._changes.wake_all()
 
     def _event(self, kind: int, payload: Any) -> None:
         if kind == EventKind.CLIENT_CONNECTED:
@@ -453,11 +500,13 @@ class WebSocketServer(Object):
             self._write("error_string", "")
             self._write("port", payload)
             self._write("url", server_url(self.host, payload, self.secure_mode))
+            self._changes.wake_all()
         elif kind == EventKind.LISTEN_FAILED:
             if self._server is not None:
                 self._dispatcher.unregister(self._server.id)
             self._server = None
             self._write("error_string", payload)
+            self._changes.wake_all()
         elif kind == EventKind.ACCEPT_FAILED:
             logger.warning("%r: %s", self, payload)
             self.accept_error.emit(payload)
@@ -465,7 +514,20 @@ class WebSocketServer(Object):
             if self._server is not None:
                 self._dispatcher.unregister(self._server.id)
             self._server = None
+            self._changes.wake_all()
 
     def _shutdown(self) -> None:
         if self._server is not None:
             self._server.stop()
+
+
+class _Closing:
+    """What ``WebSocketServer.close()`` returns: awaited, it waits as ``wait_closed()`` does."""
+
+    __slots__ = ("_server",)
+
+    def __init__(self, server: WebSocketServer) -> None:
+        self._server = server
+
+    def __await__(self) -> Generator[Any, None, None]:
+        return self._server.wait_closed().__await__()

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import threading
-from collections.abc import Callable, Iterable, Mapping
+import time
+from collections import deque
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Generator, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit
 
@@ -24,10 +27,11 @@ from .checks import (
     check_url,
 )
 from .dispatch import Dispatcher, EventKind, current
-from .errors import Error, NotOpenError
+from .errors import ConcurrencyError, ConnectionClosed, ConnectionClosedOK, Error, NotOpenError
 from .objects import Object, Property, Signal
 from .status import Status
 from .tls import SslConfiguration
+from .waiters import Waiters, wait_until, wake
 
 if TYPE_CHECKING:
     from typing_extensions import Buffer
@@ -51,6 +55,19 @@ class WebSocket(Object):
 
     Handlers run on the asyncio loop that was running where the socket was
     made, or else on wsbind's event thread; one at a time, in order.
+
+    The same object is also the asyncio style's connection, as websockets
+    has it (``wsbind.connect()`` and ``wsbind.serve()`` hand out such
+    sockets, already OPEN)::
+
+        await ws.send("hello")          # str: text, bytes-like: binary
+        reply = await ws.recv()         # str or bytes
+        async for message in ws: ...    # ends quietly on a normal close
+        latency = await ws.ping()       # seconds until the pong
+        await ws.close()                # waits until CLOSED
+
+    Handlers keep seeing every message while ``recv()`` is used, and
+    properties, signals and bindings keep working.
     """
 
     url = Property(
@@ -197,6 +214,25 @@ class WebSocket(Object):
     )
     local_port = Property(0, read_only=True, doc="Our port on this connection (C++: ``localPort()``).")
 
+    max_queue = Property(
+        _wsbind.MAX_QUEUE,
+        check=check_size,
+        changed="_max_queue_changed",
+        doc="Messages held for ``recv()`` at most before the socket stops reading, so that "
+        "TCP makes the peer wait; reading resumes once ``recv()`` has left a quarter of "
+        "them. A socket holds messages only once ``recv()`` or ``async for`` has been used "
+        "on it, or when ``wsbind.connect()`` or ``wsbind.serve()`` made it: handlers alone "
+        "hold nothing. Default 16, as websockets (websockets: ``max_queue``).",
+    )
+    write_limit = Property(
+        _wsbind.WRITE_LIMIT,
+        check=check_size,
+        doc="Bytes waiting to be written above which ``await send()`` waits, without "
+        "blocking the loop, until a quarter of them is left: backpressure from a peer "
+        "that reads slowly. Default 32 KiB, as websockets (websockets: ``write_limit``). "
+        "``send_text_message()`` and ``send_binary_message()`` never wait.",
+    )
+
     ssl_configuration = Property[SslConfiguration | None](
         None,
         check=check_ssl,
@@ -306,6 +342,25 @@ class WebSocket(Object):
         self._dispatcher: Dispatcher = current()
         # Told when an accepted socket's connection is over (its server's client list).
         self._on_finished: Callable[[WebSocket], None] | None = None
+        # The asyncio face. Messages held for recv(), oldest first, each
+        # connection's end as a ConnectionClosed after its last message;
+        # None until recv() or connect() first asks for them.
+        self._inbox: deque[str | bytes | ConnectionClosed] | None = None
+        # The future a recv() that found the inbox empty sleeps on.
+        self._recv_waiter: asyncio.Future[None] | None = None
+        # A recv() is waiting: a second one at the same time is an error.
+        self._receiving = False
+        # The connection whose reading is paused because the inbox is full.
+        self._paused: _wsbind.Connection | None = None
+        # send()s waiting for the bytes to write to go down, and their count.
+        self._drains: Waiters | None = None
+        self._draining = 0
+        # Coroutines waiting for a connection to end (an awaited close()).
+        self._ends: Waiters | None = None
+        # The last connection that ended: its id, close code, reason and error.
+        self._end: tuple[int, int, str, str | None] | None = None
+        # Pings sent by ping() awaiting their pong, oldest first.
+        self._pings: deque[PongWaiter] | None = None
         super().__init__(**kwargs)
 
     @classmethod
@@ -392,14 +447,37 @@ class WebSocket(Object):
             return True
         return conn.flush(timeout)
 
-    def ping(self, payload: Buffer = b"") -> None:
+    def ping(self, payload: Buffer = b"") -> Awaitable[float]:
         """Sends a ping; ``pong`` reports the answer and the round-trip time (QML/C++: ``ping``).
 
         Raises ValueError for a payload over 125 bytes (Qt clips it instead),
         and NotOpenError unless the status is OPEN. The peer's pings are
         answered automatically.
+
+        The ping leaves at once, awaited or not. What it returns may be
+        awaited, as websockets' ``ping()``: ``latency = await ws.ping()``
+        gives the seconds until the pong, from any loop. A pong answers its
+        own ping and every earlier one; if the connection ends first, the
+        await raises ConnectionClosed.
         """
-        self._open_connection("ping").ping(payload)
+        conn = self._open_connection("ping")
+        try:
+            key = memoryview(payload).tobytes()
+        except TypeError:
+            conn.ping(payload)  # Raises the native check's TypeError.
+            raise
+        waiter = PongWaiter(key)
+        # Waiting before the ping leaves: its pong may come at once, on another thread.
+        pings = self._pings
+        if pings is None:
+            pings = self._pings = deque()
+        pings.append(waiter)
+        try:
+            conn.ping(payload)
+        except BaseException:
+            pings.remove(waiter)
+            raise
+        return waiter
 
     def _open_connection(self, method: str) -> _wsbind.Connection:
         conn = self._conn
@@ -411,7 +489,7 @@ class WebSocket(Object):
             raise NotOpenError(f"{method}() needs an OPEN socket; this one is {name}")
         return conn
 
-    def close(self, code: int = 1000, reason: str = "") -> None:
+    def close(self, code: int = 1000, reason: str = "") -> Awaitable[None]:
         """Starts the closing handshake (C++: ``QWebSocket::close``).
 
         ``code`` must be one that may be sent (1000-1003, 1007-1011, 3000-4999)
@@ -423,12 +501,18 @@ class WebSocket(Object):
         status becomes CLOSING, with ``about_to_close``, on the socket's own
         thread or loop, where its handlers run (at once when that is the
         calling thread).
+
+        What it returns may be awaited, as websockets' ``close()``:
+        ``await ws.close()`` returns once the status is CLOSED (or ERROR),
+        which ``close_timeout`` bounds. It never raises for the network.
         """
         if not isinstance(code, int) or isinstance(code, bool):
             raise TypeError(f"close code must be an int, not {type(code).__name__}")
         if not isinstance(reason, str):
             raise TypeError(f"close reason must be a str, not {type(reason).__name__}")
+        conn = self._conn
         self._close(code, reason, reopen=False)
+        return _Ending(self, conn)
 
     def _close(self, code: int, reason: str, reopen: bool) -> None:
         with self._lock:
@@ -445,6 +529,8 @@ class WebSocket(Object):
                 if self._close_asked is conn:
                     self._close_asked = earlier
             raise
+        # The peer's answer to our close frame must be read, whatever recv() holds.
+        self._resume_reading(conn)
         self._dispatcher.call(self._closing_started)
 
     def _closing_started(self) -> None:
@@ -490,6 +576,261 @@ class WebSocket(Object):
         if conn is not None:
             conn.abort()
 
+    # -- the asyncio face (websockets' names)
+
+    async def send(
+        self, message: str | Buffer | Iterable[str | Buffer] | AsyncIterable[str | Buffer]
+    ) -> None:
+        """Sends a message: a str as text, a bytes-like object as binary (websockets: ``send()``).
+
+        Returns at once while at most ``write_limit`` bytes wait to be
+        written, and otherwise waits, without blocking the loop, until the
+        peer has taken enough: backpressure. An iterable or async iterable of
+        fragments (all str or all bytes-like) is sent as one message; the
+        fragments are joined first, since the native core sends whole
+        messages (in frames of ``outgoing_frame_size``).
+
+        Raises ConnectionClosed once the connection is closing or over (after
+        waiting for its end, as websockets does), NotOpenError while it is
+        CONNECTING, TypeError for anything else. Safe from any loop or thread.
+        """
+        payload: str | Buffer
+        if isinstance(message, (str, bytes, bytearray, memoryview)):
+            payload = message
+        else:
+            try:
+                payload = memoryview(cast("Buffer", message))
+            except TypeError:
+                fragments = cast("Iterable[str | Buffer] | AsyncIterable[str | Buffer]", message)
+                joined = await _joined(fragments)
+                if joined is None:
+                    return
+                payload = joined
+        conn = self._conn
+        if conn is None or self._values["status"] is not Status.OPEN or self._close_asked is not None:
+            raise await self._send_error(conn)
+        try:
+            if isinstance(payload, str):
+                conn.send_text(payload)
+            else:
+                conn.send_binary(payload)
+        except NotOpenError:
+            # The connection started closing on another thread just now.
+            raise await self._send_error(conn) from None
+        if conn.bytes_to_write > self._values["write_limit"]:
+            await self._drain(conn)
+
+    async def recv(self) -> str | bytes:
+        """The next message: a str for text, bytes for binary (websockets: ``recv()``).
+
+        Returns at once when a message is waiting, else waits for one without
+        blocking the loop. Raises ConnectionClosed once the connection is
+        over and every message before its end was received:
+        ConnectionClosedOK after a normal close, ConnectionClosedError
+        otherwise, with the socket's ``error_string`` as its message.
+
+        Cancelling it (``asyncio.timeout``, ``wait_for``) loses nothing: a
+        message is taken only by the recv() that returns it. Two coroutines
+        waiting in recv() at once raise ConcurrencyError. Messages are held
+        from the first call on (from the start for sockets of
+        ``wsbind.connect()`` and ``wsbind.serve()``), at most ``max_queue``
+        before the socket stops reading; handlers see every message too.
+        """
+        inbox = self._inbox
+        if inbox and not self._receiving:
+            # A message that is waiting is returned without a trip through the loop.
+            message = inbox.popleft()
+            if self._paused is not None:
+                self._resume_if_low()
+            if isinstance(message, ConnectionClosed):
+                raise message
+            return message
+        return await self._recv_waiting()
+
+    async def __aiter__(self) -> AsyncIterator[str | bytes]:
+        """Each message, as ``recv()`` returns it (websockets: ``async for message in websocket``).
+
+        Ends quietly when the connection closes normally (1000, 1001, 1005)
+        and raises ConnectionClosedError after any other end.
+        """
+        try:
+            while True:
+                yield await self.recv()
+        except ConnectionClosedOK:
+            return
+
+    async def _recv_waiting(self) -> str | bytes:
+        if self._receiving:
+            raise ConcurrencyError(
+                "recv() is already waiting for a message on this socket in another coroutine; "
+                "two coroutines cannot receive from one socket at once"
+            )
+        inbox = self._inbox
+        if inbox is None:
+            inbox = self._hold_messages()
+        self._receiving = True
+        try:
+            while not inbox:
+                self._raise_if_over()
+                waiter = asyncio.get_running_loop().create_future()
+                self._recv_waiter = waiter
+                try:
+                    # A message held on another thread before the waiter was seen.
+                    if inbox:
+                        break
+                    await waiter
+                finally:
+                    self._recv_waiter = None
+            message = inbox.popleft()
+        finally:
+            self._receiving = False
+        if self._paused is not None:
+            self._resume_if_low()
+        if isinstance(message, ConnectionClosed):
+            raise message
+        return message
+
+    def _hold_messages(self) -> deque[str | bytes | ConnectionClosed]:
+        """From now on, messages are held for recv() as well as handed to handlers."""
+        if self._inbox is None:
+            self._inbox = deque()
+        return self._inbox
+
+    def _hold(self, message: str | bytes) -> None:
+        """On the socket's thread: a message for recv(), and maybe a pause in reading."""
+        inbox = self._inbox
+        assert inbox is not None
+        limit = self._values["max_queue"]
+        if len(inbox) >= limit and (self._closing or self._close_asked is not None):
+            # Reading goes on while we close, to hear the peer's answer; the
+            # program asked to close, so what comes meanwhile beyond the
+            # limit is left to handlers rather than held without bound.
+            return
+        inbox.append(message)
+        waiter = self._recv_waiter
+        if waiter is not None:
+            wake(waiter)
+        if len(inbox) >= limit and self._paused is None:
+            self._pause_reading()
+
+    def _pause_reading(self) -> None:
+        with self._lock:
+            conn = self._conn
+            inbox = self._inbox
+            if (
+                conn is None
+                or inbox is None
+                or self._paused is not None
+                or self._closing
+                or self._close_asked is not None
+                or len(inbox) < self._values["max_queue"]
+            ):
+                return
+            self._paused = conn
+            # Under the lock, so that a resume from another thread cannot overtake it.
+            conn.pause_reading(True)
+
+    def _resume_if_low(self) -> None:
+        """After a recv(): reading resumes once a quarter of ``max_queue`` or less is held."""
+        inbox = self._inbox
+        low = self._values["max_queue"] // 4
+        if inbox is None or len(inbox) > low:
+            return
+        with self._lock:
+            conn = self._paused
+            if conn is None or len(inbox) > low:
+                return
+            self._paused = None
+            conn.pause_reading(False)
+
+    def _resume_reading(self, conn: _wsbind.Connection) -> None:
+        with self._lock:
+            if self._paused is conn:
+                self._paused = None
+                conn.pause_reading(False)
+
+    def _max_queue_changed(self) -> None:
+        if self._paused is not None:
+            self._resume_if_low()
+        elif self._inbox is not None and len(self._inbox) >= self._values["max_queue"]:
+            self._pause_reading()
+
+    def _raise_if_over(self) -> None:
+        """Raises what recv() raises on a socket with no connection that could bring messages."""
+        if self._values["status"] in (Status.CLOSED, Status.ERROR) and self._conn is None:
+            end = self._end
+            if end is None:
+                raise NotOpenError("recv() needs a socket that is OPEN or CONNECTING; this one never opened")
+            raise ConnectionClosed.of(*end[1:])
+
+    async def _send_error(self, conn: _wsbind.Connection | None) -> Error:
+        """What send() raises when the socket is not OPEN: the end, once it came."""
+        if conn is not None and self._values["status"] is Status.CONNECTING and self._close_asked is None:
+            return NotOpenError("send() needs an OPEN socket; this one is CONNECTING")
+        if conn is not None:
+            await self._wait_end(conn)
+        end = self._end
+        if end is None:
+            return NotOpenError(f"send() needs an OPEN socket; this one is {self._values['status'].name}")
+        return ConnectionClosed.of(*end[1:])
+
+    async def _drain(self, conn: _wsbind.Connection) -> None:
+        """Waits until ``conn`` has a quarter of ``write_limit`` or less left to write."""
+        low = self._values["write_limit"] // 4
+        drains = self._drains
+        if drains is None:
+            drains = self._drains = Waiters()
+        # Writes are reported while somebody waits here; each report wakes the waiters.
+        self._draining += 1
+        self._report(conn)
+        try:
+            await wait_until(drains, lambda: conn.bytes_to_write <= low or self._conn is not conn)
+        finally:
+            self._draining -= 1
+            if self._draining == 0:
+                self._report(conn)
+        if self._conn is not conn:
+            raise await self._send_error(conn)
+
+    async def _wait_end(self, conn: _wsbind.Connection) -> None:
+        """Returns once ``conn`` has ended and the socket shows it (CLOSED or ERROR)."""
+        ends = self._ends
+        if ends is None:
+            ends = self._ends = Waiters()
+        # Ids grow: an end recorded for this connection or a later one means this one is over.
+        await wait_until(ends, lambda: self._end is not None and self._end[0] >= conn.id)
+
+    def _ended(self, conn_id: int, code: int, reason: str, error: str | None) -> None:
+        """On the socket's thread, once a connection's end shows: tells every waiter."""
+        self._end = (conn_id, code, reason, error)
+        self._paused = None
+        if self._inbox is not None:
+            self._inbox.append(ConnectionClosed.of(code, reason, error))
+            waiter = self._recv_waiter
+            if waiter is not None:
+                wake(waiter)
+        pings, self._pings = self._pings, None
+        for ping in pings or ():
+            ping._fail(code, reason, error)
+        if self._drains:
+            self._drains.wake_all()
+        if self._ends:
+            self._ends.wake_all()
+
+    def _ponged(self, pong: _wsbind.Pong) -> None:
+        """On the socket's thread: the pong of a ping() answers it and every earlier one."""
+        if pong.elapsed_ms <= 0:
+            return  # A pong nobody asked for.
+        pings = self._pings
+        assert pings is not None
+        payload = pong.payload
+        index = next((i for i, ping in enumerate(pings) if ping.payload == payload), None)
+        if index is None:
+            return
+        for _ in range(index):
+            pings.popleft()._answer(None)
+        pings.popleft()._answer(pong.elapsed_ms / 1000)
+
     # -- QML semantics of the properties
 
     def _complete(self) -> None:
@@ -534,7 +875,7 @@ class WebSocket(Object):
             return any(name in self.__dict__ and self.__dict__[name].connected for name in names)
 
         conn.report_frames(listened("text_frame_received", "binary_frame_received"))
-        conn.report_writes(listened("bytes_written", "bytes_to_write_changed"))
+        conn.report_writes(listened("bytes_written", "bytes_to_write_changed") or self._draining > 0)
 
     def _open(self) -> None:
         with self._lock:
@@ -580,16 +921,24 @@ class WebSocket(Object):
 
     def _event(self, kind: int, payload: Any) -> None:
         if kind == _TEXT:
+            if self._inbox is not None:
+                self._hold(payload)
             self.text_message_received.emit(payload)
         elif kind == _BINARY:
+            if self._inbox is not None:
+                self._hold(payload)
             self.binary_message_received.emit(payload)
         elif kind == _TEXT_FRAME:
             self.text_frame_received.emit(payload.data, payload.last)
         elif kind == _BINARY_FRAME:
             self.binary_frame_received.emit(payload.data, payload.last)
         elif kind == _PONG:
+            if self._pings:
+                self._ponged(payload)
             self.pong.emit(payload.elapsed_ms, payload.payload)
         elif kind == _WRITTEN:
+            if self._drains:
+                self._drains.wake_all()
             self.bytes_written.emit(payload.count)
             self.bytes_to_write_changed.emit(payload.remaining)
         elif kind == _PROXY_AUTH:
@@ -646,6 +995,7 @@ class WebSocket(Object):
             self._set_status(Status.CLOSED)
         else:
             self._set_status(Status.ERROR, error)
+        self._ended(0 if conn is None else conn.id, code, reason, error)
         if was_open:
             self.disconnected.emit()
         if self._on_finished is not None:
@@ -683,6 +1033,89 @@ _PROXY_AUTH, _SSL_ERRORS, _CONNECTED, _CLOSING, _CLOSED = (
         EventKind.CLOSED,
     )
 )
+
+
+class PongWaiter:
+    """What ``WebSocket.ping()`` returns: await it for the round-trip time in seconds.
+
+    websockets' ``ping()`` returns such an awaitable too. Code in the QML
+    style ignores it and listens to ``pong`` instead; nothing is lost either way.
+    """
+
+    __slots__ = ("_end", "_latency", "_sent", "_waiters", "payload")
+
+    def __init__(self, payload: bytes) -> None:
+        self.payload = payload
+        """The ping's payload, which its pong carries back."""
+        # When the ping left, for a pong that answers it with a later ping's.
+        self._sent = time.monotonic()
+        # Seconds until the pong, once it came.
+        self._latency: float | None = None
+        # The close code, reason and error, if the connection ended first.
+        self._end: tuple[int, str, str | None] | None = None
+        self._waiters = Waiters()
+
+    def _answer(self, latency: float | None) -> None:
+        """On the socket's thread: the pong came; None measures the time here."""
+        self._latency = time.monotonic() - self._sent if latency is None else latency
+        self._waiters.wake_all()
+
+    def _fail(self, code: int, reason: str, error: str | None) -> None:
+        self._end = (code, reason, error)
+        self._waiters.wake_all()
+
+    def __await__(self) -> Generator[Any, None, float]:
+        return self._wait().__await__()
+
+    async def _wait(self) -> float:
+        await wait_until(self._waiters, lambda: self._latency is not None or self._end is not None)
+        if self._latency is not None:
+            return self._latency
+        assert self._end is not None
+        raise ConnectionClosed.of(*self._end)
+
+
+class _Ending:
+    """What ``WebSocket.close()`` returns: awaited, it waits until that connection is over."""
+
+    __slots__ = ("_conn", "_ws")
+
+    def __init__(self, ws: WebSocket, conn: _wsbind.Connection | None) -> None:
+        self._ws = ws
+        self._conn = conn
+
+    def __await__(self) -> Generator[Any, None, None]:
+        return self._wait().__await__()
+
+    async def _wait(self) -> None:
+        if self._conn is not None:
+            await self._ws._wait_end(self._conn)
+
+
+async def _joined(fragments: Iterable[str | Buffer] | AsyncIterable[str | Buffer]) -> str | bytes | None:
+    """The fragments of one message, joined: all str, or all bytes-like; None for none."""
+    if isinstance(fragments, Mapping):
+        raise TypeError("send() takes a str, a bytes-like object or the fragments of one, not a mapping")
+    if isinstance(fragments, AsyncIterable):
+        parts = [fragment async for fragment in fragments]
+    elif isinstance(fragments, Iterable):
+        parts = list(fragments)
+    else:
+        raise TypeError(
+            "send() takes a str, a bytes-like object, or an iterable or async iterable of "
+            f"fragments, not {type(fragments).__name__}"
+        )
+    if not parts:
+        return None
+    text = [isinstance(part, str) for part in parts]
+    if all(text):
+        return "".join(cast("list[str]", parts))
+    if any(text):
+        raise TypeError("the fragments of one message must be all str or all bytes-like")
+    try:
+        return b"".join(cast("list[Buffer]", parts))
+    except TypeError:
+        raise TypeError("the fragments of one message must be all str or all bytes-like") from None
 
 
 # The properties the native connection applies, by name.

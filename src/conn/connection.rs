@@ -139,9 +139,15 @@ impl Connection {
         self.report_frames.store(on, Ordering::Relaxed);
     }
 
-    /// Whether each write is reported (for `bytes_written`).
+    /// Whether each write is reported (for `bytes_written`, and Python's
+    /// `await send()` waiting for the queue to go down).
     pub fn set_report_writes(&self, on: bool) {
         self.report_writes.store(on, Ordering::Relaxed);
+        if on {
+            // Only the writer reports its writes; what a sending thread left
+            // held for the Python thread would go out unreported.
+            self.outbox.hand_over();
+        }
     }
 
     /// Stops (true) or resumes (false) reading the socket, so that TCP

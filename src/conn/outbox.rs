@@ -158,6 +158,14 @@ impl Outbox {
         done
     }
 
+    /// Gives what is held to the writer, which reports what it writes
+    /// (the watching thread's writes of held bytes are not reported).
+    pub fn hand_over(&self) {
+        let mut state = self.lock();
+        hand_held(&mut state);
+        want_writable(&mut state);
+    }
+
     /// Queues a frame the connection's task makes (a pong, our close frame
     /// when `close`, which ends sending); false once sending has ended.
     pub fn queue(&self, outgoing: Outgoing, close: bool) -> bool {
@@ -530,5 +538,30 @@ mod tests {
         assert_eq!(queued.len(), 2);
         assert_eq!((queued[0].1, &queued[1].0[..]), (big.len(), &b"P"[..]));
         assert_eq!(outbox.write_held(), 0, "nothing held any more");
+    }
+
+    #[test]
+    fn what_is_held_can_be_handed_to_the_writer() {
+        let (ours, _theirs) = pair();
+        let (outbox, mut queue) = attached(Some(ours.as_raw_fd()));
+        let poller = Arc::new(Poller::new().unwrap());
+        poller.add(ours.as_raw_fd(), 11).unwrap();
+        outbox.watch(poller.clone(), 11);
+        let big = Bytes::from(vec![3u8; 16 << 20]);
+        let sent = outbox.send(vec![Chunk::plain(big.clone())], big.len(), true);
+        assert_eq!(sent.unwrap(), 0, "16 MiB do not fit in a socket buffer");
+        assert!(drained(&mut queue).is_empty(), "held, not queued");
+        outbox.hand_over();
+        let queued = drained(&mut queue);
+        assert_eq!(queued.len(), 1);
+        assert_eq!(
+            queued[0].1,
+            big.len(),
+            "the message is the writer's to count"
+        );
+        assert_eq!(outbox.write_held(), 0, "nothing held any more");
+        // The next message goes behind it, to the writer too.
+        assert_eq!(outbox.send(chunks(&[b"next"]), 4, true).unwrap(), 0);
+        assert_eq!(drained(&mut queue).len(), 1);
     }
 }

@@ -1,0 +1,294 @@
+"""The asyncio style: ``connect()`` and ``serve()``, named and used as websockets' are.
+
+What they hand out are the ordinary :class:`~wsbind.WebSocket` and
+:class:`~wsbind.WebSocketServer` objects, made on the running loop, so that
+``await ws.recv()`` and the QML style's properties, signals and bindings
+work on the same socket::
+
+    async with wsbind.connect("ws://127.0.0.1:8765") as ws:
+        await ws.send("hello")
+        print(await ws.recv())
+
+    async def echo(ws):
+        async for message in ws:
+            await ws.send(message)
+
+    async with wsbind.serve(echo, "127.0.0.1", 8765) as server:
+        await server.serve_forever()
+
+Both work under ``asyncio.run()`` and at the top level of a notebook, and
+never start a loop of their own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator
+from types import TracebackType
+from typing import Any
+
+from .checks import check_url
+from .errors import ConnectionClosedOK, InvalidStatus, connect_error
+from .retry import backoff
+from .server import WebSocketServer
+from .status import Status
+from .waiters import wait_until
+from .websocket import WebSocket
+
+__all__ = ["connect", "serve"]
+
+logger = logging.getLogger("wsbind")
+
+# HTTP statuses that say "try again later": a server restarting, a proxy
+# whose backend is away. Other refusals (401, 403, 404) will not change by
+# trying again. websockets retries the same.
+RETRY_STATUSES = frozenset({500, 502, 503, 504})
+
+
+class connect:  # lower case, as websockets' connect(), which it stands in for
+    """Opens a WebSocket to ``url``, in asyncio code (websockets: ``connect()``).
+
+    ``properties`` are any of :class:`~wsbind.WebSocket`'s, e.g.
+    ``requested_subprotocols=["v1"]``, ``request_headers={"Authorization":
+    "..."}``, ``max_queue``, and ``on_<signal>=`` handlers. What it gives is
+    a ``WebSocket``, OPEN, whose messages are held for ``recv()`` from the
+    start. Use it in one of three ways::
+
+        async with wsbind.connect(url) as ws:   # closed with 1000 on the way out
+            ...
+        ws = await wsbind.connect(url)          # e.g. at the top level of a notebook
+        async for ws in wsbind.connect(url):    # a new socket after each loss
+            ...
+
+    Leaving the ``async with`` block closes with 1000 and waits for the
+    closing handshake, which ``close_timeout`` bounds.
+
+    A failure to connect raises, with the words ``error_string`` would hold
+    (see :func:`wsbind.errors.connect_error`): :class:`~wsbind.InvalidStatus`
+    for a refused handshake (``status_code`` 403...), ``TimeoutError`` when
+    ``handshake_timeout`` passed, ``ConnectionRefusedError`` and the other
+    ``OSError`` kinds for the network.
+
+    The ``async for`` form reconnects: after a failed attempt it waits the
+    next of ``reconnect_delays()`` (None: :func:`wsbind.backoff`, 0-5 s at
+    random, then from 3.1 s growing by 1.618 to 90 s) and tries
+    again; a success starts the series anew. Network errors and HTTP 500,
+    502, 503 and 504 are retried; other refusals raise. The socket of the
+    last turn is closed before the next attempt, so ``continue`` after a
+    ``ConnectionClosed`` is how a loop survives a lost connection::
+
+        async for ws in wsbind.connect(url):
+            try:
+                async for message in ws:
+                    ...
+            except wsbind.ConnectionClosed:
+                continue
+
+    After a ``break`` the last socket stays open until the loop's iterator
+    is collected, as in websockets: close it first if it should end at once.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        reconnect_delays: Callable[[], Iterator[float]] | None = None,
+        **properties: Any,
+    ) -> None:
+        # Misuse raises here, where connect() is written, not at the await.
+        check_url(url)
+        for name in ("url", "active"):
+            if name in properties:
+                raise TypeError(f"connect() opens the url it is given; it takes no {name}=")
+        self.url = url
+        """The URL to connect to."""
+        # The WebSocket's constructor keywords besides url.
+        self._properties = properties
+        # A new series of delays between attempts, for async for.
+        self._reconnect_delays = reconnect_delays or backoff
+        # The socket of the async with block, once open.
+        self._ws: WebSocket | None = None
+
+    async def _open(self) -> WebSocket:
+        ws = WebSocket(url=self.url, **self._properties)
+        # Held from the start: a greeting the server sends at once is not lost.
+        ws._hold_messages()
+        loop = asyncio.get_running_loop()
+        outcome: asyncio.Future[Status] = loop.create_future()
+
+        # The socket was made on this loop, so its handlers run here.
+        def status_changed(status: Status) -> None:
+            if status is not Status.CONNECTING and not outcome.done():
+                outcome.set_result(status)
+
+        ws.status_changed.connect(status_changed)
+        try:
+            ws.active = True
+            status = await outcome
+        except BaseException:
+            # Cancelled, e.g. by asyncio.timeout(): give the attempt up.
+            ws.abort()
+            raise
+        finally:
+            ws.status_changed.disconnect(status_changed)
+        if status is not Status.OPEN:
+            raise connect_error(ws.error_string or f"connection to {self.url} closed during the handshake")
+        return ws
+
+    def __await__(self) -> Generator[Any, None, WebSocket]:
+        return self._open().__await__()
+
+    async def __aenter__(self) -> WebSocket:
+        self._ws = await self._open()
+        return self._ws
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        ws, self._ws = self._ws, None
+        if ws is not None:
+            await ws.close()
+
+    async def __aiter__(self) -> AsyncIterator[WebSocket]:
+        delays: Iterator[float] | None = None
+        while True:
+            try:
+                ws = await self._open()
+            except Exception as exc:
+                if not retryable(exc):
+                    raise
+                if delays is None:
+                    delays = self._reconnect_delays()
+                delay = next(delays)
+                logger.info("connecting to %s failed; trying again in %.1f s: %s", self.url, delay, exc)
+                await asyncio.sleep(delay)
+                continue
+            delays = None
+            try:
+                yield ws
+            finally:
+                await ws.close()
+
+
+def retryable(exc: Exception) -> bool:
+    """Whether a failed attempt to connect is worth making again, unchanged.
+
+    Network errors (OSError, TimeoutError) and HTTP 500, 502, 503 and 504
+    are; other refusals and a certificate that did not verify are not.
+    """
+    if isinstance(exc, InvalidStatus):
+        return exc.status_code in RETRY_STATUSES
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return False
+    return isinstance(exc, OSError)
+
+
+class serve:  # lower case, as websockets' serve(), which it stands in for
+    """Runs a WebSocket server that calls ``handler(ws)`` for each client (websockets: ``serve()``).
+
+    ``handler`` is a coroutine function; each client gets a task of its own
+    running it with the server's side of the connection, an OPEN
+    :class:`~wsbind.WebSocket` whose messages are held for ``recv()`` from
+    the start. ``properties`` are any of :class:`~wsbind.WebSocketServer`'s
+    (``name``, ``supported_subprotocols``, ``allowed_origins``...); ``port``
+    0 lets the system pick one, which ``server.port`` and ``server.url``
+    then hold::
+
+        async def echo(ws):
+            async for message in ws:
+                await ws.send(message)
+
+        async with wsbind.serve(echo, "127.0.0.1", 8765) as server:
+            await server.serve_forever()
+
+    ``server = await wsbind.serve(...)`` works too. When a handler returns,
+    its connection is closed with 1000. An exception in a handler is logged
+    with its traceback on the ``wsbind`` logger and its connection closed
+    with 1011 (a ``ConnectionClosedOK`` is not logged: the client left);
+    the server goes on serving the others. Leaving the block, or ``await
+    server.close()``, stops listening, closes every connection with 1001
+    and waits for the handlers to return.
+
+    Failing to listen raises the OSError of the system's words, e.g.
+    ``OSError`` with errno EADDRINUSE when the port is taken.
+    """
+
+    def __init__(
+        self,
+        handler: Callable[[WebSocket], Awaitable[object]],
+        host: str = "127.0.0.1",
+        port: int = 0,
+        **properties: Any,
+    ) -> None:
+        if not callable(handler):
+            raise TypeError(f"serve() takes a coroutine function as handler, not {type(handler).__name__}")
+        if "listen" in properties:
+            raise TypeError("serve() listens by itself; it takes no listen=")
+        self._handler = handler
+        # The WebSocketServer's constructor keywords.
+        self._properties = {"host": host, "port": port, **properties}
+        # The server of the async with block, once listening.
+        self._server: WebSocketServer | None = None
+
+    async def _start(self) -> WebSocketServer:
+        server = WebSocketServer(**self._properties)
+        handler = self._handler
+
+        def client_connected(ws: WebSocket) -> None:
+            # Before any message of the client can be delivered.
+            ws._hold_messages()
+            task = asyncio.get_running_loop().create_task(_handle(handler, ws))
+            server._handlers.add(task)
+
+            def done(task: asyncio.Task[None]) -> None:
+                server._handlers.discard(task)
+                server._changes.wake_all()
+
+            task.add_done_callback(done)
+
+        server.client_connected.connect(client_connected)
+        server.listen = True
+        await wait_until(server._changes, lambda: bool(server.url) or server._server is None)
+        if not server.url:
+            raise connect_error(server.error_string or "the server stopped before it listened")
+        return server
+
+    def __await__(self) -> Generator[Any, None, WebSocketServer]:
+        return self._start().__await__()
+
+    async def __aenter__(self) -> WebSocketServer:
+        self._server = await self._start()
+        return self._server
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        server, self._server = self._server, None
+        if server is not None:
+            await server.close()
+
+
+async def _handle(handler: Callable[[WebSocket], Awaitable[object]], ws: WebSocket) -> None:
+    """One client's task: the handler, then the close that says how it went."""
+    try:
+        await handler(ws)
+    except ConnectionClosedOK:
+        # The client closed while the handler was receiving: nothing went wrong.
+        pass
+    except asyncio.CancelledError:
+        # The loop is going away (asyncio.run() ends), and so is the server.
+        ws.close(1001)
+        raise
+    except Exception:
+        logger.exception("connection handler failed for %r", ws)
+        await ws.close(1011)
+        return
+    await ws.close()

@@ -1,0 +1,96 @@
+"""How a coroutine waits for something that happens on a socket's own thread.
+
+A socket's events arrive on its dispatcher's thread or loop (see
+``dispatch``), while the coroutine that awaits them may run on another
+loop, in another thread: a socket made by a script's main thread and
+awaited inside ``asyncio.run()``. A waiting coroutine sleeps on a future of
+its own loop; the socket's thread wakes it with :func:`wake`, directly when
+it is that loop's thread, else through ``call_soon_threadsafe``.
+
+A wake-up only says "look again": the coroutine then reads the state it
+waits for (a message in the inbox, the bytes left to write), so a wake-up
+that comes twice, or for nothing, does no harm, and a cancelled waiter
+leaves the state as it was.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+
+__all__ = ["Waiters", "wait_until", "wake"]
+
+
+def _set(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+def wake(future: asyncio.Future[None]) -> None:
+    """Completes ``future`` from any thread, on its own loop."""
+    loop = future.get_loop()
+    try:
+        here = asyncio.get_running_loop()
+    except RuntimeError:
+        here = None
+    if here is loop:
+        _set(future)
+        return
+    try:
+        loop.call_soon_threadsafe(_set, future)
+    except RuntimeError:
+        # That loop is closed: nobody waits on it any more.
+        pass
+
+
+class Waiters:
+    """The futures of coroutines that wait for one kind of change, each on its own loop."""
+
+    __slots__ = ("_futures", "_lock")
+
+    def __init__(self) -> None:
+        # The waiting coroutines' futures; woken all at once.
+        self._futures: list[asyncio.Future[None]] = []
+        # A future is added to the list that the next wake_all() takes, never
+        # to one it already took, whichever threads add and wake.
+        self._lock = threading.Lock()
+
+    def __bool__(self) -> bool:
+        return bool(self._futures)
+
+    def add(self) -> asyncio.Future[None]:
+        """A new future of the running loop, woken by the next :meth:`wake_all`."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        with self._lock:
+            self._futures.append(future)
+        return future
+
+    def discard(self, future: asyncio.Future[None]) -> None:
+        with self._lock:
+            if future in self._futures:
+                self._futures.remove(future)
+
+    def wake_all(self) -> None:
+        """Wakes every waiting coroutine, from any thread."""
+        with self._lock:
+            futures, self._futures = self._futures, []
+        for future in futures:
+            wake(future)
+
+
+async def wait_until(waiters: Waiters, done: Callable[[], bool]) -> None:
+    """Returns once ``done()`` is true, looking again each time ``waiters`` are woken.
+
+    ``done()`` is read again after the future is registered, so that a
+    change made on another thread between the first look and the
+    registration is not missed.
+    """
+    while not done():
+        future = waiters.add()
+        try:
+            if done():
+                return
+            await future
+        finally:
+            waiters.discard(future)
