@@ -23,6 +23,14 @@ system-deps:  ## Install the Debian packages the tests use (tinyproxy, dante-ser
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq tinyproxy dante-server >/dev/null; \
 	fi
 
+# The Autobahn|Testsuite, which judges conformance: it runs on the Python 2.7
+# that this machine image ships under pyenv.
+WSTEST := $(or $(PYENV_ROOT),$(HOME)/.pyenv)/versions/2.7.18/bin/wstest
+
+.PHONY: autobahn
+autobahn:  ## Install the Autobahn|Testsuite (wstest) under pyenv's Python 2.7.18
+	@test -x $(WSTEST) || PYENV_VERSION=2.7.18 python2.7 -m pip install -q autobahntestsuite
+
 $(VENV)/.installed: requirements-dev.txt
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
@@ -60,10 +68,10 @@ lint: build-dev  ## Tidiness: rustfmt, clippy, ruff, the stubs against the modul
 	$(PY) -m mypy python/wsbind
 
 .PHONY: test
-test: system-deps lint  ## Set up, build, check tidiness, run every test (what CI runs)
+test: system-deps autobahn lint  ## Set up, build, check tidiness, run every test (what CI runs)
 	cargo test -q
 	cargo test -q --manifest-path benches/peer/Cargo.toml
-	$(PY) -m pytest
+	WSTEST=$(WSTEST) $(PY) -m pytest
 
 .PHONY: demo
 demo: build-release  ## Set up, build and run the stock-ticker demo

@@ -433,7 +433,7 @@ def select_writable(conn: socket.socket) -> None:
 def test_a_paused_socket_pushes_back_on_its_peer_and_loses_nothing(sockets: Any) -> None:
     """While reading is paused, messages stop coming and the peer's writes stall (TCP pushes
     back, so our memory stays bounded); once it resumes, every message arrives, in order."""
-    size, most = 64 << 10, 512  # 32 MiB: far more than both ends' socket buffers hold
+    size, most = 64 << 10, 256  # 16 MiB: far more than both ends' socket buffers hold
     sent: list[int] = []
     stalled = threading.Event()
 

@@ -429,6 +429,11 @@ impl Reader<Event> for Connection {
         let Some(slot) = self.receiver_slot.get() else {
             return ReadOutcome::Over;
         };
+        if self.reading_paused() {
+            // At once, not when the task gets round to taking the receiver
+            // and the socket out of the poller: until then it is as lent.
+            return ReadOutcome::Lent;
+        }
         slot.read(
             events,
             self.report_frames(),

@@ -67,11 +67,17 @@ pub fn connect(
     let handshake_timeout = options.handshake_timeout()?;
     let py = register.py();
     let mut handle = None;
-    client::connect(&queue.queue, target, handshake_timeout, settings, |connection| {
-        let made = Py::new(py, PyConnection::from(Arc::clone(connection)))?;
-        register.call1((made.clone_ref(py),))?;
-        handle = Some(made);
-        Ok::<(), PyErr>(())
-    })?;
+    client::connect(
+        &queue.queue,
+        target,
+        handshake_timeout,
+        settings,
+        |connection| {
+            let made = Py::new(py, PyConnection::from(Arc::clone(connection)))?;
+            register.call1((made.clone_ref(py),))?;
+            handle = Some(made);
+            Ok::<(), PyErr>(())
+        },
+    )?;
     handle.ok_or_else(|| PyRuntimeError::new_err("the connection was not made"))
 }
