@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
 import struct
@@ -418,3 +419,72 @@ def test_a_call_racing_the_end_of_the_connection_raises_only_not_open(call: Any)
         assert not thread.is_alive()
         wait_until(lambda: ws.status is Status.CLOSED, what="the socket to close")
     assert raised == []
+
+
+# -- awaiting its signals
+
+
+def test_wait_blocking_in_a_handler_on_the_objects_own_thread_raises(
+    sockets: Any, echo_url: str, recorder: Any
+) -> None:
+    """It would wait for ever for an emission only that thread can make: it says so instead."""
+    errors = recorder()
+
+    def on_open(status: Status) -> None:
+        if status is Status.OPEN:
+            try:
+                ws.text_message_received.wait_blocking(timeout=15)
+            except RuntimeError as e:
+                errors(str(e))
+
+    ws = sockets(url=echo_url, active=True, on_status_changed=on_open)
+    assert "wait for ever" in errors.wait()[0]
+
+
+def test_awaiting_a_sockets_signals_on_another_threads_loop(sockets: Any, echo_url: str) -> None:
+    """A socket run by wsbind's event thread, awaited from a loop in the test's thread."""
+    ws = sockets(url=echo_url)
+
+    async def main() -> tuple[list[Any], list[Any]]:
+        # Made first: the status may change on either thread the moment active is set.
+        changes = ws.status_changed.emissions()
+        ws.active = True
+        statuses = [await asyncio.wait_for(anext(changes), 15)]
+        while statuses[-1] is Status.CONNECTING:
+            statuses.append(await asyncio.wait_for(anext(changes), 15))
+        changes.close()
+        messages = []
+        stream = ws.text_message_received.emissions()
+        for text in ("one", "two", "three"):
+            ws.send_text_message(text)
+        async for message in stream:
+            messages.append(message)
+            if len(messages) == 3:
+                break
+        return statuses, messages
+
+    statuses, messages = asyncio.run(main())
+    assert statuses == [Status.CONNECTING, Status.OPEN]
+    assert messages == ["one", "two", "three"]
+
+
+def test_awaiting_a_sockets_signals_on_its_own_loop(echo_url: str) -> None:
+    """A socket made on the loop emits there: the waiter is woken without a hand-off."""
+
+    async def main() -> tuple[Any, Any, Any]:
+        ws = WebSocket(url=echo_url)
+        opened = ws.connected.wait(timeout=15)
+        ws.active = True
+        await opened
+        echoed = ws.text_message_received.wait(timeout=15)
+        ws.send_text_message("hi")
+        message = await echoed
+        closed = ws.status_changed.emissions()
+        ws.close()
+        statuses = [await anext(closed), await anext(closed)]
+        return message, statuses, ws.close_code
+
+    message, statuses, code = asyncio.run(main())
+    assert message == "hi"
+    assert statuses == [Status.CLOSING, Status.CLOSED]
+    assert code == 1000

@@ -11,14 +11,15 @@ changes, and keep in step through bindings, as in QML::
 
 Names are QML's in snake_case: ``textMessageReceived`` is
 ``text_message_received``, ``onStatusChanged:`` is ``on_status_changed=``.
-See :mod:`wsbind.errors` for the exception tree.
+Every signal can be awaited (``await ws.status_changed.wait()``). See
+:mod:`wsbind.errors` for the exception tree.
 """
 
 from . import _wsbind
 from .broadcast import broadcast
 from .dispatch import quit, run
 from .errors import BufferFullError, Error, InvalidURL, NotOpenError
-from .objects import Binding, BoundSignal, Object, Property, Signal, bind
+from .objects import Binding, BoundSignal, Emissions, Object, Property, Signal, bind
 from .server import WebSocketServer
 from .status import Status
 from .tls import SslConfiguration
@@ -30,6 +31,7 @@ __all__ = [
     "Binding",
     "BoundSignal",
     "BufferFullError",
+    "Emissions",
     "Error",
     "InvalidURL",
     "NotOpenError",
