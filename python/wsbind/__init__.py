@@ -18,7 +18,16 @@ Every signal can be awaited (``await ws.status_changed.wait()``). See
 from . import _wsbind
 from .broadcast import broadcast
 from .dispatch import quit, run
-from .errors import BufferFullError, Error, InvalidURL, NotOpenError
+from .errors import (
+    BufferFullError,
+    ConnectionClosed,
+    ConnectionClosedError,
+    ConnectionClosedOK,
+    Error,
+    HandshakeError,
+    InvalidURL,
+    NotOpenError,
+)
 from .objects import Binding, BoundSignal, Emissions, Object, Property, Signal, bind
 from .server import WebSocketServer
 from .status import Status
@@ -31,8 +40,12 @@ __all__ = [
     "Binding",
     "BoundSignal",
     "BufferFullError",
+    "ConnectionClosed",
+    "ConnectionClosedError",
+    "ConnectionClosedOK",
     "Emissions",
     "Error",
+    "HandshakeError",
     "InvalidURL",
     "NotOpenError",
     "Object",
