@@ -11,8 +11,9 @@ changes, and keep in step through bindings, as in QML::
 
 Names are QML's in snake_case: ``textMessageReceived`` is
 ``text_message_received``, ``onStatusChanged:`` is ``on_status_changed=``.
-Every signal can be awaited (``await ws.status_changed.wait()``). See
-:mod:`wsbind.errors` for the exception tree.
+Every signal can be awaited (``await ws.status_changed.wait()``), and
+:mod:`wsbind.sync` is a blocking face for scripts. See :mod:`wsbind.errors`
+for the exception tree.
 """
 
 from . import _wsbind
