@@ -170,6 +170,25 @@ def test_a_full_queue_holds_the_socket_back_and_loses_nothing() -> None:
             assert [ws.recv(timeout=TIMEOUT) for _ in range(50)] == [str(i) for i in range(50)]
 
 
+def test_a_connection_left_unread_holds_back_no_other(echo_url: str) -> None:
+    """Each connection has a thread of its own: one whose queue is full stalls only itself."""
+
+    def flood(ws: Any) -> None:
+        with contextlib.suppress(websockets.ConnectionClosed):
+            for i in range(1000):
+                ws.send(str(i))
+            for _ in ws:
+                pass
+
+    with websockets_server(flood) as (url, _):
+        with connect(url, max_queue=1) as unread, connect(echo_url) as busy:
+            wait_until(lambda: len(unread._messages) == 1, what="the unread queue to fill")
+            for i in range(20):
+                busy.send(str(i))
+                assert busy.recv(timeout=TIMEOUT) == str(i)
+            assert unread.recv(timeout=TIMEOUT) == "0"
+
+
 # -- the same WebSocket underneath
 
 
