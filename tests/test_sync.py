@@ -29,6 +29,7 @@ from wsbind import (
     Status,
     WebSocket,
 )
+from wsbind.errors import connection_closed
 from wsbind.sync import SyncWebSocket, connect
 
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -354,3 +355,22 @@ def test_the_readme_blocking_bot_runs() -> None:
         thread.join(5)
     assert proc.returncode == 0, err
     assert out.splitlines() == ["got hello back", "got news"]
+
+
+@pytest.mark.parametrize(
+    ("code", "error", "kind"),
+    [
+        (1000, None, ConnectionClosedOK),
+        (1001, None, ConnectionClosedOK),
+        (1005, None, ConnectionClosedOK),
+        (1011, None, ConnectionClosedError),
+        (1006, "connection lost: reset", ConnectionClosedError),
+        (1000, "keepalive ping timeout", ConnectionClosedError),
+    ],
+)
+def test_which_ends_are_normal(code: int, error: str | None, kind: type) -> None:
+    """As websockets counts them: 1000, 1001 and a close frame without a code, unless it failed."""
+    closed = connection_closed(code, "why", error)
+    assert type(closed) is kind
+    assert (closed.code, closed.reason) == (code, "why")
+    assert str(closed) == (error or f"connection closed with {code} (why)")

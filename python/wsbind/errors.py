@@ -13,7 +13,7 @@ APIs (``wsbind.sync``) raise instead, with the same words: the usual
         ├── InvalidURL              (also a ValueError) not a ws:// or wss:// URL
         ├── HandshakeError          the server refused the opening handshake, or botched it
         └── ConnectionClosed        recv() or send() on a connection that is over
-            ├── ConnectionClosedOK      it closed with 1000 or 1001
+            ├── ConnectionClosedOK      it closed with 1000, 1001 or no code (1005)
             └── ConnectionClosedError   any other code, or it failed
 
 Wrong argument types raise TypeError, and out-of-range values (a close code
@@ -94,11 +94,16 @@ class ConnectionClosed(Error):
 
 
 class ConnectionClosedOK(ConnectionClosed):
-    """The connection closed normally: with 1000 (normal closure) or 1001 (going away)."""
+    """The connection closed normally: with 1000 (normal closure), 1001 (going away), or a
+    close frame without a code (1005), as websockets counts them."""
 
 
 class ConnectionClosedError(ConnectionClosed):
-    """The connection closed with a code other than 1000 or 1001, or failed (1006, a protocol error…)."""
+    """The connection closed with another code than 1000, 1001 or 1005, or it failed.
+
+    A failure (1006 for a lost connection, 1002 for a protocol error...) has
+    the socket's ``error_string`` as its text.
+    """
 
 
 def connection_closed(code: int | None, reason: str, error: str | None) -> ConnectionClosed:
@@ -106,7 +111,7 @@ def connection_closed(code: int | None, reason: str, error: str | None) -> Conne
 
     The package's internal API, for the asyncio and blocking faces alike.
     """
-    if error is None and code in (1000, 1001):
+    if error is None and code in (1000, 1001, 1005):
         return ConnectionClosedOK(code, reason)
     return ConnectionClosedError(code, reason, error or None)
 

@@ -207,7 +207,7 @@ class SyncWebSocket:
         Waits up to ``timeout`` seconds (None: no limit) and raises
         TimeoutError if none came; Ctrl-C interrupts the wait. Once the
         messages that arrived are all taken and the connection is over, raises
-        :class:`wsbind.ConnectionClosedOK` after a normal close (1000, 1001)
+        :class:`wsbind.ConnectionClosedOK` after a normal close (1000, 1001, 1005)
         and :class:`wsbind.ConnectionClosedError` otherwise, with the close
         code and reason, and the socket's ``error_string`` as its text if it failed.
         """
@@ -227,7 +227,7 @@ class SyncWebSocket:
         """Each message in turn (``for message in ws``); ends quietly after a normal close.
 
         Raises :class:`wsbind.ConnectionClosedError` if the connection failed
-        or closed with another code than 1000 or 1001.
+        or closed with another code than 1000, 1001 or 1005.
         """
         while True:
             try:
