@@ -4,6 +4,7 @@ WebSocket and WebSocketServer (never opened, so no network)."""
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 import threading
@@ -13,6 +14,7 @@ from typing import Any
 import pytest
 
 import wsbind
+from conftest import wait_until
 from wsbind import (
     Binding,
     BoundSignal,
@@ -818,3 +820,195 @@ def test_a_list_given_to_a_property_is_not_kept() -> None:
     ws = WebSocket(requested_subprotocols=protocols)
     protocols.append("v2")
     assert ws.requested_subprotocols == ["v1"]
+
+
+# -- awaiting signals
+
+
+def test_wait_gives_the_next_emission_packed_as_a_return_value() -> None:
+    """None for no argument, the value for one, a tuple for several; emitted on the same loop."""
+
+    class Three(Object):
+        bare = Signal()
+        one = Signal("x")
+        two = Signal("a", "b")
+
+    async def main() -> list[Any]:
+        obj = Three()
+        got = []
+        for signal, args in ((obj.bare, ()), (obj.one, (5,)), (obj.two, (1, "b"))):
+            waiting = signal.wait()
+            signal.emit(*args)
+            got.append(await waiting)
+        return got
+
+    assert asyncio.run(main()) == [None, 5, (1, "b")]
+
+
+def test_wait_takes_only_the_next_emission_and_leaves_nothing_connected() -> None:
+    async def main() -> tuple[Any, bool]:
+        counter = Counter()
+        waiting = counter.fired.wait()
+        counter.fired.emit(1)
+        counter.fired.emit(2)
+        return await waiting, counter.fired.connected
+
+    assert asyncio.run(main()) == (1, False)
+
+
+def test_wait_timeout_raises_timeout_error_and_disconnects() -> None:
+    async def main() -> Counter:
+        counter = Counter()
+        with pytest.raises(TimeoutError):
+            await counter.fired.wait(timeout=0.01)
+        return counter
+
+    assert not asyncio.run(main()).fired.connected
+
+
+def test_a_cancelled_wait_disconnects() -> None:
+    async def main() -> Counter:
+        counter = Counter()
+        task = asyncio.ensure_future(counter.fired.wait())
+        await asyncio.sleep(0)
+        assert counter.fired.connected
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        return counter
+
+    assert not asyncio.run(main()).fired.connected
+
+
+def test_wait_outside_a_loop_raises_and_names_the_blocking_one() -> None:
+    with pytest.raises(RuntimeError, match="wait_blocking"):
+        Counter().fired.wait()
+
+
+def test_wait_on_a_loop_for_an_emission_from_another_thread() -> None:
+    """The emission is handed to the awaiting loop's thread."""
+    counter = Counter()
+
+    async def main() -> tuple[Any, str]:
+        waiting = counter.fired.wait()
+        emitter = threading.Thread(target=counter.fired.emit, args=("from a thread",))
+        emitter.start()
+        value = await waiting
+        emitter.join()
+        return value, threading.current_thread().name
+
+    assert asyncio.run(main()) == ("from a thread", threading.current_thread().name)
+
+
+def test_wait_blocking_from_a_thread_and_its_timeout() -> None:
+    counter = Counter()
+    got: list[Any] = []
+    waiter = threading.Thread(target=lambda: got.append(counter.pair.wait_blocking(timeout=15)))
+    waiter.start()
+    wait_until(lambda: counter.pair.connected, what="the waiter to connect")
+    counter.pair.emit("a", 2)
+    waiter.join()
+    assert got == [("a", 2)]
+    assert not counter.pair.connected
+    with pytest.raises(TimeoutError):
+        counter.pair.wait_blocking(timeout=0.01)
+    assert not counter.pair.connected
+
+
+def test_wait_blocking_on_a_loop_raises() -> None:
+    async def main() -> None:
+        with pytest.raises(RuntimeError, match="await"):
+            Counter().fired.wait_blocking()
+
+    asyncio.run(main())
+
+
+def test_async_for_yields_each_emission_in_order() -> None:
+    """Emissions from the moment the iterator is made, whether or not it is waiting."""
+
+    async def main() -> list[Any]:
+        counter = Counter()
+        stream = counter.fired.emissions()
+        counter.fired.emit(0)
+        got = [await anext(stream)]
+        waiting = asyncio.ensure_future(anext(stream))
+        await asyncio.sleep(0)
+        for i in range(1, 4):
+            counter.fired.emit(i)
+        got.append(await waiting)
+        got += [await anext(stream) for _ in range(2)]
+        return got
+
+    assert asyncio.run(main()) == [0, 1, 2, 3]
+
+
+def test_async_for_from_another_thread_wakes_the_loop_and_keeps_the_order() -> None:
+    counter = Counter()
+
+    async def main() -> list[Any]:
+        stream = counter.fired.emissions()
+        emitter = threading.Thread(target=lambda: [counter.fired.emit(i) for i in range(100)])
+        emitter.start()
+        got = [await anext(stream) for _ in range(100)]
+        emitter.join()
+        stream.close()
+        return got
+
+    assert asyncio.run(main()) == list(range(100))
+    assert not counter.fired.connected
+
+
+def test_a_full_emission_queue_drops_the_oldest_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    async def main() -> tuple[list[Any], int]:
+        counter = Counter()
+        stream = counter.fired.emissions(max_queue=2)
+        for i in range(5):
+            counter.fired.emit(i)
+        got = [await anext(stream) for _ in range(2)]
+        return got, stream.dropped
+
+    with caplog.at_level(logging.WARNING, logger="wsbind"):
+        assert asyncio.run(main()) == ([3, 4], 3)
+    warnings = [r.getMessage() for r in caplog.records if r.name == "wsbind"]
+    assert any("dropping the oldest" in w for w in warnings), warnings
+    assert any("3 emission(s) were dropped" in w for w in warnings), warnings
+
+
+def test_breaking_out_of_async_for_disconnects() -> None:
+    async def main() -> bool:
+        counter = Counter()
+
+        async def consume() -> None:
+            async for _ in counter.fired:
+                break
+
+        task = asyncio.ensure_future(consume())
+        await asyncio.sleep(0)
+        counter.fired.emit(1)
+        await task
+        gc.collect()
+        return counter.fired.connected
+
+    assert asyncio.run(main()) is False
+
+
+def test_closing_emissions_ends_the_async_for() -> None:
+    async def main() -> list[Any]:
+        counter = Counter()
+        stream = counter.fired.emissions()
+        counter.fired.emit("kept")
+        stream.close()
+        counter.fired.emit("after close")
+        return [value async for value in stream]
+
+    assert asyncio.run(main()) == ["kept"]
+
+
+def test_emissions_max_queue_is_checked() -> None:
+    async def main() -> None:
+        with pytest.raises(ValueError, match="at least 1"):
+            Counter().fired.emissions(max_queue=0)
+        with pytest.raises(TypeError):
+            Counter().fired.emissions(max_queue=1.5)  # type: ignore[arg-type]
+
+    asyncio.run(main())

@@ -23,6 +23,7 @@ WSBIND_ONLY = {
     ("WebSocket", "ping_interval"): "keepalive: Qt has none",
     ("WebSocket", "ping_timeout"): "keepalive: Qt has none",
     ("WebSocket", "close_timeout"): "Qt's wait for the closing handshake cannot be set",
+    ("WebSocket", "auto_reconnect"): "Qt never reconnects by itself",
     ("WebSocket", "bytes_to_write_changed"): "Qt has bytesWritten but no signal for bytesToWrite()",
     ("WebSocket", "compression"): "Qt WebSockets has no permessage-deflate",
     ("WebSocket", "negotiated_extensions"): "Qt WebSockets has no permessage-deflate",

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import re
 import select
 import socket
 import struct
 import threading
+from collections.abc import Iterator
 from http import HTTPStatus
 from typing import Any
 
 import pytest
+import websockets
+import websockets.sync.server
 
 import wsbind
 from conftest import (
@@ -27,7 +33,7 @@ from conftest import (
     websockets_server,
 )
 from rawpeer import CLOSE, raw_websocket_server, read_frame, silent_but_closes
-from wsbind import NotOpenError, Status, WebSocket
+from wsbind import NotOpenError, Status, WebSocket, retry
 
 
 def close_frame_code(payload: bytes) -> int:
@@ -469,3 +475,220 @@ def test_a_paused_socket_pushes_back_on_its_peer_and_loses_nothing(sockets: Any)
         assert all(len(message) == size for message in got.values)
         ws.close()
         wait_until(lambda: ws.status is Status.CLOSED, what="the close")
+
+
+# -- awaiting its signals
+
+
+def test_wait_blocking_in_a_handler_on_the_objects_own_thread_raises(
+    sockets: Any, echo_url: str, recorder: Any
+) -> None:
+    """It would wait for ever for an emission only that thread can make: it says so instead."""
+    errors = recorder()
+
+    def on_open(status: Status) -> None:
+        if status is Status.OPEN:
+            try:
+                ws.text_message_received.wait_blocking(timeout=15)
+            except RuntimeError as e:
+                errors(str(e))
+
+    ws = sockets(url=echo_url, active=True, on_status_changed=on_open)
+    assert "wait for ever" in errors.wait()[0]
+
+
+def test_awaiting_a_sockets_signals_on_another_threads_loop(sockets: Any, echo_url: str) -> None:
+    """A socket run by wsbind's event thread, awaited from a loop in the test's thread."""
+    ws = sockets(url=echo_url)
+
+    async def main() -> tuple[list[Any], list[Any]]:
+        # Made first: the status may change on either thread the moment active is set.
+        changes = ws.status_changed.emissions()
+        ws.active = True
+        statuses = [await asyncio.wait_for(anext(changes), 15)]
+        while statuses[-1] is Status.CONNECTING:
+            statuses.append(await asyncio.wait_for(anext(changes), 15))
+        changes.close()
+        messages = []
+        stream = ws.text_message_received.emissions()
+        for text in ("one", "two", "three"):
+            ws.send_text_message(text)
+        async for message in stream:
+            messages.append(message)
+            if len(messages) == 3:
+                break
+        return statuses, messages
+
+    statuses, messages = asyncio.run(main())
+    assert statuses == [Status.CONNECTING, Status.OPEN]
+    assert messages == ["one", "two", "three"]
+
+
+def test_awaiting_a_sockets_signals_on_its_own_loop(echo_url: str) -> None:
+    """A socket made on the loop emits there: the waiter is woken without a hand-off."""
+
+    async def main() -> tuple[Any, Any, Any]:
+        ws = WebSocket(url=echo_url)
+        opened = ws.connected.wait(timeout=15)
+        ws.active = True
+        await opened
+        echoed = ws.text_message_received.wait(timeout=15)
+        ws.send_text_message("hi")
+        message = await echoed
+        closed = ws.status_changed.emissions()
+        ws.close()
+        statuses = [await anext(closed), await anext(closed)]
+        return message, statuses, ws.close_code
+
+    message, statuses, code = asyncio.run(main())
+    assert message == "hi"
+    assert statuses == [Status.CLOSING, Status.CLOSED]
+    assert code == 1000
+
+
+# -- auto_reconnect
+
+
+@pytest.fixture
+def quick_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Reconnection delays of milliseconds, so that the tests do not wait seconds."""
+    monkeypatch.setattr(retry, "INITIAL_DELAY", 0.01)
+    monkeypatch.setattr(retry, "MIN_DELAY", 0.02)
+    monkeypatch.setattr(retry, "MAX_DELAY", 0.1)
+
+
+@contextlib.contextmanager
+def server_on(port: int, handler: Any) -> Iterator[Any]:
+    """A `websockets` server on a given port, so that it can be started again on the same one."""
+    server = websockets.sync.server.serve(handler, "127.0.0.1", port)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        thread.join(5)
+
+
+def test_auto_reconnect_survives_a_server_restart(sockets: Any, quick_backoff: None) -> None:
+    """Stopped (1001), the server is retried while it is down (ERROR) and found again once it is back."""
+    port = free_port()
+    greetings: list[str | bytes] = []
+
+    def greeted(ws: Any) -> None:
+        with contextlib.suppress(websockets.ConnectionClosed):
+            greetings.append(ws.recv())
+            for _ in ws:
+                pass
+
+    statuses, codes = Recorder(), Recorder()
+    with server_on(port, greeted):
+        bot = sockets(
+            url=f"ws://127.0.0.1:{port}",
+            active=True,
+            auto_reconnect=True,
+            on_status_changed=statuses,
+            on_close_code_changed=codes,
+            on_connected=lambda: bot.send_text_message("hello"),
+        )
+        wait_until(lambda: len(greetings) == 1, what="the first greeting")
+    wait_until(lambda: Status.ERROR in statuses.values, what="an attempt while the server is down")
+    assert codes.values[0] == 1001
+    with server_on(port, greeted):
+        wait_until(lambda: len(greetings) == 2, what="the greeting after the restart")
+        assert bot.status is Status.OPEN
+        assert bot.active
+    names = " ".join(status.name for status in statuses.values)
+    assert re.fullmatch(r"CONNECTING OPEN (CLOSING )?CLOSED (CONNECTING ERROR )+CONNECTING OPEN.*", names), (
+        names
+    )
+
+
+def test_auto_reconnect_after_the_peers_normal_close(sockets: Any, quick_backoff: None) -> None:
+    """A close the program did not ask for, even 1000, brings the socket back."""
+    connections = []
+
+    def close_at_once(ws: Any) -> None:
+        connections.append(ws)
+        ws.close(1000, "come back later")
+
+    with websockets_server(close_at_once) as (url, _):
+        sockets(url=url, active=True, auto_reconnect=True)
+        wait_until(lambda: len(connections) >= 3, what="two reconnections")
+
+
+@pytest.mark.parametrize(
+    "end",
+    [
+        lambda ws: ws.close(),
+        lambda ws: ws.close(4000, "bye"),
+        lambda ws: setattr(ws, "active", False),
+        lambda ws: ws.abort(),
+    ],
+    ids=["close", "close-4000", "inactive", "abort"],
+)
+def test_a_close_the_program_asked_for_does_not_reconnect(
+    sockets: Any, echo_url: str, monkeypatch: pytest.MonkeyPatch, end: Any
+) -> None:
+    schedules: list[int] = []
+    real = retry.backoff
+    monkeypatch.setattr(retry, "backoff", lambda: schedules.append(1) or real(0, 0, 0, 1))
+    bot = open_socket(sockets, echo_url, auto_reconnect=True)
+    end(bot)
+    wait_until(lambda: bot.status in (Status.CLOSED, Status.ERROR), what="the end")
+    drain_events()
+    assert schedules == []
+    assert bot.status in (Status.CLOSED, Status.ERROR)
+
+
+def test_close_while_a_reconnection_waits_calls_it_off(sockets: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nothing listens; the socket waits to try again, and close() ends that for good."""
+    waiting = threading.Event()
+    real = retry.backoff
+
+    def long_wait() -> Iterator[float]:
+        waiting.set()
+        yield 3600.0
+        yield from real()
+
+    monkeypatch.setattr(retry, "backoff", long_wait)
+    statuses = Recorder()
+    bot = sockets(
+        url=f"ws://127.0.0.1:{free_port()}", active=True, auto_reconnect=True, on_status_changed=statuses
+    )
+    wait_until(waiting.is_set, what="the wait before the second attempt")
+    bot.close()
+    drain_events()
+    assert bot._retry is None
+    assert statuses.values == [Status.CONNECTING, Status.ERROR]
+
+
+def test_auto_reconnect_on_an_asyncio_loop(quick_backoff: None) -> None:
+    """On a socket made on a loop the delay is that loop's timer; the signals tell each step."""
+    connections = []
+
+    def close_at_once(ws: Any) -> None:
+        connections.append(ws)
+        ws.close()
+
+    async def main(url: str) -> list[Status]:
+        ws = WebSocket(url=url, active=True, auto_reconnect=True)
+        statuses = ws.status_changed.emissions()
+        seen: list[Status] = []
+        while seen.count(Status.OPEN) < 2:
+            seen.append(await asyncio.wait_for(anext(statuses), 15))
+        ws.active = False
+        while ws.status not in (Status.CLOSED, Status.ERROR):
+            await ws.status_changed.wait(timeout=15)
+        return seen
+
+    with websockets_server(close_at_once) as (url, _):
+        seen = asyncio.run(main(url))
+    assert seen[:2] == [Status.OPEN, Status.CLOSING] or seen[:2] == [Status.OPEN, Status.CLOSED]
+    assert seen[-2:] == [Status.CONNECTING, Status.OPEN]
+    assert len(connections) >= 2
+
+
+def test_auto_reconnect_must_be_bool() -> None:
+    with pytest.raises(TypeError):
+        WebSocket(auto_reconnect=1)

@@ -18,8 +18,9 @@ The same objects speak asyncio, with websockets' names::
         await ws.send("hello")
         print(await ws.recv())
 
-See :mod:`wsbind.aio` for ``connect()`` and ``serve()``, and
-:mod:`wsbind.errors` for the exception tree.
+See :mod:`wsbind.aio` for ``connect()`` and ``serve()``. Every signal can be
+awaited (``await ws.status_changed.wait()``), :mod:`wsbind.sync` is a
+blocking face for scripts, and :mod:`wsbind.errors` has the exception tree.
 """
 
 from . import _wsbind
@@ -38,7 +39,7 @@ from .errors import (
     InvalidURL,
     NotOpenError,
 )
-from .objects import Binding, BoundSignal, Object, Property, Signal, bind
+from .objects import Binding, BoundSignal, Emissions, Object, Property, Signal, bind
 from .retry import backoff
 from .server import WebSocketServer
 from .status import Status
@@ -55,6 +56,7 @@ __all__ = [
     "ConnectionClosed",
     "ConnectionClosedError",
     "ConnectionClosedOK",
+    "Emissions",
     "Error",
     "InvalidHandshake",
     "InvalidStatus",

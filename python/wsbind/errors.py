@@ -97,9 +97,10 @@ class ConnectionClosed(Error):
     :class:`ConnectionClosedError` to tell a normal end from a failure.
     """
 
-    def __init__(self, code: int, reason: str = "", error: str | None = None) -> None:
+    def __init__(self, code: int | None, reason: str = "", error: str | None = None) -> None:
         self.code = code
-        """The close code: the peer's, or 1006 when the connection ended without a close frame."""
+        """The close code: the peer's, 1006 when the connection ended without a close frame, or
+        None when it never opened."""
         self.reason = reason
         """The close reason that came with ``code``."""
         self.error = error
@@ -111,7 +112,7 @@ class ConnectionClosed(Error):
         super().__init__(message)
 
     @staticmethod
-    def of(code: int, reason: str = "", error: str | None = None) -> ConnectionClosed:
+    def of(code: int | None, reason: str = "", error: str | None = None) -> ConnectionClosed:
         """The exception for a connection that ended so: OK for 1000, 1001 or 1005 without an error."""
         if error is None and code in _OK_CODES:
             return ConnectionClosedOK(code, reason)

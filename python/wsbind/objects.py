@@ -15,20 +15,32 @@ QML                         wsbind
 
 A binding re-evaluates its function whenever a property that the function read
 during its last evaluation changes, as a QML binding does.
+
+Every signal can also be awaited, which is how the QML style meets asyncio
+(Qt's nearest is ``QSignalSpy::wait``)::
+
+    status = await ws.status_changed.wait(timeout=10)   # the next emission
+    async for message in ws.text_message_received:      # every emission, in order
+        ...
+
+and, in a thread with no event loop, ``ws.status_changed.wait_blocking(10)``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import difflib
 import logging
 import threading
+import time
 import weakref
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Coroutine
 from types import MappingProxyType
 from typing import Any, ClassVar, Generic, TypeVar, overload
 
-__all__ = ["Binding", "BoundSignal", "Object", "Property", "Signal", "bind"]
+__all__ = ["Binding", "BoundSignal", "Emissions", "Object", "Property", "Signal", "bind"]
 
 logger = logging.getLogger("wsbind")
 
@@ -46,17 +58,49 @@ _tracking = _Tracking()
 # Evaluations of one binding in a row while its inputs keep changing under it.
 _MAX_EVALUATIONS = 10
 
+# Emissions an ``async for`` over a signal holds for a consumer that has not
+# taken them yet. Enough for the events of a burst, which arrive in one batch
+# faster than a coroutine on another thread's loop can take them; small
+# enough that a loop which stops taking them holds little. When it is full
+# the oldest is dropped, with a warning: a signal cannot make its emitter wait.
+MAX_EMISSIONS = 256
+
+# The longest one wait of a blocking call lasts before it waits again. A
+# thread only runs Python's signal handlers between waits on some platforms,
+# and this is how soon Ctrl-C interrupts a blocking wait there.
+WAIT_SLICE = 0.2
+
+# Guards the handler tuples of every signal: handlers are connected from any
+# thread (an awaiting loop's, a script's) while the object's thread emits.
+# Reentrant: the garbage collector may finalize an abandoned Emissions, which
+# disconnects itself, in the middle of a connect().
+_handlers_lock = threading.RLock()
+
 
 class BoundSignal:
     """A signal of one object: connect handlers to it, and they run when it is emitted.
 
     Handlers run in the order they were connected. An exception in one is
     logged with its traceback on the ``wsbind`` logger and the others still run.
+
+    A signal can also be awaited: ``await signal.wait()`` gives its next
+    emission and ``async for args in signal`` each emission, on any asyncio
+    loop, whichever thread emits it; ``signal.wait_blocking()`` waits in a
+    thread without a loop. What they give of an emission is what a handler
+    would be called with, packed as a function's return value: None for a
+    signal without arguments, the value for one argument (``status_changed``
+    gives the new status), a tuple for several (``pong`` gives
+    ``(elapsed_ms, payload)``).
     """
 
-    __slots__ = ("_handlers", "_name", "_watcher")
+    __slots__ = ("_handlers", "_name", "_owner", "_watcher")
 
-    def __init__(self, name: str, watcher: Callable[[bool], None] | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        watcher: Callable[[bool], None] | None = None,
+        owner: Object | None = None,
+    ) -> None:
         # "Class.signal", for log messages.
         self._name = name
         # The connected callables, in the order they were connected; a tuple,
@@ -64,26 +108,39 @@ class BoundSignal:
         self._handlers: tuple[Callable[..., Any], ...] = ()
         # Told True when the first handler connects and False when the last goes.
         self._watcher = watcher
+        # The object that emits it, to tell a blocking wait that would wait
+        # for ever on the object's own thread; weak, as the object owns this.
+        self._owner = None if owner is None else weakref.ref(owner)
 
     def connect(self, handler: F) -> F:
         """Calls ``handler`` on every emission (Qt: ``connect``); returns it, so it works as a decorator."""
         if not callable(handler):
             raise TypeError(f"{self._name}.connect() takes a callable, not {type(handler).__name__}")
-        self._handlers = (*self._handlers, handler)
-        if self._watcher is not None and len(self._handlers) == 1:
+        with _handlers_lock:
+            self._handlers = (*self._handlers, handler)
+            first = len(self._handlers) == 1
+        if first and self._watcher is not None:
             self._watcher(True)
         return handler
 
     def disconnect(self, handler: Callable[..., Any]) -> None:
         """Stops calling ``handler`` (Qt: ``disconnect``); raises ValueError if it is not connected."""
-        handlers = list(self._handlers)
-        try:
-            handlers.remove(handler)
-        except ValueError:
-            raise ValueError(f"{handler!r} is not connected to {self._name}") from None
-        self._handlers = tuple(handlers)
-        if self._watcher is not None and not self._handlers:
+        if not self._remove(handler):
+            raise ValueError(f"{handler!r} is not connected to {self._name}")
+
+    def _remove(self, handler: Callable[..., Any]) -> bool:
+        """Disconnects ``handler`` if it is connected; returns whether it was."""
+        with _handlers_lock:
+            handlers = list(self._handlers)
+            try:
+                handlers.remove(handler)
+            except ValueError:
+                return False
+            self._handlers = tuple(handlers)
+            last = not handlers
+        if last and self._watcher is not None:
             self._watcher(False)
+        return True
 
     @property
     def connected(self) -> bool:
@@ -98,8 +155,313 @@ class BoundSignal:
             except Exception:
                 logger.exception("exception in a handler of %s", self._name)
 
+    def wait(self, timeout: float | None = None) -> Coroutine[Any, Any, Any]:
+        """Waits for the next emission and gives its arguments (Qt: ``QSignalSpy::wait``)::
+
+            status = await ws.status_changed.wait(timeout=10)
+
+        Gives None, the one argument, or a tuple of several (see the class).
+        Raises TimeoutError if ``timeout`` seconds (counted from the
+        ``await``) pass first; None waits for ever.
+
+        Call it in a coroutine on a running asyncio loop; any loop will do,
+        whichever thread emits the signal. The wait starts at the call, not at
+        the ``await``, so an emission that the lines between set off is not
+        missed::
+
+            opened = ws.status_changed.wait()
+            ws.active = True
+            await opened
+
+        Outside a loop, :meth:`wait_blocking` waits the same way.
+        """
+        loop = _running_loop(f"{self._name}.wait()", "wait_blocking()")
+        future: asyncio.Future[Any] = loop.create_future()
+        thread = threading.get_ident()
+
+        def settle(*args: Any) -> None:
+            # Only the first emission counts, even if two race to get here.
+            if not self._remove(settle):
+                return
+            value = _packed(args)
+            if threading.get_ident() == thread:
+                _resolve(future, value)
+                return
+            try:
+                loop.call_soon_threadsafe(_resolve, future, value)
+            except RuntimeError:
+                pass  # The loop is closed: nobody awaits any more.
+
+        self.connect(settle)
+        return self._waited(future, settle, timeout)
+
+    async def _waited(
+        self, future: asyncio.Future[Any], settle: Callable[..., Any], timeout: float | None
+    ) -> Any:
+        try:
+            async with asyncio.timeout(timeout):
+                return await future
+        finally:
+            # After a timeout or a cancellation, nothing is left behind.
+            self._remove(settle)
+
+    def wait_blocking(self, timeout: float | None = None) -> Any:
+        """Blocks the calling thread until the next emission and gives its arguments, as :meth:`wait`.
+
+        For scripts and threads without an asyncio loop. Raises TimeoutError
+        if ``timeout`` seconds pass first (None: no limit); Ctrl-C interrupts
+        it. Raises RuntimeError where it could only wait for ever or stall
+        others: on a running asyncio loop (await :meth:`wait` there), and in a
+        handler on the thread that runs this object's handlers, which is the
+        thread that would emit the signal.
+        """
+        _no_running_loop(f"{self._name}.wait_blocking()", f"await {self._name}.wait()")
+        owner = None if self._owner is None else self._owner()
+        if owner is not None and owner._owns_current_thread():
+            raise RuntimeError(
+                f"{self._name}.wait_blocking() would wait for ever: it was called on the thread "
+                "that runs this object's handlers, which is the one that would emit it"
+            )
+        emitted = threading.Event()
+        got: list[Any] = []
+
+        def settle(*args: Any) -> None:
+            if self._remove(settle):
+                got.append(_packed(args))
+                emitted.set()
+
+        self.connect(settle)
+        try:
+            if not wait_in_slices(emitted.wait, timeout):
+                raise TimeoutError(f"{self._name} was not emitted within {timeout} s")
+        finally:
+            self._remove(settle)
+        return got[0]
+
+    def emissions(self, max_queue: int = MAX_EMISSIONS) -> Emissions:
+        """Every emission from now on, for ``async for``; ``async for args in signal`` is the short form.
+
+        ``max_queue`` (default 256) bounds the emissions held for a consumer
+        that falls behind; beyond it the oldest is dropped, with a warning.
+        Call it on the loop that will iterate.
+        """
+        return Emissions(self, max_queue)
+
+    def __aiter__(self) -> Emissions:
+        """``async for message in ws.text_message_received``: each emission, in order.
+
+        The same as ``emissions()``; see :class:`Emissions`.
+        """
+        return Emissions(self, MAX_EMISSIONS)
+
     def __repr__(self) -> str:
         return f"<signal {self._name} with {len(self._handlers)} handler(s)>"
+
+
+class Emissions:
+    """The emissions of one signal from the moment it is made, for ``async for``::
+
+        async for message in ws.text_message_received:
+            print(message)
+
+    Each item is what :meth:`BoundSignal.wait` would give. It never ends by
+    itself, since a signal has no last emission: ``break`` out of it (or call
+    :meth:`close`). Once it is closed or no longer referenced, the signal
+    forgets it.
+
+    The signal may be emitted on any thread: a burst of emissions from
+    another thread wakes the loop once. Emissions not taken yet wait in a
+    queue of at most ``max_queue`` (default 256); when a new one comes to a
+    full queue, the oldest is dropped, ``dropped`` counts it, and a warning
+    on the ``wsbind`` logger says so (once per run of drops, and again with
+    how many were lost once the loop has caught up). Nothing is lost silently.
+    """
+
+    def __init__(self, signal: BoundSignal, max_queue: int = MAX_EMISSIONS) -> None:
+        if not isinstance(max_queue, int) or isinstance(max_queue, bool):
+            raise TypeError(f"max_queue must be an int, not {type(max_queue).__name__}")
+        if max_queue < 1:
+            raise ValueError(f"max_queue must be at least 1, not {max_queue}")
+        self._loop = _running_loop(f"async for over {signal._name}", f"{signal._name}.wait_blocking()")
+        # The thread of that loop, where the waiter may be woken directly.
+        self._thread = threading.get_ident()
+        self._signal = signal
+        self.max_queue = max_queue
+        """The most emissions held for the consumer; beyond it the oldest is dropped."""
+        self.dropped = 0
+        """How many emissions were dropped because the queue was full."""
+        # Emissions not taken yet, oldest first.
+        self._queue: deque[Any] = deque()
+        # Drops since the queue was last empty: the run of drops being warned of.
+        self._dropping = 0
+        # Guards the above against the emitting thread.
+        self._lock = threading.Lock()
+        # The future the consumer awaits while the queue is empty.
+        self._waiter: asyncio.Future[None] | None = None
+        # A wake-up is on its way to the loop: the rest of a burst needs none.
+        self._wake_pending = False
+        self._closed = False
+        # Weak, so that the signal does not keep an abandoned iterator alive.
+        self._handler = _collector(weakref.ref(self), signal)
+        signal.connect(self._handler)
+
+    def __aiter__(self) -> Emissions:
+        return self
+
+    async def __anext__(self) -> Any:
+        while True:
+            with self._lock:
+                if self._queue:
+                    item = self._queue.popleft()
+                    caught_up = not self._queue
+                    dropped = self._dropping if caught_up else 0
+                    if caught_up:
+                        self._dropping = 0
+                    break
+                if self._closed:
+                    raise StopAsyncIteration
+                waiter = self._waiter = self._loop.create_future()
+            try:
+                await waiter
+            finally:
+                with self._lock:
+                    if self._waiter is waiter:
+                        self._waiter = None
+        if dropped:
+            logger.warning(
+                "async for over %s caught up; %d emission(s) were dropped meanwhile",
+                self._signal._name,
+                dropped,
+            )
+        return item
+
+    def _put(self, item: Any) -> None:
+        """On the emitting thread: queues one emission and wakes the consumer once per burst."""
+        with self._lock:
+            if self._closed:
+                return
+            queue = self._queue
+            if len(queue) >= self.max_queue:
+                queue.popleft()
+                self.dropped += 1
+                self._dropping += 1
+                warn = self._dropping == 1
+            else:
+                warn = False
+            queue.append(item)
+            wake = self._waiter is not None and not self._wake_pending
+            if wake:
+                self._wake_pending = True
+        if warn:
+            logger.warning(
+                "async for over %s is %d emissions behind: dropping the oldest until it catches up",
+                self._signal._name,
+                self.max_queue,
+            )
+        if wake:
+            self._wake()
+
+    def _wake(self) -> None:
+        if threading.get_ident() == self._thread:
+            self._woken()
+            return
+        try:
+            self._loop.call_soon_threadsafe(self._woken)
+        except RuntimeError:
+            # The loop is closed: nothing will iterate any more.
+            self._signal._remove(self._handler)
+
+    def _woken(self) -> None:
+        with self._lock:
+            self._wake_pending = False
+            waiter, self._waiter = self._waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def close(self) -> None:
+        """Stops collecting emissions; an ``async for`` over it ends after those already held.
+
+        Safe from any thread.
+        """
+        self._signal._remove(self._handler)
+        with self._lock:
+            self._closed = True
+            wake = self._waiter is not None and not self._wake_pending
+            if wake:
+                self._wake_pending = True
+        if wake:
+            self._wake()
+
+    async def aclose(self) -> None:
+        """The same as :meth:`close`, for ``contextlib.aclosing``."""
+        self.close()
+
+    def __del__(self) -> None:
+        # An abandoned iterator (a `break` out of `async for`) stops collecting.
+        try:
+            self._signal._remove(self._handler)
+        except Exception:
+            pass
+
+
+def _collector(ref: weakref.ref[Emissions], signal: BoundSignal) -> Callable[..., None]:
+    def collect(*args: Any) -> None:
+        emissions = ref()
+        if emissions is not None:
+            emissions._put(_packed(args))
+        else:
+            # Gone without its __del__ getting here (a removal lost to a race).
+            signal._remove(collect)
+
+    return collect
+
+
+def _packed(args: tuple[Any, ...]) -> Any:
+    """An emission's arguments as one value: None, the one argument, or the tuple."""
+    if not args:
+        return None
+    if len(args) == 1:
+        return args[0]
+    return args
+
+
+def _resolve(future: asyncio.Future[Any], value: Any) -> None:
+    # A waiter cancelled or timed out meanwhile has gone.
+    if not future.done():
+        future.set_result(value)
+
+
+def _running_loop(what: str, instead: str) -> asyncio.AbstractEventLoop:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        raise RuntimeError(
+            f"{what} needs a running asyncio loop (use it in a coroutine); outside one, use {instead}"
+        ) from None
+
+
+def _no_running_loop(what: str, instead: str) -> None:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return
+    raise RuntimeError(f"{what} would block the running asyncio loop; {instead} instead")
+
+
+def wait_in_slices(wait: Callable[[float], bool], timeout: float | None) -> bool:
+    """Calls ``wait(seconds)`` in slices of at most ``WAIT_SLICE`` until it returns True or
+    ``timeout`` seconds (None: no limit) have passed; returns whether it did.
+
+    The package's blocking waits go through here, so that Ctrl-C reaches a
+    main thread that waits, on every platform.
+    """
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        left = WAIT_SLICE if deadline is None else min(WAIT_SLICE, max(0.0, deadline - time.monotonic()))
+        if wait(left):
+            return True
+        if deadline is not None and time.monotonic() >= deadline:
+            return False
 
 
 class Signal:
@@ -134,7 +496,7 @@ class Signal:
         if self.watched is not None:
             # Weak, so that the signal does not keep its object alive.
             watcher = _call_weak(weakref.WeakMethod(getattr(obj, self.watched)), self.name)
-        bound = BoundSignal(f"{type(obj).__name__}.{self.name}", watcher)
+        bound = BoundSignal(f"{type(obj).__name__}.{self.name}", watcher, obj)
         return obj.__dict__.setdefault(self.name, bound)  # type: ignore[no-any-return]
 
 
@@ -402,6 +764,15 @@ class Object:
 
     def _complete(self) -> None:
         """Runs once every constructor keyword is applied (QML: ``Component.onCompleted``)."""
+
+    def _owns_current_thread(self) -> bool:
+        """Whether the calling thread is the one that runs this object's handlers.
+
+        wsbind's classes keep the dispatcher that runs them in ``_dispatcher``;
+        an object without one runs its handlers wherever it is changed.
+        """
+        dispatcher = getattr(self, "_dispatcher", None)
+        return dispatcher is not None and bool(dispatcher.owns_current_thread())
 
     def _write(self, name: str, value: Any) -> bool:
         """Stores a property's value; emits its change signal and returns True if it changed."""

@@ -28,23 +28,28 @@ MAX_DELAY = 90.0
 
 
 def backoff(
-    initial_delay: float = INITIAL_DELAY,
-    min_delay: float = MIN_DELAY,
-    max_delay: float = MAX_DELAY,
-    factor: float = FACTOR,
+    initial_delay: float | None = None,
+    min_delay: float | None = None,
+    max_delay: float | None = None,
+    factor: float | None = None,
 ) -> Iterator[float]:
     """The seconds to wait before each new attempt to connect, without end (websockets: ``backoff()``).
 
     First a random delay between 0 and ``initial_delay`` (5 s), then
     ``min_delay`` (3.1 s), growing by ``factor`` (1.618) each time up to
     ``max_delay`` (90 s), then ``max_delay`` for ever. Start a new series
-    after a success. The arguments exist so that tests need not wait seconds::
+    after a success. An argument left out is the module's constant of that
+    name, read now: a program, or a test that need not wait seconds, may
+    lower them (``wsbind.retry.INITIAL_DELAY = 0.1``)::
 
         delays = backoff()
         await asyncio.sleep(next(delays))
     """
+    initial_delay = INITIAL_DELAY if initial_delay is None else initial_delay
+    delay = MIN_DELAY if min_delay is None else min_delay
+    max_delay = MAX_DELAY if max_delay is None else max_delay
+    factor = FACTOR if factor is None else factor
     yield random.random() * initial_delay
-    delay = min_delay
     while delay < max_delay:
         yield delay
         delay *= factor

@@ -8,11 +8,20 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Generator, Iterable, Mapping
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Generator,
+    Iterable,
+    Iterator,
+    Mapping,
+)
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit
 
-from . import _wsbind
+from . import _wsbind, retry
 from .checks import (
     check_bool,
     check_compression,
@@ -26,7 +35,7 @@ from .checks import (
     check_subprotocols,
     check_url,
 )
-from .dispatch import Dispatcher, EventKind, current
+from .dispatch import Dispatcher, EventKind, LoopDispatcher, current
 from .errors import ConcurrencyError, ConnectionClosed, ConnectionClosedOK, Error, NotOpenError
 from .objects import Object, Property, Signal
 from .status import Status
@@ -83,7 +92,21 @@ class WebSocket(Object):
         check=check_bool,
         changed="_active_changed",
         doc="True opens ``url``; False closes with 1000 (QML: ``active``). It stays "
-        "True when the peer closes: set it to False and back to True to reconnect.",
+        "True when the peer closes: set it to False and back to True to reconnect, "
+        "or let ``auto_reconnect`` do it.",
+    )
+    auto_reconnect = Property(
+        False,
+        check=check_bool,
+        doc="True makes a socket whose ``active`` is True open again by itself after an "
+        "error or any close the program did not ask for: the peer's close, a server "
+        "restart's 1001, a lost connection, a failed attempt. It waits first, as "
+        "``wsbind.backoff()`` says (its constants are in ``wsbind.retry``): a random 0 to "
+        "5 s, then 3.1 s growing by 1.618 times "
+        "up to 90 s, starting over once a connection opens. The status goes ERROR or "
+        "CLOSED, then CONNECTING and OPEN, each with its signals. ``close()``, ``abort()`` "
+        "and ``active = False`` end it, even while it waits. Default False, as Qt, which "
+        "never reconnects; a server's sockets never do.",
     )
     status = Property(
         Status.CLOSED,
@@ -339,6 +362,14 @@ class WebSocket(Object):
         self._was_open = False
         # A close() of the live connection has reached the socket's own thread.
         self._closing = False
+        # The program ended the live connection (close(), abort(), active =
+        # False, run()'s shutdown): its end is no reason to reconnect.
+        self._ended_by_program = False
+        # auto_reconnect's delays since the last OPEN, or None to start over.
+        self._delays: Iterator[float] | None = None
+        # The token of the reconnection that waits for its delay; replacing it
+        # (with None) calls that reconnection off.
+        self._retry: object | None = None
         self._dispatcher: Dispatcher = current()
         # Told when an accepted socket's connection is over (its server's client list).
         self._on_finished: Callable[[WebSocket], None] | None = None
@@ -516,10 +547,13 @@ class WebSocket(Object):
 
     def _close(self, code: int, reason: str, reopen: bool) -> None:
         with self._lock:
+            # Also when there is nothing to close: a reconnection that waits is off.
+            self._retry = None
             conn = self._conn
             if conn is None:
                 return
             self._reopen = reopen
+            ended, self._ended_by_program = self._ended_by_program, True
             earlier, self._close_asked = self._close_asked, conn
         try:
             conn.close(code, reason)
@@ -528,6 +562,7 @@ class WebSocket(Object):
             with self._lock:
                 if self._close_asked is conn:
                     self._close_asked = earlier
+                    self._ended_by_program = ended
             raise
         # The peer's answer to our close frame must be read, whatever recv() holds.
         self._resume_reading(conn)
@@ -572,7 +607,10 @@ class WebSocket(Object):
         """
         with self._lock:
             self._reopen = False
+            self._retry = None
             conn = self._conn
+            if conn is not None:
+                self._ended_by_program = True
         if conn is not None:
             conn.abort()
 
@@ -879,6 +917,8 @@ class WebSocket(Object):
 
     def _open(self) -> None:
         with self._lock:
+            # Opening now makes a reconnection that waits for its delay needless.
+            self._retry = None
             if self._conn is not None:
                 # Still closing: open once that is over.
                 closing = self._values["status"] is Status.CLOSING
@@ -970,6 +1010,8 @@ class WebSocket(Object):
             }
         )
         self._was_open = True
+        # auto_reconnect's next failure waits as briefly as its first.
+        self._delays = None
         self._set_status(Status.OPEN)
         self.connected.emit()
 
@@ -979,6 +1021,18 @@ class WebSocket(Object):
         with self._lock:
             conn, self._conn = self._conn, None
             reopen, self._reopen = self._reopen, False
+            ended_by_program, self._ended_by_program = self._ended_by_program, False
+            # Decided under the lock, where close() from another thread calls it
+            # off; a handler below may call it off too.
+            retry: object | None = None
+            if (
+                not reopen
+                and not ended_by_program
+                and not self._accepted
+                and self._values["auto_reconnect"]
+                and self._values["active"]
+            ):
+                retry = self._retry = object()
         if conn is not None:
             self._dispatcher.unregister(conn.id)
         was_open = self._was_open
@@ -1002,9 +1056,32 @@ class WebSocket(Object):
             self._on_finished(self)
         if reopen and self.active:
             self._open()
+        elif retry is not None and self._retry is retry:
+            self._reconnect_later(retry)
+
+    def _reconnect_later(self, token: object) -> None:
+        """auto_reconnect: opens again after the schedule's next delay, on this socket's thread or loop."""
+        if self._delays is None:
+            self._delays = retry.backoff()
+        delay = next(self._delays)
+
+        def attempt() -> None:
+            with self._lock:
+                if self._retry is not token:
+                    return
+                self._retry = None
+            if self.active and self.auto_reconnect and self._conn is None:
+                self._open()
+
+        logger.info("%s: reconnecting in %.2f s", self.url, delay)
+        _call_later(self._dispatcher, delay, attempt)
 
     def _shutdown(self) -> None:
-        conn = self._conn
+        with self._lock:
+            self._retry = None
+            conn = self._conn
+            if conn is not None:
+                self._ended_by_program = True
         if conn is not None:
             conn.close(1001, "")
 
@@ -1116,6 +1193,20 @@ async def _joined(fragments: Iterable[str | Buffer] | AsyncIterable[str | Buffer
         return b"".join(cast("list[Buffer]", parts))
     except TypeError:
         raise TypeError("the fragments of one message must be all str or all bytes-like") from None
+
+
+def _call_later(dispatcher: Dispatcher, delay: float, fn: Callable[[], None]) -> None:
+    """Runs ``fn`` on ``dispatcher``'s thread or loop once ``delay`` seconds have passed."""
+    if isinstance(dispatcher, LoopDispatcher):
+        # Called while that loop handles an event, as loop.call_later must be.
+        dispatcher.loop.call_later(delay, fn)
+        return
+    # A thread that sleeps, then hands fn over as a close() from another thread is.
+    timer = threading.Timer(delay, dispatcher.call, (fn,))
+    timer.name = "wsbind-reconnect"
+    # A reconnection that waits never keeps the program from exiting.
+    timer.daemon = True
+    timer.start()
 
 
 # The properties the native connection applies, by name.

@@ -1,0 +1,319 @@
+"""A blocking face for scripts: ``send()``, ``recv()`` and ``for message in ws``, from any thread.
+
+::
+
+    from wsbind.sync import connect
+
+    with connect("ws://127.0.0.1:8765") as ws:
+        ws.send("hi")
+        print(ws.recv(timeout=5))
+        for message in ws:      # ends quietly when the connection closes normally
+            print(message)
+
+No asyncio loop and no ``wsbind.run()``: every call blocks the calling thread
+until it is done, and Ctrl-C interrupts a wait. What :func:`connect` returns
+is a face over an ordinary :class:`wsbind.WebSocket`, ``ws.socket``: its
+properties, signals and bindings keep working, its handlers still see every
+message, and the other styles can be mixed in (``ws.socket.close_code``,
+``ws.socket.pong.connect(...)``).
+
+Each connection made here has a thread of its own for its handlers (not
+wsbind's shared event thread), so that a script which stops reading holds
+back only its own socket: messages wait for ``recv()`` in a queue of at most
+``max_queue`` (default 256); when it is full that thread stops taking the
+socket's events, wsbind's core stops reading the socket once 16 MiB wait, and
+TCP makes the peer wait. Memory stays bounded whatever the peer sends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import threading
+from collections import deque
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from .dispatch import ThreadDispatcher, current
+from .errors import (
+    ConnectionClosed,
+    ConnectionClosedOK,
+    InvalidURL,
+    NotOpenError,
+    connect_error,
+)
+from .objects import wait_in_slices
+from .status import Status
+from .websocket import WebSocket
+
+if TYPE_CHECKING:
+    from typing_extensions import Buffer
+
+__all__ = ["MAX_QUEUE", "SyncWebSocket", "connect"]
+
+MAX_QUEUE = 256
+"""Messages held for ``recv()`` before the socket is left unread: enough that a
+stream of small messages flows without the socket's thread stopping for each,
+few enough that messages of websockets' default 1 MiB hold 256 MiB at most."""
+
+# The faces whose threads run, to be released and stopped at exit.
+_live: set[SyncWebSocket] = set()
+_live_lock = threading.Lock()
+
+
+def connect(url: str, *, max_queue: int = MAX_QUEUE, **properties: Any) -> SyncWebSocket:
+    """Opens a WebSocket to ``url``, waits until it is OPEN, and returns its blocking face.
+
+    ``properties`` are any of ``WebSocket``'s constructor keywords except
+    ``active``: ``requested_subprotocols=["v1"]``, ``request_headers={...}``,
+    ``ssl_configuration=...``, handlers such as ``on_pong=...``. The wait is
+    bounded by ``handshake_timeout`` (10 s by default); Ctrl-C gives it up.
+
+    A failure raises with the words ``error_string`` holds:
+    :class:`wsbind.InvalidStatus` when the server refuses (``status_code``
+    is its HTTP status), :class:`wsbind.InvalidHandshake` when its answer is
+    wrong, ``TimeoutError`` for the handshake timeout,
+    ``ssl.SSLError`` kinds for TLS, and the ``OSError`` kinds for the
+    network (``ConnectionRefusedError``...). Raises RuntimeError on a running
+    asyncio loop, which it would block: ``await wsbind.connect()`` there.
+    """
+    _no_loop("wsbind.sync.connect()")
+    if "active" in properties:
+        raise TypeError("wsbind.sync.connect() opens the socket itself: leave out active")
+    if not isinstance(max_queue, int) or isinstance(max_queue, bool):
+        raise TypeError(f"max_queue must be an int, not {type(max_queue).__name__}")
+    if max_queue < 1:
+        raise ValueError(f"max_queue must be at least 1, not {max_queue}")
+    socket = WebSocket(url=url, **properties)
+    if not socket.url:
+        raise InvalidURL("wsbind.sync.connect() needs a ws:// or wss:// URL")
+    face = SyncWebSocket(socket, max_queue)
+    face._open()
+    return face
+
+
+class SyncWebSocket:
+    """The blocking face of a :class:`wsbind.WebSocket`, made by :func:`connect`.
+
+    ``send()`` is safe from any thread; several threads may wait in
+    ``recv()`` at once, and each message goes to one of them. Use it as a
+    context manager, or call :meth:`close`: that ends the connection and the
+    thread that runs its handlers.
+    """
+
+    def __init__(self, socket: WebSocket, max_queue: int = MAX_QUEUE) -> None:
+        if socket.active or socket._conn is not None:
+            # Its events already go to another thread, which cannot be left mid-connection.
+            raise ValueError("a SyncWebSocket takes a WebSocket that is not active yet; connect() makes both")
+        self.socket = socket
+        """The WebSocket itself, with its properties, signals and bindings."""
+        self.max_queue = max_queue
+        """The most messages held for ``recv()``; then the socket is left unread."""
+        # The thread that runs the socket's handlers, this face's among them.
+        self._thread = ThreadDispatcher()
+        self._thread.thread.name = "wsbind-sync"
+        # Given before the socket opens, so that every event of the
+        # connection goes there (a server's accepted sockets are given their
+        # server's the same way).
+        socket._dispatcher = self._thread
+        # Messages not taken by recv() yet, oldest first.
+        self._messages: deque[str | bytes] = deque()
+        # Guards everything below; notified on each message, status and room.
+        self._changed = threading.Condition()
+        # The connection got OPEN.
+        self._opened = False
+        # How the connection ended (close_code, close_reason, the error or
+        # None), once its status is CLOSED or ERROR.
+        self._end: tuple[int | None, str, str | None] | None = None
+        # close() was called, or the program exits: hold no more messages.
+        self._released = False
+        with _live_lock:
+            _live.add(self)
+        socket.text_message_received.connect(self._received)
+        socket.binary_message_received.connect(self._received)
+        socket.status_changed.connect(self._status)
+
+    def __repr__(self) -> str:
+        return f"<SyncWebSocket {self.socket.url} {self.socket.status.name}>"
+
+    # -- on the socket's thread
+
+    def _received(self, message: str | bytes) -> None:
+        with self._changed:
+            # Holding the socket's thread here is the backpressure: its events,
+            # this connection's only, wait in wsbind's core meanwhile.
+            while len(self._messages) >= self.max_queue and not self._released:
+                self._changed.wait()
+            if not self._released:
+                self._messages.append(message)
+                self._changed.notify_all()
+
+    def _status(self, status: Status) -> None:
+        with self._changed:
+            if status is Status.OPEN:
+                self._opened = True
+            elif status is Status.CLOSED or status is Status.ERROR:
+                socket = self.socket
+                error = socket.error_string if status is Status.ERROR else None
+                self._end = (socket.close_code, socket.close_reason, error)
+            self._changed.notify_all()
+
+    # -- on the caller's thread
+
+    def _wait(self, ready: Callable[[], object], timeout: float | None) -> bool:
+        """Waits until ``ready()``, with the condition held; False if ``timeout`` passed first."""
+        return wait_in_slices(lambda seconds: bool(self._changed.wait_for(ready, seconds)), timeout)
+
+    def _open(self) -> None:
+        try:
+            self.socket.active = True
+            with self._changed:
+                self._wait(lambda: self._opened or self._end is not None, None)
+                end = self._end
+        except BaseException:
+            # Ctrl-C while connecting: give the attempt up.
+            self._release()
+            self.socket.abort()
+            if self.socket._conn is None:
+                self._stop()  # Nothing started; else the thread stays to hear the end.
+            raise
+        if self._opened:
+            return
+        self._release()
+        self._stop()
+        assert end is not None
+        raise connect_error(end[2] or f"connection closed during the opening handshake ({end[0]})")
+
+    def send(self, message: str | Buffer) -> None:
+        """Sends a text message (a ``str``) or a binary one (any bytes-like object).
+
+        Returns once the message is queued; it goes out at once, from this
+        thread if nothing waits ahead of it. Raises ConnectionClosed (with
+        the close code and reason) once the connection is over or closing,
+        TypeError for anything else, and BufferFullError while 64 MiB wait
+        to be written to a peer that does not read.
+        """
+        try:
+            if isinstance(message, str):
+                self.socket.send_text_message(message)
+            else:
+                self.socket.send_binary_message(message)
+        except NotOpenError:
+            raise self._closed_error() from None
+
+    def recv(self, timeout: float | None = None) -> str | bytes:
+        """Returns the next message: a ``str`` for a text message, ``bytes`` for a binary one.
+
+        Waits up to ``timeout`` seconds (None: no limit) and raises
+        TimeoutError if none came; Ctrl-C interrupts the wait. Once the
+        messages that arrived are all taken and the connection is over, raises
+        :class:`wsbind.ConnectionClosedOK` after a normal close (1000, 1001, 1005)
+        and :class:`wsbind.ConnectionClosedError` otherwise, with the close
+        code and reason, and the socket's ``error_string`` as its text if it failed.
+        """
+        self._not_on_own_thread("recv()")
+        _no_loop("recv()")
+        with self._changed:
+            if not self._wait(lambda: self._messages or self._end is not None, timeout):
+                raise TimeoutError(f"no message within {timeout} s")
+            if self._messages:
+                message = self._messages.popleft()
+                # Room for the socket's thread, if it waits for some.
+                self._changed.notify_all()
+                return message
+        raise self._closed_error()
+
+    def __iter__(self) -> Iterator[str | bytes]:
+        """Each message in turn (``for message in ws``); ends quietly after a normal close.
+
+        Raises :class:`wsbind.ConnectionClosedError` if the connection failed
+        or closed with another code than 1000, 1001 or 1005.
+        """
+        while True:
+            try:
+                yield self.recv()
+            except ConnectionClosedOK:
+                return
+
+    def close(self, code: int = 1000, reason: str = "") -> None:
+        """Closes the connection and waits until it is over (C++: ``QWebSocket::close``).
+
+        The closing handshake takes at most the socket's ``close_timeout``
+        (10 s by default). Messages not taken yet are dropped, and ``recv()``
+        then raises ConnectionClosed. ``code`` and ``reason`` as for
+        ``WebSocket.close()``; closing again does nothing.
+
+        Afterwards the socket's handlers run on wsbind's event thread, as
+        those of any socket made in a script: it can be reopened the QML way.
+        """
+        self._not_on_own_thread("close()")
+        _no_loop("close()")
+        self.socket.close(code, reason)
+        self._release()
+        with self._changed:
+            self._wait(lambda: self._end is not None, None)
+        self._stop()
+
+    def __enter__(self) -> SyncWebSocket:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _release(self) -> None:
+        """Holds no more messages, and lets the socket's thread go if it waits for room."""
+        with self._changed:
+            self._released = True
+            self._messages.clear()
+            self._changed.notify_all()
+
+    def _stop(self) -> None:
+        """Ends the thread of a socket whose connection is over; the socket goes back to wsbind's."""
+        with _live_lock:
+            if self not in _live:
+                return
+            _live.discard(self)
+        self._thread.stop()
+        socket = self.socket
+        socket._dispatcher = current()
+        socket.text_message_received.disconnect(self._received)
+        socket.binary_message_received.disconnect(self._received)
+        socket.status_changed.disconnect(self._status)
+
+    def _closed_error(self) -> ConnectionClosed:
+        """The exception for a connection that is over; waits for its end if it is closing."""
+        with self._changed:
+            # Bounded by the socket's close_timeout; but in a handler of the
+            # socket's own thread, the end cannot come while it waits.
+            if not self._thread.owns_current_thread():
+                self._wait(lambda: self._end is not None, None)
+            end = self._end
+        if end is None:
+            return ConnectionClosed.of(None, "", "the connection is closing")
+        return ConnectionClosed.of(*end)
+
+    def _not_on_own_thread(self, method: str) -> None:
+        if self._thread.owns_current_thread():
+            raise RuntimeError(
+                f"{method} in a handler of this socket would wait for ever: that thread is the one "
+                "that takes its messages"
+            )
+
+
+def _no_loop(what: str) -> None:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return
+    raise RuntimeError(f"{what} would block the running asyncio loop; use await wsbind.connect() there")
+
+
+@atexit.register
+def _at_exit() -> None:
+    # The threads of faces never closed must be out of Python before the
+    # interpreter finalizes; their sockets are dropped with the process.
+    with _live_lock:
+        faces = list(_live)
+    for face in faces:
+        face._release()
+        face._stop()
