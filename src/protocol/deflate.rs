@@ -288,8 +288,9 @@ impl Negotiated {
 
 /// Compresses the messages one side sends, in order.
 pub struct Compressor {
-    /// Made on the first message: a connection that never sends costs nothing.
-    deflate: Option<Compress>,
+    /// Made on the first message: a connection that never sends costs nothing
+    /// (boxed, so that it costs a pointer until then, not zlib's stream).
+    deflate: Option<Box<Compress>>,
     window_bits: u8,
     no_context_takeover: bool,
     level: u32,
@@ -320,7 +321,11 @@ impl Compressor {
     pub fn compress(&mut self, payload: &[u8]) -> Vec<u8> {
         let (window_bits, level) = (self.window_bits, self.level);
         let deflate = self.deflate.get_or_insert_with(|| {
-            Compress::new_with_window_bits(Compression::new(level), false, window_bits)
+            Box::new(Compress::new_with_window_bits(
+                Compression::new(level),
+                false,
+                window_bits,
+            ))
         });
         let mut out = Vec::with_capacity(payload.len() / 2 + 64);
         let start = deflate.total_in();
@@ -356,8 +361,8 @@ impl Compressor {
 
 /// Decompresses the messages the peer sends, in order, within limits.
 pub struct Decompressor {
-    /// Made on the first compressed message.
-    inflate: Option<Decompress>,
+    /// Made on the first compressed message (boxed: a pointer until then).
+    inflate: Option<Box<Decompress>>,
     window_bits: u8,
     no_context_takeover: bool,
 }
@@ -389,7 +394,7 @@ impl Decompressor {
         let window_bits = self.window_bits;
         let inflate = self
             .inflate
-            .get_or_insert_with(|| Decompress::new_with_window_bits(false, window_bits));
+            .get_or_insert_with(|| Box::new(Decompress::new_with_window_bits(false, window_bits)));
         for (piece, flush) in [
             (input, FlushDecompress::None),
             (&TAIL[..], FlushDecompress::Sync),
