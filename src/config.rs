@@ -119,6 +119,15 @@ pub const MAX_HANDSHAKE_SIZE: usize = 16 << 10;
 /// Over it new clients get HTTP 503 (try again later) and `server_error(1006)`.
 pub const MAX_PENDING_CONNECTIONS: usize = 30;
 
+/// Connections the kernel queues for a listening server before it accepts
+/// them: 1024 (Qt's default is 50, Python's `asyncio` 100, Linux caps it
+/// at `net.core.somaxconn`, 4096 by default). Past the backlog a SYN is
+/// dropped and the client's kernel retries after a second, so a burst of a
+/// few hundred connects (a load test, clients reconnecting after a restart)
+/// would wait that second with 128. Each queued connection costs the kernel
+/// its socket buffers until accepted, about 1 KiB idle, so 1024 stay small.
+pub const LISTEN_BACKLOG: u32 = 1024;
+
 /// Handshakes a server runs at once: 4096. Each is bounded by the handshake
 /// timeout and costs a task and a small buffer (about 16 MiB for all of
 /// them), so thousands of clients that stall their handshake cannot keep

@@ -608,6 +608,17 @@ def test_a_character_split_across_fragments_arrives_right(link: Link) -> None:
 # -- §5.2 reserved bits and opcodes
 
 
+@pytest.mark.parametrize(("size", "form"), [(5, 126), (5, 127), (200, 127)])
+def test_a_length_in_a_longer_form_than_needed_is_a_protocol_error(link: Link, size: int, form: int) -> None:
+    """§5.2: the minimal number of bytes must encode the payload length; a longer form fails with 1002."""
+    mask = os.urandom(4) if link.peer.masks else None
+    length = struct.pack("!H", size) if form == 126 else struct.pack("!Q", size)
+    head = bytes([0x80 | BINARY, (0x80 if mask else 0) | form]) + length + (mask or b"")
+    payload = bytes(size)
+    link.peer.send(head + (xor_mask(payload, mask) if mask else payload))
+    assert_fails(link, 1002)
+
+
 @pytest.mark.parametrize("rsv", [RSV1, RSV2, RSV3], ids=["RSV1", "RSV2", "RSV3"])
 def test_reserved_bits_are_a_protocol_error(link: Link, rsv: int) -> None:
     """§5.2: with no extension negotiated, a set RSV bit fails the connection with 1002."""
@@ -879,7 +890,13 @@ def exchange(port: int, request: bytes) -> tuple[bytes, dict[str, str]]:
     return parse_head(data.split(b"\r\n\r\n")[0])
 
 
-def request(port: int, *, version: str | None = "13", key: str | None = "dGhlIHNhbXBsZSBub25jZQ==") -> bytes:
+def request(
+    port: int,
+    *,
+    version: str | None = "13",
+    key: str | None = "dGhlIHNhbXBsZSBub25jZQ==",
+    extra: tuple[str, ...] = (),
+) -> bytes:
     lines = [
         "GET /chat HTTP/1.1",
         f"Host: 127.0.0.1:{port}",
@@ -890,6 +907,7 @@ def request(port: int, *, version: str | None = "13", key: str | None = "dGhlIHN
         lines.append(f"Sec-WebSocket-Key: {key}")
     if version is not None:
         lines.append(f"Sec-WebSocket-Version: {version}")
+    lines.extend(extra)
     return ("\r\n".join(lines) + "\r\n\r\n").encode()
 
 
@@ -898,6 +916,10 @@ BAD_REQUESTS: dict[str, Callable[[int], bytes]] = {
     "no-key": lambda port: request(port, key=None),
     "no-upgrade": lambda port: f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode(),
     "garbage": lambda port: b"\x00\xff\x13\x37" * 256 + b"\r\n\r\n",
+    "two-keys": lambda port: request(port, extra=("Sec-WebSocket-Key: x3JJHMbDL1EzLkh9GBhXDw==",)),
+    "content-length": lambda port: request(port, extra=("Content-Length: 5",)) + b"hello",
+    "negative-length": lambda port: request(port, extra=("Content-Length: -1",)),
+    "chunked": lambda port: request(port, extra=("Transfer-Encoding: chunked",)) + b"0\r\n\r\n",
 }
 
 
@@ -928,6 +950,14 @@ def test_a_request_without_a_key_gets_400(servers: Any) -> None:
     """§4.2.1: a request without Sec-WebSocket-Key gets 400."""
     server = servers()
     status, _ = exchange(server.port, BAD_REQUESTS["no-key"](server.port))
+    assert status_code(status) == 400
+
+
+@pytest.mark.parametrize("case", ["two-keys", "content-length", "negative-length", "chunked"])
+def test_two_keys_or_a_body_get_400(servers: Any, case: str) -> None:
+    """§4.2.1: one Sec-WebSocket-Key, on a GET without a body; anything else is not upgraded."""
+    server = servers()
+    status, _ = exchange(server.port, BAD_REQUESTS[case](server.port))
     assert status_code(status) == 400
 
 

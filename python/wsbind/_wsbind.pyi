@@ -36,6 +36,7 @@ __all__ = [
     "EventQueue",
     "Frame",
     "HANDSHAKE_TIMEOUT",
+    "LISTEN_BACKLOG",
     "MAX_INCOMING_FRAME_SIZE",
     "MAX_INCOMING_MESSAGE_SIZE",
     "MAX_OUTGOING_BUFFER",
@@ -101,6 +102,8 @@ HANDSHAKE_TIMEOUT: float
 """Seconds the opening handshake may take, 10 (Qt's default)."""
 MAX_PENDING_CONNECTIONS: int
 """Accepted connections Python has not taken yet before new ones get HTTP 503, 30 (Qt's default)."""
+LISTEN_BACKLOG: int
+"""Connections the kernel queues for a server before it accepts them, 1024."""
 MAX_QUEUE: int
 """Messages a socket holds for ``recv()`` before it stops reading, 16 (websockets' default)."""
 WRITE_LIMIT: int
@@ -364,6 +367,7 @@ class Server:
         allowed_origins: list[str] | None = None,
         ask_origin: bool = False,
         max_pending_connections: int = ...,
+        backlog: int = ...,
         tls: tuple[str, str, TlsOptions] | None = None,
         compression: str | None = None,
         register: Callable[[int], object],

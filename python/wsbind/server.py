@@ -59,6 +59,14 @@ def check_pending(value: Any) -> int:
     return value
 
 
+def check_backlog(value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"listen_backlog_size must be an int, not {type(value).__name__}")
+    if not 1 <= value <= 65535:
+        raise ValueError(f"listen_backlog_size must be 1 to 65535, not {value}")
+    return value
+
+
 def check_origins(value: Any) -> list[str] | None:
     """Accepts None (any origin) or a list of origins such as "https://example.com"."""
     if value is None:
@@ -174,6 +182,14 @@ class WebSocketServer(Object):
         "to ``client_connected`` yet (its thread is busy); over it new clients get HTTP 503 "
         "and ``server_error(1006)``. "
         "Default 30, as Qt (C++: ``maxPendingConnections``).",
+    )
+    listen_backlog_size = Property(
+        _wsbind.LISTEN_BACKLOG,
+        check=check_backlog,
+        doc="Connections the kernel queues before the server accepts them; past it new "
+        "clients wait for their kernel's retry, a second later. Default 1024 (Qt's is 50); "
+        "the kernel caps it at ``net.core.somaxconn``. A change applies at the next "
+        "``listen`` (C++: QTcpServer ``listenBacklogSize``).",
     )
     compression = Property[str | None](
         "deflate",
@@ -395,6 +411,7 @@ class WebSocketServer(Object):
             allowed_origins=self.allowed_origins,
             ask_origin=self.origin_authentication_required.connected,
             max_pending_connections=self.max_pending_connections,
+            backlog=self.listen_backlog_size,
             tls=self._tls(),
             compression=self.compression,
             # Before the server starts: a failure to listen may be taken at once.

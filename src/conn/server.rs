@@ -22,7 +22,7 @@ use super::task::{self, Opened};
 use crate::bridge::Question;
 use crate::config::{MAX_CONCURRENT_HANDSHAKES, MAX_HANDSHAKE_SIZE};
 use crate::errors::Error;
-use crate::net::{read_head, runtime, tls, Endpoints, Stream};
+use crate::net::{listener, read_head, runtime, tls, Endpoints, Stream};
 use crate::protocol::deflate::{self, DeflateConfig, Negotiated};
 use crate::protocol::handshake::{self, Rejection, Request};
 use crate::protocol::{subprotocol, CloseCode, Role};
@@ -42,6 +42,8 @@ pub struct ServerConfig {
     pub ask_origin: bool,
     pub handshake_timeout: Duration,
     pub max_pending: usize,
+    /// The kernel's queue of connections not yet accepted, set when listening.
+    pub backlog: u32,
     /// Settings of the server's sockets.
     pub settings: Settings,
     /// permessage-deflate to accept; None declines every offer.
@@ -196,7 +198,14 @@ async fn listen(
     mut control: watch::Receiver<Control>,
     events: EventSink,
 ) {
-    let listener = match TcpListener::bind((host.as_str(), port)).await {
+    let backlog = server.config().backlog;
+    let bound = match tokio::net::lookup_host((host.as_str(), port)).await {
+        Ok(addresses) => {
+            listener::bind(&addresses.collect::<Vec<_>>(), backlog).and_then(TcpListener::from_std)
+        }
+        Err(e) => Err(e),
+    };
+    let listener = match bound {
         Ok(listener) => listener,
         Err(e) => {
             events.send(Event::ListenFailed(format!(
@@ -454,6 +463,7 @@ mod tests {
             ask_origin: false,
             handshake_timeout: Duration::from_secs(10),
             max_pending,
+            backlog: crate::config::LISTEN_BACKLOG,
             settings: Settings::default(),
             compression: None,
         }

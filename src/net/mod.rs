@@ -3,6 +3,7 @@
 //! (for the handshake's head), never Python.
 
 pub mod head;
+pub mod listener;
 pub mod proxy;
 pub mod runtime;
 pub mod stream;

@@ -311,6 +311,24 @@ pub fn parse_request(head: &[u8]) -> Result<Request, Rejection> {
     if get(&headers, "Host").is_none() {
         return Err(Rejection::new(400, "the request has no Host header"));
     }
+    // §4.2.1 asks for one of each; two keys would leave the answer ambiguous.
+    for name in ["Host", "Sec-WebSocket-Key", "Sec-WebSocket-Version"] {
+        if get_all(&headers, name).nth(1).is_some() {
+            return Err(Rejection::new(
+                400,
+                format!("the request has more than one {name} header"),
+            ));
+        }
+    }
+    // A body would be read as the first frames: a handshake is a GET without one.
+    let has_body = get(&headers, "Transfer-Encoding").is_some()
+        || get_all(&headers, "Content-Length").any(|length| length.trim() != "0");
+    if has_body {
+        return Err(Rejection::new(
+            400,
+            "a WebSocket handshake is a GET request without a body",
+        ));
+    }
     if get(&headers, "Sec-WebSocket-Version").map(str::trim) != Some("13") {
         return Err(
             Rejection::new(400, "unsupported WebSocket version: this server speaks 13")
@@ -389,6 +407,36 @@ mod tests {
             (GOOD.replace("GET", "POST"), 405),
             (GOOD.replace("HTTP/1.1", "HTTP/1.0"), 400),
             ("\x00\x01garbage\r\n\r\n".to_string(), 400),
+            (
+                GOOD.replace(
+                    "Sec-WebSocket-Version",
+                    "Sec-WebSocket-Key: x3JJHMbDL1EzLkh9GBhXDw==\r\nSec-WebSocket-Version",
+                ),
+                400,
+            ),
+            (
+                GOOD.replace(
+                    "Version: 13\r\n",
+                    "Version: 13\r\nSec-WebSocket-Version: 13\r\n",
+                ),
+                400,
+            ),
+            (
+                GOOD.replace("Host: a:1\r\n", "Host: a:1\r\nHost: b:2\r\n"),
+                400,
+            ),
+            (
+                GOOD.replace("\r\n\r\n", "\r\nContent-Length: 5\r\n\r\n"),
+                400,
+            ),
+            (
+                GOOD.replace("\r\n\r\n", "\r\nContent-Length: -1\r\n\r\n"),
+                400,
+            ),
+            (
+                GOOD.replace("\r\n\r\n", "\r\nTransfer-Encoding: chunked\r\n\r\n"),
+                400,
+            ),
         ];
         for (request, status) in cases {
             assert_eq!(
@@ -402,6 +450,12 @@ mod tests {
         let response = String::from_utf8(version.response("")).unwrap();
         assert!(response.starts_with("HTTP/1.1 400 Bad Request\r\n"));
         assert!(response.contains("Sec-WebSocket-Version: 13\r\n"));
+    }
+
+    #[test]
+    fn an_empty_body_announced_is_no_body() {
+        let request = GOOD.replace("\r\n\r\n", "\r\nContent-Length: 0\r\n\r\n");
+        assert!(parse_request(request.as_bytes()).is_ok());
     }
 
     #[test]

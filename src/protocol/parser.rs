@@ -257,6 +257,19 @@ impl Parser {
                 "protocol error: payload length with its most significant bit set",
             )?;
         }
+        // §5.2: "the minimal number of bytes MUST be used to encode the length".
+        let length_bytes = size - if masked { 4 } else { 0 } - 2;
+        let needed = match length {
+            0..=125 => 0,
+            126..=0xFFFF => 2,
+            _ => 8,
+        };
+        if length_bytes != needed {
+            self.fail(
+                CloseCode::PROTOCOL_ERROR,
+                format!("protocol error: a payload length of {length} in {length_bytes} bytes, not the minimal {needed}"),
+            )?;
+        }
         match (self.role, masked) {
             (Role::Server, false) => self.fail(
                 CloseCode::PROTOCOL_ERROR,
@@ -798,6 +811,32 @@ mod tests {
         }
         for op in [3, 4, 5, 6, 7, 0xB, 0xC, 0xD, 0xE, 0xF] {
             assert_eq!(failure_code(&client_frame(op, true, b"")), 1002);
+        }
+    }
+
+    #[test]
+    fn a_length_in_a_longer_form_than_needed_fails_with_1002() {
+        // An unmasked server frame of 5 bytes, its length in the 2- and
+        // 8-byte forms, then 200 bytes in the 8-byte form.
+        let mut two = vec![0x82, 126, 0, 5];
+        two.extend_from_slice(b"hello");
+        let mut eight = vec![0x82, 127, 0, 0, 0, 0, 0, 0, 0, 5];
+        eight.extend_from_slice(b"hello");
+        let mut long = vec![0x82, 127, 0, 0, 0, 0, 0, 0, 0, 200];
+        long.extend_from_slice(&[0; 200]);
+        for bytes in [two, eight, long] {
+            let mut parser = Parser::new(Role::Client, LIMITS);
+            parser.buffer().extend_from_slice(&bytes);
+            assert_eq!(events(&mut parser).unwrap_err().code.0, 1002);
+        }
+        // The boundaries in their minimal forms still pass, masked too.
+        for size in [125, 126, 65535, 65536] {
+            assert!(events(&mut server(&client_frame(
+                opcode::BINARY,
+                true,
+                &vec![1; size]
+            )))
+            .is_ok());
         }
     }
 

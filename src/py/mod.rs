@@ -67,6 +67,7 @@ mod _wsbind {
         m.add("CLOSE_TIMEOUT", config::CLOSE_TIMEOUT.as_secs_f64())?;
         m.add("HANDSHAKE_TIMEOUT", config::HANDSHAKE_TIMEOUT.as_secs_f64())?;
         m.add("MAX_PENDING_CONNECTIONS", config::MAX_PENDING_CONNECTIONS)?;
+        m.add("LISTEN_BACKLOG", config::LISTEN_BACKLOG)?;
         m.add("MAX_QUEUE", config::MAX_QUEUE)?;
         m.add("WRITE_LIMIT", config::WRITE_LIMIT)?;
         Ok(())

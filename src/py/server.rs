@@ -72,7 +72,8 @@ impl PyServer {
     #[new]
     #[pyo3(signature = (queue, host, port, options, *, name = String::new(), subprotocols = Vec::new(),
                         accepting = true, allowed_origins = None, ask_origin = false,
-                        max_pending_connections = crate::config::MAX_PENDING_CONNECTIONS, tls = None,
+                        max_pending_connections = crate::config::MAX_PENDING_CONNECTIONS,
+                        backlog = crate::config::LISTEN_BACKLOG, tls = None,
                         compression = None, register))]
     #[allow(clippy::too_many_arguments, reason = "one Python keyword each")]
     fn new(
@@ -86,6 +87,7 @@ impl PyServer {
         allowed_origins: Option<Vec<String>>,
         ask_origin: bool,
         max_pending_connections: usize,
+        backlog: u32,
         tls: Option<(String, String, PyTlsOptions)>,
         compression: Option<&str>,
         register: &Bound<'_, PyAny>,
@@ -104,6 +106,7 @@ impl PyServer {
             ask_origin,
             handshake_timeout: options.handshake_timeout()?,
             max_pending: max_pending_connections,
+            backlog: backlog.max(1),
             settings: options.settings()?,
             compression: options::compression(compression)?,
         };

@@ -1,0 +1,58 @@
+//! The listening socket of a server, made with the backlog asked for
+//! (std's and tokio's `bind` always ask for 128 or 1024).
+
+use std::io;
+use std::net::{SocketAddr, TcpListener};
+
+use socket2::{Domain, Socket, Type};
+
+/// Listens on the first of `addresses` that can be bound, with a kernel
+/// queue of `backlog` connections; the error is the last address's.
+pub fn bind(addresses: &[SocketAddr], backlog: u32) -> io::Result<TcpListener> {
+    let mut last = io::Error::new(io::ErrorKind::InvalidInput, "no address to listen on");
+    for address in addresses {
+        match bind_one(address, backlog) {
+            Ok(listener) => return Ok(listener),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
+fn bind_one(address: &SocketAddr, backlog: u32) -> io::Result<TcpListener> {
+    let socket = Socket::new(Domain::for_address(*address), Type::STREAM, None)?;
+    // As std and tokio do on Unix: a restarted server can listen at once on
+    // a port whose old connections are still in TIME_WAIT.
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&(*address).into())?;
+    socket.listen(i32::try_from(backlog).unwrap_or(i32::MAX))?;
+    Ok(socket.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listens_with_the_backlog_asked_for() {
+        let listener = bind(&["127.0.0.1:0".parse().unwrap()], 700).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        // ss shows a listening socket's backlog as its Send-Q.
+        let out = std::process::Command::new("ss")
+            .args(["-Hltn", &format!("sport = :{port}")])
+            .output()
+            .expect("ss, from iproute2");
+        let line = String::from_utf8(out.stdout).unwrap();
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(fields[..3], ["LISTEN", "0", "700"], "{line}");
+    }
+
+    #[test]
+    fn an_address_in_use_is_reported() {
+        let first = bind(&["127.0.0.1:0".parse().unwrap()], 16).unwrap();
+        let taken = first.local_addr().unwrap();
+        let error = bind(&[taken], 16).unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::AddrInUse);
+    }
+}
