@@ -24,6 +24,16 @@ pub const MAX_INCOMING_FRAME_SIZE: usize = 16 << 20;
 /// reading would let the queue grow until the process runs out of memory.
 pub const MAX_OUTGOING_BUFFER: usize = 64 << 20;
 
+/// What each queued message or frame counts against
+/// [`MAX_OUTGOING_BUFFER`] besides its bytes: 128. The queue's entry, the
+/// frame's buffer and its header cost 75 to 140 bytes of memory however
+/// small the message (measured with `send_text_message("")` to a peer that
+/// does not read), so counting payload bytes alone let 5,000,000 empty
+/// messages take 350 MB while the limit saw nothing. With this cost, a
+/// queue at the limit holds at most 64 MiB of memory, however its messages
+/// are sized.
+pub const QUEUED_MESSAGE_COST: usize = 128;
+
 /// Bytes of received messages that may wait for Python on one event queue
 /// before the sockets that feed it stop reading: 16 MiB.
 ///

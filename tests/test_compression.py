@@ -237,6 +237,8 @@ def server_frame(first: int, payload: bytes) -> bytes:
     """A server's frame (unmasked) with the given first byte (FIN, RSV, opcode)."""
     if len(payload) < 126:
         return bytes([first, len(payload)]) + payload
+    if len(payload) <= 0xFFFF:
+        return bytes([first, 126]) + struct.pack("!H", len(payload)) + payload
     return bytes([first, 127]) + struct.pack("!Q", len(payload)) + payload
 
 

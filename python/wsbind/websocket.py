@@ -438,10 +438,14 @@ class WebSocket(Object):
 
     @property
     def bytes_to_write(self) -> int:
-        """Message bytes queued by ``send_*`` and not yet written (C++: ``bytesToWrite()``).
+        """Bytes queued to be sent and not yet written (C++: ``bytesToWrite()``).
 
-        Read live from the connection; ``bytes_to_write_changed`` tells when it
-        drops after a write.
+        It counts what the queue costs: each message's frames with their
+        headers, and 128 bytes of bookkeeping per queued message or frame
+        (pongs and our close frame too), so that the 64 MiB send limit, past
+        which ``send_*`` raise :class:`BufferFullError`, bounds memory however
+        small the messages. Read live from the connection;
+        ``bytes_to_write_changed`` tells when it drops after a write.
         """
         conn = self._conn
         return conn.bytes_to_write if conn is not None else 0

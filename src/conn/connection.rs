@@ -16,13 +16,13 @@ use super::event::{Event, EventSink};
 use super::outbox::{Closed, Outbox, BURST_WRITE_FROM};
 use super::receiver::{data_event, Received, ReceiverSlot};
 use super::settings::Settings;
-use super::writer::Outgoing;
+use super::writer::{Outgoing, Written};
 use crate::bridge::{self, ReadOutcome, Reader};
 use crate::config;
 use crate::errors::Error;
 use crate::protocol::deflate::{Compressor, Negotiated};
 use crate::protocol::session::{End, Output};
-use crate::protocol::{Chunk, Framer, Incoming, Role, Session};
+use crate::protocol::{Chunk, Framer, Incoming, Role, Session, MAX_HEADER};
 
 /// What Python (or the thread that reads the socket) asks a connection's
 /// task to do.
@@ -36,7 +36,8 @@ pub enum Command {
     Received(Received),
     /// The session ended on the thread that read the socket.
     Ended(End),
-    /// The session's deadline may have moved, or reading was paused or resumed.
+    /// The session's deadline may have moved, or reading was paused or
+    /// resumed; sent through [`Connection::wake`], one at a time.
     Wake,
 }
 
@@ -56,8 +57,17 @@ pub struct Connection {
     commands: UnboundedSender<Command>,
     /// True from the end of the opening handshake until either side starts closing.
     open: AtomicBool,
-    /// Payload bytes handed to `send_*` and not yet written.
+    /// What the outgoing queue holds, counted against the send limit: the
+    /// frames of each message and frame not yet written, and a fixed cost
+    /// for each (see [`message_cost`]).
     queued: AtomicUsize,
+    /// A message was refused for the send limit, or a frame passed it:
+    /// nothing is read from the socket until the queue is down to half the
+    /// limit, so that TCP pushes back on a peer that makes us send (pings
+    /// answered, messages echoed) and does not read.
+    outgoing_full: AtomicBool,
+    /// A [`Command::Wake`] is on its way to the task.
+    wake_pending: AtomicBool,
     /// Threads blocked in `flush()`, woken after each write.
     flushing: AtomicUsize,
     flushed: (Mutex<()>, Condvar),
@@ -97,6 +107,8 @@ impl Connection {
             commands,
             open: AtomicBool::new(false),
             queued: AtomicUsize::new(0),
+            outgoing_full: AtomicBool::new(false),
+            wake_pending: AtomicBool::new(false),
             flushing: AtomicUsize::new(0),
             flushed: Default::default(),
             frame_size: AtomicUsize::new(config::OUTGOING_FRAME_SIZE),
@@ -129,7 +141,8 @@ impl Connection {
         self.frame_size.store(size, Ordering::Relaxed);
     }
 
-    /// Payload bytes handed to `send` and not yet written.
+    /// What the outgoing queue holds: its frames' bytes, and a fixed cost
+    /// per queued message and frame (see [`message_cost`]).
     pub fn bytes_to_write(&self) -> usize {
         self.queued.load(Ordering::Acquire)
     }
@@ -157,12 +170,20 @@ impl Connection {
     /// end in a keepalive timeout, as in websockets.
     pub fn pause_reading(&self, paused: bool) {
         if self.reading_paused.swap(paused, Ordering::AcqRel) != paused {
-            self.command(Command::Wake);
+            self.wake();
         }
     }
 
     pub(super) fn reading_paused(&self) -> bool {
-        self.reading_paused.load(Ordering::Acquire)
+        self.reading_paused.load(Ordering::Acquire) || self.outgoing_full.load(Ordering::Acquire)
+    }
+
+    /// Marks the outgoing queue full or not, waking the task to stop or
+    /// resume reading.
+    fn set_outgoing_full(&self, full: bool) {
+        if self.outgoing_full.swap(full, Ordering::AcqRel) != full {
+            self.wake();
+        }
     }
 
     pub(super) fn report_frames(&self) -> bool {
@@ -191,8 +212,9 @@ impl Connection {
     /// compresses it first where permessage-deflate was agreed.
     pub fn send(&self, text: bool, payload: Bytes) -> Result<usize, Error> {
         let size = payload.len();
-        self.admit(size)?;
         let frame_size = self.frame_size.load(Ordering::Relaxed);
+        let cost = message_cost(size, frame_size);
+        self.admit(cost)?;
         // A reported write must come from the task, which reports it.
         let may_write = !self.report_writes.load(Ordering::Relaxed)
             && (size >= BURST_WRITE_FROM || self.first_in_burst());
@@ -202,14 +224,14 @@ impl Connection {
                 let compressed = Bytes::from(compressor.compress(&payload));
                 let chunks =
                     Framer::compressed(self.role).message_chunks(text, compressed, frame_size);
-                self.outbox.send(chunks, size, may_write)
+                self.outbox.send(chunks, size, cost, may_write)
             }
             _ => {
                 let chunks = Framer::new(self.role).message_chunks(text, payload, frame_size);
-                self.outbox.send(chunks, size, may_write)
+                self.outbox.send(chunks, size, cost, may_write)
             }
         };
-        self.account(size, sent)
+        self.account(size, cost, sent)
     }
 
     /// The compressed frames of a message for every connection whose
@@ -233,41 +255,70 @@ impl Connection {
 
     /// Queues a message already framed (a broadcast's frames, shared by every peer).
     pub fn send_framed(&self, frame: Bytes, size: usize) -> Result<usize, Error> {
-        self.admit(size)?;
-        let sent = self.outbox.send(vec![Chunk::plain(frame)], size, false);
-        self.account(size, sent)
+        let cost = frame.len() + config::QUEUED_MESSAGE_COST;
+        self.admit(cost)?;
+        let sent = self
+            .outbox
+            .send(vec![Chunk::plain(frame)], size, cost, false);
+        self.account(size, cost, sent)
     }
 
-    /// Counts what a send completed (`done` payload bytes) as written, or
-    /// the message of `size` bytes if it was not sent.
-    fn account(&self, size: usize, sent: Result<usize, Closed>) -> Result<usize, Error> {
+    /// Counts what a send completed (`done`, in cost) as written, or the
+    /// message's `cost` if it was not sent; returns its `size`.
+    fn account(
+        &self,
+        size: usize,
+        cost: usize,
+        sent: Result<usize, Closed>,
+    ) -> Result<usize, Error> {
         match sent {
             Ok(done) => {
                 self.written(done);
                 Ok(size)
             }
             Err(Closed) => {
-                self.written(size);
+                self.written(cost);
                 Err(Error::NotOpen)
             }
         }
     }
 
-    /// Counts `size` more bytes to write, unless the connection is not open
-    /// or its outgoing buffer is full.
-    fn admit(&self, size: usize) -> Result<(), Error> {
+    /// Counts a message of `cost` as queued, unless the connection is not
+    /// open or the queue would pass the send limit (a single message over
+    /// it still goes when nothing is queued).
+    fn admit(&self, cost: usize) -> Result<(), Error> {
         if !self.is_open() {
             return Err(Error::NotOpen);
         }
-        let queued = self.queued.fetch_add(size, Ordering::AcqRel);
-        if queued > 0 && queued + size > config::MAX_OUTGOING_BUFFER {
-            self.queued.fetch_sub(size, Ordering::AcqRel);
+        let queued = self.queued.fetch_add(cost, Ordering::AcqRel);
+        if queued > 0 && queued + cost > config::MAX_OUTGOING_BUFFER {
+            self.queued.fetch_sub(cost, Ordering::AcqRel);
+            self.set_outgoing_full(true);
             return Err(Error::BufferFull {
                 queued,
                 limit: config::MAX_OUTGOING_BUFFER,
             });
         }
         Ok(())
+    }
+
+    /// Queues a frame the session made (a ping, a pong, our close frame when
+    /// `close`): counted, never refused, but past the limit it stops reading.
+    fn queue_control(&self, frame: Bytes, pong: bool, close: bool) {
+        let cost = frame.len() + config::QUEUED_MESSAGE_COST;
+        let queued = self.queued.fetch_add(cost, Ordering::AcqRel) + cost;
+        if queued > config::MAX_OUTGOING_BUFFER {
+            self.set_outgoing_full(true);
+        }
+        let outgoing = Outgoing {
+            chunk: Chunk::plain(frame),
+            payload: 0,
+            cost,
+            pong,
+        };
+        if !self.outbox.queue(outgoing, close) {
+            self.written(cost);
+        }
     }
 
     /// Sends a ping; the caller checked its payload.
@@ -297,6 +348,20 @@ impl Connection {
         self.command(Command::Configure(settings));
     }
 
+    /// Has the task look at the connection again. One wake-up waits at a
+    /// time: a peer that floods us with pings, each read by the Python
+    /// thread, must not fill the command queue with one each.
+    pub(super) fn wake(&self) {
+        if !self.wake_pending.swap(true, Ordering::AcqRel) {
+            self.command(Command::Wake);
+        }
+    }
+
+    /// The task took the wake-up: the next one is sent.
+    pub(super) fn woken(&self) {
+        self.wake_pending.store(false, Ordering::Release);
+    }
+
     pub(super) fn command(&self, command: Command) {
         let _ = self.commands.send(command);
     }
@@ -307,14 +372,11 @@ impl Connection {
     pub(super) fn carry_out(&self, session: &mut Session, events: &EventSink) {
         for output in session.output() {
             match output {
-                Output::Frame(frame) => {
-                    let chunk = Chunk::plain(frame);
-                    self.outbox.queue(Outgoing { chunk, payload: 0 }, false);
-                }
+                Output::Frame(frame) => self.queue_control(frame, false, false),
+                Output::PongFrame(frame) => self.queue_control(frame, true, false),
                 Output::CloseFrame(frame) => {
                     self.set_open(false);
-                    let chunk = Chunk::plain(frame);
-                    self.outbox.queue(Outgoing { chunk, payload: 0 }, true);
+                    self.queue_control(frame, false, true);
                 }
                 Output::Closing => events.send(Event::Closing),
                 Output::Pong { elapsed, payload } => events.send(Event::Pong {
@@ -346,23 +408,32 @@ impl Connection {
         }
     }
 
-    /// The writer wrote `chunks` chunks carrying `payload` message bytes.
-    pub(super) fn batch_written(&self, payload: usize, chunks: usize, events: &EventSink) {
-        if payload > 0 {
-            let remaining = self.written(payload);
-            if self.report_writes.load(Ordering::Relaxed) {
-                events.send(Event::Written {
-                    count: payload,
-                    remaining,
-                });
-            }
+    /// The writer wrote a batch of its queue.
+    pub(super) fn batch_written(&self, done: Written, events: &EventSink) {
+        let remaining = self.written(done.cost);
+        if done.payload > 0 && self.report_writes.load(Ordering::Relaxed) {
+            events.send(Event::Written {
+                count: done.payload,
+                remaining,
+            });
+        }
+        if done.pong {
+            let mut session = self.session();
+            session.pong_written();
+            self.carry_out(&mut session, events);
         }
         // Only now may a sending thread write ahead of the queue.
-        self.outbox.written(chunks);
+        self.outbox.written(done.chunks);
     }
 
+    /// Counts `size` (in cost) as no longer queued; returns what is left.
     fn written(&self, size: usize) -> usize {
         let remaining = self.queued.fetch_sub(size, Ordering::AcqRel) - size;
+        if remaining <= config::MAX_OUTGOING_BUFFER / 2
+            && self.outgoing_full.load(Ordering::Acquire)
+        {
+            self.set_outgoing_full(false);
+        }
         // Only a change, and only for a thread waiting in flush(), is worth a wake-up.
         if size > 0 && self.flushing.load(Ordering::Acquire) > 0 {
             let _guard = self.flushed.0.lock().unwrap_or_else(|e| e.into_inner());
@@ -423,6 +494,15 @@ impl Connection {
     }
 }
 
+/// What a message of `size` payload bytes, sent in frames of at most
+/// `frame_size`, counts against the send limit: its bytes, the longest
+/// header of each frame, and [`config::QUEUED_MESSAGE_COST`], so that the
+/// limit bounds the memory of a queue of empty messages as of large ones.
+pub fn message_cost(size: usize, frame_size: usize) -> usize {
+    let frames = size.div_ceil(frame_size.max(1)).max(1);
+    size + frames * MAX_HEADER + config::QUEUED_MESSAGE_COST
+}
+
 /// How the thread of a queue reads and writes this connection's socket.
 impl Reader<Event> for Connection {
     fn read(&self, events: &EventSink) -> ReadOutcome {
@@ -439,7 +519,7 @@ impl Reader<Event> for Connection {
             self.report_frames(),
             |incoming| match self.control(incoming, events) {
                 Some(end) => self.command(Command::Ended(end)),
-                None => self.command(Command::Wake),
+                None => self.wake(),
             },
             |received| self.command(Command::Received(received)),
         )

@@ -150,7 +150,7 @@ impl Outbox {
     }
 
     /// Writes what is held, on the watching thread, once the socket is
-    /// writable; returns the payload bytes of the messages it completed.
+    /// writable; returns the cost of the messages it completed.
     pub fn write_held(&self) -> usize {
         let mut state = self.lock();
         let done = flush_held(&mut state);
@@ -181,15 +181,22 @@ impl Outbox {
         state.queued = state.queued.saturating_sub(chunks);
     }
 
-    /// Sends a message of `size` payload bytes in `chunks`: written at once
-    /// if `may_write`, the writer's queue is empty and the socket takes it,
-    /// else queued, after everything sent before; returns the payload bytes
-    /// of the messages it completed (this one, and others held before it).
+    /// Sends a message of `size` payload bytes in `chunks`, which counts
+    /// `cost` against the send limit: written at once if `may_write`, the
+    /// writer's queue is empty and the socket takes it, else queued, after
+    /// everything sent before; returns the cost of the messages it
+    /// completed (this one, and others held before it).
     ///
     /// What the socket does not take is held for the thread that reads the
     /// socket, if one does, else queued for the writer. What is queued keeps
     /// its masking key, and is masked by the writer, unless it is small.
-    pub fn send(&self, chunks: Vec<Chunk>, size: usize, may_write: bool) -> Result<usize, Closed> {
+    pub fn send(
+        &self,
+        chunks: Vec<Chunk>,
+        size: usize,
+        cost: usize,
+        may_write: bool,
+    ) -> Result<usize, Closed> {
         let mut state = self.lock();
         if state.closed {
             return Err(Closed);
@@ -204,12 +211,12 @@ impl Outbox {
             } else {
                 chunks
             };
-            return match push(&mut state, outgoing(chunks, size)) {
+            return match push(&mut state, outgoing(chunks, size, cost)) {
                 true => Ok(0),
                 false => Err(Closed),
             };
         }
-        state.held.extend(outgoing(chunks, size));
+        state.held.extend(outgoing(chunks, size, cost));
         let done = flush_held(&mut state);
         if state.watch.is_none() && !hand_held(&mut state) {
             return Err(Closed);
@@ -219,21 +226,23 @@ impl Outbox {
     }
 }
 
-/// `chunks` of a message of `size` payload bytes, which counts as written
-/// with its last chunk.
-fn outgoing(chunks: Vec<Chunk>, size: usize) -> impl Iterator<Item = Outgoing> {
+/// `chunks` of a message of `size` payload bytes and of `cost`, which
+/// counts as written with its last chunk.
+fn outgoing(chunks: Vec<Chunk>, size: usize, cost: usize) -> impl Iterator<Item = Outgoing> {
     let count = chunks.len();
-    chunks
-        .into_iter()
-        .enumerate()
-        .map(move |(i, chunk)| Outgoing {
+    chunks.into_iter().enumerate().map(move |(i, chunk)| {
+        let last = i + 1 == count;
+        Outgoing {
             chunk,
-            payload: if i + 1 == count { size } else { 0 },
-        })
+            payload: if last { size } else { 0 },
+            cost: if last { cost } else { 0 },
+            pong: false,
+        }
+    })
 }
 
-/// Writes what is held, as much as the socket takes; returns the payload
-/// bytes of the messages it completed.
+/// Writes what is held, as much as the socket takes; returns the cost of
+/// the messages it completed.
 fn flush_held(state: &mut State) -> usize {
     let Some(socket) = state.socket else {
         return 0;
@@ -256,7 +265,7 @@ fn flush_held(state: &mut State) -> usize {
             if !front.chunk.is_empty() {
                 break;
             }
-            done += front.payload;
+            done += front.cost;
             state.held.pop_front();
         }
         if full {
@@ -384,6 +393,8 @@ mod tests {
         Outgoing {
             chunk: Chunk::plain(Bytes::from_static(bytes)),
             payload: 0,
+            cost: 0,
+            pong: false,
         }
     }
 
@@ -398,19 +409,19 @@ mod tests {
     fn writes_at_once_only_with_nothing_queued_ahead() {
         let (ours, mut theirs) = pair();
         let (outbox, mut queue) = attached(Some(ours.as_raw_fd()));
-        assert_eq!(outbox.send(chunks(&[b"ab", b"cd"]), 4, true).unwrap(), 4);
+        assert_eq!(outbox.send(chunks(&[b"ab", b"cd"]), 4, 4, true).unwrap(), 4);
         assert_eq!(received(&mut theirs, 4), b"abcd");
         // A pong queued by the task: the next message waits behind it.
         assert!(outbox.queue(control(b"P"), false));
-        assert_eq!(outbox.send(chunks(&[b"e", b"f"]), 2, true).unwrap(), 0);
+        assert_eq!(outbox.send(chunks(&[b"e", b"f"]), 2, 2, true).unwrap(), 0);
         let expected = [(&b"P"[..], 0), (b"e", 0), (b"f", 2)];
         let queued = drained(&mut queue);
         assert!(queued.iter().map(|(b, p)| (&b[..], *p)).eq(expected));
         outbox.written(3);
-        assert_eq!(outbox.send(chunks(&[b"gh"]), 2, true).unwrap(), 2);
+        assert_eq!(outbox.send(chunks(&[b"gh"]), 2, 2, true).unwrap(), 2);
         assert_eq!(received(&mut theirs, 2), b"gh");
         // Not allowed (a burst, or writes reported): queued, counted.
-        assert_eq!(outbox.send(chunks(&[b"ij"]), 2, false).unwrap(), 0);
+        assert_eq!(outbox.send(chunks(&[b"ij"]), 2, 2, false).unwrap(), 0);
         assert_eq!(outbox.lock().queued, 1);
     }
 
@@ -420,7 +431,7 @@ mod tests {
         let (outbox, mut queue) = attached(Some(ours.as_raw_fd()));
         assert!(outbox.queue(control(b"C"), true));
         outbox.written(1);
-        assert!(outbox.send(chunks(&[b"y"]), 1, true).is_err());
+        assert!(outbox.send(chunks(&[b"y"]), 1, 1, true).is_err());
         assert_eq!(drained(&mut queue).len(), 1, "only the close frame");
         outbox.detach();
         assert!(outbox.lock().socket.is_none());
@@ -433,10 +444,15 @@ mod tests {
         let (outbox, mut queue) = attached(Some(ours.as_raw_fd()));
         let big = Bytes::from(vec![7u8; 64 << 20]);
         let head = Chunk::plain(Bytes::from_static(b"head"));
-        let sent = outbox.send(vec![head, Chunk::plain(big.clone())], 4 + big.len(), true);
+        let sent = outbox.send(
+            vec![head, Chunk::plain(big.clone())],
+            4 + big.len(),
+            4 + big.len(),
+            true,
+        );
         assert_eq!(sent.unwrap(), 0, "64 MiB do not fit in a socket buffer");
         // Another thread's message, and the task's pong, go behind it.
-        assert_eq!(outbox.send(chunks(&[b"next"]), 4, true).unwrap(), 0);
+        assert_eq!(outbox.send(chunks(&[b"next"]), 4, 4, true).unwrap(), 0);
         assert!(outbox.queue(control(b"P"), false));
         let queued = drained(&mut queue);
         assert_eq!(queued.len(), 3);
@@ -463,7 +479,7 @@ mod tests {
         };
         let small = masked(1_000);
         let head = Chunk::plain(Bytes::from_static(b"head"));
-        let sent = outbox.send(vec![head, small.clone()], 1_000, true);
+        let sent = outbox.send(vec![head, small.clone()], 1_000, 1_000, true);
         assert_eq!(sent.unwrap(), 1_000);
         let mut expected = b"head".to_vec();
         expected.extend_from_slice(&small.clone().into_plain());
@@ -475,7 +491,7 @@ mod tests {
         // More than the socket takes: what is left is queued unmasked, with
         // its key turned to where the write stopped.
         let big = masked(64 << 20);
-        let sent = outbox.send(vec![big.clone()], big.len(), true);
+        let sent = outbox.send(vec![big.clone()], big.len(), big.len(), true);
         assert_eq!(sent.unwrap(), 0, "64 MiB do not fit in a socket buffer");
         let left = queue.try_recv().unwrap().chunk;
         assert!(left.mask.is_some());
@@ -493,11 +509,11 @@ mod tests {
         poller.add(ours.as_raw_fd(), 9).unwrap();
         outbox.watch(poller.clone(), 9);
         let big = Bytes::from(vec![7u8; 16 << 20]);
-        let sent = outbox.send(vec![Chunk::plain(big.clone())], big.len(), true);
+        let sent = outbox.send(vec![Chunk::plain(big.clone())], big.len(), big.len(), true);
         assert_eq!(sent.unwrap(), 0, "16 MiB do not fit in a socket buffer");
         assert!(drained(&mut queue).is_empty(), "held, not queued");
         // The next message waits behind it, held too.
-        assert_eq!(outbox.send(chunks(&[b"next"]), 4, true).unwrap(), 0);
+        assert_eq!(outbox.send(chunks(&[b"next"]), 4, 4, true).unwrap(), 0);
         let reader = std::thread::spawn(move || {
             let wire = received(&mut theirs, big.len() + 4);
             // Kept open: its end would make ours readable.
@@ -529,7 +545,7 @@ mod tests {
         let big = Bytes::from(vec![1u8; 16 << 20]);
         assert_eq!(
             outbox
-                .send(vec![Chunk::plain(big.clone())], big.len(), true)
+                .send(vec![Chunk::plain(big.clone())], big.len(), big.len(), true)
                 .unwrap(),
             0
         );
@@ -548,7 +564,7 @@ mod tests {
         poller.add(ours.as_raw_fd(), 11).unwrap();
         outbox.watch(poller.clone(), 11);
         let big = Bytes::from(vec![3u8; 16 << 20]);
-        let sent = outbox.send(vec![Chunk::plain(big.clone())], big.len(), true);
+        let sent = outbox.send(vec![Chunk::plain(big.clone())], big.len(), big.len(), true);
         assert_eq!(sent.unwrap(), 0, "16 MiB do not fit in a socket buffer");
         assert!(drained(&mut queue).is_empty(), "held, not queued");
         outbox.hand_over();
@@ -561,7 +577,7 @@ mod tests {
         );
         assert_eq!(outbox.write_held(), 0, "nothing held any more");
         // The next message goes behind it, to the writer too.
-        assert_eq!(outbox.send(chunks(&[b"next"]), 4, true).unwrap(), 0);
+        assert_eq!(outbox.send(chunks(&[b"next"]), 4, 4, true).unwrap(), 0);
         assert_eq!(drained(&mut queue).len(), 1);
     }
 }

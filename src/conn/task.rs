@@ -290,7 +290,10 @@ fn carry_out(
         Command::Received(Received::Lost(e)) => Some(lost(e)),
         Command::Received(Received::Failed(failure)) => Some(session.fail(failure, now)),
         Command::Ended(end) => Some(end),
-        Command::Wake => None,
+        Command::Wake => {
+            connection.woken();
+            None
+        }
     };
     connection.carry_out(&mut session, events);
     end

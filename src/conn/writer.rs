@@ -19,11 +19,17 @@ pub const MAX_SLICES: usize = 64;
 /// Most queued chunks taken for one batch, whose writes are reported together.
 const MAX_BATCH: usize = 256;
 
-/// A chunk of frame bytes for the writer, and the message payload bytes it
-/// completes (counted when it is written; 0 for all but a message's last).
+/// A chunk of frame bytes for the writer, with what its writing completes.
 pub struct Outgoing {
     pub chunk: Chunk,
+    /// The message payload bytes it completes, reported as `bytes_written`
+    /// (0 for all but a message's last chunk).
     pub payload: usize,
+    /// What its message counts against the send limit, released once it is
+    /// written (with a message's last chunk; see [`Connection::send`]).
+    pub cost: usize,
+    /// A pong: the session hears when it is out.
+    pub pong: bool,
 }
 
 /// Chunks taken from the queue and not written yet, and the buffer their
@@ -90,6 +96,24 @@ impl Unwritten {
     }
 }
 
+/// What a batch of the writer's queue completed once written.
+#[derive(Default)]
+pub struct Written {
+    pub chunks: usize,
+    pub payload: usize,
+    pub cost: usize,
+    pub pong: bool,
+}
+
+impl Written {
+    fn add(&mut self, outgoing: &Outgoing) {
+        self.chunks += 1;
+        self.payload += outgoing.payload;
+        self.cost += outgoing.cost;
+        self.pong |= outgoing.pong;
+    }
+}
+
 /// Writes what the session queues, many frames per system call, until the
 /// session lets go of the queue; then closes our side of the connection.
 pub async fn write<W>(
@@ -103,15 +127,14 @@ where
 {
     let mut unwritten = Unwritten::default();
     while let Some(first) = queue.recv().await {
-        let mut payload = first.payload;
+        let mut done = Written::default();
+        done.add(&first);
         unwritten.push(first.chunk);
-        let mut taken = 1;
-        while taken < MAX_BATCH {
+        while done.chunks < MAX_BATCH {
             match queue.try_recv() {
                 Ok(next) => {
-                    payload += next.payload;
+                    done.add(&next);
                     unwritten.push(next.chunk);
-                    taken += 1;
                 }
                 Err(_) => break,
             }
@@ -132,7 +155,7 @@ where
         // A quiet connection keeps no masking buffer.
         unwritten.masked = Vec::new();
         writer.flush().await?;
-        connection.batch_written(payload, taken, events);
+        connection.batch_written(done, events);
     }
     writer.shutdown().await
 }

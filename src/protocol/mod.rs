@@ -49,6 +49,9 @@ pub const MASK_AT_WRITE_FROM: usize = 256 << 10;
 /// Longest payload of a control frame (§5.5).
 pub const MAX_CONTROL_PAYLOAD: usize = 125;
 
+/// Longest frame header: 2 bytes, 8 of length, 4 of mask (§5.2).
+pub const MAX_HEADER: usize = 14;
+
 /// What an incoming message or frame may be at most; over it the connection
 /// fails with 1009.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

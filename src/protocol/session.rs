@@ -35,8 +35,12 @@ pub struct Timers {
 /// What the session asks its driver to do, in order.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Output {
-    /// A frame to write after everything written before (a ping, a pong).
+    /// A frame to write after everything written before (a ping).
     Frame(Bytes),
+    /// A pong to write after everything written before; the driver calls
+    /// [`Session::pong_written`] once it is out, and until then the
+    /// session answers later pings only with the latest of them.
+    PongFrame(Bytes),
     /// Our close frame (or our echo of the peer's): the last frame we send.
     CloseFrame(Bytes),
     /// The peer started the closing handshake (Qt's `aboutToClose`).
@@ -93,6 +97,13 @@ pub struct Session {
     next_keepalive: Option<Instant>,
     /// Keepalive pings sent: the next one's payload, unique per connection.
     keepalives: u32,
+    /// Our last pong is not written yet.
+    pong_unsent: bool,
+    /// The payload of the latest ping that came meanwhile, answered once
+    /// that pong is out: a peer that pings and never reads makes us hold
+    /// one pong, not one per ping (§5.5.3 allows answering only the most
+    /// recent ping).
+    next_pong: Option<Bytes>,
     output: VecDeque<Output>,
 }
 
@@ -108,6 +119,8 @@ impl Session {
             pings: VecDeque::new(),
             next_keepalive: timers.ping_interval.map(|i| now + i),
             keepalives: 0,
+            pong_unsent: false,
+            next_pong: None,
             output: VecDeque::new(),
         }
     }
@@ -154,9 +167,10 @@ impl Session {
     pub fn received(&mut self, incoming: Incoming, now: Instant) -> Option<End> {
         match incoming {
             Incoming::Ping(payload) => {
-                // After our close frame nothing may follow it (§5.5.1).
-                if !self.close_sent {
-                    self.send_control(opcode::PONG, &payload);
+                if self.pong_unsent {
+                    self.next_pong = Some(payload);
+                } else {
+                    self.send_pong(&payload);
                 }
                 None
             }
@@ -290,6 +304,25 @@ impl Session {
         self.output.push_back(Output::Frame(bytes.freeze()));
     }
 
+    /// Our last pong is written: the latest ping since, if any, is answered.
+    pub fn pong_written(&mut self) {
+        self.pong_unsent = false;
+        if let Some(payload) = self.next_pong.take() {
+            self.send_pong(&payload);
+        }
+    }
+
+    fn send_pong(&mut self, payload: &[u8]) {
+        // After our close frame nothing may follow it (§5.5.1).
+        if self.close_sent {
+            return;
+        }
+        let mut bytes = BytesMut::new();
+        self.framer.frame(&mut bytes, opcode::PONG, true, payload);
+        self.output.push_back(Output::PongFrame(bytes.freeze()));
+        self.pong_unsent = true;
+    }
+
     fn send_ping(&mut self, payload: Bytes, now: Instant, by_user: bool) {
         self.send_control(opcode::PING, &payload);
         self.pings.push_back(Ping {
@@ -357,7 +390,8 @@ mod tests {
         };
         let mut parser = Parser::new(peer, limits);
         for out in output {
-            if let Output::Frame(bytes) | Output::CloseFrame(bytes) = out {
+            if let Output::Frame(bytes) | Output::PongFrame(bytes) | Output::CloseFrame(bytes) = out
+            {
                 parser.buffer().extend_from_slice(bytes);
             }
         }
@@ -370,6 +404,37 @@ mod tests {
 
     fn run(session: &mut Session) -> Vec<Output> {
         session.output().collect()
+    }
+
+    #[test]
+    fn pings_while_a_pong_is_unsent_get_one_pong_for_the_latest() {
+        let now = Instant::now();
+        let mut session = Session::new(Role::Server, timers(), now);
+        session.received(Incoming::Ping("1".into()), now);
+        assert_eq!(
+            frames(Role::Server, &run(&mut session)),
+            [Incoming::Pong("1".into())]
+        );
+        // A peer that pings and does not read: nothing more until that pong is out.
+        for n in 2..1000 {
+            session.received(Incoming::Ping(n.to_string().into()), now);
+        }
+        assert!(run(&mut session).is_empty());
+        session.pong_written();
+        assert_eq!(
+            frames(Role::Server, &run(&mut session)),
+            [Incoming::Pong("999".into())]
+        );
+        session.pong_written();
+        assert!(run(&mut session).is_empty(), "every ping is answered, once");
+        // Nothing follows our close frame, not even a pong held back.
+        session.received(Incoming::Ping("a".into()), now);
+        session.received(Incoming::Ping("b".into()), now);
+        session.close(1000, "", now);
+        session.pong_written();
+        let out = run(&mut session);
+        assert!(matches!(out.last(), Some(Output::CloseFrame(_))), "{out:?}");
+        assert_eq!(frames(Role::Server, &out)[0], Incoming::Pong("a".into()));
     }
 
     #[test]
