@@ -10,6 +10,7 @@ import os
 import re
 import selectors
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -20,7 +21,7 @@ import pytest
 
 import wsbind
 from conftest import TIMEOUT, wait_until
-from rawpeer import accept_key, tcp_server
+from rawpeer import BINARY, CONTINUATION, accept_key, drain, tcp_server
 from wsbind import Status, WebSocket
 
 
@@ -222,3 +223,48 @@ def test_broadcasts_to_a_client_that_never_reads_are_refused_before_memory_grows
     assert ws.bytes_to_write > wsbind._wsbind.MAX_OUTGOING_BUFFER // 2
     assert grown < 96 * MiB, f"RSS grew by {grown / MiB:.0f} MiB"
     sock.close()
+
+
+def peak_rss() -> int:
+    """The most this process has held resident, in bytes."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    raise AssertionError("no VmHWM in /proc/self/status")
+
+
+@in_fresh_process
+def test_a_message_over_the_limit_is_refused_without_holding_it_twice(sockets: Any) -> None:
+    """Defect 3: a message that passes max_allowed_incoming_message_size (64 MiB) in 1 MiB
+    fragments fails with 1009, and the client's memory peaks near the limit, not at twice it."""
+    fragment = bytes(MiB)
+    opened = threading.Event()
+
+    def serve(conn: socket.socket) -> None:
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += conn.recv(4096)
+        key = re.search(rb"Sec-WebSocket-Key: (\S+)", head, re.IGNORECASE)
+        assert key
+        conn.sendall(
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Accept: " + accept_key(key.group(1)) + b"\r\n\r\n"
+        )
+        opened.wait(TIMEOUT)
+        with contextlib.suppress(OSError):
+            for n in range(80):
+                first = BINARY if n == 0 else CONTINUATION
+                conn.sendall(bytes([first, 127]) + struct.pack("!Q", len(fragment)))
+                conn.sendall(fragment)
+            drain(conn)
+
+    with tcp_server(serve) as url:
+        ws = sockets(url=url, active=True, compression=None)
+        wait_until(lambda: ws.status is Status.OPEN, what="the client to open")
+        before = rss()
+        opened.set()
+        wait_until(lambda: ws.status is Status.ERROR, what="the message to be refused")
+        assert ws.close_code == 1009, ws.error_string
+        grown = peak_rss() - before
+        assert grown < 80 * MiB, f"memory peaked {grown / MiB:.0f} MiB above where it was"

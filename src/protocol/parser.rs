@@ -35,14 +35,57 @@ pub enum Incoming {
 /// A message being put together from fragments.
 struct Partial {
     text: bool,
-    /// Its frames are compressed (permessage-deflate): `data` holds what
+    /// Its frames are compressed (permessage-deflate): `pieces` hold what
     /// they inflated to.
     compressed: bool,
-    data: BytesMut,
-    /// How much of `data` is known to be valid UTF-8 (text only).
-    checked: usize,
-    /// How much of `data` was already reported as text frames.
-    reported: usize,
+    /// Its bytes so far, in the frames they came in (small ones gathered
+    /// into pieces of [`PIECE`]): joined once, when the message is whole,
+    /// so that a message never grows by copying into ever larger buffers,
+    /// and one that passes its limit is refused holding no second copy.
+    pieces: Vec<Bytes>,
+    tail: BytesMut,
+    len: usize,
+    /// The start of a character that the next frame completes (text only).
+    carry: Vec<u8>,
+}
+
+/// Frames under 64 KiB are gathered into pieces of this size, so that a
+/// message of tiny fragments costs no bookkeeping per fragment.
+const PIECE: usize = 64 << 10;
+
+impl Partial {
+    fn push(&mut self, frame: Bytes) {
+        self.len += frame.len();
+        if frame.len() >= PIECE {
+            if !self.tail.is_empty() {
+                self.pieces.push(std::mem::take(&mut self.tail).freeze());
+            }
+            self.pieces.push(frame);
+            return;
+        }
+        if self.tail.is_empty() {
+            self.tail.reserve(PIECE);
+        }
+        self.tail.extend_from_slice(&frame);
+        if self.tail.len() >= PIECE {
+            self.pieces.push(std::mem::take(&mut self.tail).freeze());
+        }
+    }
+
+    /// The whole message, in one buffer.
+    fn join(mut self) -> Bytes {
+        if !self.tail.is_empty() {
+            self.pieces.push(self.tail.freeze());
+        }
+        if self.pieces.len() == 1 {
+            return self.pieces.pop().unwrap_or_default();
+        }
+        let mut whole = BytesMut::with_capacity(self.len);
+        for piece in self.pieces.drain(..) {
+            whole.extend_from_slice(&piece);
+        }
+        whole.freeze()
+    }
 }
 
 /// Turns received bytes into [`Incoming`] events, checking every rule of
@@ -319,7 +362,7 @@ impl Parser {
                 _ => {}
             }
             // A compressed message is held to its limit as it inflates.
-            let so_far = self.message.as_ref().map_or(0, |m| m.data.len());
+            let so_far = self.message.as_ref().map_or(0, |m| m.len);
             let max_message = self.limits.max_message_size;
             if !inflating && so_far + length > max_message {
                 self.fail(
@@ -427,7 +470,7 @@ impl Parser {
     /// frame and message limits as it inflates (a small frame may inflate
     /// to gigabytes: it is stopped at the limit, with 1009).
     fn inflate(&mut self, payload: &[u8], last: bool) -> Result<BytesMut, Failure> {
-        let so_far = self.message.as_ref().map_or(0, |m| m.data.len());
+        let so_far = self.message.as_ref().map_or(0, |m| m.len);
         let limit = self
             .limits
             .max_frame_size
@@ -471,7 +514,7 @@ impl Parser {
             carry: self
                 .message
                 .as_ref()
-                .map(|m| m.data[m.checked..].to_vec())
+                .map(|m| m.carry.clone())
                 .unwrap_or_default(),
         });
         if arrived.len() <= state.offset {
@@ -578,16 +621,25 @@ impl Parser {
         let partial = self.message.get_or_insert_with(|| Partial {
             text,
             compressed,
-            data: BytesMut::new(),
-            checked: 0,
-            reported: 0,
+            pieces: Vec::new(),
+            tail: BytesMut::new(),
+            len: 0,
+            carry: Vec::new(),
         });
-        partial.data.extend_from_slice(&frame);
+        // Checked frame by frame, so that bad UTF-8 fails the connection
+        // before the rest of the message arrives; `checked` is the text this
+        // frame completes.
+        let mut checked = String::new();
         if text {
-            // Checked frame by frame, so that bad UTF-8 fails the connection
-            // before the rest of the message arrives.
-            match std::str::from_utf8(&partial.data[partial.checked..]) {
-                Ok(_) => partial.checked = partial.data.len(),
+            let joined;
+            let bytes: &[u8] = if partial.carry.is_empty() {
+                &frame
+            } else {
+                joined = [&partial.carry[..], &frame[..]].concat();
+                &joined
+            };
+            let valid = match std::str::from_utf8(bytes) {
+                Ok(_) => bytes.len(),
                 Err(e) if e.error_len().is_some() => {
                     return self
                         .fail(
@@ -596,9 +648,14 @@ impl Parser {
                         )
                         .map(drop)
                 }
-                Err(e) => partial.checked += e.valid_up_to(),
+                Err(e) => e.valid_up_to(),
+            };
+            if self.frames {
+                // SAFETY: from_utf8 passed the bytes up to `valid`.
+                checked = unsafe { std::str::from_utf8_unchecked(&bytes[..valid]) }.to_string();
             }
-            if fin && partial.checked != partial.data.len() {
+            partial.carry = bytes[valid..].to_vec();
+            if fin && !partial.carry.is_empty() {
                 return self
                     .fail(
                         CloseCode::INVALID_PAYLOAD,
@@ -607,14 +664,13 @@ impl Parser {
                     .map(drop);
             }
         }
+        partial.push(frame.clone());
         if self.frames {
             let event = if text {
-                let bytes = &partial.data[partial.reported..partial.checked];
-                // SAFETY: bytes up to `checked` passed from_utf8, and `reported`
-                // is always a former `checked`, so a character boundary.
-                let text = unsafe { std::str::from_utf8_unchecked(bytes) }.to_string();
-                partial.reported = partial.checked;
-                Incoming::TextFrame { text, last: fin }
+                Incoming::TextFrame {
+                    text: checked,
+                    last: fin,
+                }
             } else {
                 Incoming::BinaryFrame {
                     data: frame,
@@ -625,9 +681,11 @@ impl Parser {
         }
         if fin {
             if let Some(partial) = self.message.take() {
-                let data = partial.data.freeze();
-                let event = if partial.text {
-                    // SAFETY: all of `data` passed from_utf8 above.
+                let text = partial.text;
+                let data = partial.join();
+                let event = if text {
+                    // SAFETY: every frame of it passed from_utf8 above, and
+                    // it does not end inside a character.
                     Incoming::Text(Text(data))
                 } else {
                     Incoming::Binary(data.into())
