@@ -24,6 +24,13 @@ pub const MAX_INCOMING_FRAME_SIZE: usize = 16 << 20;
 /// reading would let the queue grow until the process runs out of memory.
 pub const MAX_OUTGOING_BUFFER: usize = 64 << 20;
 
+/// Pongs that may wait to be written: 16. Past them, pings are answered
+/// only with the latest (RFC 6455 §5.5.3 allows answering only the most
+/// recent ping), so a peer that pings and never reads makes us hold 16
+/// small frames, not one per ping; a burst of pings from a peer that reads
+/// (the Autobahn|Testsuite sends ten at once) is still answered ping for ping.
+pub const MAX_UNSENT_PONGS: usize = 16;
+
 /// What each queued message or frame counts against
 /// [`MAX_OUTGOING_BUFFER`] besides its bytes: 128. The queue's entry, the
 /// frame's buffer and its header cost 75 to 140 bytes of memory however

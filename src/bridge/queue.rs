@@ -603,6 +603,11 @@ mod tests {
             std::thread::yield_now();
         }
         assert_eq!(waiting.join().unwrap(), 0);
+        // A wake that comes before the wait is taken with its batch: it
+        // does not end the wait after that one too. (Not checked above: a
+        // wake may land between the wait's return and the loop's look.)
+        queue.wake();
+        assert_eq!(queue.wait(Duration::from_secs(3600)).into_events().len(), 0);
         assert!(!queue.lock().woken, "taken with the batch");
     }
 

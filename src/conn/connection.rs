@@ -417,9 +417,9 @@ impl Connection {
                 remaining,
             });
         }
-        if done.pong {
+        if done.pongs > 0 {
             let mut session = self.session();
-            session.pong_written();
+            session.pongs_written(done.pongs);
             self.carry_out(&mut session, events);
         }
         // Only now may a sending thread write ahead of the queue.

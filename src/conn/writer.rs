@@ -102,7 +102,7 @@ pub struct Written {
     pub chunks: usize,
     pub payload: usize,
     pub cost: usize,
-    pub pong: bool,
+    pub pongs: usize,
 }
 
 impl Written {
@@ -110,7 +110,7 @@ impl Written {
         self.chunks += 1;
         self.payload += outgoing.payload;
         self.cost += outgoing.cost;
-        self.pong |= outgoing.pong;
+        self.pongs += usize::from(outgoing.pong);
     }
 }
 

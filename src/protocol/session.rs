@@ -20,6 +20,7 @@ use super::close::{CloseCode, Failure};
 use super::framer::Framer;
 use super::parser::Incoming;
 use super::{opcode, Role};
+use crate::config::MAX_UNSENT_PONGS;
 
 /// The waits of a session, each a property of the Python socket.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -38,8 +39,9 @@ pub enum Output {
     /// A frame to write after everything written before (a ping).
     Frame(Bytes),
     /// A pong to write after everything written before; the driver calls
-    /// [`Session::pong_written`] once it is out, and until then the
-    /// session answers later pings only with the latest of them.
+    /// [`Session::pongs_written`] once it is out. While
+    /// [`MAX_UNSENT_PONGS`] are unsent, later pings are answered only with
+    /// the latest of them.
     PongFrame(Bytes),
     /// Our close frame (or our echo of the peer's): the last frame we send.
     CloseFrame(Bytes),
@@ -97,12 +99,12 @@ pub struct Session {
     next_keepalive: Option<Instant>,
     /// Keepalive pings sent: the next one's payload, unique per connection.
     keepalives: u32,
-    /// Our last pong is not written yet.
-    pong_unsent: bool,
-    /// The payload of the latest ping that came meanwhile, answered once
-    /// that pong is out: a peer that pings and never reads makes us hold
-    /// one pong, not one per ping (§5.5.3 allows answering only the most
-    /// recent ping).
+    /// Our pongs not written yet.
+    pongs_unsent: usize,
+    /// The payload of the latest ping that came while [`MAX_UNSENT_PONGS`]
+    /// were unsent, answered once one of them is out: a peer that pings
+    /// and never reads makes us hold a few pongs, not one per ping (§5.5.3
+    /// allows answering only the most recent ping).
     next_pong: Option<Bytes>,
     output: VecDeque<Output>,
 }
@@ -119,7 +121,7 @@ impl Session {
             pings: VecDeque::new(),
             next_keepalive: timers.ping_interval.map(|i| now + i),
             keepalives: 0,
-            pong_unsent: false,
+            pongs_unsent: 0,
             next_pong: None,
             output: VecDeque::new(),
         }
@@ -167,10 +169,10 @@ impl Session {
     pub fn received(&mut self, incoming: Incoming, now: Instant) -> Option<End> {
         match incoming {
             Incoming::Ping(payload) => {
-                if self.pong_unsent {
-                    self.next_pong = Some(payload);
-                } else {
+                if self.pongs_unsent < MAX_UNSENT_PONGS {
                     self.send_pong(&payload);
+                } else {
+                    self.next_pong = Some(payload);
                 }
                 None
             }
@@ -304,11 +306,14 @@ impl Session {
         self.output.push_back(Output::Frame(bytes.freeze()));
     }
 
-    /// Our last pong is written: the latest ping since, if any, is answered.
-    pub fn pong_written(&mut self) {
-        self.pong_unsent = false;
-        if let Some(payload) = self.next_pong.take() {
-            self.send_pong(&payload);
+    /// `count` of our pongs are written: the latest ping held back, if
+    /// any, is answered.
+    pub fn pongs_written(&mut self, count: usize) {
+        self.pongs_unsent = self.pongs_unsent.saturating_sub(count);
+        if self.pongs_unsent < MAX_UNSENT_PONGS {
+            if let Some(payload) = self.next_pong.take() {
+                self.send_pong(&payload);
+            }
         }
     }
 
@@ -320,7 +325,7 @@ impl Session {
         let mut bytes = BytesMut::new();
         self.framer.frame(&mut bytes, opcode::PONG, true, payload);
         self.output.push_back(Output::PongFrame(bytes.freeze()));
-        self.pong_unsent = true;
+        self.pongs_unsent += 1;
     }
 
     fn send_ping(&mut self, payload: Bytes, now: Instant, by_user: bool) {
@@ -407,34 +412,38 @@ mod tests {
     }
 
     #[test]
-    fn pings_while_a_pong_is_unsent_get_one_pong_for_the_latest() {
+    fn pings_while_pongs_are_unsent_get_one_pong_for_the_latest() {
         let now = Instant::now();
         let mut session = Session::new(Role::Server, timers(), now);
-        session.received(Incoming::Ping("1".into()), now);
+        // A burst of pings is answered ping for ping, up to the bound.
+        for n in 0..MAX_UNSENT_PONGS {
+            session.received(Incoming::Ping(n.to_string().into()), now);
+        }
         assert_eq!(
-            frames(Role::Server, &run(&mut session)),
-            [Incoming::Pong("1".into())]
+            frames(Role::Server, &run(&mut session)).len(),
+            MAX_UNSENT_PONGS
         );
-        // A peer that pings and does not read: nothing more until that pong is out.
-        for n in 2..1000 {
+        // A peer that pings and does not read: nothing more until a pong is out.
+        for n in 100..1000 {
             session.received(Incoming::Ping(n.to_string().into()), now);
         }
         assert!(run(&mut session).is_empty());
-        session.pong_written();
+        session.pongs_written(1);
         assert_eq!(
             frames(Role::Server, &run(&mut session)),
             [Incoming::Pong("999".into())]
         );
-        session.pong_written();
+        session.pongs_written(MAX_UNSENT_PONGS);
         assert!(run(&mut session).is_empty(), "every ping is answered, once");
         // Nothing follows our close frame, not even a pong held back.
-        session.received(Incoming::Ping("a".into()), now);
-        session.received(Incoming::Ping("b".into()), now);
+        for n in 0..=MAX_UNSENT_PONGS {
+            session.received(Incoming::Ping(n.to_string().into()), now);
+        }
         session.close(1000, "", now);
-        session.pong_written();
+        session.pongs_written(1);
         let out = run(&mut session);
         assert!(matches!(out.last(), Some(Output::CloseFrame(_))), "{out:?}");
-        assert_eq!(frames(Role::Server, &out)[0], Incoming::Pong("a".into()));
+        assert_eq!(frames(Role::Server, &out).len(), MAX_UNSENT_PONGS + 1);
     }
 
     #[test]
