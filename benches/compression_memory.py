@@ -53,7 +53,8 @@ def rss_kib() -> int:
 
 def measure(count: int, compression: str | None) -> tuple[float, float]:
     """KiB per connection: idle, and after one message each way."""
-    server = WebSocketServer(listen=True, compression=compression)
+    # Memory, not admission, is measured: every client may wait to be taken.
+    server = WebSocketServer(listen=True, compression=compression, max_pending_connections=count)
     server.client_connected.connect(lambda ws: ws.text_message_received.connect(ws.send_text_message))
     while not server.url:
         time.sleep(0.01)

@@ -8,12 +8,13 @@
 //! carries over from one message to the next, so each side keeps one
 //! compressor or decompressor for the life of the connection.
 //!
-//! zlib (here zlib-rs, through flate2) cannot compress with a window of
+//! zlib (here zlib-rs) cannot compress with a window of
 //! 2^8 bytes: a peer that asks for 8 window bits gets 9, and is told so in
 //! the response, which the RFC allows (§7.1.2). wsbind never offers 8.
 
+use crate::config::DEFLATE_MEM_LEVEL;
 use bytes::BytesMut;
-use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
+use zlib_rs::{Deflate, DeflateFlush, Inflate, InflateFlush, Status};
 
 use super::close::{CloseCode, Failure};
 
@@ -290,7 +291,7 @@ impl Negotiated {
 pub struct Compressor {
     /// Made on the first message: a connection that never sends costs nothing
     /// (boxed, so that it costs a pointer until then, not zlib's stream).
-    deflate: Option<Box<Compress>>,
+    deflate: Option<Box<Deflate>>,
     window_bits: u8,
     no_context_takeover: bool,
     level: u32,
@@ -321,11 +322,13 @@ impl Compressor {
     pub fn compress(&mut self, payload: &[u8]) -> Vec<u8> {
         let (window_bits, level) = (self.window_bits, self.level);
         let deflate = self.deflate.get_or_insert_with(|| {
-            Box::new(Compress::new_with_window_bits(
-                Compression::new(level),
-                false,
-                window_bits,
-            ))
+            Box::new(Deflate::new_with_config(zlib_rs::DeflateConfig {
+                level: level as i32,
+                // Negative: a raw deflate stream, with no zlib header.
+                window_bits: -i32::from(window_bits),
+                mem_level: DEFLATE_MEM_LEVEL,
+                ..zlib_rs::DeflateConfig::default()
+            }))
         });
         let mut out = Vec::with_capacity(payload.len() / 2 + 64);
         let start = deflate.total_in();
@@ -334,8 +337,13 @@ impl Compressor {
             if out.capacity() - out.len() < 64 {
                 out.reserve(out.capacity().max(1024));
             }
+            let spare = out.spare_capacity_mut();
+            let out_before = deflate.total_out();
             // Cannot fail: the stream is ours and well formed.
-            let _ = deflate.compress_vec(&payload[done..], &mut out, FlushCompress::Sync);
+            let _ = deflate.compress_uninit(&payload[done..], spare, DeflateFlush::SyncFlush);
+            let written = (deflate.total_out() - out_before) as usize;
+            // SAFETY: the compressor initialised the `written` bytes after the length.
+            unsafe { out.set_len(out.len() + written) };
             let all_in = (deflate.total_in() - start) as usize == payload.len();
             // A sync flush is complete once it left room to spare.
             if all_in && out.len() < out.capacity() {
@@ -362,7 +370,7 @@ impl Compressor {
 /// Decompresses the messages the peer sends, in order, within limits.
 pub struct Decompressor {
     /// Made on the first compressed message (boxed: a pointer until then).
-    inflate: Option<Box<Decompress>>,
+    inflate: Option<Box<Inflate>>,
     window_bits: u8,
     no_context_takeover: bool,
 }
@@ -394,12 +402,12 @@ impl Decompressor {
         let window_bits = self.window_bits;
         let inflate = self
             .inflate
-            .get_or_insert_with(|| Box::new(Decompress::new_with_window_bits(false, window_bits)));
+            .get_or_insert_with(|| Box::new(Inflate::new(false, window_bits)));
         for (piece, flush) in [
-            (input, FlushDecompress::None),
-            (&TAIL[..], FlushDecompress::Sync),
+            (input, InflateFlush::NoFlush),
+            (&TAIL[..], InflateFlush::SyncFlush),
         ] {
-            if flush == FlushDecompress::Sync && !last {
+            if flush == InflateFlush::SyncFlush && !last {
                 break;
             }
             let start = inflate.total_in();
@@ -423,7 +431,7 @@ impl Decompressor {
                 let status = status.map_err(|e| {
                     Failure::new(
                         CloseCode::INVALID_PAYLOAD,
-                        format!("invalid compressed data: {e}"),
+                        format!("invalid compressed data: {}", e.as_str()),
                     )
                 })?;
                 if out.len() > limit {
