@@ -8,6 +8,7 @@ import os
 import re
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import textwrap
@@ -21,6 +22,7 @@ import websockets
 import websockets.sync.server
 
 from conftest import TIMEOUT, Recorder, echo, free_port, wait_until, websockets_server
+from rawpeer import raw_websocket_server, recv_exactly, silent_but_closes
 from wsbind import (
     ConnectionClosed,
     ConnectionClosedError,
@@ -188,6 +190,77 @@ def test_a_connection_left_unread_holds_back_no_other(echo_url: str) -> None:
                 busy.send(str(i))
                 assert busy.recv(timeout=TIMEOUT) == str(i)
             assert unread.recv(timeout=TIMEOUT) == "0"
+
+
+def test_send_waits_while_the_peer_does_not_read_and_resumes_when_it_does() -> None:
+    """Past write_limit a send() blocks until a quarter is left (websockets.sync does too), so a
+    script sending in a loop goes at the peer's pace instead of queueing up to the 64 MiB limit."""
+    release = threading.Event()
+    received: list[int] = []
+
+    def slow_reader(conn: socket.socket) -> None:
+        # Reads nothing until released: only the kernel's buffers take what is sent.
+        release.wait(TIMEOUT)
+        with contextlib.suppress(OSError):
+            size_so_far = 0
+            while len(received) < count:
+                first, second = recv_exactly(conn, 2)
+                length = second & 0x7F
+                if length == 126:
+                    (length,) = struct.unpack("!H", recv_exactly(conn, 2))
+                elif length == 127:
+                    (length,) = struct.unpack("!Q", recv_exactly(conn, 8))
+                recv_exactly(conn, 4 + length)  # The mask and the payload, unread.
+                size_so_far += length
+                if first & 0x80:
+                    received.append(size_so_far)
+                    size_so_far = 0
+
+    count, size = 32, 1 << 20
+    over_after_send: list[int] = []
+    with raw_websocket_server(slow_reader) as url:
+        with connect(url) as ws:
+            limit = ws.socket.write_limit
+
+            def sender() -> None:
+                for _ in range(count):
+                    ws.send(b"x" * size)
+                    if ws.socket.bytes_to_write > limit:
+                        over_after_send.append(ws.socket.bytes_to_write)
+
+            thread = threading.Thread(target=sender)
+            thread.start()
+            try:
+                wait_until(lambda: ws._senders_waiting == 1, what="send() to wait for the peer")
+                assert ws.socket.bytes_to_write > limit // 4
+            finally:
+                release.set()
+                thread.join(TIMEOUT)
+            assert not thread.is_alive()
+            assert over_after_send == []
+            wait_until(lambda: len(received) == count, what="every message to arrive")
+    assert received == [size] * count
+
+
+def test_ping_returns_the_round_trip_time(echo_url: str) -> None:
+    pongs = Recorder()
+    with connect(echo_url, on_pong=pongs) as ws:
+        latency = ws.ping(b"abc", timeout=TIMEOUT)
+        assert 0 < latency < TIMEOUT
+        pongs.wait(1)
+        assert pongs.calls[0][1] == b"abc"
+        # The connection goes on.
+        ws.send("after")
+        assert ws.recv(timeout=TIMEOUT) == "after"
+    with pytest.raises(ConnectionClosedOK):
+        ws.ping()
+
+
+def test_ping_times_out_against_a_peer_that_does_not_answer() -> None:
+    with raw_websocket_server(silent_but_closes) as url, connect(url) as ws:
+        with pytest.raises(TimeoutError, match=r"no pong within 0\.2 s"):
+            ws.ping(timeout=0.2)
+        assert ws.socket.status is Status.OPEN
 
 
 # -- the same WebSocket underneath

@@ -129,9 +129,12 @@ class SyncWebSocket:
         self._released = False
         with _live_lock:
             _live.add(self)
+        # Senders waiting for the peer to read (see send()).
+        self._senders_waiting = 0
         socket.text_message_received.connect(self._received)
         socket.binary_message_received.connect(self._received)
         socket.status_changed.connect(self._status)
+        socket.pong.connect(self._ponged)
 
     def __repr__(self) -> str:
         return f"<SyncWebSocket {self.socket.url} {self.socket.status.name}>"
@@ -156,6 +159,15 @@ class SyncWebSocket:
                 socket = self.socket
                 error = socket.error_string if status is Status.ERROR else None
                 self._end = (socket.close_code, socket.close_reason, error)
+            self._changed.notify_all()
+
+    def _ponged(self, elapsed_ms: float, payload: bytes) -> None:
+        # The socket answered its PongWaiter before this handler runs.
+        with self._changed:
+            self._changed.notify_all()
+
+    def _written(self, count: int) -> None:
+        with self._changed:
             self._changed.notify_all()
 
     # -- on the caller's thread
@@ -188,18 +200,63 @@ class SyncWebSocket:
         """Sends a text message (a ``str``) or a binary one (any bytes-like object).
 
         Returns once the message is queued; it goes out at once, from this
-        thread if nothing waits ahead of it. Raises ConnectionClosed (with
+        thread if nothing waits ahead of it. While more than the socket's
+        ``write_limit`` (32 KiB by default) waits to be written to a peer
+        that reads slowly, it blocks until a quarter of that is left, as
+        websockets' ``send()`` does: backpressure, so that a script that
+        sends in a loop goes at the peer's pace. Ctrl-C interrupts the wait
+        (the message is sent all the same). Raises ConnectionClosed (with
         the close code and reason) once the connection is over or closing,
-        TypeError for anything else, and BufferFullError while 64 MiB wait
-        to be written to a peer that does not read.
+        and TypeError for anything else.
         """
+        socket = self.socket
         try:
             if isinstance(message, str):
-                self.socket.send_text_message(message)
+                socket.send_text_message(message)
             else:
-                self.socket.send_binary_message(message)
+                socket.send_binary_message(message)
         except NotOpenError:
             raise self._closed_error() from None
+        conn = socket._conn
+        limit = socket.write_limit
+        if conn is None or conn.bytes_to_write <= limit or self._thread.owns_current_thread():
+            # In a handler of this socket, waiting would hold back the events it waits for.
+            return
+        low = limit // 4
+        with self._changed:
+            self._senders_waiting += 1
+            if self._senders_waiting == 1:
+                # Writes are reported to Python only while somebody listens.
+                socket.bytes_written.connect(self._written)
+        try:
+            with self._changed:
+                self._wait(lambda: conn.bytes_to_write <= low or self._end is not None, None)
+        finally:
+            with self._changed:
+                self._senders_waiting -= 1
+                if self._senders_waiting == 0:
+                    socket.bytes_written.disconnect(self._written)
+
+    def ping(self, payload: Buffer = b"", timeout: float | None = None) -> float:
+        """Sends a ping and returns the seconds until its pong (websockets.sync: ``ping()``).
+
+        ``payload`` is at most 125 bytes. Waits up to ``timeout`` seconds
+        (None: no limit) and raises TimeoutError if no pong came; raises
+        ConnectionClosed if the connection ends first. The pong also reaches
+        the socket's ``pong`` signal.
+        """
+        self._not_on_own_thread("ping()")
+        _no_loop("ping()")
+        try:
+            waiter = self.socket.ping(payload)
+        except NotOpenError:
+            raise self._closed_error() from None
+        with self._changed:
+            if not self._wait(lambda: waiter._latency is not None or waiter._end is not None, timeout):
+                raise TimeoutError(f"no pong within {timeout} s")
+        latency = waiter._outcome()
+        assert latency is not None
+        return latency
 
     def recv(self, timeout: float | None = None) -> str | bytes:
         """Returns the next message: a ``str`` for a text message, ``bytes`` for a binary one.
@@ -279,6 +336,7 @@ class SyncWebSocket:
         socket.text_message_received.disconnect(self._received)
         socket.binary_message_received.disconnect(self._received)
         socket.status_changed.disconnect(self._status)
+        socket.pong.disconnect(self._ponged)
 
     def _closed_error(self) -> ConnectionClosed:
         """The exception for a connection that is over; waits for its end if it is closing."""

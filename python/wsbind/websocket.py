@@ -482,7 +482,7 @@ class WebSocket(Object):
             return True
         return conn.flush(timeout)
 
-    def ping(self, payload: Buffer = b"") -> Awaitable[float]:
+    def ping(self, payload: Buffer = b"") -> PongWaiter:
         """Sends a ping; ``pong`` reports the answer and the round-trip time (QML/C++: ``ping``).
 
         Raises ValueError for a payload over 125 bytes (Qt clips it instead),
@@ -1150,10 +1150,17 @@ class PongWaiter:
 
     async def _wait(self) -> float:
         await wait_until(self._waiters, lambda: self._latency is not None or self._end is not None)
+        latency = self._outcome()
+        assert latency is not None
+        return latency
+
+    def _outcome(self) -> float | None:
+        """Seconds until the pong once it came, None before; ConnectionClosed if the end came first."""
         if self._latency is not None:
             return self._latency
-        assert self._end is not None
-        raise ConnectionClosed.of(*self._end)
+        if self._end is not None:
+            raise ConnectionClosed.of(*self._end)
+        return None
 
 
 class _Ending:
