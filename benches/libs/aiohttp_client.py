@@ -10,7 +10,10 @@ meter = Meter(args)
 
 
 async def main() -> None:
-    async with aiohttp.ClientSession() as session, session.ws_connect(args.url, max_msg_size=0) as ws:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.ws_connect(args.url, max_msg_size=0, compress=15 if args.compression else 0) as ws,
+    ):
         for _ in range(args.window):
             await ws.send_bytes(args.payload)
         async for message in ws:

@@ -12,7 +12,7 @@ everyone_connected = asyncio.Event()
 
 
 async def handler(request: web.Request) -> web.WebSocketResponse:
-    ws = web.WebSocketResponse(max_msg_size=0, compress=False)
+    ws = web.WebSocketResponse(max_msg_size=0, compress=args.compression)
     await ws.prepare(request)
     if args.mode == "echo":
         async for message in ws:

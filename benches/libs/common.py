@@ -15,7 +15,10 @@ server:  ``--port P --mode echo|broadcast [--clients N --messages M --size B]``
          them ``messages`` messages of ``size`` bytes (``broadcast``).
 
 Every message is binary and every size limit is raised out of the way, so
-that all libraries do the same work. A script ends when run.py closes its
+that all libraries do the same work. Compression is off unless
+``--compression`` is given (to client and server alike, for
+``benches/compression.py``); ``--json`` makes the payload compressible
+JSON-like text of the same size instead of one repeated byte. A script ends when run.py closes its
 stdin, so that no benchmark process outlives the harness.
 """
 
@@ -24,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import sys
 import threading
 import time
@@ -41,10 +45,12 @@ def client_args() -> argparse.Namespace:
     parser.add_argument("--window", type=int, default=64)
     parser.add_argument("--warmup", type=float, default=0.5)
     parser.add_argument("--duration", type=float, default=3.0)
+    parser.add_argument("--compression", action="store_true", help="offer permessage-deflate")
+    parser.add_argument("--json", action="store_true", help="send JSON-like text, not one repeated byte")
     args = parser.parse_args()
     if args.mode == "rtt":
         args.window = 1
-    args.payload = b"x" * args.size
+    args.payload = json_like(args.size) if args.json else b"x" * args.size
     return args
 
 
@@ -55,10 +61,37 @@ def server_args() -> argparse.Namespace:
     parser.add_argument("--clients", type=int, default=1000)
     parser.add_argument("--messages", type=int, default=1000)
     parser.add_argument("--size", type=int, default=32)
+    parser.add_argument("--compression", action="store_true", help="accept permessage-deflate")
+    parser.add_argument("--json", action="store_true", help="send JSON-like text, not one repeated byte")
     args = parser.parse_args()
-    args.payload = b"x" * args.size
+    args.payload = json_like(args.size) if args.json else b"x" * args.size
     exit_with_parent()
     return args
+
+
+def json_like(size: int) -> bytes:
+    """``size`` bytes of JSON as a price feed sends it: repeated keys, varying numbers.
+
+    The same bytes every time (a fixed seed), so every library compresses
+    the same message; deflate shrinks it to about a third.
+    """
+    rng = random.Random(size)
+    records = []
+    length = 2
+    while length < size:
+        record = json.dumps(
+            {
+                "symbol": rng.choice(["ACME", "GLOBEX", "INITECH", "UMBRELLA", "HOOLI"]),
+                "price": round(rng.uniform(10, 500), 2),
+                "volume": rng.randrange(1, 100_000),
+                "time": 1_764_900_000_000 + rng.randrange(10**6),
+            }
+        )
+        records.append(record)
+        length += len(record) + 2
+    text = "[" + ", ".join(records) + "]"
+    # Cut to the size, with a closing bracket: JSON-like, not parseable, which no library checks.
+    return (text[: size - 1] + "]").encode()
 
 
 def report(**fields: Any) -> None:

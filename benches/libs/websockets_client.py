@@ -10,7 +10,8 @@ meter = Meter(args)
 
 
 async def main() -> None:
-    async with connect(args.url, max_size=None, compression=None) as ws:
+    compression = "deflate" if args.compression else None
+    async with connect(args.url, max_size=None, compression=compression) as ws:
         for _ in range(args.window):
             await ws.send(args.payload)
         async for _message in ws:

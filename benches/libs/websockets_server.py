@@ -23,7 +23,8 @@ async def wait(ws: ServerConnection) -> None:
 
 async def main() -> None:
     handler = echo if args.mode == "echo" else wait
-    async with serve(handler, "127.0.0.1", args.port, max_size=None, compression=None) as server:
+    compression = "deflate" if args.compression else None
+    async with serve(handler, "127.0.0.1", args.port, max_size=None, compression=compression) as server:
         report(event="listening", port=server.sockets[0].getsockname()[1])
         if args.mode == "broadcast":
             await everyone_connected.wait()

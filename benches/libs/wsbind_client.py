@@ -37,6 +37,7 @@ def on_message(message: bytes) -> None:
 
 ws = WebSocket(
     url=args.url,
+    compression="deflate" if args.compression else None,
     max_allowed_incoming_frame_size=MAX_MESSAGE,
     max_allowed_incoming_message_size=MAX_MESSAGE,
     on_status_changed=on_status,

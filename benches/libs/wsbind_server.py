@@ -36,6 +36,7 @@ def broadcast(ws: WebSocket) -> None:
 
 server = WebSocketServer(
     port=args.port,
+    compression="deflate" if args.compression else None,
     # Qt's default of 30 connections waiting for client_connected would turn
     # away part of the peer's burst of connections with HTTP 503.
     max_pending_connections=100_000,
