@@ -39,6 +39,7 @@ from .errors import (
     InvalidURL,
     NotOpenError,
 )
+from .http import Request, Response
 from .objects import Binding, BoundSignal, Emissions, Object, Property, Signal, bind
 from .retry import backoff
 from .server import WebSocketServer
@@ -64,6 +65,8 @@ __all__ = [
     "NotOpenError",
     "Object",
     "Property",
+    "Request",
+    "Response",
     "Signal",
     "SslConfiguration",
     "Status",
