@@ -53,7 +53,9 @@ class Browser:
         )
         active = self.profile / "DevToolsActivePort"
         wait_until(
-            lambda: self.process.poll() is not None or (active.exists() and active.read_text().count("\n") >= 1),
+            lambda: (
+                self.process.poll() is not None or (active.exists() and active.read_text().count("\n") >= 1)
+            ),
             what="Chromium's DevTools port",
         )
         if self.process.poll() is not None:

@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from browser import Browser
+
 from conftest import wait_until
 from wsbind import WebSocket, WebSocketServer
 
@@ -85,7 +85,9 @@ def test_two_pages_chat_through_the_server(servers: Any, browser: Browser, tmp_p
     alice = browser.open(http_url(server, "/chat.html"))
     bob = browser.open(http_url(server, "/chat.html"))
     for page in (alice, bob):
-        page.wait_for("window.opened !== undefined && window.opened.then(() => true)", what="the socket to open")
+        page.wait_for(
+            "window.opened !== undefined && window.opened.then(() => true)", what="the socket to open"
+        )
     # Both sockets are open, as the server sees them too.
     wait_until(lambda: server.client_count == 2, what="the server to count both pages")
     alice.evaluate("window.say('hi from alice')")
@@ -93,6 +95,8 @@ def test_two_pages_chat_through_the_server(servers: Any, browser: Browser, tmp_p
         page.wait_for("window.lines().length === 1", what="alice's line on both pages")
     bob.evaluate("window.say('hi from bob')")
     for page in (alice, bob):
-        lines = page.wait_for("window.lines().length === 2 && window.lines()", what="bob's line on both pages")
+        lines = page.wait_for(
+            "window.lines().length === 2 && window.lines()", what="bob's line on both pages"
+        )
         assert lines == ["hi from alice", "hi from bob"]
     assert rooms == ["lobby", "lobby"]

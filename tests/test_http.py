@@ -192,7 +192,9 @@ def test_files_and_bodies_are_bounded(servers: Any, site: Path) -> None:
 def test_a_response_refuses_an_upgrade(servers: Any) -> None:
     def guard(request: Request) -> None:
         if request.upgrade and request.headers.get("Authorization") != "Bearer sesame":
-            request.respond(Response(401, "who are you?", headers={"WWW-Authenticate": 'Bearer realm="chat"'}))
+            request.respond(
+                Response(401, "who are you?", headers={"WWW-Authenticate": 'Bearer realm="chat"'})
+            )
 
     server = servers(on_http_request=guard)
     server.client_connected.connect(lambda ws: ws.send_text_message("welcome"))

@@ -12,14 +12,13 @@ import threading
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 import nbformat
+import pytest
+from browser import Browser
 from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.manager import KernelManager
 from nbclient import NotebookClient
 
-from browser import Browser
 from conftest import TIMEOUT, free_port, wait_until
 
 NOTEBOOK = Path(__file__).resolve().parent.parent / "examples" / "notebook.ipynb"

@@ -361,11 +361,13 @@ class OriginAuthenticator:
 
 @final
 class HttpRequest:
-    """EVENT_HTTP_REQUEST: a request to a server's port, waiting for its answer (``wsbind.Request`` wraps it)."""
+    """EVENT_HTTP_REQUEST: a request to a server's port, waiting for its answer.
+
+    ``wsbind.Request`` wraps it."""
 
     @property
     def method(self) -> str:
-        """"GET", "POST", ... as sent."""
+        """ "GET", "POST", ... as sent."""
     @property
     def target(self) -> str:
         """The request target as sent: path and query, percent-encoded."""
@@ -435,7 +437,9 @@ class Server:
         with, and the pending-connection bound."""
     def set_compression(self, compression: str | None) -> None:
         """Sets whether later handshakes accept permessage-deflate ("deflate") or not (None)."""
-    def set_http(self, ask_plain: bool, ask_upgrade: bool, static_dir: str | None, max_file_size: int) -> None:
+    def set_http(
+        self, ask_plain: bool, ask_upgrade: bool, static_dir: str | None, max_file_size: int
+    ) -> None:
         """Sets what later HTTP requests get: whether Python answers plain requests and sees
         upgrades first, the static folder, and the largest file a response carries."""
     def broadcast(self, message: str | Buffer) -> int:

@@ -25,7 +25,7 @@ import re
 import urllib.parse
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from . import _wsbind
 from .checks import check_header_value
@@ -125,7 +125,9 @@ class Request:
         self.peer_port: int = addresses.peer_port
         """The client's port."""
 
-    def respond(self, response: Response | str | bytes | os.PathLike[str] | dict[str, Any] | list[Any]) -> None:
+    def respond(
+        self, response: Response | str | bytes | os.PathLike[str] | dict[str, Any] | list[Any]
+    ) -> None:
         """Answers the request (a later answer replaces it until the handlers are done).
 
         Takes a :class:`Response` or what :meth:`Response.of` makes one of.
@@ -165,7 +167,7 @@ class Response:
     def __init__(
         self,
         status: int = 200,
-        body: str | bytes | os.PathLike[str] = b"",
+        body: str | bytes | bytearray | memoryview | os.PathLike[str] = b"",
         headers: Mapping[str, str] | Iterable[tuple[str, str]] | None = None,
         content_type: str | None = None,
     ) -> None:
@@ -211,7 +213,7 @@ class Response:
         if isinstance(value, (dict, list)):
             return cls(body=json.dumps(value), content_type="application/json")
         if isinstance(value, (str, bytes, bytearray, memoryview, os.PathLike)):
-            return cls(body=value)
+            return cls(body=cast("str | bytes | os.PathLike[str]", value))
         raise TypeError(
             f"an HTTP handler returns a Response, str, bytes, a path, a dict, a list or None, "
             f"not {type(value).__name__}"

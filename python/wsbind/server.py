@@ -786,7 +786,7 @@ class WebSocketServer(Object):
 
 
 async def _handle(handler: Callable[..., Awaitable[object]], ws: WebSocket, parts: dict[str, str]) -> None:
-    """One client's task (``wsbind.serve()``'s handler, an async route): the handler, then the close that says how it went."""
+    """One client's task (serve()'s handler, an async route): the handler, then the close that says how."""
     try:
         await handler(ws, **parts)
     except ConnectionClosedOK:
