@@ -39,7 +39,7 @@ from .errors import (
     InvalidURL,
     NotOpenError,
 )
-from .http import Request, Response
+from .http import Headers, Request, Response
 from .objects import Binding, BoundSignal, Emissions, Object, Property, Signal, bind
 from .retry import backoff
 from .server import WebSocketServer
@@ -59,6 +59,7 @@ __all__ = [
     "ConnectionClosedOK",
     "Emissions",
     "Error",
+    "Headers",
     "InvalidHandshake",
     "InvalidStatus",
     "InvalidURL",
