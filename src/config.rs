@@ -131,6 +131,21 @@ pub const PING_TIMEOUT: Duration = Duration::from_secs(20);
 /// send under 2 KiB; cookies make it grow, rarely past 8 KiB.
 pub const MAX_HANDSHAKE_SIZE: usize = 16 << 10;
 
+/// Largest file a server sends in one response: 8 MiB (a property of each
+/// server, `max_file_size`). A file is read whole into memory before it is
+/// sent, so that the connection's task never waits on the disk while it
+/// writes; 8 MiB is ample for the pages, scripts and images of a prototype
+/// served from its own port, and many clients fetching at once cost a
+/// bounded amount. Larger files get HTTP 500 saying so: serve them from a
+/// web server made for it.
+pub const MAX_FILE_SIZE: usize = 8 << 20;
+
+/// Largest body of a plain HTTP request: 64 KiB. A handler gets the body
+/// whole, and a form, a small JSON document or a webhook's payload fits; a
+/// client cannot make the server hold more before a handler has seen it.
+/// Longer bodies get HTTP 413, chunked ones 411.
+pub const MAX_REQUEST_BODY: usize = 64 << 10;
+
 /// Connections that finished their handshake but that the server has not
 /// handed to `client_connected` yet: 30, as Qt's `maxPendingConnections`.
 /// Over it new clients get HTTP 503 (try again later) and `server_error(1006)`.

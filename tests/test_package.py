@@ -20,6 +20,7 @@ SUBMODULES = (
     "wsbind.broadcast",
     "wsbind.aio",
     "wsbind.retry",
+    "wsbind.http",
 )
 
 

@@ -36,6 +36,12 @@ WSBIND_ONLY = {
     ("WebSocketServer", "wait_closed"): "the asyncio face: websockets' wait_closed()",
     ("WebSocketServer", "allowed_origins"): "Qt has only originAuthenticationRequired",
     ("WebSocketServer", "clients"): "Qt has no list of the server's sockets",
+    ("WebSocketServer", "client_count"): "Qt has no list of the server's sockets",
+    ("WebSocketServer", "http_request"): "Qt's server answers no plain HTTP",
+    ("WebSocketServer", "http_route"): "Qt's server answers no plain HTTP",
+    ("WebSocketServer", "static_dir"): "Qt's server answers no plain HTTP",
+    ("WebSocketServer", "max_file_size"): "Qt's server answers no plain HTTP",
+    ("WebSocketServer", "route"): "Qt's server has no routing by path",
     ("WebSocketServer", "broadcast_text_message"): "Qt has no broadcast",
     ("WebSocketServer", "broadcast_binary_message"): "Qt has no broadcast",
 }

@@ -39,6 +39,7 @@ from .errors import (
     InvalidURL,
     NotOpenError,
 )
+from .http import Headers, Request, Response
 from .objects import Binding, BoundSignal, Emissions, Object, Property, Signal, bind
 from .retry import backoff
 from .server import WebSocketServer
@@ -58,12 +59,15 @@ __all__ = [
     "ConnectionClosedOK",
     "Emissions",
     "Error",
+    "Headers",
     "InvalidHandshake",
     "InvalidStatus",
     "InvalidURL",
     "NotOpenError",
     "Object",
     "Property",
+    "Request",
+    "Response",
     "Signal",
     "SslConfiguration",
     "Status",

@@ -22,6 +22,7 @@ __all__ = [
     "EVENT_CLOSED",
     "EVENT_CLOSING",
     "EVENT_CONNECTED",
+    "EVENT_HTTP_REQUEST",
     "EVENT_LISTENING",
     "EVENT_LISTEN_FAILED",
     "EVENT_ORIGIN_CHECK",
@@ -36,13 +37,16 @@ __all__ = [
     "EventQueue",
     "Frame",
     "HANDSHAKE_TIMEOUT",
+    "HttpRequest",
     "LISTEN_BACKLOG",
+    "MAX_FILE_SIZE",
     "MAX_INCOMING_FRAME_SIZE",
     "MAX_INCOMING_MESSAGE_SIZE",
     "MAX_OUTGOING_BUFFER",
     "MAX_PENDING_CONNECTIONS",
     "MAX_PENDING_EVENT_BYTES",
     "MAX_QUEUE",
+    "MAX_REQUEST_BODY",
     "OUTGOING_FRAME_SIZE",
     "OriginAuthenticator",
     "PING_INTERVAL",
@@ -81,6 +85,7 @@ EVENT_SERVER_ERROR: int
 EVENT_ORIGIN_CHECK: int
 EVENT_SSL_ERRORS: int
 EVENT_PROXY_AUTH: int
+EVENT_HTTP_REQUEST: int
 
 MAX_INCOMING_MESSAGE_SIZE: int
 """Largest incoming message, 64 MiB; over it the connection closes with 1009."""
@@ -108,6 +113,10 @@ MAX_QUEUE: int
 """Messages a socket holds for ``recv()`` before it stops reading, 16 (websockets' default)."""
 WRITE_LIMIT: int
 """Bytes waiting to be written above which ``await send()`` waits, 32 KiB (websockets' default)."""
+MAX_FILE_SIZE: int
+"""Largest file an HTTP response of a server carries, 8 MiB."""
+MAX_REQUEST_BODY: int
+"""Largest body of a plain HTTP request to a server, 64 KiB; longer ones get 413."""
 
 @type_check_only
 class Options(TypedDict):
@@ -351,6 +360,40 @@ class OriginAuthenticator:
         """Gives the answer to the waiting handshake; later calls change nothing."""
 
 @final
+class HttpRequest:
+    """EVENT_HTTP_REQUEST: a request to a server's port, waiting for its answer.
+
+    ``wsbind.Request`` wraps it."""
+
+    @property
+    def method(self) -> str:
+        """ "GET", "POST", ... as sent."""
+    @property
+    def target(self) -> str:
+        """The request target as sent: path and query, percent-encoded."""
+    @property
+    def headers(self) -> list[tuple[str, str]]:
+        """The headers, in order, as (name, value)."""
+    @property
+    def body(self) -> bytes:
+        """The body (at most 64 KiB; b"" for none)."""
+    @property
+    def upgrade(self) -> bool:
+        """Whether the client asks for a WebSocket."""
+    @property
+    def addresses(self) -> Addresses:
+        """The client's address and ours."""
+    @property
+    def answered(self) -> bool:
+        """Whether a response was given."""
+    def respond(
+        self, status: int, headers: list[tuple[str, str]], body: bytes | None = None, file: str | None = None
+    ) -> None:
+        """Answers with ``status``, ``headers`` and ``body`` or the file at ``file``."""
+    def finish(self) -> None:
+        """Gives the answer (or none) to the waiting task; later calls change nothing."""
+
+@final
 class Server:
     """A listening server; dropping the handle stops it."""
 
@@ -370,6 +413,10 @@ class Server:
         backlog: int = ...,
         tls: tuple[str, str, TlsOptions] | None = None,
         compression: str | None = None,
+        ask_plain: bool = False,
+        ask_upgrade: bool = False,
+        static_dir: str | None = None,
+        max_file_size: int = ...,
         register: Callable[[int], object],
     ) -> Server:
         """Starts listening in the background; ``register`` is called with the server's id
@@ -390,6 +437,11 @@ class Server:
         with, and the pending-connection bound."""
     def set_compression(self, compression: str | None) -> None:
         """Sets whether later handshakes accept permessage-deflate ("deflate") or not (None)."""
+    def set_http(
+        self, ask_plain: bool, ask_upgrade: bool, static_dir: str | None, max_file_size: int
+    ) -> None:
+        """Sets what later HTTP requests get: whether Python answers plain requests and sees
+        upgrades first, the static folder, and the largest file a response carries."""
     def broadcast(self, message: str | Buffer) -> int:
         """Sends ``message`` (str: text, bytes-like: binary) to every open client,
         framed once; returns how many took it."""
@@ -413,6 +465,7 @@ _Payload = (
     | Written
     | ProxyAuthenticator
     | OriginAuthenticator
+    | HttpRequest
     | None
 )
 """What an event carries, by kind: see ``wsbind.dispatch.EventKind``."""

@@ -25,13 +25,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator, Mapping
 from types import TracebackType
 from typing import Any
 
 from .checks import check_url
-from .errors import ConnectionClosedOK, InvalidStatus, connect_error
+from .errors import InvalidStatus, connect_error
+from .http import Request
 from .retry import backoff
+from .routes import Routes
 from .server import WebSocketServer
 from .status import Status
 from .waiters import wait_until
@@ -216,20 +218,51 @@ class serve:  # lower case, as websockets' serve(), which it stands in for
 
     Failing to listen raises the OSError of the system's words, e.g.
     ``OSError`` with errno EADDRINUSE when the port is taken.
+
+    The same port answers plain HTTP, so a page and its socket come from
+    one address (see :mod:`wsbind.http`). ``process_request(request)``, as
+    websockets' (which also gets the connection, that wsbind has not made
+    yet), sees every request first, upgrades included, and returns a
+    :class:`~wsbind.Response` to answer it (refusing an upgrade) or None to
+    go on; it may be a coroutine function. ``routes`` maps path patterns
+    to handlers, which get the captured parts as keywords; with routes,
+    ``handler`` (which may then be None) takes the paths none matches, and
+    without it they get 404::
+
+        async def chat(ws, room):
+            async for message in ws:
+                ...
+
+        async with wsbind.serve(None, port=8000, routes={"/chat/{room}": chat},
+                                static_dir="www") as server:
+            server.http_route("/healthz", lambda request: "ok")
+            await server.serve_forever()
     """
 
     def __init__(
         self,
-        handler: Callable[[WebSocket], Awaitable[object]],
+        handler: Callable[[WebSocket], Awaitable[object]] | None,
         host: str = "127.0.0.1",
         port: int = 0,
+        *,
+        process_request: Callable[[Request], Any] | None = None,
+        routes: Mapping[str, Callable[..., Awaitable[object]]] | None = None,
         **properties: Any,
     ) -> None:
-        if not callable(handler):
+        if handler is None and not routes:
+            raise TypeError("serve() takes a handler, or routes=, or both")
+        if handler is not None and not callable(handler):
             raise TypeError(f"serve() takes a coroutine function as handler, not {type(handler).__name__}")
+        if process_request is not None and not callable(process_request):
+            raise TypeError(f"process_request must be callable, not {type(process_request).__name__}")
         if "listen" in properties:
             raise TypeError("serve() listens by itself; it takes no listen=")
         self._handler = handler
+        # Checked now, where serve() is written.
+        self._routes = Routes()
+        for pattern, route_handler in (routes or {}).items():
+            self._routes.add(pattern, route_handler)
+        self._process_request = process_request
         # The WebSocketServer's constructor keywords.
         self._properties = {"host": host, "port": port, **properties}
         # The server of the async with block, once listening.
@@ -237,21 +270,11 @@ class serve:  # lower case, as websockets' serve(), which it stands in for
 
     async def _start(self) -> WebSocketServer:
         server = WebSocketServer(**self._properties)
-        handler = self._handler
-
-        def client_connected(ws: WebSocket) -> None:
-            # Before any message of the client can be delivered.
-            ws._hold_messages()
-            task = asyncio.get_running_loop().create_task(_handle(handler, ws))
-            server._handlers.add(task)
-
-            def done(task: asyncio.Task[None]) -> None:
-                server._handlers.discard(task)
-                server._changes.wake_all()
-
-            task.add_done_callback(done)
-
-        server.client_connected.connect(client_connected)
+        # Clients of a route go to its handler, the others to handler.
+        server._fallback = self._handler
+        server._process_request = self._process_request
+        for route in self._routes._routes:
+            server.route(route.pattern)(route.handler)
         server.listen = True
         await wait_until(server._changes, lambda: bool(server.url) or server._server is None)
         if not server.url:
@@ -274,21 +297,3 @@ class serve:  # lower case, as websockets' serve(), which it stands in for
         server, self._server = self._server, None
         if server is not None:
             await server.close()
-
-
-async def _handle(handler: Callable[[WebSocket], Awaitable[object]], ws: WebSocket) -> None:
-    """One client's task: the handler, then the close that says how it went."""
-    try:
-        await handler(ws)
-    except ConnectionClosedOK:
-        # The client closed while the handler was receiving: nothing went wrong.
-        pass
-    except asyncio.CancelledError:
-        # The loop is going away (asyncio.run() ends), and so is the server.
-        ws.close(1001)
-        raise
-    except Exception:
-        logger.exception("connection handler failed for %r", ws)
-        await ws.close(1011)
-        return
-    await ws.close()

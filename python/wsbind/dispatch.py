@@ -24,8 +24,10 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextvars
 import enum
 import logging
+import sys
 import threading
 import time
 import weakref
@@ -86,6 +88,22 @@ class EventKind(enum.IntEnum):
     """TLS verification failed: ``list[str]``."""
     PROXY_AUTH = _wsbind.EVENT_PROXY_AUTH
     """A proxy asks for credentials: ``_wsbind.ProxyAuthenticator``."""
+    HTTP_REQUEST = _wsbind.EVENT_HTTP_REQUEST
+    """An HTTP request waits for its answer: ``_wsbind.HttpRequest``."""
+
+
+def handler_context() -> contextvars.Context | None:
+    """The context in which an object made now will run its handlers; None for the dispatcher's own.
+
+    Under Jupyter, a copy of the caller's: ipykernel sends what is printed to
+    the cell whose request is in a context variable (its parent header), so
+    handlers that run between cells, in the context of the cell that made
+    their object, print under that cell. A server's sockets take the
+    server's. Elsewhere None, and delivering costs nothing more.
+    """
+    if "ipykernel" not in sys.modules:
+        return None
+    return contextvars.copy_context()
 
 
 class Member(Protocol):
@@ -159,7 +177,12 @@ class Dispatcher:
             if obj is None:
                 continue
             try:
-                obj._event(kind, payload)
+                context = getattr(obj, "_context", None)
+                if context is None:
+                    obj._event(kind, payload)
+                else:
+                    # A copy: a context cannot be entered twice at once.
+                    context.copy().run(obj._event, kind, payload)
             except Exception:
                 logger.exception("wsbind failed to deliver an event to %r", obj)
 

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
-from collections.abc import Awaitable, Generator
-from typing import TYPE_CHECKING, Any, cast
+import os
+from collections.abc import Awaitable, Callable, Generator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from . import _wsbind
 from .checks import (
@@ -18,8 +21,11 @@ from .checks import (
     check_ssl,
     check_subprotocols,
 )
-from .dispatch import Dispatcher, EventKind, current
+from .dispatch import Dispatcher, EventKind, current, handler_context
+from .errors import ConnectionClosedOK
+from .http import Request, Response
 from .objects import Object, Property, Signal
+from .routes import Routes
 from .tls import SslConfiguration
 from .waiters import Waiters, wait_until
 from .websocket import _OPTIONS, WebSocket
@@ -30,6 +36,8 @@ if TYPE_CHECKING:
 __all__ = ["WebSocketServer"]
 
 logger = logging.getLogger("wsbind")
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def check_host(value: Any) -> str:
@@ -80,6 +88,18 @@ def check_pem(value: Any) -> str:
     if not isinstance(value, str):
         raise TypeError(f"expected PEM text or the path of a PEM file, not {type(value).__name__}")
     return value
+
+
+def check_static_dir(value: Any) -> str | None:
+    """Accepts None or the path (str or path-like) of an existing folder; stores its absolute path."""
+    if value is None:
+        return None
+    if not isinstance(value, (str, os.PathLike)):
+        raise TypeError(f"static_dir must be a path or None, not {type(value).__name__}")
+    path = Path(value).absolute()
+    if not path.is_dir():
+        raise ValueError(f"static_dir {str(path)!r} is not a folder")
+    return str(path)
 
 
 def server_url(host: str, port: int, secure: bool = False) -> str:
@@ -227,6 +247,27 @@ class WebSocketServer(Object):
         read_only=True,
         doc="The server's open sockets, in the order they connected.",
     )
+    client_count = Property(
+        0,
+        read_only=True,
+        doc="How many sockets are open: ``len(clients)``, with a change signal to bind to.",
+    )
+    static_dir = Property[str | None](
+        None,
+        check=check_static_dir,
+        changed="_http_changed",
+        doc="A folder whose files GET requests get, on the server's own port: ``index.html`` for "
+        "a folder, content types by extension, nothing outside the folder (``..``, encoded "
+        "separators and symbolic links leading out get 400 or 404), at most ``max_file_size`` "
+        "bytes a file. Handlers and routes answer first. None serves no files.",
+    )
+    max_file_size = Property(
+        _wsbind.MAX_FILE_SIZE,
+        check=check_size,
+        changed="_http_changed",
+        doc="Largest file an HTTP response carries, from ``static_dir`` or a Response's path; a "
+        "larger one gets 500. Files are read whole, off the server's thread. Default 8 MiB.",
+    )
 
     secure_mode = Property(
         False,
@@ -298,6 +339,17 @@ class WebSocketServer(Object):
         "``allowed_origins`` lets through may connect.",
     )
 
+    http_request = Signal(
+        "request",
+        watched="_http_watched",
+        doc="An HTTP request came to the server's port: a :class:`~wsbind.Request`, which a "
+        "handler answers with ``request.respond(...)``. Upgrade requests (``request.upgrade``) "
+        "come too, before their handshake: a response refuses the WebSocket (a 401, a "
+        "redirect). Unanswered, a request goes on to the routes, ``static_dir``, and then 404; "
+        "an upgrade to its handshake. With no handler, route or folder, a plain GET gets 426 as "
+        "before. Qt has no such signal.",
+    )
+
     if TYPE_CHECKING:
         from .objects import BoundSignal
 
@@ -320,6 +372,15 @@ class WebSocketServer(Object):
         # Coroutines waiting for the server to stop, its clients to close or
         # its handlers to return; woken at each of these.
         self._changes = Waiters()
+        # Handlers of WebSocket clients by path, and of HTTP requests.
+        self._routes = Routes()
+        self._http_routes = Routes()
+        # wsbind.serve()'s handler: clients no route takes go to it.
+        self._fallback: Callable[[WebSocket], Awaitable[object]] | None = None
+        # wsbind.serve()'s process_request, first to see every request.
+        self._process_request: Callable[[Request], Any] | None = None
+        # Where handlers run: the context it was made in (a notebook's cell).
+        self._context = handler_context()
         super().__init__(**kwargs)
 
     def __repr__(self) -> str:
@@ -350,6 +411,55 @@ class WebSocketServer(Object):
         if isinstance(message, str):
             raise TypeError("broadcast_binary_message() takes a bytes-like object, not str")
         return self._server.broadcast(message) if self._server is not None else 0
+
+    def route(self, pattern: str) -> Callable[[F], F]:
+        """Decorates the handler of WebSocket clients whose path matches ``pattern``.
+
+        ``pattern`` is a path with ``{name}`` parts (see :mod:`wsbind.routes`);
+        the handler is called with the OPEN socket and each part as a
+        keyword, after ``client_connected``::
+
+            @server.route("/chat/{room}")
+            def chat(ws, room):
+                ws.text_message_received.connect(lambda m: server.broadcast_text_message(m))
+
+        A coroutine function runs as a task, as ``wsbind.serve()``'s handler
+        does (``async for message in ws``). Once a route is declared, a
+        client whose path none matches is refused with 404 before its
+        handshake (unless ``serve()`` has a handler for the rest). Qt has
+        no routing.
+        """
+
+        def add(handler: F) -> F:
+            self._routes.add(pattern, handler)
+            self._http_changed()
+            return handler
+
+        return add
+
+    def http_route(self, pattern: str, handler: Callable[..., Any] | None = None) -> Any:
+        """Routes HTTP requests whose path matches ``pattern`` to ``handler(request, **parts)``.
+
+        The handler returns a :class:`~wsbind.Response`, or a str, bytes,
+        path, dict or list (see :meth:`Response.of`), or None to let the
+        request go on (to ``static_dir``, then 404). A coroutine function
+        is awaited. One line makes a health check::
+
+            server.http_route("/healthz", lambda request: "ok")
+
+        Without ``handler`` it decorates one. Requests for an upgrade go to
+        ``route()`` instead.
+        """
+        if handler is None:
+
+            def add(handler: F) -> F:
+                self.http_route(pattern, handler)
+                return handler
+
+            return add
+        self._http_routes.add(pattern, handler)
+        self._http_changed()
+        return handler
 
     def pause_accepting(self) -> None:
         """Stops accepting new connections (C++: ``pauseAccepting``); same as ``accept = False``."""
@@ -414,10 +524,137 @@ class WebSocketServer(Object):
             backlog=self.listen_backlog_size,
             tls=self._tls(),
             compression=self.compression,
+            **self._http_config(),
             # Before the server starts: a failure to listen may be taken at once.
             register=lambda native_id: self._dispatcher.register(native_id, self),
         )
         self._server = server
+
+    def _http_config(self) -> dict[str, Any]:
+        """What the native server does with HTTP requests: which it asks about, the folder."""
+        asked = bool(self._routes) or self.http_request.connected or self._process_request is not None
+        return {
+            "ask_plain": asked or bool(self._http_routes),
+            "ask_upgrade": asked,
+            "static_dir": self.static_dir,
+            "max_file_size": self.max_file_size,
+        }
+
+    def _http_changed(self) -> None:
+        if self._server is not None:
+            self._server.set_http(**self._http_config())
+
+    def _http_watched(self, signal: str, on: bool) -> None:
+        self._http_changed()
+
+    def _answer(self, native: _wsbind.HttpRequest) -> None:
+        """Finds the answer to an HTTP request, on the server's thread; the request waits for it."""
+        request = Request(native)
+        self._run_steps(request, iter(self._steps(request)))
+
+    def _steps(self, request: Request) -> list[Callable[[], Any]]:
+        """What may answer ``request``, in turn, until one does."""
+        steps: list[Callable[[], Any]] = []
+        process_request = self._process_request
+        if process_request is not None:
+            steps.append(lambda: process_request(request))
+        if self.http_request.connected:
+            steps.append(lambda: self.http_request.emit(request))
+        if request.upgrade:
+            if self._routes and self._fallback is None and self._routes.match(request.target) is None:
+                steps.append(lambda: Response(404, f"no WebSocket at {request.path}\n"))
+            return steps
+        matched = self._http_routes.match(request.target)
+        if matched is not None:
+            route, parts = matched
+            request.params = parts
+            steps.append(lambda: route.handler(request, **parts))
+        if self._routes.match(request.target) is not None:
+            # A browser that opens a socket's URL as a page learns what it is.
+            steps.append(
+                lambda: Response(
+                    426,
+                    "this is a WebSocket: send an Upgrade: websocket request\n",
+                    headers={"Upgrade": "websocket", "Sec-WebSocket-Version": "13"},
+                )
+            )
+        return steps
+
+    def _run_steps(self, request: Request, steps: Any) -> None:
+        for step in steps:
+            if request.answered:
+                break
+            try:
+                result = step()
+                if inspect.isawaitable(result):
+                    self._await_step(request, result, steps)
+                    return
+                answer = Response.of(result)
+            except Exception:
+                logger.exception("HTTP handler failed for %r on %r", request, self)
+                answer = Response(500, "internal server error\n")
+            if answer is not None:
+                answer._send(request._native)
+                break
+        request._native.finish()
+
+    def _await_step(self, request: Request, awaitable: Awaitable[Any], steps: Any) -> None:
+        """Awaits an async handler's answer in a task, then goes on with the steps left."""
+
+        async def finish() -> None:
+            answer: Response | None
+            try:
+                answer = Response.of(await awaitable)
+            except Exception:
+                logger.exception("HTTP handler failed for %r on %r", request, self)
+                answer = Response(500, "internal server error\n")
+            if answer is not None:
+                answer._send(request._native)
+                request._native.finish()
+            else:
+                self._run_steps(request, steps)
+
+        try:
+            task = asyncio.get_running_loop().create_task(finish())
+        except RuntimeError:
+            if inspect.iscoroutine(awaitable):
+                awaitable.close()
+            logger.error("%r: an async HTTP handler needs a server made on an asyncio loop", self)
+            Response(500, "internal server error\n")._send(request._native)
+            request._native.finish()
+            return
+        self._track(task)
+
+    def _track(self, task: asyncio.Task[None]) -> None:
+        """Counts ``task`` among the handlers that ``wait_closed()`` waits for."""
+        self._handlers.add(task)
+
+        def done(task: asyncio.Task[None]) -> None:
+            self._handlers.discard(task)
+            self._changes.wake_all()
+
+        task.add_done_callback(done)
+
+    def _start_handler(self, handler: Callable[..., Awaitable[object]], ws: WebSocket, **parts: str) -> None:
+        """Runs a coroutine function's handler of ``ws`` as a task of the running loop."""
+        # Before any message of the client can be delivered.
+        ws._hold_messages()
+        self._track(asyncio.get_running_loop().create_task(_handle(handler, ws, parts)))
+
+    def _route(self, ws: WebSocket) -> None:
+        """Hands a new client to the handler of its path, if any."""
+        matched = self._routes.match(ws.resource_name)
+        if matched is not None:
+            route, parts = matched
+            handler: Callable[..., Any] = route.handler
+        elif self._fallback is not None:
+            handler, parts = self._fallback, {}
+        else:
+            return
+        if handler is self._fallback or inspect.iscoroutinefunction(handler):
+            self._start_handler(handler, ws, **parts)
+        else:
+            handler(ws, **parts)
 
     def _tls(self) -> tuple[str, str, _wsbind.TlsOptions] | None:
         if not self.secure_mode:
@@ -486,9 +723,13 @@ class WebSocketServer(Object):
         if self._server is not None:
             self._server.set_ask_origin(on)
 
+    def _set_clients(self, clients: list[WebSocket]) -> None:
+        self._write("clients", clients)
+        self._write("client_count", len(clients))
+
     def _client_finished(self, ws: WebSocket) -> None:
         if ws in self.clients:
-            self._write("clients", [c for c in self.clients if c is not ws])
+            self._set_clients([c for c in self.clients if c is not ws])
             self._changes.wake_all()
 
     def _event(self, kind: int, payload: Any) -> None:
@@ -497,11 +738,17 @@ class WebSocketServer(Object):
             ws = WebSocket._accept(self._dispatcher, payload, self._client_finished)
             # Taken now, as Qt's nextPendingConnection() takes it: no longer pending.
             conn.taken()
-            self._write("clients", [*self.clients, ws])
+            self._set_clients([*self.clients, ws])
             self.new_connection.emit()
             self.client_connected.emit(ws)
+            try:
+                self._route(ws)
+            except Exception:
+                logger.exception("route handler failed for %r on %r", ws, self)
             # Frames were reported in case these handlers listen; now they have.
             ws._report(conn)
+        elif kind == EventKind.HTTP_REQUEST:
+            self._answer(payload)
         elif kind == EventKind.ORIGIN_CHECK:
             try:
                 self.origin_authentication_required.emit(payload)
@@ -536,6 +783,24 @@ class WebSocketServer(Object):
     def _shutdown(self) -> None:
         if self._server is not None:
             self._server.stop()
+
+
+async def _handle(handler: Callable[..., Awaitable[object]], ws: WebSocket, parts: dict[str, str]) -> None:
+    """One client's task (serve()'s handler, an async route): the handler, then the close that says how."""
+    try:
+        await handler(ws, **parts)
+    except ConnectionClosedOK:
+        # The client closed while the handler was receiving: nothing went wrong.
+        pass
+    except asyncio.CancelledError:
+        # The loop is going away (asyncio.run() ends), and so is the server.
+        ws.close(1001)
+        raise
+    except Exception:
+        logger.exception("connection handler failed for %r", ws)
+        await ws.close(1011)
+        return
+    await ws.close()
 
 
 class _Closing:

@@ -35,7 +35,7 @@ from .checks import (
     check_subprotocols,
     check_url,
 )
-from .dispatch import Dispatcher, EventKind, LoopDispatcher, current
+from .dispatch import Dispatcher, EventKind, LoopDispatcher, current, handler_context
 from .errors import ConcurrencyError, ConnectionClosed, ConnectionClosedOK, Error, NotOpenError
 from .objects import Object, Property, Signal
 from .status import Status
@@ -371,6 +371,8 @@ class WebSocket(Object):
         # (with None) calls that reconnection off.
         self._retry: object | None = None
         self._dispatcher: Dispatcher = current()
+        # Where its handlers run: the context it was made in (a notebook's cell).
+        self._context = handler_context()
         # Told when an accepted socket's connection is over (its server's client list).
         self._on_finished: Callable[[WebSocket], None] | None = None
         # The asyncio face. Messages held for recv(), oldest first, each

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::connection::Connection;
+use super::http::HttpAsk;
 use crate::bridge::{self, Landing, Question, Weigh};
 use crate::net::proxy::Credentials;
 use crate::net::Endpoints;
@@ -99,6 +100,8 @@ pub enum Event {
     OriginCheck(Arc<Question<bool>>),
     /// A server stopped listening and asked its clients to close.
     Stopped,
+    /// A server asks Python to answer an HTTP request (or to let an upgrade go on).
+    HttpRequest(Box<HttpAsk>),
 }
 
 impl Weigh for Event {

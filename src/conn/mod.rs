@@ -9,6 +9,7 @@ pub mod broadcast;
 pub mod client;
 pub mod connection;
 pub mod event;
+pub mod http;
 pub mod outbox;
 pub mod receiver;
 pub mod server;
@@ -18,5 +19,6 @@ pub mod writer;
 
 pub use connection::Connection;
 pub use event::{Accepted, Event, EventQueue, EventSink};
+pub use http::{HttpAsk, HttpConfig};
 pub use server::{Server, ServerConfig};
 pub use settings::Settings;

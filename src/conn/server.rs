@@ -17,6 +17,7 @@ use tokio_rustls::TlsAcceptor;
 use super::client::crash_report;
 use super::connection::{next_id, Command, Connection};
 use super::event::{Accepted, Event, EventQueue, EventSink};
+use super::http::{self, HttpConfig};
 use super::settings::Settings;
 use super::task::{self, Opened};
 use crate::bridge::Question;
@@ -48,6 +49,8 @@ pub struct ServerConfig {
     pub settings: Settings,
     /// permessage-deflate to accept; None declines every offer.
     pub compression: Option<DeflateConfig>,
+    /// What plain HTTP requests (and upgrades, before their handshake) get.
+    pub http: HttpConfig,
 }
 
 #[derive(Clone, Copy)]
@@ -295,7 +298,7 @@ async fn serve(
                 }
             },
         };
-        let handshake = handshake(&mut stream, &server, &events).await?;
+        let handshake = handshake(&mut stream, &server, &events, endpoints.clone()).await?;
         Some((stream, handshake))
     };
     let Ok(Some((stream, handshake))) = timeout(handshake_timeout, opening).await else {
@@ -373,8 +376,12 @@ async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
     stream: &mut S,
     server: &Server,
     events: &EventSink,
+    endpoints: Endpoints,
 ) -> Option<Handshake> {
-    let name = server.config().name.clone();
+    let (name, http_config) = {
+        let config = server.config();
+        (config.name.clone(), config.http.clone())
+    };
     let (head, received) = match read_head(stream, MAX_HANDSHAKE_SIZE).await {
         Ok(Some(read)) => read,
         Ok(None) => {
@@ -384,6 +391,17 @@ async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
         }
         Err(_) => return None,
     };
+    // A plain request, or an upgrade a handler refuses, ends here.
+    let received = http::serve(
+        stream,
+        &head,
+        received,
+        &http_config,
+        &name,
+        endpoints,
+        events,
+    )
+    .await?;
     let request = match handshake::parse_request(&head) {
         Ok(request) => request,
         Err(rejection) => return refuse(stream, rejection, &name).await,
@@ -466,6 +484,7 @@ mod tests {
             backlog: crate::config::LISTEN_BACKLOG,
             settings: Settings::default(),
             compression: None,
+            http: HttpConfig::default(),
         }
     }
 
@@ -485,6 +504,11 @@ mod tests {
             tls: None,
         }
     }
+
+    const NO_ENDPOINTS: Endpoints = Endpoints {
+        peer: None,
+        local: None,
+    };
 
     const REQUEST: &[u8] = b"GET /chat HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n\
         Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
@@ -509,7 +533,7 @@ mod tests {
             });
             let done = timeout(
                 Duration::from_millis(200),
-                handshake(&mut ours, &server, &events),
+                handshake(&mut ours, &server, &events, NO_ENDPOINTS),
             )
             .await;
             assert!(done.is_err(), "the 101 response cannot be written");
@@ -523,7 +547,7 @@ mod tests {
     async fn answer(server: &Server, events: &EventSink) -> (Option<Handshake>, String) {
         let (mut ours, mut client) = tokio::io::duplex(4096);
         client.write_all(REQUEST).await.unwrap();
-        let done = handshake(&mut ours, server, events).await;
+        let done = handshake(&mut ours, server, events, NO_ENDPOINTS).await;
         drop(ours);
         let mut response = String::new();
         client.read_to_string(&mut response).await.unwrap();

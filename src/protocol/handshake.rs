@@ -26,14 +26,14 @@ pub fn check_header_value(value: &str) -> Result<(), String> {
 }
 
 /// Most headers a request or response may have.
-const MAX_HEADERS: usize = 64;
+pub(super) const MAX_HEADERS: usize = 64;
 
 /// Where the head of an HTTP message ends (after its blank line), if it is all there.
 pub fn head_end(buf: &[u8]) -> Option<usize> {
     buf.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4)
 }
 
-fn has_token(value: &str, token: &str) -> bool {
+pub(super) fn has_token(value: &str, token: &str) -> bool {
     value
         .split(',')
         .any(|t| t.trim().eq_ignore_ascii_case(token))
@@ -42,7 +42,7 @@ fn has_token(value: &str, token: &str) -> bool {
 /// Headers as (name, value) pairs, in the order received.
 pub type Headers = Vec<(String, String)>;
 
-fn collect(headers: &[httparse::Header<'_>]) -> Headers {
+pub(super) fn collect(headers: &[httparse::Header<'_>]) -> Headers {
     headers
         .iter()
         .map(|h| {
@@ -54,14 +54,14 @@ fn collect(headers: &[httparse::Header<'_>]) -> Headers {
         .collect()
 }
 
-fn get<'a>(headers: &'a Headers, name: &str) -> Option<&'a str> {
+pub(super) fn get<'a>(headers: &'a Headers, name: &str) -> Option<&'a str> {
     headers
         .iter()
         .find(|(n, _)| n.eq_ignore_ascii_case(name))
         .map(|(_, v)| v.as_str())
 }
 
-fn get_all<'a>(headers: &'a Headers, name: &'a str) -> impl Iterator<Item = &'a str> {
+pub(super) fn get_all<'a>(headers: &'a Headers, name: &'a str) -> impl Iterator<Item = &'a str> {
     headers
         .iter()
         .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
@@ -239,14 +239,9 @@ impl Rejection {
     }
 
     pub fn response(&self, server_name: &str) -> Vec<u8> {
-        let reason = match self.status {
-            400 => "Bad Request",
-            403 => "Forbidden",
-            405 => "Method Not Allowed",
-            426 => "Upgrade Required",
-            431 => "Request Header Fields Too Large",
-            503 => "Service Unavailable",
-            _ => "Error",
+        let reason = match super::http::reason(self.status) {
+            "" => "Error",
+            reason => reason,
         };
         let body = format!("{}\n", self.message);
         let mut head = format!("HTTP/1.1 {} {reason}\r\n", self.status);

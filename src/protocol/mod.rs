@@ -11,6 +11,7 @@ pub mod close;
 pub mod deflate;
 pub mod framer;
 pub mod handshake;
+pub mod http;
 pub mod message;
 pub mod parser;
 pub mod session;

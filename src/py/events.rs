@@ -10,6 +10,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
 
 use super::connection::PyConnection;
+use super::http::PyHttpRequest;
 use super::proxy::ProxyAuthenticator;
 use super::server::OriginAuthenticator;
 use crate::bridge::Landing;
@@ -38,9 +39,10 @@ pub mod kind {
     pub const ORIGIN_CHECK: u8 = 16;
     pub const SSL_ERRORS: u8 = 17;
     pub const PROXY_AUTH: u8 = 18;
+    pub const HTTP_REQUEST: u8 = 20;
 
     /// Every kind with its Python name, for the module's constants.
-    pub const ALL: [(&str, u8); 18] = [
+    pub const ALL: [(&str, u8); 19] = [
         ("EVENT_CONNECTED", CONNECTED),
         ("EVENT_TEXT", TEXT),
         ("EVENT_BINARY", BINARY),
@@ -59,6 +61,7 @@ pub mod kind {
         ("EVENT_ORIGIN_CHECK", ORIGIN_CHECK),
         ("EVENT_SSL_ERRORS", SSL_ERRORS),
         ("EVENT_PROXY_AUTH", PROXY_AUTH),
+        ("EVENT_HTTP_REQUEST", HTTP_REQUEST),
     ];
 }
 
@@ -266,6 +269,10 @@ fn to_python<'py>(py: Python<'py>, id: u64, event: Event) -> PyResult<Bound<'py,
             object(py, OriginAuthenticator::from(question))?,
         ),
         Event::Stopped => (kind::STOPPED, py.None().into_bound(py)),
+        Event::HttpRequest(ask) => (
+            kind::HTTP_REQUEST,
+            object(py, PyHttpRequest::new(py, *ask)?)?,
+        ),
     };
     (id, kind, payload).into_pyobject(py)
 }

@@ -6,6 +6,7 @@ pub mod client;
 pub mod connection;
 pub mod errors;
 pub mod events;
+pub mod http;
 pub mod options;
 pub mod proxy;
 pub mod server;
@@ -39,6 +40,8 @@ mod _wsbind {
         Addresses, ClientConnected, Closed, Connected, Frame, Pong, PyEventQueue, Written,
     };
     #[pymodule_export]
+    use super::http::PyHttpRequest;
+    #[pymodule_export]
     use super::proxy::{check_proxy, environment_proxy, ProxyAuthenticator};
     #[pymodule_export]
     use super::server::{OriginAuthenticator, PyServer};
@@ -70,6 +73,8 @@ mod _wsbind {
         m.add("LISTEN_BACKLOG", config::LISTEN_BACKLOG)?;
         m.add("MAX_QUEUE", config::MAX_QUEUE)?;
         m.add("WRITE_LIMIT", config::WRITE_LIMIT)?;
+        m.add("MAX_FILE_SIZE", config::MAX_FILE_SIZE)?;
+        m.add("MAX_REQUEST_BODY", config::MAX_REQUEST_BODY)?;
         Ok(())
     }
 }

@@ -1,6 +1,7 @@
 //! A listening server as Python holds it, and the question an origin check
 //! asks its handlers.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use pyo3::exceptions::PyValueError;
@@ -11,7 +12,7 @@ use super::events::PyEventQueue;
 use super::options::{self, check_header_values, Options, PyTlsOptions};
 use crate::bridge::Question;
 use crate::conn::broadcast::broadcast;
-use crate::conn::{Server, ServerConfig};
+use crate::conn::{HttpConfig, Server, ServerConfig};
 use crate::net::tls;
 
 /// Handed to `origin_authentication_required` handlers (Qt's
@@ -74,7 +75,9 @@ impl PyServer {
                         accepting = true, allowed_origins = None, ask_origin = false,
                         max_pending_connections = crate::config::MAX_PENDING_CONNECTIONS,
                         backlog = crate::config::LISTEN_BACKLOG, tls = None,
-                        compression = None, register))]
+                        compression = None, ask_plain = false, ask_upgrade = false,
+                        static_dir = None, max_file_size = crate::config::MAX_FILE_SIZE,
+                        register))]
     #[allow(clippy::too_many_arguments, reason = "one Python keyword each")]
     fn new(
         queue: &PyEventQueue,
@@ -90,6 +93,10 @@ impl PyServer {
         backlog: u32,
         tls: Option<(String, String, PyTlsOptions)>,
         compression: Option<&str>,
+        ask_plain: bool,
+        ask_upgrade: bool,
+        static_dir: Option<PathBuf>,
+        max_file_size: usize,
         register: &Bound<'_, PyAny>,
     ) -> PyResult<Self> {
         check_header_values([name.as_str()])?;
@@ -109,6 +116,12 @@ impl PyServer {
             backlog: backlog.max(1),
             settings: options.settings()?,
             compression: options::compression(compression)?,
+            http: HttpConfig {
+                ask_plain,
+                ask_upgrade,
+                static_dir,
+                max_file_size,
+            },
         };
         let server = Server::start(&queue.queue, host, port, config, accepting, tls, |id| {
             register.call1((id,)).map(drop)
@@ -149,6 +162,25 @@ impl PyServer {
     /// Whether later handshakes ask Python about their origin.
     fn set_ask_origin(&self, ask: bool) {
         self.server.config().ask_origin = ask;
+    }
+
+    /// Sets what later HTTP requests get: whether Python answers plain
+    /// requests (`ask_plain`) and sees upgrades first (`ask_upgrade`), the
+    /// static folder, and the largest file a response carries.
+    #[pyo3(signature = (ask_plain, ask_upgrade, static_dir, max_file_size))]
+    fn set_http(
+        &self,
+        ask_plain: bool,
+        ask_upgrade: bool,
+        static_dir: Option<PathBuf>,
+        max_file_size: usize,
+    ) {
+        self.server.config().http = HttpConfig {
+            ask_plain,
+            ask_upgrade,
+            static_dir,
+            max_file_size,
+        };
     }
 
     /// Sets how long later handshakes may take, the limits and timeouts their
