@@ -39,7 +39,7 @@ from .errors import (
     InvalidURL,
     NotOpenError,
 )
-from .objects import Binding, BoundSignal, Emissions, Object, Property, Signal, bind
+from .objects import Binding, BoundSignal, Emissions, Object, Property, ReadOnly, Signal, bind
 from .retry import backoff
 from .server import WebSocketServer
 from .status import Status
@@ -64,6 +64,7 @@ __all__ = [
     "NotOpenError",
     "Object",
     "Property",
+    "ReadOnly",
     "Signal",
     "SslConfiguration",
     "Status",
