@@ -58,6 +58,7 @@ format: setup  ## Format Rust and Python code
 .PHONY: lint
 lint: build-dev  ## Tidiness: rustfmt, clippy, ruff, the stubs against the module, the layers of src/
 	$(PY) tools/check_layers.py
+	$(PY) tools/declarations.py --check
 	cargo fmt --check
 	cargo fmt --check --manifest-path benches/peer/Cargo.toml
 	cargo clippy --all-targets -- -D warnings
