@@ -524,13 +524,17 @@ class Signal(Generic[*Ts]):
             return "Callable[..., object]"
         return f"Callable[[{', '.join(type_text(t, name) for t in types)}], object]"
 
+    def describe(self) -> str:
+        """Its name and arguments as a handler takes them: ``pong(elapsed_ms: float, payload: bytes)``."""
+        types = self.types
+        if types is None or len(types) != len(self.params):
+            return f"{self.name}({', '.join(self.params)})"
+        params = (f"{name}: {type_text(t)}" for name, t in zip(self.params, types, strict=True))
+        return f"{self.name}({', '.join(params)})"
+
     def __repr__(self) -> str:
-        types = self.types or ()
-        params = ", ".join(
-            f"{name}: {type_text(t)}" for name, t in zip(self.params, types, strict=False)
-        ) or ", ".join(self.params)
         owner = f"{self.owner.__name__}." if self.owner is not None else ""
-        return f"<signal {owner}{self.name}({params})>"
+        return f"<signal {owner}{self.describe()}>"
 
     @overload
     def __get__(self, obj: None, owner: type | None = None) -> Signal[*Ts]: ...
