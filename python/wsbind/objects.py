@@ -3,15 +3,15 @@
 Every wsbind class is an :class:`Object` and declares its properties and
 signals with :class:`Property` and :class:`Signal`, the way a QML type does:
 
-==========================  =====================================================
+==========================  ============================================================
 QML                         wsbind
-==========================  =====================================================
+==========================  ============================================================
 ``property url``            ``url = Property("")``; read and write ``obj.url``
 ``urlChanged``              ``obj.url_changed``: made for every property
 ``onUrlChanged: ...``       ``Cls(on_url_changed=fn)`` or ``obj.url_changed.connect(fn)``
-``signal pong(...)``        ``pong = Signal("elapsed_ms", "payload")``
+``signal pong(...)``        ``pong = Signal[float, bytes]("elapsed_ms", "payload")``
 ``url: server.url``         ``obj.url = bind(lambda: server.url)``
-==========================  =====================================================
+==========================  ============================================================
 
 A binding re-evaluates its function whenever a property that the function read
 during its last evaluation changes, as a QML binding does.
