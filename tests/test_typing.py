@@ -9,6 +9,7 @@ import pydoc
 import re
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
@@ -189,6 +190,28 @@ def test_untyped_declarations_are_refused() -> None:
     assert "Probe.short: 1 types for the arguments ('a', 'b')" in problems
     assert "Probe.count" not in problems
     assert "Probe.maybe" not in problems
+
+
+def test_types_are_written_as_in_source() -> None:
+    """The declarations write each type as an annotation would, however it is nested."""
+
+    class Typed(Object):
+        names = Property[tuple[str, ...]](())
+        table = Property[dict[str, list[int]] | None](None)
+        relay = Property[Callable[[str, bytes], None] | None](None)
+        done = Signal[WebSocket, "Typed"]("socket", "other")
+        read = Property(0.5, read_only=True)
+
+    # Written for server.py, which imports what the declarations use.
+    Typed.__module__ = WebSocketServer.__module__
+    text = declarations.block(Typed)
+    assert "names: Binding[tuple[str, ...]] | tuple[str, ...] = ...," in text
+    assert "table: Binding[dict[str, list[int]] | None] | dict[str, list[int]] | None = ...," in text
+    assert "relay: Binding[Callable[[str, bytes], None] | None] | Callable[[str, bytes], None] | None" in text
+    assert "on_done: Callable[[WebSocket, Typed], object] | None = ...," in text
+    assert "read: ClassVar[ReadOnly[float]]" in text
+    assert "read_changed: BoundSignal[float]" in text
+    assert "read: Binding" not in text
 
 
 @pytest.mark.parametrize("cls", [WebSocket, WebSocketServer], ids=lambda c: c.__name__)

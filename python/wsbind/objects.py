@@ -561,6 +561,8 @@ def type_text(t: Any, name: Callable[[Any], str] | None = None) -> str:
     """
     if t is None or t is type(None):
         return "None"
+    if t is Ellipsis:
+        return "..."
     if isinstance(t, str):
         return t
     if isinstance(t, typing.ForwardRef):
