@@ -49,6 +49,18 @@ build-dev: setup  ## Build the extension in debug mode into .venv
 build-release: setup  ## Build the extension optimised into .venv
 	$(MATURIN) develop -q --release
 
+# The wheel users install: one abi3 wheel (CPython >= 3.11), optimised.
+.PHONY: wheel
+wheel: setup  ## Build the release abi3 wheel into dist/ (tests/test_wheel.py installs it in a clean venv)
+	rm -f dist/wsbind-*.whl
+	$(MATURIN) build -q --release -o dist
+
+# The documentation site: tutorial, how-to, topics and reference, from docs/ and the docstrings.
+.PHONY: docs
+docs: build-dev  ## Build the documentation site into site/ (strict: any warning fails; -q would hide them)
+	$(PY) docs/reference.py --check
+	$(VENV)/bin/mkdocs build --strict
+
 .PHONY: format
 format: setup  ## Format Rust and Python code
 	cargo fmt
@@ -59,6 +71,7 @@ format: setup  ## Format Rust and Python code
 .PHONY: lint
 lint: build-dev  ## Tidiness: rustfmt, clippy, ruff, the stubs against the module, the layers of src/
 	$(PY) tools/check_layers.py
+	$(PY) tools/declarations.py --check
 	cargo fmt --check
 	cargo fmt --check --manifest-path benches/peer/Cargo.toml
 	cargo clippy --all-targets -- -D warnings
@@ -69,7 +82,7 @@ lint: build-dev  ## Tidiness: rustfmt, clippy, ruff, the stubs against the modul
 	$(PY) -m mypy python/wsbind
 
 .PHONY: test
-test: system-deps autobahn lint  ## Set up, build, check tidiness, run every test (what CI runs)
+test: system-deps autobahn lint docs  ## Set up, build, check tidiness and the docs site, run every test (what CI runs)
 	cargo test -q
 	cargo test -q --manifest-path benches/peer/Cargo.toml
 	WSTEST=$(WSTEST) $(PY) -m pytest

@@ -190,7 +190,7 @@ def class_section(cls: type[Object]) -> str:
         for n, p in public(cls, property).items()
     ]
     signals = [
-        [f"`{n}({', '.join(s.params)})`", signal_qt_name(cls, n, s.__doc__), meaning(s.__doc__)]
+        [code_cell(s.describe()), signal_qt_name(cls, n, s.__doc__), meaning(s.__doc__)]
         for n, s in cls._signals.items()
         if not n.startswith("_")
     ]

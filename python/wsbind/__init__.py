@@ -40,7 +40,7 @@ from .errors import (
     NotOpenError,
 )
 from .http import Headers, Request, Response
-from .objects import Binding, BoundSignal, Emissions, Object, Property, Signal, bind
+from .objects import Binding, BoundSignal, Emissions, Object, Property, ReadOnly, Signal, bind
 from .retry import backoff
 from .server import WebSocketServer
 from .status import Status
@@ -66,6 +66,7 @@ __all__ = [
     "NotOpenError",
     "Object",
     "Property",
+    "ReadOnly",
     "Request",
     "Response",
     "Signal",

@@ -3,15 +3,15 @@
 Every wsbind class is an :class:`Object` and declares its properties and
 signals with :class:`Property` and :class:`Signal`, the way a QML type does:
 
-==========================  =====================================================
+==========================  ============================================================
 QML                         wsbind
-==========================  =====================================================
+==========================  ============================================================
 ``property url``            ``url = Property("")``; read and write ``obj.url``
 ``urlChanged``              ``obj.url_changed``: made for every property
 ``onUrlChanged: ...``       ``Cls(on_url_changed=fn)`` or ``obj.url_changed.connect(fn)``
-``signal pong(...)``        ``pong = Signal("elapsed_ms", "payload")``
+``signal pong(...)``        ``pong = Signal[float, bytes]("elapsed_ms", "payload")``
 ``url: server.url``         ``obj.url = bind(lambda: server.url)``
-==========================  =====================================================
+==========================  ============================================================
 
 A binding re-evaluates its function whenever a property that the function read
 during its last evaluation changes, as a QML binding does.
@@ -29,23 +29,30 @@ and, in a thread with no event loop, ``ws.status_changed.wait_blocking(10)``.
 from __future__ import annotations
 
 import asyncio
+import collections.abc
 import copy
 import difflib
+import inspect
 import logging
 import threading
 import time
+import types
+import typing
 import weakref
 from collections import deque
 from collections.abc import Callable, Coroutine
 from types import MappingProxyType
-from typing import Any, ClassVar, Generic, TypeVar, overload
+from typing import Any, ClassVar, Generic, Protocol, TypeVar, TypeVarTuple, overload
 
-__all__ = ["Binding", "BoundSignal", "Emissions", "Object", "Property", "Signal", "bind"]
+__all__ = ["Binding", "BoundSignal", "Emissions", "Object", "Property", "ReadOnly", "Signal", "bind"]
 
 logger = logging.getLogger("wsbind")
 
 T = TypeVar("T")
-F = TypeVar("F", bound=Callable[..., Any])
+T_co = TypeVar("T_co", covariant=True)
+R = TypeVar("R")
+# A signal's argument types: ``Signal[str]``, ``Signal[int, bytes]``, ``Signal[()]``.
+Ts = TypeVarTuple("Ts")
 
 
 class _Tracking(threading.local):
@@ -77,7 +84,7 @@ WAIT_SLICE = 0.2
 _handlers_lock = threading.RLock()
 
 
-class BoundSignal:
+class BoundSignal(Generic[*Ts]):
     """A signal of one object: connect handlers to it, and they run when it is emitted.
 
     Handlers run in the order they were connected. An exception in one is
@@ -112,16 +119,24 @@ class BoundSignal:
         # for ever on the object's own thread; weak, as the object owns this.
         self._owner = None if owner is None else weakref.ref(owner)
 
-    def connect(self, handler: F) -> F:
-        """Calls ``handler`` on every emission (Qt: ``connect``); returns it, so it works as a decorator."""
+    def connect(self, handler: Callable[[*Ts], R]) -> Callable[[*Ts], R]:
+        """Calls ``handler`` on every emission (Qt: ``connect``); returns it, so it works as a decorator.
+
+        ``handler`` takes the signal's arguments; what it returns is ignored,
+        so ``ws.text_message_received.connect(other.send_text_message)`` relays.
+        """
         if not callable(handler):
             raise TypeError(f"{self._name}.connect() takes a callable, not {type(handler).__name__}")
+        self._add(handler)
+        return handler
+
+    def _add(self, handler: Callable[..., Any]) -> None:
+        """Connects ``handler``, whatever it takes: the package's own handlers take ``*args``."""
         with _handlers_lock:
             self._handlers = (*self._handlers, handler)
             first = len(self._handlers) == 1
         if first and self._watcher is not None:
             self._watcher(True)
-        return handler
 
     def disconnect(self, handler: Callable[..., Any]) -> None:
         """Stops calling ``handler`` (Qt: ``disconnect``); raises ValueError if it is not connected."""
@@ -147,7 +162,7 @@ class BoundSignal:
         """Whether any handler is connected."""
         return bool(self._handlers)
 
-    def emit(self, *args: Any) -> None:
+    def emit(self, *args: *Ts) -> None:
         """Calls every connected handler with ``args`` (Qt: ``emit``)."""
         for handler in self._handlers:
             try:
@@ -192,7 +207,7 @@ class BoundSignal:
             except RuntimeError:
                 pass  # The loop is closed: nobody awaits any more.
 
-        self.connect(settle)
+        self._add(settle)
         return self._waited(future, settle, timeout)
 
     async def _waited(
@@ -230,7 +245,7 @@ class BoundSignal:
                 got.append(_packed(args))
                 emitted.set()
 
-        self.connect(settle)
+        self._add(settle)
         try:
             if not wait_in_slices(emitted.wait, timeout):
                 raise TimeoutError(f"{self._name} was not emitted within {timeout} s")
@@ -277,7 +292,7 @@ class Emissions:
     how many were lost once the loop has caught up). Nothing is lost silently.
     """
 
-    def __init__(self, signal: BoundSignal, max_queue: int = MAX_EMISSIONS) -> None:
+    def __init__(self, signal: BoundSignal[*tuple[Any, ...]], max_queue: int = MAX_EMISSIONS) -> None:
         if not isinstance(max_queue, int) or isinstance(max_queue, bool):
             raise TypeError(f"max_queue must be an int, not {type(max_queue).__name__}")
         if max_queue < 1:
@@ -404,7 +419,7 @@ class Emissions:
             pass
 
 
-def _collector(ref: weakref.ref[Emissions], signal: BoundSignal) -> Callable[..., None]:
+def _collector(ref: weakref.ref[Emissions], signal: BoundSignal[*tuple[Any, ...]]) -> Callable[..., None]:
     def collect(*args: Any) -> None:
         emissions = ref()
         if emissions is not None:
@@ -464,10 +479,13 @@ def wait_in_slices(wait: Callable[[float], bool], timeout: float | None) -> bool
             return False
 
 
-class Signal:
+class Signal(Generic[*Ts]):
     """Declares a signal on an :class:`Object` subclass (QML: ``signal name(params)``).
 
-    ``params`` name the arguments handlers receive, for documentation.
+    The types in brackets are the types of its arguments and ``params`` their
+    names: ``pong = Signal[int, bytes]("elapsed_ms", "payload")``, and
+    ``Signal[()]()`` for one without arguments. Type checkers then check
+    every handler, and ``help()`` and the signal's repr show them.
     Each instance gets its own :class:`BoundSignal` under the same name.
     ``watched`` names a method the object runs with True when the signal gets
     its first handler and False when it loses its last one, for work that is
@@ -479,15 +497,50 @@ class Signal:
         self.__doc__ = doc
         self.watched = watched
         self.name = ""
+        # The class that declares it, once known.
+        self.owner: type | None = None
+        # The argument types, for a change signal that its property makes.
+        self._types: tuple[Any, ...] | None = None
 
     def __set_name__(self, owner: type, name: str) -> None:
         self.name = name
+        self.owner = owner
+
+    @property
+    def types(self) -> tuple[Any, ...] | None:
+        """The argument types written in brackets (``Signal[int, bytes]``), or None if none were."""
+        if self._types is not None:
+            return self._types
+        declared = getattr(self, "__orig_class__", None)
+        return None if declared is None else typing.get_args(declared)
+
+    def handler_type(self, name: Callable[[Any], str] | None = None) -> str:
+        """The type of a handler, as it is written: ``Callable[[int, bytes], object]``.
+
+        ``name`` names classes, as for :func:`type_text`.
+        """
+        types = self.types
+        if types is None:
+            return "Callable[..., object]"
+        return f"Callable[[{', '.join(type_text(t, name) for t in types)}], object]"
+
+    def describe(self) -> str:
+        """Its name and arguments as a handler takes them: ``pong(elapsed_ms: float, payload: bytes)``."""
+        types = self.types
+        if types is None or len(types) != len(self.params):
+            return f"{self.name}({', '.join(self.params)})"
+        params = (f"{name}: {type_text(t)}" for name, t in zip(self.params, types, strict=True))
+        return f"{self.name}({', '.join(params)})"
+
+    def __repr__(self) -> str:
+        owner = f"{self.owner.__name__}." if self.owner is not None else ""
+        return f"<signal {owner}{self.describe()}>"
 
     @overload
-    def __get__(self, obj: None, owner: type | None = None) -> Signal: ...
+    def __get__(self, obj: None, owner: type | None = None) -> Signal[*Ts]: ...
     @overload
-    def __get__(self, obj: Object, owner: type | None = None) -> BoundSignal: ...
-    def __get__(self, obj: Object | None, owner: type | None = None) -> Signal | BoundSignal:
+    def __get__(self, obj: Object, owner: type | None = None) -> BoundSignal[*Ts]: ...
+    def __get__(self, obj: Object | None, owner: type | None = None) -> Signal[*Ts] | BoundSignal[*Ts]:
         # Made on first use and kept in the instance dict, which then wins over
         # this non-data descriptor: most signals of most objects are never used.
         if obj is None:
@@ -496,18 +549,55 @@ class Signal:
         if self.watched is not None:
             # Weak, so that the signal does not keep its object alive.
             watcher = _call_weak(weakref.WeakMethod(getattr(obj, self.watched)), self.name)
-        bound = BoundSignal(f"{type(obj).__name__}.{self.name}", watcher, obj)
+        bound: BoundSignal[*Ts] = BoundSignal(f"{type(obj).__name__}.{self.name}", watcher, obj)
         return obj.__dict__.setdefault(self.name, bound)  # type: ignore[no-any-return]
+
+
+def type_text(t: Any, name: Callable[[Any], str] | None = None) -> str:
+    """A type as it is written in an annotation: ``list[str] | None``.
+
+    ``name`` names a class (by default its ``__qualname__``), for a caller
+    that writes the annotation in a module where it must resolve.
+    """
+    if t is None or t is type(None):
+        return "None"
+    if t is Ellipsis:
+        return "..."
+    if isinstance(t, str):
+        return t
+    if isinstance(t, typing.ForwardRef):
+        return t.__forward_arg__
+    if isinstance(t, types.UnionType) or typing.get_origin(t) is typing.Union:
+        return " | ".join(type_text(arg, name) for arg in typing.get_args(t))
+    origin = typing.get_origin(t)
+    if origin is not None:
+        args = typing.get_args(t)
+        if origin is collections.abc.Callable and args and isinstance(args[0], list):
+            params = ", ".join(type_text(a, name) for a in args[0])
+            return f"{type_text(origin, name)}[[{params}], {type_text(args[1], name)}]"
+        return f"{type_text(origin, name)}[{', '.join(type_text(a, name) for a in args)}]"
+    if t is Any:
+        return "Any"
+    if name is not None and isinstance(t, type):
+        return name(t)
+    return str(getattr(t, "__qualname__", None) or getattr(t, "__name__", None) or t)
 
 
 class Property(Generic[T]):
     """Declares a property on an :class:`Object` subclass (QML: ``property type name``).
 
+    Its type is its default's (``Property("")`` is a str), or the one in
+    brackets where the default does not tell it: ``Property[int | None](None)``,
+    ``Property[list[str]]([])``. Type checkers check assignments and
+    constructor keywords against it.
+
     Declaring ``x`` also declares the signal ``x_changed(value)``, emitted only
     when the value really changes. ``check`` converts or rejects a value the
     user assigns (it raises TypeError or ValueError); ``changed`` names a
     method the object runs after a user's assignment changed the value, which
-    is how assigning ``active`` opens a socket.
+    is how assigning ``active`` opens a socket. A ``read_only`` property is
+    set by the object itself: assigning it raises AttributeError, and type
+    checkers see it as :class:`ReadOnly`.
     """
 
     def __init__(
@@ -528,9 +618,21 @@ class Property(Generic[T]):
 
     def __set_name__(self, owner: type, name: str) -> None:
         self.name = name
-        signal = Signal("value", doc=f"Emitted with the new value when ``{name}`` changes.")
+        signal: Signal[T] = Signal("value", doc=f"Emitted with the new value when ``{name}`` changes.")
+        signal._types = (self.value_type,)
         signal.__set_name__(owner, f"{name}_changed")
         setattr(owner, f"{name}_changed", signal)
+
+    @property
+    def declared(self) -> bool:
+        """Whether its type is written in brackets (``Property[int | None](None)``)."""
+        return hasattr(self, "__orig_class__")
+
+    @property
+    def value_type(self) -> Any:
+        """Its type: the one in brackets, or else its default's."""
+        declared = getattr(self, "__orig_class__", None)
+        return type(self.default) if declared is None else typing.get_args(declared)[0]
 
     @overload
     def __get__(self, obj: None, owner: type | None = None) -> Property[T]: ...
@@ -575,12 +677,24 @@ class Property(Generic[T]):
             old.detach()
 
 
-class Binding(Generic[T]):
+class ReadOnly(Protocol[T_co]):
+    """What type checkers see of a read-only :class:`Property`: it can be read, not assigned.
+
+    ``ws.status = ...`` is then an error to ``mypy``, as it is at run time.
+    """
+
+    @overload
+    def __get__(self, obj: None, owner: type | None = None) -> Property[Any]: ...
+    @overload
+    def __get__(self, obj: Object, owner: type | None = None) -> T_co: ...
+
+
+class Binding(Generic[T_co]):
     """A QML property binding, made by :func:`bind`; assign it to a property."""
 
     __slots__ = ("fn",)
 
-    def __init__(self, fn: Callable[[], T]) -> None:
+    def __init__(self, fn: Callable[[], T_co]) -> None:
         if not callable(fn):
             raise TypeError(f"bind() takes a callable, not {type(fn).__name__}")
         self.fn = fn
@@ -610,7 +724,7 @@ class _ActiveBinding:
         self.target = weakref.ref(target)
         self.prop = prop
         # The change signals this binding listens to.
-        self.sources: list[BoundSignal] = []
+        self.sources: list[BoundSignal[*tuple[Any, ...]]] = []
         # True while fn runs, to cut binding loops as QML does.
         self.evaluating = False
 
@@ -661,7 +775,7 @@ class _ActiveBinding:
                     self.prop.name,
                 )
 
-    def listen(self, sources: list[BoundSignal]) -> None:
+    def listen(self, sources: list[BoundSignal[*tuple[Any, ...]]]) -> None:
         """Listens to exactly ``sources``, leaving alone the ones it already listens to."""
         for signal in self.sources:
             if signal not in sources:
@@ -704,14 +818,17 @@ class Object:
     """The base of wsbind's classes (Qt: ``QObject``): declared properties and signals.
 
     The constructor takes any writable property by keyword and any signal's
-    handler as ``on_<signal>=fn``. Properties are set first, then handlers are
-    connected, then the object completes (QML: ``Component.onCompleted``),
-    which is when a socket with ``active=True`` opens.
+    handler as ``on_<signal>=fn`` (None connects none). Properties are set
+    first, then handlers are connected, then the object completes (QML:
+    ``Component.onCompleted``), which is when a socket with ``active=True``
+    opens. ``inspect.signature()`` and ``help()`` show every keyword with its
+    type and default; type checkers see them through the declarations that
+    ``tools/declarations.py`` writes into each class.
     """
 
     # Every property and signal of the class, its bases' included.
     _properties: ClassVar[dict[str, Property[Any]]] = {}
-    _signals: ClassVar[dict[str, Signal]] = {}
+    _signals: ClassVar[dict[str, Signal[*tuple[Any, ...]]]] = {}
     # Counts property writes of every object; a binding compares it around an evaluation.
     _writes: ClassVar[int] = 0
 
@@ -725,6 +842,9 @@ class Object:
                     cls._properties[name] = attr
                 elif isinstance(attr, Signal):
                     cls._signals[name] = attr
+        # What help() and inspect.signature() show of the constructor: its keywords are declared
+        # as properties and signals, not written in a signature.
+        cls.__signature__ = constructor_signature(cls)  # type: ignore[attr-defined]
 
     def __init__(self, **kwargs: Any) -> None:
         cls = type(self)
@@ -742,7 +862,9 @@ class Object:
             if prop is not None and not prop.read_only:
                 continue
             if key.startswith("on_") and key[3:] in cls._signals:
-                handlers.append((key[3:], value))
+                # None connects nothing, so that a handler can be passed on optionally.
+                if value is not None:
+                    handlers.append((key[3:], value))
                 continue
             raise TypeError(self._unknown_keyword(key))
         for key, value in kwargs.items():
@@ -800,3 +922,37 @@ class Object:
             if signal is not None:
                 signal.emit(_public(values[name]))
         return changed
+
+
+class _Annotation(str):
+    """An annotation as source text, which a signature shows unquoted: ``url: str = ''``."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return str(self)
+
+
+def constructor_signature(cls: type[Object]) -> inspect.Signature:
+    """The keywords ``cls()`` takes: each writable property with its default, then each ``on_<signal>``."""
+    params = [
+        inspect.Parameter(
+            name,
+            inspect.Parameter.KEYWORD_ONLY,
+            default=prop.default,
+            annotation=_Annotation(type_text(prop.value_type)),
+        )
+        for name, prop in cls._properties.items()
+        if not prop.read_only and not name.startswith("_")
+    ]
+    params += [
+        inspect.Parameter(
+            f"on_{name}",
+            inspect.Parameter.KEYWORD_ONLY,
+            default=None,
+            annotation=_Annotation(f"{signal.handler_type()} | None"),
+        )
+        for name, signal in cls._signals.items()
+        if not name.startswith("_")
+    ]
+    return inspect.Signature(params, return_annotation=None)

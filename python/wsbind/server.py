@@ -8,7 +8,7 @@ import logging
 import os
 from collections.abc import Awaitable, Callable, Generator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, cast
 
 from . import _wsbind
 from .checks import (
@@ -24,7 +24,7 @@ from .checks import (
 from .dispatch import Dispatcher, EventKind, current, handler_context
 from .errors import ConnectionClosedOK
 from .http import Request, Response
-from .objects import Object, Property, Signal
+from .objects import Binding, BoundSignal, Object, Property, ReadOnly, Signal
 from .routes import Routes
 from .tls import SslConfiguration
 from .waiters import Waiters, wait_until
@@ -136,6 +136,95 @@ class WebSocketServer(Object):
     runs ``handler(ws)`` for each client; ``serve_forever()``, ``close()``
     and ``wait_closed()`` are awaitable, as websockets' server has them.
     """
+
+    # Declarations for type checkers, written by tools/declarations.py from the properties
+    # and signals below: run it after adding one (tests/test_typing.py fails until then).
+    if TYPE_CHECKING:
+        url: ClassVar[ReadOnly[str]]
+        error_string: ClassVar[ReadOnly[str]]
+        clients: ClassVar[ReadOnly[list[WebSocket]]]
+        client_count: ClassVar[ReadOnly[int]]
+        host_changed: BoundSignal[str]
+        port_changed: BoundSignal[int]
+        listen_changed: BoundSignal[bool]
+        accept_changed: BoundSignal[bool]
+        name_changed: BoundSignal[str]
+        url_changed: BoundSignal[str]
+        error_string_changed: BoundSignal[str]
+        supported_subprotocols_changed: BoundSignal[list[str]]
+        handshake_timeout_changed: BoundSignal[float]
+        max_pending_connections_changed: BoundSignal[int]
+        listen_backlog_size_changed: BoundSignal[int]
+        compression_changed: BoundSignal[str | None]
+        max_allowed_incoming_frame_size_changed: BoundSignal[int]
+        max_allowed_incoming_message_size_changed: BoundSignal[int]
+        allowed_origins_changed: BoundSignal[list[str] | None]
+        clients_changed: BoundSignal[list[WebSocket]]
+        client_count_changed: BoundSignal[int]
+        static_dir_changed: BoundSignal[str | None]
+        max_file_size_changed: BoundSignal[int]
+        secure_mode_changed: BoundSignal[bool]
+        certificate_changed: BoundSignal[str]
+        private_key_changed: BoundSignal[str]
+        ssl_configuration_changed: BoundSignal[SslConfiguration | None]
+
+        def __init__(
+            self,
+            *,
+            host: Binding[str] | str = ...,
+            port: Binding[int] | int = ...,
+            listen: Binding[bool] | bool = ...,
+            accept: Binding[bool] | bool = ...,
+            name: Binding[str] | str = ...,
+            supported_subprotocols: Binding[list[str]] | list[str] = ...,
+            handshake_timeout: Binding[float] | float = ...,
+            max_pending_connections: Binding[int] | int = ...,
+            listen_backlog_size: Binding[int] | int = ...,
+            compression: Binding[str | None] | str | None = ...,
+            max_allowed_incoming_frame_size: Binding[int] | int = ...,
+            max_allowed_incoming_message_size: Binding[int] | int = ...,
+            allowed_origins: Binding[list[str] | None] | list[str] | None = ...,
+            static_dir: Binding[str | None] | str | None = ...,
+            max_file_size: Binding[int] | int = ...,
+            secure_mode: Binding[bool] | bool = ...,
+            certificate: Binding[str] | str = ...,
+            private_key: Binding[str] | str = ...,
+            ssl_configuration: Binding[SslConfiguration | None] | SslConfiguration | None = ...,
+            on_client_connected: Callable[[WebSocket], object] | None = ...,
+            on_new_connection: Callable[[], object] | None = ...,
+            on_accept_error: Callable[[str], object] | None = ...,
+            on_server_error: Callable[[int], object] | None = ...,
+            on_ssl_errors: Callable[[list[str]], object] | None = ...,
+            on_peer_verify_error: Callable[[str], object] | None = ...,
+            on_closed: Callable[[], object] | None = ...,
+            on_origin_authentication_required: Callable[[_wsbind.OriginAuthenticator], object] | None = ...,
+            on_http_request: Callable[[Request], object] | None = ...,
+            on_host_changed: Callable[[str], object] | None = ...,
+            on_port_changed: Callable[[int], object] | None = ...,
+            on_listen_changed: Callable[[bool], object] | None = ...,
+            on_accept_changed: Callable[[bool], object] | None = ...,
+            on_name_changed: Callable[[str], object] | None = ...,
+            on_url_changed: Callable[[str], object] | None = ...,
+            on_error_string_changed: Callable[[str], object] | None = ...,
+            on_supported_subprotocols_changed: Callable[[list[str]], object] | None = ...,
+            on_handshake_timeout_changed: Callable[[float], object] | None = ...,
+            on_max_pending_connections_changed: Callable[[int], object] | None = ...,
+            on_listen_backlog_size_changed: Callable[[int], object] | None = ...,
+            on_compression_changed: Callable[[str | None], object] | None = ...,
+            on_max_allowed_incoming_frame_size_changed: Callable[[int], object] | None = ...,
+            on_max_allowed_incoming_message_size_changed: Callable[[int], object] | None = ...,
+            on_allowed_origins_changed: Callable[[list[str] | None], object] | None = ...,
+            on_clients_changed: Callable[[list[WebSocket]], object] | None = ...,
+            on_client_count_changed: Callable[[int], object] | None = ...,
+            on_static_dir_changed: Callable[[str | None], object] | None = ...,
+            on_max_file_size_changed: Callable[[int], object] | None = ...,
+            on_secure_mode_changed: Callable[[bool], object] | None = ...,
+            on_certificate_changed: Callable[[str], object] | None = ...,
+            on_private_key_changed: Callable[[str], object] | None = ...,
+            on_ssl_configuration_changed: Callable[[SslConfiguration | None], object] | None = ...,
+        ) -> None: ...
+
+    # End of the declarations written by tools/declarations.py.
 
     host = Property(
         "127.0.0.1",
@@ -299,38 +388,38 @@ class WebSocketServer(Object):
         "requires each client to present one signed by those CAs (C++: ``sslConfiguration``).",
     )
 
-    client_connected = Signal(
+    client_connected = Signal[WebSocket](
         "web_socket",
         doc="A client finished its handshake; the argument is an OPEN, active "
         ":class:`WebSocket` (QML: ``clientConnected``).",
     )
 
-    new_connection = Signal(
+    new_connection = Signal[()](
         doc="A client finished its handshake; emitted just before ``client_connected`` "
         "(C++: ``newConnection``).",
     )
-    accept_error = Signal(
+    accept_error = Signal[str](
         "message",
         doc="Accepting a connection failed, e.g. out of file descriptors; the server goes "
         "on (C++: ``acceptError``).",
     )
-    server_error = Signal(
+    server_error = Signal[int](
         "close_code",
         doc="A client was refused: 1008 for its origin, 1006 over "
         "``max_pending_connections`` (C++: ``serverError``).",
     )
-    ssl_errors = Signal(
+    ssl_errors = Signal[list[str]](
         "errors",
         doc="A client's TLS handshake failed, for the reasons in ``errors``; only that "
         "client is affected (C++: ``sslErrors``).",
     )
-    peer_verify_error = Signal(
+    peer_verify_error = Signal[str](
         "message",
         doc="A client's certificate did not verify, or another TLS failure of one client "
         "(C++: ``peerVerifyError``).",
     )
-    closed = Signal(doc="The server stopped listening (C++: ``closed``).")
-    origin_authentication_required = Signal(
+    closed = Signal[()](doc="The server stopped listening (C++: ``closed``).")
+    origin_authentication_required = Signal[_wsbind.OriginAuthenticator](
         "authenticator",
         watched="_watched",
         doc="A client's handshake asks to be allowed: ``authenticator.origin`` is its "
@@ -339,7 +428,7 @@ class WebSocketServer(Object):
         "``allowed_origins`` lets through may connect.",
     )
 
-    http_request = Signal(
+    http_request = Signal[Request](
         "request",
         watched="_http_watched",
         doc="An HTTP request came to the server's port: a :class:`~wsbind.Request`, which a "
@@ -350,19 +439,7 @@ class WebSocketServer(Object):
         "before. Qt has no such signal.",
     )
 
-    if TYPE_CHECKING:
-        from .objects import BoundSignal
-
-        host_changed: BoundSignal
-        port_changed: BoundSignal
-        listen_changed: BoundSignal
-        accept_changed: BoundSignal
-        name_changed: BoundSignal
-        url_changed: BoundSignal
-        error_string_changed: BoundSignal
-        supported_subprotocols_changed: BoundSignal
-
-    def __init__(self, **kwargs: Any) -> None:
+    def __init__(self, **kwargs: Any) -> None:  # type: ignore[no-redef]
         # The native server while listening, else None.
         self._server: _wsbind.Server | None = None
         self._completed = False

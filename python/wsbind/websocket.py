@@ -18,7 +18,7 @@ from collections.abc import (
     Iterator,
     Mapping,
 )
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 from urllib.parse import urlsplit
 
 from . import _wsbind, retry
@@ -37,7 +37,7 @@ from .checks import (
 )
 from .dispatch import Dispatcher, EventKind, LoopDispatcher, current, handler_context
 from .errors import ConcurrencyError, ConnectionClosed, ConnectionClosedOK, Error, NotOpenError
-from .objects import Object, Property, Signal
+from .objects import Binding, BoundSignal, Object, Property, ReadOnly, Signal
 from .status import Status
 from .tls import SslConfiguration
 from .waiters import Waiters, wait_until, wake
@@ -78,6 +78,120 @@ class WebSocket(Object):
     Handlers keep seeing every message while ``recv()`` is used, and
     properties, signals and bindings keep working.
     """
+
+    # Declarations for type checkers, written by tools/declarations.py from the properties
+    # and signals below: run it after adding one (tests/test_typing.py fails until then).
+    if TYPE_CHECKING:
+        status: ClassVar[ReadOnly[Status]]
+        error_string: ClassVar[ReadOnly[str]]
+        negotiated_subprotocol: ClassVar[ReadOnly[str]]
+        negotiated_extensions: ClassVar[ReadOnly[str]]
+        close_code: ClassVar[ReadOnly[int | None]]
+        close_reason: ClassVar[ReadOnly[str]]
+        resource_name: ClassVar[ReadOnly[str]]
+        peer_address: ClassVar[ReadOnly[str]]
+        peer_port: ClassVar[ReadOnly[int]]
+        peer_name: ClassVar[ReadOnly[str]]
+        local_address: ClassVar[ReadOnly[str]]
+        local_port: ClassVar[ReadOnly[int]]
+        url_changed: BoundSignal[str]
+        active_changed: BoundSignal[bool]
+        auto_reconnect_changed: BoundSignal[bool]
+        status_changed: BoundSignal[Status]
+        error_string_changed: BoundSignal[str]
+        requested_subprotocols_changed: BoundSignal[list[str]]
+        negotiated_subprotocol_changed: BoundSignal[str]
+        compression_changed: BoundSignal[str | None]
+        negotiated_extensions_changed: BoundSignal[str]
+        close_code_changed: BoundSignal[int | None]
+        close_reason_changed: BoundSignal[str]
+        ping_interval_changed: BoundSignal[float | None]
+        ping_timeout_changed: BoundSignal[float | None]
+        close_timeout_changed: BoundSignal[float]
+        handshake_timeout_changed: BoundSignal[float]
+        max_allowed_incoming_frame_size_changed: BoundSignal[int]
+        max_allowed_incoming_message_size_changed: BoundSignal[int]
+        outgoing_frame_size_changed: BoundSignal[int]
+        request_headers_changed: BoundSignal[Mapping[str, str]]
+        origin_changed: BoundSignal[str]
+        resource_name_changed: BoundSignal[str]
+        peer_address_changed: BoundSignal[str]
+        peer_port_changed: BoundSignal[int]
+        peer_name_changed: BoundSignal[str]
+        local_address_changed: BoundSignal[str]
+        local_port_changed: BoundSignal[int]
+        max_queue_changed: BoundSignal[int]
+        write_limit_changed: BoundSignal[int]
+        ssl_configuration_changed: BoundSignal[SslConfiguration | None]
+        proxy_changed: BoundSignal[str | None]
+
+        def __init__(
+            self,
+            *,
+            url: Binding[str] | str = ...,
+            active: Binding[bool] | bool = ...,
+            auto_reconnect: Binding[bool] | bool = ...,
+            requested_subprotocols: Binding[list[str]] | list[str] = ...,
+            compression: Binding[str | None] | str | None = ...,
+            ping_interval: Binding[float | None] | float | None = ...,
+            ping_timeout: Binding[float | None] | float | None = ...,
+            close_timeout: Binding[float] | float = ...,
+            handshake_timeout: Binding[float] | float = ...,
+            max_allowed_incoming_frame_size: Binding[int] | int = ...,
+            max_allowed_incoming_message_size: Binding[int] | int = ...,
+            outgoing_frame_size: Binding[int] | int = ...,
+            request_headers: Binding[Mapping[str, str]] | Mapping[str, str] = ...,
+            origin: Binding[str] | str = ...,
+            max_queue: Binding[int] | int = ...,
+            write_limit: Binding[int] | int = ...,
+            ssl_configuration: Binding[SslConfiguration | None] | SslConfiguration | None = ...,
+            proxy: Binding[str | None] | str | None = ...,
+            on_text_message_received: Callable[[str], object] | None = ...,
+            on_binary_message_received: Callable[[bytes], object] | None = ...,
+            on_text_frame_received: Callable[[str, bool], object] | None = ...,
+            on_binary_frame_received: Callable[[bytes, bool], object] | None = ...,
+            on_pong: Callable[[float, bytes], object] | None = ...,
+            on_bytes_written: Callable[[int], object] | None = ...,
+            on_bytes_to_write_changed: Callable[[int], object] | None = ...,
+            on_ssl_errors: Callable[[list[str]], object] | None = ...,
+            on_proxy_authentication_required: Callable[[_wsbind.ProxyAuthenticator], object] | None = ...,
+            on_connected: Callable[[], object] | None = ...,
+            on_disconnected: Callable[[], object] | None = ...,
+            on_about_to_close: Callable[[], object] | None = ...,
+            on_error_occurred: Callable[[str], object] | None = ...,
+            on_url_changed: Callable[[str], object] | None = ...,
+            on_active_changed: Callable[[bool], object] | None = ...,
+            on_auto_reconnect_changed: Callable[[bool], object] | None = ...,
+            on_status_changed: Callable[[Status], object] | None = ...,
+            on_error_string_changed: Callable[[str], object] | None = ...,
+            on_requested_subprotocols_changed: Callable[[list[str]], object] | None = ...,
+            on_negotiated_subprotocol_changed: Callable[[str], object] | None = ...,
+            on_compression_changed: Callable[[str | None], object] | None = ...,
+            on_negotiated_extensions_changed: Callable[[str], object] | None = ...,
+            on_close_code_changed: Callable[[int | None], object] | None = ...,
+            on_close_reason_changed: Callable[[str], object] | None = ...,
+            on_ping_interval_changed: Callable[[float | None], object] | None = ...,
+            on_ping_timeout_changed: Callable[[float | None], object] | None = ...,
+            on_close_timeout_changed: Callable[[float], object] | None = ...,
+            on_handshake_timeout_changed: Callable[[float], object] | None = ...,
+            on_max_allowed_incoming_frame_size_changed: Callable[[int], object] | None = ...,
+            on_max_allowed_incoming_message_size_changed: Callable[[int], object] | None = ...,
+            on_outgoing_frame_size_changed: Callable[[int], object] | None = ...,
+            on_request_headers_changed: Callable[[Mapping[str, str]], object] | None = ...,
+            on_origin_changed: Callable[[str], object] | None = ...,
+            on_resource_name_changed: Callable[[str], object] | None = ...,
+            on_peer_address_changed: Callable[[str], object] | None = ...,
+            on_peer_port_changed: Callable[[int], object] | None = ...,
+            on_peer_name_changed: Callable[[str], object] | None = ...,
+            on_local_address_changed: Callable[[str], object] | None = ...,
+            on_local_port_changed: Callable[[int], object] | None = ...,
+            on_max_queue_changed: Callable[[int], object] | None = ...,
+            on_write_limit_changed: Callable[[int], object] | None = ...,
+            on_ssl_configuration_changed: Callable[[SslConfiguration | None], object] | None = ...,
+            on_proxy_changed: Callable[[str | None], object] | None = ...,
+        ) -> None: ...
+
+    # End of the declarations written by tools/declarations.py.
 
     url = Property(
         "",
@@ -143,7 +257,7 @@ class WebSocket(Object):
         doc="The extensions the server accepted, as its Sec-WebSocket-Extensions header wrote them, "
         'e.g. "permessage-deflate; server_max_window_bits=12"; "" when none (or not OPEN).',
     )
-    close_code = Property(
+    close_code = Property[int | None](
         None,
         read_only=True,
         doc="The close code of the last connection: the peer's, or 1006 when it "
@@ -272,14 +386,14 @@ class WebSocket(Object):
         "http_proxy for ws://, then all_proxy, unless no_proxy covers the host (C++: ``setProxy``).",
     )
 
-    text_message_received = Signal(
+    text_message_received = Signal[str](
         "message", doc="A text message arrived, as ``str`` (QML: ``textMessageReceived``)."
     )
-    binary_message_received = Signal(
+    binary_message_received = Signal[bytes](
         "message", doc="A binary message arrived, as ``bytes`` (QML: ``binaryMessageReceived``)."
     )
 
-    text_frame_received = Signal(
+    text_frame_received = Signal[str, bool](
         "frame",
         "is_last_frame",
         watched="_watched",
@@ -287,62 +401,48 @@ class WebSocket(Object):
         "the characters complete so far: one split across frames comes with the frame that "
         "completes it.",
     )
-    binary_frame_received = Signal(
+    binary_frame_received = Signal[bytes, bool](
         "frame",
         "is_last_frame",
         watched="_watched",
         doc="A binary frame arrived (C++: ``binaryFrameReceived``).",
     )
-    pong = Signal(
+    pong = Signal[float, bytes](
         "elapsed_ms",
         "payload",
         doc="The answer to ``ping()``, ``elapsed_ms`` after it was sent (QML/C++: ``pong``). "
         "An unsolicited pong comes with 0.",
     )
-    bytes_written = Signal(
+    bytes_written = Signal[int](
         "count",
         watched="_watched",
         doc="``count`` bytes of messages went out (C++: ``bytesWritten``).",
     )
-    bytes_to_write_changed = Signal(
+    bytes_to_write_changed = Signal[int](
         "value",
         watched="_watched",
         doc="``bytes_to_write`` changed after a write; emitted while it has a handler.",
     )
-    ssl_errors = Signal(
+    ssl_errors = Signal[list[str]](
         "errors",
         doc="The TLS handshake failed, for the reasons in ``errors`` (a list of str); the "
         "status becomes ERROR with the same words (C++: ``sslErrors``).",
     )
-    proxy_authentication_required = Signal(
+    proxy_authentication_required = Signal[_wsbind.ProxyAuthenticator](
         "authenticator",
         doc="The proxy answered 407: ``authenticator.set_credentials(user, password)`` tries "
         "again with them; ``authenticator.proxy`` names the proxy (C++: "
         "``proxyAuthenticationRequired``). Credentials in the proxy URL are tried first.",
     )
-    connected = Signal(doc="The opening handshake succeeded (C++: ``connected``).")
-    disconnected = Signal(doc="A connection that was open is over (C++: ``disconnected``).")
-    about_to_close = Signal(doc="The closing handshake starts, from either side (C++: ``aboutToClose``).")
-    error_occurred = Signal(
+    connected = Signal[()](doc="The opening handshake succeeded (C++: ``connected``).")
+    disconnected = Signal[()](doc="A connection that was open is over (C++: ``disconnected``).")
+    about_to_close = Signal[()](doc="The closing handshake starts, from either side (C++: ``aboutToClose``).")
+    error_occurred = Signal[str](
         "message",
         doc="The connection failed; ``message`` is the new ``error_string`` (C++: ``errorOccurred``).",
     )
 
-    if TYPE_CHECKING:
-        from .objects import BoundSignal
-
-        url_changed: BoundSignal
-        active_changed: BoundSignal
-        status_changed: BoundSignal
-        error_string_changed: BoundSignal
-        requested_subprotocols_changed: BoundSignal
-        negotiated_subprotocol_changed: BoundSignal
-        compression_changed: BoundSignal
-        negotiated_extensions_changed: BoundSignal
-        close_code_changed: BoundSignal
-        close_reason_changed: BoundSignal
-
-    def __init__(self, **kwargs: Any) -> None:
+    def __init__(self, **kwargs: Any) -> None:  # type: ignore[no-redef]
         # The native connection while one is live (CONNECTING to CLOSED), else None.
         self._conn: _wsbind.Connection | None = None
         # Open again once the live connection has closed (url changed, or
