@@ -133,6 +133,10 @@ class TlsOptions(TypedDict):
 def check_url(url: str) -> None:
     """Raises ``InvalidURL`` unless ``url`` is a ws:// or wss:// URL with a host."""
 
+def check_close(code: int, reason: str) -> None:
+    """Raises ValueError unless ``code`` and ``reason`` may be sent in a close
+    frame: ``close()`` checks them whatever the socket's status."""
+
 def check_header_value(value: str) -> None:
     """Raises ValueError unless ``value`` can be an HTTP header value: tab, space and
     visible ASCII. The one rule for every header wsbind sends."""
@@ -372,8 +376,17 @@ class Server:
         compression: str | None = None,
         register: Callable[[int], object],
     ) -> Server:
-        """Starts listening in the background; ``register`` is called with the server's id
-        before any of its events can arrive."""
+        """Listens before it returns (OSError with its errno if it cannot; an address
+        held by another server of this process is taken over), then serves in the
+        background; ``register`` is called with the server's id before any of its
+        events can arrive."""
+    @property
+    def port(self) -> int:
+        """The port it listens on: the one asked for, or the one the system picked for port 0."""
+    @property
+    def took_over(self) -> str | None:
+        """The address that another server of this process listened on and was stopped
+        for this one, as host:port; None when it was free."""
     @property
     def id(self) -> int:
         """The id under which this server's events arrive."""

@@ -545,6 +545,8 @@ class WebSocket(Object):
             raise TypeError(f"close code must be an int, not {type(code).__name__}")
         if not isinstance(reason, str):
             raise TypeError(f"close reason must be a str, not {type(reason).__name__}")
+        # Whatever the status: a wrong code is the caller's mistake even on a closed socket.
+        _wsbind.check_close(code, reason)
         conn = self._conn
         self._close(code, reason, reopen=False)
         return _Ending(self, conn)
@@ -931,6 +933,8 @@ class WebSocket(Object):
         if self._accepted:
             raise Error("a socket a server accepted cannot be reopened")
         if not self.url:
+            # QML opens nothing either; a script that forgot the URL learns why.
+            logger.warning('%r is active but its url is "": there is no URL to open', self)
             return
         conn = _wsbind.connect(
             self._dispatcher.queue,
@@ -962,6 +966,19 @@ class WebSocket(Object):
             self.about_to_close.emit()
         elif status is Status.ERROR:
             self.error_occurred.emit(error)
+            if not self._error_heard():
+                logger.warning("%s: %s", self.url or "WebSocket", error)
+
+    def _error_heard(self) -> bool:
+        """Whether a handler or a waiting coroutine learns of an ERROR; else it is logged.
+
+        The asyncio and blocking faces (which hold messages in ``_inbox``)
+        raise it from ``recv()`` instead.
+        """
+        signals = self.__dict__
+        return self._inbox is not None or any(
+            name in signals and signals[name].connected for name in ("status_changed", "error_occurred")
+        )
 
     def _event(self, kind: int, payload: Any) -> None:
         if kind == _TEXT:

@@ -177,6 +177,15 @@ async fn open(
                 .await
             {
                 Ok(tls) => Stream::Tls(Box::new(tls.into())),
+                // A TLS server answers a ClientHello, if only with an alert;
+                // a plain one (websockets', nginx's) hangs up on bytes it
+                // cannot parse as HTTP. wsbind's answers 400, which rustls
+                // reads as a record of no known type (see `tls::describe`).
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                    let message = tls::NOT_TLS.to_string();
+                    events.send(Event::SslErrors(vec![message.clone()]));
+                    return Err(message);
+                }
                 Err(e) => {
                     let message = tls::describe(&e, &host);
                     events.send(Event::SslErrors(vec![message.clone()]));
