@@ -11,11 +11,13 @@ from typing_extensions import Buffer
 __all__ = [
     "CLOSE_TIMEOUT",
     "Addresses",
+    "Authenticator",
     "ClientConnected",
     "Closed",
     "Connected",
     "Connection",
     "EVENT_ACCEPT_FAILED",
+    "EVENT_AUTHENTICATE",
     "EVENT_BINARY",
     "EVENT_BINARY_FRAME",
     "EVENT_CLIENT_CONNECTED",
@@ -54,6 +56,7 @@ __all__ = [
     "Written",
     "__version__",
     "broadcast",
+    "check_close",
     "check_header_value",
     "check_proxy",
     "check_url",
@@ -81,6 +84,7 @@ EVENT_SERVER_ERROR: int
 EVENT_ORIGIN_CHECK: int
 EVENT_SSL_ERRORS: int
 EVENT_PROXY_AUTH: int
+EVENT_AUTHENTICATE: int
 
 MAX_INCOMING_MESSAGE_SIZE: int
 """Largest incoming message, 64 MiB; over it the connection closes with 1009."""
@@ -163,6 +167,7 @@ def connect(
     ask_proxy_auth: bool = False,
     *,
     compression: str | None = None,
+    ask_auth: bool = False,
     register: Callable[[Connection], object],
 ) -> Connection:
     """Opens a connection to ``url`` in the background; its events go to ``queue``.
@@ -338,6 +343,28 @@ class ProxyAuthenticator:
         """Answers with these credentials (Qt: ``setUser``, ``setPassword``)."""
     def finish(self) -> None:
         """Gives the answer to the waiting connection; later calls change nothing."""
+
+@final
+class Authenticator:
+    """Handed to ``authentication_required`` handlers (Qt's ``QAuthenticator``): setting
+    ``user`` and ``password`` answers the server's 401, and the handshake is tried once
+    more with them (Basic, or Digest where the server asks for it)."""
+
+    @property
+    def realm(self) -> str:
+        """The realm the server names ("" when it names none)."""
+    @property
+    def user(self) -> str:
+        """The user name to answer with; "" until a handler sets it."""
+    @user.setter
+    def user(self, user: str) -> None: ...
+    @property
+    def password(self) -> str:
+        """The password to answer with; "" until a handler sets it."""
+    @password.setter
+    def password(self, password: str) -> None: ...
+    def finish(self) -> None:
+        """Gives the answer to the waiting handshake; later calls change nothing."""
 
 @final
 class OriginAuthenticator:

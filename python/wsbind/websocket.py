@@ -320,6 +320,15 @@ class WebSocket(Object):
         "again with them; ``authenticator.proxy`` names the proxy (C++: "
         "``proxyAuthenticationRequired``). Credentials in the proxy URL are tried first.",
     )
+    authentication_required = Signal(
+        "authenticator",
+        doc="The server answered 401 (C++: ``authenticationRequired``, Qt 6.6): setting "
+        "``authenticator.user`` and ``authenticator.password`` tries the handshake once more "
+        "with them, as Basic or, where the server asks for it, Digest (RFC 7616, MD5 or "
+        "SHA-256); ``authenticator.realm`` is the realm the server names. Credentials in the "
+        "URL (``ws://user:pass@host/``) are sent as Basic from the first request instead. "
+        'With neither, the status becomes ERROR with "handshake rejected: HTTP 401 Unauthorized".',
+    )
     connected = Signal(doc="The opening handshake succeeded (C++: ``connected``).")
     disconnected = Signal(doc="A connection that was open is over (C++: ``disconnected``).")
     about_to_close = Signal(doc="The closing handshake starts, from either side (C++: ``aboutToClose``).")
@@ -947,6 +956,7 @@ class WebSocket(Object):
             _wsbind.environment_proxy(self.url) if self.proxy == "" else self.proxy,
             self.proxy_authentication_required.connected,
             compression=self.compression,
+            ask_auth=self.authentication_required.connected,
             # Before the connection starts: its events may be taken at once.
             register=self._connecting,
         )
@@ -1005,6 +1015,11 @@ class WebSocket(Object):
         elif kind == _PROXY_AUTH:
             try:
                 self.proxy_authentication_required.emit(payload)
+            finally:
+                payload.finish()
+        elif kind == _AUTHENTICATE:
+            try:
+                self.authentication_required.emit(payload)
             finally:
                 payload.finish()
         elif kind == _SSL_ERRORS:
@@ -1121,10 +1136,11 @@ _TEXT, _BINARY, _TEXT_FRAME, _BINARY_FRAME, _PONG, _WRITTEN = (
         EventKind.WRITTEN,
     )
 )
-_PROXY_AUTH, _SSL_ERRORS, _CONNECTED, _CLOSING, _CLOSED = (
+_PROXY_AUTH, _AUTHENTICATE, _SSL_ERRORS, _CONNECTED, _CLOSING, _CLOSED = (
     int(kind)
     for kind in (
         EventKind.PROXY_AUTH,
+        EventKind.AUTHENTICATE,
         EventKind.SSL_ERRORS,
         EventKind.CONNECTED,
         EventKind.CLOSING,

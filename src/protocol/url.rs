@@ -28,6 +28,14 @@ pub fn parse(text: &str) -> Result<Url, Error> {
     Ok(url)
 }
 
+/// The request target of `url`: its path and query, as a request sends it.
+pub fn target(url: &Url) -> String {
+    match url.query() {
+        Some(query) => format!("{}?{query}", url.path()),
+        None => url.path().to_string(),
+    }
+}
+
 /// The host and port to open a TCP connection to.
 pub fn endpoint(url: &Url) -> (String, u16) {
     let host = url.host_str().unwrap_or_default();

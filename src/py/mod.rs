@@ -44,7 +44,7 @@ fn check_close(code: i64, reason: &str) -> PyResult<()> {
 #[pymodule]
 mod _wsbind {
     #[pymodule_export]
-    use super::client::connect;
+    use super::client::{connect, Authenticator};
     #[pymodule_export]
     use super::connection::{broadcast, PyConnection};
     #[pymodule_export]
