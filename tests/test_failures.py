@@ -180,3 +180,36 @@ def test_close_checks_its_arguments_whatever_the_status(code: int, reason: str, 
     assert ws.status is Status.CLOSED
     with pytest.raises(ValueError, match=message):
         ws.close(code, reason)
+
+
+def test_running_a_notebook_cell_again_takes_the_port_over_in_a_real_kernel() -> None:
+    """The cell that makes a server on a fixed port, run twice in one ipykernel."""
+    import nbformat
+    from nbclient import NotebookClient
+    from test_notebook import kernel_manager
+
+    port = free_port()
+    make = (
+        f"server = WebSocketServer(port={port}, listen=True, "
+        "on_client_connected=lambda ws: ws.send_text_message(f'hello from {id(server)}'))\n"
+        "made.append(server)"
+    )
+    cells = [
+        "import websockets\nfrom wsbind import WebSocketServer\nmade = []",
+        make,
+        f"old_client = await websockets.connect('ws://127.0.0.1:{port}')\nprint(await old_client.recv())",
+        make,
+        "await old_client.wait_closed()\n"
+        "print('old client closed with', old_client.close_code)\n"
+        "print('old server listens:', made[0].listen)\n"
+        f"async with websockets.connect('ws://127.0.0.1:{port}') as c:\n"
+        "    print('new:', await c.recv() == f'hello from {id(made[1])}')",
+    ]
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source) for source in cells])
+    NotebookClient(nb, km=kernel_manager(), timeout=60, kernel_name="python3").execute()
+    stdout = "".join(o.get("text", "") for c in nb.cells for o in c.outputs if o.get("name") == "stdout")
+    stderr = "".join(o.get("text", "") for o in nb.cells[3].outputs if o.get("name") == "stderr")
+    assert f"127.0.0.1:{port} was taken over from another WebSocketServer" in stderr, nb.cells[3].outputs
+    assert "old client closed with 1001" in stdout, stdout
+    assert "old server listens: False" in stdout, stdout
+    assert "new: True" in stdout, stdout
