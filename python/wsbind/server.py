@@ -314,6 +314,8 @@ class WebSocketServer(Object):
         # The native server while listening, else None.
         self._server: _wsbind.Server | None = None
         self._completed = False
+        # Set when wsbind.run() ends: the native server stops, the object stays as it was.
+        self._shutting_down = False
         self._dispatcher: Dispatcher = current()
         # The tasks of wsbind.serve()'s handler that have not returned yet.
         self._handlers: set[asyncio.Task[None]] = set()
@@ -553,13 +555,16 @@ class WebSocketServer(Object):
             logger.warning("%r: %s", self, payload)
             self.accept_error.emit(payload)
         elif kind == EventKind.STOPPED:
-            # Only a stop this object did not ask for arrives (_stop()
-            # unregisters first): a newer server took its address over.
+            # A stop _stop() asked for does not arrive (it unregisters
+            # first); one _shutdown() asked for leaves the properties as
+            # they were; any other is a newer server taking the address over.
+            taken_over = self._server is not None and not self._shutting_down
             if self._server is not None:
                 self._dispatcher.unregister(self._server.id)
             self._server = None
-            self._write_all({"listen": False, "url": ""})
-            self.closed.emit()
+            if taken_over:
+                self._write_all({"listen": False, "url": ""})
+                self.closed.emit()
             self._changes.wake_all()
 
     def _error_heard(self) -> bool:
@@ -570,6 +575,7 @@ class WebSocketServer(Object):
         )
 
     def _shutdown(self) -> None:
+        self._shutting_down = True
         if self._server is not None:
             self._server.stop()
 

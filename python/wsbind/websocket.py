@@ -942,8 +942,10 @@ class WebSocket(Object):
         if self._accepted:
             raise Error("a socket a server accepted cannot be reopened")
         if not self.url:
-            # QML opens nothing either; a script that forgot the URL learns why.
-            logger.warning('%r is active but its url is "": there is no URL to open', self)
+            # QML opens nothing either; a script that forgot the URL learns
+            # why. A bound url (to a server's, say) may just not be there yet.
+            if "url" not in self._bindings:
+                logger.warning('%r is active but its url is "": there is no URL to open', self)
             return
         conn = _wsbind.connect(
             self._dispatcher.queue,
