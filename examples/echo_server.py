@@ -64,14 +64,18 @@ def main() -> int:
             wsbind.quit()
 
     # No need to keep a reference: wsbind holds a listening server until it stops.
-    WebSocketServer(
-        host=args.host,
-        port=args.port,
-        listen=True,
-        on_client_connected=client_connected,
-        on_url_changed=url_changed,
-        on_error_string_changed=error_string_changed,
-    )
+    try:
+        WebSocketServer(
+            host=args.host,
+            port=args.port,
+            listen=True,
+            on_client_connected=client_connected,
+            on_url_changed=url_changed,
+            on_error_string_changed=error_string_changed,
+        )
+    except OSError:
+        # Raised as Qt's listen() returns false; error_string_changed said why.
+        return 1
     wsbind.run()  # Qt: app.exec(); returns on Ctrl-C
     return 1 if failed else 0
 

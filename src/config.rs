@@ -206,3 +206,12 @@ pub const MAX_QUEUE: usize = 16;
 /// (a property of each socket). Enough for many small messages to leave
 /// in one write, little enough that a slow peer holds up a sender early.
 pub const WRITE_LIMIT: usize = 32 << 10;
+
+/// How long a server that takes over an address waits for the wsbind
+/// server of the same process that held it to let it go: 5 s.
+///
+/// Re-running a notebook cell makes a new server on the port of the old
+/// one; the old one's listening task drops its socket as soon as the I/O
+/// thread sees the stop, in microseconds, so the bound is there only for an
+/// I/O thread stuck elsewhere: the caller of `listen` is never held longer.
+pub const RELEASE_TIMEOUT: Duration = Duration::from_secs(5);

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import socket
 import threading
 import time
@@ -209,12 +210,23 @@ def test_accept_false_pauses_accepting(servers: Any) -> None:
         assert client.recv(timeout=15) == "back"
 
 
-def test_address_in_use_sets_error_string(servers: Any) -> None:
-    first = servers()
-    second = servers(port=first.port)
-    assert "cannot listen" in second.error_string
-    assert "in use" in second.error_string.lower()
-    assert second.url == ""
+def test_address_in_use_raises_and_sets_error_string(servers: Any) -> None:
+    """An address held by another program (here a plain socket) raises at once, as
+    Qt's listen() returns false; a wsbind server's address is taken over instead
+    (test_failures.py)."""
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        with pytest.raises(OSError) as raised:
+            servers(port=other.getsockname()[1])
+        assert raised.value.errno == errno.EADDRINUSE
+        server = servers(port=other.getsockname()[1], listen=False)
+        with pytest.raises(OSError):
+            server.listen = True
+    assert server.listen is False
+    assert "cannot listen" in server.error_string
+    assert "in use" in server.error_string.lower()
+    assert server.url == ""
 
 
 def test_changing_port_listens_anew(servers: Any) -> None:

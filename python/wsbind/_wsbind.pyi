@@ -11,11 +11,13 @@ from typing_extensions import Buffer
 __all__ = [
     "CLOSE_TIMEOUT",
     "Addresses",
+    "Authenticator",
     "ClientConnected",
     "Closed",
     "Connected",
     "Connection",
     "EVENT_ACCEPT_FAILED",
+    "EVENT_AUTHENTICATE",
     "EVENT_BINARY",
     "EVENT_BINARY_FRAME",
     "EVENT_CLIENT_CONNECTED",
@@ -58,6 +60,7 @@ __all__ = [
     "Written",
     "__version__",
     "broadcast",
+    "check_close",
     "check_header_value",
     "check_proxy",
     "check_url",
@@ -85,6 +88,7 @@ EVENT_SERVER_ERROR: int
 EVENT_ORIGIN_CHECK: int
 EVENT_SSL_ERRORS: int
 EVENT_PROXY_AUTH: int
+EVENT_AUTHENTICATE: int
 EVENT_HTTP_REQUEST: int
 
 MAX_INCOMING_MESSAGE_SIZE: int
@@ -142,6 +146,10 @@ class TlsOptions(TypedDict):
 def check_url(url: str) -> None:
     """Raises ``InvalidURL`` unless ``url`` is a ws:// or wss:// URL with a host."""
 
+def check_close(code: int, reason: str) -> None:
+    """Raises ValueError unless ``code`` and ``reason`` may be sent in a close
+    frame: ``close()`` checks them whatever the socket's status."""
+
 def check_header_value(value: str) -> None:
     """Raises ValueError unless ``value`` can be an HTTP header value: tab, space and
     visible ASCII. The one rule for every header wsbind sends."""
@@ -168,6 +176,7 @@ def connect(
     ask_proxy_auth: bool = False,
     *,
     compression: str | None = None,
+    ask_auth: bool = False,
     register: Callable[[Connection], object],
 ) -> Connection:
     """Opens a connection to ``url`` in the background; its events go to ``queue``.
@@ -345,6 +354,28 @@ class ProxyAuthenticator:
         """Gives the answer to the waiting connection; later calls change nothing."""
 
 @final
+class Authenticator:
+    """Handed to ``authentication_required`` handlers (Qt's ``QAuthenticator``): setting
+    ``user`` and ``password`` answers the server's 401, and the handshake is tried once
+    more with them (Basic, or Digest where the server asks for it)."""
+
+    @property
+    def realm(self) -> str:
+        """The realm the server names ("" when it names none)."""
+    @property
+    def user(self) -> str:
+        """The user name to answer with; "" until a handler sets it."""
+    @user.setter
+    def user(self, user: str) -> None: ...
+    @property
+    def password(self) -> str:
+        """The password to answer with; "" until a handler sets it."""
+    @password.setter
+    def password(self, password: str) -> None: ...
+    def finish(self) -> None:
+        """Gives the answer to the waiting handshake; later calls change nothing."""
+
+@final
 class OriginAuthenticator:
     """Handed to ``origin_authentication_required`` handlers (Qt's ``QWebSocketCorsAuthenticator``)."""
 
@@ -419,8 +450,17 @@ class Server:
         max_file_size: int = ...,
         register: Callable[[int], object],
     ) -> Server:
-        """Starts listening in the background; ``register`` is called with the server's id
-        before any of its events can arrive."""
+        """Listens before it returns (OSError with its errno if it cannot; an address
+        held by another server of this process is taken over), then serves in the
+        background; ``register`` is called with the server's id before any of its
+        events can arrive."""
+    @property
+    def port(self) -> int:
+        """The port it listens on: the one asked for, or the one the system picked for port 0."""
+    @property
+    def took_over(self) -> str | None:
+        """The address that another server of this process listened on and was stopped
+        for this one, as host:port; None when it was free."""
     @property
     def id(self) -> int:
         """The id under which this server's events arrive."""

@@ -88,6 +88,8 @@ class EventKind(enum.IntEnum):
     """TLS verification failed: ``list[str]``."""
     PROXY_AUTH = _wsbind.EVENT_PROXY_AUTH
     """A proxy asks for credentials: ``_wsbind.ProxyAuthenticator``."""
+    AUTHENTICATE = _wsbind.EVENT_AUTHENTICATE
+    """A server answered 401: ``_wsbind.Authenticator``."""
     HTTP_REQUEST = _wsbind.EVENT_HTTP_REQUEST
     """An HTTP request waits for its answer: ``_wsbind.HttpRequest``."""
 

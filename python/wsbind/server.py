@@ -443,6 +443,8 @@ class WebSocketServer(Object):
         # The native server while listening, else None.
         self._server: _wsbind.Server | None = None
         self._completed = False
+        # Set when wsbind.run() ends: the native server stops, the object stays as it was.
+        self._shutting_down = False
         self._dispatcher: Dispatcher = current()
         # The tasks of wsbind.serve()'s handler that have not returned yet.
         self._handlers: set[asyncio.Task[None]] = set()
@@ -587,25 +589,45 @@ class WebSocketServer(Object):
             raise
 
     def _start(self) -> None:
-        server = _wsbind.Server(
-            self._dispatcher.queue,
-            self.host,
-            self.port,
-            self._options(),
-            name=self.name,
-            subprotocols=self.supported_subprotocols,
-            accepting=self.accept,
-            allowed_origins=self.allowed_origins,
-            ask_origin=self.origin_authentication_required.connected,
-            max_pending_connections=self.max_pending_connections,
-            backlog=self.listen_backlog_size,
-            tls=self._tls(),
-            compression=self.compression,
-            **self._http_config(),
-            # Before the server starts: a failure to listen may be taken at once.
-            register=lambda native_id: self._dispatcher.register(native_id, self),
-        )
+        try:
+            server = _wsbind.Server(
+                self._dispatcher.queue,
+                self.host,
+                self.port,
+                self._options(),
+                name=self.name,
+                subprotocols=self.supported_subprotocols,
+                accepting=self.accept,
+                allowed_origins=self.allowed_origins,
+                ask_origin=self.origin_authentication_required.connected,
+                max_pending_connections=self.max_pending_connections,
+                backlog=self.listen_backlog_size,
+                tls=self._tls(),
+                compression=self.compression,
+                **self._http_config(),
+                # Before the server starts: its events then find this object.
+                register=lambda native_id: self._dispatcher.register(native_id, self),
+            )
+        except OSError as e:
+            # Qt's listen() returns false and leaves isListening() false.
+            self._write_all({"listen": False, "error_string": e.strerror or str(e)})
+            self._changes.wake_all()
+            raise
         self._server = server
+        if server.took_over is not None:
+            logger.warning(
+                "%s was taken over from another WebSocketServer of this process (a notebook cell "
+                "run again?), which stopped listening and closed its clients with 1001",
+                server.took_over,
+            )
+        # Bound already, as Qt's listen() has bound when it returns.
+        self._write_all(
+            {
+                "error_string": "",
+                "port": server.port,
+                "url": server_url(self.host, server.port, self.secure_mode),
+            }
+        )
 
     def _http_config(self) -> dict[str, Any]:
         """What the native server does with HTTP requests: which it asks about, the folder."""
@@ -837,6 +859,9 @@ class WebSocketServer(Object):
             self.ssl_errors.emit(payload)
         elif kind == EventKind.SERVER_ERROR:
             self.server_error.emit(payload)
+            if not self._error_heard():
+                why = "its origin is not allowed" if payload == 1008 else "too many pending connections"
+                logger.warning("%r refused a client (server_error %d): %s", self, payload, why)
         elif kind == EventKind.LISTENING:
             self._write("error_string", "")
             self._write("port", payload)
@@ -846,18 +871,35 @@ class WebSocketServer(Object):
             if self._server is not None:
                 self._dispatcher.unregister(self._server.id)
             self._server = None
-            self._write("error_string", payload)
+            self._write_all({"listen": False, "error_string": payload})
+            if not self._error_heard():
+                logger.warning("%r: %s", self, payload)
             self._changes.wake_all()
         elif kind == EventKind.ACCEPT_FAILED:
             logger.warning("%r: %s", self, payload)
             self.accept_error.emit(payload)
         elif kind == EventKind.STOPPED:
+            # A stop _stop() asked for does not arrive (it unregisters
+            # first); one _shutdown() asked for leaves the properties as
+            # they were; any other is a newer server taking the address over.
+            taken_over = self._server is not None and not self._shutting_down
             if self._server is not None:
                 self._dispatcher.unregister(self._server.id)
             self._server = None
+            if taken_over:
+                self._write_all({"listen": False, "url": ""})
+                self.closed.emit()
             self._changes.wake_all()
 
+    def _error_heard(self) -> bool:
+        """Whether a handler hears of a server's error; else it is logged at WARNING."""
+        signals = self.__dict__
+        return any(
+            name in signals and signals[name].connected for name in ("server_error", "error_string_changed")
+        )
+
     def _shutdown(self) -> None:
+        self._shutting_down = True
         if self._server is not None:
             self._server.stop()
 

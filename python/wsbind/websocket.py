@@ -155,6 +155,7 @@ class WebSocket(Object):
             on_bytes_to_write_changed: Callable[[int], object] | None = ...,
             on_ssl_errors: Callable[[list[str]], object] | None = ...,
             on_proxy_authentication_required: Callable[[_wsbind.ProxyAuthenticator], object] | None = ...,
+            on_authentication_required: Callable[[_wsbind.Authenticator], object] | None = ...,
             on_connected: Callable[[], object] | None = ...,
             on_disconnected: Callable[[], object] | None = ...,
             on_about_to_close: Callable[[], object] | None = ...,
@@ -434,6 +435,15 @@ class WebSocket(Object):
         "again with them; ``authenticator.proxy`` names the proxy (C++: "
         "``proxyAuthenticationRequired``). Credentials in the proxy URL are tried first.",
     )
+    authentication_required = Signal[_wsbind.Authenticator](
+        "authenticator",
+        doc="The server answered 401 (C++: ``authenticationRequired``, Qt 6.6): setting "
+        "``authenticator.user`` and ``authenticator.password`` tries the handshake once more "
+        "with them, as Basic or, where the server asks for it, Digest (RFC 7616, MD5 or "
+        "SHA-256); ``authenticator.realm`` is the realm the server names. Credentials in the "
+        "URL (``ws://user:pass@host/``) are sent as Basic from the first request instead. "
+        'With neither, the status becomes ERROR with "handshake rejected: HTTP 401 Unauthorized".',
+    )
     connected = Signal[()](doc="The opening handshake succeeded (C++: ``connected``).")
     disconnected = Signal[()](doc="A connection that was open is over (C++: ``disconnected``).")
     about_to_close = Signal[()](doc="The closing handshake starts, from either side (C++: ``aboutToClose``).")
@@ -647,6 +657,8 @@ class WebSocket(Object):
             raise TypeError(f"close code must be an int, not {type(code).__name__}")
         if not isinstance(reason, str):
             raise TypeError(f"close reason must be a str, not {type(reason).__name__}")
+        # Whatever the status: a wrong code is the caller's mistake even on a closed socket.
+        _wsbind.check_close(code, reason)
         conn = self._conn
         self._close(code, reason, reopen=False)
         return _Ending(self, conn)
@@ -1033,6 +1045,10 @@ class WebSocket(Object):
         if self._accepted:
             raise Error("a socket a server accepted cannot be reopened")
         if not self.url:
+            # QML opens nothing either; a script that forgot the URL learns
+            # why. A bound url (to a server's, say) may just not be there yet.
+            if "url" not in self._bindings:
+                logger.warning('%r is active but its url is "": there is no URL to open', self)
             return
         conn = _wsbind.connect(
             self._dispatcher.queue,
@@ -1045,6 +1061,7 @@ class WebSocket(Object):
             _wsbind.environment_proxy(self.url) if self.proxy == "" else self.proxy,
             self.proxy_authentication_required.connected,
             compression=self.compression,
+            ask_auth=self.authentication_required.connected,
             # Before the connection starts: its events may be taken at once.
             register=self._connecting,
         )
@@ -1064,6 +1081,19 @@ class WebSocket(Object):
             self.about_to_close.emit()
         elif status is Status.ERROR:
             self.error_occurred.emit(error)
+            if not self._error_heard():
+                logger.warning("%s: %s", self.url or "WebSocket", error)
+
+    def _error_heard(self) -> bool:
+        """Whether a handler or a waiting coroutine learns of an ERROR; else it is logged.
+
+        The asyncio and blocking faces (which hold messages in ``_inbox``)
+        raise it from ``recv()`` instead.
+        """
+        signals = self.__dict__
+        return self._inbox is not None or any(
+            name in signals and signals[name].connected for name in ("status_changed", "error_occurred")
+        )
 
     def _event(self, kind: int, payload: Any) -> None:
         if kind == _TEXT:
@@ -1090,6 +1120,11 @@ class WebSocket(Object):
         elif kind == _PROXY_AUTH:
             try:
                 self.proxy_authentication_required.emit(payload)
+            finally:
+                payload.finish()
+        elif kind == _AUTHENTICATE:
+            try:
+                self.authentication_required.emit(payload)
             finally:
                 payload.finish()
         elif kind == _SSL_ERRORS:
@@ -1206,10 +1241,11 @@ _TEXT, _BINARY, _TEXT_FRAME, _BINARY_FRAME, _PONG, _WRITTEN = (
         EventKind.WRITTEN,
     )
 )
-_PROXY_AUTH, _SSL_ERRORS, _CONNECTED, _CLOSING, _CLOSED = (
+_PROXY_AUTH, _AUTHENTICATE, _SSL_ERRORS, _CONNECTED, _CLOSING, _CLOSED = (
     int(kind)
     for kind in (
         EventKind.PROXY_AUTH,
+        EventKind.AUTHENTICATE,
         EventKind.SSL_ERRORS,
         EventKind.CONNECTED,
         EventKind.CLOSING,

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
+use percent_encoding::percent_decode_str;
 use rustls::ClientConfig;
 use rustls_pki_types::ServerName;
 use tokio::io::AsyncWriteExt;
@@ -20,11 +21,11 @@ use super::task::{self, Opened};
 use crate::bridge::Question;
 use crate::config::MAX_HANDSHAKE_SIZE;
 use crate::errors::Error;
-use crate::net::proxy::{self, Proxy};
+use crate::net::proxy::{self, Credentials, Proxy};
 use crate::net::{read_head, runtime, tls, Stream};
 use crate::protocol::deflate::DeflateConfig;
 use crate::protocol::handshake::{self, Headers, ServerResponse};
-use crate::protocol::{url as ws_url, Role};
+use crate::protocol::{auth, url as ws_url, Role};
 
 /// Opens a connection to `target` in the background, its events going
 /// to `queue`; returns the connection at once. `Event::Connected` follows
@@ -66,6 +67,8 @@ pub struct Target {
     pub proxy: Option<Proxy>,
     /// Whether Python handles `proxy_authentication_required`.
     pub ask_proxy_auth: bool,
+    /// Whether Python handles `authentication_required` (a server's 401).
+    pub ask_auth: bool,
     /// permessage-deflate to offer; None offers no compression.
     pub compression: Option<DeflateConfig>,
 }
@@ -146,11 +149,77 @@ pub fn crash_report(events: EventSink) -> impl FnOnce(String) + Send + 'static {
 
 /// TCP connection, TLS for wss://, and the opening handshake; returns the
 /// stream, the bytes that came after the server's response, what the
-/// response agreed to, and the request target as sent.
+/// response agreed to, and the request target as sent. A server that
+/// answers 401 is asked again once, on a new connection, with credentials:
+/// those of the URL (`ws://user:pass@host/`, also sent as Basic from the
+/// first request), else those a handler of `authentication_required` gives.
 async fn open(
     target: &Target,
     events: EventSink,
 ) -> Result<(Stream, BytesMut, ServerResponse, String), String> {
+    let from_url = url_credentials(&target.url);
+    let first = from_url
+        .as_ref()
+        .map(|(user, password)| auth::basic(user, password));
+    let challenges = match attempt(target, &events, first).await? {
+        Attempt::Open(opened) => return Ok(opened),
+        Attempt::Unauthorized(rejected, challenges) => {
+            let Some(challenge) = challenges.into_iter().next() else {
+                return Err(rejected);
+            };
+            (rejected, challenge)
+        }
+    };
+    let (rejected, challenge) = challenges;
+    let credentials = match from_url {
+        // Basic with these was refused already.
+        Some(_) if matches!(challenge, auth::Challenge::Basic { .. }) => None,
+        Some(credentials) => Some(credentials),
+        None if target.ask_auth => {
+            let (question, answer) = Question::new(challenge.realm().to_string(), None);
+            events.send(Event::Authenticate(question));
+            answer.await.ok().flatten()
+        }
+        None => None,
+    };
+    let Some((user, password)) = credentials else {
+        return Err(rejected);
+    };
+    let uri = ws_url::target(&target.url);
+    let cnonce = data_encoding::HEXLOWER.encode(&rand::random::<[u8; 16]>());
+    let header = auth::authorization(&challenge, &user, &password, &uri, &cnonce);
+    match attempt(target, &events, Some(header)).await? {
+        Attempt::Open(opened) => Ok(opened),
+        Attempt::Unauthorized(rejected, _) => Err(rejected),
+    }
+}
+
+/// How one request went.
+enum Attempt {
+    Open((Stream, BytesMut, ServerResponse, String)),
+    /// HTTP 401: the error to report, and the challenges we can answer.
+    Unauthorized(String, Vec<auth::Challenge>),
+}
+
+/// The user and password in the URL's user info, percent-decoded.
+fn url_credentials(url: &url::Url) -> Option<Credentials> {
+    if url.username().is_empty() && url.password().is_none() {
+        return None;
+    }
+    let decode = |s: &str| percent_decode_str(s).decode_utf8_lossy().into_owned();
+    Some((
+        decode(url.username()),
+        decode(url.password().unwrap_or_default()),
+    ))
+}
+
+/// One connection and one request, with `authorization` as its
+/// `Authorization` header if given.
+async fn attempt(
+    target: &Target,
+    events: &EventSink,
+    authorization: Option<String>,
+) -> Result<Attempt, String> {
     let (host, port) = ws_url::endpoint(&target.url);
     let tcp = match &target.proxy {
         None => TcpStream::connect((host.as_str(), port))
@@ -177,6 +246,15 @@ async fn open(
                 .await
             {
                 Ok(tls) => Stream::Tls(Box::new(tls.into())),
+                // A TLS server answers a ClientHello, if only with an alert;
+                // a plain one (websockets', nginx's) hangs up on bytes it
+                // cannot parse as HTTP. wsbind's answers 400, which rustls
+                // reads as a record of no known type (see `tls::describe`).
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                    let message = tls::NOT_TLS.to_string();
+                    events.send(Event::SslErrors(vec![message.clone()]));
+                    return Err(message);
+                }
                 Err(e) => {
                     let message = tls::describe(&e, &host);
                     events.send(Event::SslErrors(vec![message.clone()]));
@@ -185,11 +263,19 @@ async fn open(
             }
         }
     };
+    let headers = match authorization {
+        None => std::borrow::Cow::Borrowed(&target.headers),
+        Some(value) => {
+            let mut headers = target.headers.clone();
+            headers.push(("Authorization".to_string(), value));
+            std::borrow::Cow::Owned(headers)
+        }
+    };
     let request = handshake::client_request(
         &target.url,
         &target.subprotocols,
         &target.origin,
-        &target.headers,
+        &headers,
         target.compression.as_ref(),
     );
     let lost = |e: std::io::Error| format!("handshake failed: connection lost: {e}");
@@ -200,11 +286,16 @@ async fn open(
         .ok_or_else(|| {
             format!("handshake failed: response head over {MAX_HANDSHAKE_SIZE} bytes")
         })?;
-    let response = handshake::check_response(
+    match handshake::check_response(
         &head,
         &request.key,
         &target.subprotocols,
         target.compression.as_ref(),
-    )?;
-    Ok((stream, received, response, request.target))
+    ) {
+        Ok(response) => Ok(Attempt::Open((stream, received, response, request.target))),
+        Err(rejected) => match auth::unauthorized(&head) {
+            Some(challenges) => Ok(Attempt::Unauthorized(rejected, challenges)),
+            None => Err(rejected),
+        },
+    }
 }

@@ -77,6 +77,9 @@ pub enum Event {
     Closing,
     /// A proxy asks for credentials and Python handles `proxy_authentication_required`.
     ProxyAuth(Arc<Question<Option<Credentials>>>),
+    /// A server answered 401 and Python handles `authentication_required`;
+    /// the subject is the realm it names.
+    Authenticate(Arc<Question<Option<Credentials>>>),
     /// TLS verification failed (Qt's `sslErrors`); for a server, a client's.
     SslErrors(Vec<String>),
     /// The connection is over. `error` is set when it ended in failure.

@@ -14,6 +14,7 @@ pub mod outbox;
 pub mod receiver;
 pub mod server;
 pub mod settings;
+pub mod takeover;
 pub mod task;
 pub mod writer;
 

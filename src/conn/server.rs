@@ -2,6 +2,8 @@
 //! (origin checks, subprotocol choice) and closing every client on stop.
 
 use std::collections::HashMap;
+use std::io;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -19,11 +21,12 @@ use super::connection::{next_id, Command, Connection};
 use super::event::{Accepted, Event, EventQueue, EventSink};
 use super::http::{self, HttpConfig};
 use super::settings::Settings;
+use super::takeover;
 use super::task::{self, Opened};
 use crate::bridge::Question;
 use crate::config::{MAX_CONCURRENT_HANDSHAKES, MAX_HANDSHAKE_SIZE};
 use crate::errors::Error;
-use crate::net::{listener, read_head, runtime, tls, Endpoints, Stream};
+use crate::net::{read_head, runtime, tls, Endpoints, Stream};
 use crate::protocol::deflate::{self, DeflateConfig, Negotiated};
 use crate::protocol::handshake::{self, Rejection, Request};
 use crate::protocol::{subprotocol, CloseCode, Role};
@@ -63,6 +66,8 @@ struct Control {
 pub struct Server {
     /// The id under which this server's events arrive.
     pub id: u64,
+    /// The port it listens on.
+    pub port: u16,
     config: Mutex<ServerConfig>,
     control: watch::Sender<Control>,
     /// The open server-side connections, closed with 1001 on stop.
@@ -75,24 +80,36 @@ pub struct Server {
 }
 
 impl Server {
-    /// Starts listening on `host`:`port` in the background; events go to
-    /// `queue`. `before_start` learns the server's id before any of its
-    /// events can arrive.
+    /// Binds `host`:`port` on the calling thread, as Qt's `listen()` does,
+    /// so that a failure (an address in use) is known at once; an address
+    /// held by another server of this process is taken over from it
+    /// ([`takeover`]).
+    pub fn bind(host: &str, port: u16, backlog: u32) -> io::Result<takeover::Bound> {
+        let addresses: Vec<SocketAddr> = (host, port).to_socket_addrs()?.collect();
+        takeover::bind(&addresses, backlog)
+    }
+
+    /// Serves on `listener` (from [`bind`](Self::bind)) in the background;
+    /// events go to `queue`. `before_start` learns the server's id before
+    /// any of its events can arrive.
     pub fn start<E: From<Error>>(
         queue: &Arc<EventQueue>,
-        host: String,
-        port: u16,
+        listener: std::net::TcpListener,
         config: ServerConfig,
         accepting: bool,
         tls: Option<(Arc<rustls::ServerConfig>, Arc<tls::Certificate>)>,
         before_start: impl FnOnce(u64) -> Result<(), E>,
     ) -> Result<Arc<Server>, E> {
+        let local = listener
+            .local_addr()
+            .map_err(|e| Error::Runtime(e.to_string()))?;
         let (control, control_rx) = watch::channel(Control {
             accepting,
             stopped: false,
         });
         let server = Arc::new(Server {
             id: next_id(),
+            port: local.port(),
             config: Mutex::new(config),
             control,
             clients: Mutex::new(HashMap::new()),
@@ -110,10 +127,12 @@ impl Server {
                 )))
             }
         };
-        runtime::spawn(
-            listen(host, port, Arc::clone(&server), control_rx, events),
-            on_panic,
-        )?;
+        let lease = takeover::hold(local, {
+            let server = Arc::downgrade(&server);
+            move || server.upgrade().is_some_and(|server| server.stop())
+        });
+        let listening = listen(listener, lease, Arc::clone(&server), control_rx, events);
+        runtime::spawn(listening, on_panic)?;
         Ok(server)
     }
 
@@ -149,9 +168,11 @@ impl Server {
         self.control.send_modify(|c| c.accepting = accepting);
     }
 
-    /// Stops listening and closes every client with 1001.
-    pub fn stop(&self) {
-        self.control.send_modify(|c| c.stopped = true);
+    /// Stops listening and closes every client with 1001; false if it was
+    /// stopping already.
+    pub fn stop(&self) -> bool {
+        self.control
+            .send_if_modified(|c| !std::mem::replace(&mut c.stopped, true))
     }
 }
 
@@ -195,33 +216,18 @@ impl Drop for PendingPlace {
 }
 
 async fn listen(
-    host: String,
-    port: u16,
+    listener: std::net::TcpListener,
+    lease: takeover::Lease,
     server: Arc<Server>,
     mut control: watch::Receiver<Control>,
     events: EventSink,
 ) {
-    let backlog = server.config().backlog;
-    let bound = match tokio::net::lookup_host((host.as_str(), port)).await {
-        Ok(addresses) => {
-            listener::bind(&addresses.collect::<Vec<_>>(), backlog).and_then(TcpListener::from_std)
-        }
-        Err(e) => Err(e),
-    };
-    let listener = match bound {
+    let port = server.port;
+    let listener = match TcpListener::from_std(listener) {
         Ok(listener) => listener,
         Err(e) => {
             events.send(Event::ListenFailed(format!(
-                "cannot listen on {host}:{port}: {e}"
-            )));
-            return;
-        }
-    };
-    let port = match listener.local_addr() {
-        Ok(local) => local.port(),
-        Err(e) => {
-            events.send(Event::ListenFailed(format!(
-                "cannot listen on {host}:{port}: {e}"
+                "cannot listen on port {port}: {e}"
             )));
             return;
         }
@@ -262,6 +268,8 @@ async fn listen(
         }
     }
     drop(listener);
+    // Only now may a server that takes the address over bind it.
+    drop(lease);
     for client in server.clients() {
         client.close(CloseCode::GOING_AWAY.0, String::new());
     }
@@ -389,6 +397,12 @@ async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
                 Rejection::new(431, format!("request head over {MAX_HANDSHAKE_SIZE} bytes"));
             return refuse(stream, too_large, &name).await;
         }
+        // Answered at once, so that a wss:// client learns its mistake now,
+        // not at its handshake timeout: it reads HTTP where it expects TLS.
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+            let not_http = Rejection::new(400, "not an HTTP request (TLS to a ws:// server?)");
+            return refuse(stream, not_http, &name).await;
+        }
         Err(_) => return None,
     };
     // A plain request, or an upgrade a handler refuses, ends here.
@@ -496,6 +510,7 @@ mod tests {
         });
         Server {
             id: next_id(),
+            port: 0,
             config: Mutex::new(config(max_pending)),
             control,
             clients: Mutex::new(HashMap::new()),

@@ -222,6 +222,10 @@ pub fn server_config(
     Ok((Arc::new(config), certificate))
 }
 
+/// What a wss:// client whose server answers in plain text (or hangs up
+/// on the ClientHello) tells the user.
+pub const NOT_TLS: &str = "TLS handshake failed: the server does not speak TLS (is the URL ws://?)";
+
 /// A failed TLS handshake in words a person understands, for `error_string`
 /// and `ssl_errors`.
 pub fn describe(error: &std::io::Error, host: &str) -> String {
@@ -249,6 +253,11 @@ pub fn describe(error: &std::io::Error, host: &str) -> String {
             CertificateError::Revoked => "certificate verify failed: the certificate was revoked".into(),
             other => format!("certificate verify failed: {other:?}"),
         },
+        // The first byte of a TLS record is its type (22 for a handshake);
+        // a plain server's answer starts with "HTTP/" or some other text.
+        rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType) => {
+            NOT_TLS.into()
+        }
         rustls::Error::NoCertificatesPresented => "TLS handshake failed: no certificate was presented".into(),
         rustls::Error::AlertReceived(alert) => {
             format!("TLS handshake failed: the peer refused it ({alert:?})")

@@ -7,6 +7,7 @@
 //! as an argument. Every rule of the RFC is tested here without a network;
 //! `conn/` does the I/O around it (see docs/architecture.md).
 
+pub mod auth;
 pub mod close;
 pub mod deflate;
 pub mod framer;

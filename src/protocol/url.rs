@@ -6,6 +6,12 @@ use crate::errors::Error;
 
 /// Parses `text` as a WebSocket URL: ws:// or wss://, with a host.
 pub fn parse(text: &str) -> Result<Url, Error> {
+    // "localhost:8080" parses as the scheme "localhost"; "127.0.0.1:8080" not at all.
+    if !text.contains("://") {
+        return Err(Error::InvalidUrl(format!(
+            "invalid URL {text:?}: no scheme; use ws://{text} or wss://{text}"
+        )));
+    }
     let url =
         Url::parse(text).map_err(|e| Error::InvalidUrl(format!("invalid URL {text:?}: {e}")))?;
     match url.scheme() {
@@ -20,6 +26,14 @@ pub fn parse(text: &str) -> Result<Url, Error> {
         return Err(Error::InvalidUrl(format!("invalid URL {text:?}: no host")));
     }
     Ok(url)
+}
+
+/// The request target of `url`: its path and query, as a request sends it.
+pub fn target(url: &Url) -> String {
+    match url.query() {
+        Some(query) => format!("{}?{query}", url.path()),
+        None => url.path().to_string(),
+    }
 }
 
 /// The host and port to open a TCP connection to.
@@ -50,6 +64,17 @@ mod tests {
         assert!(err.contains("Unsupported WebSocket scheme"), "{err}");
         assert!(parse("not a url").is_err());
         assert!(parse("ws://").is_err());
+    }
+
+    #[test]
+    fn a_url_without_scheme_gets_a_hint() {
+        for text in ["127.0.0.1:8080", "localhost:8080"] {
+            let err = parse(text).unwrap_err().to_string();
+            assert!(
+                err.contains(&format!("use ws://{text} or wss://{text}")),
+                "{err}"
+            );
+        }
     }
 
     #[test]

@@ -8,7 +8,9 @@ use pyo3::prelude::*;
 use super::connection::PyConnection;
 use super::events::PyEventQueue;
 use super::options::{self, check_header_values, Options, PyTlsOptions};
+use crate::bridge::Question;
 use crate::conn::client::{self, Target};
+use crate::net::proxy::Credentials;
 use crate::net::proxy::Proxy;
 use crate::net::tls::{self, TlsOptions};
 use crate::protocol::handshake::Headers;
@@ -20,7 +22,7 @@ use crate::protocol::url as ws_url;
 /// EVENT_CLOSED with an error when it fails. `register` is called with the
 /// connection before any of its events can arrive.
 #[pyfunction]
-#[pyo3(signature = (queue, url, subprotocols, headers, origin, options, tls = None, proxy = None, ask_proxy_auth = false, *, compression = None, register))]
+#[pyo3(signature = (queue, url, subprotocols, headers, origin, options, tls = None, proxy = None, ask_proxy_auth = false, *, compression = None, ask_auth = false, register))]
 #[allow(clippy::too_many_arguments, reason = "one per socket property")]
 pub fn connect(
     queue: &PyEventQueue,
@@ -33,6 +35,7 @@ pub fn connect(
     proxy: Option<String>,
     ask_proxy_auth: bool,
     compression: Option<&str>,
+    ask_auth: bool,
     register: &Bound<'_, PyAny>,
 ) -> PyResult<Py<PyConnection>> {
     let url = ws_url::parse(url)?;
@@ -62,6 +65,7 @@ pub fn connect(
         headers,
         proxy,
         ask_proxy_auth,
+        ask_auth,
         compression: options::compression(compression)?,
     };
     let handshake_timeout = options.handshake_timeout()?;
@@ -80,4 +84,69 @@ pub fn connect(
         },
     )?;
     handle.ok_or_else(|| PyRuntimeError::new_err("the connection was not made"))
+}
+
+/// Handed to `authentication_required` handlers (Qt's `QAuthenticator`):
+/// setting `user` and `password` answers the server's 401, and the
+/// handshake is tried once more with them (Basic, or Digest where the
+/// server asks for it).
+#[pyclass(frozen, module = "wsbind._wsbind")]
+pub struct Authenticator {
+    question: Arc<Question<Option<Credentials>>>,
+}
+
+impl From<Arc<Question<Option<Credentials>>>> for Authenticator {
+    fn from(question: Arc<Question<Option<Credentials>>>) -> Self {
+        Authenticator { question }
+    }
+}
+
+#[pymethods]
+impl Authenticator {
+    /// The realm the server names ("" when it names none).
+    #[getter]
+    fn realm(&self) -> String {
+        self.question.subject.clone()
+    }
+
+    /// The user name to answer with; "" until a handler sets it.
+    #[getter]
+    fn user(&self) -> String {
+        self.question
+            .get()
+            .map(|(user, _)| user)
+            .unwrap_or_default()
+    }
+
+    #[setter]
+    fn set_user(&self, user: String) {
+        let password = self.password();
+        self.question.set(Some((user, password)));
+    }
+
+    /// The password to answer with; "" until a handler sets it.
+    #[getter]
+    fn password(&self) -> String {
+        self.question
+            .get()
+            .map(|(_, password)| password)
+            .unwrap_or_default()
+    }
+
+    #[setter]
+    fn set_password(&self, password: String) {
+        let user = self.user();
+        self.question.set(Some((user, password)));
+    }
+
+    /// Gives the answer to the waiting handshake; later calls change nothing.
+    fn finish(&self) {
+        self.question.reply();
+    }
+}
+
+impl Drop for Authenticator {
+    fn drop(&mut self) {
+        self.question.reply();
+    }
 }

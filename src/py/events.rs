@@ -9,6 +9,7 @@ use std::time::Duration;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
 
+use super::client::Authenticator;
 use super::connection::PyConnection;
 use super::http::PyHttpRequest;
 use super::proxy::ProxyAuthenticator;
@@ -39,10 +40,11 @@ pub mod kind {
     pub const ORIGIN_CHECK: u8 = 16;
     pub const SSL_ERRORS: u8 = 17;
     pub const PROXY_AUTH: u8 = 18;
+    pub const AUTHENTICATE: u8 = 19;
     pub const HTTP_REQUEST: u8 = 20;
 
     /// Every kind with its Python name, for the module's constants.
-    pub const ALL: [(&str, u8); 19] = [
+    pub const ALL: [(&str, u8); 20] = [
         ("EVENT_CONNECTED", CONNECTED),
         ("EVENT_TEXT", TEXT),
         ("EVENT_BINARY", BINARY),
@@ -61,6 +63,7 @@ pub mod kind {
         ("EVENT_ORIGIN_CHECK", ORIGIN_CHECK),
         ("EVENT_SSL_ERRORS", SSL_ERRORS),
         ("EVENT_PROXY_AUTH", PROXY_AUTH),
+        ("EVENT_AUTHENTICATE", AUTHENTICATE),
         ("EVENT_HTTP_REQUEST", HTTP_REQUEST),
     ];
 }
@@ -218,6 +221,10 @@ fn to_python<'py>(py: Python<'py>, id: u64, event: Event) -> PyResult<Bound<'py,
         Event::ProxyAuth(question) => (
             kind::PROXY_AUTH,
             object(py, ProxyAuthenticator::from(question))?,
+        ),
+        Event::Authenticate(question) => (
+            kind::AUTHENTICATE,
+            object(py, Authenticator::from(question))?,
         ),
         Event::SslErrors(errors) => (kind::SSL_ERRORS, errors.into_pyobject(py)?.into_any()),
         Event::Closed {

@@ -29,10 +29,23 @@ fn check_header_value(value: &str) -> PyResult<()> {
     options::check_header_values([value])
 }
 
+/// Raises ValueError unless `code` and `reason` may be sent in a close
+/// frame: `close()` checks them whatever the socket's status.
+#[pyfunction]
+fn check_close(code: i64, reason: &str) -> PyResult<()> {
+    let checked = match u16::try_from(code) {
+        Ok(code) => crate::protocol::close::check_sendable(code, reason),
+        Err(_) => Err(format!(
+            "close code {code} cannot be sent: use 1000-1003, 1007-1011 or 3000-4999"
+        )),
+    };
+    checked.map_err(pyo3::exceptions::PyValueError::new_err)
+}
+
 #[pymodule]
 mod _wsbind {
     #[pymodule_export]
-    use super::client::connect;
+    use super::client::{connect, Authenticator};
     #[pymodule_export]
     use super::connection::{broadcast, PyConnection};
     #[pymodule_export]
@@ -46,7 +59,7 @@ mod _wsbind {
     #[pymodule_export]
     use super::server::{OriginAuthenticator, PyServer};
     #[pymodule_export]
-    use super::{check_header_value, check_url};
+    use super::{check_close, check_header_value, check_url};
 
     use pyo3::prelude::*;
 

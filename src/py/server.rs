@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use pyo3::exceptions::PyValueError;
+use pyo3::exceptions::{PyOSError, PyValueError};
 use pyo3::prelude::*;
 
 use super::connection::message_of;
@@ -63,13 +63,25 @@ impl Drop for OriginAuthenticator {
 #[pyclass(name = "Server", frozen, module = "wsbind._wsbind")]
 pub struct PyServer {
     server: Arc<Server>,
+    took_over: Option<String>,
+}
+
+/// OSError with the errno of `error`, e.g. EADDRINUSE, and a message that
+/// names the address.
+fn listen_error(host: &str, port: u16, error: &std::io::Error) -> PyErr {
+    let message = format!("cannot listen on {host}:{port}: {error}");
+    match error.raw_os_error() {
+        Some(errno) => PyOSError::new_err((errno, message)),
+        None => PyOSError::new_err(message),
+    }
 }
 
 #[pymethods]
 impl PyServer {
-    /// Starts listening on `host`:`port` in the background; events go to
-    /// `queue`. `register` is called with the server's id before any of its
-    /// events can arrive.
+    /// Listens on `host`:`port` before it returns (raising OSError if it
+    /// cannot), then serves in the background; events go to `queue`.
+    /// `register` is called with the server's id before any of its events
+    /// can arrive.
     #[new]
     #[pyo3(signature = (queue, host, port, options, *, name = String::new(), subprotocols = Vec::new(),
                         accepting = true, allowed_origins = None, ask_origin = false,
@@ -123,10 +135,29 @@ impl PyServer {
                 max_file_size,
             },
         };
-        let server = Server::start(&queue.queue, host, port, config, accepting, tls, |id| {
+        let py = register.py();
+        let bound = py
+            .detach(|| Server::bind(&host, port, config.backlog))
+            .map_err(|e| listen_error(&host, port, &e))?;
+        let took_over = bound.took_over.map(|a| a.to_string());
+        let server = Server::start(&queue.queue, bound.listener, config, accepting, tls, |id| {
             register.call1((id,)).map(drop)
         })?;
-        Ok(PyServer { server })
+        Ok(PyServer { server, took_over })
+    }
+
+    /// The port it listens on: the one asked for, or the one the system
+    /// picked for port 0.
+    #[getter]
+    fn port(&self) -> u16 {
+        self.server.port
+    }
+
+    /// The address that another server of this process listened on and
+    /// was stopped for this one, as host:port; None when it was free.
+    #[getter]
+    fn took_over(&self) -> Option<String> {
+        self.took_over.clone()
     }
 
     /// The id under which this server's events arrive.

@@ -1,0 +1,177 @@
+//! Taking an address over from another server of this process.
+//!
+//! Re-running the notebook cell that makes a server on a fixed port makes a
+//! second server while the first still listens there. Rather than failing
+//! with "address in use" (and leaving the old server running, unreachable
+//! from the notebook's variables), the new server stops the old one and
+//! listens in its place. Only wsbind's own servers of this process are
+//! taken over: an address held by anything else is an error, as before.
+
+use std::io;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::Instant;
+
+use crate::config::RELEASE_TIMEOUT;
+use crate::net::listener;
+
+/// A listening socket of this process that a later server may take over.
+struct Holder {
+    /// The address it is bound to.
+    address: SocketAddr,
+    /// Asks its owner to stop listening; false if it was stopping already.
+    stop: Box<dyn Fn() -> bool + Send + Sync>,
+    /// True once the socket is closed.
+    released: Mutex<bool>,
+    freed: Condvar,
+}
+
+/// Every address that this process's servers listen on.
+static HOLDERS: Mutex<Vec<Arc<Holder>>> = Mutex::new(Vec::new());
+
+fn holders() -> MutexGuard<'static, Vec<Arc<Holder>>> {
+    HOLDERS.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A server's claim on the address it listens on: held as long as its
+/// listening socket, and dropped right after it, which tells a server
+/// waiting to take the address over that it is free.
+pub struct Lease {
+    holder: Arc<Holder>,
+}
+
+/// Registers `address` as held by a server that `stop` stops; `stop`
+/// returns false if the server was stopping already.
+pub fn hold(address: SocketAddr, stop: impl Fn() -> bool + Send + Sync + 'static) -> Lease {
+    let holder = Arc::new(Holder {
+        address,
+        stop: Box::new(stop),
+        released: Mutex::new(false),
+        freed: Condvar::new(),
+    });
+    holders().push(Arc::clone(&holder));
+    Lease { holder }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        holders().retain(|h| !Arc::ptr_eq(h, &self.holder));
+        *self
+            .holder
+            .released
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = true;
+        self.holder.freed.notify_all();
+    }
+}
+
+/// A listening socket, and the address it took over, if any.
+pub struct Bound {
+    pub listener: TcpListener,
+    /// The address of the server of this process that was stopped for it
+    /// (None too when that server was stopping already: a server that
+    /// listens anew on its own port takes nothing from anyone).
+    pub took_over: Option<SocketAddr>,
+}
+
+/// Binds as [`listener::bind`] does; where the address is in use by a
+/// server of this process, stops that server, waits (at most
+/// [`RELEASE_TIMEOUT`]) for its socket to close and binds again.
+/// Blocks the calling thread, never the I/O thread.
+pub fn bind(addresses: &[SocketAddr], backlog: u32) -> io::Result<Bound> {
+    let error = match listener::bind(addresses, backlog) {
+        Ok(listener) => {
+            return Ok(Bound {
+                listener,
+                took_over: None,
+            })
+        }
+        Err(e) => e,
+    };
+    if error.kind() != io::ErrorKind::AddrInUse {
+        return Err(error);
+    }
+    let holder = holders()
+        .iter()
+        .find(|h| addresses.iter().any(|a| overlaps(a, &h.address)))
+        .cloned();
+    let Some(holder) = holder else {
+        return Err(error);
+    };
+    let was_serving = (holder.stop)();
+    let deadline = Instant::now() + RELEASE_TIMEOUT;
+    let mut released = holder.released.lock().unwrap_or_else(|e| e.into_inner());
+    while !*released {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(error);
+        }
+        released = holder
+            .freed
+            .wait_timeout(released, left)
+            .unwrap_or_else(|e| e.into_inner())
+            .0;
+    }
+    drop(released);
+    Ok(Bound {
+        listener: listener::bind(addresses, backlog)?,
+        took_over: was_serving.then_some(holder.address),
+    })
+}
+
+/// Whether listening on `wanted` conflicts with a socket bound to `held`:
+/// the same port, and the same address or a wildcard on either side.
+fn overlaps(wanted: &SocketAddr, held: &SocketAddr) -> bool {
+    wanted.port() != 0
+        && wanted.port() == held.port()
+        && (wanted.ip() == held.ip() || wanted.ip().is_unspecified() || held.ip().is_unspecified())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    #[test]
+    fn an_address_held_by_a_server_of_this_process_is_taken_over() {
+        let first = bind(&["127.0.0.1:0".parse().unwrap()], 16).unwrap();
+        let address = first.listener.local_addr().unwrap();
+        let stopped = Arc::new(AtomicBool::new(false));
+        let lease = Mutex::new(Some(hold(address, {
+            let stopped = Arc::clone(&stopped);
+            move || !stopped.swap(true, Ordering::SeqCst)
+        })));
+        let listener = Mutex::new(Some(first.listener));
+        // The old server's task: it lets go of its socket once told to stop.
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                while !stopped.load(Ordering::SeqCst) {
+                    std::thread::yield_now();
+                }
+                drop(listener.lock().unwrap().take());
+                drop(lease.lock().unwrap().take());
+            });
+            let second = bind(&[address], 16).unwrap();
+            assert_eq!(second.took_over, Some(address));
+            assert_eq!(second.listener.local_addr().unwrap(), address);
+        });
+    }
+
+    #[test]
+    fn an_address_held_by_anything_else_is_in_use() {
+        let other = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = other.local_addr().unwrap();
+        let error = bind(&[address], 16).err().unwrap();
+        assert_eq!(error.kind(), io::ErrorKind::AddrInUse);
+    }
+
+    #[test]
+    fn wildcards_overlap_every_address_of_their_port() {
+        let any: SocketAddr = "0.0.0.0:8080".parse().unwrap();
+        let local: SocketAddr = "127.0.0.1:8080".parse().unwrap();
+        let other: SocketAddr = "127.0.0.1:8081".parse().unwrap();
+        assert!(overlaps(&local, &any) && overlaps(&any, &local));
+        assert!(!overlaps(&local, &other));
+        assert!(!overlaps(&"127.0.0.1:0".parse().unwrap(), &any));
+    }
+}
