@@ -183,7 +183,9 @@ def test_ping_is_awaitable_and_still_emits_pong() -> None:
 
 def test_a_refused_handshake_raises_invalid_status_with_the_status() -> None:
     def forbid(connection: ServerConnection, request: Any) -> Any:
-        return connection.respond(HTTPStatus.FORBIDDEN, "no\n")
+        response = connection.respond(HTTPStatus.FORBIDDEN, "no\n")
+        response.headers["X-Why"] = "members only"
+        return response
 
     async def main() -> None:
         async with websockets_serve(echo, "127.0.0.1", 0, process_request=forbid) as server:
@@ -192,6 +194,8 @@ def test_a_refused_handshake_raises_invalid_status_with_the_status() -> None:
                 await wsbind.connect(url)
             assert raised.value.status_code == 403
             assert raised.value.reason_phrase == "Forbidden"
+            assert raised.value.headers["x-why"] == "members only"
+            assert raised.value.headers["Content-Length"] == "3"
             assert str(raised.value) == "handshake rejected: HTTP 403 Forbidden"
             assert isinstance(raised.value, wsbind.InvalidHandshake)
             assert isinstance(raised.value, wsbind.Error)

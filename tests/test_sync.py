@@ -316,13 +316,16 @@ def test_connection_refused_raises_connection_refused_error() -> None:
 
 def test_a_refused_handshake_raises_handshake_error_with_the_status() -> None:
     def refuse(conn: Any, request: Any) -> Any:
-        return conn.respond(HTTPStatus.FORBIDDEN, "go away\n")
+        response = conn.respond(HTTPStatus.MOVED_PERMANENTLY, "moved\n")
+        response.headers["Location"] = "ws://elsewhere.example/"
+        return response
 
     with websockets_server(echo, process_request=refuse) as (url, _):
         with pytest.raises(InvalidStatus) as refused:
             connect(url)
-    assert str(refused.value) == "handshake rejected: HTTP 403 Forbidden"
-    assert refused.value.status_code == 403
+    assert str(refused.value) == "handshake rejected: HTTP 301 Moved Permanently"
+    assert refused.value.status_code == 301
+    assert refused.value.headers["Location"] == "ws://elsewhere.example/"
 
 
 def test_a_handshake_timeout_raises_timeout_error() -> None:

@@ -25,6 +25,7 @@ __all__ = [
     "EVENT_CLOSING",
     "EVENT_CONNECTED",
     "EVENT_HTTP_REQUEST",
+    "EVENT_REJECTED",
     "EVENT_LISTENING",
     "EVENT_LISTEN_FAILED",
     "EVENT_ORIGIN_CHECK",
@@ -90,6 +91,7 @@ EVENT_SSL_ERRORS: int
 EVENT_PROXY_AUTH: int
 EVENT_AUTHENTICATE: int
 EVENT_HTTP_REQUEST: int
+EVENT_REJECTED: int
 
 MAX_INCOMING_MESSAGE_SIZE: int
 """Largest incoming message, 64 MiB; over it the connection closes with 1009."""

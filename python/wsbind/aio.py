@@ -136,7 +136,7 @@ class connect:  # lower case, as websockets' connect(), which it stands in for
         finally:
             ws.status_changed.disconnect(status_changed)
         if status is not Status.OPEN:
-            raise connect_error(ws.error_string or f"connection to {self.url} closed during the handshake")
+            raise ws._connect_error(f"connection to {self.url} closed during the handshake")
         return ws
 
     def __await__(self) -> Generator[Any, None, WebSocket]:

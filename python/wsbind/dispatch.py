@@ -92,6 +92,8 @@ class EventKind(enum.IntEnum):
     """A server answered 401: ``_wsbind.Authenticator``."""
     HTTP_REQUEST = _wsbind.EVENT_HTTP_REQUEST
     """An HTTP request waits for its answer: ``_wsbind.HttpRequest``."""
+    REJECTED = _wsbind.EVENT_REJECTED
+    """The server refused the handshake; its response's headers: ``list[tuple[str, str]]``."""
 
 
 def handler_context() -> contextvars.Context | None:

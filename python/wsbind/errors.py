@@ -33,6 +33,9 @@ from __future__ import annotations
 
 import re
 import ssl
+from collections.abc import Iterable
+
+from .http import Headers
 
 __all__ = [
     "BufferFullError",
@@ -144,20 +147,28 @@ class InvalidHandshake(Error):
 class InvalidStatus(InvalidHandshake):
     """The server refused the opening handshake with an HTTP status (websockets: ``InvalidStatus``).
 
-    ``status_code`` is the status (403, 404, 503...) and ``reason_phrase``
-    its words; the message is the socket's ``error_string``, "handshake
-    rejected: HTTP 403 Forbidden", which is where they are read from. The
-    response's headers are not kept by the native core, so there are none here.
-    Statuses 500, 502, 503 and 504 are worth retrying; ``async for ws in
-    wsbind.connect(url)`` does.
+    ``status_code`` is the status (401, 403, 404, 503...), ``reason_phrase``
+    its words and ``headers`` the response's headers (a redirect's
+    ``Location``, a 401's ``WWW-Authenticate``, a 503's ``Retry-After``);
+    the message is the socket's ``error_string``, "handshake rejected: HTTP
+    403 Forbidden". Statuses 500, 502, 503 and 504 are worth retrying;
+    ``async for ws in wsbind.connect(url)`` does.
     """
 
-    def __init__(self, message: str, status_code: int, reason_phrase: str = "") -> None:
+    def __init__(
+        self,
+        message: str,
+        status_code: int,
+        reason_phrase: str = "",
+        headers: Iterable[tuple[str, str]] = (),
+    ) -> None:
         super().__init__(message)
         self.status_code = status_code
         """The HTTP status the server answered with."""
         self.reason_phrase = reason_phrase
         """The words after the status, e.g. "Forbidden"."""
+        self.headers = Headers(headers)
+        """The response's headers, looked up by name whatever its case."""
 
 
 # How the native core words a refused handshake: protocol/handshake.rs, check_response.
@@ -166,7 +177,7 @@ _REJECTED = re.compile(r"handshake rejected: HTTP (\d{3})(?: (.*))?$")
 _OS_ERROR = re.compile(r"\(os error (\d+)\)")
 
 
-def connect_error(error_string: str) -> Exception:
+def connect_error(error_string: str, headers: Iterable[tuple[str, str]] | None = None) -> Exception:
     """The exception ``await wsbind.connect()`` raises for a socket that failed with ``error_string``.
 
     The native core tells failures in words only, so this reads the words,
@@ -180,11 +191,12 @@ def connect_error(error_string: str) -> Exception:
     did not verify); other handshake failures :class:`InvalidHandshake`;
     what is left, a name that does not resolve say, OSError. The message is
     always ``error_string`` itself, and it serves a server that cannot
-    listen as well.
+    listen as well. ``headers`` are those of the response that refused the
+    handshake, for an :class:`InvalidStatus`.
     """
     rejected = _REJECTED.match(error_string)
     if rejected:
-        return InvalidStatus(error_string, int(rejected[1]), rejected[2] or "")
+        return InvalidStatus(error_string, int(rejected[1]), rejected[2] or "", headers or ())
     if error_string.startswith("handshake timeout"):
         return TimeoutError(error_string)
     if error_string.startswith("certificate verify failed"):

@@ -40,7 +40,6 @@ from .errors import (
     ConnectionClosedOK,
     InvalidURL,
     NotOpenError,
-    connect_error,
 )
 from .objects import wait_in_slices
 from .status import Status
@@ -194,7 +193,7 @@ class SyncWebSocket:
         self._release()
         self._stop()
         assert end is not None
-        raise connect_error(end[2] or f"connection closed during the opening handshake ({end[0]})")
+        raise self.socket._connect_error(f"connection closed during the opening handshake ({end[0]})")
 
     def send(self, message: str | Buffer) -> None:
         """Sends a text message (a ``str``) or a binary one (any bytes-like object).

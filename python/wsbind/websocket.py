@@ -36,7 +36,14 @@ from .checks import (
     check_url,
 )
 from .dispatch import Dispatcher, EventKind, LoopDispatcher, current, handler_context
-from .errors import ConcurrencyError, ConnectionClosed, ConnectionClosedOK, Error, NotOpenError
+from .errors import (
+    ConcurrencyError,
+    ConnectionClosed,
+    ConnectionClosedOK,
+    Error,
+    NotOpenError,
+    connect_error,
+)
 from .objects import Binding, BoundSignal, Object, Property, ReadOnly, Signal
 from .status import Status
 from .tls import SslConfiguration
@@ -497,6 +504,8 @@ class WebSocket(Object):
         self._paused: _wsbind.Connection | None = None
         # send()s waiting for the bytes to write to go down, and their count.
         self._drains: Waiters | None = None
+        # The headers of the response that last refused a handshake, for the error raised.
+        self._rejected_headers: list[tuple[str, str]] | None = None
         self._draining = 0
         # Coroutines waiting for a connection to end (an awaited close()).
         self._ends: Waiters | None = None
@@ -625,6 +634,10 @@ class WebSocket(Object):
             pings.remove(waiter)
             raise
         return waiter
+
+    def _connect_error(self, fallback: str) -> Exception:
+        """The exception for an opening that failed: ``error_string``'s kind, the refusal's headers."""
+        return connect_error(self._values["error_string"] or fallback, self._rejected_headers)
 
     def _open_connection(self, method: str) -> _wsbind.Connection:
         conn = self._conn
@@ -1050,6 +1063,7 @@ class WebSocket(Object):
             if "url" not in self._bindings:
                 logger.warning('%r is active but its url is "": there is no URL to open', self)
             return
+        self._rejected_headers = None
         conn = _wsbind.connect(
             self._dispatcher.queue,
             self.url,
@@ -1129,6 +1143,8 @@ class WebSocket(Object):
                 payload.finish()
         elif kind == _SSL_ERRORS:
             self.ssl_errors.emit(payload)
+        elif kind == _REJECTED:
+            self._rejected_headers = payload
         elif kind == _CONNECTED:
             self._connected(payload)
         elif kind == _CLOSING:
@@ -1241,12 +1257,13 @@ _TEXT, _BINARY, _TEXT_FRAME, _BINARY_FRAME, _PONG, _WRITTEN = (
         EventKind.WRITTEN,
     )
 )
-_PROXY_AUTH, _AUTHENTICATE, _SSL_ERRORS, _CONNECTED, _CLOSING, _CLOSED = (
+_PROXY_AUTH, _AUTHENTICATE, _SSL_ERRORS, _REJECTED, _CONNECTED, _CLOSING, _CLOSED = (
     int(kind)
     for kind in (
         EventKind.PROXY_AUTH,
         EventKind.AUTHENTICATE,
         EventKind.SSL_ERRORS,
+        EventKind.REJECTED,
         EventKind.CONNECTED,
         EventKind.CLOSING,
         EventKind.CLOSED,

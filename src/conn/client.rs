@@ -286,12 +286,17 @@ async fn attempt(
         .ok_or_else(|| {
             format!("handshake failed: response head over {MAX_HANDSHAKE_SIZE} bytes")
         })?;
-    match handshake::check_response(
+    let checked = handshake::check_response(
         &head,
         &request.key,
         &target.subprotocols,
         target.compression.as_ref(),
-    ) {
+    );
+    if let (Err(_), Some(headers)) = (&checked, handshake::rejection_headers(&head)) {
+        // Told on each refusal: Python keeps the last one's, for the error it raises.
+        events.send(Event::Rejected(headers));
+    }
+    match checked {
         Ok(response) => Ok(Attempt::Open((stream, received, response, request.target))),
         Err(rejected) => match auth::unauthorized(&head) {
             Some(challenges) => Ok(Attempt::Unauthorized(rejected, challenges)),

@@ -82,6 +82,9 @@ pub enum Event {
     Authenticate(Arc<Question<Option<Credentials>>>),
     /// TLS verification failed (Qt's `sslErrors`); for a server, a client's.
     SslErrors(Vec<String>),
+    /// The server refused the opening handshake with a response of these
+    /// headers; the `Closed` that follows says why, with the status.
+    Rejected(Headers),
     /// The connection is over. `error` is set when it ended in failure.
     Closed {
         code: CloseCode,

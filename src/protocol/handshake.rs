@@ -134,6 +134,20 @@ pub struct ServerResponse {
     pub headers: Headers,
 }
 
+/// The headers of a response that refused the handshake (any status but
+/// 101), for the error Python raises; None for a 101 or a head that does
+/// not parse.
+pub fn rejection_headers(head: &[u8]) -> Option<Headers> {
+    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut response = httparse::Response::new(&mut slots);
+    match response.parse(head) {
+        Ok(httparse::Status::Complete(_)) if response.code != Some(101) => {
+            Some(collect(response.headers))
+        }
+        _ => None,
+    }
+}
+
 /// Checks the server's answer to our request (which offered `offered`
 /// subprotocols, and permessage-deflate with `compression` if given); Err
 /// says why in words.

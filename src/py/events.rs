@@ -42,9 +42,10 @@ pub mod kind {
     pub const PROXY_AUTH: u8 = 18;
     pub const AUTHENTICATE: u8 = 19;
     pub const HTTP_REQUEST: u8 = 20;
+    pub const REJECTED: u8 = 22;
 
     /// Every kind with its Python name, for the module's constants.
-    pub const ALL: [(&str, u8); 20] = [
+    pub const ALL: [(&str, u8); 21] = [
         ("EVENT_CONNECTED", CONNECTED),
         ("EVENT_TEXT", TEXT),
         ("EVENT_BINARY", BINARY),
@@ -65,6 +66,7 @@ pub mod kind {
         ("EVENT_PROXY_AUTH", PROXY_AUTH),
         ("EVENT_AUTHENTICATE", AUTHENTICATE),
         ("EVENT_HTTP_REQUEST", HTTP_REQUEST),
+        ("EVENT_REJECTED", REJECTED),
     ];
 }
 
@@ -227,6 +229,7 @@ fn to_python<'py>(py: Python<'py>, id: u64, event: Event) -> PyResult<Bound<'py,
             object(py, Authenticator::from(question))?,
         ),
         Event::SslErrors(errors) => (kind::SSL_ERRORS, errors.into_pyobject(py)?.into_any()),
+        Event::Rejected(headers) => (kind::REJECTED, headers.into_pyobject(py)?.into_any()),
         Event::Closed {
             code,
             reason,
