@@ -31,8 +31,8 @@ def recv_exactly(conn: socket.socket, n: int) -> bytes:
     return data
 
 
-def read_frame(conn: socket.socket) -> tuple[bool, int, bytes]:
-    """Reads one frame (masked or not); returns FIN, opcode and the unmasked payload."""
+def read_frame_header(conn: socket.socket) -> tuple[bool, int, int, bytes | None]:
+    """Reads one frame's header; returns FIN, opcode, the payload's length and its mask (None)."""
     first, second = recv_exactly(conn, 2)
     length = second & 0x7F
     if length == 126:
@@ -40,10 +40,16 @@ def read_frame(conn: socket.socket) -> tuple[bool, int, bytes]:
     elif length == 127:
         (length,) = struct.unpack("!Q", recv_exactly(conn, 8))
     mask = recv_exactly(conn, 4) if second & 0x80 else None
+    return bool(first & 0x80), first & 0x0F, length, mask
+
+
+def read_frame(conn: socket.socket) -> tuple[bool, int, bytes]:
+    """Reads one frame (masked or not); returns FIN, opcode and the unmasked payload."""
+    fin, opcode, length, mask = read_frame_header(conn)
     payload = recv_exactly(conn, length)
     if mask is not None:
         payload = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-    return bool(first & 0x80), first & 0x0F, payload
+    return fin, opcode, payload
 
 
 def unmasked_frame(opcode: int, payload: bytes, fin: bool = True) -> bytes:

@@ -8,7 +8,6 @@ import os
 import re
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import textwrap
@@ -22,7 +21,7 @@ import websockets
 import websockets.sync.server
 
 from conftest import TIMEOUT, Recorder, echo, free_port, wait_until, websockets_server
-from rawpeer import raw_websocket_server, recv_exactly, silent_but_closes
+from rawpeer import raw_websocket_server, read_frame_header, recv_exactly, silent_but_closes
 from wsbind import (
     ConnectionClosed,
     ConnectionClosedError,
@@ -204,15 +203,10 @@ def test_send_waits_while_the_peer_does_not_read_and_resumes_when_it_does() -> N
         with contextlib.suppress(OSError):
             size_so_far = 0
             while len(received) < count:
-                first, second = recv_exactly(conn, 2)
-                length = second & 0x7F
-                if length == 126:
-                    (length,) = struct.unpack("!H", recv_exactly(conn, 2))
-                elif length == 127:
-                    (length,) = struct.unpack("!Q", recv_exactly(conn, 8))
-                recv_exactly(conn, 4 + length)  # The mask and the payload, unread.
+                fin, _, length, _ = read_frame_header(conn)
+                recv_exactly(conn, length)  # The payload, left masked.
                 size_so_far += length
-                if first & 0x80:
+                if fin:
                     received.append(size_so_far)
                     size_so_far = 0
 

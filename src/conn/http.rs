@@ -140,7 +140,8 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     None
 }
 
-async fn refuse<S: AsyncWrite + Unpin, T>(
+/// Answers with `rejection` and ends the connection; gives nothing to go on with.
+pub(super) async fn refuse<S: AsyncWrite + Unpin, T>(
     stream: &mut S,
     rejection: Rejection,
     name: &str,

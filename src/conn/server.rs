@@ -19,7 +19,7 @@ use tokio_rustls::TlsAcceptor;
 use super::client::crash_report;
 use super::connection::{next_id, Command, Connection};
 use super::event::{Accepted, Event, EventQueue, EventSink};
-use super::http::{self, HttpConfig};
+use super::http::{self, refuse, HttpConfig};
 use super::settings::Settings;
 use super::takeover;
 use super::task::{self, Opened};
@@ -450,16 +450,6 @@ async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
         compression,
         place,
     })
-}
-
-async fn refuse<S: AsyncWrite + Unpin, T>(
-    stream: &mut S,
-    rejection: Rejection,
-    name: &str,
-) -> Option<T> {
-    let _ = stream.write_all(&rejection.response(name)).await;
-    let _ = stream.shutdown().await;
-    None
 }
 
 async fn origin_allowed(server: &Server, events: &EventSink, origin: &str) -> bool {
