@@ -27,6 +27,7 @@ __all__ = [
     "EVENT_ORIGIN_CHECK",
     "EVENT_PONG",
     "EVENT_PROXY_AUTH",
+    "EVENT_BROKER",
     "EVENT_SERVER_ERROR",
     "EVENT_SSL_ERRORS",
     "EVENT_STOPPED",
@@ -81,6 +82,7 @@ EVENT_SERVER_ERROR: int
 EVENT_ORIGIN_CHECK: int
 EVENT_SSL_ERRORS: int
 EVENT_PROXY_AUTH: int
+EVENT_BROKER: int
 
 MAX_INCOMING_MESSAGE_SIZE: int
 """Largest incoming message, 64 MiB; over it the connection closes with 1009."""
@@ -368,8 +370,10 @@ class Server:
         ask_origin: bool = False,
         max_pending_connections: int = ...,
         backlog: int = ...,
+        reuse_port: bool = False,
         tls: tuple[str, str, TlsOptions] | None = None,
         compression: str | None = None,
+        broker: tuple[str, str] | None = None,
         register: Callable[[int], object],
     ) -> Server:
         """Starts listening in the background; ``register`` is called with the server's id
@@ -390,9 +394,23 @@ class Server:
         with, and the pending-connection bound."""
     def set_compression(self, compression: str | None) -> None:
         """Sets whether later handshakes accept permessage-deflate ("deflate") or not (None)."""
-    def broadcast(self, message: str | Buffer) -> int:
-        """Sends ``message`` (str: text, bytes-like: binary) to every open client,
-        framed once; returns how many took it."""
+    def broadcast(self, message: str | Buffer, group: str | None = None) -> int:
+        """Sends ``message`` (str: text, bytes-like: binary) to every open client, or to the
+        members of ``group`` here and through the broker elsewhere, framed once; returns how
+        many clients here took it."""
+    def join(self, connection: Connection, group: str) -> bool:
+        """Adds the client ``connection`` to ``group``; False if it was a member already or
+        has left the server."""
+    def leave(self, connection: Connection, group: str) -> bool:
+        """Takes the client ``connection`` out of ``group``; False if it was not in it."""
+    def member_ids(self, group: str) -> list[int]:
+        """The ids of the connections in ``group``, in the order they connected."""
+    def set_broker(self, broker: tuple[str, str] | None) -> None:
+        """Attaches the server to the Redis at ``url`` with channels named
+        ``<namespace>:<group>``, or detaches it (None); its state arrives as EVENT_BROKER."""
+    @property
+    def broker_dropped(self) -> int:
+        """Group broadcasts the broker did not carry."""
     def set_certificate(self, certificate: str, private_key: str) -> None:
         """Serves a new certificate (PEM path or text) to later TLS handshakes."""
     def set_accepting(self, accepting: bool) -> None:

@@ -86,6 +86,8 @@ class EventKind(enum.IntEnum):
     """TLS verification failed: ``list[str]``."""
     PROXY_AUTH = _wsbind.EVENT_PROXY_AUTH
     """A proxy asks for credentials: ``_wsbind.ProxyAuthenticator``."""
+    BROKER = _wsbind.EVENT_BROKER
+    """A server's broker changed state: ``(state, error)``, a ``BrokerState`` value and ``str``."""
 
 
 class Member(Protocol):

@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Generator
 from typing import TYPE_CHECKING, Any, cast
 
 from . import _wsbind
+from .broker import BrokerState, check_broker, check_group, check_namespace
 from .checks import (
     check_bool,
     check_compression,
@@ -227,6 +228,42 @@ class WebSocketServer(Object):
         read_only=True,
         doc="The server's open sockets, in the order they connected.",
     )
+    groups = Property[tuple[str, ...]](
+        (),
+        read_only=True,
+        doc="The names of the groups that have members here, in the order they were made: a "
+        "group exists from its first :meth:`join` to its last :meth:`leave` (or close). Qt "
+        "has no groups.",
+    )
+    reuse_port = Property(
+        False,
+        check=check_bool,
+        doc="True listens with SO_REUSEPORT: several processes that all set it listen on one "
+        "port, and the kernel spreads new connections over them, so a server of several "
+        "processes on one host needs no balancer. A change applies at the next ``listen``.",
+    )
+    broker = Property(
+        "",
+        check=check_broker,
+        changed="_broker_changed",
+        doc='A Redis URL ("redis://host:6379/0", "rediss://" for TLS) that carries group '
+        "broadcasts to every server process attached to it, and theirs to this one's members; "
+        '"" for none. Delivery is at most once (see :mod:`wsbind.broker`).',
+    )
+    broker_namespace = Property(
+        "wsbind",
+        check=check_namespace,
+        changed="_broker_changed",
+        doc="The prefix of the broker's channels: a group's channel is ``<namespace>:<group>``. "
+        "Servers with different namespaces share a Redis without hearing each other.",
+    )
+    broker_state = Property(
+        BrokerState.DISCONNECTED,
+        read_only=True,
+        doc="Where the connection to ``broker`` stands: a :class:`~wsbind.BrokerState`. On "
+        "ERROR, ``error_string`` says why, broadcasts still reach this process's members, and "
+        "the server connects again, then subscribes to every group it has members in.",
+    )
 
     secure_mode = Property(
         False,
@@ -289,6 +326,11 @@ class WebSocketServer(Object):
         "(C++: ``peerVerifyError``).",
     )
     closed = Signal(doc="The server stopped listening (C++: ``closed``).")
+    members_changed = Signal(
+        "group",
+        doc="A socket joined or left ``group`` (or closed while in it); :meth:`members` has "
+        "the new members.",
+    )
     origin_authentication_required = Signal(
         "authenticator",
         watched="_watched",
@@ -320,6 +362,12 @@ class WebSocketServer(Object):
         # Coroutines waiting for the server to stop, its clients to close or
         # its handlers to return; woken at each of these.
         self._changes = Waiters()
+        # Native connection id -> its open socket, to name a group's members.
+        self._by_id: dict[int, WebSocket] = {}
+        # Group name -> its members here, as the object's thread last saw them.
+        self._members: dict[str, tuple[WebSocket, ...]] = {}
+        # The broker's last error, logged once however often it recurs.
+        self._broker_error = ""
         super().__init__(**kwargs)
 
     def __repr__(self) -> str:
@@ -331,25 +379,126 @@ class WebSocketServer(Object):
         if self.listen:
             self._start()
 
-    def broadcast_text_message(self, message: str) -> int:
-        """Sends a text message to every open client; returns how many took it.
+    def broadcast_text_message(self, message: str, group: str | None = None) -> int:
+        """Sends a text message to every open client, or to the members of ``group``; returns how many took it.
 
         Framed once in the native core, with no Python loop per client; clients
-        that are not open or whose queue is full are skipped. See also
-        :func:`wsbind.broadcast` for any list of sockets. Qt has no broadcast.
+        that are not open or whose queue is full are skipped. With ``group``
+        and a ``broker``, the message also goes to the group's members in
+        every other process attached to the broker, at most once; the count
+        is of this process's clients. See also :func:`wsbind.broadcast` for
+        any list of sockets. Qt has no broadcast.
         """
         if not isinstance(message, str):
             raise TypeError(f"broadcast_text_message() takes a str, not {type(message).__name__}")
-        return self._server.broadcast(message) if self._server is not None else 0
+        return self._broadcast(message, group)
 
-    def broadcast_binary_message(self, message: Buffer) -> int:
-        """Sends a binary message (any bytes-like object) to every open client; returns how many took it.
+    def broadcast_binary_message(self, message: Buffer, group: str | None = None) -> int:
+        """Sends a binary message (any bytes-like object) to every open client, or to the members of ``group``.
 
         As :meth:`broadcast_text_message`, for binary messages.
         """
         if isinstance(message, str):
             raise TypeError("broadcast_binary_message() takes a bytes-like object, not str")
-        return self._server.broadcast(message) if self._server is not None else 0
+        return self._broadcast(message, group)
+
+    def _broadcast(self, message: str | Buffer, group: str | None) -> int:
+        if group is not None:
+            check_group(group)
+        server = self._server
+        return server.broadcast(message, group) if server is not None else 0
+
+    def join(self, ws: WebSocket, group: str) -> bool:
+        """Adds the client ``ws`` to ``group``; returns False if it was in it already or is not open.
+
+        A group exists while it has members (``groups``); a socket may be in
+        any number of them, and leaves them all when it closes. With a
+        ``broker``, the server subscribes to the group's channel while the
+        group has a member here. Safe from any thread; ``members_changed``
+        is emitted on the server's thread. Qt has no groups.
+        """
+        if not isinstance(ws, WebSocket):
+            raise TypeError(f"join() takes a WebSocket, not {type(ws).__name__}")
+        check_group(group)
+        server, conn = self._server, ws._conn
+        if server is None or conn is None or not server.join(conn, group):
+            return False
+        self._dispatcher.call(lambda: self._update_members(group))
+        return True
+
+    def leave(self, ws: WebSocket, group: str) -> bool:
+        """Takes the client ``ws`` out of ``group``; returns False if it was not in it.
+
+        The last member to leave ends the group (and, with a ``broker``, the
+        subscription to its channel). Safe from any thread.
+        """
+        if not isinstance(ws, WebSocket):
+            raise TypeError(f"leave() takes a WebSocket, not {type(ws).__name__}")
+        check_group(group)
+        server, conn = self._server, ws._conn
+        if server is None or conn is None or not server.leave(conn, group):
+            return False
+        self._dispatcher.call(lambda: self._update_members(group))
+        return True
+
+    def members(self, group: str) -> tuple[WebSocket, ...]:
+        """The open sockets in ``group`` here, in the order they connected; () for no such group."""
+        return self._members.get(check_group(group), ())
+
+    @property
+    def broker_dropped(self) -> int:
+        """Group broadcasts the broker did not carry since it was set.
+
+        Those published while Redis was unreachable or the queue of
+        publications was full (they reached this process's members only),
+        and those received in a form that is not wsbind's. A plain count,
+        not a Property: it may change with every broadcast.
+        """
+        server = self._server
+        return server.broker_dropped if server is not None else 0
+
+    def _update_members(self, group: str) -> None:
+        """Reads ``group``'s members from the native core after a join or leave, and tells."""
+        server = self._server
+        ids = server.member_ids(group) if server is not None else []
+        members = tuple(self._by_id[i] for i in ids if i in self._by_id)
+        self._set_members(group, members)
+
+    def _set_members(self, group: str, members: tuple[WebSocket, ...]) -> None:
+        old = self._members.get(group, ())
+        if members == old:
+            return
+        if members:
+            self._members[group] = members
+        else:
+            del self._members[group]
+        if not old or not members:
+            self._write("groups", tuple(self._members))
+        self.members_changed.emit(group)
+
+    def _broker_changed(self) -> None:
+        if self._server is not None:
+            self._server.set_broker(self._broker())
+            if not self.broker:
+                self._write("broker_state", BrokerState.DISCONNECTED)
+
+    def _broker(self) -> tuple[str, str] | None:
+        return (self.broker, self.broker_namespace) if self.broker else None
+
+    def _broker_event(self, state: int, error: str) -> None:
+        if state == BrokerState.ERROR:
+            # A Redis that stays down fails every retry: said once in the log.
+            if error != self._broker_error:
+                logger.warning("%r: %s", self, error)
+            self._broker_error = error
+            self._write_all({"error_string": error, "broker_state": BrokerState.ERROR})
+            return
+        values: dict[str, Any] = {"broker_state": BrokerState(state)}
+        if state == BrokerState.CONNECTED and self._broker_error:
+            if self.error_string == self._broker_error:
+                values["error_string"] = ""
+            self._broker_error = ""
+        self._write_all(values)
 
     def pause_accepting(self) -> None:
         """Stops accepting new connections (C++: ``pauseAccepting``); same as ``accept = False``."""
@@ -412,8 +561,10 @@ class WebSocketServer(Object):
             ask_origin=self.origin_authentication_required.connected,
             max_pending_connections=self.max_pending_connections,
             backlog=self.listen_backlog_size,
+            reuse_port=self.reuse_port,
             tls=self._tls(),
             compression=self.compression,
+            broker=self._broker(),
             # Before the server starts: a failure to listen may be taken at once.
             register=lambda native_id: self._dispatcher.register(native_id, self),
         )
@@ -443,6 +594,7 @@ class WebSocketServer(Object):
             server.stop()
             self.closed.emit()
         self._write("url", "")
+        self._write("broker_state", BrokerState.DISCONNECTED)
         self._changes.wake_all()
 
     def _listen_changed(self) -> None:
@@ -487,6 +639,12 @@ class WebSocketServer(Object):
             self._server.set_ask_origin(on)
 
     def _client_finished(self, ws: WebSocket) -> None:
+        # The native core takes it out of its groups as its connection ends.
+        for native_id in [i for i, w in self._by_id.items() if w is ws]:
+            del self._by_id[native_id]
+        for group, members in list(self._members.items()):
+            if ws in members:
+                self._set_members(group, tuple(m for m in members if m is not ws))
         if ws in self.clients:
             self._write("clients", [c for c in self.clients if c is not ws])
             self._changes.wake_all()
@@ -495,6 +653,7 @@ class WebSocketServer(Object):
         if kind == EventKind.CLIENT_CONNECTED:
             conn = payload.connection
             ws = WebSocket._accept(self._dispatcher, payload, self._client_finished)
+            self._by_id[conn.id] = ws
             # Taken now, as Qt's nextPendingConnection() takes it: no longer pending.
             conn.taken()
             self._write("clients", [*self.clients, ws])
@@ -527,6 +686,8 @@ class WebSocketServer(Object):
         elif kind == EventKind.ACCEPT_FAILED:
             logger.warning("%r: %s", self, payload)
             self.accept_error.emit(payload)
+        elif kind == EventKind.BROKER:
+            self._broker_event(*payload)
         elif kind == EventKind.STOPPED:
             if self._server is not None:
                 self._dispatcher.unregister(self._server.id)

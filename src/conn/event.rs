@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use super::broker::BrokerState;
 use super::connection::Connection;
 use crate::bridge::{self, Landing, Question, Weigh};
 use crate::net::proxy::Credentials;
@@ -99,6 +100,9 @@ pub enum Event {
     OriginCheck(Arc<Question<bool>>),
     /// A server stopped listening and asked its clients to close.
     Stopped,
+    /// A server's broker changed state; `error` says why when it is
+    /// [`BrokerState::Error`].
+    Broker { state: BrokerState, error: String },
 }
 
 impl Weigh for Event {

@@ -38,9 +38,10 @@ pub mod kind {
     pub const ORIGIN_CHECK: u8 = 16;
     pub const SSL_ERRORS: u8 = 17;
     pub const PROXY_AUTH: u8 = 18;
+    pub const BROKER: u8 = 21;
 
     /// Every kind with its Python name, for the module's constants.
-    pub const ALL: [(&str, u8); 18] = [
+    pub const ALL: [(&str, u8); 19] = [
         ("EVENT_CONNECTED", CONNECTED),
         ("EVENT_TEXT", TEXT),
         ("EVENT_BINARY", BINARY),
@@ -59,6 +60,7 @@ pub mod kind {
         ("EVENT_ORIGIN_CHECK", ORIGIN_CHECK),
         ("EVENT_SSL_ERRORS", SSL_ERRORS),
         ("EVENT_PROXY_AUTH", PROXY_AUTH),
+        ("EVENT_BROKER", BROKER),
     ];
 }
 
@@ -266,6 +268,10 @@ fn to_python<'py>(py: Python<'py>, id: u64, event: Event) -> PyResult<Bound<'py,
             object(py, OriginAuthenticator::from(question))?,
         ),
         Event::Stopped => (kind::STOPPED, py.None().into_bound(py)),
+        Event::Broker { state, error } => (
+            kind::BROKER,
+            (state as u8, error).into_pyobject(py)?.into_any(),
+        ),
     };
     (id, kind, payload).into_pyobject(py)
 }
