@@ -11,16 +11,17 @@ MATURIN := VIRTUAL_ENV=$(abspath $(VENV)) $(VENV)/bin/maturin
 help:  ## Show this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
-# The real proxy servers the proxy tests start on loopback (Debian packages).
-SYSTEM_TOOLS := tinyproxy danted
+# The real proxy servers the proxy tests start on loopback, and the Redis the
+# broker tests start (Debian packages).
+SYSTEM_TOOLS := tinyproxy danted redis-server
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
 .PHONY: system-deps
-system-deps:  ## Install the Debian packages the tests use (tinyproxy, dante-server)
+system-deps:  ## Install the Debian packages the tests use (tinyproxy, dante-server, redis-server)
 	@for tool in $(SYSTEM_TOOLS); do command -v $$tool >/dev/null || missing=1; done; \
 	if [ -n "$$missing" ]; then \
 		$(SUDO) apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq tinyproxy dante-server >/dev/null; \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq tinyproxy dante-server redis-server >/dev/null; \
 	fi
 
 # The Autobahn|Testsuite, which judges conformance: it runs on the Python 2.7

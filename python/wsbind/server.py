@@ -329,7 +329,8 @@ class WebSocketServer(Object):
     members_changed = Signal(
         "group",
         doc="A socket joined or left ``group`` (or closed while in it); :meth:`members` has "
-        "the new members.",
+        "the new members. Emitted on the server's thread: joins made together from another "
+        "thread may be told in one emission.",
     )
     origin_authentication_required = Signal(
         "authenticator",
