@@ -34,7 +34,7 @@ import wsbind
 from wsbind import BrokerState, WebSocket, WebSocketServer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from stock_ticker import STARTING_PRICES, parse_request  # noqa: E402
+from stock_ticker import STARTING_PRICES, parse_request
 
 
 def group(symbol: str) -> str:
@@ -98,9 +98,20 @@ def worker(port: int, broker: str, index: int, count: int, interval: float) -> i
 def cluster(processes: int, host_port: int, broker: str, interval: float) -> int:
     workers = [
         subprocess.Popen(
-            [sys.executable, __file__, "worker", str(host_port), broker, str(i), str(processes), str(interval)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-        )  # fmt: skip
+            [
+                sys.executable,
+                __file__,
+                "worker",
+                str(host_port),
+                broker,
+                str(i),
+                str(processes),
+                str(interval),
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         for i in range(processes)
     ]
     # SIGTERM stops the cluster as Ctrl-C does.
@@ -131,7 +142,9 @@ def main(argv: list[str] | None = None) -> int:
     if (argv or sys.argv[1:])[:1] == ["worker"]:
         port, broker, index, count, interval = (argv or sys.argv[1:])[1:]
         return worker(int(port), broker, int(index), int(count), float(interval))
-    parser = argparse.ArgumentParser(description="The stock ticker on several processes, one port, one Redis.")
+    parser = argparse.ArgumentParser(
+        description="The stock ticker on several processes, one port, one Redis."
+    )
     parser.add_argument("--processes", type=int, default=4, help="server processes [default: 4]")
     parser.add_argument("--port", type=int, default=8765, help="the port they share [default: 8765]")
     parser.add_argument("--broker", default="redis://127.0.0.1:6379/0", help="the Redis URL")

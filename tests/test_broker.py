@@ -19,11 +19,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from redis_server import RedisServer, redis_server
 from websockets.sync.client import ClientConnection, connect
 
 import wsbind
 from conftest import TIMEOUT, free_port, wait_until
-from redis_server import RedisServer, redis_server
 from wsbind import BrokerState, WebSocketServer
 
 __all__ = ["redis_server"]  # the fixture, imported for pytest

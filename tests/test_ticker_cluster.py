@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 
+from redis_server import RedisServer, redis_server
+from test_examples import background
 from websockets.sync.client import connect
 
 from conftest import free_port, wait_until
-from redis_server import RedisServer, redis_server
-from test_examples import background
 
 __all__ = ["redis_server"]  # the fixture, imported for pytest
 

@@ -381,7 +381,7 @@ class WebSocketServer(Object):
             self._start()
 
     def broadcast_text_message(self, message: str, group: str | None = None) -> int:
-        """Sends a text message to every open client, or to the members of ``group``; returns how many took it.
+        """Sends a text message to every open client, or to ``group``'s members; returns how many took it.
 
         Framed once in the native core, with no Python loop per client; clients
         that are not open or whose queue is full are skipped. With ``group``
@@ -395,7 +395,7 @@ class WebSocketServer(Object):
         return self._broadcast(message, group)
 
     def broadcast_binary_message(self, message: Buffer, group: str | None = None) -> int:
-        """Sends a binary message (any bytes-like object) to every open client, or to the members of ``group``.
+        """Sends a binary message (any bytes-like object) to every open client, or to ``group``'s members.
 
         As :meth:`broadcast_text_message`, for binary messages.
         """

@@ -28,8 +28,8 @@ use tokio::time::{sleep, timeout, Instant};
 use super::event::{Event, EventSink};
 use super::groups::Groups;
 use crate::config::{
-    BROKER_PING_INTERVAL, BROKER_PIPELINE, BROKER_QUEUE_SIZE, BROKER_RETRY_FIRST,
-    BROKER_RETRY_MAX, BROKER_TIMEOUT, QUEUED_MESSAGE_COST,
+    BROKER_PING_INTERVAL, BROKER_PIPELINE, BROKER_QUEUE_SIZE, BROKER_RETRY_FIRST, BROKER_RETRY_MAX,
+    BROKER_TIMEOUT, QUEUED_MESSAGE_COST,
 };
 use crate::net::runtime;
 

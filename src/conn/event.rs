@@ -102,7 +102,10 @@ pub enum Event {
     Stopped,
     /// A server's broker changed state; `error` says why when it is
     /// [`BrokerState::Error`].
-    Broker { state: BrokerState, error: String },
+    Broker {
+        state: BrokerState,
+        error: String,
+    },
 }
 
 impl Weigh for Event {
