@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import base64
 import os
+import resource
 import selectors
 import shutil
 import socket
@@ -51,7 +52,7 @@ def node(broker: str) -> None:
     import wsbind
     from wsbind import BrokerState, WebSocketServer
 
-    server = WebSocketServer(broker=broker, compression=None)
+    server = WebSocketServer(broker=broker, compression=None, max_pending_connections=100_000)
     server.client_connected.connect(lambda ws: server.join(ws, "g"))
 
     def ready(*_: object) -> None:
@@ -250,6 +251,9 @@ def main() -> int:
 
 
 if __name__ == "__main__":
+    # A thousand sockets, and the server's thousand, past the usual soft limit of 1,024.
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     if sys.argv[1:2] == ["node"]:
         node(sys.argv[2] if len(sys.argv) > 2 else "")
     elif sys.argv[1:2] == ["count"]:

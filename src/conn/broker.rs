@@ -330,7 +330,8 @@ async fn serve(broker: &Broker, client: &Client) -> String {
             },
             () = broker.regrouped.notified() => resubscribe(broker, &mut sink, &mut subscribed).await,
             () = broker.published.notified() => publish(broker, &mut publisher).await,
-            _ = ping.tick() => match timeout(BROKER_TIMEOUT, sink.ping::<String>()).await {
+            // Subscribed, Redis answers a ping with ["pong", ""], not "PONG".
+            _ = ping.tick() => match timeout(BROKER_TIMEOUT, sink.ping::<redis::Value>()).await {
                 Ok(Ok(_)) => Ok(()),
                 Ok(Err(e)) => Err(format!("the broker failed: {e}")),
                 Err(_) => Err(format!("the broker did not answer a ping within {} s", BROKER_TIMEOUT.as_secs())),
