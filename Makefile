@@ -11,17 +11,17 @@ MATURIN := VIRTUAL_ENV=$(abspath $(VENV)) $(VENV)/bin/maturin
 help:  ## Show this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
-# The real proxy servers the proxy tests start on loopback, and the browser
-# the browser tests drive (Debian packages).
-SYSTEM_TOOLS := tinyproxy danted chromium
+# The real proxy servers the proxy tests start on loopback, the browser the
+# browser tests drive, and the Redis the broker tests start (Debian packages).
+SYSTEM_TOOLS := tinyproxy danted chromium redis-server
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
 .PHONY: system-deps
-system-deps:  ## Install the Debian packages the tests use (tinyproxy, dante-server, chromium)
+system-deps:  ## Install the Debian packages the tests use (tinyproxy, dante-server, chromium, redis-server)
 	@for tool in $(SYSTEM_TOOLS); do command -v $$tool >/dev/null || missing=1; done; \
 	if [ -n "$$missing" ]; then \
 		$(SUDO) apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq tinyproxy dante-server chromium >/dev/null; \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq tinyproxy dante-server chromium redis-server >/dev/null; \
 	fi
 
 # The Autobahn|Testsuite, which judges conformance: it runs on the Python 2.7

@@ -215,3 +215,42 @@ pub const WRITE_LIMIT: usize = 32 << 10;
 /// thread sees the stop, in microseconds, so the bound is there only for an
 /// I/O thread stuck elsewhere: the caller of `listen` is never held longer.
 pub const RELEASE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Bytes of group broadcasts that may wait to be published to the broker
+/// (Redis): 16 MiB, each message counting [`QUEUED_MESSAGE_COST`] more.
+///
+/// Publishing never blocks the sender, so a Redis that is slow to answer
+/// would otherwise let the queue grow without end. 16 MiB holds a second of
+/// 30,000 small broadcasts with room to spare; past it a broadcast still
+/// reaches this process's members, is not published, and is counted in
+/// `broker_dropped`.
+pub const BROKER_QUEUE_SIZE: usize = 16 << 20;
+
+/// The first wait before connecting to the broker again after a failure:
+/// 100 ms, doubled at each failure up to [`BROKER_RETRY_MAX`].
+///
+/// A Redis that restarts is back within a second; one that is down for
+/// long is tried every few seconds, not in a loop that fills the logs.
+pub const BROKER_RETRY_FIRST: Duration = Duration::from_millis(100);
+
+/// The longest wait between two attempts to reach the broker: 5 s, so that
+/// cross-process delivery resumes at most 5 s after Redis is back.
+pub const BROKER_RETRY_MAX: Duration = Duration::from_secs(5);
+
+/// How long connecting to the broker, or one of its answers, may take:
+/// 5 s. A Redis that does not answer within it counts as gone (state
+/// ERROR), and the broker connects anew; what was waiting to be published
+/// is dropped and counted rather than held for ever.
+pub const BROKER_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How often the broker pings Redis when nothing else happens: every 5 s.
+/// A connection cut without a reset (a host that vanished) is otherwise
+/// noticed only by the kernel's keepalive, after hours; with it, within
+/// this and [`BROKER_TIMEOUT`].
+pub const BROKER_PING_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Publications sent to Redis in one pipeline: at most 1,024. Many
+/// broadcasts queued together cost one round trip; the bound keeps one
+/// pipeline's buffer small and lets subscriptions and incoming messages
+/// have their turn between pipelines.
+pub const BROKER_PIPELINE: usize = 1024;

@@ -14,13 +14,14 @@ import socket
 import subprocess
 import sys
 import textwrap
+import threading
 from typing import Any
 
 import pytest
 import websockets
 from websockets.sync.client import connect
 
-from conftest import free_port, wait_until, websockets_server
+from conftest import Recorder, free_port, wait_until, websockets_server
 from wsbind import InvalidURL, Status, WebSocket
 
 NOT_TLS = "TLS handshake failed: the server does not speak TLS (is the URL ws://?)"
@@ -36,6 +37,17 @@ def test_listen_binds_before_the_constructor_returns(servers: Any) -> None:
     assert server.url == f"ws://127.0.0.1:{server.port}"
     with connect(server.url, open_timeout=10):
         pass
+
+
+def test_listening_at_once_still_runs_the_change_handlers_on_the_servers_thread(servers: Any) -> None:
+    """url is valid when listen = True returns, but url_changed's handlers run where the
+    server's other handlers do (wsbind's event thread here), never on the caller's thread."""
+    urls = Recorder()
+    server = servers(listen=False, on_url_changed=urls)
+    server.listen = True
+    assert server.url
+    assert urls.wait(1) == [server.url]
+    assert urls.threads[0] != threading.current_thread().name
 
 
 def test_an_address_held_by_another_program_raises_with_its_errno(servers: Any) -> None:

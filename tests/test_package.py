@@ -18,6 +18,7 @@ SUBMODULES = (
     "wsbind.dispatch",
     "wsbind.tls",
     "wsbind.broadcast",
+    "wsbind.broker",
     "wsbind.aio",
     "wsbind.retry",
     "wsbind.http",

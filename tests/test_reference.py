@@ -44,6 +44,16 @@ WSBIND_ONLY = {
     ("WebSocketServer", "route"): "Qt's server has no routing by path",
     ("WebSocketServer", "broadcast_text_message"): "Qt has no broadcast",
     ("WebSocketServer", "broadcast_binary_message"): "Qt has no broadcast",
+    ("WebSocketServer", "join"): "Qt has no groups",
+    ("WebSocketServer", "leave"): "Qt has no groups",
+    ("WebSocketServer", "members"): "Qt has no groups",
+    ("WebSocketServer", "groups"): "Qt has no groups",
+    ("WebSocketServer", "members_changed"): "Qt has no groups",
+    ("WebSocketServer", "broker"): "Qt has no broker between processes",
+    ("WebSocketServer", "broker_namespace"): "Qt has no broker between processes",
+    ("WebSocketServer", "broker_state"): "Qt has no broker between processes",
+    ("WebSocketServer", "reuse_port"): "QTcpServer cannot set SO_REUSEPORT",
+    ("WebSocketServer", "broker_dropped"): "Qt has no broker between processes",
 }
 
 # Where the Qt name is in each table's rows.

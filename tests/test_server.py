@@ -34,8 +34,9 @@ def test_listening_fills_in_port_and_url(servers: Any) -> None:
     server = servers(on_port_changed=ports, on_url_changed=urls)
     assert server.port != 0
     assert server.url == f"ws://127.0.0.1:{server.port}"
-    assert ports.values == [server.port]
-    assert urls.values == [server.url]
+    # On the server's thread, soon after.
+    assert ports.wait(1) == [server.port]
+    assert urls.wait(1) == [server.url]
     assert server.error_string == ""
 
 

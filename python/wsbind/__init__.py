@@ -26,6 +26,7 @@ blocking face for scripts, and :mod:`wsbind.errors` has the exception tree.
 from . import _wsbind
 from .aio import connect, serve
 from .broadcast import broadcast
+from .broker import BrokerState
 from .dispatch import quit, run
 from .errors import (
     BufferFullError,
@@ -52,6 +53,7 @@ __version__: str = _wsbind.__version__
 __all__ = [
     "Binding",
     "BoundSignal",
+    "BrokerState",
     "BufferFullError",
     "ConcurrencyError",
     "ConnectionClosed",

@@ -31,6 +31,7 @@ __all__ = [
     "EVENT_ORIGIN_CHECK",
     "EVENT_PONG",
     "EVENT_PROXY_AUTH",
+    "EVENT_BROKER",
     "EVENT_SERVER_ERROR",
     "EVENT_SSL_ERRORS",
     "EVENT_STOPPED",
@@ -90,6 +91,7 @@ EVENT_ORIGIN_CHECK: int
 EVENT_SSL_ERRORS: int
 EVENT_PROXY_AUTH: int
 EVENT_AUTHENTICATE: int
+EVENT_BROKER: int
 EVENT_HTTP_REQUEST: int
 EVENT_REJECTED: int
 
@@ -444,12 +446,14 @@ class Server:
         ask_origin: bool = False,
         max_pending_connections: int = ...,
         backlog: int = ...,
+        reuse_port: bool = False,
         tls: tuple[str, str, TlsOptions] | None = None,
         compression: str | None = None,
         ask_plain: bool = False,
         ask_upgrade: bool = False,
         static_dir: str | None = None,
         max_file_size: int = ...,
+        broker: tuple[str, str] | None = None,
         register: Callable[[int], object],
     ) -> Server:
         """Listens before it returns (OSError with its errno if it cannot; an address
@@ -484,9 +488,23 @@ class Server:
     ) -> None:
         """Sets what later HTTP requests get: whether Python answers plain requests and sees
         upgrades first, the static folder, and the largest file a response carries."""
-    def broadcast(self, message: str | Buffer) -> int:
-        """Sends ``message`` (str: text, bytes-like: binary) to every open client,
-        framed once; returns how many took it."""
+    def broadcast(self, message: str | Buffer, group: str | None = None) -> int:
+        """Sends ``message`` (str: text, bytes-like: binary) to every open client, or to the
+        members of ``group`` here and through the broker elsewhere, framed once; returns how
+        many clients here took it."""
+    def join(self, connection: Connection, group: str) -> bool:
+        """Adds the client ``connection`` to ``group``; False if it was a member already or
+        has left the server."""
+    def leave(self, connection: Connection, group: str) -> bool:
+        """Takes the client ``connection`` out of ``group``; False if it was not in it."""
+    def member_ids(self, group: str) -> list[int]:
+        """The ids of the connections in ``group``, in the order they connected."""
+    def set_broker(self, broker: tuple[str, str] | None) -> None:
+        """Attaches the server to the Redis at ``url`` with channels named
+        ``<namespace>:<group>``, or detaches it (None); its state arrives as EVENT_BROKER."""
+    @property
+    def broker_dropped(self) -> int:
+        """Group broadcasts the broker did not carry."""
     def set_certificate(self, certificate: str, private_key: str) -> None:
         """Serves a new certificate (PEM path or text) to later TLS handshakes."""
     def set_accepting(self, accepting: bool) -> None:

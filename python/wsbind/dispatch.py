@@ -94,6 +94,8 @@ class EventKind(enum.IntEnum):
     """An HTTP request waits for its answer: ``_wsbind.HttpRequest``."""
     REJECTED = _wsbind.EVENT_REJECTED
     """The server refused the handshake; its response's headers: ``list[tuple[str, str]]``."""
+    BROKER = _wsbind.EVENT_BROKER
+    """A server's broker changed state: ``(state, error)``, a ``BrokerState`` value and ``str``."""
 
 
 def handler_context() -> contextvars.Context | None:

@@ -900,11 +900,18 @@ class Object:
         """Stores a property's value; emits its change signal and returns True if it changed."""
         return bool(self._write_all({name: value}))
 
-    def _write_all(self, values: dict[str, Any]) -> list[str]:
+    def _write_all(
+        self, values: dict[str, Any], emit_on: Callable[[Callable[[], None]], None] | None = None
+    ) -> list[str]:
         """Stores several values, then emits the change signals of those that changed, in order.
 
         Every handler then sees all the new values, as Qt's setters that
         update two properties before emitting either. Returns what changed.
+        With ``emit_on`` (a dispatcher's ``call``), the values are stored at
+        once but the signals are emitted through it, on the object's thread:
+        for values that change as a side effect of a call made on another
+        thread (``listen = True`` binds there, and ``url`` is valid when it
+        returns, but ``url_changed``'s handlers run where the server's do).
         """
         changed = []
         for name, value in values.items():
@@ -915,12 +922,20 @@ class Object:
             changed.append(name)
         if changed:
             Object._writes += 1
-        signals = self.__dict__
-        for name in changed:
-            # A change signal nobody asked for does not exist yet: nothing to emit.
-            signal = signals.get(f"{name}_changed")
-            if signal is not None:
-                signal.emit(_public(values[name]))
+
+        def emit() -> None:
+            signals = self.__dict__
+            for name in changed:
+                # A change signal nobody asked for does not exist yet: nothing to emit.
+                signal = signals.get(f"{name}_changed")
+                if signal is not None:
+                    signal.emit(_public(values[name]))
+
+        if changed:
+            if emit_on is None:
+                emit()
+            else:
+                emit_on(emit)
         return changed
 
 

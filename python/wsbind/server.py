@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, cast
 
 from . import _wsbind
+from .broker import BrokerState, check_broker, check_group, check_namespace
 from .checks import (
     check_bool,
     check_compression,
@@ -144,6 +145,8 @@ class WebSocketServer(Object):
         error_string: ClassVar[ReadOnly[str]]
         clients: ClassVar[ReadOnly[list[WebSocket]]]
         client_count: ClassVar[ReadOnly[int]]
+        groups: ClassVar[ReadOnly[tuple[str, ...]]]
+        broker_state: ClassVar[ReadOnly[BrokerState]]
         host_changed: BoundSignal[str]
         port_changed: BoundSignal[int]
         listen_changed: BoundSignal[bool]
@@ -163,6 +166,11 @@ class WebSocketServer(Object):
         client_count_changed: BoundSignal[int]
         static_dir_changed: BoundSignal[str | None]
         max_file_size_changed: BoundSignal[int]
+        groups_changed: BoundSignal[tuple[str, ...]]
+        reuse_port_changed: BoundSignal[bool]
+        broker_changed: BoundSignal[str]
+        broker_namespace_changed: BoundSignal[str]
+        broker_state_changed: BoundSignal[BrokerState]
         secure_mode_changed: BoundSignal[bool]
         certificate_changed: BoundSignal[str]
         private_key_changed: BoundSignal[str]
@@ -186,6 +194,9 @@ class WebSocketServer(Object):
             allowed_origins: Binding[list[str] | None] | list[str] | None = ...,
             static_dir: Binding[str | None] | str | None = ...,
             max_file_size: Binding[int] | int = ...,
+            reuse_port: Binding[bool] | bool = ...,
+            broker: Binding[str] | str = ...,
+            broker_namespace: Binding[str] | str = ...,
             secure_mode: Binding[bool] | bool = ...,
             certificate: Binding[str] | str = ...,
             private_key: Binding[str] | str = ...,
@@ -197,6 +208,7 @@ class WebSocketServer(Object):
             on_ssl_errors: Callable[[list[str]], object] | None = ...,
             on_peer_verify_error: Callable[[str], object] | None = ...,
             on_closed: Callable[[], object] | None = ...,
+            on_members_changed: Callable[[str], object] | None = ...,
             on_origin_authentication_required: Callable[[_wsbind.OriginAuthenticator], object] | None = ...,
             on_http_request: Callable[[Request], object] | None = ...,
             on_host_changed: Callable[[str], object] | None = ...,
@@ -218,6 +230,11 @@ class WebSocketServer(Object):
             on_client_count_changed: Callable[[int], object] | None = ...,
             on_static_dir_changed: Callable[[str | None], object] | None = ...,
             on_max_file_size_changed: Callable[[int], object] | None = ...,
+            on_groups_changed: Callable[[tuple[str, ...]], object] | None = ...,
+            on_reuse_port_changed: Callable[[bool], object] | None = ...,
+            on_broker_changed: Callable[[str], object] | None = ...,
+            on_broker_namespace_changed: Callable[[str], object] | None = ...,
+            on_broker_state_changed: Callable[[BrokerState], object] | None = ...,
             on_secure_mode_changed: Callable[[bool], object] | None = ...,
             on_certificate_changed: Callable[[str], object] | None = ...,
             on_private_key_changed: Callable[[str], object] | None = ...,
@@ -357,6 +374,42 @@ class WebSocketServer(Object):
         doc="Largest file an HTTP response carries, from ``static_dir`` or a Response's path; a "
         "larger one gets 500. Files are read whole, off the server's thread. Default 8 MiB.",
     )
+    groups = Property[tuple[str, ...]](
+        (),
+        read_only=True,
+        doc="The names of the groups that have members here, in the order they were made: a "
+        "group exists from its first :meth:`join` to its last :meth:`leave` (or close). Qt "
+        "has no groups.",
+    )
+    reuse_port = Property(
+        False,
+        check=check_bool,
+        doc="True listens with SO_REUSEPORT: several processes that all set it listen on one "
+        "port, and the kernel spreads new connections over them, so a server of several "
+        "processes on one host needs no balancer. A change applies at the next ``listen``.",
+    )
+    broker = Property(
+        "",
+        check=check_broker,
+        changed="_broker_changed",
+        doc='A Redis URL ("redis://host:6379/0", "rediss://" for TLS) that carries group '
+        "broadcasts to every server process attached to it, and theirs to this one's members; "
+        '"" for none. Delivery is at most once (see :mod:`wsbind.broker`).',
+    )
+    broker_namespace = Property(
+        "wsbind",
+        check=check_namespace,
+        changed="_broker_changed",
+        doc="The prefix of the broker's channels: a group's channel is ``<namespace>:<group>``. "
+        "Servers with different namespaces share a Redis without hearing each other.",
+    )
+    broker_state = Property(
+        BrokerState.DISCONNECTED,
+        read_only=True,
+        doc="Where the connection to ``broker`` stands: a :class:`~wsbind.BrokerState`. On "
+        "ERROR, ``error_string`` says why, broadcasts still reach this process's members, and "
+        "the server connects again, then subscribes to every group it has members in.",
+    )
 
     secure_mode = Property(
         False,
@@ -419,6 +472,12 @@ class WebSocketServer(Object):
         "(C++: ``peerVerifyError``).",
     )
     closed = Signal[()](doc="The server stopped listening (C++: ``closed``).")
+    members_changed = Signal[str](
+        "group",
+        doc="A socket joined or left ``group`` (or closed while in it); :meth:`members` has "
+        "the new members. Emitted on the server's thread: joins made together from another "
+        "thread may be told in one emission.",
+    )
     origin_authentication_required = Signal[_wsbind.OriginAuthenticator](
         "authenticator",
         watched="_watched",
@@ -460,6 +519,12 @@ class WebSocketServer(Object):
         self._process_request: Callable[[Request], Any] | None = None
         # Where handlers run: the context it was made in (a notebook's cell).
         self._context = handler_context()
+        # Native connection id -> its open socket, to name a group's members.
+        self._by_id: dict[int, WebSocket] = {}
+        # Group name -> its members here, as the object's thread last saw them.
+        self._members: dict[str, tuple[WebSocket, ...]] = {}
+        # The broker's last error, logged once however often it recurs.
+        self._broker_error = ""
         super().__init__(**kwargs)
 
     def __repr__(self) -> str:
@@ -471,25 +536,126 @@ class WebSocketServer(Object):
         if self.listen:
             self._start()
 
-    def broadcast_text_message(self, message: str) -> int:
-        """Sends a text message to every open client; returns how many took it.
+    def broadcast_text_message(self, message: str, group: str | None = None) -> int:
+        """Sends a text message to every open client, or to ``group``'s members; returns how many took it.
 
         Framed once in the native core, with no Python loop per client; clients
-        that are not open or whose queue is full are skipped. See also
-        :func:`wsbind.broadcast` for any list of sockets. Qt has no broadcast.
+        that are not open or whose queue is full are skipped. With ``group``
+        and a ``broker``, the message also goes to the group's members in
+        every other process attached to the broker, at most once; the count
+        is of this process's clients. See also :func:`wsbind.broadcast` for
+        any list of sockets. Qt has no broadcast.
         """
         if not isinstance(message, str):
             raise TypeError(f"broadcast_text_message() takes a str, not {type(message).__name__}")
-        return self._server.broadcast(message) if self._server is not None else 0
+        return self._broadcast(message, group)
 
-    def broadcast_binary_message(self, message: Buffer) -> int:
-        """Sends a binary message (any bytes-like object) to every open client; returns how many took it.
+    def broadcast_binary_message(self, message: Buffer, group: str | None = None) -> int:
+        """Sends a binary message (any bytes-like object) to every open client, or to ``group``'s members.
 
         As :meth:`broadcast_text_message`, for binary messages.
         """
         if isinstance(message, str):
             raise TypeError("broadcast_binary_message() takes a bytes-like object, not str")
-        return self._server.broadcast(message) if self._server is not None else 0
+        return self._broadcast(message, group)
+
+    def _broadcast(self, message: str | Buffer, group: str | None) -> int:
+        if group is not None:
+            check_group(group)
+        server = self._server
+        return server.broadcast(message, group) if server is not None else 0
+
+    def join(self, ws: WebSocket, group: str) -> bool:
+        """Adds the client ``ws`` to ``group``; returns False if it was in it already or is not open.
+
+        A group exists while it has members (``groups``); a socket may be in
+        any number of them, and leaves them all when it closes. With a
+        ``broker``, the server subscribes to the group's channel while the
+        group has a member here. Safe from any thread; ``members_changed``
+        is emitted on the server's thread. Qt has no groups.
+        """
+        if not isinstance(ws, WebSocket):
+            raise TypeError(f"join() takes a WebSocket, not {type(ws).__name__}")
+        check_group(group)
+        server, conn = self._server, ws._conn
+        if server is None or conn is None or not server.join(conn, group):
+            return False
+        self._dispatcher.call(lambda: self._update_members(group))
+        return True
+
+    def leave(self, ws: WebSocket, group: str) -> bool:
+        """Takes the client ``ws`` out of ``group``; returns False if it was not in it.
+
+        The last member to leave ends the group (and, with a ``broker``, the
+        subscription to its channel). Safe from any thread.
+        """
+        if not isinstance(ws, WebSocket):
+            raise TypeError(f"leave() takes a WebSocket, not {type(ws).__name__}")
+        check_group(group)
+        server, conn = self._server, ws._conn
+        if server is None or conn is None or not server.leave(conn, group):
+            return False
+        self._dispatcher.call(lambda: self._update_members(group))
+        return True
+
+    def members(self, group: str) -> tuple[WebSocket, ...]:
+        """The open sockets in ``group`` here, in the order they connected; () for no such group."""
+        return self._members.get(check_group(group), ())
+
+    @property
+    def broker_dropped(self) -> int:
+        """Group broadcasts the broker did not carry since it was set.
+
+        Those published while Redis was unreachable or the queue of
+        publications was full (they reached this process's members only),
+        and those received in a form that is not wsbind's. A plain count,
+        not a Property: it may change with every broadcast.
+        """
+        server = self._server
+        return server.broker_dropped if server is not None else 0
+
+    def _update_members(self, group: str) -> None:
+        """Reads ``group``'s members from the native core after a join or leave, and tells."""
+        server = self._server
+        ids = server.member_ids(group) if server is not None else []
+        members = tuple(self._by_id[i] for i in ids if i in self._by_id)
+        self._set_members(group, members)
+
+    def _set_members(self, group: str, members: tuple[WebSocket, ...]) -> None:
+        old = self._members.get(group, ())
+        if members == old:
+            return
+        if members:
+            self._members[group] = members
+        else:
+            del self._members[group]
+        if not old or not members:
+            self._write("groups", tuple(self._members))
+        self.members_changed.emit(group)
+
+    def _broker_changed(self) -> None:
+        if self._server is not None:
+            self._server.set_broker(self._broker())
+            if not self.broker:
+                self._write("broker_state", BrokerState.DISCONNECTED)
+
+    def _broker(self) -> tuple[str, str] | None:
+        return (self.broker, self.broker_namespace) if self.broker else None
+
+    def _broker_event(self, state: int, error: str) -> None:
+        if state == BrokerState.ERROR:
+            # A Redis that stays down fails every retry: said once in the log.
+            if error != self._broker_error:
+                logger.warning("%r: %s", self, error)
+            self._broker_error = error
+            self._write_all({"error_string": error, "broker_state": BrokerState.ERROR})
+            return
+        values: dict[str, Any] = {"broker_state": BrokerState(state)}
+        if state == BrokerState.CONNECTED and self._broker_error:
+            if self.error_string == self._broker_error:
+                values["error_string"] = ""
+            self._broker_error = ""
+        self._write_all(values)
 
     def route(self, pattern: str) -> Callable[[F], F]:
         """Decorates the handler of WebSocket clients whose path matches ``pattern``.
@@ -602,15 +768,19 @@ class WebSocketServer(Object):
                 ask_origin=self.origin_authentication_required.connected,
                 max_pending_connections=self.max_pending_connections,
                 backlog=self.listen_backlog_size,
+                reuse_port=self.reuse_port,
                 tls=self._tls(),
                 compression=self.compression,
                 **self._http_config(),
+                broker=self._broker(),
                 # Before the server starts: its events then find this object.
                 register=lambda native_id: self._dispatcher.register(native_id, self),
             )
         except OSError as e:
             # Qt's listen() returns false and leaves isListening() false.
-            self._write_all({"listen": False, "error_string": e.strerror or str(e)})
+            self._write_all(
+                {"listen": False, "error_string": e.strerror or str(e)}, emit_on=self._dispatcher.call
+            )
             self._changes.wake_all()
             raise
         self._server = server
@@ -620,13 +790,15 @@ class WebSocketServer(Object):
                 "run again?), which stopped listening and closed its clients with 1001",
                 server.took_over,
             )
-        # Bound already, as Qt's listen() has bound when it returns.
+        # Bound already, as Qt's listen() has bound when it returns; the
+        # change signals' handlers run on the server's thread all the same.
         self._write_all(
             {
                 "error_string": "",
                 "port": server.port,
                 "url": server_url(self.host, server.port, self.secure_mode),
-            }
+            },
+            emit_on=self._dispatcher.call,
         )
 
     def _http_config(self) -> dict[str, Any]:
@@ -779,6 +951,7 @@ class WebSocketServer(Object):
             server.stop()
             self.closed.emit()
         self._write("url", "")
+        self._write("broker_state", BrokerState.DISCONNECTED)
         self._changes.wake_all()
 
     def _listen_changed(self) -> None:
@@ -827,6 +1000,12 @@ class WebSocketServer(Object):
         self._write("client_count", len(clients))
 
     def _client_finished(self, ws: WebSocket) -> None:
+        # The native core takes it out of its groups as its connection ends.
+        for native_id in [i for i, w in self._by_id.items() if w is ws]:
+            del self._by_id[native_id]
+        for group, members in list(self._members.items()):
+            if ws in members:
+                self._set_members(group, tuple(m for m in members if m is not ws))
         if ws in self.clients:
             self._set_clients([c for c in self.clients if c is not ws])
             self._changes.wake_all()
@@ -835,6 +1014,7 @@ class WebSocketServer(Object):
         if kind == EventKind.CLIENT_CONNECTED:
             conn = payload.connection
             ws = WebSocket._accept(self._dispatcher, payload, self._client_finished)
+            self._by_id[conn.id] = ws
             # Taken now, as Qt's nextPendingConnection() takes it: no longer pending.
             conn.taken()
             self._set_clients([*self.clients, ws])
@@ -878,6 +1058,8 @@ class WebSocketServer(Object):
         elif kind == EventKind.ACCEPT_FAILED:
             logger.warning("%r: %s", self, payload)
             self.accept_error.emit(payload)
+        elif kind == EventKind.BROKER:
+            self._broker_event(*payload)
         elif kind == EventKind.STOPPED:
             # A stop _stop() asked for does not arrive (it unregisters
             # first); one _shutdown() asked for leaves the properties as

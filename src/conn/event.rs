@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use super::broker::BrokerState;
 use super::connection::Connection;
 use super::http::HttpAsk;
 use crate::bridge::{self, Landing, Question, Weigh};
@@ -108,6 +109,12 @@ pub enum Event {
     Stopped,
     /// A server asks Python to answer an HTTP request (or to let an upgrade go on).
     HttpRequest(Box<HttpAsk>),
+    /// A server's broker changed state; `error` says why when it is
+    /// [`BrokerState::Error`].
+    Broker {
+        state: BrokerState,
+        error: String,
+    },
 }
 
 impl Weigh for Event {

@@ -6,9 +6,11 @@
 //! `#[pyclass]` (see `py/`).
 
 pub mod broadcast;
+pub mod broker;
 pub mod client;
 pub mod connection;
 pub mod event;
+pub mod groups;
 pub mod http;
 pub mod outbox;
 pub mod receiver;

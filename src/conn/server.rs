@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc::UnboundedReceiver;
@@ -16,9 +16,12 @@ use tokio::sync::{watch, Semaphore};
 use tokio::time::timeout;
 use tokio_rustls::TlsAcceptor;
 
+use super::broadcast::broadcast;
+use super::broker::Broker;
 use super::client::crash_report;
 use super::connection::{next_id, Command, Connection};
 use super::event::{Accepted, Event, EventQueue, EventSink};
+use super::groups::{Change, Groups};
 use super::http::{self, refuse, HttpConfig};
 use super::settings::Settings;
 use super::takeover;
@@ -48,6 +51,8 @@ pub struct ServerConfig {
     pub max_pending: usize,
     /// The kernel's queue of connections not yet accepted, set when listening.
     pub backlog: u32,
+    /// SO_REUSEPORT, set when listening: other processes may listen on the port too.
+    pub reuse_port: bool,
     /// Settings of the server's sockets.
     pub settings: Settings,
     /// permessage-deflate to accept; None declines every offer.
@@ -77,6 +82,12 @@ pub struct Server {
     handshakes: Arc<Semaphore>,
     /// TLS for wss://, and the certificate it serves.
     tls: Option<(TlsAcceptor, Arc<tls::Certificate>)>,
+    /// The named groups of `clients`.
+    groups: Arc<Groups>,
+    /// The broker that carries group broadcasts to other processes, if any.
+    broker: Mutex<Option<Arc<Broker>>>,
+    /// Where this server's events go (the broker's too).
+    events: EventSink,
 }
 
 impl Server {
@@ -84,9 +95,14 @@ impl Server {
     /// so that a failure (an address in use) is known at once; an address
     /// held by another server of this process is taken over from it
     /// ([`takeover`]).
-    pub fn bind(host: &str, port: u16, backlog: u32) -> io::Result<takeover::Bound> {
+    pub fn bind(
+        host: &str,
+        port: u16,
+        backlog: u32,
+        reuse_port: bool,
+    ) -> io::Result<takeover::Bound> {
         let addresses: Vec<SocketAddr> = (host, port).to_socket_addrs()?.collect();
-        takeover::bind(&addresses, backlog)
+        takeover::bind(&addresses, backlog, reuse_port)
     }
 
     /// Serves on `listener` (from [`bind`](Self::bind)) in the background;
@@ -107,8 +123,10 @@ impl Server {
             accepting,
             stopped: false,
         });
+        let id = next_id();
+        let events = queue.sink(id);
         let server = Arc::new(Server {
-            id: next_id(),
+            id,
             port: local.port(),
             config: Mutex::new(config),
             control,
@@ -116,9 +134,11 @@ impl Server {
             pending: Arc::new(AtomicUsize::new(0)),
             handshakes: Arc::new(Semaphore::new(MAX_CONCURRENT_HANDSHAKES)),
             tls: tls.map(|(config, certificate)| (TlsAcceptor::from(config), certificate)),
+            groups: Arc::default(),
+            broker: Mutex::new(None),
+            events: events.clone(),
         });
         before_start(server.id)?;
-        let events = queue.sink(server.id);
         let on_panic = {
             let events = events.clone();
             move |message| {
@@ -171,8 +191,84 @@ impl Server {
     /// Stops listening and closes every client with 1001; false if it was
     /// stopping already.
     pub fn stop(&self) -> bool {
-        self.control
-            .send_if_modified(|c| !std::mem::replace(&mut c.stopped, true))
+        let stopping = self
+            .control
+            .send_if_modified(|c| !std::mem::replace(&mut c.stopped, true));
+        self.set_broker(None);
+        stopping
+    }
+
+    /// Adds a client to `group`; false if it was a member already or has
+    /// left the server.
+    pub fn join(&self, connection: &Arc<Connection>, group: &str) -> bool {
+        let change = self.groups.join(connection, group, || {
+            self.clients_map().contains_key(&connection.id)
+        });
+        self.regrouped(change);
+        change != Change::None
+    }
+
+    /// Takes a client out of `group`; false if it was not a member.
+    pub fn leave(&self, connection: &Connection, group: &str) -> bool {
+        let change = self.groups.leave(connection.id, group);
+        self.regrouped(change);
+        change != Change::None
+    }
+
+    /// The open clients in `group`, in the order they connected.
+    pub fn members(&self, group: &str) -> Vec<Arc<Connection>> {
+        self.groups.members(group)
+    }
+
+    fn regrouped(&self, change: Change) {
+        if change == Change::Groups {
+            if let Some(broker) = &*self.broker() {
+                broker.regroup();
+            }
+        }
+    }
+
+    /// Sends a message to every client, or with `group` to its members
+    /// here and, through the broker, in every other process; returns how
+    /// many clients here took it.
+    pub fn broadcast(&self, group: Option<&str>, text: bool, payload: &Bytes) -> usize {
+        let Some(group) = group else {
+            return broadcast(&self.clients(), text, payload);
+        };
+        let reached = self.groups.broadcast(group, text, payload);
+        if let Some(broker) = &*self.broker() {
+            broker.publish(group, text, payload);
+        }
+        reached
+    }
+
+    fn broker(&self) -> MutexGuard<'_, Option<Arc<Broker>>> {
+        self.broker.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Attaches the server to the broker at `url` with channels named
+    /// `<namespace>:<group>` (replacing any other), or detaches it (None).
+    pub fn set_broker(&self, broker: Option<(&str, String)>) {
+        // Under the lock, so that a stop (which sets `stopped`, then takes
+        // the lock) cannot miss a broker started at the same time.
+        let mut slot = self.broker();
+        let new = match broker {
+            Some((url, namespace)) if !self.stopped() => Some(Broker::start(
+                url,
+                namespace,
+                Arc::clone(&self.groups),
+                self.events.clone(),
+            )),
+            _ => None,
+        };
+        if let Some(old) = std::mem::replace(&mut *slot, new) {
+            old.stop();
+        }
+    }
+
+    /// Group broadcasts the broker did not carry (see [`Broker::dropped`]).
+    pub fn broker_dropped(&self) -> u64 {
+        self.broker().as_ref().map_or(0, |b| b.dropped())
     }
 }
 
@@ -226,6 +322,7 @@ async fn listen(
     let listener = match TcpListener::from_std(listener) {
         Ok(listener) => listener,
         Err(e) => {
+            server.stop();
             events.send(Event::ListenFailed(format!(
                 "cannot listen on port {port}: {e}"
             )));
@@ -270,6 +367,7 @@ async fn listen(
     drop(listener);
     // Only now may a server that takes the address over bind it.
     drop(lease);
+    server.set_broker(None);
     for client in server.clients() {
         client.close(CloseCode::GOING_AWAY.0, String::new());
     }
@@ -363,6 +461,8 @@ async fn serve(
     };
     task::run(stream, opened, connection, commands, events.for_id(id)).await;
     server.clients_map().remove(&id);
+    // After the removal: a join that comes later finds the client gone.
+    server.regrouped(server.groups.leave_all(id));
 }
 
 /// A server's half of the opening handshake, done.
@@ -486,6 +586,7 @@ mod tests {
             handshake_timeout: Duration::from_secs(10),
             max_pending,
             backlog: crate::config::LISTEN_BACKLOG,
+            reuse_port: false,
             settings: Settings::default(),
             compression: None,
             http: HttpConfig::default(),
@@ -507,6 +608,9 @@ mod tests {
             pending: Arc::new(AtomicUsize::new(0)),
             handshakes: Arc::new(Semaphore::new(1)),
             tls: None,
+            groups: Arc::default(),
+            broker: Mutex::new(None),
+            events: EventQueue::new(false).unwrap().sink(1),
         }
     }
 

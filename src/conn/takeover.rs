@@ -78,8 +78,8 @@ pub struct Bound {
 /// server of this process, stops that server, waits (at most
 /// [`RELEASE_TIMEOUT`]) for its socket to close and binds again.
 /// Blocks the calling thread, never the I/O thread.
-pub fn bind(addresses: &[SocketAddr], backlog: u32) -> io::Result<Bound> {
-    let error = match listener::bind(addresses, backlog) {
+pub fn bind(addresses: &[SocketAddr], backlog: u32, reuse_port: bool) -> io::Result<Bound> {
+    let error = match listener::bind(addresses, backlog, reuse_port) {
         Ok(listener) => {
             return Ok(Bound {
                 listener,
@@ -114,7 +114,7 @@ pub fn bind(addresses: &[SocketAddr], backlog: u32) -> io::Result<Bound> {
     }
     drop(released);
     Ok(Bound {
-        listener: listener::bind(addresses, backlog)?,
+        listener: listener::bind(addresses, backlog, reuse_port)?,
         took_over: was_serving.then_some(holder.address),
     })
 }
@@ -134,7 +134,7 @@ mod tests {
 
     #[test]
     fn an_address_held_by_a_server_of_this_process_is_taken_over() {
-        let first = bind(&["127.0.0.1:0".parse().unwrap()], 16).unwrap();
+        let first = bind(&["127.0.0.1:0".parse().unwrap()], 16, false).unwrap();
         let address = first.listener.local_addr().unwrap();
         let stopped = Arc::new(AtomicBool::new(false));
         let lease = Mutex::new(Some(hold(address, {
@@ -151,7 +151,7 @@ mod tests {
                 drop(listener.lock().unwrap().take());
                 drop(lease.lock().unwrap().take());
             });
-            let second = bind(&[address], 16).unwrap();
+            let second = bind(&[address], 16, false).unwrap();
             assert_eq!(second.took_over, Some(address));
             assert_eq!(second.listener.local_addr().unwrap(), address);
         });
@@ -161,7 +161,7 @@ mod tests {
     fn an_address_held_by_anything_else_is_in_use() {
         let other = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let address = other.local_addr().unwrap();
-        let error = bind(&[address], 16).err().unwrap();
+        let error = bind(&[address], 16, false).err().unwrap();
         assert_eq!(error.kind(), io::ErrorKind::AddrInUse);
     }
 

@@ -8,10 +8,12 @@ use socket2::{Domain, Socket, Type};
 
 /// Listens on the first of `addresses` that can be bound, with a kernel
 /// queue of `backlog` connections; the error is the last address's.
-pub fn bind(addresses: &[SocketAddr], backlog: u32) -> io::Result<TcpListener> {
+/// `reuse_port` sets SO_REUSEPORT: several processes that all set it may
+/// listen on one port, and the kernel spreads new connections over them.
+pub fn bind(addresses: &[SocketAddr], backlog: u32, reuse_port: bool) -> io::Result<TcpListener> {
     let mut last = io::Error::new(io::ErrorKind::InvalidInput, "no address to listen on");
     for address in addresses {
-        match bind_one(address, backlog) {
+        match bind_one(address, backlog, reuse_port) {
             Ok(listener) => return Ok(listener),
             Err(e) => last = e,
         }
@@ -19,11 +21,14 @@ pub fn bind(addresses: &[SocketAddr], backlog: u32) -> io::Result<TcpListener> {
     Err(last)
 }
 
-fn bind_one(address: &SocketAddr, backlog: u32) -> io::Result<TcpListener> {
+fn bind_one(address: &SocketAddr, backlog: u32, reuse_port: bool) -> io::Result<TcpListener> {
     let socket = Socket::new(Domain::for_address(*address), Type::STREAM, None)?;
     // As std and tokio do on Unix: a restarted server can listen at once on
     // a port whose old connections are still in TIME_WAIT.
     socket.set_reuse_address(true)?;
+    if reuse_port {
+        socket.set_reuse_port(true)?;
+    }
     socket.set_nonblocking(true)?;
     socket.bind(&(*address).into())?;
     socket.listen(i32::try_from(backlog).unwrap_or(i32::MAX))?;
@@ -36,7 +41,7 @@ mod tests {
 
     #[test]
     fn listens_with_the_backlog_asked_for() {
-        let listener = bind(&["127.0.0.1:0".parse().unwrap()], 700).unwrap();
+        let listener = bind(&["127.0.0.1:0".parse().unwrap()], 700, false).unwrap();
         let port = listener.local_addr().unwrap().port();
         // ss shows a listening socket's backlog as its Send-Q.
         let out = std::process::Command::new("ss")
@@ -50,9 +55,17 @@ mod tests {
 
     #[test]
     fn an_address_in_use_is_reported() {
-        let first = bind(&["127.0.0.1:0".parse().unwrap()], 16).unwrap();
+        let first = bind(&["127.0.0.1:0".parse().unwrap()], 16, false).unwrap();
         let taken = first.local_addr().unwrap();
-        let error = bind(&[taken], 16).unwrap_err();
+        let error = bind(&[taken], 16, false).unwrap_err();
         assert_eq!(error.kind(), io::ErrorKind::AddrInUse);
+    }
+
+    #[test]
+    fn two_sockets_that_reuse_the_port_listen_on_it_together() {
+        let first = bind(&["127.0.0.1:0".parse().unwrap()], 16, true).unwrap();
+        let taken = first.local_addr().unwrap();
+        let second = bind(&[taken], 16, true).unwrap();
+        assert_eq!(second.local_addr().unwrap(), taken);
     }
 }

@@ -30,7 +30,7 @@ const WRITE_WITH_GIL_MAX: usize = 64 << 10;
 /// The handle Python holds to send on a connection and to close it.
 #[pyclass(name = "Connection", frozen, module = "wsbind._wsbind")]
 pub struct PyConnection {
-    connection: Arc<Connection>,
+    pub(super) connection: Arc<Connection>,
     /// A server's count of accepted connections not yet handed to
     /// `client_connected`; this one leaves it when the server takes it.
     pending: Mutex<Option<Arc<AtomicUsize>>>,

@@ -42,10 +42,11 @@ pub mod kind {
     pub const PROXY_AUTH: u8 = 18;
     pub const AUTHENTICATE: u8 = 19;
     pub const HTTP_REQUEST: u8 = 20;
+    pub const BROKER: u8 = 21;
     pub const REJECTED: u8 = 22;
 
     /// Every kind with its Python name, for the module's constants.
-    pub const ALL: [(&str, u8); 21] = [
+    pub const ALL: [(&str, u8); 22] = [
         ("EVENT_CONNECTED", CONNECTED),
         ("EVENT_TEXT", TEXT),
         ("EVENT_BINARY", BINARY),
@@ -66,6 +67,7 @@ pub mod kind {
         ("EVENT_PROXY_AUTH", PROXY_AUTH),
         ("EVENT_AUTHENTICATE", AUTHENTICATE),
         ("EVENT_HTTP_REQUEST", HTTP_REQUEST),
+        ("EVENT_BROKER", BROKER),
         ("EVENT_REJECTED", REJECTED),
     ];
 }
@@ -282,6 +284,10 @@ fn to_python<'py>(py: Python<'py>, id: u64, event: Event) -> PyResult<Bound<'py,
         Event::HttpRequest(ask) => (
             kind::HTTP_REQUEST,
             object(py, PyHttpRequest::new(py, *ask)?)?,
+        ),
+        Event::Broker { state, error } => (
+            kind::BROKER,
+            (state as u8, error).into_pyobject(py)?.into_any(),
         ),
     };
     (id, kind, payload).into_pyobject(py)

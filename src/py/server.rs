@@ -7,11 +7,10 @@ use std::sync::Arc;
 use pyo3::exceptions::{PyOSError, PyValueError};
 use pyo3::prelude::*;
 
-use super::connection::message_of;
+use super::connection::{message_of, PyConnection};
 use super::events::PyEventQueue;
 use super::options::{self, check_header_values, Options, PyTlsOptions};
 use crate::bridge::Question;
-use crate::conn::broadcast::broadcast;
 use crate::conn::{HttpConfig, Server, ServerConfig};
 use crate::net::tls;
 
@@ -86,10 +85,10 @@ impl PyServer {
     #[pyo3(signature = (queue, host, port, options, *, name = String::new(), subprotocols = Vec::new(),
                         accepting = true, allowed_origins = None, ask_origin = false,
                         max_pending_connections = crate::config::MAX_PENDING_CONNECTIONS,
-                        backlog = crate::config::LISTEN_BACKLOG, tls = None,
+                        backlog = crate::config::LISTEN_BACKLOG, reuse_port = false, tls = None,
                         compression = None, ask_plain = false, ask_upgrade = false,
                         static_dir = None, max_file_size = crate::config::MAX_FILE_SIZE,
-                        register))]
+                        broker = None, register))]
     #[allow(clippy::too_many_arguments, reason = "one Python keyword each")]
     fn new(
         queue: &PyEventQueue,
@@ -103,12 +102,14 @@ impl PyServer {
         ask_origin: bool,
         max_pending_connections: usize,
         backlog: u32,
+        reuse_port: bool,
         tls: Option<(String, String, PyTlsOptions)>,
         compression: Option<&str>,
         ask_plain: bool,
         ask_upgrade: bool,
         static_dir: Option<PathBuf>,
         max_file_size: usize,
+        broker: Option<(String, String)>,
         register: &Bound<'_, PyAny>,
     ) -> PyResult<Self> {
         check_header_values([name.as_str()])?;
@@ -126,6 +127,7 @@ impl PyServer {
             handshake_timeout: options.handshake_timeout()?,
             max_pending: max_pending_connections,
             backlog: backlog.max(1),
+            reuse_port,
             settings: options.settings()?,
             compression: options::compression(compression)?,
             http: HttpConfig {
@@ -137,12 +139,15 @@ impl PyServer {
         };
         let py = register.py();
         let bound = py
-            .detach(|| Server::bind(&host, port, config.backlog))
+            .detach(|| Server::bind(&host, port, config.backlog, config.reuse_port))
             .map_err(|e| listen_error(&host, port, &e))?;
         let took_over = bound.took_over.map(|a| a.to_string());
         let server = Server::start(&queue.queue, bound.listener, config, accepting, tls, |id| {
             register.call1((id,)).map(drop)
         })?;
+        if let Some((url, namespace)) = broker {
+            server.set_broker(Some((&url, namespace)));
+        }
         Ok(PyServer { server, took_over })
     }
 
@@ -234,11 +239,50 @@ impl PyServer {
     }
 
     /// Sends `message` (str: text, bytes-like: binary) to every open client,
-    /// framed once; returns how many took it.
-    fn broadcast(&self, py: Python<'_>, message: &Bound<'_, PyAny>) -> PyResult<usize> {
+    /// or to the members of `group` here and through the broker elsewhere,
+    /// framed once; returns how many clients here took it.
+    #[pyo3(signature = (message, group = None))]
+    fn broadcast(
+        &self,
+        py: Python<'_>,
+        message: &Bound<'_, PyAny>,
+        group: Option<&str>,
+    ) -> PyResult<usize> {
         let (text, payload) = message_of(py, message)?;
-        let clients = self.server.clients();
-        Ok(py.detach(|| broadcast(&clients, text, &payload)))
+        Ok(py.detach(|| self.server.broadcast(group, text, &payload)))
+    }
+
+    /// Adds the client `connection` to `group`; False if it was a member
+    /// already or has left the server.
+    fn join(&self, connection: &PyConnection, group: &str) -> bool {
+        self.server.join(&connection.connection, group)
+    }
+
+    /// Takes the client `connection` out of `group`; False if it was not in it.
+    fn leave(&self, connection: &PyConnection, group: &str) -> bool {
+        self.server.leave(&connection.connection, group)
+    }
+
+    /// The ids of the connections in `group`, in the order they connected.
+    fn member_ids(&self, group: &str) -> Vec<u64> {
+        self.server.members(group).iter().map(|c| c.id).collect()
+    }
+
+    /// Attaches the server to the Redis at `url` with channels named
+    /// `<namespace>:<group>`, or detaches it (None); its state arrives as
+    /// EVENT_BROKER.
+    #[pyo3(signature = (broker))]
+    fn set_broker(&self, broker: Option<(String, String)>) {
+        self.server
+            .set_broker(broker.as_ref().map(|(url, ns)| (url.as_str(), ns.clone())));
+    }
+
+    /// Group broadcasts the broker did not carry: published while Redis
+    /// was unreachable or over the publishing queue's bound, or received
+    /// in a form that is not wsbind's.
+    #[getter]
+    fn broker_dropped(&self) -> u64 {
+        self.server.broker_dropped()
     }
 
     /// Pauses (False) or resumes (True) accepting connections.
