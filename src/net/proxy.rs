@@ -13,6 +13,7 @@ use url::Url;
 
 use super::head::read_head;
 use crate::config::MAX_HANDSHAKE_SIZE;
+use crate::protocol::handshake::EARLY_END;
 
 /// A proxy to tunnel through.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -250,9 +251,16 @@ async fn http_connect(
 pub fn connect_reply(head: &[u8]) -> Result<Result<(), String>, String> {
     let mut slots = [httparse::EMPTY_HEADER; 64];
     let mut response = httparse::Response::new(&mut slots);
-    response
-        .parse(head)
-        .map_err(|e| format!("proxy answered with invalid HTTP: {e}"))?;
+    match response.parse(head) {
+        Ok(httparse::Status::Complete(end)) if end == head.len() => {}
+        Ok(httparse::Status::Complete(_)) => {
+            return Err(format!("proxy answered with invalid HTTP: {EARLY_END}"))
+        }
+        Ok(httparse::Status::Partial) => {
+            return Err("proxy answered with invalid HTTP: an incomplete head".into())
+        }
+        Err(e) => return Err(format!("proxy answered with invalid HTTP: {e}")),
+    }
     match response.code {
         Some(200..=299) => Ok(Ok(())),
         code => {
@@ -428,6 +436,44 @@ mod tests {
         );
         assert_eq!(Proxy::parse("h:8080").unwrap().port, 8080);
         assert!(Proxy::parse("ftp://h").is_err());
+    }
+
+    #[test]
+    fn a_socks5_reply_is_read_exactly_to_its_end() {
+        let reply = [5, 0, 0, 3, 4, b'h', b'o', b's', b't', 0, 80, b'n', b'e', b'x', b't'];
+        let mut read = Vec::new();
+        let mut asked = Vec::new();
+        while let Ok(Socks5Reply::More(count)) = socks5_reply(&read, "h:1") {
+            asked.push(count);
+            read.extend_from_slice(&reply[read.len()..read.len() + count]);
+        }
+        assert_eq!(asked, [4, 1, 6], "the header, the name's length, the rest");
+        assert_eq!(socks5_reply(&reply, "h:1"), Ok(Socks5Reply::Whole(11)));
+        assert_eq!(
+            socks5_reply(&[5, 0, 0, 1, 127, 0], "h:1"),
+            Ok(Socks5Reply::More(4))
+        );
+        let refused = socks5_reply(&[5, 5, 0, 1], "h:1").unwrap_err();
+        assert_eq!(refused, "SOCKS5 proxy could not reach h:1: connection refused");
+        assert!(socks5_reply(&[5, 0, 0, 9], "h:1").is_err());
+        assert_eq!(socks5_method([5, 2], true), Ok(true));
+        assert!(socks5_method([5, 2], false).is_err());
+        assert!(socks5_auth([1, 1]).is_err());
+    }
+
+    #[test]
+    fn a_connect_reply_opens_the_tunnel_only_for_2xx() {
+        assert_eq!(
+            connect_reply(b"HTTP/1.1 200 Connection established\r\n\r\n"),
+            Ok(Ok(()))
+        );
+        assert_eq!(
+            connect_reply(b"HTTP/1.1 407 Proxy Authentication Required\r\n\r\n"),
+            Ok(Err("407 Proxy Authentication Required".into()))
+        );
+        assert!(connect_reply(b"SSH-2.0-OpenSSH\r\n\r\n").is_err());
+        // An empty line of a bare LF ends httparse's head early.
+        assert!(connect_reply(b"HTTP/1.1 200 OK\n\nX: y\r\n\r\n").is_err());
     }
 
     #[test]
