@@ -339,8 +339,14 @@ pub fn inflate(data: &[u8]) {
         results
     };
     let whole = run(&[compressed]);
-    assert_eq!(run(&pieces(compressed, &cuts)), whole, "cut into {cuts:?}");
-    for result in &whole {
+    // Data both too big and invalid may fail either way, by where it is
+    // cut: inflating stops at the limit before it reads the bad part.
+    let outcome = |results: &[Result<Vec<u8>, Failure>]| -> Vec<Option<Vec<u8>>> {
+        results.iter().map(|r| r.as_ref().ok().cloned()).collect()
+    };
+    let cut = run(&pieces(compressed, &cuts));
+    assert_eq!(outcome(&cut), outcome(&whole), "cut into {cuts:?}");
+    for result in whole.iter().chain(&cut) {
         if let Err(failure) = result {
             assert!(matches!(failure.code.0, 1007 | 1009), "{failure:?}");
         }
@@ -521,6 +527,14 @@ fn consumed_whole(head: &[u8]) -> bool {
     matches!(parsed, Ok(httparse::Status::Complete(end)) if end == head.len())
 }
 
+/// The status code httparse reads in a response head.
+fn response_code(head: &[u8]) -> Option<u16> {
+    let mut slots = [httparse::EMPTY_HEADER; 64];
+    let mut response = httparse::Response::new(&mut slots);
+    response.parse(head).ok()?;
+    response.code
+}
+
 // -- proxies
 
 /// The answers of HTTP and SOCKS5 proxies on arbitrary bytes: a tunnel only
@@ -534,7 +548,8 @@ pub fn proxy_replies(data: &[u8]) {
     if let Head::Whole(end) = find_head(bytes, 0, _wsbind::config::MAX_HANDSHAKE_SIZE) {
         match connect_reply(&bytes[..end]) {
             Ok(Ok(())) => assert!(
-                consumed_whole(&bytes[..end]) && bytes.get(9) == Some(&b'2'),
+                consumed_whole(&bytes[..end])
+                    && matches!(response_code(&bytes[..end]), Some(200..=299)),
                 "a tunnel for {:?}",
                 String::from_utf8_lossy(&bytes[..end])
             ),
@@ -624,7 +639,9 @@ pub fn urls(data: &[u8]) {
     if let Ok(proxy) = Proxy::parse(first) {
         assert!(!proxy.host.is_empty() && !proxy.host.starts_with('['));
         if let Kind::Socks5 { .. } = proxy.kind {
-            assert!(first.to_ascii_lowercase().starts_with("socks5"));
+            // The URL parser drops leading spaces and control characters.
+            let start = first.trim_start_matches(|c: char| c <= ' ');
+            assert!(start.to_ascii_lowercase().starts_with("socks5"), "{first:?}");
         }
     }
     assert!(bypasses("*", first));
