@@ -60,9 +60,7 @@ def serve() -> int:
         if url:
             print(url.rsplit(":", 1)[1], flush=True)
 
-    server = WebSocketServer(
-        listen=True, on_client_connected=client_connected, on_url_changed=url_changed
-    )
+    server = WebSocketServer(listen=True, on_client_connected=client_connected, on_url_changed=url_changed)
 
     def broadcast() -> None:
         # Sending is thread-safe: broadcasts go out from this thread.
@@ -160,12 +158,13 @@ def handshake(port: int) -> bytes:
     key = base64.b64encode(os.urandom(16))
     return (
         b"GET / HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUpgrade: websocket\r\n"
-        b"Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n"
-        % (port, key)
+        b"Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n" % (port, key)
     )
 
 
-async def open_raw(port: int, receive_buffer: int | None = None) -> tuple:
+async def open_raw(
+    port: int, receive_buffer: int | None = None
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     sock = socket.socket()
     if receive_buffer:
         # Set before connecting, so that the window stays small.
@@ -179,7 +178,8 @@ async def ping_flooder(port: int, counts: Counts, stop: asyncio.Event) -> None:
     """Pings as fast as the server takes them, and never reads a byte."""
     ping = bytes([0x89, 0x80]) + os.urandom(4)
     while not stop.is_set():
-        reader, writer = await open_raw(port, receive_buffer=4096)
+        # It never reads: the reader is left alone.
+        _, writer = await open_raw(port, receive_buffer=4096)
         counts.hostile += 1
         writer.write(handshake(port))
         began = time.monotonic()
@@ -302,9 +302,7 @@ def main() -> int:
         default=float(os.environ.get("SOAK_SECONDS", 600)),
         help="how long the load runs [default: $SOAK_SECONDS or 600]",
     )
-    parser.add_argument(
-        "--interval", type=float, default=60, help="seconds between samples [default: 60]"
-    )
+    parser.add_argument("--interval", type=float, default=60, help="seconds between samples [default: 60]")
     parser.add_argument(
         "--rss-bound",
         type=float,
@@ -320,9 +318,7 @@ def main() -> int:
     args = parser.parse_args()
     if args.serve:
         return serve()
-    server = subprocess.Popen(
-        [sys.executable, __file__, "--serve"], stdout=subprocess.PIPE, text=True
-    )
+    server = subprocess.Popen([sys.executable, __file__, "--serve"], stdout=subprocess.PIPE, text=True)
     try:
         assert server.stdout is not None
         port = int(server.stdout.readline())

@@ -32,6 +32,9 @@ fn every_kept_input_passes_its_targets_checks() {
         assert!(inputs > 0, "no corpus for the target {name}: run make fuzz");
         replayed += inputs;
     }
-    assert!(failed.is_empty(), "inputs that fail their checks: {failed:#?}");
+    assert!(
+        failed.is_empty(),
+        "inputs that fail their checks: {failed:#?}"
+    );
     println!("{replayed} inputs replayed");
 }

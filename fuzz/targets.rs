@@ -21,13 +21,16 @@ use _wsbind::protocol::deflate::{self, DeflateConfig, Negotiated};
 use _wsbind::protocol::handshake::{
     accept_response, check_response, client_request, parse_request,
 };
-use _wsbind::protocol::{url, Failure, Framer, Incoming, Limits, Parser, Role};
 use _wsbind::protocol::{opcode, MAX_CONTROL_PAYLOAD};
+use _wsbind::protocol::{url, Failure, Framer, Incoming, Limits, Parser, Role};
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, ReadBuf};
 
+/// A target's body: it panics when an input breaks what it checks.
+pub type Target = fn(&[u8]);
+
 /// Every target, by the name of its corpus folder.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("frames", frames),
     ("messages", messages),
     ("inflate", inflate),
@@ -204,10 +207,7 @@ pub fn frames(data: &[u8]) {
         }
     }
     if let Some(failure) = failure {
-        assert!(
-            matches!(failure.code.0, 1002 | 1007 | 1009),
-            "{failure:?}"
-        );
+        assert!(matches!(failure.code.0, 1002 | 1007 | 1009), "{failure:?}");
     }
 }
 
@@ -418,7 +418,9 @@ pub fn negotiation(data: &[u8]) {
             assert!(agreed.local_window_bits <= client.window_bits);
             assert!((9..=15).contains(&agreed.remote_window_bits));
         }
-        Ok(None) => assert!(values.iter().all(|v| v.split(',').all(|e| e.trim().is_empty()))),
+        Ok(None) => assert!(values
+            .iter()
+            .all(|v| v.split(',').all(|e| e.trim().is_empty()))),
         Err(why) => assert!(why.starts_with("handshake failed: "), "{why}"),
     }
 }
@@ -437,7 +439,11 @@ pub fn request(data: &[u8]) {
         Ok(request) => {
             let mut slots = [httparse::EMPTY_HEADER; 64];
             let parsed = httparse::Request::new(&mut slots).parse(&data[..end]);
-            assert_eq!(parsed, Ok(httparse::Status::Complete(end)), "read to its end");
+            assert_eq!(
+                parsed,
+                Ok(httparse::Status::Complete(end)),
+                "read to its end"
+            );
             let key = request.header("Sec-WebSocket-Key").unwrap().trim();
             let offered = request.subprotocols();
             let chosen = offered.last().cloned();
@@ -458,9 +464,8 @@ pub fn request(data: &[u8]) {
                 (Some((_, ours)), Some(theirs)) => {
                     assert_eq!(theirs.remote_window_bits, ours.local_window_bits);
                     assert!(theirs.local_window_bits <= ours.remote_window_bits);
-                    let flags = |n: Negotiated| {
-                        (n.local_no_context_takeover, n.remote_no_context_takeover)
-                    };
+                    let flags =
+                        |n: Negotiated| (n.local_no_context_takeover, n.remote_no_context_takeover);
                     assert_eq!(flags(theirs), flags(ours.mirrored()));
                 }
                 (ours, theirs) => panic!("server agreed {ours:?}, client {theirs:?}"),
@@ -569,7 +574,10 @@ pub fn proxy_replies(data: &[u8]) {
     let Ok(asked) = socks5_method([choice[0], choice[1]], credentials) else {
         return;
     };
-    assert!(!asked || credentials, "asked for credentials we do not have");
+    assert!(
+        !asked || credentials,
+        "asked for credentials we do not have"
+    );
     if asked {
         let Some(status) = next(2) else { return };
         if socks5_auth([status[0], status[1]]).is_err() {
@@ -641,7 +649,10 @@ pub fn urls(data: &[u8]) {
         if let Kind::Socks5 { .. } = proxy.kind {
             // The URL parser drops leading spaces and control characters.
             let start = first.trim_start_matches(|c: char| c <= ' ');
-            assert!(start.to_ascii_lowercase().starts_with("socks5"), "{first:?}");
+            assert!(
+                start.to_ascii_lowercase().starts_with("socks5"),
+                "{first:?}"
+            );
         }
     }
     assert!(bypasses("*", first));

@@ -440,7 +440,9 @@ mod tests {
 
     #[test]
     fn a_socks5_reply_is_read_exactly_to_its_end() {
-        let reply = [5, 0, 0, 3, 4, b'h', b'o', b's', b't', 0, 80, b'n', b'e', b'x', b't'];
+        let reply = [
+            5, 0, 0, 3, 4, b'h', b'o', b's', b't', 0, 80, b'n', b'e', b'x', b't',
+        ];
         let mut read = Vec::new();
         let mut asked = Vec::new();
         while let Ok(Socks5Reply::More(count)) = socks5_reply(&read, "h:1") {
@@ -454,7 +456,10 @@ mod tests {
             Ok(Socks5Reply::More(4))
         );
         let refused = socks5_reply(&[5, 5, 0, 1], "h:1").unwrap_err();
-        assert_eq!(refused, "SOCKS5 proxy could not reach h:1: connection refused");
+        assert_eq!(
+            refused,
+            "SOCKS5 proxy could not reach h:1: connection refused"
+        );
         assert!(socks5_reply(&[5, 0, 0, 9], "h:1").is_err());
         assert_eq!(socks5_method([5, 2], true), Ok(true));
         assert!(socks5_method([5, 2], false).is_err());

@@ -153,7 +153,9 @@ pub fn check_response(
     match response.parse(head) {
         Ok(httparse::Status::Complete(end)) if end == head.len() => {}
         Ok(httparse::Status::Complete(_)) => {
-            return Err(format!("handshake failed: invalid HTTP response: {EARLY_END}"))
+            return Err(format!(
+                "handshake failed: invalid HTTP response: {EARLY_END}"
+            ))
         }
         Ok(httparse::Status::Partial) => {
             return Err("handshake failed: incomplete HTTP response".into())
@@ -289,7 +291,10 @@ pub fn parse_request(head: &[u8]) -> Result<Request, Rejection> {
     match request.parse(head) {
         Ok(httparse::Status::Complete(end)) if end == head.len() => {}
         Ok(httparse::Status::Complete(_)) => {
-            return Err(Rejection::new(400, format!("malformed request: {EARLY_END}")))
+            return Err(Rejection::new(
+                400,
+                format!("malformed request: {EARLY_END}"),
+            ))
         }
         Ok(httparse::Status::Partial) => return Err(Rejection::new(400, "incomplete request")),
         Err(e) => return Err(Rejection::new(400, format!("malformed request: {e}"))),
