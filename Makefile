@@ -117,3 +117,17 @@ bench: $(BENCH_VENV)/.installed  ## Compare wsbind with picows, websockets... on
 	$(BENCH_PY) -m pip install -q --force-reinstall --no-deps benches/dist/wsbind-*.whl
 	$(BENCH_PY) benches/run.py $(BENCH_ARGS)
 	@echo "Results: benches/results/results.md, plots: benches/results/*.png"
+
+# Fuzzing (fuzz/run.sh says how): FUZZ_SECONDS per target, one core each.
+FUZZ_SECONDS ?= 60
+
+.PHONY: fuzz
+fuzz:  ## Fuzz every parser for FUZZ_SECONDS each (default 60); keeps new corpus inputs and crashes for cargo test
+	FUZZ_SECONDS=$(FUZZ_SECONDS) nice fuzz/run.sh
+
+# The soak run (benches/soak.py), not in CI: SOAK_SECONDS of mixed load.
+SOAK_SECONDS ?= 600
+
+.PHONY: soak
+soak: build-release  ## Run a server under mixed and hostile load for SOAK_SECONDS (default 600), watching its RSS and fds
+	SOAK_SECONDS=$(SOAK_SECONDS) $(PY) benches/soak.py

@@ -27,6 +27,8 @@ pub mod conn;
 pub mod py;
 
 /// Rust's allocations only (message buffers, frames); Python's objects keep
-/// Python's allocator. See Cargo.toml for why.
+/// Python's allocator. See Cargo.toml for why. Not under the fuzzer
+/// (`make fuzz`), whose address sanitizer must see every allocation.
+#[cfg(not(fuzzing))]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -5,6 +5,33 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 
 use crate::protocol::handshake::head_end;
 
+/// How much of an HTTP head of at most `limit` bytes the bytes read so far hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Head {
+    /// It is the first this many bytes, its blank line included.
+    Whole(usize),
+    /// Its end has not arrived yet.
+    Partial,
+    /// It is longer than `limit`.
+    TooLarge,
+}
+
+/// Where the head in `buffer` ends, of whose bytes the first `scanned` were
+/// looked at before (a head that arrives a byte at a time is then not
+/// searched from its start at each byte). The answer does not depend on how
+/// the bytes arrived: a head one byte over `limit` is too large whether it
+/// came in one read or many.
+pub fn find_head(buffer: &[u8], scanned: usize, limit: usize) -> Head {
+    // The blank line may have begun in the last three bytes looked at.
+    let from = scanned.saturating_sub(3).min(buffer.len());
+    match head_end(&buffer[from..]) {
+        Some(end) if from + end <= limit => Head::Whole(from + end),
+        Some(_) => Head::TooLarge,
+        None if buffer.len() >= limit => Head::TooLarge,
+        None => Head::Partial,
+    }
+}
+
 /// Reads an HTTP head (up to its blank line) of at most `limit` bytes;
 /// returns it and whatever arrived after it, or None if it is too large.
 /// Bytes that cannot start an HTTP head (a TLS ClientHello sent to a plain
@@ -15,13 +42,15 @@ pub async fn read_head<S: AsyncRead + Unpin>(
     limit: usize,
 ) -> std::io::Result<Option<(BytesMut, BytesMut)>> {
     let mut buffer = BytesMut::with_capacity(1024);
+    let mut scanned = 0;
     loop {
-        if let Some(end) = head_end(&buffer) {
-            let head = buffer.split_to(end);
-            return Ok(Some((head, buffer)));
-        }
-        if buffer.len() > limit {
-            return Ok(None);
+        match find_head(&buffer, scanned, limit) {
+            Head::Whole(end) => {
+                let head = buffer.split_to(end);
+                return Ok(Some((head, buffer)));
+            }
+            Head::TooLarge => return Ok(None),
+            Head::Partial => scanned = buffer.len(),
         }
         if stream.read_buf(&mut buffer).await? == 0 {
             return Err(std::io::ErrorKind::UnexpectedEof.into());
@@ -34,6 +63,24 @@ pub async fn read_head<S: AsyncRead + Unpin>(
                     "not HTTP",
                 ));
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_head_over_the_limit_is_too_large_however_it_arrived() {
+        let head = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+        let whole = find_head(head, 0, head.len());
+        assert_eq!(whole, Head::Whole(head.len()));
+        assert_eq!(find_head(head, 0, head.len() - 1), Head::TooLarge);
+        // Looked at a byte at a time, the blank line found across reads.
+        for scanned in 0..head.len() {
+            assert_eq!(find_head(head, scanned, head.len()), whole, "{scanned}");
+            assert_eq!(find_head(&head[..scanned], 0, 100), Head::Partial);
         }
     }
 }

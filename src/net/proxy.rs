@@ -13,6 +13,7 @@ use url::Url;
 
 use super::head::read_head;
 use crate::config::MAX_HANDSHAKE_SIZE;
+use crate::protocol::handshake::EARLY_END;
 
 /// A proxy to tunnel through.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -242,13 +243,26 @@ async fn http_connect(
         .await
         .map_err(lost)?
         .ok_or_else(|| "proxy answered with an oversized head".to_string())?;
+    Ok(connect_reply(&head)?.map(|()| tcp))
+}
+
+/// What an HTTP proxy's answer to CONNECT says, from its head: Ok(()) for
+/// a tunnel, Ok(Err(status line)) when it refuses, Err when it is not HTTP.
+pub fn connect_reply(head: &[u8]) -> Result<Result<(), String>, String> {
     let mut slots = [httparse::EMPTY_HEADER; 64];
     let mut response = httparse::Response::new(&mut slots);
-    response
-        .parse(&head)
-        .map_err(|e| format!("proxy answered with invalid HTTP: {e}"))?;
+    match response.parse(head) {
+        Ok(httparse::Status::Complete(end)) if end == head.len() => {}
+        Ok(httparse::Status::Complete(_)) => {
+            return Err(format!("proxy answered with invalid HTTP: {EARLY_END}"))
+        }
+        Ok(httparse::Status::Partial) => {
+            return Err("proxy answered with invalid HTTP: an incomplete head".into())
+        }
+        Err(e) => return Err(format!("proxy answered with invalid HTTP: {e}")),
+    }
     match response.code {
-        Some(200..=299) => Ok(Ok(tcp)),
+        Some(200..=299) => Ok(Ok(())),
         code => {
             let status = format!(
                 "{} {}",
@@ -279,24 +293,16 @@ async fn socks5(
     tcp.write_all(&greeting).await.map_err(io)?;
     let mut choice = [0u8; 2];
     tcp.read_exact(&mut choice).await.map_err(io)?;
-    match (choice, &proxy.credentials) {
-        ([5, 0x00], _) => {}
-        ([5, 0x02], Some((user, password))) => {
-            let mut auth = vec![1, user.len().min(255) as u8];
-            auth.extend_from_slice(&user.as_bytes()[..user.len().min(255)]);
-            auth.push(password.len().min(255) as u8);
-            auth.extend_from_slice(&password.as_bytes()[..password.len().min(255)]);
-            tcp.write_all(&auth).await.map_err(io)?;
-            let mut status = [0u8; 2];
-            tcp.read_exact(&mut status).await.map_err(io)?;
-            if status[1] != 0 {
-                return Err("SOCKS5 proxy refused the user name or password".into());
-            }
-        }
-        ([5, 0xFF], _) => {
-            return Err("SOCKS5 proxy accepts none of our authentication methods".into())
-        }
-        _ => return Err("SOCKS5 proxy answered with an unexpected method".into()),
+    if socks5_method(choice, proxy.credentials.is_some())? {
+        let (user, password) = proxy.credentials.as_ref().expect("asked for them");
+        let mut auth = vec![1, user.len().min(255) as u8];
+        auth.extend_from_slice(&user.as_bytes()[..user.len().min(255)]);
+        auth.push(password.len().min(255) as u8);
+        auth.extend_from_slice(&password.as_bytes()[..password.len().min(255)]);
+        tcp.write_all(&auth).await.map_err(io)?;
+        let mut status = [0u8; 2];
+        tcp.read_exact(&mut status).await.map_err(io)?;
+        socks5_auth(status)?;
     }
     let mut request = vec![5, 1, 0];
     let literal: Option<IpAddr> = host.parse().ok();
@@ -334,8 +340,56 @@ async fn socks5(
     }
     request.extend_from_slice(&port.to_be_bytes());
     tcp.write_all(&request).await.map_err(io)?;
-    let mut reply = [0u8; 4];
-    tcp.read_exact(&mut reply).await.map_err(io)?;
+    // Read exactly the reply: what follows it is the server's.
+    let target = format!("{host}:{port}");
+    let mut reply = Vec::with_capacity(SOCKS5_MAX_REPLY);
+    while let Socks5Reply::More(count) = socks5_reply(&reply, &target)? {
+        let start = reply.len();
+        reply.resize(start + count, 0);
+        tcp.read_exact(&mut reply[start..]).await.map_err(io)?;
+    }
+    Ok(tcp)
+}
+
+/// What the SOCKS5 proxy's choice of method (RFC 1928 §3) asks of us:
+/// true to send our user name and password (RFC 1929), false for nothing.
+pub fn socks5_method(choice: [u8; 2], have_credentials: bool) -> Result<bool, String> {
+    match choice {
+        [5, 0x00] => Ok(false),
+        [5, 0x02] if have_credentials => Ok(true),
+        [5, 0xFF] => Err("SOCKS5 proxy accepts none of our authentication methods".into()),
+        _ => Err("SOCKS5 proxy answered with an unexpected method".into()),
+    }
+}
+
+/// The SOCKS5 proxy's answer to our user name and password (RFC 1929 §2).
+pub fn socks5_auth(status: [u8; 2]) -> Result<(), String> {
+    match status[1] {
+        0 => Ok(()),
+        _ => Err("SOCKS5 proxy refused the user name or password".into()),
+    }
+}
+
+/// The longest SOCKS5 reply: 4 bytes, a name of 255 bytes and its length, a port.
+pub const SOCKS5_MAX_REPLY: usize = 4 + 1 + 255 + 2;
+
+/// How much of the SOCKS5 proxy's reply to CONNECT has arrived.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Socks5Reply {
+    /// This many more bytes are needed, and no more than the reply holds:
+    /// they can be read exactly, leaving what follows it unread.
+    More(usize),
+    /// The reply is the first this many bytes: the tunnel is open.
+    Whole(usize),
+}
+
+/// Reads the SOCKS5 proxy's reply to CONNECT (RFC 1928 §6) from the bytes
+/// that arrived of it; `target` (host:port) is for the message when the
+/// proxy could not reach it.
+pub fn socks5_reply(reply: &[u8], target: &str) -> Result<Socks5Reply, String> {
+    if reply.len() < 4 {
+        return Ok(Socks5Reply::More(4 - reply.len()));
+    }
     if reply[1] != 0 {
         let why = match reply[1] {
             1 => "general failure",
@@ -348,22 +402,20 @@ async fn socks5(
             8 => "address type not supported",
             _ => "unknown error",
         };
-        return Err(format!("SOCKS5 proxy could not reach {host}:{port}: {why}"));
+        return Err(format!("SOCKS5 proxy could not reach {target}: {why}"));
     }
-    // The bound address, which we do not need.
-    let rest = match reply[3] {
-        1 => 4 + 2,
-        4 => 16 + 2,
-        3 => {
-            let mut len = [0u8; 1];
-            tcp.read_exact(&mut len).await.map_err(io)?;
-            usize::from(len[0]) + 2
-        }
+    // Then the bound address, which we do not need, and its port.
+    let total = match reply[3] {
+        1 => 4 + 4 + 2,
+        4 => 4 + 16 + 2,
+        3 if reply.len() < 5 => return Ok(Socks5Reply::More(1)),
+        3 => 4 + 1 + usize::from(reply[4]) + 2,
         _ => return Err("SOCKS5 proxy answered with an unknown address type".into()),
     };
-    let mut skip = vec![0u8; rest];
-    tcp.read_exact(&mut skip).await.map_err(io)?;
-    Ok(tcp)
+    Ok(match total.checked_sub(reply.len()) {
+        Some(count) if count > 0 => Socks5Reply::More(count),
+        _ => Socks5Reply::Whole(total),
+    })
 }
 
 #[cfg(test)]
@@ -384,6 +436,49 @@ mod tests {
         );
         assert_eq!(Proxy::parse("h:8080").unwrap().port, 8080);
         assert!(Proxy::parse("ftp://h").is_err());
+    }
+
+    #[test]
+    fn a_socks5_reply_is_read_exactly_to_its_end() {
+        let reply = [
+            5, 0, 0, 3, 4, b'h', b'o', b's', b't', 0, 80, b'n', b'e', b'x', b't',
+        ];
+        let mut read = Vec::new();
+        let mut asked = Vec::new();
+        while let Ok(Socks5Reply::More(count)) = socks5_reply(&read, "h:1") {
+            asked.push(count);
+            read.extend_from_slice(&reply[read.len()..read.len() + count]);
+        }
+        assert_eq!(asked, [4, 1, 6], "the header, the name's length, the rest");
+        assert_eq!(socks5_reply(&reply, "h:1"), Ok(Socks5Reply::Whole(11)));
+        assert_eq!(
+            socks5_reply(&[5, 0, 0, 1, 127, 0], "h:1"),
+            Ok(Socks5Reply::More(4))
+        );
+        let refused = socks5_reply(&[5, 5, 0, 1], "h:1").unwrap_err();
+        assert_eq!(
+            refused,
+            "SOCKS5 proxy could not reach h:1: connection refused"
+        );
+        assert!(socks5_reply(&[5, 0, 0, 9], "h:1").is_err());
+        assert_eq!(socks5_method([5, 2], true), Ok(true));
+        assert!(socks5_method([5, 2], false).is_err());
+        assert!(socks5_auth([1, 1]).is_err());
+    }
+
+    #[test]
+    fn a_connect_reply_opens_the_tunnel_only_for_2xx() {
+        assert_eq!(
+            connect_reply(b"HTTP/1.1 200 Connection established\r\n\r\n"),
+            Ok(Ok(()))
+        );
+        assert_eq!(
+            connect_reply(b"HTTP/1.1 407 Proxy Authentication Required\r\n\r\n"),
+            Ok(Err("407 Proxy Authentication Required".into()))
+        );
+        assert!(connect_reply(b"SSH-2.0-OpenSSH\r\n\r\n").is_err());
+        // An empty line of a bare LF ends httparse's head early.
+        assert!(connect_reply(b"HTTP/1.1 200 OK\n\nX: y\r\n\r\n").is_err());
     }
 
     #[test]

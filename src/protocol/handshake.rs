@@ -33,6 +33,11 @@ pub fn head_end(buf: &[u8]) -> Option<usize> {
     buf.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4)
 }
 
+/// Why a head that httparse ends before its CRLF CRLF is refused: an empty
+/// line of a bare LF. The head is read up to [`head_end`], so what followed
+/// that line (the first frames, perhaps) would be lost without a word.
+pub const EARLY_END: &str = "an empty line (bare LF) before the end of the head";
+
 pub(super) fn has_token(value: &str, token: &str) -> bool {
     value
         .split(',')
@@ -160,7 +165,12 @@ pub fn check_response(
     let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut response = httparse::Response::new(&mut slots);
     match response.parse(head) {
-        Ok(httparse::Status::Complete(_)) => {}
+        Ok(httparse::Status::Complete(end)) if end == head.len() => {}
+        Ok(httparse::Status::Complete(_)) => {
+            return Err(format!(
+                "handshake failed: invalid HTTP response: {EARLY_END}"
+            ))
+        }
         Ok(httparse::Status::Partial) => {
             return Err("handshake failed: incomplete HTTP response".into())
         }
@@ -283,15 +293,28 @@ fn valid_key(key: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || *c == b'+' || *c == b'/')
 }
 
+/// Parses the head of an HTTP request, whatever it asks for: all of it, up
+/// to its CRLF CRLF ([`EARLY_END`] otherwise), or a 400 that says why.
+pub(super) fn parse_head<'h, 'b>(
+    head: &'b [u8],
+    slots: &'h mut [httparse::Header<'b>],
+) -> Result<httparse::Request<'h, 'b>, Rejection> {
+    let mut request = httparse::Request::new(slots);
+    match request.parse(head) {
+        Ok(httparse::Status::Complete(end)) if end == head.len() => Ok(request),
+        Ok(httparse::Status::Complete(_)) => Err(Rejection::new(
+            400,
+            format!("malformed request: {EARLY_END}"),
+        )),
+        Ok(httparse::Status::Partial) => Err(Rejection::new(400, "incomplete request")),
+        Err(e) => Err(Rejection::new(400, format!("malformed request: {e}"))),
+    }
+}
+
 /// Checks an opening request (§4.2.1); a Rejection says how to answer it.
 pub fn parse_request(head: &[u8]) -> Result<Request, Rejection> {
     let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut request = httparse::Request::new(&mut slots);
-    match request.parse(head) {
-        Ok(httparse::Status::Complete(_)) => {}
-        Ok(httparse::Status::Partial) => return Err(Rejection::new(400, "incomplete request")),
-        Err(e) => return Err(Rejection::new(400, format!("malformed request: {e}"))),
-    }
+    let request = parse_head(head, &mut slots)?;
     if request.method != Some("GET") {
         return Err(
             Rejection::new(405, "a WebSocket handshake is a GET request").with("Allow", "GET"),
@@ -462,6 +485,24 @@ mod tests {
     }
 
     #[test]
+    fn a_head_that_ends_early_with_a_bare_lf_is_refused() {
+        // Found by the fuzzer (fuzz/regressions/response/): the head is read
+        // up to CRLF CRLF, and httparse, which takes bare LFs, ended it
+        // before that: what came between was dropped.
+        let early = GOOD.replace("Sec-WebSocket-Protocol", "\nX-Lost");
+        let rejection = parse_request(early.as_bytes()).unwrap_err();
+        assert_eq!(rejection.status, 400);
+        assert!(rejection.message.contains(EARLY_END));
+        let request = parse_request(GOOD.as_bytes()).unwrap();
+        let response = String::from_utf8(accept_response(&request, None, None, "")).unwrap();
+        let key = "dGhlIHNhbXBsZSBub25jZQ==";
+        assert!(check_response(response.as_bytes(), key, &[], None).is_ok());
+        let early = response.replacen("\r\n", "\r\n\n", 2);
+        let why = check_response(early.as_bytes(), key, &[], None).unwrap_err();
+        assert!(why.contains(EARLY_END), "{why}");
+    }
+
+    #[test]
     fn an_empty_body_announced_is_no_body() {
         let request = GOOD.replace("\r\n\r\n", "\r\nContent-Length: 0\r\n\r\n");
         assert!(parse_request(request.as_bytes()).is_ok());
@@ -488,8 +529,10 @@ mod tests {
     #[test]
     fn a_refusal_reads_as_its_status_line() {
         let response = Rejection::new(403, "no").response("");
+        // Its head, as read_head reads it.
+        let head = &response[..head_end(&response).unwrap()];
         assert_eq!(
-            check_response(&response, "k", &[], None).unwrap_err(),
+            check_response(head, "k", &[], None).unwrap_err(),
             "handshake rejected: HTTP 403 Forbidden"
         );
     }

@@ -9,7 +9,9 @@
 
 use std::path::{Component, Path, PathBuf};
 
-use super::handshake::{collect, get, get_all, has_token, Headers, Rejection, MAX_HEADERS};
+use super::handshake::{
+    collect, get, get_all, has_token, parse_head, Headers, Rejection, MAX_HEADERS,
+};
 
 /// An HTTP request as the server read it.
 #[derive(Debug, PartialEq, Eq)]
@@ -45,12 +47,7 @@ impl Request {
 /// any, comes after (see [`body_length`]).
 pub fn parse_request(head: &[u8]) -> Result<Request, Rejection> {
     let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut request = httparse::Request::new(&mut slots);
-    match request.parse(head) {
-        Ok(httparse::Status::Complete(_)) => {}
-        Ok(httparse::Status::Partial) => return Err(Rejection::new(400, "incomplete request")),
-        Err(e) => return Err(Rejection::new(400, format!("malformed request: {e}"))),
-    }
+    let request = parse_head(head, &mut slots)?;
     Ok(Request {
         method: request.method.unwrap_or("GET").to_string(),
         target: request.path.unwrap_or("/").to_string(),
@@ -279,6 +276,19 @@ mod tests {
 
     fn request(text: &str) -> Request {
         parse_request(text.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn a_plain_request_that_ends_early_with_a_bare_lf_is_refused() {
+        // As the handshake's (the fuzzer's find): what follows the bare LF
+        // would be dropped without a word.
+        let early = "GET / HTTP/1.1\r\nHost: a\r\n\nX-Lost: 1\r\n\r\n";
+        let rejection = parse_request(early.as_bytes()).unwrap_err();
+        assert_eq!(rejection.status, 400);
+        assert!(rejection
+            .message
+            .contains(super::super::handshake::EARLY_END));
+        assert_eq!(request("GET / HTTP/1.1\r\nHost: a\r\n\r\n").target, "/");
     }
 
     #[test]

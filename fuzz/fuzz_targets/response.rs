@@ -1,0 +1,9 @@
+//! `cargo fuzz run response`: see targets::response (fuzz/targets.rs).
+#![no_main]
+
+// Each target uses one of the bodies.
+#[allow(dead_code)]
+#[path = "../targets.rs"]
+mod targets;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| targets::response(data));
