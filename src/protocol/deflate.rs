@@ -279,6 +279,7 @@ impl Negotiated {
     /// Our decompressor for these parameters.
     pub fn decompressor(&self) -> Decompressor {
         Decompressor {
+            message_input: 0,
             inflate: None,
             // A larger window than the peer uses is always safe.
             window_bits: self.remote_window_bits.max(MIN_WINDOW_BITS),
@@ -373,6 +374,8 @@ pub struct Decompressor {
     inflate: Option<Box<Inflate>>,
     window_bits: u8,
     no_context_takeover: bool,
+    /// Compressed bytes of the current message so far.
+    message_input: usize,
 }
 
 impl std::fmt::Debug for Decompressor {
@@ -399,6 +402,21 @@ impl Decompressor {
         out: &mut BytesMut,
         limit: usize,
     ) -> Result<(), Failure> {
+        self.message_input += input.len();
+        if last {
+            let empty = self.message_input == 0;
+            self.message_input = 0;
+            if empty {
+                // Inflated with its tail, nothing would leave the inflater in
+                // the middle of a stored block's header, and the next message
+                // would be read as the rest of it: junk rather than an error.
+                return Err(Failure::new(
+                    CloseCode::INVALID_PAYLOAD,
+                    "invalid compressed data: a compressed message with no data \
+                     (RFC 7692 §7.2.3.6 sends an empty one as 0x00)",
+                ));
+            }
+        }
         let window_bits = self.window_bits;
         let inflate = self
             .inflate
@@ -677,5 +695,35 @@ mod tests {
             .inflate(&[0xff, 0xff, 0xff, 0xff, 0x00], true, &mut out, 1 << 20)
             .unwrap_err();
         assert_eq!(failure.code, CloseCode::INVALID_PAYLOAD);
+    }
+
+    #[test]
+    fn a_compressed_message_with_no_data_fails_with_1007_and_the_next_is_not_misread() {
+        // Found by fuzzing: inflated with its tail, nothing left the inflater
+        // inside a stored block's header, and the next message came out as junk.
+        let negotiated = Negotiated {
+            local_no_context_takeover: false,
+            remote_no_context_takeover: false,
+            local_window_bits: 15,
+            remote_window_bits: 15,
+        };
+        let mut decompressor = negotiated.decompressor();
+        let mut out = BytesMut::new();
+        decompressor.inflate(&[], false, &mut out, 1 << 20).unwrap();
+        let failure = decompressor
+            .inflate(&[], true, &mut out, 1 << 20)
+            .unwrap_err();
+        assert_eq!(failure.code, CloseCode::INVALID_PAYLOAD);
+        // An empty message as RFC 7692 §7.2.3.6 sends it: one 0x00 byte.
+        let mut decompressor = negotiated.decompressor();
+        decompressor
+            .inflate(&[0x00], true, &mut out, 1 << 20)
+            .unwrap();
+        assert!(out.is_empty());
+        let wire = negotiated.mirrored().compressor(6).compress(b"next");
+        decompressor
+            .inflate(&wire, true, &mut out, 1 << 20)
+            .unwrap();
+        assert_eq!(&out[..], b"next");
     }
 }
