@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
+from test_asyncio import eventually, port_of, run
 from websockets.asyncio.server import ServerConnection
 from websockets.asyncio.server import serve as websockets_serve
 from websockets.exceptions import ConnectionClosedError
@@ -22,7 +23,6 @@ from websockets.frames import Frame, Opcode
 import wsbind
 from conftest import TIMEOUT
 from rawpeer import BINARY, CLOSE, CONTINUATION, TEXT, accept_key, read_head, recv_exactly, tcp_server
-from test_asyncio import eventually, port_of, run
 
 
 class Frames(logging.Handler):
@@ -59,13 +59,19 @@ async def collect(ws: ServerConnection, into: list[Any]) -> None:
     into.append(("closed", ws.close_code))
 
 
+async def handler_ended(received: list[Any]) -> None:
+    await eventually(lambda: received and isinstance(received[-1], tuple), "the server's handler to end")
+
+
 @pytest.mark.parametrize("compression", ["deflate", None])
 def test_fragments_reach_a_websockets_server_as_one_fragmented_message(compression: str | None) -> None:
     received: list[Any] = []
     logger, frames = frame_logger()
 
     async def main() -> None:
-        async with websockets_serve(lambda ws: collect(ws, received), "127.0.0.1", 0, logger=logger) as server:
+        async with websockets_serve(
+            lambda ws: collect(ws, received), "127.0.0.1", 0, logger=logger
+        ) as server:
             url = f"ws://127.0.0.1:{port_of(server)}"
             async with wsbind.connect(url, compression=compression) as ws:
                 assert bool(ws.negotiated_extensions) is (compression is not None)
@@ -79,7 +85,7 @@ def test_fragments_reach_a_websockets_server_as_one_fragmented_message(compressi
                 await ws.send(parts())
                 await ws.send([])  # nothing at all
                 await ws.send("whole")
-            await eventually(lambda: received and isinstance(received[-1], tuple), "the server's handler to end")
+            await handler_ended(received)
 
     run(main())
     assert received == ["fragmentsé", b"async", "whole", ("closed", 1000)]
@@ -202,7 +208,7 @@ def test_messages_sent_during_a_fragmented_one_follow_it_but_pings_do_not_wait()
                 go_on.set()
                 await sending
                 await other
-            await eventually(lambda: received and isinstance(received[-1], tuple), "the server's handler to end")
+            await handler_ended(received)
 
     run(main())
     assert received == ["first last", "other thread", "other coroutine", ("closed", 1000)]
@@ -225,7 +231,7 @@ def test_an_iterator_that_raises_midway_fails_the_connection_with_1011(compressi
             ws = await wsbind.connect(url, compression=compression)
             with pytest.raises(Broken):
                 await ws.send(parts())
-            await eventually(lambda: received and isinstance(received[-1], tuple), "the server's handler to end")
+            await handler_ended(received)
             await ws.close()
             with pytest.raises(wsbind.ConnectionClosed):
                 await ws.send("after")
@@ -249,7 +255,7 @@ def test_a_fragment_of_the_other_kind_raises_type_error_and_fails_the_connection
             await ws.send(["still", " open"])
             with pytest.raises(TypeError, match="all str or all bytes-like"):
                 await ws.send(["a", b"b"])
-            await eventually(lambda: received and isinstance(received[-1], tuple), "the server's handler to end")
+            await handler_ended(received)
             await ws.close()
 
     run(main())
@@ -261,7 +267,8 @@ def test_backpressure_applies_between_fragments() -> None:
     received: list[Any] = []
 
     async def main() -> None:
-        async with websockets_serve(lambda ws: collect(ws, received), "127.0.0.1", 0, max_size=None) as server:
+        collecting = websockets_serve(lambda ws: collect(ws, received), "127.0.0.1", 0, max_size=None)
+        async with collecting as server:
             url = f"ws://127.0.0.1:{port_of(server)}"
             async with wsbind.connect(url, compression=None) as ws:
 
@@ -272,7 +279,7 @@ def test_backpressure_applies_between_fragments() -> None:
 
                 await ws.send(parts())
                 limit = ws.write_limit
-            await eventually(lambda: received and isinstance(received[-1], tuple), "the server's handler to end")
+            await handler_ended(received)
             assert max(queued_at_each_fragment) <= limit
 
     run(main())

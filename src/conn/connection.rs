@@ -791,7 +791,9 @@ mod tests {
             assert_eq!(wrong, Err(Error::FragmentKind { text: true }));
             let so_far = parsed(&mut parser, &drained(&mut queue));
             assert_eq!(so_far, [Incoming::Pong(Bytes::new())], "{compressed}");
-            connection.send_fragment(true, Bytes::from_static(b"last"), true).unwrap();
+            connection
+                .send_fragment(true, Bytes::from_static(b"last"), true)
+                .unwrap();
             let text = String::from_utf8(waiting.to_vec()).unwrap();
             let expected = [
                 Incoming::Text("first, last".into()),
@@ -800,9 +802,14 @@ mod tests {
             ];
             assert_eq!(parsed(&mut parser, &drained(&mut queue)), expected);
             // The next message goes straight out again.
-            connection.send(false, Bytes::from_static(b"after")).unwrap();
+            connection
+                .send(false, Bytes::from_static(b"after"))
+                .unwrap();
             let after = parsed(&mut parser, &drained(&mut queue));
-            assert_eq!(after, [Incoming::Binary(Bytes::from_static(b"after").into())]);
+            assert_eq!(
+                after,
+                [Incoming::Binary(Bytes::from_static(b"after").into())]
+            );
         }
     }
 
@@ -811,7 +818,9 @@ mod tests {
         let (connection, _commands) = Connection::new(Role::Server);
         let _queue = connection.outbox.take_queue().unwrap();
         connection.set_open(true);
-        connection.send_fragment(false, Bytes::from_static(b"a"), false).unwrap();
+        connection
+            .send_fragment(false, Bytes::from_static(b"a"), false)
+            .unwrap();
         connection.send(false, Bytes::from(vec![0; 1000])).unwrap();
         let fragment = message_cost(1, config::OUTGOING_FRAME_SIZE);
         assert!(connection.bytes_to_write() > fragment);

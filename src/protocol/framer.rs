@@ -333,7 +333,10 @@ mod tests {
             let (fin, rsv1, op) = (wire[0] & 0x80 != 0, wire[0] & 0x40 != 0, wire[0] & 0x0f);
             let (len, at) = match wire[1] & 0x7f {
                 126 => (usize::from(u16::from_be_bytes([wire[2], wire[3]])), 4),
-                127 => (u64::from_be_bytes(wire[2..10].try_into().unwrap()) as usize, 10),
+                127 => (
+                    u64::from_be_bytes(wire[2..10].try_into().unwrap()) as usize,
+                    10,
+                ),
                 n => (usize::from(n), 2),
             };
             frames.push((fin, rsv1, op, len));
@@ -361,10 +364,24 @@ mod tests {
         let framer = Framer::new(Role::Server);
         let big = Bytes::from(vec![b'x'; 20_000]);
         let mut out = Vec::new();
-        out.extend(wire(framer.fragment_chunks(true, true, false, "ab".into(), 1000)));
+        out.extend(wire(framer.fragment_chunks(
+            true,
+            true,
+            false,
+            "ab".into(),
+            1000,
+        )));
         // Longer than the frame size: split, neither frame with FIN.
-        out.extend(wire(framer.fragment_chunks(true, false, false, big, 16_384)));
-        out.extend(wire(framer.fragment_chunks(true, false, true, Bytes::new(), 1000)));
+        out.extend(wire(
+            framer.fragment_chunks(true, false, false, big, 16_384),
+        ));
+        out.extend(wire(framer.fragment_chunks(
+            true,
+            false,
+            true,
+            Bytes::new(),
+            1000,
+        )));
         let expected = [
             (false, false, opcode::TEXT, 2),
             (false, false, opcode::CONTINUATION, 16_384),
@@ -374,11 +391,20 @@ mod tests {
         assert_eq!(headers(&out), expected);
         let mut parser = Parser::new(Role::Client, LIMITS);
         let text = format!("ab{}", "x".repeat(20_000));
-        assert_eq!(parsed(&mut parser, &out), [Incoming::Text(text.as_str().into())]);
+        assert_eq!(
+            parsed(&mut parser, &out),
+            [Incoming::Text(text.as_str().into())]
+        );
         // A client's fragments are masked, and parse the same.
         let framer = Framer::new(Role::Client);
         let mut out = wire(framer.fragment_chunks(false, true, false, "one ".into(), 1000));
-        out.extend(wire(framer.fragment_chunks(false, false, true, "two".into(), 1000)));
+        out.extend(wire(framer.fragment_chunks(
+            false,
+            false,
+            true,
+            "two".into(),
+            1000,
+        )));
         let mut parser = Parser::new(Role::Server, LIMITS);
         let whole = Bytes::from_static(b"one two");
         assert_eq!(parsed(&mut parser, &out), [Incoming::Binary(whole.into())]);
@@ -417,7 +443,11 @@ mod tests {
                 for (i, &(fin, rsv1, op, _)) in frames.iter().enumerate() {
                     assert_eq!(fin, i + 1 == message.len());
                     assert_eq!(rsv1, i == 0, "RSV1 on the first frame only");
-                    let expected = if i == 0 { opcode::TEXT } else { opcode::CONTINUATION };
+                    let expected = if i == 0 {
+                        opcode::TEXT
+                    } else {
+                        opcode::CONTINUATION
+                    };
                     assert_eq!(op, expected);
                 }
                 let joined = message.concat();
@@ -430,7 +460,10 @@ mod tests {
             // A whole message after them shares the context, or not, as agreed.
             let compressed = compressor.compress(b"{\"a\": 1, ");
             let out = wire(framer.message_chunks(true, compressed.into(), 1 << 20));
-            assert_eq!(parsed(&mut parser, &out), [Incoming::Text("{\"a\": 1, ".into())]);
+            assert_eq!(
+                parsed(&mut parser, &out),
+                [Incoming::Text("{\"a\": 1, ".into())]
+            );
         }
     }
 }
