@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from test_asyncio import eventually, port_of, run
+from websockets.asyncio.client import connect as websockets_connect
 from websockets.asyncio.server import ServerConnection
 from websockets.asyncio.server import serve as websockets_serve
 from websockets.exceptions import ConnectionClosedError
@@ -284,3 +285,34 @@ def test_backpressure_applies_between_fragments() -> None:
 
     run(main())
     assert received[0] == b"".join(bytes([i]) * (1 << 20) for i in range(16))
+
+
+@pytest.mark.parametrize("compression", ["deflate", None])
+def test_a_serve_handler_sends_fragments_to_a_websockets_client(compression: str | None) -> None:
+    """The server's side: unmasked frames, and the server's compressor."""
+    logger, frames = frame_logger()
+
+    async def handler(ws: wsbind.WebSocket) -> None:
+        async for request in ws:
+            assert isinstance(request, str)
+            await ws.send(word + " " for word in request.split())
+
+    async def main() -> None:
+        async with wsbind.serve(handler, "127.0.0.1", 0, compression=compression) as server:
+            client_compression = "deflate" if compression else None
+            async with websockets_connect(
+                server.url, logger=logger, compression=client_compression
+            ) as client:
+                assert client.response is not None
+                negotiated = client.response.headers.get("Sec-WebSocket-Extensions")
+                assert bool(negotiated) is (compression is not None)
+                for _ in range(2):
+                    await client.send("streamed a word at a time")
+                    assert await client.recv() == "streamed a word at a time "
+
+    run(main())
+    words = ["streamed ", "a ", "word ", "at ", "a ", "time "]
+    message = [Frame(Opcode.TEXT, words[0].encode(), fin=False)]
+    message += [Frame(Opcode.CONT, word.encode(), fin=False) for word in words[1:]]
+    message += [Frame(Opcode.CONT, b"", fin=True)]
+    assert frames.received == [str(frame) for frame in message] * 2

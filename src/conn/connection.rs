@@ -500,6 +500,9 @@ impl Connection {
                 Output::CloseFrame(frame) => {
                     self.set_open(false);
                     self.queue_control(frame, false, true);
+                    // Nothing more goes out after it: what waited for a
+                    // fragmented message's end is given back.
+                    self.end_fragmenting();
                 }
                 Output::Closing => events.send(Event::Closing),
                 Output::Pong { elapsed, payload } => events.send(Event::Pong {
