@@ -257,7 +257,8 @@ class WebSocket(Object):
         check=check_compression,
         doc='"deflate" offers permessage-deflate (RFC 7692) on the next open, as browsers and '
         "websockets do, and a server's socket uses it when the client offered it; None sends "
-        "every message uncompressed. Messages under 128 bytes always go uncompressed.",
+        "every message uncompressed. Messages under 128 bytes go uncompressed, but for the fragments "
+        "of one ``send()``, which are one compressed stream whatever their size.",
     )
     negotiated_extensions = Property(
         "",
