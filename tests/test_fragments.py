@@ -316,3 +316,30 @@ def test_a_serve_handler_sends_fragments_to_a_websockets_client(compression: str
     message += [Frame(Opcode.CONT, word.encode(), fin=False) for word in words[1:]]
     message += [Frame(Opcode.CONT, b"", fin=True)]
     assert frames.received == [str(frame) for frame in message] * 2
+
+
+def test_a_send_cancelled_midway_fails_the_connection_with_1011() -> None:
+    """The message cannot be finished, nor may another follow its first frames."""
+    received: list[Any] = []
+
+    async def main() -> None:
+        async with websockets_serve(lambda ws: collect(ws, received), "127.0.0.1", 0) as server:
+            ws = await wsbind.connect(f"ws://127.0.0.1:{port_of(server)}")
+            started = asyncio.Event()
+
+            async def parts() -> AsyncIterator[str]:
+                yield "never "
+                started.set()
+                await asyncio.Event().wait()
+                yield "finished"
+
+            sending = asyncio.create_task(ws.send(parts()))
+            await started.wait()
+            sending.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await sending
+            await handler_ended(received)
+            await ws.close()
+
+    run(main())
+    assert received == [("closed", 1011)]
