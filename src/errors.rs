@@ -17,6 +17,14 @@ pub enum Error {
          the peer is not reading fast enough"
     )]
     BufferFull { queued: usize, limit: usize },
+    /// A fragment of the other kind (text, binary) than the fragmented
+    /// message it continues.
+    #[error(
+        "cannot send: this fragment continues a {} message; the fragments of one message \
+         must be all str or all bytes-like",
+        if *text { "text" } else { "binary" }
+    )]
+    FragmentKind { text: bool },
     /// The tokio runtime could not be started.
     #[error("cannot start wsbind's I/O threads: {0}")]
     Runtime(String),

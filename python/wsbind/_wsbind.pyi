@@ -323,6 +323,11 @@ class Connection:
         """Queues a text message; returns its size in bytes of UTF-8."""
     def send_binary(self, data: Buffer) -> int:
         """Queues a binary message from any bytes-like object; returns its size."""
+    def send_fragment(self, fragment: str | Buffer, last: bool) -> int:
+        """Queues one fragment of a message sent in several: a str continues
+        (or opens) a text message, a bytes-like object a binary one; ``last``
+        ends it. Until then, other messages sent here wait for its end.
+        Returns the fragment's size in bytes."""
     def flush(self, timeout: float | None = None) -> bool:
         """Waits, without the GIL, until everything queued is written; returns
         whether it was before ``timeout`` seconds (None: no limit) passed."""

@@ -257,7 +257,8 @@ class WebSocket(Object):
         check=check_compression,
         doc='"deflate" offers permessage-deflate (RFC 7692) on the next open, as browsers and '
         "websockets do, and a server's socket uses it when the client offered it; None sends "
-        "every message uncompressed. Messages under 128 bytes always go uncompressed.",
+        "every message uncompressed. Messages under 128 bytes go uncompressed, but for the fragments "
+        "of one ``send()``, which are one compressed stream whatever their size.",
     )
     negotiated_extensions = Property(
         "",
@@ -504,6 +505,10 @@ class WebSocket(Object):
         self._paused: _wsbind.Connection | None = None
         # send()s waiting for the bytes to write to go down, and their count.
         self._drains: Waiters | None = None
+        # A send() is sending a fragmented message: other send()s wait for its
+        # end (set and cleared under _lock), woken through _fragmented.
+        self._fragmenting = False
+        self._fragmented: Waiters | None = None
         # The headers of the response that last refused a handshake, for the error raised.
         self._rejected_headers: list[tuple[str, str]] | None = None
         self._draining = 0
@@ -754,10 +759,21 @@ class WebSocket(Object):
 
         Returns at once while at most ``write_limit`` bytes wait to be
         written, and otherwise waits, without blocking the loop, until the
-        peer has taken enough: backpressure. An iterable or async iterable of
-        fragments (all str or all bytes-like) is sent as one message; the
-        fragments are joined first, since the native core sends whole
-        messages (in frames of ``outgoing_frame_size``).
+        peer has taken enough: backpressure.
+
+        An iterable or async iterable of fragments (all str, or all
+        bytes-like) is sent as one fragmented message (RFC 6455 §5.4): each
+        fragment goes out as it comes, as a frame of its own (or several,
+        past ``outgoing_frame_size``), and an empty frame ends the message,
+        as websockets does; where permessage-deflate was agreed the whole
+        message is one compressed stream. Backpressure applies between
+        fragments. Other ``send()`` calls wait until the message is over, and
+        messages sent meanwhile by ``send_text_message()`` and the like (from
+        any thread) wait, in order, inside wsbind; pings and pongs do not. An
+        empty iterable sends nothing. If the iterable raises, or gives a
+        fragment of the other kind (TypeError), the message cannot be
+        finished: the connection is closed with 1011 and the exception
+        propagates.
 
         Raises ConnectionClosed once the connection is closing or over (after
         waiting for its end, as websockets does), NotOpenError while it is
@@ -771,10 +787,10 @@ class WebSocket(Object):
                 payload = memoryview(cast("Buffer", message))
             except TypeError:
                 fragments = cast("Iterable[str | Buffer] | AsyncIterable[str | Buffer]", message)
-                joined = await _joined(fragments)
-                if joined is None:
-                    return
-                payload = joined
+                await self._send_fragments(fragments)
+                return
+        if self._fragmenting:
+            await wait_until(self._fragment_waiters(), lambda: not self._fragmenting)
         conn = self._conn
         if conn is None or self._values["status"] is not Status.OPEN or self._close_asked is not None:
             raise await self._send_error(conn)
@@ -788,6 +804,73 @@ class WebSocket(Object):
             raise await self._send_error(conn) from None
         if conn.bytes_to_write > self._values["write_limit"]:
             await self._drain(conn)
+
+    def _fragment_waiters(self) -> Waiters:
+        waiters = self._fragmented
+        if waiters is None:
+            waiters = self._fragmented = Waiters()
+        return waiters
+
+    async def _send_fragments(self, fragments: Iterable[str | Buffer] | AsyncIterable[str | Buffer]) -> None:
+        """Sends ``fragments`` as one fragmented message, each as it comes; see :meth:`send`."""
+        if isinstance(fragments, Mapping):
+            raise TypeError("send() takes a str, a bytes-like object or the fragments of one, not a mapping")
+        following: Callable[[], Awaitable[str | Buffer]]
+        if isinstance(fragments, AsyncIterable):
+            following = aiter(fragments).__anext__
+        elif isinstance(fragments, Iterable):
+            following = _next_of(iter(fragments))
+        else:
+            raise TypeError(
+                "send() takes a str, a bytes-like object, or an iterable or async iterable of "
+                f"fragments, not {type(fragments).__name__}"
+            )
+        try:
+            fragment = await following()
+        except StopAsyncIteration:
+            return
+        await self._start_fragments()
+        try:
+            conn = self._conn
+            if conn is None or self._values["status"] is not Status.OPEN or self._close_asked is not None:
+                raise await self._send_error(conn)
+            text = isinstance(fragment, str)
+            try:
+                while True:
+                    if isinstance(fragment, str) is not text:
+                        raise TypeError("the fragments of one message must be all str or all bytes-like")
+                    conn.send_fragment(fragment, False)
+                    if conn.bytes_to_write > self._values["write_limit"]:
+                        await self._drain(conn)
+                    try:
+                        fragment = await following()
+                    except StopAsyncIteration:
+                        break
+                conn.send_fragment("" if text else b"", True)
+            except NotOpenError:
+                # The connection started closing on another thread just now.
+                raise await self._send_error(conn) from None
+            except ConnectionClosed:
+                raise
+            except BaseException:
+                # Half a message was sent and the rest never will be (the
+                # iterator failed, or this send() was cancelled): the connection
+                # cannot carry another message. websockets does the same.
+                self._close(1011, "error in fragmented message", reopen=False)
+                raise
+        finally:
+            with self._lock:
+                self._fragmenting = False
+            self._fragment_waiters().wake_all()
+
+    async def _start_fragments(self) -> None:
+        """Waits until no other send() sends a fragmented message, and marks this one's start."""
+        while True:
+            with self._lock:
+                if not self._fragmenting:
+                    self._fragmenting = True
+                    return
+            await wait_until(self._fragment_waiters(), lambda: not self._fragmenting)
 
     async def recv(self) -> str | bytes:
         """The next message: a str for text, bytes for binary (websockets: ``recv()``).
@@ -1335,30 +1418,16 @@ class _Ending:
             await self._ws._wait_end(self._conn)
 
 
-async def _joined(fragments: Iterable[str | Buffer] | AsyncIterable[str | Buffer]) -> str | bytes | None:
-    """The fragments of one message, joined: all str, or all bytes-like; None for none."""
-    if isinstance(fragments, Mapping):
-        raise TypeError("send() takes a str, a bytes-like object or the fragments of one, not a mapping")
-    if isinstance(fragments, AsyncIterable):
-        parts = [fragment async for fragment in fragments]
-    elif isinstance(fragments, Iterable):
-        parts = list(fragments)
-    else:
-        raise TypeError(
-            "send() takes a str, a bytes-like object, or an iterable or async iterable of "
-            f"fragments, not {type(fragments).__name__}"
-        )
-    if not parts:
-        return None
-    text = [isinstance(part, str) for part in parts]
-    if all(text):
-        return "".join(cast("list[str]", parts))
-    if any(text):
-        raise TypeError("the fragments of one message must be all str or all bytes-like")
-    try:
-        return b"".join(cast("list[Buffer]", parts))
-    except TypeError:
-        raise TypeError("the fragments of one message must be all str or all bytes-like") from None
+def _next_of(iterator: Iterator[str | Buffer]) -> Callable[[], Awaitable[str | Buffer]]:
+    """``iterator``'s next item as an awaitable, ending with StopAsyncIteration as an async iterator's."""
+
+    async def following() -> str | Buffer:
+        try:
+            return next(iterator)
+        except StopIteration:
+            raise StopAsyncIteration from None
+
+    return following
 
 
 def _call_later(dispatcher: Dispatcher, delay: float, fn: Callable[[], None]) -> None:

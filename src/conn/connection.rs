@@ -4,6 +4,7 @@
 //! [`receiver`](super::receiver)), and the task that owns its stream (see
 //! [`task`](super::task)).
 
+use std::collections::VecDeque;
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
@@ -91,6 +92,11 @@ pub struct Connection {
     /// Held while a message is compressed and handed to the outbox, so that
     /// messages enter the compressor's context in the order they go out.
     compressor: OnceLock<Mutex<Compressor>>,
+    /// A message sent in fragments over time, and the data sent meanwhile,
+    /// which waits for its end (§5.4: no data frame between its frames).
+    /// Held by every data send from its check to its place in the outbox,
+    /// so that no message slips in between a fragmented message's frames.
+    fragmenting: Mutex<Fragmenting>,
     /// The closing handshake, pings and keepalive, driven by whichever
     /// thread reads a control frame, and by the task for commands and time.
     session: Mutex<Session>,
@@ -118,6 +124,7 @@ impl Connection {
             reading_paused: AtomicBool::new(false),
             outbox: Outbox::default(),
             compressor: OnceLock::new(),
+            fragmenting: Mutex::default(),
             session: Mutex::new(Session::new(
                 role,
                 Settings::default().timers,
@@ -209,15 +216,30 @@ impl Connection {
 
     /// Frames the message in the calling thread, which also writes it if
     /// nothing is queued ahead of it (see [`outbox`](super::outbox));
-    /// compresses it first where permessage-deflate was agreed.
+    /// compresses it first where permessage-deflate was agreed. While a
+    /// fragmented message is open it waits, counted, for that one's end.
     pub fn send(&self, text: bool, payload: Bytes) -> Result<usize, Error> {
         let size = payload.len();
         let frame_size = self.frame_size.load(Ordering::Relaxed);
         let cost = message_cost(size, frame_size);
         self.admit(cost)?;
-        // A reported write must come from the task, which reports it.
-        let may_write = !self.report_writes.load(Ordering::Relaxed)
-            && (size >= BURST_WRITE_FROM || self.first_in_burst());
+        let mut fragmenting = self.fragmenting();
+        if fragmenting.open.is_some() {
+            fragmenting.waiting.push_back(Waiting::Message {
+                text,
+                payload,
+                cost,
+            });
+            return Ok(size);
+        }
+        self.send_admitted(text, payload, cost)
+    }
+
+    /// Frames and sends a message already counted as `cost`.
+    fn send_admitted(&self, text: bool, payload: Bytes, cost: usize) -> Result<usize, Error> {
+        let size = payload.len();
+        let frame_size = self.frame_size.load(Ordering::Relaxed);
+        let may_write = self.may_write(size);
         let sent = match self.compressor.get() {
             Some(compressor) if size >= config::COMPRESS_FROM => {
                 let mut compressor = compressor.lock().unwrap_or_else(|e| e.into_inner());
@@ -232,6 +254,82 @@ impl Connection {
             }
         };
         self.account(size, cost, sent)
+    }
+
+    /// Whether the calling thread may write a message of `size` itself.
+    fn may_write(&self, size: usize) -> bool {
+        // A reported write must come from the task, which reports it.
+        !self.report_writes.load(Ordering::Relaxed)
+            && (size >= BURST_WRITE_FROM || self.first_in_burst())
+    }
+
+    fn fragmenting(&self) -> MutexGuard<'_, Fragmenting> {
+        self.fragmenting.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Sends one fragment of a message given in several (§5.4), as its own
+    /// frames: the first fragment opens the message (text or binary), the
+    /// `last` ends it; returns the fragment's size. Between them no other
+    /// data frame goes out: messages sent meanwhile wait, counted against
+    /// the send limit, and follow the last fragment in the order they were
+    /// sent; pings, pongs and the close frame do not wait. One fragmented
+    /// message at a time: its sender gives its fragments in order.
+    ///
+    /// Where permessage-deflate was agreed the whole message is one
+    /// compressed stream, however small (RSV1 is on its first frame, before
+    /// its size is known). Fails with [`Error::FragmentKind`] for a fragment
+    /// of the other kind than the open message's.
+    pub fn send_fragment(&self, text: bool, payload: Bytes, last: bool) -> Result<usize, Error> {
+        let size = payload.len();
+        let frame_size = self.frame_size.load(Ordering::Relaxed);
+        let mut fragmenting = self.fragmenting();
+        let first = match fragmenting.open {
+            None => true,
+            Some(open) if open == text => false,
+            Some(open) => return Err(Error::FragmentKind { text: open }),
+        };
+        let cost = message_cost(size, frame_size);
+        self.admit(cost)?;
+        let may_write = self.may_write(size);
+        let sent = match self.compressor.get() {
+            Some(compressor) => {
+                let mut compressor = compressor.lock().unwrap_or_else(|e| e.into_inner());
+                let compressed = Bytes::from(compressor.compress_fragment(&payload, last));
+                let chunks = Framer::compressed(self.role)
+                    .fragment_chunks(text, first, last, compressed, frame_size);
+                self.outbox.send(chunks, size, cost, may_write)
+            }
+            None => {
+                let chunks =
+                    Framer::new(self.role).fragment_chunks(text, first, last, payload, frame_size);
+                self.outbox.send(chunks, size, cost, may_write)
+            }
+        };
+        fragmenting.open = (!last).then_some(text);
+        let sent = self.account(size, cost, sent);
+        if last {
+            // Still under the lock: what waited goes before anything sent later.
+            for waiting in std::mem::take(&mut fragmenting.waiting) {
+                // A failure here is the connection's end, which each of
+                // these messages' cost was given back for; their senders
+                // were told they were queued, as for any message queued
+                // when the connection ends.
+                let _ = match waiting {
+                    Waiting::Message {
+                        text,
+                        payload,
+                        cost,
+                    } => self.send_admitted(text, payload, cost),
+                    Waiting::Framed { frame, size, cost } => {
+                        let sent = self
+                            .outbox
+                            .send(vec![Chunk::plain(frame)], size, cost, false);
+                        self.account(size, cost, sent)
+                    }
+                };
+            }
+        }
+        sent
     }
 
     /// The compressed frames of a message for every connection whose
@@ -257,9 +355,17 @@ impl Connection {
     pub fn send_framed(&self, frame: Bytes, size: usize) -> Result<usize, Error> {
         let cost = frame.len() + config::QUEUED_MESSAGE_COST;
         self.admit(cost)?;
+        let mut fragmenting = self.fragmenting();
+        if fragmenting.open.is_some() {
+            fragmenting
+                .waiting
+                .push_back(Waiting::Framed { frame, size, cost });
+            return Ok(size);
+        }
         let sent = self
             .outbox
             .send(vec![Chunk::plain(frame)], size, cost, false);
+        drop(fragmenting);
         self.account(size, cost, sent)
     }
 
@@ -333,13 +439,30 @@ impl Connection {
     /// Starts the closing handshake; a connection that is already over ignores it.
     pub fn close(&self, code: u16, reason: String) {
         self.set_open(false);
+        self.end_fragmenting();
         self.command(Command::Close(code, reason));
     }
 
     /// Drops the TCP connection without a closing handshake.
     pub fn abort(&self) {
         self.set_open(false);
+        self.end_fragmenting();
         self.command(Command::Abort);
+    }
+
+    /// Closing cuts a fragmented message short: the peer sees our close
+    /// frame before its end (a failed iterator closes with 1011), and what
+    /// waited for that end is not sent, its cost given back.
+    fn end_fragmenting(&self) {
+        let mut fragmenting = self.fragmenting();
+        fragmenting.open = None;
+        for waiting in std::mem::take(&mut fragmenting.waiting) {
+            match waiting {
+                Waiting::Message { cost, .. } | Waiting::Framed { cost, .. } => {
+                    self.written(cost);
+                }
+            }
+        }
     }
 
     /// Applies new limits, keepalive and timeouts to the open connection.
@@ -377,6 +500,9 @@ impl Connection {
                 Output::CloseFrame(frame) => {
                     self.set_open(false);
                     self.queue_control(frame, false, true);
+                    // Nothing more goes out after it: what waited for a
+                    // fragmented message's end is given back.
+                    self.end_fragmenting();
                 }
                 Output::Closing => events.send(Event::Closing),
                 Output::Pong { elapsed, payload } => events.send(Event::Pong {
@@ -494,6 +620,32 @@ impl Connection {
     }
 }
 
+/// A fragmented message being sent, and what waits for its end.
+#[derive(Default)]
+struct Fragmenting {
+    /// Between the first and the last fragment: whether the message is text.
+    open: Option<bool>,
+    /// Data sent meanwhile, counted against the send limit, in order.
+    waiting: VecDeque<Waiting>,
+}
+
+/// A message that waits for a fragmented message's end.
+enum Waiting {
+    /// Not compressed yet: it must enter the compressor after the
+    /// fragmented message, in the order it goes out.
+    Message {
+        text: bool,
+        payload: Bytes,
+        cost: usize,
+    },
+    /// A broadcast's frames, shared by every peer.
+    Framed {
+        frame: Bytes,
+        size: usize,
+        cost: usize,
+    },
+}
+
 /// What a message of `size` payload bytes, sent in frames of at most
 /// `frame_size`, counts against the send limit: its bytes, the longest
 /// header of each frame, and [`config::QUEUED_MESSAGE_COST`], so that the
@@ -586,5 +738,100 @@ mod tests {
             connection.send(false, Bytes::from_static(b"x")),
             Err(Error::NotOpen)
         ));
+    }
+
+    /// What the writer's queue holds, as the bytes that go out.
+    fn drained(queue: &mut UnboundedReceiver<Outgoing>) -> Vec<u8> {
+        std::iter::from_fn(|| queue.try_recv().ok())
+            .flat_map(|o| o.chunk.into_plain())
+            .collect()
+    }
+
+    fn parsed(parser: &mut crate::protocol::Parser, wire: &[u8]) -> Vec<Incoming> {
+        parser.buffer().extend_from_slice(wire);
+        std::iter::from_fn(|| parser.next_event().unwrap()).collect()
+    }
+
+    const LIMITS: crate::protocol::Limits = crate::protocol::Limits {
+        max_frame_size: 1 << 20,
+        max_message_size: 1 << 20,
+    };
+
+    #[test]
+    fn messages_sent_during_a_fragmented_one_wait_for_its_end_but_control_frames_do_not() {
+        use crate::protocol::deflate::Negotiated;
+        for compressed in [false, true] {
+            let (connection, _commands) = Connection::new(Role::Server);
+            let mut queue = connection.outbox.take_queue().unwrap();
+            let negotiated = Negotiated {
+                local_no_context_takeover: false,
+                remote_no_context_takeover: false,
+                local_window_bits: 12,
+                remote_window_bits: 15,
+            };
+            if compressed {
+                connection.set_compression(negotiated, 6);
+            }
+            let mut parser = crate::protocol::Parser::new(Role::Client, LIMITS);
+            parser.set_decompressor(negotiated.mirrored().decompressor());
+            connection.set_open(true);
+            let first = Bytes::from_static(b"first, ");
+            assert_eq!(connection.send_fragment(true, first, false), Ok(7));
+            let cost = message_cost(7, config::OUTGOING_FRAME_SIZE);
+            let waiting = Bytes::from(vec![b'w'; config::COMPRESS_FROM + 10]);
+            assert_eq!(connection.send(true, waiting.clone()), Ok(waiting.len()));
+            assert_eq!(
+                connection.send_framed(Bytes::from_static(b"\x82\x01b"), 1),
+                Ok(1)
+            );
+            let waited = message_cost(waiting.len(), config::OUTGOING_FRAME_SIZE)
+                + 3
+                + config::QUEUED_MESSAGE_COST;
+            assert_eq!(connection.bytes_to_write(), cost + waited, "counted");
+            // A frame of the session's goes between the fragments.
+            connection.queue_control(Bytes::from_static(b"\x8a\x00"), true, false);
+            let wrong = connection.send_fragment(false, Bytes::new(), false);
+            assert_eq!(wrong, Err(Error::FragmentKind { text: true }));
+            let so_far = parsed(&mut parser, &drained(&mut queue));
+            assert_eq!(so_far, [Incoming::Pong(Bytes::new())], "{compressed}");
+            connection
+                .send_fragment(true, Bytes::from_static(b"last"), true)
+                .unwrap();
+            let text = String::from_utf8(waiting.to_vec()).unwrap();
+            let expected = [
+                Incoming::Text("first, last".into()),
+                Incoming::Text(text.as_str().into()),
+                Incoming::Binary(Bytes::from_static(b"b").into()),
+            ];
+            assert_eq!(parsed(&mut parser, &drained(&mut queue)), expected);
+            // The next message goes straight out again.
+            connection
+                .send(false, Bytes::from_static(b"after"))
+                .unwrap();
+            let after = parsed(&mut parser, &drained(&mut queue));
+            assert_eq!(
+                after,
+                [Incoming::Binary(Bytes::from_static(b"after").into())]
+            );
+        }
+    }
+
+    #[test]
+    fn closing_cuts_a_fragmented_message_short_and_gives_back_what_waited() {
+        let (connection, _commands) = Connection::new(Role::Server);
+        let _queue = connection.outbox.take_queue().unwrap();
+        connection.set_open(true);
+        connection
+            .send_fragment(false, Bytes::from_static(b"a"), false)
+            .unwrap();
+        connection.send(false, Bytes::from(vec![0; 1000])).unwrap();
+        let fragment = message_cost(1, config::OUTGOING_FRAME_SIZE);
+        assert!(connection.bytes_to_write() > fragment);
+        connection.close(1011, String::new());
+        assert_eq!(connection.bytes_to_write(), fragment);
+        assert_eq!(
+            connection.send_fragment(false, Bytes::from_static(b"b"), true),
+            Err(Error::NotOpen)
+        );
     }
 }

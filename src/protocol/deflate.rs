@@ -368,6 +368,63 @@ impl Compressor {
     }
 }
 
+impl Compressor {
+    /// One fragment of a message sent in several (§5.4): the fragments of a
+    /// compressed message are one DEFLATE stream, so each is compressed
+    /// with a sync flush in the same context, and only the `last` loses the
+    /// tail (§7.2.1). The caller compresses nothing else until the last
+    /// fragment, which ends the context where no context takeover was agreed.
+    pub fn compress_fragment(&mut self, payload: &[u8], last: bool) -> Vec<u8> {
+        let (window_bits, level) = (self.window_bits, self.level);
+        let deflate = self.deflate.get_or_insert_with(|| {
+            Box::new(Deflate::new_with_config(zlib_rs::DeflateConfig {
+                level: level as i32,
+                window_bits: -i32::from(window_bits),
+                mem_level: DEFLATE_MEM_LEVEL,
+                ..zlib_rs::DeflateConfig::default()
+            }))
+        });
+        let mut out = Vec::with_capacity(payload.len() / 2 + 64);
+        let start = deflate.total_in();
+        loop {
+            let done = (deflate.total_in() - start) as usize;
+            if out.capacity() - out.len() < 64 {
+                out.reserve(out.capacity().max(1024));
+            }
+            let out_before = deflate.total_out();
+            let _ = deflate.compress_uninit(
+                &payload[done..],
+                out.spare_capacity_mut(),
+                DeflateFlush::SyncFlush,
+            );
+            let written = (deflate.total_out() - out_before) as usize;
+            // SAFETY: the compressor initialised the `written` bytes after the length.
+            unsafe { out.set_len(out.len() + written) };
+            let all_in = (deflate.total_in() - start) as usize == payload.len();
+            if all_in && out.len() < out.capacity() {
+                break;
+            }
+        }
+        if !last {
+            // The tail stays: the next fragment's bytes follow it in the stream.
+            return out;
+        }
+        if out.ends_with(&TAIL) {
+            out.truncate(out.len() - TAIL.len());
+        }
+        if out.is_empty() {
+            // An empty last fragment after a flush: zlib writes nothing, and
+            // the tail the receiver adds needs an empty stored block's header
+            // before it, or it would read the previous flush's tail as a block.
+            out.push(0x00);
+        }
+        if self.no_context_takeover {
+            self.deflate = None;
+        }
+        out
+    }
+}
+
 /// Decompresses the messages the peer sends, in order, within limits.
 pub struct Decompressor {
     /// Made on the first compressed message (boxed: a pointer until then).

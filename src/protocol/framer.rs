@@ -237,19 +237,41 @@ impl Framer {
     /// which is not copied: a client's slices carry the key they are to be
     /// masked with by whoever writes them.
     pub fn message_chunks(&self, text: bool, payload: Bytes, frame_size: usize) -> Vec<Chunk> {
+        self.fragment_chunks(text, true, true, payload, frame_size)
+    }
+
+    /// One fragment of a message given in several (§5.4), as chunks like
+    /// [`message_chunks`](Self::message_chunks)'. Only the `first`
+    /// fragment's first frame has the message's opcode (and RSV1 when
+    /// compressed); every other frame is a CONTINUATION, and FIN is on the
+    /// last frame of the `last` fragment only. A fragment longer than
+    /// `frame_size` is split like a message.
+    pub fn fragment_chunks(
+        &self,
+        text: bool,
+        first: bool,
+        last: bool,
+        payload: Bytes,
+        frame_size: usize,
+    ) -> Vec<Chunk> {
+        let opening = match (first, text) {
+            (false, _) => opcode::CONTINUATION,
+            (true, true) => opcode::TEXT,
+            (true, false) => opcode::BINARY,
+        };
         if payload.len() < COPY_BELOW {
             let mut out = BytesMut::new();
-            self.message(&mut out, text, &payload, frame_size);
+            self.frames(&mut out, opening, last, &payload, frame_size);
             return vec![Chunk::plain(out.freeze())];
         }
         let size = frame_size.max(1);
         let length = payload.len();
         let mut chunks = Vec::with_capacity(2 * length.div_ceil(size));
-        let mut op = if text { opcode::TEXT } else { opcode::BINARY };
+        let mut op = opening;
         for start in (0..length).step_by(size) {
             let end = (start + size).min(length);
             let mut header = BytesMut::with_capacity(14);
-            let mask = self.header(&mut header, op, end == length, end - start);
+            let mask = self.header(&mut header, op, last && end == length, end - start);
             chunks.push(Chunk::plain(header.freeze()));
             chunks.push(Chunk {
                 bytes: payload.slice(start..end),
@@ -263,13 +285,26 @@ impl Framer {
     /// Appends a message, split into frames of at most `frame_size` bytes.
     pub fn message(&self, out: &mut BytesMut, text: bool, payload: &[u8], frame_size: usize) {
         let first = if text { opcode::TEXT } else { opcode::BINARY };
+        self.frames(out, first, true, payload, frame_size);
+    }
+
+    /// Appends `payload` in frames of at most `frame_size` bytes, the first
+    /// with `first_opcode`, the rest CONTINUATION; FIN on the last if `fin`.
+    fn frames(
+        &self,
+        out: &mut BytesMut,
+        first_opcode: u8,
+        fin: bool,
+        payload: &[u8],
+        frame_size: usize,
+    ) {
         if payload.len() <= frame_size {
-            return self.frame(out, first, true, payload);
+            return self.frame(out, first_opcode, fin, payload);
         }
         let mut chunks = payload.chunks(frame_size.max(1)).peekable();
-        let mut op = first;
+        let mut op = first_opcode;
         while let Some(chunk) = chunks.next() {
-            self.frame(out, op, chunks.peek().is_none(), chunk);
+            self.frame(out, op, fin && chunks.peek().is_none(), chunk);
             op = opcode::CONTINUATION;
         }
     }
@@ -282,5 +317,153 @@ impl Framer {
             payload.extend_from_slice(reason.as_bytes());
         }
         self.frame(out, opcode::CLOSE, true, &payload);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::deflate::Negotiated;
+    use crate::protocol::{Incoming, Limits, Parser};
+
+    /// (FIN, RSV1, opcode, payload length) of each unmasked frame in `wire`.
+    fn headers(mut wire: &[u8]) -> Vec<(bool, bool, u8, usize)> {
+        let mut frames = Vec::new();
+        while !wire.is_empty() {
+            let (fin, rsv1, op) = (wire[0] & 0x80 != 0, wire[0] & 0x40 != 0, wire[0] & 0x0f);
+            let (len, at) = match wire[1] & 0x7f {
+                126 => (usize::from(u16::from_be_bytes([wire[2], wire[3]])), 4),
+                127 => (
+                    u64::from_be_bytes(wire[2..10].try_into().unwrap()) as usize,
+                    10,
+                ),
+                n => (usize::from(n), 2),
+            };
+            frames.push((fin, rsv1, op, len));
+            wire = &wire[at + len..];
+        }
+        frames
+    }
+
+    fn wire(chunks: Vec<Chunk>) -> Vec<u8> {
+        chunks.into_iter().flat_map(Chunk::into_plain).collect()
+    }
+
+    fn parsed(parser: &mut Parser, wire: &[u8]) -> Vec<Incoming> {
+        parser.buffer().extend_from_slice(wire);
+        std::iter::from_fn(|| parser.next_event().unwrap()).collect()
+    }
+
+    const LIMITS: Limits = Limits {
+        max_frame_size: 1 << 20,
+        max_message_size: 4 << 20,
+    };
+
+    #[test]
+    fn fragments_open_with_the_opcode_continue_and_end_with_fin() {
+        let framer = Framer::new(Role::Server);
+        let big = Bytes::from(vec![b'x'; 20_000]);
+        let mut out = Vec::new();
+        out.extend(wire(framer.fragment_chunks(
+            true,
+            true,
+            false,
+            "ab".into(),
+            1000,
+        )));
+        // Longer than the frame size: split, neither frame with FIN.
+        out.extend(wire(
+            framer.fragment_chunks(true, false, false, big, 16_384),
+        ));
+        out.extend(wire(framer.fragment_chunks(
+            true,
+            false,
+            true,
+            Bytes::new(),
+            1000,
+        )));
+        let expected = [
+            (false, false, opcode::TEXT, 2),
+            (false, false, opcode::CONTINUATION, 16_384),
+            (false, false, opcode::CONTINUATION, 3_616),
+            (true, false, opcode::CONTINUATION, 0),
+        ];
+        assert_eq!(headers(&out), expected);
+        let mut parser = Parser::new(Role::Client, LIMITS);
+        let text = format!("ab{}", "x".repeat(20_000));
+        assert_eq!(
+            parsed(&mut parser, &out),
+            [Incoming::Text(text.as_str().into())]
+        );
+        // A client's fragments are masked, and parse the same.
+        let framer = Framer::new(Role::Client);
+        let mut out = wire(framer.fragment_chunks(false, true, false, "one ".into(), 1000));
+        out.extend(wire(framer.fragment_chunks(
+            false,
+            false,
+            true,
+            "two".into(),
+            1000,
+        )));
+        let mut parser = Parser::new(Role::Server, LIMITS);
+        let whole = Bytes::from_static(b"one two");
+        assert_eq!(parsed(&mut parser, &out), [Incoming::Binary(whole.into())]);
+    }
+
+    #[test]
+    fn a_compressed_fragmented_message_is_one_stream_with_rsv1_on_its_first_frame() {
+        for no_context_takeover in [false, true] {
+            let negotiated = Negotiated {
+                local_no_context_takeover: no_context_takeover,
+                remote_no_context_takeover: false,
+                local_window_bits: 12,
+                remote_window_bits: 15,
+            };
+            let mut compressor = negotiated.compressor(6);
+            let mut parser = Parser::new(Role::Client, LIMITS);
+            parser.set_decompressor(negotiated.mirrored().decompressor());
+            let framer = Framer::compressed(Role::Server);
+            let fragments: [&[&str]; 3] = [
+                &["{\"a\": 1, ", "\"b\": [1, 2, 3], ", "\"c\": \"ééé\"}"],
+                // An empty last fragment, right after a flush.
+                &["{\"a\": 1, ", ""],
+                &["only"],
+            ];
+            for message in fragments {
+                let mut out = Vec::new();
+                for (i, fragment) in message.iter().enumerate() {
+                    let last = i + 1 == message.len();
+                    let compressed = compressor.compress_fragment(fragment.as_bytes(), last);
+                    let chunks =
+                        framer.fragment_chunks(true, i == 0, last, compressed.into(), 1 << 20);
+                    out.extend(wire(chunks));
+                }
+                let frames = headers(&out);
+                assert_eq!(frames.len(), message.len());
+                for (i, &(fin, rsv1, op, _)) in frames.iter().enumerate() {
+                    assert_eq!(fin, i + 1 == message.len());
+                    assert_eq!(rsv1, i == 0, "RSV1 on the first frame only");
+                    let expected = if i == 0 {
+                        opcode::TEXT
+                    } else {
+                        opcode::CONTINUATION
+                    };
+                    assert_eq!(op, expected);
+                }
+                let joined = message.concat();
+                assert_eq!(
+                    parsed(&mut parser, &out),
+                    [Incoming::Text(joined.as_str().into())],
+                    "no_context_takeover: {no_context_takeover}"
+                );
+            }
+            // A whole message after them shares the context, or not, as agreed.
+            let compressed = compressor.compress(b"{\"a\": 1, ");
+            let out = wire(framer.message_chunks(true, compressed.into(), 1 << 20));
+            assert_eq!(
+                parsed(&mut parser, &out),
+                [Incoming::Text("{\"a\": 1, ".into())]
+            );
+        }
     }
 }

@@ -155,6 +155,30 @@ impl PyConnection {
         self.send(py, false, payload)
     }
 
+    /// Queues one fragment of a message sent in several: a str continues
+    /// (or opens) a text message, a bytes-like object a binary one; `last`
+    /// ends it. Until then, other messages sent here wait for its end.
+    /// Returns the fragment's size in bytes.
+    fn send_fragment(
+        &self,
+        py: Python<'_>,
+        fragment: &Bound<'_, PyAny>,
+        last: bool,
+    ) -> PyResult<usize> {
+        let (text, payload) = match fragment.extract::<PyBackedStr>() {
+            Ok(text) if text.len() >= BORROW_FROM => (true, Bytes::from_owner(text)),
+            Ok(text) => (true, Bytes::copy_from_slice(text.as_bytes())),
+            Err(_) => (false, bytes_like(py, fragment, "send_fragment")?),
+        };
+        let connection = &self.connection;
+        let sent = if payload.len() > WRITE_WITH_GIL_MAX {
+            py.detach(|| connection.send_fragment(text, payload, last))
+        } else {
+            connection.send_fragment(text, payload, last)
+        };
+        Ok(sent?)
+    }
+
     /// Waits, without the GIL, until everything queued is written; returns
     /// whether it was before `timeout` seconds (None: no limit) passed.
     #[pyo3(signature = (timeout = None))]

@@ -2,7 +2,7 @@
 //! (python/wsbind/errors.py), so that the tree can mix in ValueError and be
 //! read in one place.
 
-use pyo3::exceptions::PyRuntimeError;
+use pyo3::exceptions::{PyRuntimeError, PyTypeError};
 use pyo3::PyErr;
 
 use crate::errors::Error;
@@ -18,6 +18,7 @@ impl From<Error> for PyErr {
             Error::InvalidUrl(_) => InvalidURL::new_err(message),
             Error::NotOpen => NotOpenError::new_err(message),
             Error::BufferFull { .. } => BufferFullError::new_err(message),
+            Error::FragmentKind { .. } => PyTypeError::new_err(message),
             Error::Runtime(_) => PyRuntimeError::new_err(message),
         }
     }
