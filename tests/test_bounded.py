@@ -122,7 +122,15 @@ def stuck_client(port: int) -> socket.socket:
 
 def accepted_by(servers: Any) -> tuple[Any, list[WebSocket]]:
     accepted: list[WebSocket] = []
-    server = servers(on_client_connected=accepted.append, compression=None)
+
+    # No keepalive: a client that never reads never answers a ping either,
+    # and would be dropped after ping_interval + ping_timeout (40 s), which a
+    # flood of 5,000,000 sends can outlast on a loaded machine.
+    def accept(ws: WebSocket) -> None:
+        ws.ping_interval = None
+        accepted.append(ws)
+
+    server = servers(on_client_connected=accept, compression=None)
     return server, accepted
 
 
