@@ -737,7 +737,8 @@ def markdown(results: Results, s: Settings, env: dict[str, Any]) -> str:
         "- Versions: " + ", ".join(f"{k} {v}" for k, v in env["versions"].items()) + ".",
         f"- Each cell: **median** (min{DASH}max) of {s.runs} run(s), then the ratio to {BASELINE} — how many "
         f"times better, so above 1{TIMES} is better on every row, including memory and latency "
-        f"(in the asyncio tables, the ratio to picows-websockets; in the blocking ones, to websocket-client). "
+        f"(in the asyncio tables, the ratio to picows-websockets; in the blocking ones, to "
+        f"websocket-client). "
         f"Each run: {s.warmup} s of warm-up, then {s.duration} s measured.",
         "- The other end is always the native peer (tokio-tungstenite, one thread), binary messages; "
         f"`{NATIVE}` is that peer against itself. The asyncio libraries run on asyncio's default loop; "
@@ -760,7 +761,10 @@ def markdown(results: Results, s: Settings, env: dict[str, Any]) -> str:
         columns = [
             c
             for c in FACE_COLUMNS[group.face]
-            if any(c in results.samples.get(r.key, {}) or c in results.failures.get(r.key, {}) for r in group.rows)
+            if any(
+                c in results.samples.get(r.key, {}) or c in results.failures.get(r.key, {})
+                for r in group.rows
+            )
         ]
         if not columns:
             continue
@@ -866,7 +870,9 @@ def plot(results: Results, s: Settings) -> list[Path]:
         if group.key not in s.groups:
             continue
         columns = [
-            c for c in FACE_COLUMNS[group.face] if any(c in results.samples.get(r.key, {}) for r in group.rows)
+            c
+            for c in FACE_COLUMNS[group.face]
+            if any(c in results.samples.get(r.key, {}) for r in group.rows)
         ]
         if not columns:
             continue

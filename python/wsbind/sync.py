@@ -29,9 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
-import os
 import threading
-import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
@@ -45,7 +43,7 @@ from .errors import (
 )
 from .objects import wait_in_slices
 from .status import Status
-from .websocket import _EVENT_SPIN, WebSocket
+from .websocket import WebSocket
 
 if TYPE_CHECKING:
     from typing_extensions import Buffer
@@ -271,8 +269,6 @@ class SyncWebSocket:
         """
         self._not_on_own_thread("recv()")
         _no_loop("recv()")
-        if not self._messages:
-            self._look_before_sleeping()
         with self._changed:
             if not self._wait(lambda: self._messages or self._end is not None, timeout):
                 raise TimeoutError(f"no message within {timeout} s")
@@ -282,21 +278,6 @@ class SyncWebSocket:
                 self._changed.notify_all()
                 return message
         raise self._closed_error()
-
-    def _look_before_sleeping(self) -> None:
-        """Looks for a message for up to the event spin before recv() sleeps on the condition.
-
-        Waking a thread asleep on a condition costs as much as a loopback
-        round trip; a reply that comes within the spin is taken without it
-        (blocking round trips: see benches/README.md). Each look yields the
-        CPU and the GIL, which the socket's thread needs to hand the message over.
-        """
-        if not _EVENT_SPIN:
-            return
-        messages = self._messages
-        deadline = time.perf_counter() + _EVENT_SPIN
-        while not messages and self._end is None and time.perf_counter() < deadline:
-            os.sched_yield()
 
     def __iter__(self) -> Iterator[str | bytes]:
         """Each message in turn (``for message in ws``); ends quietly after a normal close.

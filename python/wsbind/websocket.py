@@ -1283,9 +1283,9 @@ def _event_spin() -> float:
         return 50e-6
 
 
-# How long recv() (asyncio and blocking) looks for a message before it
-# sleeps: the event thread's spin (50 µs, or WSBIND_SPIN_US; 0 turns it off).
-# The same length, so that the queue's wait() never sleeps in its poller.
+# How long an asyncio recv() looks for a message before its loop sleeps: the
+# event thread's spin (50 µs, or WSBIND_SPIN_US; 0 turns it off). The same
+# length, so that the queue's wait() never sleeps in its poller.
 _EVENT_SPIN = _event_spin()
 
 _TEXT, _BINARY, _TEXT_FRAME, _BINARY_FRAME, _PONG, _WRITTEN = (
