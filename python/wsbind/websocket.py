@@ -1270,11 +1270,6 @@ class WebSocket(Object):
             conn.close(1001, "")
 
 
-# EventKind's members as plain ints for WebSocket._event, which compares
-# them for every message: reading an Enum member costs about 80 ns on
-# Python 3.11, reading a module's int about 15 (a tenth of a small echo).
-
-
 def _event_spin() -> float:
     """The event thread's spin in seconds, as the native queue reads it (config::EVENT_SPIN)."""
     try:
@@ -1288,6 +1283,10 @@ def _event_spin() -> float:
 # length, so that the queue's wait() never sleeps in its poller.
 _EVENT_SPIN = _event_spin()
 
+
+# EventKind's members as plain ints for WebSocket._event, which compares
+# them for every message: reading an Enum member costs about 80 ns on
+# Python 3.11, reading a module's int about 15 (a tenth of a small echo).
 _TEXT, _BINARY, _TEXT_FRAME, _BINARY_FRAME, _PONG, _WRITTEN = (
     int(kind)
     for kind in (
