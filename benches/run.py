@@ -12,6 +12,12 @@ native peer (``benches/peer``, tokio-tungstenite on one thread), so the only
 thing that changes from one column to the next is the library. The peer
 against itself is shown too, as the ceiling.
 
+The first groups compare wsbind's handlers with each library's own idiom. The
+``asyncio-*`` and ``sync-*`` groups (``--groups asyncio,sync``) compare one
+style of code: wsbind's asyncio face with ``picows.websockets``, websockets
+and aiohttp, and its blocking face with websocket-client and
+``websockets.sync``, and check issue 21's targets for them.
+
 Each figure is the median of ``--runs`` runs, with the spread (min to max). The
 runs are interleaved (run 1 of every library, then run 2 ...), so that a
 burst of load from elsewhere on the machine hits every library alike.
@@ -56,11 +62,31 @@ LIBRARIES: dict[str, tuple[str | None, str | None]] = {
     "websockets": ("websockets_client.py", "websockets_server.py"),
     "aiohttp": ("aiohttp_client.py", "aiohttp_server.py"),
     "websocket-client": ("websocket_client_client.py", None),
+    # The asyncio faces (issue 21): wsbind.connect/serve, and picows's
+    # websockets-compatible module; websockets and aiohttp above are asyncio too.
+    "wsbind-asyncio": ("wsbind_asyncio_client.py", "wsbind_asyncio_server.py"),
+    "picows-websockets": ("picows_websockets_client.py", "picows_websockets_server.py"),
+    # The blocking faces: wsbind.sync and websockets.sync (websocket-client above is one too).
+    "wsbind-sync": ("wsbind_sync_client.py", None),
+    "websockets-sync": ("websockets_sync_client.py", None),
 }
 BASELINE = "picows"
 # The peer against itself: what the machine can do with no Python at all.
 NATIVE = "native"
 COLUMNS = [*LIBRARIES, NATIVE]
+# Face -> the columns of its groups. "" is wsbind's handlers (callbacks)
+# against each library's own idiom; the others compare one programming style.
+# --build adds its columns to each face; NATIVE, the ceiling, is in every one.
+FACE_COLUMNS: dict[str, list[str]] = {
+    "": ["wsbind", "picows", "websockets", "aiohttp", "websocket-client", NATIVE],
+    "asyncio": ["wsbind-asyncio", "picows-websockets", "websockets", "aiohttp", NATIVE],
+    "sync": ["wsbind-sync", "websocket-client", "websockets-sync", NATIVE],
+}
+# Face -> wsbind's column in it, whose scripts a --build column runs too.
+OURS = {"": "wsbind", "asyncio": "wsbind-asyncio", "sync": "wsbind-sync"}
+# Columns that are a face of a library installed under another name.
+DISTRIBUTIONS = {"wsbind-asyncio": "wsbind", "wsbind-sync": "wsbind", "picows-websockets": "picows"}
+DISTRIBUTIONS["websockets-sync"] = "websockets"
 # Column -> the folder that holds another build of wsbind (--build), put
 # first on the path of that column's scripts.
 BUILDS: dict[str, Path] = {}
@@ -86,6 +112,13 @@ class Group:
     title: str
     unit: str
     rows: tuple[Row, ...]
+    # Which FACE_COLUMNS, and the column the ratios are to.
+    face: str = ""
+    baseline: str = BASELINE
+
+    @property
+    def ours(self) -> str:
+        return OURS[self.face]
 
 
 @dataclass(frozen=True)
@@ -183,7 +216,62 @@ GROUPS = [
             Row("server/cpu-16m", "server, 16 MiB", higher_is_better=False),
         ),
     ),
+    # Issue 21: the same echo rows, each library written the asyncio way
+    # (`async for message in ws: await ws.send(...)`), then the blocking way.
+    Group(
+        "asyncio-rtt",
+        "asyncio: round trips per second, 32 B, one connection",
+        "round trips/s",
+        (Row("client/rtt", "client"), Row("server/rtt", "server")),
+        face="asyncio",
+        baseline="picows-websockets",
+    ),
+    Group(
+        "asyncio-pipeline",
+        "asyncio: pipelined messages per second, 32 B, one connection, 64 in flight",
+        "messages/s",
+        (Row("client/pipe-32", "client"), Row("server/pipe-32", "server")),
+        face="asyncio",
+        baseline="picows-websockets",
+    ),
+    Group(
+        "asyncio-mbps",
+        f"asyncio: 64 KiB messages, one connection, MB/s echoed (8 {TIMES} 64 KiB in flight)",
+        "MB/s",
+        (Row("client/mb-64k", "client"), Row("server/mb-64k", "server")),
+        face="asyncio",
+        baseline="picows-websockets",
+    ),
+    Group(
+        "sync-rtt",
+        "Blocking: round trips per second, 32 B, one connection",
+        "round trips/s",
+        (Row("client/rtt", "client"),),
+        face="sync",
+        baseline="websocket-client",
+    ),
+    Group(
+        "sync-pipeline",
+        "Blocking: pipelined messages per second, 32 B, one connection, 64 in flight",
+        "messages/s",
+        (Row("client/pipe-32", "client"),),
+        face="sync",
+        baseline="websocket-client",
+    ),
+    Group(
+        "sync-mbps",
+        f"Blocking: 64 KiB messages, one connection, MB/s echoed (8 {TIMES} 64 KiB in flight)",
+        "MB/s",
+        (Row("client/mb-64k", "client"),),
+        face="sync",
+        baseline="websocket-client",
+    ),
 ]
+# The issue's targets for the faces: (face, wsbind's least ratio to each column).
+FACE_TARGETS = {
+    "asyncio": {"picows-websockets": 1.5, "websockets": 3.0},
+    "sync": {"websocket-client": 2.0, "websockets-sync": 2.0},
+}
 
 
 class BenchError(Exception):
@@ -320,12 +408,22 @@ def library_server(lib: str, *args: str) -> list[str]:
     return [*python(lib), str(LIBS / script), *args]
 
 
-def add_builds(builds: dict[str, str]) -> None:
-    """Adds a column that runs wsbind's scripts for each other build of wsbind."""
+def add_builds(builds: dict[str, str]) -> list[str]:
+    """Adds columns that run wsbind's scripts for each other build of wsbind; returns them.
+
+    Build ``old`` is column ``old`` in the callback groups, ``old-asyncio``
+    and ``old-sync`` in the asyncio and blocking ones.
+    """
+    added = []
     for name, folder in builds.items():
-        LIBRARIES[name] = LIBRARIES["wsbind"]
-        BUILDS[name] = Path(folder)
-        COLUMNS.insert(COLUMNS.index(NATIVE), name)
+        for face, ours in OURS.items():
+            column = f"{name}-{face}" if face else name
+            LIBRARIES[column] = LIBRARIES[ours]
+            BUILDS[column] = Path(folder)
+            COLUMNS.insert(COLUMNS.index(NATIVE), column)
+            FACE_COLUMNS[face].insert(-1, column)
+            added.append(column)
+    return added
 
 
 # -- measurements: each returns {row key: value} for one library, one run
@@ -340,7 +438,7 @@ def measure_client_side(lib: str, echo_url: str, s: Settings, failures: Failures
     script = LIBRARIES[lib][0]
     out: Measured = {}
     for key, work in ECHO_ROWS.items():
-        rows = wanted(s, "client", key)
+        rows = wanted(s, lib, "client", key)
         if not rows:
             continue
         mode = "rtt" if work.mode == "rtt" else "pipeline"
@@ -357,13 +455,15 @@ def measure_client_side(lib: str, echo_url: str, s: Settings, failures: Failures
     return out
 
 
-def peer_echo_rows(url: str, prefix: str, s: Settings, failures: Failures, server: Child | None) -> Measured:
-    """The native client against an echo server at ``url``: rows 1-3, and the
+def peer_echo_rows(
+    lib: str, url: str, prefix: str, s: Settings, failures: Failures, server: Child | None
+) -> Measured:
+    """The native client against ``lib``'s echo server at ``url``: rows 1-3, and the
     server's CPU time per message (warm-up included, at the same rate)."""
     out: Measured = {}
     for key, work in ECHO_ROWS.items():
         # Against the native server (server is None) there is no library's CPU to measure.
-        rows = [r for r in wanted(s, prefix, key) if server is not None or r == f"{prefix}/{key}"]
+        rows = [r for r in wanted(s, lib, prefix, key) if server is not None or r == f"{prefix}/{key}"]
         if not rows:
             continue
         argv = [str(PEER), "client", "--url", url, "--mode", work.mode]
@@ -386,9 +486,9 @@ def peer_echo_rows(url: str, prefix: str, s: Settings, failures: Failures, serve
     return out
 
 
-def peer_latency(url: str, s: Settings, failures: Failures, server: Child | None) -> Measured:
+def peer_latency(lib: str, url: str, s: Settings, failures: Failures, server: Child | None) -> Measured:
     """The native client's 1 KiB round trips on many connections at once, against ``url``."""
-    if not selected(s, "server/p50") or (server is not None and not server.alive):
+    if not selected(s, "server/p50", lib) or (server is not None and not server.alive):
         return {}
     argv = [str(PEER), "client", "--url", url, "--mode", "latency", "--size", str(KiB)]
     argv += ["--connections", str(LATENCY_CONNECTIONS), *s.timing()]
@@ -418,7 +518,7 @@ def measure_server_side(lib: str, s: Settings, failures: Failures) -> Measured:
     out: Measured = {}
     # The rows measured against the library's echo server.
     echo_rows = [f"server/{k}" for k in [*ECHO_ROWS, *CPU_ROWS.values(), "p50", "p99"]]
-    if any(selected(s, row) for row in echo_rows):
+    if any(selected(s, row, lib) for row in echo_rows):
         try:
             server, url = start_server(library_server(lib, "--mode", "echo"), f"{lib}-server")
         except BenchError as e:
@@ -426,16 +526,16 @@ def measure_server_side(lib: str, s: Settings, failures: Failures) -> Measured:
         else:
             try:
                 # Latency before the large messages, which leave big buffers behind.
-                out.update(peer_latency(url, s, failures, server))
-                out.update(peer_echo_rows(url, "server", s, failures, server))
+                out.update(peer_latency(lib, url, s, failures, server))
+                out.update(peer_echo_rows(lib, url, "server", s, failures, server))
             finally:
                 server.stop()
-    if selected(s, "server/broadcast"):
+    if selected(s, "server/broadcast", lib):
         try:
             out["server/broadcast"] = measure_broadcast(lib, s, failures)
         except BenchError as e:
             failures["server/broadcast"] = str(e)
-    if selected(s, "server/memory"):
+    if selected(s, "server/memory", lib):
         try:
             out["server/memory"] = measure_memory(lib, s, failures)
         except BenchError as e:
@@ -506,14 +606,19 @@ def settle(sample: Callable[[], int], quiet: float = 1.0, limit: float = 30.0) -
     return max(value, sample())
 
 
-def selected(s: Settings, row_key: str) -> bool:
-    return any(row_key in {r.key for r in g.rows} for g in GROUPS if g.key in s.groups)
+def selected(s: Settings, row_key: str, column: str) -> bool:
+    """Whether a selected group has the row and the column."""
+    return any(
+        row_key in {r.key for r in g.rows} and column in FACE_COLUMNS[g.face]
+        for g in GROUPS
+        if g.key in s.groups
+    )
 
 
-def wanted(s: Settings, side: str, key: str) -> list[str]:
+def wanted(s: Settings, column: str, side: str, key: str) -> list[str]:
     """The selected rows that one run of the echo workload ``key`` measures on ``side``."""
     rows = [f"{side}/{key}"] + ([f"{side}/{CPU_ROWS[key]}"] if key in CPU_ROWS else [])
-    return [row for row in rows if selected(s, row)]
+    return [row for row in rows if selected(s, row, column)]
 
 
 # -- the whole run
@@ -539,20 +644,22 @@ def run_all(s: Settings) -> Results:
         echo_url = f"ws://127.0.0.1:{echo.next_json(10)['port']}/"
         for run in range(1, s.runs + 1):
             for lib in [*s.libs, NATIVE]:
+                if not any(lib in FACE_COLUMNS[g.face] for g in GROUPS if g.key in s.groups):
+                    continue
                 began = time.monotonic()
                 measured: Measured = {}
                 failures: Failures = {}
                 if lib == NATIVE:
                     # The same native client against the native server: the
                     # ceiling for both the client and the server rows.
-                    measured = peer_latency(echo_url, s, failures, None)
-                    for key, value in peer_echo_rows(echo_url, "client", s, failures, None).items():
+                    measured = peer_latency(NATIVE, echo_url, s, failures, None)
+                    for key, value in peer_echo_rows(NATIVE, echo_url, "client", s, failures, None).items():
                         measured[key] = value
                         measured[key.replace("client/", "server/", 1)] = value
                     for key in [k for k in failures if k.startswith("client/")]:
                         failures[key.replace("client/", "server/", 1)] = failures[key]
-                    measured = {k: v for k, v in measured.items() if selected(s, k)}
-                    if selected(s, "server/broadcast"):
+                    measured = {k: v for k, v in measured.items() if selected(s, k, NATIVE)}
+                    if selected(s, "server/broadcast", NATIVE):
                         try:
                             measured["server/broadcast"] = measure_broadcast(NATIVE, s, failures)
                         except BenchError as e:
@@ -600,7 +707,7 @@ def median_of(results: Results, row: Row, column: str) -> float | None:
     return statistics.median(values) if values else None
 
 
-def cell(results: Results, row: Row, column: str, notes: list[str]) -> str:
+def cell(results: Results, group: Group, row: Row, column: str, notes: list[str]) -> str:
     values = results.samples.get(row.key, {}).get(column, [])
     why = results.failures.get(row.key, {}).get(column)
     mark = ""
@@ -613,8 +720,8 @@ def cell(results: Results, row: Row, column: str, notes: list[str]) -> str:
     text = f"**{compact(median)}**"
     if len(values) > 1:
         text += f" ({compact(min(values))}{DASH}{compact(max(values))})"
-    baseline = median_of(results, row, BASELINE)
-    if column != BASELINE and baseline and median:
+    baseline = median_of(results, row, group.baseline)
+    if column != group.baseline and baseline and median:
         text += f" {ratio(row, median, baseline):.2f}{TIMES}"
     return text + mark
 
@@ -629,27 +736,36 @@ def markdown(results: Results, s: Settings, env: dict[str, Any]) -> str:
         f"Linux {env['kernel']}; Python {env['python']}.",
         "- Versions: " + ", ".join(f"{k} {v}" for k, v in env["versions"].items()) + ".",
         f"- Each cell: **median** (min{DASH}max) of {s.runs} run(s), then the ratio to {BASELINE} — how many "
-        f"times better, so above 1{TIMES} is better on every row, including memory and latency. "
+        f"times better, so above 1{TIMES} is better on every row, including memory and latency "
+        f"(in the asyncio tables, the ratio to picows-websockets; in the blocking ones, to "
+        f"websocket-client). "
         f"Each run: {s.warmup} s of warm-up, then {s.duration} s measured.",
         "- The other end is always the native peer (tokio-tungstenite, one thread), binary messages; "
         f"`{NATIVE}` is that peer against itself. The asyncio libraries run on asyncio's default loop; "
-        "wsbind runs its handlers on its event thread, as a script does.",
+        "wsbind runs its handlers on its event thread, as a script does. The asyncio tables compare "
+        "one style, `async for message in ws: await ws.send(...)`: wsbind-asyncio is `wsbind.connect`/"
+        "`wsbind.serve`, picows-websockets is `picows.websockets`; the blocking ones `send()`/`recv()` "
+        "on the main thread: wsbind-sync is `wsbind.sync`, websockets-sync `websockets.sync`.",
         *(f"- {note}" for note in s.notes),
         "",
     ]
     targets = check_targets(results)
     if targets:
         lines += ["## Targets (issue 5)", "", *targets, ""]
+    targets = check_face_targets(results, s)
+    if targets:
+        lines += ["## Targets of the asyncio and blocking faces (issue 21)", "", *targets, ""]
     for group in GROUPS:
         if group.key not in s.groups:
             continue
-        columns = [c for c in COLUMNS if any(c in results.samples.get(r.key, {}) for r in group.rows)]
-        columns += [
+        columns = [
             c
-            for c in COLUMNS
-            if c not in columns and any(c in results.failures.get(r.key, {}) for r in group.rows)
+            for c in FACE_COLUMNS[group.face]
+            if any(
+                c in results.samples.get(r.key, {}) or c in results.failures.get(r.key, {})
+                for r in group.rows
+            )
         ]
-        columns = [c for c in COLUMNS if c in columns]
         if not columns:
             continue
         notes: list[str] = []
@@ -663,7 +779,7 @@ def markdown(results: Results, s: Settings, env: dict[str, Any]) -> str:
         lines.append("| | " + " | ".join(columns) + " |")
         lines.append("|---|" + "---|" * len(columns))
         for row in group.rows:
-            cells = [cell(results, row, c, notes) for c in columns]
+            cells = [cell(results, group, row, c, notes) for c in columns]
             lines.append(f"| {row.label} | " + " | ".join(cells) + " |")
         lines.append("")
         lines += [f"[{i}] {note}  " for i, note in enumerate(notes, 1)]
@@ -705,6 +821,26 @@ def check_targets(results: Results) -> list[str]:
     return checks
 
 
+def check_face_targets(results: Results, s: Settings) -> list[str]:
+    """Issue 21's targets: wsbind's asyncio and blocking faces against the same style elsewhere."""
+    checks = []
+    for group in GROUPS:
+        if group.key not in s.groups or group.face not in FACE_TARGETS:
+            continue
+        for r in group.rows:
+            ours = median_of(results, r, group.ours)
+            for other, least in FACE_TARGETS[group.face].items():
+                theirs = median_of(results, r, other)
+                if ours is None or not theirs:
+                    continue
+                x = ratio(r, ours, theirs)
+                checks.append(
+                    f"- {'✅' if x >= least else '❌'} {group.key} {r.label}: ≥ {least:g}{TIMES} {other}: "
+                    f"{x:.2f}{TIMES} ({compact(ours)} against {compact(theirs)})"
+                )
+    return checks
+
+
 def plot(results: Results, s: Settings) -> list[Path]:
     """One bar chart per group: the median, the spread as error bars, wsbind's ratio to picows."""
     import matplotlib
@@ -719,6 +855,10 @@ def plot(results: Results, s: Settings) -> list[Path]:
         "websockets": "#2ca02c",
         "aiohttp": "#9467bd",
         "websocket-client": "#8c564b",
+        "wsbind-asyncio": "#d62728",
+        "wsbind-sync": "#d62728",
+        "picows-websockets": "#1f77b4",
+        "websockets-sync": "#2ca02c",
         NATIVE: "#7f7f7f",
     }
     # Other builds of wsbind (--build), in shades of wsbind's red.
@@ -729,7 +869,11 @@ def plot(results: Results, s: Settings) -> list[Path]:
     for group in GROUPS:
         if group.key not in s.groups:
             continue
-        columns = [c for c in COLUMNS if any(c in results.samples.get(r.key, {}) for r in group.rows)]
+        columns = [
+            c
+            for c in FACE_COLUMNS[group.face]
+            if any(c in results.samples.get(r.key, {}) for r in group.rows)
+        ]
         if not columns:
             continue
         stats = {
@@ -765,10 +909,10 @@ def plot(results: Results, s: Settings) -> list[Path]:
                     alpha=0.5 if column == NATIVE else 1.0,
                 )
                 labelled.add(column)
-                baseline = stats.get((row.key, BASELINE))
+                baseline = stats.get((row.key, group.baseline))
                 if cut:
                     ax.text(x, ceiling, f"{compact(median)}↑", ha="center", va="bottom", fontsize=7)
-                elif column == "wsbind" and baseline:
+                elif column == group.ours and baseline:
                     text = f"{ratio(row, median, baseline[0]):.2f}{TIMES}"
                     ax.text(x, high, text, ha="center", va="bottom", fontsize=7, color=colours[column])
         if group.key == "memory":
@@ -800,6 +944,8 @@ def environment(quick: bool) -> dict[str, Any]:
     )
     versions = {}
     for name in ["wsbind", *[n for n in LIBRARIES if n != "wsbind"]]:
+        if name in DISTRIBUTIONS or (name in BUILDS and LIBRARIES[name] != LIBRARIES["wsbind"]):
+            continue  # a face of a library (or build) listed under its own name
         if name in BUILDS:
             versions[name] = f"wsbind built in {BUILDS[name]}"
             continue
@@ -876,9 +1022,12 @@ def main() -> None:
         if name in LIBRARIES or name == NATIVE:
             parser.error(f"--build {name!r}: that name is taken")
         builds[name] = str(Path(folder).resolve())
-    add_builds(builds)
-    libs = [lib for lib in args.libs.split(",") if lib] + list(builds)
-    groups = [g for g in args.groups.split(",") if g]
+    libs = [lib for lib in args.libs.split(",") if lib] + add_builds(builds)
+    groups = []
+    for name in [g for g in args.groups.split(",") if g]:
+        # "asyncio" stands for every asyncio-... group.
+        family = [g.key for g in GROUPS if g.key.startswith(f"{name}-")]
+        groups += family if name not in {g.key for g in GROUPS} and family else [name]
     for name in libs:
         if name not in LIBRARIES:
             parser.error(f"unknown library {name!r}; known: {', '.join(LIBRARIES)}")

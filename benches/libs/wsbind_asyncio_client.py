@@ -2,8 +2,7 @@
 
 Written as a websockets user writes it (compare ``websockets_client.py``):
 ``async with connect()``, ``await send()``, ``async for message in ws``.
-Not yet a column of ``run.py``; run it by hand against ``ws-peer echo-server``
-with the same arguments as the other clients.
+Column ``wsbind-asyncio`` of ``run.py``'s asyncio groups.
 """
 
 import asyncio

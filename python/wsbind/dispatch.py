@@ -199,6 +199,9 @@ class LoopDispatcher(Dispatcher):
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         super().__init__(_wsbind.EventQueue(wakeup_fd=True))
         self.loop = loop
+        # Events are being delivered: a recv() started meanwhile (an eager
+        # task made by a handler) must not deliver later ones before them.
+        self.delivering = False
         fd = self.queue.fileno()
         assert fd is not None
         loop.add_reader(fd, self._ready)
@@ -214,7 +217,17 @@ class LoopDispatcher(Dispatcher):
         self.queue.wake()
 
     def _ready(self) -> None:
-        self.deliver(self.queue.take())
+        self.deliver_from(self.queue.take)
+
+    def deliver_from(self, take: Callable[[], list[tuple[int, int, Any]]]) -> None:
+        """Delivers what ``take()`` returns, unless events are being delivered already."""
+        if self.delivering:
+            return
+        self.delivering = True
+        try:
+            self.deliver(take())
+        finally:
+            self.delivering = False
 
 
 class ThreadDispatcher(Dispatcher):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import os
 import threading
 import time
 from collections import deque
@@ -922,6 +923,8 @@ class WebSocket(Object):
             inbox = self._hold_messages()
         self._receiving = True
         try:
+            if not inbox:
+                self._look_before_sleeping()
             while not inbox:
                 self._raise_if_over()
                 waiter = asyncio.get_running_loop().create_future()
@@ -941,6 +944,30 @@ class WebSocket(Object):
         if isinstance(message, ConnectionClosed):
             raise message
         return message
+
+    def _look_before_sleeping(self) -> None:
+        """Reads the loop's sockets for up to the event spin before recv() sleeps, if the loop is idle.
+
+        Waking a loop asleep in its selector costs as much as a loopback
+        round trip: a reply that comes within the spin is delivered here, in
+        order, as the loop's reader would deliver it, and recv() returns it
+        without sleeping (asyncio round trips: see benches/README.md). Only
+        while nothing else on the loop is ready to run, so that no other
+        task waits for it.
+        """
+        dispatcher = self._dispatcher
+        if not _EVENT_SPIN or not isinstance(dispatcher, LoopDispatcher):
+            return
+        loop = dispatcher.loop
+        # asyncio's own loops keep their ready callbacks there; others (uvloop) do not spin.
+        ready = getattr(loop, "_ready", None)
+        if ready is None or asyncio.get_running_loop() is not loop:
+            return
+        # The queue's own reader, already called for what came meanwhile, may be there alone.
+        if ready and (len(ready) > 1 or getattr(ready[0], "_callback", None) != dispatcher._ready):
+            return
+        queue = dispatcher.queue
+        dispatcher.deliver_from(lambda: queue.wait(_EVENT_SPIN))
 
     def _hold_messages(self) -> deque[str | bytes | ConnectionClosed]:
         """From now on, messages are held for recv() as well as handed to handlers."""
@@ -1324,6 +1351,20 @@ class WebSocket(Object):
                 self._ended_by_program = True
         if conn is not None:
             conn.close(1001, "")
+
+
+def _event_spin() -> float:
+    """The event thread's spin in seconds, as the native queue reads it (config::EVENT_SPIN)."""
+    try:
+        return max(0, int(os.environ["WSBIND_SPIN_US"])) / 1e6
+    except (KeyError, ValueError):
+        return 50e-6
+
+
+# How long an asyncio recv() looks for a message before its loop sleeps: the
+# event thread's spin (50 µs, or WSBIND_SPIN_US; 0 turns it off). The same
+# length, so that the queue's wait() never sleeps in its poller.
+_EVENT_SPIN = _event_spin()
 
 
 # EventKind's members as plain ints for WebSocket._event, which compares
