@@ -182,9 +182,28 @@ pub const DEFLATE_WINDOW_BITS: u8 = 12;
 /// the 4 KiB window anyway, compresses within a few percent as well.
 pub const DEFLATE_MEM_LEVEL: i32 = 5;
 
-/// The compression level: 6, zlib's default, the usual balance of speed
-/// and size; the gain from 9 on short messages is a few percent.
-pub const DEFLATE_LEVEL: u32 = 6;
+/// The compression level: 4 of zlib's 1-9. It is the lowest level at which
+/// zlib-rs's output is no larger than websockets' (C zlib at its default
+/// level 6, the same window and memory level), and it takes two thirds of
+/// the time of zlib-rs's own level 6. Measured on the JSON-like messages
+/// of benches/compression.py (2026-12-05, the best of 15 rounds, a fresh
+/// compressor each time):
+///
+/// | compressor, level | 1 KiB: bytes, µs | 64 KiB: bytes, µs |
+/// |---|---|---|
+/// | C zlib 6 (websockets) | 295, 9.1 | 11,929, 673 |
+/// | zlib-rs 6 | 291, 14.9 | 11,415, 487 |
+/// | zlib-rs 4 | 304, 14.1 | 11,838, 422 |
+/// | zlib-rs 3 | 304, 14.3 | 12,342, 336 |
+/// | zlib-rs 2 | 311, 14.0 | 12,847, 282 |
+/// | zlib-rs 1 | 395, 7.3 | 19,487, 159 |
+///
+/// Deflate is most of the CPU a compressed message costs, so this sets the
+/// rate of a compressed echo (benches/README.md). Levels 1-3 are faster
+/// still, but 1 sends two thirds more bytes and 2-3 more than websockets
+/// does; the 1 KiB figures are mostly making the compressor, once a
+/// connection (with context takeover, later messages reuse it).
+pub const DEFLATE_LEVEL: u32 = 4;
 
 /// Messages shorter than this go out uncompressed even where compression
 /// was agreed: 128 bytes. Below it the deflate block's own overhead and

@@ -14,8 +14,10 @@ args = server_args()
 
 
 def on_url(url: str) -> None:
+    # From the URL: a server that listens at once reports it from inside
+    # its constructor, before `server` is assigned.
     if url:
-        report(event="listening", port=server.port)
+        report(event="listening", port=int(url.rstrip("/").rsplit(":", 1)[1]))
 
 
 def echo(ws: WebSocket) -> None:

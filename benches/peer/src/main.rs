@@ -10,7 +10,7 @@
 //!     ws-peer client --url U --mode rtt|pipeline|mbps|latency|idle
 //!             [--size B] [--window W] [--connections C] [--warmup S] [--duration S]
 //!     ws-peer connect-many --url U --count N        (holds them until stdin closes)
-//!     ws-peer broadcast-sink --url U --count N --expect M
+//!     ws-peer broadcast-sink --url U --count N --expect M [--deflate 1]
 //!
 //! Messages are binary: every library can send and receive bytes without
 //! decoding, so the figures compare the libraries' framing and dispatch.
@@ -263,7 +263,23 @@ async fn broadcast_server(args: &Args) {
 // -- clients
 
 async fn connect(url: &str) -> Result<Client, String> {
-    let request = url.into_client_request().map_err(|e| e.to_string())?;
+    connect_offering(url, None).await.map(|(ws, _)| ws)
+}
+
+/// A connection that offers `extensions` in its handshake (tungstenite
+/// passes the header through and does not check the answer), with the
+/// server's `Sec-WebSocket-Extensions` answer.
+async fn connect_offering(
+    url: &str,
+    extensions: Option<&'static str>,
+) -> Result<(Client, String), String> {
+    let mut request = url.into_client_request().map_err(|e| e.to_string())?;
+    if let Some(offer) = extensions {
+        let value = tokio_tungstenite::tungstenite::http::HeaderValue::from_static(offer);
+        request
+            .headers_mut()
+            .insert("Sec-WebSocket-Extensions", value);
+    }
     let uri = request.uri();
     let (Some("ws"), Some(host)) = (uri.scheme_str(), uri.host()) else {
         return Err("the peer speaks plain ws:// only".into());
@@ -277,7 +293,15 @@ async fn connect(url: &str) -> Result<Client, String> {
     match tokio_tungstenite::client_async_with_config(request, Socket::new(tcp), Some(config()))
         .await
     {
-        Ok((ws, _)) => Ok(ws),
+        Ok((ws, response)) => {
+            let agreed = response
+                .headers()
+                .get("Sec-WebSocket-Extensions")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string();
+            Ok((ws, agreed))
+        }
         Err(e) => Err(e.to_string()),
     }
 }
@@ -290,10 +314,10 @@ async fn connect_or_fail(url: &str) -> Client {
 
 /// A connection for the many-client commands: a server that is still busy
 /// accepting the previous ones may refuse one, so it is tried again.
-async fn connect_retrying(url: &str) -> Option<Client> {
+async fn connect_retrying(url: &str, extensions: Option<&'static str>) -> Option<(Client, String)> {
     for attempt in 0..5 {
-        if let Ok(ws) = connect(url).await {
-            return Some(ws);
+        if let Ok(connected) = connect_offering(url, extensions).await {
+            return Some(connected);
         }
         sleep(Duration::from_millis(50 << attempt)).await;
     }
@@ -602,37 +626,89 @@ async fn idle(args: &Args) {
     println!(r#"{{"mode":"idle","msgs":0}}"#);
 }
 
+/// What a browser offers (Chromium's header): the broadcast sink's
+/// `--deflate` makes each of its clients offer it.
+const DEFLATE_OFFER: &str = "permessage-deflate; client_max_window_bits";
+
+/// What the many-client commands count of the messages they receive.
+#[derive(Default)]
+struct Tally {
+    /// Data messages.
+    received: Cell<u64>,
+    /// Of those, messages compressed with permessage-deflate (RSV1 on their
+    /// first frame), counted without inflating them.
+    compressed: Cell<u64>,
+    /// Connections whose server agreed to permessage-deflate.
+    agreed: Cell<usize>,
+    first: Cell<Option<Instant>>,
+    last: Cell<Option<Instant>>,
+}
+
+impl Tally {
+    fn message(&self) {
+        let now = Instant::now();
+        if self.first.get().is_none() {
+            self.first.set(Some(now));
+        }
+        self.last.set(Some(now));
+        self.received.set(self.received.get() + 1);
+    }
+}
+
 /// Opens `count` connections, at most `concurrency` handshakes at a time
 /// (a burst of thousands would only measure the kernel's accept backlog).
 /// Each is then drained by a task of its own, which answers the server's
-/// keepalive pings and counts data messages into `received`.
+/// keepalive pings and counts data messages into `tally`. With `extensions`
+/// offered, the connections are read frame by frame instead (tungstenite
+/// would fail on RSV1): messages are counted by their last frame, compressed
+/// ones by RSV1 on their first, and nothing is inflated, so that the sink
+/// costs the same whether the server compresses or not.
 async fn open_many(
     url: &str,
     count: usize,
     concurrency: usize,
-    received: Rc<Cell<u64>>,
-    first: Rc<Cell<Option<Instant>>>,
-    last: Rc<Cell<Option<Instant>>>,
+    extensions: Option<&'static str>,
+    tally: Rc<Tally>,
 ) -> (usize, usize) {
     let gate = Rc::new(Semaphore::new(concurrency));
     let results = join_all((0..count).map(|_| {
-        let (gate, received, first, last) =
-            (gate.clone(), received.clone(), first.clone(), last.clone());
+        let (gate, tally) = (gate.clone(), tally.clone());
         let url = url.to_string();
         async move {
             let permit = gate.acquire().await.unwrap();
-            let ws = connect_retrying(&url).await?;
+            let (ws, agreed) = connect_retrying(&url, extensions).await?;
             drop(permit);
-            spawn_local(async move {
-                let mut ws = ws;
-                while let Some(Ok(message)) = ws.next().await {
-                    if let Message::Binary(_) | Message::Text(_) = message {
-                        let now = Instant::now();
-                        if first.get().is_none() {
-                            first.set(Some(now));
+            if extensions.is_none() {
+                spawn_local(async move {
+                    let mut ws = ws;
+                    while let Some(Ok(message)) = ws.next().await {
+                        if let Message::Binary(_) | Message::Text(_) = message {
+                            tally.message();
                         }
-                        last.set(Some(now));
-                        received.set(received.get() + 1);
+                    }
+                });
+                return Some(());
+            }
+            tally
+                .agreed
+                .set(tally.agreed.get() + usize::from(agreed.starts_with("permessage-deflate")));
+            // The server sends nothing before its first message, so
+            // tungstenite has read nothing past the response.
+            let (mut tcp, _) = ws.into_inner().into_parts();
+            spawn_local(async move {
+                let mut reader = Reader::counting();
+                loop {
+                    match poll_fn(|cx| reader.poll_next(&mut tcp, cx)).await {
+                        Ok(Event::Message(..)) => {
+                            tally.message();
+                            tally
+                                .compressed
+                                .set(tally.compressed.get() + reader.compressed);
+                            reader.compressed = 0;
+                        }
+                        // The runs are shorter than any server's keepalive.
+                        Ok(Event::Ping(_)) => {}
+                        Ok(Event::Close(_)) | Err(_) => break,
                     }
                 }
             });
@@ -647,14 +723,12 @@ async fn open_many(
 async fn connect_many(args: &Args) {
     let count = args.num("count", 1000usize);
     let began = Instant::now();
-    let none = || Rc::new(Cell::new(None));
     let (open, failed) = open_many(
         &args.str("url"),
         count,
         args.num("concurrency", 64usize),
-        Rc::new(Cell::new(0)),
-        none(),
-        none(),
+        None,
+        Rc::default(),
     )
     .await;
     println!(
@@ -668,22 +742,26 @@ async fn connect_many(args: &Args) {
 
 /// `count` clients that count what a broadcasting server sends them: the
 /// rate is every message delivered, from the first to the last to arrive.
+/// With `--deflate 1` they offer permessage-deflate as a browser does, and
+/// report how many connections agreed to it and how many messages came
+/// compressed.
 async fn broadcast_sink(args: &Args) {
     let count = args.num("count", 1000usize);
     let expected = count as u64 * args.num("expect", 1000u64);
     let idle_limit = args.secs("idle", 3.0);
-    let received = Rc::new(Cell::new(0u64));
-    let (first, last) = (Rc::new(Cell::new(None)), Rc::new(Cell::new(None)));
+    let extensions = (args.num("deflate", 0u8) != 0).then_some(DEFLATE_OFFER);
+    let tally = Rc::new(Tally::default());
     let (open, failed) = open_many(
         &args.str("url"),
         count,
         args.num("concurrency", 64usize),
-        received.clone(),
-        first.clone(),
-        last.clone(),
+        extensions,
+        tally.clone(),
     )
     .await;
-    println!(r#"{{"event":"ready","open":{open},"failed":{failed}}}"#);
+    let agreed = tally.agreed.get();
+    println!(r#"{{"event":"ready","open":{open},"failed":{failed},"deflate":{agreed}}}"#);
+    let (received, first, last) = (&tally.received, &tally.first, &tally.last);
     let waiting_since = Instant::now();
     // Done when every message came, or when they stopped coming: a library
     // that drops messages for slow clients is measured on what it delivered.
@@ -708,7 +786,8 @@ async fn broadcast_sink(args: &Args) {
         _ => 0.0,
     };
     let rate = if secs > 0.0 { msgs as f64 / secs } else { 0.0 };
+    let compressed = tally.compressed.get();
     println!(
-        r#"{{"mode":"broadcast","msgs":{msgs},"expected":{expected},"secs":{secs:.6},"rate":{rate:.1},"open":{open}}}"#
+        r#"{{"mode":"broadcast","msgs":{msgs},"expected":{expected},"secs":{secs:.6},"rate":{rate:.1},"open":{open},"deflate":{agreed},"compressed":{compressed}}}"#
     );
 }

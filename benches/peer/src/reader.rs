@@ -57,6 +57,9 @@ pub struct Reader {
     parts: Vec<Bytes>,
     /// The message's kind, from its first frame.
     kind: Data,
+    /// Messages whose first frame had RSV1 set: compressed with
+    /// permessage-deflate, which the broadcast sink counts without inflating.
+    pub compressed: u64,
 }
 
 impl Reader {
@@ -82,6 +85,7 @@ impl Reader {
             payload: Vec::new(),
             parts: Vec::new(),
             kind: Data::Binary,
+            compressed: 0,
         }
     }
 
@@ -150,6 +154,7 @@ impl Reader {
                 OpCode::Data(kind) => {
                     if kind != Data::Continue {
                         self.kind = kind;
+                        self.compressed += u64::from(header.rsv1);
                     }
                     self.start += head;
                     self.remaining = length;
