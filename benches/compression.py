@@ -1,6 +1,7 @@
 """permessage-deflate, compression on both ends: wsbind against websockets and aiohttp.
 
     .venv-bench/bin/python benches/compression.py [--runs 3] [--duration 3]
+        [--broadcast-messages 100] [--build NAME=DIR]
 
 Each library's client pipelines compressible JSON-like messages (1 KiB and
 64 KiB, 16 in flight, binary frames) to the same library's echo server,
@@ -19,6 +20,8 @@ negotiated parameters require. The sink counts messages without inflating
 them (RSV1 on a first frame says one came compressed), so it costs the same
 whatever the server. Rate: messages delivered per second, all clients.
 
+``--build NAME=DIR`` adds a column for another build of wsbind, an unpacked
+wheel, as in run.py (benches/README.md, "Comparing two builds").
 ``make bench`` installs what it needs into .venv-bench; the tables go to
 stdout and ``benches/results/compression.md``.
 """
@@ -32,8 +35,18 @@ import time
 from pathlib import Path
 
 import psutil
-
-from run import BROADCAST_CLIENTS, BUILDS, LIBS, PEER, RESULTS, BenchError, Child, python, run_once, start_server
+from run import (
+    BROADCAST_CLIENTS,
+    BUILDS,
+    LIBS,
+    PEER,
+    RESULTS,
+    BenchError,
+    Child,
+    python,
+    run_once,
+    start_server,
+)
 
 LIBRARIES = {
     "wsbind": ("wsbind_client.py", "wsbind_server.py"),
@@ -136,7 +149,9 @@ def main() -> None:
                     print(f"{lib} {label}: {e}", file=sys.stderr)
         for lib in [lib for lib in BROADCAST_LIBRARIES if lib in libs]:
             try:
-                samples.setdefault((lib, "broadcast"), []).append(measure_broadcast(lib, args.broadcast_messages))
+                samples.setdefault((lib, "broadcast"), []).append(
+                    measure_broadcast(lib, args.broadcast_messages)
+                )
             except BenchError as e:
                 print(f"{lib} broadcast: {e}", file=sys.stderr)
         print(f"run {run + 1} of {args.runs} done", file=sys.stderr, flush=True)
@@ -175,7 +190,9 @@ def main() -> None:
         ratio = rate / median("websockets", "broadcast", "rate") if "websockets" in libs else float("nan")
         if lib == "wsbind" and ratio < TARGET:
             misses.append(f"broadcast: {ratio:.2f}x websockets")
-        lines.append(f"| {lib} | {rate:,.0f} | {ratio:.2f} | {median(lib, 'broadcast', 'server_cpu_us'):,.2f} |")
+        lines.append(
+            f"| {lib} | {rate:,.0f} | {ratio:.2f} | {median(lib, 'broadcast', 'server_cpu_us'):,.2f} |"
+        )
     lines.append("")
     verdict = "met" if not misses else "missed (" + "; ".join(misses) + ")"
     lines.append(f"Target {TARGET}x websockets: {verdict}")

@@ -100,3 +100,51 @@ def test_two_pages_chat_through_the_server(servers: Any, browser: Browser, tmp_p
         )
         assert lines == ["hi from alice", "hi from bob"]
     assert rooms == ["lobby", "lobby"]
+
+
+# A message deflate shrinks well, built alike on both sides: JSON-like text
+# with integers only, so that JavaScript and Python write the same digits.
+BIG_PAGE = """<!doctype html>
+<script>
+  const ws = new WebSocket(`ws://${location.host}/big`);
+  const record = (i) => `{"symbol": "S${i % 50}", "price": ${i * 3}}`;
+  window.big = Array.from({length: 20000}, (_, i) => record(i)).join(", ");
+  window.opened = new Promise((resolve) => { ws.onopen = () => resolve(ws.extensions); });
+  window.echoed = new Promise((resolve) => {
+    ws.onmessage = (event) => resolve(event.data === window.big ? "same" : `${event.data.length} characters`);
+  });
+  window.opened.then(() => ws.send(window.big));
+</script>
+"""
+
+
+def test_a_page_negotiates_compression_and_a_large_message_goes_both_ways(
+    servers: Any, browser: Browser, tmp_path: Path
+) -> None:
+    (tmp_path / "big.html").write_text(BIG_PAGE)
+    server = servers(static_dir=tmp_path)
+    big = ", ".join(f'{{"symbol": "S{i % 50}", "price": {i * 3}}}' for i in range(20000))
+    sockets: list[WebSocket] = []
+    received: list[str] = []
+
+    @server.route("/big")
+    def echo(ws: WebSocket) -> None:
+        sockets.append(ws)
+
+        def on_message(message: str) -> None:
+            received.append(message)
+            ws.send_text_message(message)
+
+        ws.text_message_received.connect(on_message)
+
+    page = browser.open(http_url(server, "/big.html"))
+    # Chromium offers "permessage-deflate; client_max_window_bits"; what it
+    # agreed to, as the page's socket tells it.
+    offered = page.wait_for("window.opened !== undefined && window.opened", what="the socket to open")
+    assert offered.startswith("permessage-deflate"), offered
+    echoed = page.wait_for("window.echoed !== undefined && window.echoed", what="the echo")
+    assert echoed == "same", f"the echo came back with {echoed}, not the {len(big)} sent"
+    assert received == [big]
+    (ws,) = sockets
+    assert ws.negotiated_extensions.startswith("permessage-deflate"), ws.negotiated_extensions
+    assert ws.compression == "deflate"
