@@ -692,8 +692,11 @@ async fn open_many(
             tally
                 .agreed
                 .set(tally.agreed.get() + usize::from(agreed.starts_with("permessage-deflate")));
-            // The server sends nothing before its first message, so
-            // tungstenite has read nothing past the response.
+            // What tungstenite read past the response stays in its buffer:
+            // a message that came with the response to the last client
+            // would be lost, and the row would fail with fewer messages
+            // than expected, never give a wrong rate. The servers start
+            // broadcasting only once their handler saw that client.
             let (mut tcp, _) = ws.into_inner().into_parts();
             spawn_local(async move {
                 let mut reader = Reader::counting();
