@@ -496,7 +496,11 @@ def test_max_queue_stops_reading_so_that_tcp_pushes_back_and_nothing_is_lost() -
         async with websockets_serve(flood, sock=listener, max_size=None) as server:
             delivered = Recorder()
             url = f"ws://127.0.0.1:{port_of(server)}"
-            async with wsbind.connect(url, max_queue=max_queue, on_binary_message_received=delivered) as ws:
+            # Uncompressed: 128 MiB of noise through deflate on both sides took most of the
+            # test's time limit on a busy machine, and compression is not what is tested.
+            async with wsbind.connect(
+                url, max_queue=max_queue, compression=None, on_binary_message_received=delivered
+            ) as ws:
                 # The program does not read. The peer's sends stall once the kernel's buffers
                 # are full: its own buffer then grows past its write limit.
                 def stalled() -> bool:
