@@ -110,6 +110,23 @@ def test_an_error_nobody_listens_to_is_logged(sockets: Any, caplog: pytest.LogCa
     assert "cannot connect" in ws.error_string
 
 
+def test_a_vanished_client_of_a_server_is_logged_at_info_not_warning(
+    servers: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A closed browser tab is the peer's business: a server would log a WARNING per client."""
+    accepted: list[WebSocket] = []
+    server = servers(on_client_connected=accepted.append)
+    with caplog.at_level(logging.INFO, logger="wsbind"):
+        client = connect(server.url, open_timeout=10)
+        ws = wait_until(lambda: accepted, what="the server to accept")[0]
+        client.socket.close()  # No close frame: the server's socket ends in ERROR.
+        wait_until(lambda: ws.status is Status.ERROR, what="the server's socket to fail")
+        wait_until(lambda: [r for r in caplog.records if r.name == "wsbind"], what="the log")
+    assert [(r.levelno, r.getMessage()) for r in caplog.records if r.name == "wsbind"] == [
+        (logging.INFO, f"{ws.url}: {ws.error_string}")
+    ]
+
+
 def test_an_error_a_handler_hears_is_not_logged(sockets: Any, caplog: pytest.LogCaptureFixture) -> None:
     errors: list[str] = []
     with caplog.at_level(logging.WARNING, logger="wsbind"):

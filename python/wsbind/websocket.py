@@ -1206,7 +1206,10 @@ class WebSocket(Object):
         elif status is Status.ERROR:
             self.error_occurred.emit(error)
             if not self._error_heard():
-                logger.warning("%s: %s", self.url or "WebSocket", error)
+                # A client of a server that vanished is the peer's business, and
+                # would log a WARNING per closed browser tab: INFO for those.
+                level = logging.INFO if self._accepted else logging.WARNING
+                logger.log(level, "%s: %s", self.url or "WebSocket", error)
 
     def _error_heard(self) -> bool:
         """Whether a handler or a waiting coroutine learns of an ERROR; else it is logged.
