@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import redis
+import trustme
 
 from conftest import free_port, wait_until
 
@@ -22,12 +23,31 @@ from conftest import free_port, wait_until
 class RedisServer:
     """A redis-server that a test runs: ``url`` to attach to it, ``client`` to read its state."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls: bool = False) -> None:
         self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
         self._dir = Path(tempfile.mkdtemp(prefix="wsbind-redis-"))
         self._proc: subprocess.Popen[bytes] | None = None
-        self.client = redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=5)
+        # With tls, the server speaks TLS only (rediss://), with a certificate
+        # of a CA made for the test, whose file ``ca_file`` clients trust.
+        self.ca_file: Path | None = None
+        self._tls_args: list[str] = []
+        if tls:
+            ca = trustme.CA()
+            cert = ca.issue_cert("127.0.0.1")
+            self.ca_file = self._dir / "ca.pem"
+            ca.cert_pem.write_to_path(str(self.ca_file))
+            cert.cert_chain_pems[0].write_to_path(str(self._dir / "cert.pem"))
+            cert.private_key_pem.write_to_path(str(self._dir / "key.pem"))
+            self._tls_args = ["--port", "0", "--tls-port", str(self.port), "--tls-auth-clients", "no",
+                              "--tls-cert-file", str(self._dir / "cert.pem"),
+                              "--tls-key-file", str(self._dir / "key.pem"),
+                              "--tls-ca-cert-file", str(self.ca_file)]  # fmt: skip
+        scheme = "rediss" if tls else "redis"
+        self.url = f"{scheme}://127.0.0.1:{self.port}/0"
+        self.client = redis.Redis(
+            host="127.0.0.1", port=self.port, socket_timeout=5, ssl=tls,
+            ssl_ca_certs=None if self.ca_file is None else str(self.ca_file),
+        )  # fmt: skip
 
     def start(self) -> None:
         """Starts the server and returns once it answers PING."""
@@ -37,7 +57,7 @@ class RedisServer:
         log = (self._dir / "redis.log").open("a")
         self._proc = subprocess.Popen(
             [executable, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self._dir)],
+             "--appendonly", "no", "--dir", str(self._dir), *self._tls_args],
             stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
         log.close()

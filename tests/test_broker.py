@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import subprocess
 import sys
 import threading
@@ -34,10 +35,13 @@ NODE = Path(__file__).with_name("broker_node.py")
 class Node:
     """A server process attached to the broker; ``lines`` is what it printed so far."""
 
-    def __init__(self, broker: str, port: int = 0, reuse_port: bool = False) -> None:
+    def __init__(
+        self, broker: str, port: int = 0, reuse_port: bool = False, env: dict[str, str] | None = None
+    ) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, str(NODE), str(port), broker, "1" if reuse_port else "0"],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            env=None if env is None else {**os.environ, **env},
         )  # fmt: skip
         self.lines: list[str] = []
         # The clients' connections, closed when the node stops.
@@ -136,6 +140,36 @@ def test_a_group_broadcast_reaches_exactly_the_members_of_every_process_once(
     assert [o.next() for o in others] == ["msg:other"] * 3
     # A speaker is in no group: its next message is its own answer.
     assert [s.ask("pid").startswith("pid ") for s in speakers] == [True] * 3
+
+
+def test_a_broker_over_tls_carries_group_broadcasts() -> None:
+    """rediss://: the broker verifies Redis's certificate against the system's trust store,
+    which SSL_CERT_FILE names here (the test's own CA), and carries broadcasts as over TCP."""
+    server = RedisServer(tls=True)
+    server.start()
+    assert server.ca_file is not None
+    trusted = {"SSL_CERT_FILE": str(server.ca_file)}
+    here = there = None
+    try:
+        here, there = Node(server.url, env=trusted), Node(server.url, env=trusted)
+        here.wait_for("broker CONNECTED")
+        there.wait_for("broker CONNECTED")
+        member = there.client()
+        member.join("room")
+        wait_until(lambda: server.subscribers("wsbind:room") == 1, what="the room's subscription")
+        assert here.client().ask("say room msg:over-tls") == "said 0"
+        assert member.next() == "msg:over-tls"
+        # Without the CA, the certificate does not verify: an error, and it says so.
+        untrusting = Node(server.url, env={"SSL_CERT_FILE": os.devnull})
+        try:
+            assert "broker ERROR" in untrusting.wait_for("broker ERROR")
+        finally:
+            untrusting.stop()
+    finally:
+        for node in (here, there):
+            if node is not None:
+                node.stop()
+        server.stop()
 
 
 def test_join_leave_and_close_update_the_subscriptions(
