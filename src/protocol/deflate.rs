@@ -321,54 +321,9 @@ impl Compressor {
 
     /// `payload` compressed as one message, without the tail (§7.2.1).
     pub fn compress(&mut self, payload: &[u8]) -> Vec<u8> {
-        let (window_bits, level) = (self.window_bits, self.level);
-        let deflate = self.deflate.get_or_insert_with(|| {
-            Box::new(Deflate::new_with_config(zlib_rs::DeflateConfig {
-                level: level as i32,
-                // Negative: a raw deflate stream, with no zlib header.
-                window_bits: -i32::from(window_bits),
-                mem_level: DEFLATE_MEM_LEVEL,
-                ..zlib_rs::DeflateConfig::default()
-            }))
-        });
-        let mut out = Vec::with_capacity(payload.len() / 2 + 64);
-        let start = deflate.total_in();
-        loop {
-            let done = (deflate.total_in() - start) as usize;
-            if out.capacity() - out.len() < 64 {
-                out.reserve(out.capacity().max(1024));
-            }
-            let spare = out.spare_capacity_mut();
-            let out_before = deflate.total_out();
-            // Cannot fail: the stream is ours and well formed.
-            let _ = deflate.compress_uninit(&payload[done..], spare, DeflateFlush::SyncFlush);
-            let written = (deflate.total_out() - out_before) as usize;
-            // SAFETY: the compressor initialised the `written` bytes after the length.
-            unsafe { out.set_len(out.len() + written) };
-            let all_in = (deflate.total_in() - start) as usize == payload.len();
-            // A sync flush is complete once it left room to spare.
-            if all_in && out.len() < out.capacity() {
-                break;
-            }
-        }
-        if out.ends_with(&TAIL) {
-            out.truncate(out.len() - TAIL.len());
-        }
-        if out.is_empty() {
-            // zlib writes nothing for an empty message right after another
-            // flush; the tail the receiver adds needs a block header before
-            // it: an empty stored block, as §7.2.3.6 shows.
-            out.push(0x00);
-        }
-        if self.no_context_takeover {
-            // Nothing carries over: the compressor's memory goes until next time.
-            self.deflate = None;
-        }
-        out
+        self.compress_fragment(payload, true)
     }
-}
 
-impl Compressor {
     /// One fragment of a message sent in several (§5.4): the fragments of a
     /// compressed message are one DEFLATE stream, so each is compressed
     /// with a sync flush in the same context, and only the `last` loses the
@@ -379,6 +334,7 @@ impl Compressor {
         let deflate = self.deflate.get_or_insert_with(|| {
             Box::new(Deflate::new_with_config(zlib_rs::DeflateConfig {
                 level: level as i32,
+                // Negative: a raw deflate stream, with no zlib header.
                 window_bits: -i32::from(window_bits),
                 mem_level: DEFLATE_MEM_LEVEL,
                 ..zlib_rs::DeflateConfig::default()
@@ -401,6 +357,7 @@ impl Compressor {
             // SAFETY: the compressor initialised the `written` bytes after the length.
             unsafe { out.set_len(out.len() + written) };
             let all_in = (deflate.total_in() - start) as usize == payload.len();
+            // A sync flush is complete once it left room to spare.
             if all_in && out.len() < out.capacity() {
                 break;
             }
