@@ -31,8 +31,9 @@ def recv_exactly(conn: socket.socket, n: int) -> bytes:
     return data
 
 
-def read_frame_header(conn: socket.socket) -> tuple[bool, int, int, bytes | None]:
-    """Reads one frame's header; returns FIN, opcode, the payload's length and its mask (None)."""
+def read_frame_header(conn: socket.socket) -> tuple[int, int, bytes | None]:
+    """Reads one frame's header; returns its first byte (FIN, RSV1-3, opcode), the payload's
+    length and its mask (None if unmasked)."""
     first, second = recv_exactly(conn, 2)
     length = second & 0x7F
     if length == 126:
@@ -40,16 +41,22 @@ def read_frame_header(conn: socket.socket) -> tuple[bool, int, int, bytes | None
     elif length == 127:
         (length,) = struct.unpack("!Q", recv_exactly(conn, 8))
     mask = recv_exactly(conn, 4) if second & 0x80 else None
-    return bool(first & 0x80), first & 0x0F, length, mask
+    return first, length, mask
+
+
+def read_raw_frame(conn: socket.socket) -> tuple[int, bytes]:
+    """Reads one frame (masked or not); returns its first byte and the unmasked payload."""
+    first, length, mask = read_frame_header(conn)
+    payload = recv_exactly(conn, length)
+    if mask is not None:
+        payload = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    return first, payload
 
 
 def read_frame(conn: socket.socket) -> tuple[bool, int, bytes]:
     """Reads one frame (masked or not); returns FIN, opcode and the unmasked payload."""
-    fin, opcode, length, mask = read_frame_header(conn)
-    payload = recv_exactly(conn, length)
-    if mask is not None:
-        payload = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-    return fin, opcode, payload
+    first, payload = read_raw_frame(conn)
+    return bool(first & 0x80), first & 0x0F, payload
 
 
 def unmasked_frame(opcode: int, payload: bytes, fin: bool = True) -> bytes:
@@ -112,8 +119,11 @@ def read_head(conn: socket.socket) -> bytes:
     return data
 
 
-def handshaking(behave: Callable[[socket.socket], None]) -> Callable[[socket.socket], None]:
-    """Wraps `behave` in the server's half of the opening handshake, done by hand."""
+def handshaking(
+    behave: Callable[[socket.socket], None], extensions: bytes = b""
+) -> Callable[[socket.socket], None]:
+    """Wraps `behave` in the server's half of the opening handshake, done by hand, accepting
+    `extensions` (e.g. b"permessage-deflate") whatever the client offered."""
 
     def serve(conn: socket.socket) -> None:
         request = read_head(conn)
@@ -124,9 +134,13 @@ def handshaking(behave: Callable[[socket.socket], None]) -> Callable[[socket.soc
             for line in request.split(b"\r\n")
             if line.lower().startswith(b"sec-websocket-key:")
         )
+        accepted = b"Sec-WebSocket-Extensions: " + extensions + b"\r\n" if extensions else b""
         conn.sendall(
             b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            b"Sec-WebSocket-Accept: " + accept_key(key) + b"\r\n\r\n"
+            + accepted
+            + b"Sec-WebSocket-Accept: "
+            + accept_key(key)
+            + b"\r\n\r\n"
         )
         behave(conn)
 

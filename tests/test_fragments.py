@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-import struct
 import threading
 import zlib
 from collections.abc import AsyncIterator, Iterator
@@ -23,7 +22,7 @@ from websockets.frames import Frame, Opcode
 
 import wsbind
 from conftest import TIMEOUT
-from rawpeer import BINARY, CLOSE, CONTINUATION, TEXT, accept_key, read_head, recv_exactly, tcp_server
+from rawpeer import BINARY, CLOSE, CONTINUATION, TEXT, handshaking, read_raw_frame, tcp_server
 
 
 class Frames(logging.Handler):
@@ -108,35 +107,11 @@ def test_fragments_reach_a_websockets_server_as_one_fragmented_message(compressi
     assert data == [str(Frame(opcode, payload, fin=fin)) for opcode, payload, fin in expected]
 
 
-def read_raw_frame(conn: socket.socket) -> tuple[int, bytes]:
-    """One frame from a client: its first byte (FIN, RSV1, opcode) and unmasked payload."""
-    first, second = recv_exactly(conn, 2)
-    length = second & 0x7F
-    if length == 126:
-        (length,) = struct.unpack("!H", recv_exactly(conn, 2))
-    elif length == 127:
-        (length,) = struct.unpack("!Q", recv_exactly(conn, 8))
-    mask = recv_exactly(conn, 4)
-    payload = recv_exactly(conn, length)
-    return first, bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-
-
 def test_on_the_wire_a_compressed_fragmented_message_is_one_deflate_stream_with_rsv1_first() -> None:
     """A raw peer that accepts permessage-deflate reads the frames as they are sent."""
     frames: list[tuple[int, bytes]] = []
 
     def behave(conn: socket.socket) -> None:
-        request = read_head(conn)
-        key = next(
-            line.split(b":", 1)[1].strip()
-            for line in request.split(b"\r\n")
-            if line.lower().startswith(b"sec-websocket-key:")
-        )
-        conn.sendall(
-            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            b"Sec-WebSocket-Extensions: permessage-deflate\r\n"
-            b"Sec-WebSocket-Accept: " + accept_key(key) + b"\r\n\r\n"
-        )
         while True:
             first, payload = read_raw_frame(conn)
             frames.append((first, payload))
@@ -145,7 +120,7 @@ def test_on_the_wire_a_compressed_fragmented_message_is_one_deflate_stream_with_
                 return
 
     async def main() -> None:
-        with tcp_server(behave) as url:
+        with tcp_server(handshaking(behave, b"permessage-deflate")) as url:
             async with wsbind.connect(url) as ws:
                 assert ws.negotiated_extensions == "permessage-deflate"
                 fragment = "all work and no play makes jack a dull boy. " * 20

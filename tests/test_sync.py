@@ -203,10 +203,10 @@ def test_send_waits_while_the_peer_does_not_read_and_resumes_when_it_does() -> N
         with contextlib.suppress(OSError):
             size_so_far = 0
             while len(received) < count:
-                fin, _, length, _ = read_frame_header(conn)
+                first, length, _ = read_frame_header(conn)
                 recv_exactly(conn, length)  # The payload, left masked.
                 size_so_far += length
-                if fin:
+                if first & 0x80:
                     received.append(size_so_far)
                     size_so_far = 0
 
