@@ -21,7 +21,7 @@ import pytest
 import websockets
 from websockets.sync.client import connect
 
-from conftest import Recorder, free_port, wait_until, websockets_server
+from conftest import TIMEOUT, Recorder, free_port, wait_until, websockets_server
 from wsbind import InvalidURL, Status, WebSocket
 
 NOT_TLS = "TLS handshake failed: the server does not speak TLS (is the URL ws://?)"
@@ -140,17 +140,37 @@ def test_the_default_logging_shows_the_error_of_a_bot_without_handlers() -> None
     """The README's bot with its handler removed: Python's lastResort prints the WARNING."""
     script = textwrap.dedent(
         f"""
-        import time
-        from wsbind import Status, WebSocket
+        import sys
+        from wsbind import WebSocket
         ws = WebSocket(url="ws://127.0.0.1:{free_port()}/bot", active=True)
-        while ws.status is not Status.ERROR:
-            time.sleep(0.01)
-        time.sleep(0.5)  # the warning is logged on the socket's thread, just after
+        sys.stdin.read()  # Runs until the test has read the warning.
         """
     )
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, done.stderr
-    assert "/bot: cannot connect to 127.0.0.1:" in done.stderr, done.stderr
+    bot = subprocess.Popen(
+        [sys.executable, "-c", script], stdin=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    lines: list[str] = []
+
+    def read() -> None:
+        assert bot.stderr is not None
+        lines.extend(bot.stderr)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        wait_until(
+            lambda: (
+                any("/bot: cannot connect to 127.0.0.1:" in line for line in lines) or bot.poll() is not None
+            ),
+            what="the warning on stderr",
+        )
+    finally:
+        assert bot.stdin is not None
+        bot.stdin.close()
+        bot.wait(TIMEOUT)
+        reader.join(TIMEOUT)
+    assert bot.returncode == 0, "".join(lines)
+    assert any("/bot: cannot connect to 127.0.0.1:" in line for line in lines), "".join(lines)
 
 
 def test_an_active_socket_without_url_says_so(sockets: Any, caplog: pytest.LogCaptureFixture) -> None:

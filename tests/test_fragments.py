@@ -171,8 +171,6 @@ def test_messages_sent_during_a_fragmented_one_follow_it_but_pings_do_not_wait()
                 await started.wait()
                 # Another coroutine's send() waits for the message's end...
                 other = asyncio.create_task(ws.send("other coroutine"))
-                await asyncio.sleep(0)
-                assert not other.done()
                 # ...and a message sent the QML way from another thread waits inside
                 # wsbind, counted, while the ping and its pong go between the frames.
                 thread = threading.Thread(target=ws.send_text_message, args=("other thread",))
@@ -180,6 +178,8 @@ def test_messages_sent_during_a_fragmented_one_follow_it_but_pings_do_not_wait()
                 thread.join(TIMEOUT)
                 assert ws.bytes_to_write > 0
                 assert await ws.ping() >= 0
+                # Through a whole round trip, the other coroutine's send() still waits.
+                assert not other.done()
                 assert received == [], "nothing received before the message's end"
                 go_on.set()
                 await sending

@@ -298,7 +298,7 @@ def test_serve_takes_process_request_and_routes() -> None:
             await ws.send(f"{room}: {message}")
 
     async def process_request(request: Request) -> Response | None:
-        await asyncio.sleep(0)  # a coroutine, awaited before the handshake goes on
+        # A coroutine function: serve() awaits what it returns before the handshake goes on.
         if request.upgrade and request.query.get("token") != "sesame":
             return Response(403, "no token")
         return None

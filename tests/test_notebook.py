@@ -123,10 +123,11 @@ def test_handler_output_appears_under_the_cell_that_made_the_object() -> None:
         )
         wait_reply(client, making)
         running = client.execute(
-            "import asyncio\nfrom wsbind import connect\n"
-            "while not server.url:\n    await asyncio.sleep(0.01)\n"
+            "from wsbind import connect\n"
+            # Listening binds at once; the wait starts before the client connects.
+            "accepted = server.client_connected.wait()\n"
             "async with connect(server.url):\n"
-            "    while not server.clients:\n        await asyncio.sleep(0.01)\n"
+            "    await accepted\n"
             "print('second cell done')\n"
         )
         wait_reply(client, running)
