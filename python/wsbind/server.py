@@ -574,14 +574,7 @@ class WebSocketServer(Object):
         group has a member here. Safe from any thread; ``members_changed``
         is emitted on the server's thread. Qt has no groups.
         """
-        if not isinstance(ws, WebSocket):
-            raise TypeError(f"join() takes a WebSocket, not {type(ws).__name__}")
-        check_group(group)
-        server, conn = self._server, ws._conn
-        if server is None or conn is None or not server.join(conn, group):
-            return False
-        self._dispatcher.call(lambda: self._update_members(group))
-        return True
+        return self._regroup("join", ws, group)
 
     def leave(self, ws: WebSocket, group: str) -> bool:
         """Takes the client ``ws`` out of ``group``; returns False if it was not in it.
@@ -589,11 +582,15 @@ class WebSocketServer(Object):
         The last member to leave ends the group (and, with a ``broker``, the
         subscription to its channel). Safe from any thread.
         """
+        return self._regroup("leave", ws, group)
+
+    def _regroup(self, verb: str, ws: WebSocket, group: str) -> bool:
+        """join() or leave(), by the native server's method of that name."""
         if not isinstance(ws, WebSocket):
-            raise TypeError(f"leave() takes a WebSocket, not {type(ws).__name__}")
+            raise TypeError(f"{verb}() takes a WebSocket, not {type(ws).__name__}")
         check_group(group)
         server, conn = self._server, ws._conn
-        if server is None or conn is None or not server.leave(conn, group):
+        if server is None or conn is None or not getattr(server, verb)(conn, group):
             return False
         self._dispatcher.call(lambda: self._update_members(group))
         return True
