@@ -114,6 +114,21 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// the connection: 10 s, as websockets' `close_timeout`.
 pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long a connection whose peer broke the protocol waits for the
+/// handlers of the messages that came before the broken frame: 1 s.
+///
+/// A message that arrived whole before the broken frame is the peer's, and
+/// the answers the handlers give it go out before our close frame (the
+/// Autobahn|Testsuite's cases 3.2–5.15 check this). Nothing more is read
+/// meanwhile, so the peer gets no more work done; a thread busy for longer
+/// than this is not waited for.
+pub const FAILURE_ANSWER_WAIT: Duration = Duration::from_secs(1);
+
+/// How long we try to tell a peer that broke the protocol why we drop it
+/// (the close frame with 1002, 1007 or 1009): 1 s. Such a peer is not owed
+/// the full `close_timeout`.
+pub const FAILURE_LINGER: Duration = Duration::from_secs(1);
+
 /// Size of the frames a long outgoing message is cut into: 512 KiB, Qt's
 /// `outgoingFrameSize`, so that peers with a frame limit still take it.
 pub const OUTGOING_FRAME_SIZE: usize = 512 << 10;

@@ -626,6 +626,24 @@ def test_reserved_bits_are_a_protocol_error(link: Link, rsv: int) -> None:
     assert_fails(link, 1002)
 
 
+@pytest.mark.parametrize(
+    "broken",
+    [(TEXT, RSV2, True), (5, 0, True), (CONTINUATION, 0, False)],
+    ids=["reserved-bit", "reserved-opcode", "continuation-of-nothing"],
+)
+def test_a_message_before_a_broken_frame_is_answered_before_the_failure(
+    link: Link, broken: tuple[int, int, bool]
+) -> None:
+    """§7.1.7 fails the connection on a broken frame; the message whole before it, arriving in
+    the same read, is still the peer's, and the handler's echo goes out before our close frame
+    (Autobahn|Testsuite 3.2-3.4, 4.x, 5.15)."""
+    opcode, rsv, fin = broken
+    mask = os.urandom(4) if link.peer.masks else None
+    link.peer.send(frame(TEXT, b"before", mask=mask) + frame(opcode, b"broken", fin=fin, rsv=rsv, mask=mask))
+    assert link.peer.read_message().payload == b"before"
+    assert_fails(link, 1002)
+
+
 @pytest.mark.parametrize("opcode", [3, 4, 5, 6, 7, 0xB, 0xC, 0xD, 0xE, 0xF])
 def test_reserved_opcodes_are_a_protocol_error(link: Link, opcode: int) -> None:
     """§5.2: a reserved opcode fails the connection with 1002."""

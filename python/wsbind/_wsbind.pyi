@@ -26,6 +26,7 @@ __all__ = [
     "EVENT_CONNECTED",
     "EVENT_HTTP_REQUEST",
     "EVENT_REJECTED",
+    "EVENT_FENCE",
     "EVENT_LISTENING",
     "EVENT_LISTEN_FAILED",
     "EVENT_ORIGIN_CHECK",
@@ -94,6 +95,7 @@ EVENT_AUTHENTICATE: int
 EVENT_BROKER: int
 EVENT_HTTP_REQUEST: int
 EVENT_REJECTED: int
+EVENT_FENCE: int
 
 MAX_INCOMING_MESSAGE_SIZE: int
 """Largest incoming message, 64 MiB; over it the connection closes with 1009."""

@@ -94,6 +94,8 @@ class EventKind(enum.IntEnum):
     """An HTTP request waits for its answer: ``_wsbind.HttpRequest``."""
     REJECTED = _wsbind.EVENT_REJECTED
     """The server refused the handshake; its response's headers: ``list[tuple[str, str]]``."""
+    FENCE = _wsbind.EVENT_FENCE
+    """Nothing to handle: letting go of it tells the connection that the events before it were handled."""
     BROKER = _wsbind.EVENT_BROKER
     """A server's broker changed state: ``(state, error)``, a ``BrokerState`` value and ``str``."""
 

@@ -86,6 +86,10 @@ pub enum Event {
     /// The server refused the opening handshake with a response of these
     /// headers; the `Closed` that follows says why, with the status.
     Rejected(Headers),
+    /// Python has handled every event before this one when it lets go of
+    /// this one: the sender is dropped then, and the task that sent it
+    /// learns it from its receiver.
+    Fence(tokio::sync::oneshot::Sender<()>),
     /// The connection is over. `error` is set when it ended in failure.
     Closed {
         code: CloseCode,

@@ -13,20 +13,18 @@ use bytes::BytesMut;
 use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc::UnboundedReceiver;
-use tokio::sync::watch;
-use tokio::time::{sleep_until, timeout, Instant};
+use tokio::sync::{oneshot, watch};
+use tokio::time::{sleep_until, timeout, timeout_at, Instant};
 
 use super::connection::{Command, Connection};
 use super::event::{Event, EventSink};
 use super::receiver::{self, Received, Receiver, ReceiverSlot};
 use super::settings::Settings;
 use super::writer;
+use crate::config::{FAILURE_ANSWER_WAIT, FAILURE_LINGER};
 use crate::protocol::deflate::Negotiated;
 use crate::protocol::session::End;
 use crate::protocol::{Failure, Parser};
-
-/// How long we try to tell a peer that broke the protocol why we drop it.
-const FAILURE_LINGER: Duration = Duration::from_secs(1);
 
 /// Commands a connection handles in one pass before it reads again.
 const COMMAND_BATCH: usize = 256;
@@ -92,8 +90,10 @@ pub async fn run<S>(
     // wheel, under its lock, for every message.
     let timer = sleep_until(Instant::now());
     tokio::pin!(timer);
+    // A broken rule, read while what came before it is being handled.
+    let mut failing: Option<Failing> = None;
     let end = 'run: loop {
-        if let Some(receiver) = local.as_mut() {
+        if let Some(receiver) = local.as_mut().filter(|_| failing.is_none()) {
             receiver.parser.frames = connection.report_frames();
             loop {
                 match receiver.parser.next_event() {
@@ -103,7 +103,10 @@ pub async fn run<S>(
                         }
                     }
                     Ok(None) => break,
-                    Err(failure) => break 'run fail(&connection, failure, &events),
+                    Err(failure) => {
+                        failing = Some(Failing::new(failure, &events));
+                        break;
+                    }
                 }
             }
             receiver.prepare(&events);
@@ -184,7 +187,7 @@ pub async fn run<S>(
                 let mut handled = 0;
                 let ended = loop {
                     let Some(command) = next.take() else { break None };
-                    let end = carry_out(command, &connection, &mut settings, &mut local, &events);
+                    let end = carry_out(command, &connection, &mut settings, &mut local, &mut failing, &events);
                     if end.is_some() {
                         break end;
                     }
@@ -201,7 +204,12 @@ pub async fn run<S>(
                     break End::Aborted;
                 }
             },
-            read = read_some(&mut reader, readable.as_ref(), local.as_mut()), if room && !paused && local.is_some() => match read {
+            () = answered(failing.as_mut()) => {
+                if let Some(failing) = failing.take() {
+                    break fail(&connection, failing.failure, &events);
+                }
+            }
+            read = read_some(&mut reader, readable.as_ref(), local.as_mut()), if room && !paused && local.is_some() && failing.is_none() => match read {
                 Ok(0) => break connection.session().eof(),
                 Ok(read) => {
                     if let Some(receiver) = local.as_mut() {
@@ -257,6 +265,7 @@ fn carry_out(
     connection: &Connection,
     settings: &mut Settings,
     local: &mut Option<Receiver>,
+    failing: &mut Option<Failing>,
     events: &EventSink,
 ) -> Option<End> {
     if let Command::Configure(new) = &command {
@@ -288,7 +297,12 @@ fn carry_out(
         }
         Command::Received(Received::Eof) => Some(session.eof()),
         Command::Received(Received::Lost(e)) => Some(lost(e)),
-        Command::Received(Received::Failed(failure)) => Some(session.fail(failure, now)),
+        Command::Received(Received::Failed(failure)) => {
+            if failing.is_none() {
+                *failing = Some(Failing::new(failure, events));
+            }
+            None
+        }
         Command::Ended(end) => Some(end),
         Command::Wake => {
             connection.woken();
@@ -299,7 +313,39 @@ fn carry_out(
     end
 }
 
-/// Fails the connection for a broken rule the task read.
+/// A broken rule read, and the wait for Python to handle the messages that
+/// came before it, so that the answers to them go out before our close frame
+/// (see [`FAILURE_ANSWER_WAIT`]). Nothing is read meanwhile.
+struct Failing {
+    failure: Failure,
+    handled: oneshot::Receiver<()>,
+    until: Instant,
+}
+
+impl Failing {
+    fn new(failure: Failure, events: &EventSink) -> Self {
+        let (fence, handled) = oneshot::channel();
+        events.send(Event::Fence(fence));
+        Failing {
+            failure,
+            handled,
+            until: Instant::now() + FAILURE_ANSWER_WAIT,
+        }
+    }
+}
+
+/// Ready when Python handled what came before the broken rule, or has had
+/// long enough; never ready without one.
+async fn answered(failing: Option<&mut Failing>) {
+    match failing {
+        Some(failing) => {
+            let _ = timeout_at(failing.until, &mut failing.handled).await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// Fails the connection for a broken rule.
 fn fail(connection: &Connection, failure: Failure, events: &EventSink) -> End {
     let mut session = connection.session();
     let end = session.fail(failure, std::time::Instant::now());
@@ -360,6 +406,68 @@ mod tests {
             tokio::task::yield_now().await;
         }
         all
+    }
+
+    /// A message and then a broken frame in one read: the message's answer
+    /// goes out before the close frame, which waits for Python to let go of
+    /// the fence that follows the message.
+    #[tokio::test]
+    async fn a_broken_frame_fails_after_the_answer_to_the_message_before_it() {
+        use crate::protocol::{Framer, Incoming};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+        let (mut peer, ours) = tokio::io::duplex(1 << 16);
+        let queue = EventQueue::new(false).unwrap();
+        let (server, server_rx) = Connection::new(Role::Server);
+        server.set_open(true);
+        let task = tokio::spawn(run(
+            ours,
+            opened(),
+            server.clone(),
+            server_rx,
+            queue.sink(server.id),
+        ));
+        let mut sent = BytesMut::new();
+        Framer::new(Role::Client).frame(&mut sent, 1, true, b"before");
+        // Opcode 5 is reserved: masked, empty.
+        sent.extend_from_slice(&[0x85, 0x80, 1, 2, 3, 4]);
+        peer.write_all(&sent).await.unwrap();
+
+        let (mut text, mut fence) = (None, None);
+        while fence.is_none() {
+            for (_, event) in queue.take().into_events() {
+                match event {
+                    Event::Text(t) => text = Some(t.as_str().to_string()),
+                    Event::Fence(f) => fence = Some(f),
+                    _ => {}
+                }
+            }
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(text.as_deref(), Some("before"));
+        // The handler's echo, sent while Python holds the fence.
+        server.send(true, Bytes::from_static(b"echo")).unwrap();
+        async fn next(parser: &mut Parser, peer: &mut tokio::io::DuplexStream) -> Incoming {
+            loop {
+                if let Some(incoming) = parser.next_event().unwrap() {
+                    return incoming;
+                }
+                let mut chunk = [0u8; 256];
+                let read = peer.read(&mut chunk).await.unwrap();
+                assert!(read > 0, "the connection ended first");
+                parser.buffer().extend_from_slice(&chunk[..read]);
+            }
+        }
+        let mut parser = Parser::new(Role::Client, Settings::default().limits);
+        let echo = next(&mut parser, &mut peer).await;
+        assert!(matches!(echo, Incoming::Text(t) if t.as_str() == "echo"));
+        drop(fence);
+        let close = next(&mut parser, &mut peer).await;
+        assert!(matches!(close, Incoming::Close(Some((1002, _)))));
+        timeout(Duration::from_secs(5), task)
+            .await
+            .unwrap()
+            .unwrap();
     }
 
     /// A client and a server over an in-memory pipe: a message each way,

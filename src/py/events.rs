@@ -44,9 +44,10 @@ pub mod kind {
     pub const HTTP_REQUEST: u8 = 20;
     pub const BROKER: u8 = 21;
     pub const REJECTED: u8 = 22;
+    pub const FENCE: u8 = 23;
 
     /// Every kind with its Python name, for the module's constants.
-    pub const ALL: [(&str, u8); 22] = [
+    pub const ALL: [(&str, u8); 23] = [
         ("EVENT_CONNECTED", CONNECTED),
         ("EVENT_TEXT", TEXT),
         ("EVENT_BINARY", BINARY),
@@ -69,6 +70,7 @@ pub mod kind {
         ("EVENT_HTTP_REQUEST", HTTP_REQUEST),
         ("EVENT_BROKER", BROKER),
         ("EVENT_REJECTED", REJECTED),
+        ("EVENT_FENCE", FENCE),
     ];
 }
 
@@ -164,6 +166,13 @@ pub struct Written {
     pub remaining: usize,
 }
 
+/// EVENT_FENCE: nothing for handlers. Dropped once the events before it
+/// were handled, which tells the task that sent it.
+#[pyclass(frozen, module = "wsbind._wsbind")]
+pub struct Fence {
+    _handled: tokio::sync::oneshot::Sender<()>,
+}
+
 /// A Python bytes object holding `message`, written once (PyBytes::new_with
 /// would zero it first: a second pass over a large message).
 fn bytes_of<'py>(py: Python<'py>, message: &Binary) -> PyResult<Bound<'py, PyAny>> {
@@ -231,6 +240,7 @@ fn to_python<'py>(py: Python<'py>, id: u64, event: Event) -> PyResult<Bound<'py,
             object(py, Authenticator::from(question))?,
         ),
         Event::SslErrors(errors) => (kind::SSL_ERRORS, errors.into_pyobject(py)?.into_any()),
+        Event::Fence(handled) => (kind::FENCE, object(py, Fence { _handled: handled })?),
         Event::Rejected(headers) => (kind::REJECTED, headers.into_pyobject(py)?.into_any()),
         Event::Closed {
             code,
