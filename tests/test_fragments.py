@@ -1,6 +1,6 @@
-"""asyncio send() of an iterable or async iterable: one fragmented message on the wire
-(RFC 6455 §5.4), with and without permessage-deflate, against the websockets library
-and a raw socket peer."""
+"""send() of an iterable or async iterable, asyncio and blocking: one fragmented message on
+the wire (RFC 6455 §5.4), with and without permessage-deflate, against the websockets
+library and a raw socket peer."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
+import websockets.exceptions
 from test_asyncio import eventually, port_of, run
 from websockets.asyncio.client import connect as websockets_connect
 from websockets.asyncio.server import ServerConnection
@@ -21,7 +22,8 @@ from websockets.exceptions import ConnectionClosedError
 from websockets.frames import Frame, Opcode
 
 import wsbind
-from conftest import TIMEOUT
+import wsbind.sync
+from conftest import TIMEOUT, wait_until, websockets_server
 from rawpeer import BINARY, CLOSE, CONTINUATION, TEXT, handshaking, read_raw_frame, tcp_server
 
 
@@ -318,3 +320,80 @@ def test_a_send_cancelled_midway_fails_the_connection_with_1011() -> None:
 
     run(main())
     assert received == [("closed", 1011)]
+
+
+# -- the blocking face: send() of an iterable
+
+
+def sync_collecting_server(received: list[Any]) -> Any:
+    """A websockets server in a thread of its own that keeps what it receives (see collect)."""
+
+    def handler(ws: Any) -> None:
+        try:
+            for message in ws:
+                received.append(message)
+        except websockets.exceptions.ConnectionClosedError:
+            pass
+        received.append(("closed", ws.close_code))
+
+    return websockets_server(handler)
+
+
+def test_the_blocking_send_sends_an_iterable_as_one_fragmented_message() -> None:
+    received: list[Any] = []
+    with sync_collecting_server(received) as (url, _):
+        with wsbind.sync.connect(url) as ws:
+            ws.send(["frag", "ments"])
+            ws.send(iter([b"by", bytearray(b"t"), memoryview(b"es")]))
+            ws.send([])  # nothing at all
+            ws.send("whole")
+        eventually_sync(lambda: received and isinstance(received[-1], tuple))
+    assert received == ["fragments", b"bytes", "whole", ("closed", 1000)]
+
+
+def test_the_blocking_send_fails_the_connection_with_1011_when_the_iterable_raises() -> None:
+    received: list[Any] = []
+
+    def parts() -> Iterator[bytes]:
+        yield b"half"
+        raise ZeroDivisionError
+
+    with sync_collecting_server(received) as (url, _):
+        ws = wsbind.sync.connect(url)
+        with pytest.raises(ZeroDivisionError):
+            ws.send(parts())
+        eventually_sync(lambda: received and isinstance(received[-1], tuple))
+        with pytest.raises(wsbind.ConnectionClosed):
+            ws.send("after")
+        ws.close()
+    assert received == [("closed", 1011)], "the half message is never delivered"
+
+
+def test_a_blocking_fragmented_send_waits_for_another_thread_s_to_end() -> None:
+    received: list[Any] = []
+    first_half_out, finish_first = threading.Event(), threading.Event()
+
+    def first() -> Iterator[str]:
+        yield "one-"
+        first_half_out.set()
+        finish_first.wait(TIMEOUT)
+        yield "piece"
+
+    with sync_collecting_server(received) as (url, _):
+        with wsbind.sync.connect(url) as ws:
+            sending = threading.Thread(target=ws.send, args=(first(),))
+            sending.start()
+            assert first_half_out.wait(TIMEOUT)
+            second = threading.Thread(target=ws.send, args=(["two-", "piece"],))
+            second.start()
+            # The second sender waits on the socket's fragment waiters until the first ends.
+            eventually_sync(lambda: bool(ws.socket._fragment_waiters()))
+            finish_first.set()
+            sending.join(TIMEOUT)
+            second.join(TIMEOUT)
+        eventually_sync(lambda: received and isinstance(received[-1], tuple))
+    assert received == ["one-piece", "two-piece", ("closed", 1000)]
+
+
+def eventually_sync(condition: Any) -> None:
+    wait_until(condition, what="the websockets server to receive everything")

@@ -31,8 +31,8 @@ import asyncio
 import atexit
 import threading
 from collections import deque
-from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, cast
 
 from .dispatch import ThreadDispatcher, current
 from .errors import (
@@ -135,7 +135,7 @@ class SyncWebSocket:
         socket.text_message_received.connect(self._received)
         socket.binary_message_received.connect(self._received)
         socket.status_changed.connect(self._status)
-        socket.pong.connect(self._ponged)
+        socket.pong.connect(self._look_again)
 
     def __repr__(self) -> str:
         return f"<SyncWebSocket {self.socket.url} {self.socket.status.name}>"
@@ -164,12 +164,9 @@ class SyncWebSocket:
                 self._end = (socket.close_code, socket.close_reason, error)
             self._changed.notify_all()
 
-    def _ponged(self, elapsed_ms: float, payload: bytes) -> None:
-        # The socket answered its PongWaiter before this handler runs.
-        with self._changed:
-            self._changed.notify_all()
-
-    def _written(self, count: int) -> None:
+    def _look_again(self, *_: object) -> None:
+        # A pong (whose PongWaiter the socket answered before this handler
+        # runs) or bytes written: the waits in ping() and send() look again.
         with self._changed:
             self._changed.notify_all()
 
@@ -199,7 +196,7 @@ class SyncWebSocket:
         assert end is not None
         raise self.socket._connect_error(f"connection closed during the opening handshake ({end[0]})")
 
-    def send(self, message: str | Buffer) -> None:
+    def send(self, message: str | Buffer | Iterable[str | Buffer]) -> None:
         """Sends a text message (a ``str``) or a binary one (any bytes-like object).
 
         Returns once the message is queued; it goes out at once, from this
@@ -211,15 +208,90 @@ class SyncWebSocket:
         (the message is sent all the same). Raises ConnectionClosed (with
         the close code and reason) once the connection is over or closing,
         and TypeError for anything else.
+
+        An iterable of fragments (all str, or all bytes-like) is sent as one
+        fragmented message, as the asyncio ``send()`` does: each fragment as
+        it comes, backpressure between them, and an empty frame to end it.
+        Other fragmented messages (from this thread or a coroutine) wait for
+        it to end. If the iterable raises, the connection is closed with
+        1011 and the exception propagates.
         """
+        payload: str | Buffer
+        if isinstance(message, (str, bytes, bytearray, memoryview)):
+            payload = message
+        else:
+            try:
+                payload = memoryview(cast("Buffer", message))
+            except TypeError:
+                self._send_fragments(cast("Iterable[str | Buffer]", message))
+                return
         socket = self.socket
         try:
-            if isinstance(message, str):
-                socket.send_text_message(message)
+            if isinstance(payload, str):
+                socket.send_text_message(payload)
             else:
-                socket.send_binary_message(message)
+                socket.send_binary_message(payload)
         except NotOpenError:
             raise self._closed_error() from None
+        self._drain()
+
+    def _send_fragments(self, fragments: Iterable[str | Buffer]) -> None:
+        """Sends ``fragments`` as one fragmented message; see :meth:`send`."""
+        if isinstance(fragments, Mapping) or not isinstance(fragments, Iterable):
+            raise TypeError(
+                "send() takes a str, a bytes-like object, or an iterable of fragments, "
+                f"not {type(fragments).__name__}"
+            )
+        iterator = iter(fragments)
+        fragment = next(iterator, None)
+        if fragment is None:
+            return
+        socket = self.socket
+        self._start_fragments()
+        try:
+            conn = socket._conn
+            if conn is None or socket.status is not Status.OPEN:
+                raise self._closed_error()
+            text = isinstance(fragment, str)
+            try:
+                while fragment is not None:
+                    if isinstance(fragment, str) is not text:
+                        raise TypeError("the fragments of one message must be all str or all bytes-like")
+                    conn.send_fragment(fragment, False)
+                    self._drain()
+                    fragment = next(iterator, None)
+                conn.send_fragment("" if text else b"", True)
+            except NotOpenError:
+                raise self._closed_error() from None
+            except ConnectionClosed:
+                raise
+            except BaseException:
+                # Half a message went out and the rest never will: the
+                # connection cannot carry another message (as in the asyncio send()).
+                socket._close(1011, "error in fragmented message", reopen=False)
+                raise
+        finally:
+            with socket._lock:
+                socket._fragmenting = False
+            socket._fragment_waiters().wake_all()
+
+    def _start_fragments(self) -> None:
+        """Waits until no other send() sends a fragmented message, and marks this one's start."""
+        socket = self.socket
+        while True:
+            with socket._lock:
+                if not socket._fragmenting:
+                    socket._fragmenting = True
+                    return
+                ended = socket._fragment_waiters().add_event()
+            try:
+                wait_in_slices(ended.wait, None)
+            finally:
+                socket._fragment_waiters().discard(ended)
+
+    def _drain(self) -> None:
+        """Waits while more than ``write_limit`` bytes wait to be written, until a quarter is left."""
+        socket = self.socket
         conn = socket._conn
         limit = socket.write_limit
         if conn is None or conn.bytes_to_write <= limit or self._thread.owns_current_thread():
@@ -230,7 +302,7 @@ class SyncWebSocket:
             self._senders_waiting += 1
             if self._senders_waiting == 1:
                 # Writes are reported to Python only while somebody listens.
-                socket.bytes_written.connect(self._written)
+                socket.bytes_written.connect(self._look_again)
         try:
             with self._changed:
                 self._wait(lambda: conn.bytes_to_write <= low or self._end is not None, None)
@@ -238,7 +310,7 @@ class SyncWebSocket:
             with self._changed:
                 self._senders_waiting -= 1
                 if self._senders_waiting == 0:
-                    socket.bytes_written.disconnect(self._written)
+                    socket.bytes_written.disconnect(self._look_again)
 
     def ping(self, payload: Buffer = b"", timeout: float | None = None) -> float:
         """Sends a ping and returns the seconds until its pong (websockets.sync: ``ping()``).
@@ -341,7 +413,7 @@ class SyncWebSocket:
         socket.text_message_received.disconnect(self._received)
         socket.binary_message_received.disconnect(self._received)
         socket.status_changed.disconnect(self._status)
-        socket.pong.disconnect(self._ponged)
+        socket.pong.disconnect(self._look_again)
 
     def _closed_error(self) -> ConnectionClosed:
         """The exception for a connection that is over; waits for its end if it is closing."""

@@ -5,7 +5,8 @@ A socket's events arrive on its dispatcher's thread or loop (see
 loop, in another thread: a socket made by a script's main thread and
 awaited inside ``asyncio.run()``. A waiting coroutine sleeps on a future of
 its own loop; the socket's thread wakes it with :func:`wake`, directly when
-it is that loop's thread, else through ``call_soon_threadsafe``.
+it is that loop's thread, else through ``call_soon_threadsafe``. A blocking
+caller (``wsbind.sync``) waits on a ``threading.Event`` in the same list.
 
 A wake-up only says "look again": the coroutine then reads the state it
 waits for (a message in the inbox, the bytes left to write), so a wake-up
@@ -50,8 +51,8 @@ class Waiters:
     __slots__ = ("_futures", "_lock")
 
     def __init__(self) -> None:
-        # The waiting coroutines' futures; woken all at once.
-        self._futures: list[asyncio.Future[None]] = []
+        # The waiting coroutines' futures and blocked threads' events; woken all at once.
+        self._futures: list[asyncio.Future[None] | threading.Event] = []
         # A future is added to the list that the next wake_all() takes, never
         # to one it already took, whichever threads add and wake.
         self._lock = threading.Lock()
@@ -66,7 +67,14 @@ class Waiters:
             self._futures.append(future)
         return future
 
-    def discard(self, future: asyncio.Future[None]) -> None:
+    def add_event(self) -> threading.Event:
+        """A new event for a blocked thread to wait on, set by the next :meth:`wake_all`."""
+        event = threading.Event()
+        with self._lock:
+            self._futures.append(event)
+        return event
+
+    def discard(self, future: asyncio.Future[None] | threading.Event) -> None:
         with self._lock:
             if future in self._futures:
                 self._futures.remove(future)
@@ -76,7 +84,10 @@ class Waiters:
         with self._lock:
             futures, self._futures = self._futures, []
         for future in futures:
-            wake(future)
+            if isinstance(future, threading.Event):
+                future.set()
+            else:
+                wake(future)
 
 
 async def wait_until(waiters: Waiters, done: Callable[[], bool]) -> None:
