@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import itertools
 import logging
 import os
@@ -19,6 +20,7 @@ from typing import Any, TypeVar
 
 import pytest
 import websockets
+import websockets.exceptions
 from websockets.asyncio.client import connect as websockets_connect
 from websockets.asyncio.server import ServerConnection
 from websockets.asyncio.server import serve as websockets_serve
@@ -337,9 +339,35 @@ def test_serve_raises_when_it_cannot_listen() -> None:
         with socket.socket() as taken:
             taken.bind(("127.0.0.1", 0))
             taken.listen()
-            with pytest.raises(OSError):
+            with pytest.raises(OSError) as raised:
                 async with wsbind.serve(handler, "127.0.0.1", taken.getsockname()[1]):
                     pass
+            assert raised.value.errno == errno.EADDRINUSE
+
+    run(main())
+
+
+def test_serve_takes_the_address_over_from_a_server_of_this_process() -> None:
+    """What running a notebook cell with ``await wsbind.serve(...)`` again does: the new
+    server binds through an awaitable while the old one stops, and the old one's clients
+    get 1001."""
+
+    async def greet(ws: WebSocket) -> None:
+        await ws.send(f"hello from {ws.resource_name}")
+        await ws.recv()
+
+    async def main() -> None:
+        old = await wsbind.serve(greet, "127.0.0.1", 0)
+        async with websockets_connect(f"{old.url}/old") as client:
+            assert await client.recv() == "hello from /old"
+            new = await wsbind.serve(greet, "127.0.0.1", old.port)
+            with pytest.raises(websockets.exceptions.ConnectionClosedOK):
+                await client.recv()
+            assert client.close_code == 1001
+        assert not old.listen
+        async with websockets_connect(f"{new.url}/new") as client:
+            assert await client.recv() == "hello from /new"
+        await new.close()
 
     run(main())
 

@@ -3,7 +3,7 @@
 The public API is the ``wsbind`` package; these are the pieces it is built on.
 """
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TypedDict, final, type_check_only
 
 from typing_extensions import Buffer
@@ -11,6 +11,7 @@ from typing_extensions import Buffer
 __all__ = [
     "CLOSE_TIMEOUT",
     "Addresses",
+    "bind",
     "Authenticator",
     "ClientConnected",
     "Closed",
@@ -44,6 +45,7 @@ __all__ = [
     "HANDSHAKE_TIMEOUT",
     "HttpRequest",
     "LISTEN_BACKLOG",
+    "Listener",
     "MAX_FILE_SIZE",
     "MAX_INCOMING_FRAME_SIZE",
     "MAX_INCOMING_MESSAGE_SIZE",
@@ -165,6 +167,14 @@ def environment_proxy(url: str) -> str | None:
 
 def check_proxy(proxy: str) -> None:
     """Raises ValueError unless ``proxy`` is an http://, socks5:// or socks5h:// proxy URL."""
+
+@final
+class Listener:
+    """A listening socket bound by :func:`bind`, for ``Server(listener=...)``."""
+
+def bind(host: str, port: int, backlog: int, reuse_port: bool) -> Awaitable[Listener]:
+    """Binds ``host``:``port`` without blocking the running loop; raises OSError as ``Server`` does.
+    Binding may wait for another server of this process to let the address go."""
 
 def broadcast(connections: list[Connection], message: str | Buffer) -> int:
     """Sends ``message`` to every open connection in ``connections``, framed once
@@ -461,10 +471,12 @@ class Server:
         static_dir: str | None = None,
         max_file_size: int = ...,
         broker: tuple[str, str] | None = None,
+        listener: Listener | None = None,
         register: Callable[[int], object],
     ) -> Server:
         """Listens before it returns (OSError with its errno if it cannot; an address
-        held by another server of this process is taken over), then serves in the
+        held by another server of this process is taken over), on ``listener`` if
+        given (from :func:`bind`; ``host`` and ``port`` are then its), then serves in the
         background; ``register`` is called with the server's id before any of its
         events can arrive."""
     @property

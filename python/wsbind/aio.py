@@ -29,6 +29,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Itera
 from types import TracebackType
 from typing import Any
 
+from . import _wsbind
 from .checks import check_url
 from .errors import InvalidStatus, connect_error
 from .http import Request
@@ -275,6 +276,11 @@ class serve:  # lower case, as websockets' serve(), which it stands in for
         server._process_request = self._process_request
         for route in self._routes._routes:
             server.route(route.pattern)(route.handler)
+        # Bound without blocking the loop: binding may wait for another
+        # server of this process to give the address up (a notebook cell run again).
+        server._listener = await _wsbind.bind(
+            server.host, server.port, server.listen_backlog_size, server.reuse_port
+        )
         server.listen = True
         await wait_until(server._changes, lambda: bool(server.url) or server._server is None)
         if not server.url:

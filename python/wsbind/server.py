@@ -501,6 +501,9 @@ class WebSocketServer(Object):
     def __init__(self, **kwargs: Any) -> None:  # type: ignore[no-redef]
         # The native server while listening, else None.
         self._server: _wsbind.Server | None = None
+        # A socket bound ahead (wsbind.serve() binds without blocking its
+        # loop), for the next start to serve on.
+        self._listener: _wsbind.Listener | None = None
         self._completed = False
         # Set when wsbind.run() ends: the native server stops, the object stays as it was.
         self._shutting_down = False
@@ -752,6 +755,7 @@ class WebSocketServer(Object):
             raise
 
     def _start(self) -> None:
+        listener, self._listener = self._listener, None
         try:
             server = _wsbind.Server(
                 self._dispatcher.queue,
@@ -770,6 +774,7 @@ class WebSocketServer(Object):
                 compression=self.compression,
                 **self._http_config(),
                 broker=self._broker(),
+                listener=listener,
                 # Before the server starts: its events then find this object.
                 register=lambda native_id: self._dispatcher.register(native_id, self),
             )

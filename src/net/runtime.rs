@@ -54,6 +54,20 @@ where
     Ok(())
 }
 
+/// Runs `future` on the runtime's threads and gives its handle.
+pub fn spawn_joinable<F>(future: F) -> Result<tokio::task::JoinHandle<()>, Error>
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    Ok(runtime()?.spawn(future))
+}
+
+/// Builds the runtime now, if it is not built yet; the error says why it
+/// cannot be.
+pub fn ready() -> Result<(), Error> {
+    runtime().map(drop)
+}
+
 fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
     payload
         .downcast_ref::<&str>()

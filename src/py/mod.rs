@@ -2,6 +2,7 @@
 //! `wsbind._wsbind`, its classes and functions, and the conversions of
 //! values and errors at the boundary. The only folder with `#[pyclass]`.
 
+pub mod awaitable;
 pub mod client;
 pub mod connection;
 pub mod errors;
@@ -57,7 +58,7 @@ mod _wsbind {
     #[pymodule_export]
     use super::proxy::{check_proxy, environment_proxy, ProxyAuthenticator};
     #[pymodule_export]
-    use super::server::{OriginAuthenticator, PyServer};
+    use super::server::{bind, OriginAuthenticator, PyListener, PyServer};
     #[pymodule_export]
     use super::{check_close, check_header_value, check_url};
 

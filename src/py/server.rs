@@ -2,15 +2,17 @@
 //! asks its handlers.
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
-use pyo3::exceptions::{PyOSError, PyValueError};
+use pyo3::exceptions::{PyOSError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 
+use super::awaitable::awaitable;
 use super::connection::{message_of, PyConnection};
 use super::events::PyEventQueue;
 use super::options::{self, check_header_values, Options, PyTlsOptions};
 use crate::bridge::Question;
+use crate::conn::takeover;
 use crate::conn::{HttpConfig, Server, ServerConfig};
 use crate::net::tls;
 
@@ -75,6 +77,48 @@ fn listen_error(host: &str, port: u16, error: &std::io::Error) -> PyErr {
     }
 }
 
+/// A listening socket bound by [`bind`], for a `Server` to serve on.
+#[pyclass(name = "Listener", frozen, module = "wsbind._wsbind")]
+pub struct PyListener {
+    host: String,
+    port: u16,
+    /// Taken by the server made with it.
+    bound: Mutex<Option<takeover::Bound>>,
+}
+
+/// Binds `host`:`port` without blocking the running asyncio loop: awaiting
+/// it gives a `Listener` for `Server(listener=...)`, or raises OSError as
+/// `Server` does. Binding may wait for another server of this process to
+/// let the address go (a notebook cell run again), up to RELEASE_TIMEOUT.
+#[pyfunction]
+pub fn bind(
+    py: Python<'_>,
+    host: String,
+    port: u16,
+    backlog: u32,
+    reuse_port: bool,
+) -> PyResult<Bound<'_, PyAny>> {
+    awaitable(py, async move {
+        let binding = {
+            let host = host.clone();
+            tokio::task::spawn_blocking(move || {
+                Server::bind(&host, port, backlog.max(1), reuse_port)
+            })
+        };
+        match binding.await {
+            Ok(Ok(bound)) => Ok(PyListener {
+                host,
+                port,
+                bound: Mutex::new(Some(bound)),
+            }),
+            Ok(Err(e)) => Err(listen_error(&host, port, &e)),
+            Err(e) => Err(PyRuntimeError::new_err(format!(
+                "internal error in wsbind while binding (please report it): {e}"
+            ))),
+        }
+    })
+}
+
 #[pymethods]
 impl PyServer {
     /// Listens on `host`:`port` before it returns (raising OSError if it
@@ -88,7 +132,7 @@ impl PyServer {
                         backlog = crate::config::LISTEN_BACKLOG, reuse_port = false, tls = None,
                         compression = None, ask_plain = false, ask_upgrade = false,
                         static_dir = None, max_file_size = crate::config::MAX_FILE_SIZE,
-                        broker = None, register))]
+                        broker = None, listener = None, register))]
     #[allow(clippy::too_many_arguments, reason = "one Python keyword each")]
     fn new(
         queue: &PyEventQueue,
@@ -110,6 +154,7 @@ impl PyServer {
         static_dir: Option<PathBuf>,
         max_file_size: usize,
         broker: Option<(String, String)>,
+        listener: Option<&PyListener>,
         register: &Bound<'_, PyAny>,
     ) -> PyResult<Self> {
         check_header_values([name.as_str()])?;
@@ -138,9 +183,24 @@ impl PyServer {
             },
         };
         let py = register.py();
-        let bound = py
-            .detach(|| Server::bind(&host, port, config.backlog, config.reuse_port))
-            .map_err(|e| listen_error(&host, port, &e))?;
+        let bound = match listener {
+            Some(listener) => {
+                let taken = listener
+                    .bound
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .take();
+                taken.ok_or_else(|| {
+                    PyValueError::new_err(format!(
+                        "the listener on {}:{} serves another server already",
+                        listener.host, listener.port
+                    ))
+                })?
+            }
+            None => py
+                .detach(|| Server::bind(&host, port, config.backlog, config.reuse_port))
+                .map_err(|e| listen_error(&host, port, &e))?,
+        };
         let took_over = bound.took_over.map(|a| a.to_string());
         let server = Server::start(&queue.queue, bound.listener, config, accepting, tls, |id| {
             register.call1((id,)).map(drop)

@@ -1,0 +1,150 @@
+//! Rust futures as Python awaitables, through pyo3-async-runtimes.
+//!
+//! Some waits are Rust's alone: binding a server's address (which may wait
+//! for another server of this process to let it go, see
+//! [`takeover`](crate::conn::takeover)) or a sender's queue draining.
+//! [`awaitable`] turns such a future into an `asyncio.Future` of the running
+//! loop. The future runs on wsbind's own tokio runtime, whose threads never
+//! take the GIL; its result is handed to the loop (`call_soon_threadsafe`,
+//! which needs the GIL) by one thread kept for that, `wsbind-await`.
+//! pyo3-async-runtimes does that hand-over in its runtime's `spawn_blocking`,
+//! which here is that thread.
+//!
+//! Cancelling the Python future drops the Rust one.
+
+use std::any::Any;
+use std::cell::OnceCell;
+use std::future::Future;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::pin::Pin;
+use std::sync::mpsc;
+use std::sync::OnceLock;
+
+use pyo3::exceptions::PyRuntimeError;
+use pyo3::prelude::*;
+use pyo3_async_runtimes::generic::{self, ContextExt, JoinError};
+use pyo3_async_runtimes::TaskLocals;
+use tokio::sync::oneshot;
+
+use crate::net::runtime;
+
+/// An `asyncio.Future` of the running loop, done when `future` is.
+pub fn awaitable<'py, F, T>(py: Python<'py>, future: F) -> PyResult<Bound<'py, PyAny>>
+where
+    F: Future<Output = PyResult<T>> + Send + 'static,
+    T: for<'a> IntoPyObject<'a> + Send + 'static,
+{
+    runtime::ready().map_err(|e| PyRuntimeError::new_err(e.to_string()))?;
+    if handing_over().is_none() {
+        return Err(PyRuntimeError::new_err(
+            "wsbind cannot start its wsbind-await thread",
+        ));
+    }
+    generic::future_into_py::<Awaits, F, T>(py, future)
+}
+
+/// Work for the `wsbind-await` thread: a result handed to a loop.
+type Job = Box<dyn FnOnce() + Send>;
+
+/// Where jobs go to the `wsbind-await` thread, started on first use; None
+/// if the thread could not start.
+fn handing_over() -> Option<&'static mpsc::Sender<Job>> {
+    static SENDER: OnceLock<Option<mpsc::Sender<Job>>> = OnceLock::new();
+    SENDER
+        .get_or_init(|| {
+            let (sender, jobs) = mpsc::channel::<Job>();
+            std::thread::Builder::new()
+                .name("wsbind-await".into())
+                .spawn(move || {
+                    for job in jobs {
+                        job();
+                    }
+                })
+                .ok()
+                .map(|_| sender)
+        })
+        .as_ref()
+}
+
+/// pyo3-async-runtimes' view of wsbind's runtime.
+struct Awaits;
+
+tokio::task_local! {
+    /// The loop and context of the Python code that awaits a future.
+    static LOCALS: OnceCell<TaskLocals>;
+}
+
+/// Why a spawned future or hand-over did not finish: its panic, if it
+/// panicked (a bug in wsbind, reported to the awaiting code), else nothing.
+struct Joined(Option<Box<dyn Any + Send>>);
+
+impl JoinError for Joined {
+    fn is_panic(&self) -> bool {
+        self.0.is_some()
+    }
+
+    fn into_panic(self) -> Box<dyn Any + Send> {
+        self.0.unwrap_or_else(|| Box::new("the task was cancelled"))
+    }
+}
+
+type Joining = Pin<Box<dyn Future<Output = Result<(), Joined>> + Send>>;
+
+impl generic::Runtime for Awaits {
+    type JoinError = Joined;
+    type JoinHandle = Joining;
+
+    fn spawn<F>(future: F) -> Joining
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        // `awaitable` checked that the runtime is there.
+        match runtime::spawn_joinable(future) {
+            Ok(task) => Box::pin(async move {
+                task.await.map_err(|e| match e.try_into_panic() {
+                    Ok(panic) => Joined(Some(panic)),
+                    Err(_) => Joined(None),
+                })
+            }),
+            Err(_) => Box::pin(std::future::ready(Err(Joined(None)))),
+        }
+    }
+
+    fn spawn_blocking<F>(job: F) -> Joining
+    where
+        F: FnOnce() + Send + 'static,
+    {
+        let (done, finished) = oneshot::channel();
+        let job: Job = Box::new(move || {
+            let _ = done.send(catch_unwind(AssertUnwindSafe(job)));
+        });
+        // `awaitable` checked that the thread is there.
+        if let Some(sender) = handing_over() {
+            let _ = sender.send(job);
+        }
+        Box::pin(async move {
+            match finished.await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(panic)) => Err(Joined(Some(panic))),
+                Err(_) => Err(Joined(None)),
+            }
+        })
+    }
+}
+
+impl ContextExt for Awaits {
+    fn scope<F, R>(locals: TaskLocals, future: F) -> Pin<Box<dyn Future<Output = R> + Send>>
+    where
+        F: Future<Output = R> + Send + 'static,
+    {
+        let cell = OnceCell::new();
+        let _ = cell.set(locals);
+        Box::pin(LOCALS.scope(cell, future))
+    }
+
+    fn get_task_locals() -> Option<TaskLocals> {
+        LOCALS
+            .try_with(|cell| cell.get().cloned())
+            .unwrap_or_default()
+    }
+}
