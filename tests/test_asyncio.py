@@ -27,6 +27,7 @@ from websockets.asyncio.server import serve as websockets_serve
 
 import wsbind
 from conftest import TIMEOUT, Recorder, free_port, wait_until
+from rawpeer import raw_websocket_server
 from wsbind import Status, WebSocket, _wsbind
 
 T = TypeVar("T")
@@ -593,6 +594,35 @@ def test_send_waits_while_the_peer_does_not_read() -> None:
                 await sending
                 await eventually(lambda: len(received) == total, "the peer to read everything")
         assert received == [numbered(i, size) for i in range(total)]
+
+    run(main())
+
+
+def test_a_send_waiting_for_the_peer_raises_when_the_connection_is_lost() -> None:
+    """The backpressure wait (a Rust future awaited through pyo3-async-runtimes) ends with
+    the connection, and send() raises ConnectionClosedError rather than waiting on."""
+    drop_it = threading.Event()
+
+    def stuck(conn: socket.socket) -> None:
+        drop_it.wait(TIMEOUT)  # reads nothing meanwhile
+        # Closing with unread data sends a reset.
+        conn.close()
+
+    async def main() -> None:
+        with raw_websocket_server(stuck) as url:
+            ws = await wsbind.connect(url, ping_interval=None)
+
+            async def sender() -> None:
+                while True:
+                    await ws.send(bytes(64 << 10))
+
+            sending = asyncio.create_task(sender())
+            await eventually(lambda: ws.bytes_to_write > ws.write_limit, "the queue to pass write_limit")
+            assert not sending.done()
+            drop_it.set()
+            with pytest.raises(wsbind.ConnectionClosedError):
+                await sending
+            assert ws.status in (Status.CLOSED, Status.ERROR)
 
     run(main())
 

@@ -340,6 +340,8 @@ class Connection:
         (or opens) a text message, a bytes-like object a binary one; ``last``
         ends it. Until then, other messages sent here wait for its end.
         Returns the fragment's size in bytes."""
+    def drained(self, low: int) -> Awaitable[None]:
+        """Done once at most ``low`` bytes wait to be written or the connection is over."""
     def flush(self, timeout: float | None = None) -> bool:
         """Waits, without the GIL, until everything queued is written; returns
         whether it was before ``timeout`` seconds (None: no limit) passed."""

@@ -504,15 +504,12 @@ class WebSocket(Object):
         self._receiving = False
         # The connection whose reading is paused because the inbox is full.
         self._paused: _wsbind.Connection | None = None
-        # send()s waiting for the bytes to write to go down, and their count.
-        self._drains: Waiters | None = None
         # A send() is sending a fragmented message: other send()s wait for its
         # end (set and cleared under _lock), woken through _fragmented.
         self._fragmenting = False
         self._fragmented: Waiters | None = None
         # The headers of the response that last refused a handshake, for the error raised.
         self._rejected_headers: list[tuple[str, str]] | None = None
-        self._draining = 0
         # Coroutines waiting for a connection to end (an awaited close()).
         self._ends: Waiters | None = None
         # The last connection that ended: its id, close code, reason and error.
@@ -1056,19 +1053,10 @@ class WebSocket(Object):
     async def _drain(self, conn: _wsbind.Connection) -> None:
         """Waits until ``conn`` has a quarter of ``write_limit`` or less left to write."""
         low = self._values["write_limit"] // 4
-        drains = self._drains
-        if drains is None:
-            drains = self._drains = Waiters()
-        # Writes are reported while somebody waits here; each report wakes the waiters.
-        self._draining += 1
-        self._report(conn)
-        try:
-            await wait_until(drains, lambda: conn.bytes_to_write <= low or self._conn is not conn)
-        finally:
-            self._draining -= 1
-            if self._draining == 0:
-                self._report(conn)
-        if self._conn is not conn:
+        # A Rust future (the writer wakes it), not a wait for write events.
+        await conn.drained(low)
+        if conn.bytes_to_write > low:
+            # The connection ended with this much unsent.
             raise await self._send_error(conn)
 
     async def _wait_end(self, conn: _wsbind.Connection) -> None:
@@ -1091,8 +1079,6 @@ class WebSocket(Object):
         pings, self._pings = self._pings, None
         for ping in pings or ():
             ping._fail(code, reason, error)
-        if self._drains:
-            self._drains.wake_all()
         if self._ends:
             self._ends.wake_all()
 
@@ -1154,7 +1140,7 @@ class WebSocket(Object):
             return any(name in self.__dict__ and self.__dict__[name].connected for name in names)
 
         conn.report_frames(listened("text_frame_received", "binary_frame_received"))
-        conn.report_writes(listened("bytes_written", "bytes_to_write_changed") or self._draining > 0)
+        conn.report_writes(listened("bytes_written", "bytes_to_write_changed"))
 
     def _open(self) -> None:
         with self._lock:
@@ -1240,8 +1226,6 @@ class WebSocket(Object):
                 self._ponged(payload)
             self.pong.emit(payload.elapsed_ms, payload.payload)
         elif kind == _WRITTEN:
-            if self._drains:
-                self._drains.wake_all()
             self.bytes_written.emit(payload.count)
             self.bytes_to_write_changed.emit(payload.remaining)
         elif kind == _PROXY_AUTH:

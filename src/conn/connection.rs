@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
+use tokio::sync::Notify;
 
 use super::event::{Event, EventSink};
 use super::outbox::{Closed, Outbox, BURST_WRITE_FROM};
@@ -69,9 +70,10 @@ pub struct Connection {
     outgoing_full: AtomicBool,
     /// A [`Command::Wake`] is on its way to the task.
     wake_pending: AtomicBool,
-    /// Threads blocked in `flush()`, woken after each write.
+    /// Threads blocked in `flush()` and futures in `drained()`, woken after each write.
     flushing: AtomicUsize,
     flushed: (Mutex<()>, Condvar),
+    drained: Notify,
     /// Qt's `outgoingFrameSize`, for the threads that frame what they send.
     frame_size: AtomicUsize,
     /// Each write is reported (a handler listens to `bytes_written`).
@@ -117,6 +119,7 @@ impl Connection {
             wake_pending: AtomicBool::new(false),
             flushing: AtomicUsize::new(0),
             flushed: Default::default(),
+            drained: Notify::new(),
             frame_size: AtomicUsize::new(config::OUTGOING_FRAME_SIZE),
             report_writes: AtomicBool::new(false),
             burst: AtomicU64::new(0),
@@ -564,8 +567,36 @@ impl Connection {
         if size > 0 && self.flushing.load(Ordering::Acquire) > 0 {
             let _guard = self.flushed.0.lock().unwrap_or_else(|e| e.into_inner());
             self.flushed.1.notify_all();
+            self.drained.notify_waiters();
         }
         remaining
+    }
+
+    /// Returns once at most `low` bytes wait to be written (as
+    /// [`bytes_to_write`](Self::bytes_to_write) counts them), or the
+    /// connection is over: the backpressure of an asyncio `send()`.
+    pub async fn drained(&self, low: usize) {
+        struct Waiting<'a>(&'a AtomicUsize);
+        impl Drop for Waiting<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::AcqRel);
+            }
+        }
+        self.flushing.fetch_add(1, Ordering::AcqRel);
+        let _waiting = Waiting(&self.flushing);
+        loop {
+            let written = self.drained.notified();
+            tokio::pin!(written);
+            // Registered before the look, so that a write in between is not missed.
+            written.as_mut().enable();
+            if self.bytes_to_write() <= low {
+                return;
+            }
+            tokio::select! {
+                () = written => {}
+                () = self.commands.closed() => return,
+            }
+        }
     }
 
     /// Waits until every queued byte is written, or the connection is over,

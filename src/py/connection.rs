@@ -11,6 +11,7 @@ use pyo3::prelude::*;
 use pyo3::pybacked::{PyBackedBytes, PyBackedStr};
 use pyo3::types::{PyBytes, PyString};
 
+use super::awaitable::awaitable;
 use super::options::{seconds, Options};
 use crate::conn::broadcast::broadcast as broadcast_to;
 use crate::conn::Connection;
@@ -196,6 +197,16 @@ impl PyConnection {
         let timeout = timeout.map(|t| seconds("timeout", t)).transpose()?;
         let connection = Arc::clone(&self.connection);
         Ok(py.detach(move || connection.wait_flushed(timeout)))
+    }
+
+    /// An awaitable, done once at most `low` bytes wait to be written or
+    /// the connection is over (then `bytes_to_write` says which).
+    fn drained<'py>(&self, py: Python<'py>, low: usize) -> PyResult<Bound<'py, PyAny>> {
+        let connection = Arc::clone(&self.connection);
+        awaitable(py, async move {
+            connection.drained(low).await;
+            Ok(())
+        })
     }
 
     /// Sends a ping with `payload` (at most 125 bytes).
