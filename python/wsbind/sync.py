@@ -43,7 +43,7 @@ from .errors import (
 )
 from .objects import wait_in_slices
 from .status import Status
-from .websocket import WebSocket
+from .websocket import WebSocket, whole_message
 
 if TYPE_CHECKING:
     from typing_extensions import Buffer
@@ -216,15 +216,10 @@ class SyncWebSocket:
         it to end. If the iterable raises, the connection is closed with
         1011 and the exception propagates.
         """
-        payload: str | Buffer
-        if isinstance(message, (str, bytes, bytearray, memoryview)):
-            payload = message
-        else:
-            try:
-                payload = memoryview(cast("Buffer", message))
-            except TypeError:
-                self._send_fragments(cast("Iterable[str | Buffer]", message))
-                return
+        payload = whole_message(message)
+        if payload is None:
+            self._send_fragments(cast("Iterable[str | Buffer]", message))
+            return
         socket = self.socket
         try:
             if isinstance(payload, str):
@@ -248,7 +243,7 @@ class SyncWebSocket:
             return
         socket = self.socket
         self._start_fragments()
-        try:
+        with socket._fragmented_message():
             conn = socket._conn
             if conn is None or socket.status is not Status.OPEN:
                 raise self._closed_error()
@@ -263,31 +258,19 @@ class SyncWebSocket:
                 conn.send_fragment("" if text else b"", True)
             except NotOpenError:
                 raise self._closed_error() from None
-            except ConnectionClosed:
-                raise
-            except BaseException:
-                # Half a message went out and the rest never will: the
-                # connection cannot carry another message (as in the asyncio send()).
-                socket._close(1011, "error in fragmented message", reopen=False)
-                raise
-        finally:
-            with socket._lock:
-                socket._fragmenting = False
-            socket._fragment_waiters().wake_all()
 
     def _start_fragments(self) -> None:
         """Waits until no other send() sends a fragmented message, and marks this one's start."""
         socket = self.socket
-        while True:
-            with socket._lock:
-                if not socket._fragmenting:
-                    socket._fragmenting = True
-                    return
-                ended = socket._fragment_waiters().add_event()
+        waiters = socket._fragment_waiters()
+        while not socket._claim_fragments():
+            ended = waiters.add_event()
             try:
-                wait_in_slices(ended.wait, None)
+                # Looked at again once registered: an end in between would not set it.
+                if socket._fragmenting:
+                    wait_in_slices(ended.wait, None)
             finally:
-                socket._fragment_waiters().discard(ended)
+                waiters.discard(ended)
 
     def _drain(self) -> None:
         """Waits while more than ``write_limit`` bytes wait to be written, until a quarter is left."""

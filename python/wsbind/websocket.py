@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import os
@@ -777,16 +778,11 @@ class WebSocket(Object):
         waiting for its end, as websockets does), NotOpenError while it is
         CONNECTING, TypeError for anything else. Safe from any loop or thread.
         """
-        payload: str | Buffer
-        if isinstance(message, (str, bytes, bytearray, memoryview)):
-            payload = message
-        else:
-            try:
-                payload = memoryview(cast("Buffer", message))
-            except TypeError:
-                fragments = cast("Iterable[str | Buffer] | AsyncIterable[str | Buffer]", message)
-                await self._send_fragments(fragments)
-                return
+        payload = whole_message(message)
+        if payload is None:
+            fragments = cast("Iterable[str | Buffer] | AsyncIterable[str | Buffer]", message)
+            await self._send_fragments(fragments)
+            return
         if self._fragmenting:
             await wait_until(self._fragment_waiters(), lambda: not self._fragmenting)
         conn = self._conn
@@ -828,7 +824,7 @@ class WebSocket(Object):
         except StopAsyncIteration:
             return
         await self._start_fragments()
-        try:
+        with self._fragmented_message():
             conn = self._conn
             if conn is None or self._values["status"] is not Status.OPEN or self._close_asked is not None:
                 raise await self._send_error(conn)
@@ -848,27 +844,41 @@ class WebSocket(Object):
             except NotOpenError:
                 # The connection started closing on another thread just now.
                 raise await self._send_error(conn) from None
-            except ConnectionClosed:
-                raise
-            except BaseException:
-                # Half a message was sent and the rest never will be (the
-                # iterator failed, or this send() was cancelled): the connection
-                # cannot carry another message. websockets does the same.
-                self._close(1011, "error in fragmented message", reopen=False)
-                raise
+
+    async def _start_fragments(self) -> None:
+        """Waits until no other send() sends a fragmented message, and marks this one's start."""
+        while not self._claim_fragments():
+            await wait_until(self._fragment_waiters(), lambda: not self._fragmenting)
+
+    def _claim_fragments(self) -> bool:
+        """Marks the start of a fragmented message unless another is under way; whether it did.
+
+        The blocking face's ``send()`` claims the same mark: one fragmented
+        message at a time, whichever face sends it.
+        """
+        with self._lock:
+            if self._fragmenting:
+                return False
+            self._fragmenting = True
+            return True
+
+    @contextlib.contextmanager
+    def _fragmented_message(self) -> Iterator[None]:
+        """Around the sending of a claimed fragmented message: lets the next one go at its end."""
+        try:
+            yield
+        except (NotOpenError, ConnectionClosed):
+            raise
+        except BaseException:
+            # Half a message was sent and the rest never will be (the
+            # iterator failed, or the send() was cancelled): the connection
+            # cannot carry another message. websockets does the same.
+            self._close(1011, "error in fragmented message", reopen=False)
+            raise
         finally:
             with self._lock:
                 self._fragmenting = False
             self._fragment_waiters().wake_all()
-
-    async def _start_fragments(self) -> None:
-        """Waits until no other send() sends a fragmented message, and marks this one's start."""
-        while True:
-            with self._lock:
-                if not self._fragmenting:
-                    self._fragmenting = True
-                    return
-            await wait_until(self._fragment_waiters(), lambda: not self._fragmenting)
 
     async def recv(self) -> str | bytes:
         """The next message: a str for text, bytes for binary (websockets: ``recv()``).
@@ -1444,6 +1454,17 @@ class _Ending:
     async def _wait(self) -> None:
         if self._conn is not None:
             await self._ws._wait_end(self._conn)
+
+
+def whole_message(message: object) -> str | Buffer | None:
+    """What ``send()`` sends as one message: a str, or a bytes-like object as a
+    memoryview; None for anything else, which it takes for fragments."""
+    if isinstance(message, (str, bytes, bytearray, memoryview)):
+        return message
+    try:
+        return memoryview(cast("Buffer", message))
+    except TypeError:
+        return None
 
 
 def _next_of(iterator: Iterator[str | Buffer]) -> Callable[[], Awaitable[str | Buffer]]:
