@@ -9,6 +9,8 @@
 //!     ws-peer broadcast-server --port P --clients N --messages M [--size B]
 //!     ws-peer client --url U --mode rtt|pipeline|mbps|latency|idle
 //!             [--size B] [--window W] [--connections C] [--warmup S] [--duration S]
+//!     ws-peer client --url U --mode busy --connections C --interval-ms T [--size B]
+//!             [--warmup S] [--duration S]
 //!     ws-peer connect-many --url U --count N        (holds them until stdin closes)
 //!     ws-peer broadcast-sink --url U --count N --expect M [--deflate 1]
 //!
@@ -16,7 +18,7 @@
 //! decoding, so the figures compare the libraries' framing and dispatch.
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::process::exit;
 use std::rc::Rc;
 use std::task::Poll;
@@ -108,6 +110,7 @@ fn main() {
         fail("no command; see the top of src/main.rs")
     };
     let args = Args::parse(&argv[1..]);
+    raise_file_limit();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -123,6 +126,7 @@ fn main() {
                 "mbps" => mbps(&args).await,
                 "latency" => latency(&args).await,
                 "idle" => idle(&args).await,
+                "busy" => busy(&args).await,
                 other => fail(&format!("unknown mode {other}")),
             },
             "connect-many" => connect_many(&args).await,
@@ -132,6 +136,24 @@ fn main() {
     });
     // Open connections are dropped with the process: the measurement is over.
     exit(0)
+}
+
+/// The many-connection commands hold 10,000 sockets: the soft limit on open
+/// files (often 1,024) is lifted to the hard one, as the harness does for
+/// itself and the servers it starts.
+fn raise_file_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write the struct given.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
+        {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
 }
 
 // -- echo server
@@ -624,6 +646,116 @@ async fn idle(args: &Args) {
     let _ws = connect_or_fail(&args.str("url")).await;
     sleep(args.secs("duration", 3.0)).await;
     println!(r#"{{"mode":"idle","msgs":0}}"#);
+}
+
+/// What `busy` counts, shared by its connections' tasks.
+#[derive(Default)]
+struct Busy {
+    sent: Cell<u64>,
+    received: Cell<u64>,
+    recording: Cell<bool>,
+    /// Microseconds from a message's send to its echo, while recording.
+    samples: RefCell<Vec<u32>>,
+}
+
+/// `connections` connections, each sending a `size`-byte message every
+/// `interval-ms` whatever the echoes do: an open loop, as that many
+/// independent users would, so that a server that falls behind shows a
+/// backlog that grows (`in_flight` at the end) and latencies that climb,
+/// not a rate that politely slows down. The connections' first messages are
+/// spread over one interval, so the load is even. Prints `{"event":
+/// "measuring"}` when the measured window opens, for the harness to read
+/// the server's CPU time then and at the result line.
+async fn busy(args: &Args) {
+    let url = args.str("url");
+    let count = args.num("connections", 10_000usize);
+    let interval = Duration::from_secs_f64(args.num("interval-ms", 100.0f64) / 1000.0);
+    let payload = payload(args);
+    let gate = Rc::new(Semaphore::new(args.num("concurrency", 64usize)));
+    let conns: Vec<Client> = join_all((0..count).map(|_| {
+        let (gate, url) = (gate.clone(), url.clone());
+        async move {
+            let _permit = gate.acquire().await.unwrap();
+            connect_retrying(&url, None).await.map(|(ws, _)| ws)
+        }
+    }))
+    .await
+    .into_iter()
+    .flatten()
+    .collect();
+    if conns.len() < count {
+        fail(&format!("only {} of {count} connections opened", conns.len()));
+    }
+    println!(r#"{{"event":"open","open":{count}}}"#);
+    let state = Rc::new(Busy::default());
+    let start = Instant::now();
+    for (i, ws) in conns.into_iter().enumerate() {
+        let first = start + interval.mul_f64(i as f64 / count as f64);
+        spawn_local(talk(ws, first, interval, payload.clone(), state.clone()));
+    }
+    sleep(args.secs("warmup", 0.5)).await;
+    let (sent, received) = (state.sent.get(), state.received.get());
+    println!(r#"{{"event":"measuring"}}"#);
+    state.recording.set(true);
+    let began = Instant::now();
+    sleep(args.secs("duration", 3.0)).await;
+    state.recording.set(false);
+    let secs = began.elapsed().as_secs_f64();
+    let msgs = state.received.get() - received;
+    let offered = state.sent.get() - sent;
+    let in_flight = state.sent.get() - state.received.get();
+    let mut samples = state.samples.take();
+    samples.sort_unstable();
+    let pct = |p: f64| -> u32 {
+        if samples.is_empty() {
+            return 0;
+        }
+        samples[((p * samples.len() as f64).ceil() as usize).clamp(1, samples.len()) - 1]
+    };
+    // The connections are dropped with the process, after this line: the
+    // harness stops the server first.
+    println!(
+        r#"{{"mode":"busy","msgs":{msgs},"sent":{offered},"secs":{secs:.6},"rate":{:.1},"offered_rate":{:.1},"in_flight":{in_flight},"p50_us":{},"p99_us":{},"max_us":{}}}"#,
+        msgs as f64 / secs,
+        offered as f64 / secs,
+        pct(0.50),
+        pct(0.99),
+        samples.last().copied().unwrap_or(0)
+    );
+}
+
+/// One connection of `busy`: a message every `interval` from `first` on
+/// (late ticks are sent at once, in a burst: the load does not drop because
+/// the server is slow), each echo timed against its message's send.
+async fn talk(mut ws: Client, first: Instant, interval: Duration, payload: Bytes, state: Rc<Busy>) {
+    let mut ticks = tokio::time::interval_at(first.into(), interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut sent_at = VecDeque::new();
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {
+                sent_at.push_back(Instant::now());
+                if let Err(e) = ws.send(Message::Binary(payload.clone())).await {
+                    fail(&format!("send failed: {e}"));
+                }
+                state.sent.set(state.sent.get() + 1);
+            }
+            message = ws.next() => match message {
+                Some(Ok(Message::Binary(_) | Message::Text(_))) => {
+                    let Some(sent) = sent_at.pop_front() else {
+                        fail("an echo came for no message sent");
+                    };
+                    state.received.set(state.received.get() + 1);
+                    if state.recording.get() {
+                        let us = sent.elapsed().as_micros().min(u32::MAX as u128) as u32;
+                        state.samples.borrow_mut().push(us);
+                    }
+                }
+                Some(Ok(_)) => {}
+                Some(Err(_)) | None => fail("the library closed the connection"),
+            }
+        }
+    }
 }
 
 /// What a browser offers (Chromium's header): the broadcast sink's
