@@ -1046,10 +1046,18 @@ def check_scale_targets(results: Results, s: Settings) -> list[str]:
         checks.append(f"- the spin's cost at 100 round trips/s, CPU of a core: {shown}")
     w = median("server/memory", "wsbind")
     if w is not None:
-        check(f"memory at {s.memory_connections:,} connections: ≤ 8 KiB per idle connection", w <= 8, f"{w:.1f} KiB")
+        check(
+            f"memory at {s.memory_connections:,} connections: ≤ 8 KiB per idle connection",
+            w <= 8,
+            f"{w:.1f} KiB",
+        )
     ours, theirs = median("server/broadcast-10k", "wsbind"), median("server/broadcast-10k", "websockets")
     if ours is not None and theirs:
-        check(f"broadcast to {BROADCAST_MANY_CLIENTS:,}: ≥ 10{TIMES} websockets", ours >= 10 * theirs, f"{ours / theirs:.2f}{TIMES}")
+        check(
+            f"broadcast to {BROADCAST_MANY_CLIENTS:,}: ≥ 10{TIMES} websockets",
+            ours >= 10 * theirs,
+            f"{ours / theirs:.2f}{TIMES}",
+        )
     return checks
 
 

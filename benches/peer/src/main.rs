@@ -678,7 +678,9 @@ impl Talker {
             match self.tcp.try_write(frame) {
                 Ok(n) if n == frame.len() => return,
                 Ok(n) => unsent.extend_from_slice(&frame[n..]),
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => unsent.extend_from_slice(frame),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    unsent.extend_from_slice(frame)
+                }
                 Err(e) => fail(&format!("send failed: {e}")),
             }
             return;
@@ -748,7 +750,10 @@ async fn busy(args: &Args) {
     .flatten()
     .collect();
     if conns.len() < count {
-        fail(&format!("only {} of {count} connections opened", conns.len()));
+        fail(&format!(
+            "only {} of {count} connections opened",
+            conns.len()
+        ));
     }
     println!(r#"{{"event":"open","open":{count}}}"#);
     let state = Rc::new(Busy::default());
@@ -854,7 +859,10 @@ async fn read_echoes(mut tcp: OwnedReadHalf, talker: Rc<Talker>, state: Rc<Busy>
                     break;
                 }
                 match opcode {
-                    9 => talker.write(&masked_frame(10, &buffer[start + head..start + head + length])),
+                    9 => talker.write(&masked_frame(
+                        10,
+                        &buffer[start + head..start + head + length],
+                    )),
                     8 => fail("the library closed the connection"),
                     _ => {}
                 }
@@ -881,8 +889,14 @@ async fn read_echoes(mut tcp: OwnedReadHalf, talker: Rc<Talker>, state: Rc<Busy>
 fn frame_header(bytes: &[u8]) -> Option<(usize, usize)> {
     let second = *bytes.get(1)?;
     let (head, length) = match second & 0x7f {
-        126 => (4, u16::from_be_bytes(bytes.get(2..4)?.try_into().ok()?) as usize),
-        127 => (10, u64::from_be_bytes(bytes.get(2..10)?.try_into().ok()?) as usize),
+        126 => (
+            4,
+            u16::from_be_bytes(bytes.get(2..4)?.try_into().ok()?) as usize,
+        ),
+        127 => (
+            10,
+            u64::from_be_bytes(bytes.get(2..10)?.try_into().ok()?) as usize,
+        ),
         n => (2, n as usize),
     };
     // A server's frames are not masked; a mask would be a broken server.
