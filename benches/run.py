@@ -950,6 +950,9 @@ def markdown(results: Results, s: Settings, env: dict[str, Any]) -> str:
             continue
         notes: list[str] = []
         better = "higher" if group.rows[0].higher_is_better else "lower"
+        if len({r.higher_is_better for r in group.rows}) > 1:
+            # The busy group: a rate, then latencies and a backlog.
+            better = f"the ratio above 1{TIMES}"
         lines += [
             f"## {group.title}",
             "",
