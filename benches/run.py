@@ -150,6 +150,26 @@ LATENCY_CONNECTIONS = 100
 BROADCAST_CLIENTS = 1000
 BROADCAST_SIZE = 32
 MEMORY_CONNECTIONS = 10_000
+# Issue 25. Busy connections: each sends a BUSY_SIZE message every
+# BUSY_INTERVAL_MS to the echo server, 100k messages a second in all.
+BUSY_CONNECTIONS = 10_000
+BUSY_INTERVAL_MS = 100
+BUSY_SIZE = 100
+# The spin's cost: one connection, one 32 B round trip every 10 ms (100 a
+# second), the server's CPU in % of a core.
+SPIN_INTERVAL_MS = 10
+SPIN_SIZE = 32
+# The broadcast row again, with ten times the clients and a tenth of the messages.
+BROADCAST_MANY_CLIENTS = 10_000
+
+
+def cpu_key(row_key: str) -> str:
+    """The key of a row's companion figure: the library's CPU time per message on that work.
+
+    Not a row of its own: ``cell()`` shows it next to the row's figure.
+    """
+    return f"{row_key}/cpu"
+
 
 GROUPS = [
     Group(
@@ -187,6 +207,12 @@ GROUPS = [
         (Row("server/broadcast", "server"),),
     ),
     Group(
+        "broadcast-10k",
+        f"Broadcast: one server, {BROADCAST_MANY_CLIENTS:,} clients, {BROADCAST_SIZE} B messages",
+        "messages/s delivered",
+        (Row("server/broadcast-10k", "server"),),
+    ),
+    Group(
         "memory",
         "Resident memory per idle connection on the server",
         "KiB per connection",
@@ -199,6 +225,29 @@ GROUPS = [
         (
             Row("server/p50", "p50", higher_is_better=False),
             Row("server/p99", "p99", higher_is_better=False),
+        ),
+    ),
+    Group(
+        "busy",
+        f"{BUSY_CONNECTIONS:,} busy connections, each sending {BUSY_SIZE} B every {BUSY_INTERVAL_MS} ms "
+        f"to the echo server ({BUSY_CONNECTIONS * 1000 // BUSY_INTERVAL_MS:,} messages/s offered)",
+        "messages/s echoed; ms; messages",
+        (
+            Row("server/busy", "echoed/s"),
+            Row("server/busy-p50", "p50, ms", higher_is_better=False),
+            Row("server/busy-p99", "p99, ms", higher_is_better=False),
+            Row("server/busy-behind", "not echoed at the end", higher_is_better=False),
+        ),
+    ),
+    Group(
+        "spin",
+        f"The spin's cost: one connection, a {SPIN_SIZE} B round trip every {SPIN_INTERVAL_MS} ms, "
+        "the echo server's CPU",
+        "% of a core",
+        (
+            Row("server/spin", "server", higher_is_better=False),
+            # wsbind only: its event thread without the 50 µs spin.
+            Row("server/spin-off", "server, WSBIND_SPIN_US=0", higher_is_better=False),
         ),
     ),
     # Measured in the same runs as the MB/s rows. Steadier than rates on a
@@ -290,6 +339,7 @@ class Settings:
     notes: list[str] = field(default_factory=list)
     # --build: column -> folder.
     builds: dict[str, str] = field(default_factory=dict)
+    busy_connections: int = BUSY_CONNECTIONS
 
     def timing(self) -> list[str]:
         return ["--warmup", str(self.warmup), "--duration", str(self.duration)]
@@ -450,6 +500,8 @@ def measure_client_side(lib: str, echo_url: str, s: Settings, failures: Failures
             if key in CPU_ROWS:
                 figures[f"client/{CPU_ROWS[key]}"] = result["cpu_us"]
             out |= {row: figures[row] for row in rows}
+            if f"client/{key}" in rows:
+                out[cpu_key(f"client/{key}")] = result["cpu_us"]
         except BenchError as e:
             failures |= dict.fromkeys(rows, str(e))
     return out
@@ -477,6 +529,8 @@ def peer_echo_rows(
             if key in CPU_ROWS and msgs:
                 figures[f"{prefix}/{CPU_ROWS[key]}"] = used / msgs * 1e6
             out |= {row: figures[row] for row in rows if row in figures}
+            if server is not None and msgs and f"{prefix}/{key}" in rows:
+                out[cpu_key(f"{prefix}/{key}")] = used / msgs * 1e6
         except BenchError as e:
             failures |= dict.fromkeys(rows, explain(e, server))
         if server is not None and not server.alive:
@@ -493,17 +547,36 @@ def peer_latency(lib: str, url: str, s: Settings, failures: Failures, server: Ch
     argv = [str(PEER), "client", "--url", url, "--mode", "latency", "--size", str(KiB)]
     argv += ["--connections", str(LATENCY_CONNECTIONS), *s.timing()]
     try:
+        used = server_cpu(server)
         result = run_once(argv, "peer", s.timeout())
+        used = server_cpu(server) - used
     except BenchError as e:
         failures["server/p50"] = failures["server/p99"] = explain(e, server)
         return {}
-    return {"server/p50": result["p50_us"] / 1000, "server/p99": result["p99_us"] / 1000}
+    out = {"server/p50": result["p50_us"] / 1000, "server/p99": result["p99_us"] / 1000}
+    # The server's whole run, warm-up included, at the same rate.
+    msgs = result["msgs"] * (s.warmup + s.duration) / s.duration
+    if server is not None and msgs:
+        out[cpu_key("server/p50")] = used / msgs * 1e6
+    return out
 
 
 def server_cpu(server: Child | None) -> float:
-    """CPU seconds the server process has used, all its threads (0 for none)."""
+    """CPU seconds the server process has used, all its threads (0 for none).
+
+    From each thread's ``schedstat`` (nanoseconds): the user and system
+    times of ``stat`` count in ticks of 10 ms, too coarse for the spin's
+    row, where a server uses a few ms a second. A thread that ended is no
+    longer counted; the servers keep theirs to the end.
+    """
     if server is None:
         return 0.0
+    total = 0
+    for task in Path(f"/proc/{server.proc.pid}/task").glob("*/schedstat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            total += int(task.read_text().split()[0])
+    if total:
+        return total / 1e9
     times = psutil.Process(server.proc.pid).cpu_times()
     return float(times.user + times.system)
 
@@ -532,9 +605,10 @@ def measure_server_side(lib: str, s: Settings, failures: Failures) -> Measured:
                 server.stop()
     if selected(s, "server/broadcast", lib):
         try:
-            out["server/broadcast"] = measure_broadcast(lib, s, failures)
+            out |= measure_broadcast(lib, s, failures)
         except BenchError as e:
             failures["server/broadcast"] = str(e)
+    out |= measure_scale(lib, s, failures, None)
     if selected(s, "server/memory", lib):
         try:
             out["server/memory"] = measure_memory(lib, s, failures)
@@ -543,25 +617,124 @@ def measure_server_side(lib: str, s: Settings, failures: Failures) -> Measured:
     return out
 
 
-def measure_broadcast(lib: str, s: Settings, failures: Failures) -> float:
-    work = ["--clients", str(BROADCAST_CLIENTS), "--messages", str(s.broadcast_messages)]
-    work += ["--size", str(BROADCAST_SIZE)]
+def measure_broadcast(
+    lib: str,
+    s: Settings,
+    failures: Failures,
+    row: str = "server/broadcast",
+    clients: int = BROADCAST_CLIENTS,
+    messages: int | None = None,
+) -> Measured:
+    """Messages delivered per second, and the server's CPU time per delivered message.
+
+    The CPU time is counted from when every client is connected (the sink's
+    "ready"; the server starts once its last client is, so it may have
+    sent a little before), to keep the handshakes out of it.
+    """
+    messages = messages or s.broadcast_messages
+    work = ["--clients", str(clients), "--messages", str(messages), "--size", str(BROADCAST_SIZE)]
     if lib == NATIVE:
         argv = [str(PEER), "broadcast-server", *work]
     else:
         argv = library_server(lib, "--mode", "broadcast", *work)
     server, url = start_server(argv, f"{lib}-broadcast")
     try:
-        sink = [str(PEER), "broadcast-sink", "--url", url, "--count", str(BROADCAST_CLIENTS)]
-        sink += ["--expect", str(s.broadcast_messages)]
-        result = run_once(sink, "peer", 300)
+        sink = [str(PEER), "broadcast-sink", "--url", url, "--count", str(clients)]
+        sink += ["--expect", str(messages)]
+        with child(sink, "peer") as peer:
+            peer.next_json(300)
+            used = server_cpu(server if lib != NATIVE else None)
+            result = peer.next_json(600)
+            used = server_cpu(server if lib != NATIVE else None) - used
     finally:
         server.stop()
     if result["msgs"] < result["expected"]:
-        failures["server/broadcast"] = f"delivered {result['msgs']:,} of {result['expected']:,} messages"
+        failures[row] = f"delivered {result['msgs']:,} of {result['expected']:,} messages"
     if not result["rate"]:
         raise BenchError("no message arrived")
-    return float(result["rate"])
+    out = {row: float(result["rate"])}
+    if lib != NATIVE:
+        out[cpu_key(row)] = used / result["msgs"] * 1e6
+    return out
+
+
+def measure_scale(lib: str, s: Settings, failures: Failures, echo_url: str | None) -> Measured:
+    """Issue 25's rows on the server side: the spin's cost, busy connections, broadcast to 10,000.
+
+    ``echo_url`` is the native echo server's, for the native column (whose
+    CPU is not measured); a library's echo server is started here.
+    """
+    out: Measured = {}
+    if selected(s, "server/spin", lib) and lib != NATIVE:
+        out |= peer_busy(lib, s, failures, "spin", echo_url)
+        # What the event thread's spin costs: wsbind's server again without it.
+        if lib != NATIVE and LIBRARIES[lib] == LIBRARIES["wsbind"]:
+            out |= peer_busy(lib, s, failures, "spin-off", None)
+    if selected(s, "server/busy", lib):
+        out |= peer_busy(lib, s, failures, "busy", echo_url)
+    if selected(s, "server/broadcast-10k", lib):
+        try:
+            # A tenth of the messages: websockets would take minutes a run otherwise.
+            messages = max(1, s.broadcast_messages // 10)
+            out |= measure_broadcast(
+                lib, s, failures, "server/broadcast-10k", BROADCAST_MANY_CLIENTS, messages
+            )
+        except BenchError as e:
+            failures["server/broadcast-10k"] = str(e)
+    return out
+
+
+def peer_busy(lib: str, s: Settings, failures: Failures, which: str, echo_url: str | None) -> Measured:
+    """The peer's open-loop ``busy`` client against an echo server: ``which`` is
+    "busy" (many connections) or "spin"/"spin-off" (one, 100 messages a second)."""
+    rows = {
+        "busy": ["server/busy", "server/busy-p50", "server/busy-p99", "server/busy-behind"],
+        "spin": ["server/spin"],
+        "spin-off": ["server/spin-off"],
+    }[which]
+    if which == "busy":
+        work = ["--connections", str(s.busy_connections), "--interval-ms", str(BUSY_INTERVAL_MS)]
+        work += ["--size", str(BUSY_SIZE)]
+    else:
+        work = ["--connections", "1", "--interval-ms", str(SPIN_INTERVAL_MS), "--size", str(SPIN_SIZE)]
+    server: Child | None = None
+    try:
+        if echo_url is None:
+            argv = library_server(lib, "--mode", "echo")
+            if which == "spin-off":
+                argv = ["env", "WSBIND_SPIN_US=0", *argv]
+            server, url = start_server(argv, f"{lib}-server")
+        else:
+            url = echo_url
+        argv = [str(PEER), "client", "--url", url, "--mode", "busy", *work, *s.timing()]
+        with child(argv, "peer") as peer:
+            peer.next_json(300)  # every connection open
+            peer.next_json(s.timeout())  # the measured window opens
+            used = server_cpu(server)
+            result = peer.next_json(s.timeout())
+            used = server_cpu(server) - used
+            # The server goes first: thousands of connections dropped under
+            # it would only fill its log with their errors.
+            if server is not None:
+                server.stop()
+    except BenchError as e:
+        failures |= dict.fromkeys(rows, explain(e, server))
+        return {}
+    finally:
+        if server is not None:
+            server.stop()
+    if which != "busy":
+        out = {rows[0]: used / result["secs"] * 100} if server is not None else {}
+        return out
+    out = {
+        "server/busy": result["rate"],
+        "server/busy-p50": result["p50_us"] / 1000,
+        "server/busy-p99": result["p99_us"] / 1000,
+        "server/busy-behind": float(result["in_flight"]),
+    }
+    if server is not None and result["msgs"]:
+        out[cpu_key("server/busy")] = used / result["msgs"] * 1e6
+    return out
 
 
 def measure_memory(lib: str, s: Settings, failures: Failures) -> float:
@@ -661,9 +834,10 @@ def run_all(s: Settings) -> Results:
                     measured = {k: v for k, v in measured.items() if selected(s, k, NATIVE)}
                     if selected(s, "server/broadcast", NATIVE):
                         try:
-                            measured["server/broadcast"] = measure_broadcast(NATIVE, s, failures)
+                            measured |= measure_broadcast(NATIVE, s, failures)
                         except BenchError as e:
                             failures["server/broadcast"] = str(e)
+                    measured |= measure_scale(NATIVE, s, failures, echo_url)
                 else:
                     client, server = LIBRARIES[lib]
                     if client:
@@ -723,6 +897,9 @@ def cell(results: Results, group: Group, row: Row, column: str, notes: list[str]
     baseline = median_of(results, row, group.baseline)
     if column != group.baseline and baseline and median:
         text += f" {ratio(row, median, baseline):.2f}{TIMES}"
+    cpu = results.samples.get(cpu_key(row.key), {}).get(column)
+    if cpu:
+        text += f", {compact(statistics.median(cpu))} µs CPU/msg"
     return text + mark
 
 
@@ -752,6 +929,9 @@ def markdown(results: Results, s: Settings, env: dict[str, Any]) -> str:
     targets = check_targets(results)
     if targets:
         lines += ["## Targets (issue 5)", "", *targets, ""]
+    targets = check_scale_targets(results, s)
+    if targets:
+        lines += ["## Targets (issue 25)", "", *targets, ""]
     targets = check_face_targets(results, s)
     if targets:
         lines += ["## Targets of the asyncio and blocking faces (issue 21)", "", *targets, ""]
@@ -770,6 +950,9 @@ def markdown(results: Results, s: Settings, env: dict[str, Any]) -> str:
             continue
         notes: list[str] = []
         better = "higher" if group.rows[0].higher_is_better else "lower"
+        if len({r.higher_is_better for r in group.rows}) > 1:
+            # The busy group: a rate, then latencies and a backlog.
+            better = f"the ratio above 1{TIMES}"
         lines += [
             f"## {group.title}",
             "",
@@ -818,6 +1001,66 @@ def check_targets(results: Results) -> list[str]:
         check(f"broadcast: ≥ 10{TIMES} websockets", w / b, lambda x: x >= 10, times)
     w = median_of(results, row("server/memory"), "wsbind")
     check("memory: ≤ 16 KiB per idle connection", w, lambda x: x <= 16, "{:.1f} KiB")
+    return checks
+
+
+def check_scale_targets(results: Results, s: Settings) -> list[str]:
+    """Issue 25's targets: CPU per message on every row, busy connections, memory, broadcast to 10,000."""
+    checks = []
+
+    def median(key: str, column: str) -> float | None:
+        values = results.samples.get(key, {}).get(column)
+        return statistics.median(values) if values else None
+
+    def check(text: str, ok: bool, shown: str) -> None:
+        checks.append(f"- {'✅' if ok else '❌'} {text}: {shown}")
+
+    for group in GROUPS:
+        if group.key not in s.groups or not group.baseline.startswith(BASELINE):
+            continue
+        for r in group.rows:
+            ours, theirs = median(cpu_key(r.key), group.ours), median(cpu_key(r.key), group.baseline)
+            if ours is not None and theirs:
+                check(
+                    f"{group.key} {r.label}: CPU per message ≤ {group.baseline}'s",
+                    ours <= theirs,
+                    f"{ours:.1f} against {theirs:.1f} µs",
+                )
+    rate = median("server/busy", "wsbind")
+    behind, offered = median("server/busy-behind", "wsbind"), s.busy_connections * 1000 / BUSY_INTERVAL_MS
+    if rate is not None and behind is not None:
+        # Keeping up: nearly all the offered rate echoed, and no more left
+        # unanswered at the end than a tenth of a second's worth.
+        check(
+            f"{s.busy_connections:,} busy connections: keeps up ({offered:,.0f}/s offered)",
+            rate >= 0.95 * offered and behind <= offered / 10,
+            f"{rate:,.0f}/s echoed, {behind:,.0f} not echoed at the end",
+        )
+    for key, what in [("server/busy-p99", "p99"), (cpu_key("server/busy"), "CPU per message")]:
+        ours, theirs = median(key, "wsbind"), median(key, BASELINE)
+        if ours is not None and theirs:
+            check(f"busy connections: {what} ≤ picows'", ours <= theirs, f"{ours:.3g} against {theirs:.3g}")
+    ours, theirs = median("server/spin", "wsbind"), median("server/spin", BASELINE)
+    if ours is not None and theirs is not None:
+        off = median("server/spin-off", "wsbind")
+        shown = f"{ours:.2f}% against picows' {theirs:.2f}%" + (
+            f" (wsbind without the spin: {off:.2f}%)" if off is not None else ""
+        )
+        checks.append(f"- the spin's cost at 100 round trips/s, CPU of a core: {shown}")
+    w = median("server/memory", "wsbind")
+    if w is not None:
+        check(
+            f"memory at {s.memory_connections:,} connections: ≤ 8 KiB per idle connection",
+            w <= 8,
+            f"{w:.1f} KiB",
+        )
+    ours, theirs = median("server/broadcast-10k", "wsbind"), median("server/broadcast-10k", "websockets")
+    if ours is not None and theirs:
+        check(
+            f"broadcast to {BROADCAST_MANY_CLIENTS:,}: ≥ 10{TIMES} websockets",
+            ours >= 10 * theirs,
+            f"{ours / theirs:.2f}{TIMES}",
+        )
     return checks
 
 
@@ -912,11 +1155,11 @@ def plot(results: Results, s: Settings) -> list[Path]:
                 baseline = stats.get((row.key, group.baseline))
                 if cut:
                     ax.text(x, ceiling, f"{compact(median)}↑", ha="center", va="bottom", fontsize=7)
-                elif column == group.ours and baseline:
+                elif column == group.ours and baseline and baseline[0] and median:
                     text = f"{ratio(row, median, baseline[0]):.2f}{TIMES}"
                     ax.text(x, high, text, ha="center", va="bottom", fontsize=7, color=colours[column])
         if group.key == "memory":
-            ax.axhline(16, color="black", linestyle="--", linewidth=0.8, label="target: 16 KiB")
+            ax.axhline(8, color="black", linestyle="--", linewidth=0.8, label="target: 8 KiB")
         ax.set_xticks(range(len(group.rows)), [r.label for r in group.rows])
         ax.set_ylabel(group.unit + ("" if group.rows[0].higher_is_better else " (lower is better)"))
         ax.set_title(group.title, fontsize=9)
@@ -1042,11 +1285,12 @@ def main() -> None:
         duration=0.5 if args.quick else 3.0,
         memory_connections=args.connections or (1000 if args.quick else MEMORY_CONNECTIONS),
         broadcast_messages=100 if args.quick else 1000,
+        busy_connections=1000 if args.quick else BUSY_CONNECTIONS,
         libs=libs,
         groups=groups,
         builds=builds,
     )
-    usable = raise_file_limit(settings.memory_connections)
+    usable = raise_file_limit(max(settings.memory_connections, settings.busy_connections))
     if usable < settings.memory_connections:
         settings.notes.append(
             f"Memory row at {usable:,} connections, not {settings.memory_connections:,}: "

@@ -28,6 +28,7 @@ import argparse
 import json
 import os
 import random
+import resource
 import sys
 import threading
 import time
@@ -66,7 +67,17 @@ def server_args() -> argparse.Namespace:
     args = parser.parse_args()
     args.payload = json_like(args.size) if args.json else b"x" * args.size
     exit_with_parent()
+    raise_file_limit()
     return args
+
+
+def raise_file_limit() -> None:
+    """Lifts the soft limit on open files to the hard one: the busy and memory
+    rows hold 10,000 connections (run.py lifts its own, which its children
+    inherit; this is for a server started by hand)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 def json_like(size: int) -> bytes:

@@ -9,6 +9,8 @@
 //!     ws-peer broadcast-server --port P --clients N --messages M [--size B]
 //!     ws-peer client --url U --mode rtt|pipeline|mbps|latency|idle
 //!             [--size B] [--window W] [--connections C] [--warmup S] [--duration S]
+//!     ws-peer client --url U --mode busy --connections C --interval-ms T [--size B]
+//!             [--warmup S] [--duration S]
 //!     ws-peer connect-many --url U --count N        (holds them until stdin closes)
 //!     ws-peer broadcast-sink --url U --count N --expect M [--deflate 1]
 //!
@@ -16,7 +18,7 @@
 //! decoding, so the figures compare the libraries' framing and dispatch.
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::process::exit;
 use std::rc::Rc;
 use std::task::Poll;
@@ -25,6 +27,7 @@ use std::time::{Duration, Instant};
 use futures_util::future::{join_all, poll_fn};
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::AsyncReadExt;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::task::{spawn_local, LocalSet};
@@ -108,6 +111,7 @@ fn main() {
         fail("no command; see the top of src/main.rs")
     };
     let args = Args::parse(&argv[1..]);
+    raise_file_limit();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -123,6 +127,7 @@ fn main() {
                 "mbps" => mbps(&args).await,
                 "latency" => latency(&args).await,
                 "idle" => idle(&args).await,
+                "busy" => busy(&args).await,
                 other => fail(&format!("unknown mode {other}")),
             },
             "connect-many" => connect_many(&args).await,
@@ -132,6 +137,24 @@ fn main() {
     });
     // Open connections are dropped with the process: the measurement is over.
     exit(0)
+}
+
+/// The many-connection commands hold 10,000 sockets: the soft limit on open
+/// files (often 1,024) is lifted to the hard one, as the harness does for
+/// itself and the servers it starts.
+fn raise_file_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write the struct given.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
+        {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
 }
 
 // -- echo server
@@ -624,6 +647,263 @@ async fn idle(args: &Args) {
     let _ws = connect_or_fail(&args.str("url")).await;
     sleep(args.secs("duration", 3.0)).await;
     println!(r#"{{"mode":"idle","msgs":0}}"#);
+}
+
+/// What `busy` counts, shared by its connections' tasks.
+#[derive(Default)]
+struct Busy {
+    sent: Cell<u64>,
+    received: Cell<u64>,
+    recording: Cell<bool>,
+    /// Microseconds from a message's send to its echo, while recording.
+    samples: RefCell<Vec<u32>>,
+}
+
+/// One connection of `busy`: its writing half, shared by the ticker that
+/// sends and the task that reads its echoes.
+struct Talker {
+    tcp: OwnedWriteHalf,
+    /// When each message not echoed yet was sent, oldest first.
+    sent_at: RefCell<VecDeque<Instant>>,
+    /// What the socket did not take yet: written before anything new.
+    unsent: RefCell<Vec<u8>>,
+}
+
+impl Talker {
+    /// Writes `frame` after what is waiting, without waiting: what the
+    /// socket does not take waits for this connection's next turn.
+    fn write(&self, frame: &[u8]) {
+        let mut unsent = self.unsent.borrow_mut();
+        if unsent.is_empty() {
+            match self.tcp.try_write(frame) {
+                Ok(n) if n == frame.len() => return,
+                Ok(n) => unsent.extend_from_slice(&frame[n..]),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    unsent.extend_from_slice(frame)
+                }
+                Err(e) => fail(&format!("send failed: {e}")),
+            }
+            return;
+        }
+        unsent.extend_from_slice(frame);
+        match self.tcp.try_write(&unsent) {
+            Ok(n) => {
+                unsent.drain(..n);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => fail(&format!("send failed: {e}")),
+        }
+    }
+}
+
+/// A client's frame of `payload`, masked (a fixed key: no server can tell,
+/// and the frame is built once for every message of the run).
+fn masked_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
+    const KEY: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
+    let mut frame = vec![0x80 | opcode];
+    match payload.len() {
+        n if n < 126 => frame.push(0x80 | n as u8),
+        n if n <= 0xffff => {
+            frame.push(0x80 | 126);
+            frame.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            frame.push(0x80 | 127);
+            frame.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    frame.extend_from_slice(&KEY);
+    frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ KEY[i % 4]));
+    frame
+}
+
+/// `connections` connections, each sending a `size`-byte message every
+/// `interval-ms` whatever the echoes do: an open loop, as that many
+/// independent users would, so that a server that falls behind shows a
+/// backlog that grows (`in_flight` at the end) and latencies that climb,
+/// not a rate that politely slows down. Prints `{"event":"measuring"}`
+/// when the measured window opens, for the harness to read the server's
+/// CPU time then and at the result line.
+///
+/// 100,000 messages a second on one thread: with tungstenite and a timer
+/// per connection the peer itself fell behind at 12k a second (a timer, a
+/// write and two reads per message, on a loaded 2-core machine), so here
+/// one ticker writes a frame built once to each connection in its turn
+/// (the connections are spread over 100 turns of the interval), with no
+/// wait, and each connection's reader parses frame headers itself from a
+/// small buffer.
+async fn busy(args: &Args) {
+    let url = args.str("url");
+    let count = args.num("connections", 10_000usize);
+    let interval = Duration::from_secs_f64(args.num("interval-ms", 100.0f64) / 1000.0);
+    let frame = masked_frame(2, &payload(args));
+    let gate = Rc::new(Semaphore::new(args.num("concurrency", 64usize)));
+    let conns: Vec<Client> = join_all((0..count).map(|_| {
+        let (gate, url) = (gate.clone(), url.clone());
+        async move {
+            let _permit = gate.acquire().await.unwrap();
+            connect_retrying(&url, None).await.map(|(ws, _)| ws)
+        }
+    }))
+    .await
+    .into_iter()
+    .flatten()
+    .collect();
+    if conns.len() < count {
+        fail(&format!(
+            "only {} of {count} connections opened",
+            conns.len()
+        ));
+    }
+    println!(r#"{{"event":"open","open":{count}}}"#);
+    let state = Rc::new(Busy::default());
+    let mut talkers = Vec::with_capacity(count);
+    for ws in conns {
+        // The servers send nothing before the first message: tungstenite
+        // has read nothing past the handshake's response.
+        let (tcp, _) = ws.into_inner().into_parts();
+        let (reading, writing) = tcp.into_split();
+        let talker = Rc::new(Talker {
+            tcp: writing,
+            sent_at: RefCell::default(),
+            unsent: RefCell::default(),
+        });
+        spawn_local(read_echoes(reading, talker.clone(), state.clone()));
+        talkers.push(talker);
+    }
+    let turns = count.clamp(1, 100);
+    let ticker_state = state.clone();
+    spawn_local(async move {
+        let mut ticks = tokio::time::interval(interval / turns as u32);
+        // Late turns are taken at once: the load does not drop because
+        // the server (or this thread) is slow.
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+        for turn in (0..turns).cycle() {
+            ticks.tick().await;
+            let now = Instant::now();
+            let mut sent = 0;
+            for talker in talkers.iter().skip(turn).step_by(turns) {
+                talker.sent_at.borrow_mut().push_back(now);
+                talker.write(&frame);
+                sent += 1;
+            }
+            ticker_state.sent.set(ticker_state.sent.get() + sent);
+        }
+    });
+    sleep(args.secs("warmup", 0.5)).await;
+    let (sent, received) = (state.sent.get(), state.received.get());
+    println!(r#"{{"event":"measuring"}}"#);
+    state.recording.set(true);
+    let began = Instant::now();
+    sleep(args.secs("duration", 3.0)).await;
+    state.recording.set(false);
+    let secs = began.elapsed().as_secs_f64();
+    let msgs = state.received.get() - received;
+    let offered = state.sent.get() - sent;
+    let in_flight = state.sent.get() - state.received.get();
+    let mut samples = state.samples.take();
+    samples.sort_unstable();
+    let pct = |p: f64| -> u32 {
+        if samples.is_empty() {
+            return 0;
+        }
+        samples[((p * samples.len() as f64).ceil() as usize).clamp(1, samples.len()) - 1]
+    };
+    // The connections are dropped with the process, after this line: the
+    // harness stops the server first.
+    println!(
+        r#"{{"mode":"busy","msgs":{msgs},"sent":{offered},"secs":{secs:.6},"rate":{:.1},"offered_rate":{:.1},"in_flight":{in_flight},"p50_us":{},"p99_us":{},"max_us":{}}}"#,
+        msgs as f64 / secs,
+        offered as f64 / secs,
+        pct(0.50),
+        pct(0.99),
+        samples.last().copied().unwrap_or(0)
+    );
+}
+
+/// Reads one `busy` connection's echoes, each timed against its message's
+/// send, and answers pings. The server's frames are parsed here from a
+/// 4 KiB buffer (the Reader's 256 KiB, ten thousand times over, would be
+/// 2.5 GiB): data frames are skipped through, control frames read whole.
+async fn read_echoes(mut tcp: OwnedReadHalf, talker: Rc<Talker>, state: Rc<Busy>) {
+    let mut buffer = vec![0u8; 4096];
+    let (mut start, mut end) = (0usize, 0usize);
+    // Payload bytes of the current data frame still to skip.
+    let mut skipping = 0usize;
+    loop {
+        if start == end {
+            (start, end) = (0, 0);
+        } else if end == buffer.len() {
+            buffer.copy_within(start..end, 0);
+            (start, end) = (0, end - start);
+        }
+        match tcp.read(&mut buffer[end..]).await {
+            Ok(0) | Err(_) => fail("the library closed the connection"),
+            Ok(n) => end += n,
+        }
+        loop {
+            if skipping > 0 {
+                let step = skipping.min(end - start);
+                (start, skipping) = (start + step, skipping - step);
+                if skipping > 0 {
+                    break;
+                }
+            }
+            let Some((head, length)) = frame_header(&buffer[start..end]) else {
+                break;
+            };
+            let (fin, opcode) = (buffer[start] & 0x80 != 0, buffer[start] & 0x0f);
+            if opcode >= 8 {
+                // A control frame: at most 125 bytes, read whole.
+                if end - start < head + length {
+                    break;
+                }
+                match opcode {
+                    9 => talker.write(&masked_frame(
+                        10,
+                        &buffer[start + head..start + head + length],
+                    )),
+                    8 => fail("the library closed the connection"),
+                    _ => {}
+                }
+                start += head + length;
+                continue;
+            }
+            (start, skipping) = (start + head, length);
+            if fin {
+                let Some(sent) = talker.sent_at.borrow_mut().pop_front() else {
+                    fail("an echo came for no message sent");
+                };
+                state.received.set(state.received.get() + 1);
+                if state.recording.get() {
+                    let us = sent.elapsed().as_micros().min(u32::MAX as u128) as u32;
+                    state.samples.borrow_mut().push(us);
+                }
+            }
+        }
+    }
+}
+
+/// A server frame's header length and payload length, once the header is
+/// all in `bytes`.
+fn frame_header(bytes: &[u8]) -> Option<(usize, usize)> {
+    let second = *bytes.get(1)?;
+    let (head, length) = match second & 0x7f {
+        126 => (
+            4,
+            u16::from_be_bytes(bytes.get(2..4)?.try_into().ok()?) as usize,
+        ),
+        127 => (
+            10,
+            u64::from_be_bytes(bytes.get(2..10)?.try_into().ok()?) as usize,
+        ),
+        n => (2, n as usize),
+    };
+    // A server's frames are not masked; a mask would be a broken server.
+    if second & 0x80 != 0 {
+        fail("the library sent a masked frame");
+    }
+    Some((head, length))
 }
 
 /// What a browser offers (Chromium's header): the broadcast sink's
