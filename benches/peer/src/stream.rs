@@ -71,7 +71,9 @@ pub fn acceptor(args: &Args) -> Option<TlsAcceptor> {
 pub fn connector(args: &Args) -> Option<Arc<ClientConfig>> {
     let ca = args.0.get("ca")?;
     let mut roots = RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(ca).unwrap_or_else(|e| fail(&format!("--ca {ca}: {e}"))) {
+    for cert in
+        CertificateDer::pem_file_iter(ca).unwrap_or_else(|e| fail(&format!("--ca {ca}: {e}")))
+    {
         let cert = cert.unwrap_or_else(|e| fail(&format!("--ca {ca}: {e}")));
         roots
             .add(cert)
@@ -83,7 +85,8 @@ pub fn connector(args: &Args) -> Option<Arc<ClientConfig>> {
         .with_root_certificates(roots)
         .with_no_client_auth();
     // rustls's default, said aloud: the handshakes row counts on it.
-    config.resumption = rustls::client::Resumption::store(Arc::new(ClientSessionMemoryCache::new(256)));
+    config.resumption =
+        rustls::client::Resumption::store(Arc::new(ClientSessionMemoryCache::new(256)));
     Some(Arc::new(config))
 }
 
@@ -177,7 +180,9 @@ pub async fn client(args: &Args, tls: Option<Arc<ClientConfig>>, config: Option<
     let (warmup, duration) = (args.secs("warmup", 0.5), args.secs("duration", 3.0));
     let (msgs, secs) = match mode.as_str() {
         "rtt" => rtt(ws, payload, warmup, duration).await,
-        "pipeline" | "mbps" => pipeline(ws, payload, args.num("window", 64usize), warmup, duration).await,
+        "pipeline" | "mbps" => {
+            pipeline(ws, payload, args.num("window", 64usize), warmup, duration).await
+        }
         other => fail(&format!("unknown mode {other}")),
     };
     let bytes = msgs * size as u64;
@@ -190,7 +195,9 @@ pub async fn client(args: &Args, tls: Option<Arc<ClientConfig>>, config: Option<
 
 /// Waits for the next data message (tungstenite answers pings by itself);
 /// false once the connection is over.
-async fn next_data(stream: &mut (impl StreamExt<Item = Result<Message, impl Sized>> + Unpin)) -> bool {
+async fn next_data(
+    stream: &mut (impl StreamExt<Item = Result<Message, impl Sized>> + Unpin),
+) -> bool {
     loop {
         match stream.next().await {
             Some(Ok(Message::Binary(_) | Message::Text(_))) => return true,
@@ -294,7 +301,8 @@ async fn pipeline(
     credits.close();
     let mut sink = writer.await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(2);
-    while received.load(Ordering::Relaxed) < sent.load(Ordering::Relaxed) && Instant::now() < deadline
+    while received.load(Ordering::Relaxed) < sent.load(Ordering::Relaxed)
+        && Instant::now() < deadline
     {
         sleep(Duration::from_millis(1)).await;
     }
@@ -347,7 +355,10 @@ async fn handshakes(
         })
         .collect();
     sleep(args.secs("warmup", 0.5)).await;
-    let (before, resumed_before) = (done.load(Ordering::Relaxed), resumed.load(Ordering::Relaxed));
+    let (before, resumed_before) = (
+        done.load(Ordering::Relaxed),
+        resumed.load(Ordering::Relaxed),
+    );
     let began = Instant::now();
     sleep(args.secs("duration", 3.0)).await;
     let msgs = done.load(Ordering::Relaxed) - before;
@@ -357,7 +368,10 @@ async fn handshakes(
     let _ = tokio::time::timeout(Duration::from_secs(3), future::join_all(tasks)).await;
     let failed = failed.load(Ordering::Relaxed);
     if msgs == 0 {
-        fail(&format!("no handshake completed: {}", last_error.lock().unwrap()));
+        fail(&format!(
+            "no handshake completed: {}",
+            last_error.lock().unwrap()
+        ));
     }
     println!(
         r#"{{"mode":"handshakes","msgs":{msgs},"resumed":{resumed},"failed":{failed},"secs":{secs:.6},"rate":{:.1}}}"#,
