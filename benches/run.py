@@ -323,6 +323,84 @@ FACE_TARGETS = {
 }
 
 
+# -- issue 25: the wss:// rows and the stock peers (their own groups, faces
+# and functions; see "wss:// and stock peers" in benches/README.md).
+#
+# wss://: TLS 1.3 with a throwaway CA and localhost certificate made once
+# per run (trustme); wsbind on rustls, picows on Python's ssl, and
+# `native`, the peer on tokio-rustls against itself. Stock: the libraries
+# against an unmodified tokio-tungstenite (`ws-peer stock-client` and
+# `stock-server`, default configuration, multi-threaded runtime) and
+# websockets' client; `native` is those stock peers against the stock server.
+WSS_ROWS: dict[str, Echo] = {
+    "rtt": Echo(32, 1, "rtt"),
+    "pipe-32": Echo(32, 64, "pipeline"),
+    "mb-64k": Echo(64 * KiB, 16, "mbps"),
+}
+# The issue's workload for stock peers: 64 KiB messages with 64 in flight.
+STOCK_ROWS: dict[str, Echo] = {
+    "rtt": Echo(32, 1, "rtt"),
+    "pipe-32": Echo(32, 64, "pipeline"),
+    "mb-64k": Echo(64 * KiB, 64, "mbps"),
+}
+# The stock clients a library's echo server is measured with: row prefix -> label.
+STOCK_CLIENTS = {"stock-tt": "tokio-tungstenite client", "stock-websockets": "websockets client"}
+# Connections the handshake client keeps opening at once: enough to keep a
+# server busy while one waits for its TCP and TLS round trips.
+HANDSHAKE_CONCURRENCY = 4
+for _face in ("wss", "stock"):
+    FACE_COLUMNS[_face] = ["wsbind", "picows", NATIVE]
+    OURS[_face] = "wsbind"
+GROUPS += [
+    Group(
+        "wss-rtt",
+        "wss://: round trips per second, 32 B, one connection",
+        "round trips/s",
+        (Row("wss-client/rtt", "client"), Row("wss-server/rtt", "server")),
+        face="wss",
+    ),
+    Group(
+        "wss-pipeline",
+        "wss://: pipelined messages per second, 32 B, one connection, 64 in flight",
+        "messages/s",
+        (Row("wss-client/pipe-32", "client"), Row("wss-server/pipe-32", "server")),
+        face="wss",
+    ),
+    Group(
+        "wss-mbps",
+        f"wss://: 64 KiB messages, one connection, MB/s echoed (16 {TIMES} 64 KiB in flight)",
+        "MB/s",
+        (Row("wss-client/mb-64k", "client"), Row("wss-server/mb-64k", "server")),
+        face="wss",
+    ),
+    Group(
+        "wss-handshakes",
+        f"wss://: TLS and WebSocket handshakes per second on the server ({HANDSHAKE_CONCURRENCY} at a time, "
+        "sessions resumed where the server allows)",
+        "connections/s",
+        (Row("wss-server/handshakes", "server"),),
+        face="wss",
+    ),
+    *(
+        Group(
+            f"stock-{name}",
+            f"Stock peers: {title}",
+            unit,
+            (
+                Row(f"stock-client/{key}", "client, against a tokio-tungstenite server"),
+                *(Row(f"{prefix}/{key}", f"server, {label}") for prefix, label in STOCK_CLIENTS.items()),
+            ),
+            face="stock",
+        )
+        for name, key, title, unit in [
+            ("rtt", "rtt", "round trips per second, 32 B, one connection", "round trips/s"),
+            ("pipeline", "pipe-32", "pipelined messages per second, 32 B, 64 in flight", "messages/s"),
+            ("mbps", "mb-64k", f"64 KiB messages, MB/s echoed (64 {TIMES} 64 KiB in flight)", "MB/s"),
+        ]
+    ),
+]
+
+
 class BenchError(Exception):
     """One measurement failed; the suite goes on and the table says why."""
 
@@ -794,6 +872,184 @@ def wanted(s: Settings, column: str, side: str, key: str) -> list[str]:
     return [row for row in rows if selected(s, row, column)]
 
 
+# -- issue 25: wss:// and the stock peers
+
+
+@dataclass
+class Issue25Peers:
+    """The run's native servers and certificate files for the wss:// and stock groups."""
+
+    wss_url: str = ""
+    stock_url: str = ""
+    # PEM files: the CA, and the localhost certificate chain with its key.
+    ca: str = ""
+    cert: str = ""
+    key: str = ""
+
+
+def wants_face(s: Settings, face: str) -> bool:
+    return any(g.face == face for g in GROUPS if g.key in s.groups)
+
+
+@contextlib.contextmanager
+def issue25_peers(s: Settings) -> Iterator[Issue25Peers]:
+    """Makes the throwaway CA and certificate, and starts the native TLS and stock echo servers."""
+    peers = Issue25Peers()
+    with contextlib.ExitStack() as stack:
+        if wants_face(s, "wss"):
+            import tempfile
+
+            import trustme
+
+            folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="wsbind-bench-tls-")))
+            ca = trustme.CA()
+            issued = ca.issue_cert("127.0.0.1", "localhost")
+            peers.ca, peers.cert, peers.key = (str(folder / n) for n in ("ca.pem", "cert.pem", "key.pem"))
+            ca.cert_pem.write_to_path(peers.ca)
+            Path(peers.cert).write_bytes(b"".join(blob.bytes() for blob in issued.cert_chain_pems))
+            issued.private_key_pem.write_to_path(peers.key)
+            argv = [str(PEER), "echo-server", "--port", "0", "--tls-cert", peers.cert, "--tls-key", peers.key]
+            server = stack.enter_context(child(argv, "peer-wss-echo-server"))
+            peers.wss_url = f"wss://127.0.0.1:{server.next_json(10)['port']}/"
+        if wants_face(s, "stock"):
+            argv = [str(PEER), "stock-server", "--port", "0"]
+            server = stack.enter_context(child(argv, "peer-stock-server"))
+            peers.stock_url = f"ws://127.0.0.1:{server.next_json(10)['port']}/"
+        yield peers
+
+
+def measure_issue25(lib: str, s: Settings, failures: Failures, peers: Issue25Peers) -> Measured:
+    """The wss:// and stock rows of one column, one run."""
+    out: Measured = {}
+    tls = ["--tls-cert", peers.cert, "--tls-key", peers.key]
+    if lib == NATIVE:
+        out |= issue25_echo(lib, "wss-client", WSS_ROWS, peers.wss_url, peer_client(peers), s, failures)
+        out |= copy_rows(out, "wss-client/", "wss-server/", failures)
+        out |= issue25_handshakes(lib, peers.wss_url, peers, s, failures)
+        out |= issue25_echo(lib, "stock-client", STOCK_ROWS, peers.stock_url, stock_client(), s, failures)
+        out |= copy_rows(out, "stock-client/", "stock-tt/", failures)
+        stock = peers.stock_url
+        out |= issue25_echo(lib, "stock-websockets", STOCK_ROWS, stock, websockets_client(), s, failures)
+        return out
+    script = [*python(lib), str(LIBS / str(LIBRARIES[lib][0]))]
+    out |= issue25_echo(lib, "wss-client", WSS_ROWS, peers.wss_url, [*script, "--ca", peers.ca], s, failures)
+    out |= issue25_echo(lib, "stock-client", STOCK_ROWS, peers.stock_url, script, s, failures)
+    wss_rows = [f"wss-server/{k}" for k in [*WSS_ROWS, "handshakes"]]
+    with issue25_server(lib, "wss", wss_rows, tls, s, failures) as url:
+        if url:
+            url = url.replace("ws://", "wss://", 1)
+            out |= issue25_echo(lib, "wss-server", WSS_ROWS, url, peer_client(peers), s, failures)
+            out |= issue25_handshakes(lib, url, peers, s, failures)
+    stock_rows = [f"{p}/{k}" for p in STOCK_CLIENTS for k in STOCK_ROWS]
+    with issue25_server(lib, "stock", stock_rows, [], s, failures) as url:
+        if url:
+            out |= issue25_echo(lib, "stock-tt", STOCK_ROWS, url, stock_client(), s, failures)
+            out |= issue25_echo(lib, "stock-websockets", STOCK_ROWS, url, websockets_client(), s, failures)
+    return out
+
+
+def peer_client(peers: Issue25Peers) -> list[str]:
+    return [str(PEER), "client", "--ca", peers.ca]
+
+
+def stock_client() -> list[str]:
+    return [str(PEER), "stock-client"]
+
+
+def websockets_client() -> list[str]:
+    return [sys.executable, str(LIBS / "websockets_client.py")]
+
+
+def copy_rows(measured: Measured, old: str, new: str, failures: Failures) -> Measured:
+    """The native column's client rows are its server rows too: the same peer on both ends."""
+    for key in [k for k in failures if k.startswith(old)]:
+        failures[key.replace(old, new, 1)] = failures[key]
+    return {k.replace(old, new, 1): v for k, v in measured.items() if k.startswith(old)}
+
+
+@contextlib.contextmanager
+def issue25_server(
+    lib: str, name: str, rows: list[str], extra: list[str], s: Settings, failures: Failures
+) -> Iterator[str | None]:
+    """The library's echo server for the ``rows`` selected, or None (and the failure noted)."""
+    if not LIBRARIES[lib][1] or not any(selected(s, row, lib) for row in rows):
+        yield None
+        return
+    try:
+        server, url = start_server(library_server(lib, "--mode", "echo", *extra), f"{lib}-{name}-server")
+    except BenchError as e:
+        failures |= {row: f"server did not start: {e}" for row in rows if selected(s, row, lib)}
+        yield None
+        return
+    try:
+        yield url
+    finally:
+        server.stop()
+
+
+def issue25_echo(
+    lib: str, prefix: str, work: dict[str, Echo], url: str, argv: list[str], s: Settings, failures: Failures
+) -> Measured:
+    """One echo command per selected row ``prefix/key``: ``argv`` against ``url``."""
+    out: Measured = {}
+    for key, echo in work.items():
+        row = f"{prefix}/{key}"
+        if not selected(s, row, lib):
+            continue
+        # Python clients take rtt or pipeline; the peer's clients name mbps too.
+        mode = echo.mode if argv[0] == str(PEER) else ("rtt" if echo.mode == "rtt" else "pipeline")
+        command = [*argv, "--url", url, "--mode", mode, "--size", str(echo.size)]
+        command += ["--window", str(echo.window), *s.timing()]
+        try:
+            out[row] = run_once(command, f"{lib}-{prefix}", s.timeout())[echo.figure]
+        except BenchError as e:
+            failures[row] = str(e)
+    return out
+
+
+def issue25_handshakes(lib: str, url: str, peers: Issue25Peers, s: Settings, failures: Failures) -> Measured:
+    row = "wss-server/handshakes"
+    if not selected(s, row, lib):
+        return {}
+    argv = [*peer_client(peers), "--url", url, "--mode", "handshakes"]
+    argv += ["--concurrency", str(HANDSHAKE_CONCURRENCY), *s.timing()]
+    try:
+        result = run_once(argv, f"{lib}-handshakes", s.timeout())
+    except BenchError as e:
+        failures[row] = str(e)
+        return {}
+    if result["failed"]:
+        failures[row] = f"{result['failed']} handshakes failed"
+    if result["resumed"] < result["msgs"]:
+        s.notes.append(
+            f"{lib}, handshakes: {result['resumed']:,} of {result['msgs']:,} TLS sessions resumed."
+        )
+    return {row: float(result["rate"])}
+
+
+def check_issue25_targets(results: Results, s: Settings) -> list[str]:
+    """Issue 25's targets for the wss:// and stock rows, each with what this run measured."""
+    checks = []
+    for group in GROUPS:
+        if group.key not in s.groups or group.face not in ("wss", "stock"):
+            continue
+        for r in group.rows:
+            ours = median_of(results, r, "wsbind")
+            least = {BASELINE: 1.0}
+            if group.face == "wss" and group.key != "wss-handshakes":
+                least[NATIVE] = 0.8
+            for other, lowest in least.items():
+                theirs = median_of(results, r, other)
+                if ours is None or not theirs:
+                    continue
+                x = ratio(r, ours, theirs)
+                checks.append(
+                    f"- {'✅' if x >= lowest else '❌'} {group.key} {r.label}: ≥ {lowest:g}{TIMES} {other}: "
+                    f"{x:.2f}{TIMES} ({compact(ours)} against {compact(theirs)})"
+                )
+    return checks
+
+
 # -- the whole run
 
 
@@ -813,7 +1069,10 @@ class Results:
 
 def run_all(s: Settings) -> Results:
     results = Results()
-    with child([str(PEER), "echo-server", "--port", "0"], "peer-echo-server") as echo:
+    with (
+        child([str(PEER), "echo-server", "--port", "0"], "peer-echo-server") as echo,
+        issue25_peers(s) as peers,
+    ):
         echo_url = f"ws://127.0.0.1:{echo.next_json(10)['port']}/"
         for run in range(1, s.runs + 1):
             for lib in [*s.libs, NATIVE]:
@@ -844,6 +1103,7 @@ def run_all(s: Settings) -> Results:
                         measured |= measure_client_side(lib, echo_url, s, failures)
                     if server:
                         measured |= measure_server_side(lib, s, failures)
+                measured |= measure_issue25(lib, s, failures, peers)
                 results.add(lib, measured, failures)
                 status = f"{len(failures)} failed" if failures else "ok"
                 print(
@@ -935,6 +1195,9 @@ def markdown(results: Results, s: Settings, env: dict[str, Any]) -> str:
     targets = check_face_targets(results, s)
     if targets:
         lines += ["## Targets of the asyncio and blocking faces (issue 21)", "", *targets, ""]
+    targets = check_issue25_targets(results, s)
+    if targets:
+        lines += ["## Targets of the wss:// and stock-peer rows (issue 25)", "", *targets, ""]
     for group in GROUPS:
         if group.key not in s.groups:
             continue

@@ -18,7 +18,10 @@ Every message is binary and every size limit is raised out of the way, so
 that all libraries do the same work. Compression is off unless
 ``--compression`` is given (to client and server alike, for
 ``benches/compression.py``); ``--json`` makes the payload compressible
-JSON-like text of the same size instead of one repeated byte. A script ends when run.py closes its
+JSON-like text of the same size instead of one repeated byte. ``--ca`` (a
+client, for a wss:// URL) and ``--tls-cert``/``--tls-key`` (a server: wss://)
+are PEM files of the run's throwaway CA and localhost certificate (TLS 1.3,
+the wss:// rows). A script ends when run.py closes its
 stdin, so that no benchmark process outlives the harness.
 """
 
@@ -29,6 +32,7 @@ import json
 import os
 import random
 import resource
+import ssl
 import sys
 import threading
 import time
@@ -48,6 +52,7 @@ def client_args() -> argparse.Namespace:
     parser.add_argument("--duration", type=float, default=3.0)
     parser.add_argument("--compression", action="store_true", help="offer permessage-deflate")
     parser.add_argument("--json", action="store_true", help="send JSON-like text, not one repeated byte")
+    parser.add_argument("--ca", help="PEM file of the CA that signed the wss:// server's certificate")
     args = parser.parse_args()
     if args.mode == "rtt":
         args.window = 1
@@ -64,7 +69,11 @@ def server_args() -> argparse.Namespace:
     parser.add_argument("--size", type=int, default=32)
     parser.add_argument("--compression", action="store_true", help="accept permessage-deflate")
     parser.add_argument("--json", action="store_true", help="send JSON-like text, not one repeated byte")
+    parser.add_argument("--tls-cert", help="serve wss:// with this PEM certificate chain")
+    parser.add_argument("--tls-key", help="the PEM private key of --tls-cert")
     args = parser.parse_args()
+    if (args.tls_cert is None) != (args.tls_key is None):
+        parser.error("--tls-cert and --tls-key go together")
     args.payload = json_like(args.size) if args.json else b"x" * args.size
     exit_with_parent()
     raise_file_limit()
@@ -78,6 +87,25 @@ def raise_file_limit() -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft != hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def client_ssl_context(args: argparse.Namespace) -> ssl.SSLContext | None:
+    """The client's ``ssl`` context for a wss:// URL, trusting ``--ca``: TLS 1.3, as the rows say."""
+    if args.ca is None:
+        return None
+    context = ssl.create_default_context(cafile=args.ca)
+    context.minimum_version = ssl.TLSVersion.TLSv1_3
+    return context
+
+
+def server_ssl_context(args: argparse.Namespace) -> ssl.SSLContext | None:
+    """The server's ``ssl`` context from ``--tls-cert``/``--tls-key``, or None for ws://."""
+    if args.tls_cert is None:
+        return None
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_3
+    context.load_cert_chain(args.tls_cert, args.tls_key)
+    return context
 
 
 def json_like(size: int) -> bytes:

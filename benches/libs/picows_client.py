@@ -1,12 +1,14 @@
 """picows's client: echo round trips against the native echo server (see common.py).
 
+Over wss:// (``--ca``) on Python's ``ssl``, as picows does TLS.
+
 picows hands over frames, not messages; the peer sends each message as one
 frame, so a frame with ``fin`` set is a whole echo.
 """
 
 import asyncio
 
-from common import MAX_MESSAGE, Meter, client_args
+from common import MAX_MESSAGE, Meter, client_args, client_ssl_context
 from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 
 args = client_args()
@@ -28,7 +30,9 @@ class Client(WSListener):
 
 
 async def main() -> None:
-    transport, _ = await ws_connect(Client, args.url, max_frame_size=MAX_MESSAGE)
+    transport, _ = await ws_connect(
+        Client, args.url, max_frame_size=MAX_MESSAGE, ssl_context=client_ssl_context(args)
+    )
     await transport.wait_disconnected()
 
 

@@ -1,9 +1,12 @@
-"""picows's server: an echo server, or a broadcaster to N clients (see common.py)."""
+"""picows's server: an echo server, or a broadcaster to N clients (see common.py).
+
+wss:// (``--tls-cert``) on Python's ``ssl``, given to asyncio's ``create_server``.
+"""
 
 import asyncio
 import time
 
-from common import MAX_MESSAGE, report, server_args
+from common import MAX_MESSAGE, report, server_args, server_ssl_context
 from picows import WSFrame, WSListener, WSMsgType, WSTransport, WSUpgradeRequest, ws_create_server
 
 args = server_args()
@@ -41,7 +44,9 @@ def listener(request: WSUpgradeRequest) -> WSListener:
 
 
 async def main() -> None:
-    server = await ws_create_server(listener, "127.0.0.1", args.port, max_frame_size=MAX_MESSAGE)
+    server = await ws_create_server(
+        listener, "127.0.0.1", args.port, max_frame_size=MAX_MESSAGE, ssl=server_ssl_context(args)
+    )
     report(event="listening", port=server.sockets[0].getsockname()[1])
     await server.serve_forever()
 

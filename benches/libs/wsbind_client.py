@@ -8,7 +8,7 @@ import threading
 
 from common import MAX_MESSAGE, Meter, client_args
 
-from wsbind import Status, WebSocket
+from wsbind import SslConfiguration, Status, WebSocket
 
 args = client_args()
 meter = Meter(args)
@@ -38,6 +38,8 @@ def on_message(message: bytes) -> None:
 ws = WebSocket(
     url=args.url,
     compression="deflate" if args.compression else None,
+    # wss://: the run's CA trusted besides the system's (rustls, TLS 1.3).
+    ssl_configuration=SslConfiguration(ca_certificates=[args.ca]) if args.ca else None,
     max_allowed_incoming_frame_size=MAX_MESSAGE,
     max_allowed_incoming_message_size=MAX_MESSAGE,
     on_status_changed=on_status,

@@ -43,6 +43,10 @@ server = WebSocketServer(
     # away part of the peer's burst of connections with HTTP 503.
     max_pending_connections=100_000,
     on_url_changed=on_url,
+    # wss:// with the run's localhost certificate (rustls, TLS 1.3).
+    secure_mode=args.tls_cert is not None,
+    certificate=args.tls_cert or "",
+    private_key=args.tls_key or "",
     on_client_connected=echo if args.mode == "echo" else broadcast,
     listen=True,
 )

@@ -14,6 +14,14 @@
 //!     ws-peer connect-many --url U --count N        (holds them until stdin closes)
 //!     ws-peer broadcast-sink --url U --count N --expect M [--deflate 1]
 //!
+//! Over TLS (wss://, `stream.rs`): `echo-server --tls-cert C --tls-key K`
+//! (PEM files), and `client --url wss://... --ca CA` with the modes rtt,
+//! pipeline, mbps and `handshakes [--concurrency N]` (connections opened,
+//! handshaken and closed as fast as N tasks can).
+//! The stock peers (`stream.rs`): `stock-server --port P` and `stock-client
+//! --url U --mode rtt|pipeline|mbps`, tokio-tungstenite's defaults on its
+//! multi-threaded runtime.
+//!
 //! Messages are binary: every library can send and receive bytes without
 //! decoding, so the figures compare the libraries' framing and dispatch.
 
@@ -40,6 +48,7 @@ use tokio_tungstenite::WebSocketStream;
 
 mod direct;
 mod reader;
+mod stream;
 use direct::{Frames, Socket, DIRECT_FROM};
 use reader::{Event, Reader};
 
@@ -112,6 +121,18 @@ fn main() {
     };
     let args = Args::parse(&argv[1..]);
     raise_file_limit();
+    if let Some(command) = command.strip_prefix("stock-") {
+        // As a user's program: tokio's multi-threaded runtime, every default.
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        runtime.block_on(async {
+            match command {
+                "server" => stream::echo_server(&args, None, None).await,
+                "client" => stream::client(&args, None, None).await,
+                other => fail(&format!("unknown command stock-{other}")),
+            }
+        });
+        exit(0)
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -119,8 +140,14 @@ fn main() {
     // Rc and Cell instead of atomics: everything runs on this one thread.
     LocalSet::new().block_on(&runtime, async move {
         match command.as_str() {
-            "echo-server" => echo_server(&args).await,
+            "echo-server" => match stream::acceptor(&args) {
+                Some(tls) => stream::echo_server(&args, Some(tls), Some(config())).await,
+                None => echo_server(&args).await,
+            },
             "broadcast-server" => broadcast_server(&args).await,
+            "client" if args.0.contains_key("ca") => {
+                stream::client(&args, stream::connector(&args), Some(config())).await
+            }
             "client" => match args.str("mode").as_str() {
                 "rtt" => rtt(&args).await,
                 "pipeline" => pipeline(&args).await,
