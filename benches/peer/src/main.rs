@@ -51,6 +51,7 @@ mod reader;
 mod stream;
 use direct::{Frames, Socket, DIRECT_FROM};
 use reader::{Event, Reader};
+use stream::{close, next_data};
 
 type Client = WebSocketStream<Socket>;
 
@@ -378,56 +379,11 @@ fn payload(args: &Args) -> Bytes {
     Bytes::from(vec![b'x'; args.num("size", 32usize)])
 }
 
-/// Waits for the next data message (tungstenite answers pings by itself);
-/// false once the connection is over.
-async fn next_data<E>(stream: &mut (impl StreamExt<Item = Result<Message, E>> + Unpin)) -> bool {
-    loop {
-        match stream.next().await {
-            Some(Ok(Message::Binary(_) | Message::Text(_))) => return true,
-            Some(Ok(Message::Close(_)) | Err(_)) | None => return false,
-            Some(Ok(_)) => {}
-        }
-    }
-}
-
-/// Ends with a closing handshake rather than a dropped socket, so that the
-/// library's server is not still busy with a broken connection (and logging
-/// about it) while the next measurement runs.
-async fn close(mut ws: Client) {
-    let _ = tokio::time::timeout(Duration::from_secs(1), async {
-        let _ = ws.close(None).await;
-        while let Some(Ok(_)) = ws.next().await {}
-    })
-    .await;
-}
-
 /// One message at a time: send, wait for the echo, send again.
 async fn rtt(args: &Args) {
-    let mut ws = connect_or_fail(&args.str("url")).await;
-    let payload = payload(args);
-    let start = Instant::now() + args.secs("warmup", 0.5);
-    let end = start + args.secs("duration", 3.0);
-    let (mut counted, mut began) = (0u64, None);
-    loop {
-        let now = Instant::now();
-        if began.is_none() && now >= start {
-            began = Some(now);
-        }
-        if now >= end {
-            break;
-        }
-        if let Err(e) = ws.send(Message::Binary(payload.clone())).await {
-            fail(&format!("send failed: {e}"));
-        }
-        if !next_data(&mut ws).await {
-            fail("the library closed the connection");
-        }
-        if began.is_some() {
-            counted += 1;
-        }
-    }
-    let secs = began.map_or(0.0, |t| t.elapsed().as_secs_f64());
-    close(ws).await;
+    let ws = connect_or_fail(&args.str("url")).await;
+    let (warmup, duration) = (args.secs("warmup", 0.5), args.secs("duration", 3.0));
+    let (counted, secs) = stream::rtt(ws, payload(args), warmup, duration).await;
     println!(
         r#"{{"mode":"rtt","msgs":{counted},"secs":{secs:.6},"rate":{:.1}}}"#,
         counted as f64 / secs

@@ -195,7 +195,7 @@ pub async fn client(args: &Args, tls: Option<Arc<ClientConfig>>, config: Option<
 
 /// Waits for the next data message (tungstenite answers pings by itself);
 /// false once the connection is over.
-async fn next_data(
+pub async fn next_data(
     stream: &mut (impl StreamExt<Item = Result<Message, impl Sized>> + Unpin),
 ) -> bool {
     loop {
@@ -207,9 +207,10 @@ async fn next_data(
     }
 }
 
-/// Ends with a closing handshake, so that the server is not still busy with
-/// a broken connection while the next measurement runs.
-async fn close(mut ws: Stream) {
+/// Ends with a closing handshake rather than a dropped socket, so that the
+/// library's server is not still busy with a broken connection (and logging
+/// about it) while the next measurement runs.
+pub async fn close<S: AsyncRead + AsyncWrite + Unpin>(mut ws: WebSocketStream<S>) {
     let _ = tokio::time::timeout(Duration::from_secs(1), async {
         let _ = ws.close(None).await;
         while let Some(Ok(_)) = ws.next().await {}
@@ -218,7 +219,12 @@ async fn close(mut ws: Stream) {
 }
 
 /// One message at a time; (echoes counted, seconds measured).
-async fn rtt(mut ws: Stream, payload: Bytes, warmup: Duration, duration: Duration) -> (u64, f64) {
+pub async fn rtt<S: AsyncRead + AsyncWrite + Unpin>(
+    mut ws: WebSocketStream<S>,
+    payload: Bytes,
+    warmup: Duration,
+    duration: Duration,
+) -> (u64, f64) {
     let start = Instant::now() + warmup;
     let end = start + duration;
     let (mut counted, mut began) = (0u64, None);
