@@ -185,6 +185,15 @@ fn raise_file_limit() {
     }
 }
 
+/// The `p` quantile (0 to 1) of `sorted` latency samples, by the nearest
+/// rank; 0 without samples.
+fn percentile(sorted: &[u32], p: f64) -> u32 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    sorted[((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len()) - 1]
+}
+
 // -- echo server
 
 async fn echo_server(args: &Args) {
@@ -193,13 +202,7 @@ async fn echo_server(args: &Args) {
         .get("host")
         .cloned()
         .unwrap_or_else(|| "127.0.0.1".into());
-    let listener = TcpListener::bind((host.as_str(), args.num("port", 0u16)))
-        .await
-        .unwrap_or_else(|e| fail(&format!("cannot listen: {e}")));
-    println!(
-        r#"{{"event":"listening","port":{}}}"#,
-        listener.local_addr().unwrap().port()
-    );
+    let listener = stream::listen(&host, args.num("port", 0u16)).await;
     loop {
         let Ok((tcp, _)) = listener.accept().await else {
             continue;
@@ -611,12 +614,7 @@ async fn latency(args: &Args) {
     let _ = tokio::time::timeout(Duration::from_secs(3), join_all(tasks)).await;
     let mut samples = samples.take();
     samples.sort_unstable();
-    let pct = |p: f64| -> u32 {
-        if samples.is_empty() {
-            return 0;
-        }
-        samples[((p * samples.len() as f64).ceil() as usize).clamp(1, samples.len()) - 1]
-    };
+    let pct = |p: f64| percentile(&samples, p);
     println!(
         r#"{{"mode":"latency","msgs":{},"secs":{secs:.6},"rate":{:.1},"p50_us":{},"p99_us":{}}}"#,
         samples.len(),
@@ -786,12 +784,7 @@ async fn busy(args: &Args) {
     let in_flight = state.sent.get() - state.received.get();
     let mut samples = state.samples.take();
     samples.sort_unstable();
-    let pct = |p: f64| -> u32 {
-        if samples.is_empty() {
-            return 0;
-        }
-        samples[((p * samples.len() as f64).ceil() as usize).clamp(1, samples.len()) - 1]
-    };
+    let pct = |p: f64| percentile(&samples, p);
     // The connections are dropped with the process, after this line: the
     // harness stops the server first.
     println!(

@@ -90,16 +90,22 @@ pub fn connector(args: &Args) -> Option<Arc<ClientConfig>> {
     Some(Arc::new(config))
 }
 
-/// Echoes every data message on every connection, with `config` (None:
-/// tokio-tungstenite's defaults), over TLS when `tls` is given.
-pub async fn echo_server(args: &Args, tls: Option<TlsAcceptor>, config: Option<WebSocketConfig>) {
-    let listener = TcpListener::bind(("127.0.0.1", args.num("port", 0u16)))
+/// Listens on `host`:`port` and tells the harness which port it got.
+pub async fn listen(host: &str, port: u16) -> TcpListener {
+    let listener = TcpListener::bind((host, port))
         .await
         .unwrap_or_else(|e| fail(&format!("cannot listen: {e}")));
     println!(
         r#"{{"event":"listening","port":{}}}"#,
         listener.local_addr().unwrap().port()
     );
+    listener
+}
+
+/// Echoes every data message on every connection, with `config` (None:
+/// tokio-tungstenite's defaults), over TLS when `tls` is given.
+pub async fn echo_server(args: &Args, tls: Option<TlsAcceptor>, config: Option<WebSocketConfig>) {
+    let listener = listen("127.0.0.1", args.num("port", 0u16)).await;
     loop {
         let Ok((tcp, _)) = listener.accept().await else {
             continue;
