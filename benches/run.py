@@ -1136,8 +1136,10 @@ def ratio(row: Row, value: float, baseline: float) -> float:
     return value / baseline if row.higher_is_better else baseline / value
 
 
-def median_of(results: Results, row: Row, column: str) -> float | None:
-    values = results.samples.get(row.key, {}).get(column)
+def median_of(results: Results, row: Row | str, column: str) -> float | None:
+    """The median of a row's (or a row key's) runs in ``column``; None without any."""
+    key = row if isinstance(row, str) else row.key
+    values = results.samples.get(key, {}).get(column)
     return statistics.median(values) if values else None
 
 
@@ -1272,8 +1274,7 @@ def check_scale_targets(results: Results, s: Settings) -> list[str]:
     checks = []
 
     def median(key: str, column: str) -> float | None:
-        values = results.samples.get(key, {}).get(column)
-        return statistics.median(values) if values else None
+        return median_of(results, key, column)
 
     def check(text: str, ok: bool, shown: str) -> None:
         checks.append(f"- {'✅' if ok else '❌'} {text}: {shown}")
