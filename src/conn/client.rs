@@ -9,12 +9,12 @@ use rustls::ClientConfig;
 use rustls_pki_types::ServerName;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::time::timeout;
 use tokio_rustls::TlsConnector;
 use url::Url;
 
-use super::connection::{Command, Connection};
+use super::commands::{Command, CommandReceiver};
+use super::connection::Connection;
 use super::event::{Event, EventQueue, EventSink};
 use super::settings::Settings;
 use super::task::{self, Opened};
@@ -79,7 +79,7 @@ async fn run_client(
     handshake_timeout: Duration,
     mut settings: Settings,
     connection: Arc<Connection>,
-    mut commands: UnboundedReceiver<Command>,
+    mut commands: CommandReceiver,
     events: EventSink,
 ) {
     let opening = timeout(handshake_timeout, open(&target, events.clone()));
@@ -89,11 +89,11 @@ async fn run_client(
             biased;
             command = commands.recv() => match command {
                 // Closing while connecting gives up on the connection.
-                Some(Command::Close(..) | Command::Abort) | None => break None,
+                Command::Close(..) | Command::Abort => break None,
                 // New settings apply from the start.
-                Some(Command::Configure(new)) => settings = new,
+                Command::Configure(new) => settings = new,
                 // Nothing else concerns a connection that is not open yet.
-                Some(_) => {}
+                _ => {}
             },
             opened = &mut opening => break Some(opened),
         }

@@ -11,12 +11,12 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 use tokio::sync::Notify;
 
+use super::commands::{Command, CommandReceiver, Commands};
 use super::event::{Event, EventSink};
 use super::outbox::{Closed, Outbox, BURST_WRITE_FROM};
-use super::receiver::{data_event, Received, ReceiverSlot};
+use super::receiver::{data_event, ReceiverSlot};
 use super::settings::Settings;
 use super::writer::{Outgoing, Written};
 use crate::bridge::{self, ReadOutcome, Reader};
@@ -25,23 +25,6 @@ use crate::errors::Error;
 use crate::protocol::deflate::{Compressor, Negotiated};
 use crate::protocol::session::{End, Output};
 use crate::protocol::{Chunk, Framer, Incoming, Role, Session, MAX_HEADER};
-
-/// What Python (or the thread that reads the socket) asks a connection's
-/// task to do.
-pub enum Command {
-    Ping(Bytes),
-    Close(u16, String),
-    Abort,
-    /// New limits, keepalive and timeouts, from the next frame on.
-    Configure(Settings),
-    /// How the Python thread's reading of the socket ended.
-    Received(Received),
-    /// The session ended on the thread that read the socket.
-    Ended(End),
-    /// The session's deadline may have moved, or reading was paused or
-    /// resumed; sent through [`Connection::wake`], one at a time.
-    Wake,
-}
 
 /// Ids are unique across all objects, so that one queue can serve a server
 /// and its connections.
@@ -56,7 +39,7 @@ pub struct Connection {
     pub id: u64,
     /// Which end we are: a server's frames are the same for every peer.
     pub role: Role,
-    commands: UnboundedSender<Command>,
+    pub(super) commands: Commands,
     /// True from the end of the opening handshake until either side starts closing.
     open: AtomicBool,
     /// What the outgoing queue holds, counted against the send limit: the
@@ -107,12 +90,11 @@ pub struct Connection {
 }
 
 impl Connection {
-    pub fn new(role: Role) -> (Arc<Connection>, UnboundedReceiver<Command>) {
-        let (commands, receiver) = unbounded_channel();
+    pub fn new(role: Role) -> (Arc<Connection>, CommandReceiver) {
         let connection = Connection {
             id: next_id(),
             role,
-            commands,
+            commands: Commands::default(),
             open: AtomicBool::new(false),
             queued: AtomicUsize::new(0),
             outgoing_full: AtomicBool::new(false),
@@ -135,7 +117,8 @@ impl Connection {
             )),
             receiver_slot: OnceLock::new(),
         };
-        (Arc::new(connection), receiver)
+        let connection = Arc::new(connection);
+        (connection.clone(), CommandReceiver::new(connection))
     }
 
     pub fn set_open(&self, open: bool) {
@@ -489,7 +472,7 @@ impl Connection {
     }
 
     pub(super) fn command(&self, command: Command) {
-        let _ = self.commands.send(command);
+        self.commands.send(command);
     }
 
     /// Carries out what the session asked for: its frames go into the
@@ -749,14 +732,10 @@ mod tests {
     #[test]
     fn a_client_masks_smaller_messages_it_queues_and_leaves_larger_ones_to_the_writer() {
         let (connection, _commands) = Connection::new(Role::Client);
-        let mut queue = connection.outbox.take_queue().unwrap();
         connection.set_open(true);
         for (size, masked_later) in [(64 << 10, false), (MASK_AT_WRITE_FROM, true)] {
             connection.send(false, Bytes::from(vec![1; size])).unwrap();
-            let mut chunks = Vec::new();
-            while let Ok(outgoing) = queue.try_recv() {
-                chunks.push(outgoing);
-            }
+            let chunks = connection.outbox.take_queued();
             assert_eq!(chunks.last().map(|o| o.payload), Some(size));
             assert_eq!(
                 chunks.iter().any(|o| o.chunk.mask.is_some()),
@@ -772,8 +751,11 @@ mod tests {
     }
 
     /// What the writer's queue holds, as the bytes that go out.
-    fn drained(queue: &mut UnboundedReceiver<Outgoing>) -> Vec<u8> {
-        std::iter::from_fn(|| queue.try_recv().ok())
+    fn drained(connection: &Connection) -> Vec<u8> {
+        connection
+            .outbox
+            .take_queued()
+            .into_iter()
             .flat_map(|o| o.chunk.into_plain())
             .collect()
     }
@@ -793,7 +775,6 @@ mod tests {
         use crate::protocol::deflate::Negotiated;
         for compressed in [false, true] {
             let (connection, _commands) = Connection::new(Role::Server);
-            let mut queue = connection.outbox.take_queue().unwrap();
             let negotiated = Negotiated {
                 local_no_context_takeover: false,
                 remote_no_context_takeover: false,
@@ -823,7 +804,7 @@ mod tests {
             connection.queue_control(Bytes::from_static(b"\x8a\x00"), true, false);
             let wrong = connection.send_fragment(false, Bytes::new(), false);
             assert_eq!(wrong, Err(Error::FragmentKind { text: true }));
-            let so_far = parsed(&mut parser, &drained(&mut queue));
+            let so_far = parsed(&mut parser, &drained(&connection));
             assert_eq!(so_far, [Incoming::Pong(Bytes::new())], "{compressed}");
             connection
                 .send_fragment(true, Bytes::from_static(b"last"), true)
@@ -834,12 +815,12 @@ mod tests {
                 Incoming::Text(text.as_str().into()),
                 Incoming::Binary(Bytes::from_static(b"b").into()),
             ];
-            assert_eq!(parsed(&mut parser, &drained(&mut queue)), expected);
+            assert_eq!(parsed(&mut parser, &drained(&connection)), expected);
             // The next message goes straight out again.
             connection
                 .send(false, Bytes::from_static(b"after"))
                 .unwrap();
-            let after = parsed(&mut parser, &drained(&mut queue));
+            let after = parsed(&mut parser, &drained(&connection));
             assert_eq!(
                 after,
                 [Incoming::Binary(Bytes::from_static(b"after").into())]
@@ -850,7 +831,6 @@ mod tests {
     #[test]
     fn closing_cuts_a_fragmented_message_short_and_gives_back_what_waited() {
         let (connection, _commands) = Connection::new(Role::Server);
-        let _queue = connection.outbox.take_queue().unwrap();
         connection.set_open(true);
         connection
             .send_fragment(false, Bytes::from_static(b"a"), false)

@@ -8,6 +8,7 @@
 pub mod broadcast;
 pub mod broker;
 pub mod client;
+pub mod commands;
 pub mod connection;
 pub mod event;
 pub mod groups;

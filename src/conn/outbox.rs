@@ -29,7 +29,7 @@ use std::collections::VecDeque;
 use std::os::fd::RawFd;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
+use tokio::sync::Notify;
 
 use super::writer::{Outgoing, MAX_SLICES};
 use crate::bridge::Poller;
@@ -46,9 +46,19 @@ struct State {
     /// The plain TCP socket while the connection runs; None over TLS, whose
     /// state only the task may touch.
     socket: Option<RawFd>,
-    /// The writer's queue, until the connection is over: entered only
-    /// under the lock, so that its order is the order on the wire.
-    out: Option<UnboundedSender<Outgoing>>,
+    /// The writer's queue: entered only under the lock, so that its order
+    /// is the order on the wire. A plain deque, not a channel: a sender
+    /// already holds this lock, so a message costs one push; and an idle
+    /// connection's empty deque allocates nothing (a tokio channel
+    /// allocates a block of 32 slots up front, 2 KiB a connection).
+    queue: VecDeque<Outgoing>,
+    /// The writer takes from the queue, until the connection is over or
+    /// the writer stopped.
+    queue_open: bool,
+    /// The writer waits for the queue: the next push wakes it.
+    writer_waiting: bool,
+    /// The connection's task took the queue (a connection runs once).
+    queue_taken: bool,
     /// Our close frame is queued: no message may follow it.
     closed: bool,
     /// What the socket did not take of messages written at once, while the
@@ -74,26 +84,30 @@ pub struct Closed;
 
 pub struct Outbox {
     state: Mutex<State>,
-    /// The other end of the writer's queue, for the connection's writer.
-    queue: Mutex<Option<UnboundedReceiver<Outgoing>>>,
+    /// Wakes the writer when its queue has something, after the lock is
+    /// let go: a thread woken while the sender still holds the lock would
+    /// only wait for it.
+    ready: Notify,
 }
 
 impl Default for Outbox {
     fn default() -> Self {
-        // Made with the connection, so that what is sent before its task
-        // runs waits in the queue.
-        let (out, queue) = unbounded_channel();
+        // Open from the start, so that what is sent before the connection's
+        // task runs waits in the queue.
         let state = State {
             queued: 0,
             socket: None,
-            out: Some(out),
+            queue: VecDeque::new(),
+            queue_open: true,
+            writer_waiting: false,
+            queue_taken: false,
             closed: false,
             held: VecDeque::new(),
             watch: None,
         };
         Outbox {
             state: Mutex::new(state),
-            queue: Mutex::new(Some(queue)),
+            ready: Notify::new(),
         }
     }
 }
@@ -103,9 +117,63 @@ impl Outbox {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The writer's queue, for the connection's task (once).
-    pub fn take_queue(&self) -> Option<UnboundedReceiver<Outgoing>> {
-        self.queue.lock().unwrap_or_else(|e| e.into_inner()).take()
+    /// Lets go of the lock, then wakes the writer if a push asked for it.
+    fn unlock(&self, mut state: MutexGuard<'_, State>) {
+        // Something to take, or the news that nothing more will come.
+        let wake = state.writer_waiting && (!state.queue.is_empty() || !state.queue_open);
+        if wake {
+            state.writer_waiting = false;
+        }
+        drop(state);
+        if wake {
+            self.ready.notify_one();
+        }
+    }
+
+    /// Whether the calling task is the first to ask: the writer of a
+    /// connection, which runs once.
+    pub fn take_queue(&self) -> bool {
+        !std::mem::replace(&mut self.lock().queue_taken, true)
+    }
+
+    /// Waits until the writer's queue has something and moves up to `most`
+    /// of it into `batch` (empty); false once the queue is over and empty.
+    pub async fn next_batch(&self, batch: &mut VecDeque<Outgoing>, most: usize) -> bool {
+        loop {
+            // Made before the look, so that a push in between is not missed.
+            let ready = self.ready.notified();
+            {
+                let mut state = self.lock();
+                state.writer_waiting = false;
+                if state.queue.len() <= most {
+                    std::mem::swap(batch, &mut state.queue);
+                } else {
+                    batch.extend(state.queue.drain(..most));
+                }
+                if !batch.is_empty() {
+                    return true;
+                }
+                if !state.queue_open {
+                    return false;
+                }
+                state.writer_waiting = true;
+            }
+            ready.await;
+        }
+    }
+
+    /// The writer stopped (its socket failed, or the task ended): nothing
+    /// more is queued, and what is queued is dropped.
+    pub fn writer_stopped(&self) {
+        let mut state = self.lock();
+        state.queue_open = false;
+        state.queue = VecDeque::new();
+    }
+
+    /// What the writer's queue holds, taken as the writer would.
+    #[cfg(test)]
+    pub fn take_queued(&self) -> Vec<Outgoing> {
+        std::mem::take(&mut self.lock().queue).into()
     }
 
     /// Lets sending threads write to `socket` until [`detach`](Self::detach).
@@ -119,9 +187,10 @@ impl Outbox {
         let mut state = self.lock();
         hand_held(&mut state);
         state.socket = None;
-        state.out = None;
+        state.queue_open = false;
         state.closed = true;
         state.watch = None;
+        self.unlock(state);
     }
 
     /// The Python thread with `poller` reads the socket (as `key`): what the
@@ -147,6 +216,7 @@ impl Outbox {
                 let _ = watch.poller.set_writable(socket, watch.key, false);
             }
         }
+        self.unlock(state);
     }
 
     /// Writes what is held, on the watching thread, once the socket is
@@ -155,6 +225,7 @@ impl Outbox {
         let mut state = self.lock();
         let done = flush_held(&mut state);
         want_writable(&mut state);
+        self.unlock(state);
         done
     }
 
@@ -164,6 +235,7 @@ impl Outbox {
         let mut state = self.lock();
         hand_held(&mut state);
         want_writable(&mut state);
+        self.unlock(state);
     }
 
     /// Queues a frame the connection's task makes (a pong, our close frame
@@ -172,6 +244,7 @@ impl Outbox {
         let mut state = self.lock();
         let queued = push(&mut state, [outgoing]);
         state.closed |= close;
+        self.unlock(state);
         queued
     }
 
@@ -211,10 +284,9 @@ impl Outbox {
             } else {
                 chunks
             };
-            return match push(&mut state, outgoing(chunks, size, cost)) {
-                true => Ok(0),
-                false => Err(Closed),
-            };
+            let queued = push(&mut state, outgoing(chunks, size, cost));
+            self.unlock(state);
+            return if queued { Ok(0) } else { Err(Closed) };
         }
         state.held.extend(outgoing(chunks, size, cost));
         let done = flush_held(&mut state);
@@ -222,6 +294,7 @@ impl Outbox {
             return Err(Closed);
         }
         want_writable(&mut state);
+        self.unlock(state);
         Ok(done)
     }
 }
@@ -311,16 +384,13 @@ fn push(state: &mut State, outgoing: impl IntoIterator<Item = Outgoing>) -> bool
 }
 
 fn push_only(state: &mut State, outgoing: impl IntoIterator<Item = Outgoing>) -> bool {
-    let Some(out) = &state.out else {
+    if !state.queue_open {
+        // The connection is ending.
         return false;
-    };
-    for outgoing in outgoing {
-        if out.send(outgoing).is_err() {
-            // The writer failed: the connection is ending.
-            return false;
-        }
-        state.queued += 1;
     }
+    let before = state.queue.len();
+    state.queue.extend(outgoing);
+    state.queued += state.queue.len() - before;
     true
 }
 
@@ -367,12 +437,11 @@ mod tests {
         (ours, theirs)
     }
 
-    /// An outbox attached to `socket`, and its writer's queue.
-    fn attached(socket: Option<RawFd>) -> (Outbox, UnboundedReceiver<Outgoing>) {
+    /// An outbox attached to `socket`.
+    fn attached(socket: Option<RawFd>) -> Outbox {
         let outbox = Outbox::default();
-        let queue = outbox.take_queue().unwrap();
         outbox.attach(socket);
-        (outbox, queue)
+        outbox
     }
 
     fn chunks(parts: &[&'static [u8]]) -> Vec<Chunk> {
@@ -399,8 +468,10 @@ mod tests {
     }
 
     /// What the writer's queue holds, as (bytes as they go out, payload).
-    fn drained(queue: &mut UnboundedReceiver<Outgoing>) -> Vec<(Bytes, usize)> {
-        std::iter::from_fn(|| queue.try_recv().ok())
+    fn drained(outbox: &Outbox) -> Vec<(Bytes, usize)> {
+        outbox
+            .take_queued()
+            .into_iter()
             .map(|o| (o.chunk.into_plain(), o.payload))
             .collect()
     }
@@ -408,14 +479,14 @@ mod tests {
     #[test]
     fn writes_at_once_only_with_nothing_queued_ahead() {
         let (ours, mut theirs) = pair();
-        let (outbox, mut queue) = attached(Some(ours.as_raw_fd()));
+        let outbox = attached(Some(ours.as_raw_fd()));
         assert_eq!(outbox.send(chunks(&[b"ab", b"cd"]), 4, 4, true).unwrap(), 4);
         assert_eq!(received(&mut theirs, 4), b"abcd");
         // A pong queued by the task: the next message waits behind it.
         assert!(outbox.queue(control(b"P"), false));
         assert_eq!(outbox.send(chunks(&[b"e", b"f"]), 2, 2, true).unwrap(), 0);
         let expected = [(&b"P"[..], 0), (b"e", 0), (b"f", 2)];
-        let queued = drained(&mut queue);
+        let queued = drained(&outbox);
         assert!(queued.iter().map(|(b, p)| (&b[..], *p)).eq(expected));
         outbox.written(3);
         assert_eq!(outbox.send(chunks(&[b"gh"]), 2, 2, true).unwrap(), 2);
@@ -428,11 +499,11 @@ mod tests {
     #[test]
     fn nothing_is_sent_after_our_close_frame() {
         let (ours, _theirs) = pair();
-        let (outbox, mut queue) = attached(Some(ours.as_raw_fd()));
+        let outbox = attached(Some(ours.as_raw_fd()));
         assert!(outbox.queue(control(b"C"), true));
         outbox.written(1);
         assert!(outbox.send(chunks(&[b"y"]), 1, 1, true).is_err());
-        assert_eq!(drained(&mut queue).len(), 1, "only the close frame");
+        assert_eq!(drained(&outbox).len(), 1, "only the close frame");
         outbox.detach();
         assert!(outbox.lock().socket.is_none());
         assert!(!outbox.queue(control(b"P"), false));
@@ -441,7 +512,7 @@ mod tests {
     #[test]
     fn what_a_full_socket_does_not_take_is_queued_from_where_it_stopped_ahead_of_the_next() {
         let (ours, mut theirs) = pair();
-        let (outbox, mut queue) = attached(Some(ours.as_raw_fd()));
+        let outbox = attached(Some(ours.as_raw_fd()));
         let big = Bytes::from(vec![7u8; 64 << 20]);
         let head = Chunk::plain(Bytes::from_static(b"head"));
         let sent = outbox.send(
@@ -454,7 +525,7 @@ mod tests {
         // Another thread's message, and the task's pong, go behind it.
         assert_eq!(outbox.send(chunks(&[b"next"]), 4, 4, true).unwrap(), 0);
         assert!(outbox.queue(control(b"P"), false));
-        let queued = drained(&mut queue);
+        let queued = drained(&outbox);
         assert_eq!(queued.len(), 3);
         assert_eq!(outbox.lock().queued, 3);
         let (left, payload) = &queued[0];
@@ -472,7 +543,7 @@ mod tests {
     #[test]
     fn a_sending_thread_masks_what_it_writes_and_leaves_the_rest_to_be_masked() {
         let (ours, mut theirs) = pair();
-        let (outbox, mut queue) = attached(Some(ours.as_raw_fd()));
+        let outbox = attached(Some(ours.as_raw_fd()));
         let masked = |len: usize| Chunk {
             bytes: Bytes::from((0..len).map(|i| (i * 7) as u8).collect::<Vec<u8>>()),
             mask: Some([1, 2, 3, 4]),
@@ -493,7 +564,7 @@ mod tests {
         let big = masked(64 << 20);
         let sent = outbox.send(vec![big.clone()], big.len(), big.len(), true);
         assert_eq!(sent.unwrap(), 0, "64 MiB do not fit in a socket buffer");
-        let left = queue.try_recv().unwrap().chunk;
+        let left = outbox.take_queued().remove(0).chunk;
         assert!(left.mask.is_some());
         let mut wire = received(&mut theirs, big.len() - left.len());
         wire.extend_from_slice(&left.into_plain());
@@ -504,14 +575,14 @@ mod tests {
     #[test]
     fn the_reading_thread_writes_what_the_socket_did_not_take_unless_the_writer_must() {
         let (ours, mut theirs) = pair();
-        let (outbox, mut queue) = attached(Some(ours.as_raw_fd()));
+        let outbox = attached(Some(ours.as_raw_fd()));
         let poller = Arc::new(Poller::new().unwrap());
         poller.add(ours.as_raw_fd(), 9).unwrap();
         outbox.watch(poller.clone(), 9);
         let big = Bytes::from(vec![7u8; 16 << 20]);
         let sent = outbox.send(vec![Chunk::plain(big.clone())], big.len(), big.len(), true);
         assert_eq!(sent.unwrap(), 0, "16 MiB do not fit in a socket buffer");
-        assert!(drained(&mut queue).is_empty(), "held, not queued");
+        assert!(drained(&outbox).is_empty(), "held, not queued");
         // The next message waits behind it, held too.
         assert_eq!(outbox.send(chunks(&[b"next"]), 4, 4, true).unwrap(), 0);
         let reader = std::thread::spawn(move || {
@@ -539,7 +610,7 @@ mod tests {
         assert!(ready.is_empty(), "not reported once nothing is held");
         // Held again, then a frame of the task's: the writer takes both, in order.
         let (ours, _theirs) = pair();
-        let (outbox, mut queue) = attached(Some(ours.as_raw_fd()));
+        let outbox = attached(Some(ours.as_raw_fd()));
         poller.add(ours.as_raw_fd(), 10).unwrap();
         outbox.watch(poller.clone(), 10);
         let big = Bytes::from(vec![1u8; 16 << 20]);
@@ -550,7 +621,7 @@ mod tests {
             0
         );
         assert!(outbox.queue(control(b"P"), false));
-        let queued = drained(&mut queue);
+        let queued = drained(&outbox);
         assert_eq!(queued.len(), 2);
         assert_eq!((queued[0].1, &queued[1].0[..]), (big.len(), &b"P"[..]));
         assert_eq!(outbox.write_held(), 0, "nothing held any more");
@@ -559,16 +630,16 @@ mod tests {
     #[test]
     fn what_is_held_can_be_handed_to_the_writer() {
         let (ours, _theirs) = pair();
-        let (outbox, mut queue) = attached(Some(ours.as_raw_fd()));
+        let outbox = attached(Some(ours.as_raw_fd()));
         let poller = Arc::new(Poller::new().unwrap());
         poller.add(ours.as_raw_fd(), 11).unwrap();
         outbox.watch(poller.clone(), 11);
         let big = Bytes::from(vec![3u8; 16 << 20]);
         let sent = outbox.send(vec![Chunk::plain(big.clone())], big.len(), big.len(), true);
         assert_eq!(sent.unwrap(), 0, "16 MiB do not fit in a socket buffer");
-        assert!(drained(&mut queue).is_empty(), "held, not queued");
+        assert!(drained(&outbox).is_empty(), "held, not queued");
         outbox.hand_over();
-        let queued = drained(&mut queue);
+        let queued = drained(&outbox);
         assert_eq!(queued.len(), 1);
         assert_eq!(
             queued[0].1,
@@ -578,6 +649,6 @@ mod tests {
         assert_eq!(outbox.write_held(), 0, "nothing held any more");
         // The next message goes behind it, to the writer too.
         assert_eq!(outbox.send(chunks(&[b"next"]), 4, 4, true).unwrap(), 0);
-        assert_eq!(drained(&mut queue).len(), 1);
+        assert_eq!(drained(&outbox).len(), 1);
     }
 }

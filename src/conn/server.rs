@@ -11,7 +11,6 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::sync::{watch, Semaphore};
 use tokio::time::timeout;
 use tokio_rustls::TlsAcceptor;
@@ -19,7 +18,8 @@ use tokio_rustls::TlsAcceptor;
 use super::broadcast::broadcast;
 use super::broker::Broker;
 use super::client::crash_report;
-use super::connection::{next_id, Command, Connection};
+use super::commands::CommandReceiver;
+use super::connection::{next_id, Connection};
 use super::event::{Accepted, Event, EventQueue, EventSink};
 use super::groups::{Change, Groups};
 use super::http::{self, refuse, HttpConfig};
@@ -379,7 +379,7 @@ async fn listen(
 async fn serve(
     tcp: TcpStream,
     connection: Arc<Connection>,
-    commands: UnboundedReceiver<Command>,
+    commands: CommandReceiver,
     server: Arc<Server>,
     events: EventSink,
     permit: tokio::sync::OwnedSemaphorePermit,

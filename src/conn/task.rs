@@ -12,11 +12,11 @@ use std::time::Duration;
 use bytes::BytesMut;
 use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::sync::{oneshot, watch};
 use tokio::time::{sleep_until, timeout, timeout_at, Instant};
 
-use super::connection::{Command, Connection};
+use super::commands::{Command, CommandReceiver};
+use super::connection::Connection;
 use super::event::{Event, EventSink};
 use super::receiver::{self, Received, Receiver, ReceiverSlot};
 use super::settings::Settings;
@@ -47,15 +47,15 @@ pub async fn run<S>(
     stream: S,
     opened: Opened,
     connection: Arc<Connection>,
-    mut commands: UnboundedReceiver<Command>,
+    mut commands: CommandReceiver,
     events: EventSink,
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    // A connection runs once: the queue is there unless this is a second run.
-    let Some(queue) = connection.outbox.take_queue() else {
+    // A connection runs once: the queue is taken unless this is a second run.
+    if !connection.outbox.take_queue() {
         return;
-    };
+    }
     let Opened {
         mut settings,
         received,
@@ -81,7 +81,7 @@ pub async fn run<S>(
     // The plain socket's readiness while the task reads it.
     let mut readable = None;
     connection.outbox.attach(socket);
-    let writing = writer::write(writer, queue, &connection, &events);
+    let writing = writer::write(writer, &connection, &events);
     tokio::pin!(writing);
     // A finished future must not be polled again.
     let mut writer_done = false;
@@ -183,7 +183,7 @@ pub async fn run<S>(
                 // bound, for fairness to reading), so that a burst of pings or
                 // of what the Python thread read costs one trip through this
                 // loop, not one each.
-                let mut next = command;
+                let mut next = Some(command);
                 let mut handled = 0;
                 let ended = loop {
                     let Some(command) = next.take() else { break None };
@@ -193,15 +193,11 @@ pub async fn run<S>(
                     }
                     handled += 1;
                     if handled < COMMAND_BATCH {
-                        next = commands.try_recv().ok();
+                        next = commands.try_recv();
                     }
                 };
                 if let Some(end) = ended {
                     break end;
-                }
-                if handled == 0 {
-                    // The channel closed: every handle let go.
-                    break End::Aborted;
                 }
             },
             () = answered(failing.as_mut()) => {

@@ -5,7 +5,6 @@ use std::collections::VecDeque;
 use std::io::IoSlice;
 
 use tokio::io::{AsyncWrite, AsyncWriteExt};
-use tokio::sync::mpsc::UnboundedReceiver;
 
 use super::connection::Connection;
 use super::event::EventSink;
@@ -114,30 +113,37 @@ impl Written {
     }
 }
 
-/// Writes what the session queues, many frames per system call, until the
-/// session lets go of the queue; then closes our side of the connection.
+/// Writes what the session queues in the connection's outbox, many frames
+/// per system call, until the session ends the queue; then closes our side
+/// of the connection.
 pub async fn write<W>(
     mut writer: W,
-    mut queue: UnboundedReceiver<Outgoing>,
     connection: &Connection,
     events: &EventSink,
 ) -> std::io::Result<()>
 where
     W: AsyncWrite + Unpin,
 {
+    // However the writer ends (a failed write, or the task let go of it),
+    // nothing more is queued for it.
+    struct Stopped<'a>(&'a Connection);
+    impl Drop for Stopped<'_> {
+        fn drop(&mut self) {
+            self.0.outbox.writer_stopped();
+        }
+    }
+    let _stopped = Stopped(connection);
     let mut unwritten = Unwritten::default();
-    while let Some(first) = queue.recv().await {
+    let mut batch = VecDeque::new();
+    while connection.outbox.next_batch(&mut batch, MAX_BATCH).await {
         let mut done = Written::default();
-        done.add(&first);
-        unwritten.push(first.chunk);
-        while done.chunks < MAX_BATCH {
-            match queue.try_recv() {
-                Ok(next) => {
-                    done.add(&next);
-                    unwritten.push(next.chunk);
-                }
-                Err(_) => break,
-            }
+        for next in batch.drain(..) {
+            done.add(&next);
+            unwritten.push(next.chunk);
+        }
+        if batch.capacity() > MAX_BATCH {
+            // Taken from a queue that grew long: not kept for a quiet one.
+            batch = VecDeque::new();
         }
         while !unwritten.is_empty() {
             unwritten.prepare();
