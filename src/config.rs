@@ -68,8 +68,10 @@ pub const SPARE_FROM: usize = 8 << 10;
 /// that recur, and the oldest go first when blanks of a new size need room.
 pub const MAX_SPARE_BYTES: usize = 2 << 20;
 
-/// Smallest read: 1 KiB. What an idle connection's read buffer holds, so
-/// that ten thousand idle connections cost little; small messages fit whole.
+/// Smallest read: 1 KiB, so that ten thousand quiet connections cost
+/// little; small messages fit whole. A connection that never received
+/// anything holds no read buffer at all: it is made when the socket is
+/// first readable.
 pub const MIN_READ_SIZE: usize = 1 << 10;
 
 /// Largest read: 256 KiB. A read that fills the buffer doubles the next one

@@ -79,7 +79,7 @@ impl Receiver {
 
     /// Gets ready to read: asks Python for the bytes object of a large
     /// binary message whose header came, or starts reading into it once it
-    /// is there; makes room in the buffer.
+    /// is there.
     pub fn prepare(&mut self, events: &EventSink) {
         if self.diverting.is_none() {
             match self.parser.arriving_binary(config::LAND_FROM) {
@@ -96,6 +96,11 @@ impl Receiver {
                 None => self.requested = None,
             }
         }
+    }
+
+    /// Makes room in the buffer for the next read, just before it, so that
+    /// an idle connection holds no buffer until something comes.
+    fn make_room(&mut self) {
         // Without it a full buffer would grow by 64 bytes a read. Not while
         // it holds the start of a large frame, which the parser has made
         // room for: growing it then would copy all that came so far.
@@ -131,6 +136,7 @@ impl Receiver {
     /// Reads what came from a task's stream: into the parser's buffer, or
     /// into the bytes object of the message being diverted.
     pub async fn read<R: AsyncRead + Unpin>(&mut self, reader: &mut R) -> io::Result<usize> {
+        self.make_room();
         match &mut self.diverting {
             Some((landing, diverted)) => reader.read(diverted.rest(landing.as_mut_slice())).await,
             None => reader.read_buf(self.parser.buffer()).await,
@@ -152,6 +158,7 @@ impl Receiver {
     /// at most the read size: the parser makes room for a whole frame, and
     /// a large message's bytes are better read into its bytes object.
     fn recv(&mut self, socket: RawFd) -> io::Result<usize> {
+        self.make_room();
         let (dest, len) = match &mut self.diverting {
             Some((landing, diverted)) => {
                 let rest = diverted.rest(landing.as_mut_slice());
@@ -160,6 +167,7 @@ impl Receiver {
             None => {
                 let buffer = self.parser.buffer();
                 if buffer.capacity() == buffer.len() {
+                    // A large frame's start fills what the parser made room for.
                     buffer.reserve(config::MIN_READ_SIZE);
                 }
                 let spare = buffer.spare_capacity_mut();
