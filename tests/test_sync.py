@@ -225,8 +225,10 @@ def test_send_waits_while_the_peer_does_not_read_and_resumes_when_it_does() -> N
             thread = threading.Thread(target=sender)
             thread.start()
             try:
-                wait_until(lambda: ws._senders_waiting == 1, what="send() to wait for the peer")
-                assert ws.socket.bytes_to_write > limit // 4
+                # Over the limit, the send() that queued it has not returned (over_after_send
+                # stays empty, below): it waits for the peer.
+                wait_until(lambda: ws.socket.bytes_to_write > limit, what="send() to wait for the peer")
+                assert thread.is_alive()
             finally:
                 release.set()
                 thread.join(TIMEOUT)

@@ -345,6 +345,10 @@ class Connection:
     def flush(self, timeout: float | None = None) -> bool:
         """Waits, without the GIL, until everything queued is written; returns
         whether it was before ``timeout`` seconds (None: no limit) passed."""
+    def wait_written(self, low: int, timeout: float | None = None) -> bool:
+        """Waits, without the GIL, until at most ``low`` bytes wait to be written
+        or the connection is over; False if ``timeout`` seconds passed first.
+        The blocking twin of :meth:`drained`."""
     def ping(self, payload: Buffer) -> None:
         """Sends a ping with ``payload`` (at most 125 bytes)."""
     def close(self, code: int = 1000, reason: str = "") -> None:

@@ -130,12 +130,10 @@ class SyncWebSocket:
             _live.add(self)
         # The socket's thread waits for recv() to make room in the queue.
         self._room_wanted = False
-        # Senders waiting for the peer to read (see send()).
-        self._senders_waiting = 0
         socket.text_message_received.connect(self._received)
         socket.binary_message_received.connect(self._received)
         socket.status_changed.connect(self._status)
-        socket.pong.connect(self._look_again)
+        socket.pong.connect(self._ponged)
 
     def __repr__(self) -> str:
         return f"<SyncWebSocket {self.socket.url} {self.socket.status.name}>"
@@ -164,9 +162,9 @@ class SyncWebSocket:
                 self._end = (socket.close_code, socket.close_reason, error)
             self._changed.notify_all()
 
-    def _look_again(self, *_: object) -> None:
-        # A pong (whose PongWaiter the socket answered before this handler
-        # runs) or bytes written: the waits in ping() and send() look again.
+    def _ponged(self, *_: object) -> None:
+        # A pong, whose PongWaiter the socket answered before this handler
+        # runs: the wait in ping() looks again.
         with self._changed:
             self._changed.notify_all()
 
@@ -280,20 +278,8 @@ class SyncWebSocket:
         if conn is None or conn.bytes_to_write <= limit or self._thread.owns_current_thread():
             # In a handler of this socket, waiting would hold back the events it waits for.
             return
-        low = limit // 4
-        with self._changed:
-            self._senders_waiting += 1
-            if self._senders_waiting == 1:
-                # Writes are reported to Python only while somebody listens.
-                socket.bytes_written.connect(self._look_again)
-        try:
-            with self._changed:
-                self._wait(lambda: conn.bytes_to_write <= low or self._end is not None, None)
-        finally:
-            with self._changed:
-                self._senders_waiting -= 1
-                if self._senders_waiting == 0:
-                    socket.bytes_written.disconnect(self._look_again)
+        # In slices, so that Ctrl-C interrupts the wait.
+        wait_in_slices(lambda seconds: conn.wait_written(limit // 4, seconds), None)
 
     def ping(self, payload: Buffer = b"", timeout: float | None = None) -> float:
         """Sends a ping and returns the seconds until its pong (websockets.sync: ``ping()``).
@@ -396,7 +382,7 @@ class SyncWebSocket:
         socket.text_message_received.disconnect(self._received)
         socket.binary_message_received.disconnect(self._received)
         socket.status_changed.disconnect(self._status)
-        socket.pong.disconnect(self._look_again)
+        socket.pong.disconnect(self._ponged)
 
     def _closed_error(self) -> ConnectionClosed:
         """The exception for a connection that is over; waits for its end if it is closing."""

@@ -26,6 +26,16 @@ use crate::protocol::deflate::{Compressor, Negotiated};
 use crate::protocol::session::{End, Output};
 use crate::protocol::{Chunk, Framer, Incoming, Role, Session, MAX_HEADER};
 
+/// How a wait for queued bytes to be written ended (see [`Connection::wait_written`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flushed {
+    /// No more than the bytes waited for are left.
+    Below,
+    /// The connection ended first, with more left.
+    Over,
+    TimedOut,
+}
+
 /// Ids are unique across all objects, so that one queue can serve a server
 /// and its connections.
 pub fn next_id() -> u64 {
@@ -582,25 +592,27 @@ impl Connection {
         }
     }
 
-    /// Waits until every queued byte is written, or the connection is over,
-    /// or `timeout` passes; returns whether nothing waits any more.
-    pub fn wait_flushed(&self, timeout: Option<Duration>) -> bool {
+    /// Waits, blocking the calling thread, until at most `low` bytes wait to
+    /// be written, or the connection is over, or `timeout` passes: the
+    /// blocking twin of [`drained`](Self::drained), for `flush()` and the
+    /// blocking `send()`'s backpressure.
+    pub fn wait_written(&self, low: usize, timeout: Option<Duration>) -> Flushed {
         let deadline = timeout.map(|t| std::time::Instant::now() + t);
         self.flushing.fetch_add(1, Ordering::AcqRel);
         let mut guard = self.flushed.0.lock().unwrap_or_else(|e| e.into_inner());
         let done = loop {
-            if self.queued.load(Ordering::Acquire) == 0 {
-                break true;
+            if self.queued.load(Ordering::Acquire) <= low {
+                break Flushed::Below;
             }
             if self.commands.is_closed() {
-                break false;
+                break Flushed::Over;
             }
             // Bounded waits, so that a connection that ends is noticed.
             let mut step = Duration::from_millis(100);
             if let Some(deadline) = deadline {
                 let left = deadline.saturating_duration_since(std::time::Instant::now());
                 if left.is_zero() {
-                    break false;
+                    break Flushed::TimedOut;
                 }
                 step = step.min(left);
             }

@@ -14,6 +14,7 @@ use pyo3::types::{PyBytes, PyString};
 use super::awaitable::awaitable;
 use super::options::{seconds, Options};
 use crate::conn::broadcast::broadcast as broadcast_to;
+use crate::conn::connection::Flushed;
 use crate::conn::Connection;
 use crate::protocol::{close, MAX_CONTROL_PAYLOAD};
 
@@ -196,7 +197,17 @@ impl PyConnection {
     fn flush(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<bool> {
         let timeout = timeout.map(|t| seconds("timeout", t)).transpose()?;
         let connection = Arc::clone(&self.connection);
-        Ok(py.detach(move || connection.wait_flushed(timeout)))
+        Ok(py.detach(move || connection.wait_written(0, timeout)) == Flushed::Below)
+    }
+
+    /// Waits, without the GIL, until at most `low` bytes wait to be written
+    /// or the connection is over; False if `timeout` seconds passed first.
+    /// The blocking twin of `drained()`.
+    #[pyo3(signature = (low, timeout = None))]
+    fn wait_written(&self, py: Python<'_>, low: usize, timeout: Option<f64>) -> PyResult<bool> {
+        let timeout = timeout.map(|t| seconds("timeout", t)).transpose()?;
+        let connection = Arc::clone(&self.connection);
+        Ok(py.detach(move || connection.wait_written(low, timeout)) != Flushed::TimedOut)
     }
 
     /// An awaitable, done once at most `low` bytes wait to be written or
