@@ -4,7 +4,9 @@
 //! reaches Python through a [`Queue`](crate::bridge::Queue).
 
 use std::future::Future;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::OnceLock;
+use std::task::Poll;
 
 use tokio::runtime::{Builder, Runtime};
 
@@ -42,13 +44,23 @@ pub fn spawn<F>(future: F, on_panic: impl FnOnce(String) + Send + 'static) -> Re
 where
     F: Future<Output = ()> + Send + 'static,
 {
-    let runtime = runtime()?;
-    let task = runtime.spawn(future);
-    runtime.spawn(async move {
-        if let Err(e) = task.await {
-            if e.is_panic() {
-                on_panic(panic_message(e.into_panic()));
+    // The panic is caught inside the task, not by a second task awaiting
+    // it: a server spawns one of these per connection, and the second
+    // task's memory counted against every idle connection.
+    // Boxed out here: moved into the task's own state, the future would
+    // have taken its room twice (the captured value, then the pinned one).
+    let mut future = Box::pin(future);
+    runtime()?.spawn(async move {
+        let polled = std::future::poll_fn(|cx| {
+            match catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(cx))) {
+                Ok(Poll::Pending) => Poll::Pending,
+                Ok(Poll::Ready(())) => Poll::Ready(Ok(())),
+                Err(payload) => Poll::Ready(Err(payload)),
             }
+        })
+        .await;
+        if let Err(payload) = polled {
+            on_panic(panic_message(payload));
         }
     });
     Ok(())
@@ -74,4 +86,36 @@ fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
         .map(|s| s.to_string())
         .or_else(|| payload.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "unknown panic".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn a_task_that_panics_reports_its_message_and_the_runtime_goes_on() {
+        let (told, heard) = std::sync::mpsc::channel();
+        let crash = told.clone();
+        spawn(
+            async {
+                tokio::task::yield_now().await;
+                panic!("a bug, after a first poll");
+            },
+            move |message| crash.send(message).unwrap(),
+        )
+        .unwrap();
+        let wait = Duration::from_secs(10);
+        assert_eq!(
+            heard.recv_timeout(wait).unwrap(),
+            "a bug, after a first poll"
+        );
+        spawn(async {}, move |message| told.send(message).unwrap()).unwrap();
+        // The last sender goes with the task, unused.
+        assert_eq!(
+            heard.recv_timeout(wait),
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected),
+            "a task that ends well reports nothing"
+        );
+    }
 }
