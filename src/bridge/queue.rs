@@ -499,10 +499,16 @@ thread_local! {
 /// Small messages its handlers send to a socket are then left to the I/O
 /// thread, which writes them together while Python goes on with the batch,
 /// rather than one system call each by the busy Python thread; but in a
-/// batch of many sockets' events (many clients, one message each), the
-/// first message to each socket is written at once.
+/// batch of many sockets' events (many clients, a few messages each), the
+/// first few messages to each socket are written at once.
 pub fn burst() -> Option<Burst> {
     IN_BURST.get()
+}
+
+/// Makes the calling thread handle `burst`, as a batch of events would.
+#[cfg(test)]
+pub fn set_burst(burst: Option<Burst>) {
+    IN_BURST.set(burst);
 }
 
 /// [`EVENT_SPIN`], or `WSBIND_SPIN_US` microseconds when it is set.

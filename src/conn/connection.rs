@@ -15,7 +15,7 @@ use tokio::sync::Notify;
 
 use super::commands::{Command, CommandReceiver, Commands};
 use super::event::{Event, EventSink};
-use super::outbox::{Closed, Outbox, BURST_WRITE_FROM};
+use super::outbox::{Closed, Outbox, BURST_WRITES, BURST_WRITE_FROM};
 use super::receiver::{data_event, ReceiverSlot};
 use super::settings::Settings;
 use super::writer::{Outgoing, Written};
@@ -71,7 +71,8 @@ pub struct Connection {
     frame_size: AtomicUsize,
     /// Each write is reported (a handler listens to `bytes_written`).
     report_writes: AtomicBool,
-    /// The last burst of events in which a handler sent a small message here.
+    /// The last burst of events in which a handler sent a small message
+    /// here, and how many (see `first_in_burst`).
     burst: AtomicU64,
     /// Data frames are reported one by one (a handler listens to a frame
     /// signal); the parser looks before each pass, whichever thread reads.
@@ -339,11 +340,28 @@ impl Connection {
     }
 
     /// Whether the calling thread may write a small message here itself:
-    /// it is not in a burst of events, or this is the first message it
-    /// sends here in a burst of many sockets' events (see [`bridge::burst`]).
+    /// it is not in a burst of events, or this is one of the first
+    /// [`BURST_WRITES`] messages it sends here in a burst of many sockets'
+    /// events (see [`bridge::burst`]).
     fn first_in_burst(&self) -> bool {
         bridge::burst().is_none_or(|burst| {
-            !burst.one_socket && self.burst.swap(burst.number, Ordering::Relaxed) != burst.number
+            if burst.one_socket {
+                return false;
+            }
+            // The burst's number, then the messages sent here in it in the
+            // low byte; only the thread that handles the burst writes it.
+            let seen = self.burst.load(Ordering::Relaxed);
+            let count = if seen >> 8 == burst.number {
+                seen & 0xff
+            } else {
+                0
+            };
+            if count >= BURST_WRITES {
+                return false;
+            }
+            self.burst
+                .store(burst.number << 8 | (count + 1), Ordering::Relaxed);
+            true
         })
     }
 
@@ -739,6 +757,50 @@ mod tests {
             connection.send(false, Bytes::from_static(b"x")),
             Err(Error::BufferFull { .. })
         ));
+    }
+
+    #[test]
+    fn a_handler_writes_its_first_few_messages_to_a_socket_in_a_burst_of_many_sockets() {
+        use crate::bridge::queue::{set_burst, Burst};
+        use std::os::fd::AsRawFd;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let ours = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        ours.set_nonblocking(true).unwrap();
+        let _theirs = listener.accept().unwrap();
+        let (connection, _commands) = Connection::new(Role::Server);
+        connection.outbox.attach(Some(ours.as_raw_fd()));
+        connection.set_open(true);
+        let queued_after = |count: usize| {
+            (0..count).for_each(|_| {
+                connection.send(false, Bytes::from_static(b"x")).unwrap();
+            });
+            let queued = connection.outbox.take_queued().len();
+            connection.outbox.written(queued);
+            queued
+        };
+        let many = |number| Burst {
+            number,
+            one_socket: false,
+        };
+        set_burst(Some(many(7)));
+        let written = BURST_WRITES as usize;
+        assert_eq!(queued_after(written), 0, "written at once");
+        assert_eq!(queued_after(2), 2, "the rest go to the I/O thread");
+        // The next burst starts the count again.
+        set_burst(Some(many(8)));
+        assert_eq!(queued_after(written + 1), 1);
+        // One socket's burst is a pipeline: all of it goes to the I/O thread.
+        set_burst(Some(Burst {
+            number: 9,
+            one_socket: true,
+        }));
+        assert_eq!(queued_after(3), 3);
+        set_burst(None);
+        assert_eq!(
+            queued_after(3),
+            0,
+            "out of a burst, every message is written at once"
+        );
     }
 
     #[test]

@@ -18,9 +18,10 @@
 //! and no frame is ever cut by another, whichever threads send.
 //!
 //! Small messages that handlers send to one socket in a burst of events
-//! are the exception, after the first: the I/O thread writes them, many to
-//! a system call, while the Python thread goes on with the burst (see
-//! [`bridge::burst`](crate::bridge::burst)). From [`BURST_WRITE_FROM`] bytes
+//! are the exception (all of them in one socket's burst, those after the
+//! first [`BURST_WRITES`] in a burst of many sockets'): the I/O thread
+//! writes them, many to a system call, while the Python thread goes on
+//! with the burst (see [`bridge::burst`](crate::bridge::burst)). From [`BURST_WRITE_FROM`] bytes
 //! the copy into the socket outweighs the system call, and handing the
 //! message over would only wake the I/O thread.
 
@@ -39,6 +40,14 @@ use crate::protocol::{Chunk, MASK_AT_WRITE_FROM};
 
 /// Smallest message a handler writes itself in a burst of events: 8 KiB.
 pub const BURST_WRITE_FROM: usize = 8 << 10;
+
+/// Small messages a handler writes itself to one socket in a burst of many
+/// sockets' events: 4. A server behind on many connections finds a few
+/// messages of each in a batch; handing the second reply on to the I/O
+/// thread cost a wake-up for a write of two or three small frames, more
+/// than writing them. A socket with more in the batch is pipelining, and
+/// the rest of its replies go out together from the I/O thread.
+pub const BURST_WRITES: u64 = 4;
 
 struct State {
     /// Chunks in the writer's queue, not written yet.
