@@ -16,6 +16,8 @@ use super::receiver::Received;
 use super::settings::Settings;
 use crate::protocol::session::End;
 
+/// What Python (or the thread that reads the socket) asks a connection's
+/// task to do.
 pub enum Command {
     Ping(Bytes),
     Close(u16, String),
@@ -105,7 +107,7 @@ impl CommandReceiver {
         loop {
             // Made before the look: notify_one keeps a wake-up for it.
             let ready = self.commands().ready.notified();
-            if let Some(command) = self.commands().lock().queue.pop_front() {
+            if let Some(command) = self.try_recv() {
                 return command;
             }
             ready.await;
@@ -113,7 +115,7 @@ impl CommandReceiver {
     }
 
     /// The next command, if one is queued.
-    pub fn try_recv(&mut self) -> Option<Command> {
+    pub fn try_recv(&self) -> Option<Command> {
         self.commands().lock().queue.pop_front()
     }
 }

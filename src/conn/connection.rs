@@ -33,6 +33,7 @@ pub enum Flushed {
     Below,
     /// The connection ended first, with more left.
     Over,
+    /// The time given ran out first.
     TimedOut,
 }
 
@@ -72,7 +73,7 @@ pub struct Connection {
     /// Each write is reported (a handler listens to `bytes_written`).
     report_writes: AtomicBool,
     /// The last burst of events in which a handler sent a small message
-    /// here, and how many (see `first_in_burst`).
+    /// here, and how many (see `may_write_in_burst`).
     burst: AtomicU64,
     /// Data frames are reported one by one (a handler listens to a frame
     /// signal); the parser looks before each pass, whichever thread reads.
@@ -257,7 +258,7 @@ impl Connection {
     fn may_write(&self, size: usize) -> bool {
         // A reported write must come from the task, which reports it.
         !self.report_writes.load(Ordering::Relaxed)
-            && (size >= BURST_WRITE_FROM || self.first_in_burst())
+            && (size >= BURST_WRITE_FROM || self.may_write_in_burst())
     }
 
     fn fragmenting(&self) -> MutexGuard<'_, Fragmenting> {
@@ -343,7 +344,7 @@ impl Connection {
     /// it is not in a burst of events, or this is one of the first
     /// [`BURST_WRITES`] messages it sends here in a burst of many sockets'
     /// events (see [`bridge::burst`]).
-    fn first_in_burst(&self) -> bool {
+    fn may_write_in_burst(&self) -> bool {
         bridge::burst().is_none_or(|burst| {
             if burst.one_socket {
                 return false;

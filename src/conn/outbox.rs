@@ -21,9 +21,10 @@
 //! are the exception (all of them in one socket's burst, those after the
 //! first [`BURST_WRITES`] in a burst of many sockets'): the I/O thread
 //! writes them, many to a system call, while the Python thread goes on
-//! with the burst (see [`bridge::burst`](crate::bridge::burst)). From [`BURST_WRITE_FROM`] bytes
-//! the copy into the socket outweighs the system call, and handing the
-//! message over would only wake the I/O thread.
+//! with the burst (see [`bridge::burst`](crate::bridge::burst)). From
+//! [`BURST_WRITE_FROM`] bytes the copy into the socket outweighs the
+//! system call, and handing the message over would only wake the I/O
+//! thread.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -139,9 +140,9 @@ impl Outbox {
         }
     }
 
-    /// Whether the calling task is the first to ask: the writer of a
-    /// connection, which runs once.
-    pub fn take_queue(&self) -> bool {
+    /// Whether the calling task is the first to claim the writer's queue:
+    /// a connection runs once.
+    pub fn claim_writer(&self) -> bool {
         !std::mem::replace(&mut self.lock().queue_taken, true)
     }
 

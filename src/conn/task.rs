@@ -53,7 +53,7 @@ pub async fn run<S>(
     S: AsyncRead + AsyncWrite + Unpin,
 {
     // A connection runs once: the queue is taken unless this is a second run.
-    if !connection.outbox.take_queue() {
+    if !connection.outbox.claim_writer() {
         return;
     }
     let Opened {

@@ -53,8 +53,7 @@ where
     runtime()?.spawn(async move {
         let polled = std::future::poll_fn(|cx| {
             match catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(cx))) {
-                Ok(Poll::Pending) => Poll::Pending,
-                Ok(Poll::Ready(())) => Poll::Ready(Ok(())),
+                Ok(polled) => polled.map(Ok),
                 Err(payload) => Poll::Ready(Err(payload)),
             }
         })
