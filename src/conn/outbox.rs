@@ -31,6 +31,7 @@ use std::collections::VecDeque;
 use std::os::fd::RawFd;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use bytes::BytesMut;
 use tokio::sync::Notify;
 
 use super::writer::{Outgoing, MAX_SLICES};
@@ -50,6 +51,20 @@ pub const BURST_WRITE_FROM: usize = 8 << 10;
 /// the rest of its replies go out together from the I/O thread.
 pub const BURST_WRITES: u64 = 4;
 
+/// Largest frame bytes copied into the queue's last buffer rather than
+/// queued as their own entry: 1 KiB. A broadcast queues the same small
+/// frame for a thousand sockets; shared, its one reference count moved
+/// between the broadcasting thread and the I/O thread, which drops each
+/// copy once written, and each entry was an allocation made on one
+/// thread and freed on the other. Copying a small frame costs less than
+/// either, and the writer then finds many frames in one slice.
+pub const COPY_INTO_QUEUE_UP_TO: usize = 1 << 10;
+
+/// Most bytes of small frames copied into one buffer of the queue: 16 KiB,
+/// so that a long queue of small frames is many buffers the writer can
+/// drop as it goes, not one that only grows.
+const COPIED_MOST: usize = 16 << 10;
+
 struct State {
     /// Chunks in the writer's queue, not written yet.
     queued: usize,
@@ -62,6 +77,10 @@ struct State {
     /// connection's empty deque allocates nothing (a tokio channel
     /// allocates a block of 32 slots up front, 2 KiB a connection).
     queue: VecDeque<Outgoing>,
+    /// Small frames copied one after another (see
+    /// [`COPY_INTO_QUEUE_UP_TO`]): the queue's last entry, not in `queue`
+    /// yet so that the next small frame can still join it.
+    copied: Option<Copied>,
     /// The writer takes from the queue, until the connection is over or
     /// the writer stopped.
     queue_open: bool,
@@ -88,6 +107,13 @@ struct Watch {
     writable: bool,
 }
 
+/// Small frames in one buffer, with what their writing completes.
+struct Copied {
+    bytes: BytesMut,
+    payload: usize,
+    cost: usize,
+}
+
 /// Why a message was not sent: the connection is closing or over.
 #[derive(Debug)]
 pub struct Closed;
@@ -108,6 +134,7 @@ impl Default for Outbox {
             queued: 0,
             socket: None,
             queue: VecDeque::new(),
+            copied: None,
             queue_open: true,
             writer_waiting: false,
             queue_taken: false,
@@ -130,7 +157,8 @@ impl Outbox {
     /// Lets go of the lock, then wakes the writer if a push asked for it.
     fn unlock(&self, mut state: MutexGuard<'_, State>) {
         // Something to take, or the news that nothing more will come.
-        let wake = state.writer_waiting && (!state.queue.is_empty() || !state.queue_open);
+        let wake = state.writer_waiting
+            && (!state.queue.is_empty() || state.copied.is_some() || !state.queue_open);
         if wake {
             state.writer_waiting = false;
         }
@@ -155,6 +183,7 @@ impl Outbox {
             {
                 let mut state = self.lock();
                 state.writer_waiting = false;
+                end_copied(&mut state);
                 if state.queue.len() <= most {
                     std::mem::swap(batch, &mut state.queue);
                 } else {
@@ -178,12 +207,15 @@ impl Outbox {
         let mut state = self.lock();
         state.queue_open = false;
         state.queue = VecDeque::new();
+        state.copied = None;
     }
 
     /// What the writer's queue holds, taken as the writer would.
     #[cfg(test)]
     pub fn take_queued(&self) -> Vec<Outgoing> {
-        std::mem::take(&mut self.lock().queue).into()
+        let mut state = self.lock();
+        end_copied(&mut state);
+        std::mem::take(&mut state.queue).into()
     }
 
     /// Lets sending threads write to `socket` until [`detach`](Self::detach).
@@ -398,10 +430,55 @@ fn push_only(state: &mut State, outgoing: impl IntoIterator<Item = Outgoing>) ->
         // The connection is ending.
         return false;
     }
-    let before = state.queue.len();
-    state.queue.extend(outgoing);
-    state.queued += state.queue.len() - before;
+    for outgoing in outgoing {
+        if outgoing.chunk.mask.is_none()
+            && !outgoing.pong
+            && outgoing.chunk.len() <= COPY_INTO_QUEUE_UP_TO
+        {
+            copy_into_queue(state, outgoing);
+        } else {
+            end_copied(state);
+            state.queue.push_back(outgoing);
+            state.queued += 1;
+        }
+    }
     true
+}
+
+/// Copies a small frame on to the queue's last buffer, or starts one.
+fn copy_into_queue(state: &mut State, outgoing: Outgoing) {
+    let bytes = &outgoing.chunk.bytes;
+    if state
+        .copied
+        .as_ref()
+        .is_some_and(|c| c.bytes.len() + bytes.len() > COPIED_MOST)
+    {
+        end_copied(state);
+    }
+    if state.copied.is_none() {
+        // Counted as one chunk of the queue, as it is written.
+        state.queued += 1;
+    }
+    let copied = state.copied.get_or_insert_with(|| Copied {
+        bytes: BytesMut::with_capacity(bytes.len().max(64) * 4),
+        payload: 0,
+        cost: 0,
+    });
+    copied.bytes.extend_from_slice(bytes);
+    copied.payload += outgoing.payload;
+    copied.cost += outgoing.cost;
+}
+
+/// Puts the buffer of copied frames in the queue: nothing more joins it.
+fn end_copied(state: &mut State) {
+    if let Some(copied) = state.copied.take() {
+        state.queue.push_back(Outgoing {
+            chunk: Chunk::plain(copied.bytes.freeze()),
+            payload: copied.payload,
+            cost: copied.cost,
+            pong: false,
+        });
+    }
 }
 
 thread_local! {
@@ -495,15 +572,63 @@ mod tests {
         // A pong queued by the task: the next message waits behind it.
         assert!(outbox.queue(control(b"P"), false));
         assert_eq!(outbox.send(chunks(&[b"e", b"f"]), 2, 2, true).unwrap(), 0);
-        let expected = [(&b"P"[..], 0), (b"e", 0), (b"f", 2)];
+        // Small frames, copied one after another into one buffer.
         let queued = drained(&outbox);
-        assert!(queued.iter().map(|(b, p)| (&b[..], *p)).eq(expected));
-        outbox.written(3);
+        assert_eq!(queued, [(Bytes::from_static(b"Pef"), 2)]);
+        outbox.written(1);
         assert_eq!(outbox.send(chunks(&[b"gh"]), 2, 2, true).unwrap(), 2);
         assert_eq!(received(&mut theirs, 2), b"gh");
         // Not allowed (a burst, or writes reported): queued, counted.
         assert_eq!(outbox.send(chunks(&[b"ij"]), 2, 2, false).unwrap(), 0);
         assert_eq!(outbox.lock().queued, 1);
+    }
+
+    #[test]
+    fn small_frames_share_a_buffer_in_order_until_a_large_one_or_a_pong() {
+        // No socket: everything is queued.
+        let outbox = attached(None);
+        let frame = |bytes: Bytes, pong: bool| Outgoing {
+            payload: bytes.len(),
+            cost: bytes.len() + 1,
+            chunk: Chunk::plain(bytes),
+            pong,
+        };
+        let large = Bytes::from(vec![9u8; COPY_INTO_QUEUE_UP_TO + 1]);
+        for (bytes, pong) in [
+            (Bytes::from_static(b"ab"), false),
+            (Bytes::from_static(b"c"), false),
+            (large.clone(), false),
+            (Bytes::from_static(b"d"), false),
+            (Bytes::from_static(b"P"), true),
+            (Bytes::from_static(b"e"), false),
+        ] {
+            assert!(outbox.queue(frame(bytes, pong), false));
+        }
+        let queued = outbox.take_queued();
+        let seen: Vec<_> = queued
+            .iter()
+            .map(|o| (o.chunk.bytes.clone(), o.payload, o.cost, o.pong))
+            .collect();
+        // Payloads and costs add up: a frame's cost here is its length + 1.
+        let small = |b: &'static [u8], n, cost| (Bytes::from_static(b), n, cost, false);
+        assert_eq!(
+            seen,
+            [
+                small(b"abc", 3, 5),
+                (large.clone(), large.len(), large.len() + 1, false),
+                small(b"d", 1, 2),
+                (Bytes::from_static(b"P"), 1, 2, true),
+                small(b"e", 1, 2),
+            ]
+        );
+        assert_eq!(outbox.lock().queued, 5, "one chunk for each entry");
+        // A long run of small frames is cut into buffers of at most COPIED_MOST.
+        let kib = Bytes::from(vec![1u8; COPY_INTO_QUEUE_UP_TO]);
+        for _ in 0..(COPIED_MOST / kib.len()) * 2 + 1 {
+            assert!(outbox.queue(frame(kib.clone(), false), false));
+        }
+        let sizes: Vec<_> = outbox.take_queued().iter().map(|o| o.chunk.len()).collect();
+        assert_eq!(sizes, [COPIED_MOST, COPIED_MOST, kib.len()]);
     }
 
     #[test]
@@ -536,15 +661,12 @@ mod tests {
         assert_eq!(outbox.send(chunks(&[b"next"]), 4, 4, true).unwrap(), 0);
         assert!(outbox.queue(control(b"P"), false));
         let queued = drained(&outbox);
-        assert_eq!(queued.len(), 3);
-        assert_eq!(outbox.lock().queued, 3);
+        assert_eq!(queued.len(), 2);
+        assert_eq!(outbox.lock().queued, 2);
         let (left, payload) = &queued[0];
         assert_eq!(*payload, 4 + big.len());
         assert!(left.len() < big.len());
-        assert_eq!(
-            (&queued[1].0[..], queued[2].0.as_ref()),
-            (&b"next"[..], &b"P"[..])
-        );
+        assert_eq!(queued[1], (Bytes::from_static(b"nextP"), 4));
         let taken = received(&mut theirs, 4 + big.len() - left.len());
         assert_eq!(&taken[..4], b"head");
         assert!(taken[4..].iter().all(|&b| b == 7));
