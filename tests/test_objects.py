@@ -759,9 +759,14 @@ def test_a_change_during_evaluation_on_another_thread_is_not_missed() -> None:
 
 
 def test_dict_defaults_are_not_shared() -> None:
-    """Each instance gets its own copy of a dict default (request_headers)."""
+    """Each instance gets its own copy of a dict default (request_headers), made as it is first read."""
     a, b = WebSocket(), WebSocket()
+    assert "request_headers" not in a._values
+    assert a.request_headers == b.request_headers == {}
+    default = WebSocket.request_headers.default
     assert a._values["request_headers"] is not b._values["request_headers"]
+    assert a._values["request_headers"] is not default
+    assert b._values["request_headers"] is not default
     a.request_headers = {"X-Test": "1"}
     assert b.request_headers == {}
 

@@ -34,6 +34,7 @@ import copy
 import difflib
 import inspect
 import logging
+import sys
 import threading
 import time
 import types
@@ -61,6 +62,10 @@ class _Tracking(threading.local):
 
 
 _tracking = _Tracking()
+
+# What a property whose default is a list or dict reads from the values of an
+# object that never set it: the object then stores a copy of its own.
+_UNSET: Any = object()
 
 # Evaluations of one binding in a row while its inputs keep changing under it.
 _MAX_EVALUATIONS = 10
@@ -549,7 +554,9 @@ class Signal(Generic[*Ts]):
         if self.watched is not None:
             # Weak, so that the signal does not keep its object alive.
             watcher = _call_weak(weakref.WeakMethod(getattr(obj, self.watched)), self.name)
-        bound: BoundSignal[*Ts] = BoundSignal(f"{type(obj).__name__}.{self.name}", watcher, obj)
+        # Interned: the same name for every object of the class, not a copy in each.
+        name = sys.intern(f"{type(obj).__name__}.{self.name}")
+        bound: BoundSignal[*Ts] = BoundSignal(name, watcher, obj)
         return obj.__dict__.setdefault(self.name, bound)  # type: ignore[no-any-return]
 
 
@@ -610,6 +617,9 @@ class Property(Generic[T]):
         changed: str | None = None,
     ) -> None:
         self.default = default
+        # What a read gives while the object has stored no value: the default,
+        # or _UNSET for a list or dict, which each object copies, so that none share one.
+        self._unset = _UNSET if isinstance(default, (list, dict)) else default
         self.__doc__ = doc
         self.read_only = read_only
         self.check = check
@@ -644,7 +654,10 @@ class Property(Generic[T]):
         reads = _tracking.reads
         if reads is not None:
             reads.add((obj, self.name))
-        return _public(obj._values[self.name])  # type: ignore[no-any-return]
+        value = obj._values.get(self.name, self._unset)
+        if value is _UNSET:
+            value = obj._values.setdefault(self.name, copy.copy(self.default))
+        return _public(value)  # type: ignore[no-any-return]
 
     def __set__(self, obj: Object, value: T | Binding[T]) -> None:
         if self.read_only:
@@ -652,6 +665,8 @@ class Property(Generic[T]):
         if isinstance(value, Binding):
             self._unbind(obj)
             active = _ActiveBinding(value.fn, obj, self)
+            if obj._bindings is None:
+                obj._bindings = {}
             obj._bindings[self.name] = active
             active.evaluate()
             return
@@ -672,7 +687,8 @@ class Property(Generic[T]):
             getattr(obj, self.changed)()
 
     def _unbind(self, obj: Object) -> None:
-        old = obj._bindings.pop(self.name, None)
+        bindings = obj._bindings
+        old = bindings.pop(self.name, None) if bindings else None
         if old is not None:
             old.detach()
 
@@ -829,6 +845,11 @@ class Object:
     # Every property and signal of the class, its bases' included.
     _properties: ClassVar[dict[str, Property[Any]]] = {}
     _signals: ClassVar[dict[str, Signal[*tuple[Any, ...]]]] = {}
+    # Each property's default, by name.
+    _defaults: ClassVar[dict[str, Any]] = {}
+    # Properties stored from the start: the class's own code reads them with
+    # ``self._values[name]`` on paths too hot for a default.
+    _kept: ClassVar[tuple[str, ...]] = ()
     # Counts property writes of every object; a binding compares it around an evaluation.
     _writes: ClassVar[int] = 0
 
@@ -842,20 +863,20 @@ class Object:
                     cls._properties[name] = attr
                 elif isinstance(attr, Signal):
                     cls._signals[name] = attr
+        cls._defaults = {name: p.default for name, p in cls._properties.items()}
         # What help() and inspect.signature() show of the constructor: its keywords are declared
         # as properties and signals, not written in a signature.
         cls.__signature__ = constructor_signature(cls)  # type: ignore[attr-defined]
 
     def __init__(self, **kwargs: Any) -> None:
         cls = type(self)
-        # The current value of every property.
-        self._values: dict[str, Any] = {
-            # Mutable defaults are copied, so that instances never share one.
-            name: copy.copy(p.default) if isinstance(p.default, (list, dict)) else p.default
-            for name, p in cls._properties.items()
-        }
-        # The active binding of each bound property.
-        self._bindings: dict[str, _ActiveBinding] = {}
+        # The value of each property that was set, and of those kept; one
+        # that never was is at its default, and takes no room (a server's
+        # idle sockets are thousands). The class's own code reads one with
+        # ``self._value(name)``.
+        self._values: dict[str, Any] = {name: cls._defaults[name] for name in cls._kept}
+        # The active binding of each bound property; None until the first, as most objects have none.
+        self._bindings: dict[str, _ActiveBinding] | None = None
         handlers = []
         for key, value in kwargs.items():
             prop = cls._properties.get(key)
@@ -896,6 +917,21 @@ class Object:
         dispatcher = getattr(self, "_dispatcher", None)
         return dispatcher is not None and bool(dispatcher.owns_current_thread())
 
+    def _value(self, name: str) -> Any:
+        """A property's value, read by the class's own code: no binding notes the read."""
+        return self._values.get(name, self._defaults[name])
+
+    def _preset(self, **values: Any) -> None:
+        """Stores the values of an object nobody listens to yet, without emitting.
+
+        Values equal to their default are left out, as they read the same.
+        """
+        stored, defaults = self._values, self._defaults
+        for name, value in values.items():
+            default = defaults[name]
+            if value != default or type(value) is not type(default):
+                stored[name] = value
+
     def _write(self, name: str, value: Any) -> bool:
         """Stores a property's value; emits its change signal and returns True if it changed."""
         return bool(self._write_all({name: value}))
@@ -914,11 +950,12 @@ class Object:
         returns, but ``url_changed``'s handlers run where the server's do).
         """
         changed = []
+        stored, defaults = self._values, self._defaults
         for name, value in values.items():
-            old = self._values[name]
+            old = stored.get(name, defaults[name])
             if old == value and type(old) is type(value):
                 continue
-            self._values[name] = value
+            stored[name] = value
             changed.append(name)
         if changed:
             Object._writes += 1

@@ -524,6 +524,8 @@ class WebSocketServer(Object):
         self._context = handler_context()
         # Native connection id -> its open socket, to name a group's members.
         self._by_id: dict[int, WebSocket] = {}
+        # What every accepted socket calls as it ends: one bound method for all, not one each.
+        self._on_client_finished = self._client_finished
         # Group name -> its members here, as the object's thread last saw them.
         self._members: dict[str, tuple[WebSocket, ...]] = {}
         # The broker's last error, logged once however often it recurs.
@@ -718,7 +720,7 @@ class WebSocketServer(Object):
         """What the server's sockets start with: WebSocket's defaults, but the server's limits."""
         options = {name: WebSocket._properties[name].default for name in _OPTIONS}
         for name in _SERVER_OPTIONS:
-            options[name] = self._values[name]
+            options[name] = self._value(name)
         return cast("_wsbind.Options", options)
 
     def close(self) -> Awaitable[None]:
@@ -739,7 +741,8 @@ class WebSocketServer(Object):
         :meth:`close`. Handlers that never return keep it waiting.
         """
         await wait_until(
-            self._changes, lambda: self._server is None and not self._values["clients"] and not self._handlers
+            self._changes,
+            lambda: self._server is None and not self._value("clients") and not self._handlers,
         )
 
     async def serve_forever(self) -> None:
@@ -1015,7 +1018,7 @@ class WebSocketServer(Object):
     def _event(self, kind: int, payload: Any) -> None:
         if kind == EventKind.CLIENT_CONNECTED:
             conn = payload.connection
-            ws = WebSocket._accept(self._dispatcher, payload, self._client_finished)
+            ws = WebSocket._accept(self._dispatcher, payload, self._on_client_finished)
             self._by_id[conn.id] = ws
             # Taken now, as Qt's nextPendingConnection() takes it: no longer pending.
             conn.taken()

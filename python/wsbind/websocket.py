@@ -7,6 +7,7 @@ import contextlib
 import dataclasses
 import logging
 import os
+import sys
 import threading
 import time
 from collections import deque
@@ -202,6 +203,9 @@ class WebSocket(Object):
         ) -> None: ...
 
     # End of the declarations written by tools/declarations.py.
+
+    # Read on every send: always stored, so that those reads need no default.
+    _kept = ("status",)
 
     url = Property(
         "",
@@ -536,23 +540,29 @@ class WebSocket(Object):
         ws._accepted = True
         ws._was_open = True
         ws._on_finished = on_finished
+        # The strings most clients send alike (header names, most values,
+        # the URL) are interned, so that thousands of idle sockets share one
+        # copy of each; not the key, a nonce unique to each client.
         received: dict[str, str] = {}
         for name, value in client.headers:
+            name = sys.intern(name)
+            if name.lower() != "sec-websocket-key":
+                value = sys.intern(value)
             received[name] = f"{received[name]}, {value}" if name in received else value
-        ws._values.update(
-            url=client.url,
+        ws._preset(
+            url=sys.intern(client.url),
             active=True,
             status=Status.OPEN,
             requested_subprotocols=client.requested_subprotocols,
             negotiated_subprotocol=client.negotiated_subprotocol,
             negotiated_extensions=client.extensions,
             compression="deflate" if client.extensions else None,
-            resource_name=client.resource_name,
+            resource_name=sys.intern(client.resource_name),
             request_headers=received,
             origin=next((v for k, v in received.items() if k.lower() == "origin"), ""),
             peer_address=addresses.peer_address,
             peer_port=addresses.peer_port,
-            local_address=addresses.local_address,
+            local_address=sys.intern(addresses.local_address),
             local_port=addresses.local_port,
         )
         dispatcher.register(conn.id, ws)
@@ -641,7 +651,7 @@ class WebSocket(Object):
 
     def _connect_error(self, fallback: str) -> Exception:
         """The exception for an opening that failed: ``error_string``'s kind, the refusal's headers."""
-        return connect_error(self._values["error_string"] or fallback, self._rejected_headers)
+        return connect_error(self._value("error_string") or fallback, self._rejected_headers)
 
     def _open_connection(self, method: str) -> _wsbind.Connection:
         conn = self._conn
@@ -796,7 +806,7 @@ class WebSocket(Object):
         except NotOpenError:
             # The connection started closing on another thread just now.
             raise await self._send_error(conn) from None
-        if conn.bytes_to_write > self._values["write_limit"]:
+        if conn.bytes_to_write > self._value("write_limit"):
             await self._drain(conn)
 
     def _fragment_waiters(self) -> Waiters:
@@ -834,7 +844,7 @@ class WebSocket(Object):
                     if isinstance(fragment, str) is not text:
                         raise TypeError("the fragments of one message must be all str or all bytes-like")
                     conn.send_fragment(fragment, False)
-                    if conn.bytes_to_write > self._values["write_limit"]:
+                    if conn.bytes_to_write > self._value("write_limit"):
                         await self._drain(conn)
                     try:
                         fragment = await following()
@@ -986,7 +996,7 @@ class WebSocket(Object):
         """On the socket's thread: a message for recv(), and maybe a pause in reading."""
         inbox = self._inbox
         assert inbox is not None
-        limit = self._values["max_queue"]
+        limit = self._value("max_queue")
         if len(inbox) >= limit and (self._closing or self._close_asked is not None):
             # Reading goes on while we close, to hear the peer's answer; the
             # program asked to close, so what comes meanwhile beyond the
@@ -1009,7 +1019,7 @@ class WebSocket(Object):
                 or self._paused is not None
                 or self._closing
                 or self._close_asked is not None
-                or len(inbox) < self._values["max_queue"]
+                or len(inbox) < self._value("max_queue")
             ):
                 return
             self._paused = conn
@@ -1019,7 +1029,7 @@ class WebSocket(Object):
     def _resume_if_low(self) -> None:
         """After a recv(): reading resumes once a quarter of ``max_queue`` or less is held."""
         inbox = self._inbox
-        low = self._values["max_queue"] // 4
+        low = self._value("max_queue") // 4
         if inbox is None or len(inbox) > low:
             return
         with self._lock:
@@ -1038,7 +1048,7 @@ class WebSocket(Object):
     def _max_queue_changed(self) -> None:
         if self._paused is not None:
             self._resume_if_low()
-        elif self._inbox is not None and len(self._inbox) >= self._values["max_queue"]:
+        elif self._inbox is not None and len(self._inbox) >= self._value("max_queue"):
             self._pause_reading()
 
     def _raise_if_over(self) -> None:
@@ -1062,7 +1072,7 @@ class WebSocket(Object):
 
     async def _drain(self, conn: _wsbind.Connection) -> None:
         """Waits until ``conn`` has a quarter of ``write_limit`` or less left to write."""
-        low = self._values["write_limit"] // 4
+        low = self._value("write_limit") // 4
         # A Rust future (the writer wakes it), not a wait for write events.
         await conn.drained(low)
         if conn.bytes_to_write > low:
@@ -1130,7 +1140,7 @@ class WebSocket(Object):
             self._close(1000, "", reopen=True)
 
     def _options(self) -> _wsbind.Options:
-        return cast("_wsbind.Options", {name: self._values[name] for name in _OPTIONS})
+        return cast("_wsbind.Options", {name: self._value(name) for name in _OPTIONS})
 
     def _options_changed(self) -> None:
         conn = self._conn
@@ -1166,7 +1176,7 @@ class WebSocket(Object):
         if not self.url:
             # QML opens nothing either; a script that forgot the URL learns
             # why. A bound url (to a server's, say) may just not be there yet.
-            if "url" not in self._bindings:
+            if "url" not in (self._bindings or ()):
                 logger.warning('%r is active but its url is "": there is no URL to open', self)
             return
         self._rejected_headers = None
@@ -1293,8 +1303,8 @@ class WebSocket(Object):
                 not reopen
                 and not ended_by_program
                 and not self._accepted
-                and self._values["auto_reconnect"]
-                and self._values["active"]
+                and self._value("auto_reconnect")
+                and self._value("active")
             ):
                 retry = self._retry = object()
         if conn is not None:
