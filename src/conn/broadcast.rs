@@ -32,15 +32,12 @@ pub fn broadcast<'a>(
         let shared = match connection.role {
             Role::Client => None,
             Role::Server if !connection.compresses() || size < config::COMPRESS_FROM => Some(
-                plain
-                    .get_or_insert_with(|| frames(Framer::new(Role::Server), text, payload))
-                    .clone(),
+                &*plain.get_or_insert_with(|| frames(Framer::new(Role::Server), text, payload)),
             ),
             Role::Server => connection.stateless_compression().map(|bits| {
-                compressed
+                &*compressed
                     .entry(bits)
                     .or_insert_with(|| compress_once(bits, text, payload))
-                    .clone()
             }),
         };
         let sent = match shared {

@@ -367,19 +367,19 @@ impl Connection {
     }
 
     /// Queues a message already framed (a broadcast's frames, shared by every peer).
-    pub fn send_framed(&self, frame: Bytes, size: usize) -> Result<usize, Error> {
+    pub fn send_framed(&self, frame: &Bytes, size: usize) -> Result<usize, Error> {
         let cost = frame.len() + config::QUEUED_MESSAGE_COST;
         self.admit(cost)?;
         let mut fragmenting = self.fragmenting();
         if fragmenting.open.is_some() {
-            fragmenting
-                .waiting
-                .push_back(Waiting::Framed { frame, size, cost });
+            fragmenting.waiting.push_back(Waiting::Framed {
+                frame: frame.clone(),
+                size,
+                cost,
+            });
             return Ok(size);
         }
-        let sent = self
-            .outbox
-            .send(vec![Chunk::plain(frame)], size, cost, false);
+        let sent = self.outbox.queue_shared(frame, size, cost);
         drop(fragmenting);
         self.account(size, cost, sent)
     }
@@ -875,7 +875,7 @@ mod tests {
             let waiting = Bytes::from(vec![b'w'; config::COMPRESS_FROM + 10]);
             assert_eq!(connection.send(true, waiting.clone()), Ok(waiting.len()));
             assert_eq!(
-                connection.send_framed(Bytes::from_static(b"\x82\x01b"), 1),
+                connection.send_framed(&Bytes::from_static(b"\x82\x01b"), 1),
                 Ok(1)
             );
             let waited = message_cost(waiting.len(), config::OUTGOING_FRAME_SIZE)

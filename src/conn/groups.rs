@@ -7,13 +7,14 @@
 //! to a group's channel while the group exists here.
 
 use std::collections::hash_map::Entry;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
 
 use super::broadcast::broadcast;
 use super::connection::Connection;
+use super::members::Members;
 
 /// What a change of membership did, so that the caller tells the broker
 /// only when the set of groups changed.
@@ -29,10 +30,9 @@ pub enum Change {
 
 #[derive(Default)]
 struct Membership {
-    /// Group name -> its members by connection id. A BTreeMap keeps the
-    /// members in the order they connected (ids grow), so a broadcast
-    /// reaches them in a stable order.
-    groups: HashMap<String, BTreeMap<u64, Arc<Connection>>>,
+    /// Group name -> its members, in the order they connected, so a
+    /// broadcast reaches them in a stable order.
+    groups: HashMap<String, Members>,
     /// Connection id -> the groups it is in, so that a closing connection
     /// leaves them without a scan of every group.
     of: HashMap<u64, HashSet<String>>,
@@ -65,12 +65,9 @@ impl Groups {
         }
         let (members, made) = match membership.groups.entry(group.to_string()) {
             Entry::Occupied(e) => (e.into_mut(), false),
-            Entry::Vacant(e) => (e.insert(BTreeMap::new()), true),
+            Entry::Vacant(e) => (e.insert(Members::default()), true),
         };
-        if members
-            .insert(connection.id, Arc::clone(connection))
-            .is_some()
-        {
+        if !members.insert(connection) {
             return Change::None;
         }
         membership
@@ -91,7 +88,7 @@ impl Groups {
         let Some(members) = membership.groups.get_mut(group) else {
             return Change::None;
         };
-        if members.remove(&id).is_none() {
+        if !members.remove(id) {
             return Change::None;
         }
         let ended = members.is_empty();
@@ -121,7 +118,7 @@ impl Groups {
         let mut change = Change::Members;
         for name in names {
             if let Entry::Occupied(mut members) = membership.groups.entry(name) {
-                members.get_mut().remove(&id);
+                members.get_mut().remove(id);
                 if members.get().is_empty() {
                     members.remove();
                     change = Change::Groups;
@@ -137,20 +134,18 @@ impl Groups {
     }
 
     /// The members of `group`, in the order they connected.
-    pub fn members(&self, group: &str) -> Vec<Arc<Connection>> {
+    pub fn members(&self, group: &str) -> Arc<[Arc<Connection>]> {
         self.lock()
             .groups
-            .get(group)
-            .map(|m| m.values().cloned().collect())
-            .unwrap_or_default()
+            .get_mut(group)
+            .map_or_else(|| Arc::new([]), Members::list)
     }
 
     /// Sends a message to the members of `group`, framed once; returns how
-    /// many took it. The members are copied out first, so that the lock is
-    /// not held while sending.
+    /// many took it. Sent to the members' list, so that the lock is not
+    /// held while sending.
     pub fn broadcast(&self, group: &str, text: bool, payload: &Bytes) -> usize {
-        let members = self.members(group);
-        broadcast(&members, text, payload)
+        broadcast(self.members(group).iter(), text, payload)
     }
 }
 

@@ -13,6 +13,7 @@ pub mod connection;
 pub mod event;
 pub mod groups;
 pub mod http;
+pub mod members;
 pub mod outbox;
 pub mod receiver;
 pub mod server;

@@ -31,7 +31,7 @@ use std::collections::VecDeque;
 use std::os::fd::RawFd;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use tokio::sync::Notify;
 
 use super::writer::{Outgoing, MAX_SLICES};
@@ -339,6 +339,31 @@ impl Outbox {
         self.unlock(state);
         Ok(done)
     }
+
+    /// Queues a frame that other connections share (a broadcast's), as
+    /// [`send`](Self::send) does with `may_write` false, but copies a small
+    /// one straight into the queue: no reference to the shared frame is
+    /// taken, so its count is not touched for each connection.
+    pub fn queue_shared(&self, frame: &Bytes, size: usize, cost: usize) -> Result<usize, Closed> {
+        if frame.len() > COPY_INTO_QUEUE_UP_TO {
+            return self.send(vec![Chunk::plain(frame.clone())], size, cost, false);
+        }
+        let mut state = self.lock();
+        if state.closed {
+            return Err(Closed);
+        }
+        // Behind what is held, as every push; false once the queue ended.
+        let queued = hand_held(&mut state);
+        if queued {
+            copy_into_queue(&mut state, frame, size, cost);
+        }
+        self.unlock(state);
+        if queued {
+            Ok(0)
+        } else {
+            Err(Closed)
+        }
+    }
 }
 
 /// `chunks` of a message of `size` payload bytes and of `cost`, which
@@ -435,7 +460,12 @@ fn push_only(state: &mut State, outgoing: impl IntoIterator<Item = Outgoing>) ->
             && !outgoing.pong
             && outgoing.chunk.len() <= COPY_INTO_QUEUE_UP_TO
         {
-            copy_into_queue(state, outgoing);
+            copy_into_queue(
+                state,
+                &outgoing.chunk.bytes,
+                outgoing.payload,
+                outgoing.cost,
+            );
         } else {
             end_copied(state);
             state.queue.push_back(outgoing);
@@ -446,8 +476,7 @@ fn push_only(state: &mut State, outgoing: impl IntoIterator<Item = Outgoing>) ->
 }
 
 /// Copies a small frame on to the queue's last buffer, or starts one.
-fn copy_into_queue(state: &mut State, outgoing: Outgoing) {
-    let bytes = &outgoing.chunk.bytes;
+fn copy_into_queue(state: &mut State, bytes: &[u8], payload: usize, cost: usize) {
     if state
         .copied
         .as_ref()
@@ -465,8 +494,8 @@ fn copy_into_queue(state: &mut State, outgoing: Outgoing) {
         cost: 0,
     });
     copied.bytes.extend_from_slice(bytes);
-    copied.payload += outgoing.payload;
-    copied.cost += outgoing.cost;
+    copied.payload += payload;
+    copied.cost += cost;
 }
 
 /// Puts the buffer of copied frames in the queue: nothing more joins it.
@@ -509,7 +538,6 @@ fn write_now(socket: RawFd, chunks: &[&Chunk]) -> (usize, usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bytes::Bytes;
     use std::io::Read;
     use std::net::{TcpListener, TcpStream};
     use std::os::fd::AsRawFd;
@@ -629,6 +657,28 @@ mod tests {
         }
         let sizes: Vec<_> = outbox.take_queued().iter().map(|o| o.chunk.len()).collect();
         assert_eq!(sizes, [COPIED_MOST, COPIED_MOST, kib.len()]);
+    }
+
+    #[test]
+    fn a_shared_frame_is_queued_in_order_copied_if_small_and_never_after_close() {
+        let outbox = attached(None);
+        let large = Bytes::from(vec![3u8; COPY_INTO_QUEUE_UP_TO + 1]);
+        for frame in [&Bytes::from_static(b"a"), &large, &Bytes::from_static(b"b")] {
+            assert_eq!(outbox.queue_shared(frame, frame.len(), 0).unwrap(), 0);
+        }
+        let queued = outbox.take_queued();
+        let ptrs: Vec<_> = queued.iter().map(|o| o.chunk.bytes.as_ptr()).collect();
+        assert_eq!(ptrs.len(), 3);
+        assert_eq!(
+            ptrs[1],
+            large.as_ptr(),
+            "a large frame is shared, not copied"
+        );
+        assert_eq!(&queued[2].chunk.bytes[..], b"b");
+        assert!(outbox.queue(control(b"C"), true));
+        assert!(outbox
+            .queue_shared(&Bytes::from_static(b"c"), 1, 0)
+            .is_err());
     }
 
     #[test]

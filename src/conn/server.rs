@@ -1,7 +1,6 @@
 //! The server side: listening, accepting, the server's opening handshake
 //! (origin checks, subprotocol choice) and closing every client on stop.
 
-use std::collections::HashMap;
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -23,6 +22,7 @@ use super::connection::{next_id, Connection};
 use super::event::{Accepted, Event, EventQueue, EventSink};
 use super::groups::{Change, Groups};
 use super::http::{self, refuse, HttpConfig};
+use super::members::Members;
 use super::settings::Settings;
 use super::takeover;
 use super::task::{self, Opened};
@@ -76,7 +76,7 @@ pub struct Server {
     config: Mutex<ServerConfig>,
     control: watch::Sender<Control>,
     /// The open server-side connections, closed with 1001 on stop.
-    clients: Mutex<HashMap<u64, Arc<Connection>>>,
+    clients: Mutex<Members>,
     /// Connections handed to Python and not yet taken by its handlers.
     pending: Arc<AtomicUsize>,
     handshakes: Arc<Semaphore>,
@@ -130,7 +130,7 @@ impl Server {
             port: local.port(),
             config: Mutex::new(config),
             control,
-            clients: Mutex::new(HashMap::new()),
+            clients: Mutex::default(),
             pending: Arc::new(AtomicUsize::new(0)),
             handshakes: Arc::new(Semaphore::new(MAX_CONCURRENT_HANDSHAKES)),
             tls: tls.map(|(config, certificate)| (TlsAcceptor::from(config), certificate)),
@@ -162,11 +162,11 @@ impl Server {
     }
 
     /// The open server-side connections.
-    pub fn clients(&self) -> Vec<Arc<Connection>> {
-        self.clients_map().values().cloned().collect()
+    pub fn clients(&self) -> Arc<[Arc<Connection>]> {
+        self.clients_map().list()
     }
 
-    fn clients_map(&self) -> MutexGuard<'_, HashMap<u64, Arc<Connection>>> {
+    fn clients_map(&self) -> MutexGuard<'_, Members> {
         self.clients.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -202,7 +202,7 @@ impl Server {
     /// left the server.
     pub fn join(&self, connection: &Arc<Connection>, group: &str) -> bool {
         let change = self.groups.join(connection, group, || {
-            self.clients_map().contains_key(&connection.id)
+            self.clients_map().contains(connection.id)
         });
         self.regrouped(change);
         change != Change::None
@@ -216,7 +216,7 @@ impl Server {
     }
 
     /// The open clients in `group`, in the order they connected.
-    pub fn members(&self, group: &str) -> Vec<Arc<Connection>> {
+    pub fn members(&self, group: &str) -> Arc<[Arc<Connection>]> {
         self.groups.members(group)
     }
 
@@ -233,7 +233,7 @@ impl Server {
     /// many clients here took it.
     pub fn broadcast(&self, group: Option<&str>, text: bool, payload: &Bytes) -> usize {
         let Some(group) = group else {
-            return broadcast(&self.clients(), text, payload);
+            return broadcast(self.clients().iter(), text, payload);
         };
         let reached = self.groups.broadcast(group, text, payload);
         if let Some(broker) = &*self.broker() {
@@ -368,7 +368,7 @@ async fn listen(
     // Only now may a server that takes the address over bind it.
     drop(lease);
     server.set_broker(None);
-    for client in server.clients() {
+    for client in server.clients().iter() {
         client.close(CloseCode::GOING_AWAY.0, String::new());
     }
     events.send(Event::Stopped);
@@ -428,9 +428,7 @@ async fn serve(
     let settings = server.config().settings.clone();
     connection.set_frame_size(settings.outgoing_frame_size);
     connection.set_open(true);
-    server
-        .clients_map()
-        .insert(connection.id, Arc::clone(&connection));
+    server.clients_map().insert(&connection);
     let host = request.header("Host").unwrap_or_default().to_string();
     let scheme = if server.tls.is_some() { "wss" } else { "ws" };
     let requested = request.subprotocols();
@@ -460,7 +458,7 @@ async fn serve(
         compression: compression.map(|(_, agreed)| agreed),
     };
     task::run(stream, opened, connection, commands, events.for_id(id)).await;
-    server.clients_map().remove(&id);
+    server.clients_map().remove(id);
     // After the removal: a join that comes later finds the client gone.
     server.regrouped(server.groups.leave_all(id));
 }
@@ -604,7 +602,7 @@ mod tests {
             port: 0,
             config: Mutex::new(config(max_pending)),
             control,
-            clients: Mutex::new(HashMap::new()),
+            clients: Mutex::default(),
             pending: Arc::new(AtomicUsize::new(0)),
             handshakes: Arc::new(Semaphore::new(1)),
             tls: None,
