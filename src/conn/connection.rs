@@ -288,6 +288,9 @@ impl Connection {
         };
         let cost = message_cost(size, frame_size);
         self.admit(cost)?;
+        if first {
+            self.outbox.set_fragmenting(true);
+        }
         let may_write = self.may_write(size);
         let sent = match self.compressor.get() {
             Some(compressor) => {
@@ -326,6 +329,7 @@ impl Connection {
                     }
                 };
             }
+            self.outbox.set_fragmenting(false);
         }
         sent
     }
@@ -370,17 +374,25 @@ impl Connection {
     pub fn send_framed(&self, frame: &Bytes, size: usize) -> Result<usize, Error> {
         let cost = frame.len() + config::QUEUED_MESSAGE_COST;
         self.admit(cost)?;
-        let mut fragmenting = self.fragmenting();
-        if fragmenting.open.is_some() {
-            fragmenting.waiting.push_back(Waiting::Framed {
-                frame: frame.clone(),
-                size,
-                cost,
-            });
-            return Ok(size);
-        }
-        let sent = self.outbox.queue_shared(frame, size, cost);
-        drop(fragmenting);
+        // The outbox says whether a fragmented message is open: the
+        // fragmenting lock is taken only then.
+        let sent = match self.outbox.queue_shared(frame, size, cost) {
+            Some(sent) => sent,
+            None => {
+                let mut fragmenting = self.fragmenting();
+                if fragmenting.open.is_some() {
+                    fragmenting.waiting.push_back(Waiting::Framed {
+                        frame: frame.clone(),
+                        size,
+                        cost,
+                    });
+                    return Ok(size);
+                }
+                // It ended meanwhile, and what waited for it was sent.
+                self.outbox
+                    .send(vec![Chunk::plain(frame.clone())], size, cost, false)
+            }
+        };
         self.account(size, cost, sent)
     }
 
@@ -483,6 +495,7 @@ impl Connection {
                 }
             }
         }
+        self.outbox.set_fragmenting(false);
     }
 
     /// Applies new limits, keepalive and timeouts to the open connection.
@@ -898,14 +911,20 @@ mod tests {
                 Incoming::Binary(Bytes::from_static(b"b").into()),
             ];
             assert_eq!(parsed(&mut parser, &drained(&connection)), expected);
-            // The next message goes straight out again.
+            // The next messages go straight out again, a broadcast's too.
             connection
                 .send(false, Bytes::from_static(b"after"))
+                .unwrap();
+            connection
+                .send_framed(&Bytes::from_static(b"\x82\x01c"), 1)
                 .unwrap();
             let after = parsed(&mut parser, &drained(&connection));
             assert_eq!(
                 after,
-                [Incoming::Binary(Bytes::from_static(b"after").into())]
+                [
+                    Incoming::Binary(Bytes::from_static(b"after").into()),
+                    Incoming::Binary(Bytes::from_static(b"c").into())
+                ]
             );
         }
     }

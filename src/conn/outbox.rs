@@ -90,6 +90,8 @@ struct State {
     queue_taken: bool,
     /// Our close frame is queued: no message may follow it.
     closed: bool,
+    /// A fragmented message is open (see [`Outbox::set_fragmenting`]).
+    fragmenting: bool,
     /// What the socket did not take of messages written at once, while the
     /// writer's queue is empty and a Python thread reads the socket: that
     /// thread writes it when the socket takes more (see `Watch`).
@@ -138,6 +140,7 @@ impl Default for Outbox {
             queue_open: true,
             writer_waiting: false,
             queue_taken: false,
+            fragmenting: false,
             closed: false,
             held: VecDeque::new(),
             watch: None,
@@ -343,26 +346,45 @@ impl Outbox {
     /// Queues a frame that other connections share (a broadcast's), as
     /// [`send`](Self::send) does with `may_write` false, but copies a small
     /// one straight into the queue: no reference to the shared frame is
-    /// taken, so its count is not touched for each connection.
-    pub fn queue_shared(&self, frame: &Bytes, size: usize, cost: usize) -> Result<usize, Closed> {
-        if frame.len() > COPY_INTO_QUEUE_UP_TO {
-            return self.send(vec![Chunk::plain(frame.clone())], size, cost, false);
-        }
+    /// taken, so its count is not touched for each connection. None while
+    /// a fragmented message is open (see
+    /// [`set_fragmenting`](Self::set_fragmenting)): the frame must wait for
+    /// its end, and is not queued.
+    pub fn queue_shared(
+        &self,
+        frame: &Bytes,
+        size: usize,
+        cost: usize,
+    ) -> Option<Result<usize, Closed>> {
         let mut state = self.lock();
         if state.closed {
-            return Err(Closed);
+            return Some(Err(Closed));
+        }
+        if state.fragmenting {
+            return None;
         }
         // Behind what is held, as every push; false once the queue ended.
-        let queued = hand_held(&mut state);
-        if queued {
-            copy_into_queue(&mut state, frame, size, cost);
-        }
+        let queued = hand_held(&mut state)
+            && if frame.len() <= COPY_INTO_QUEUE_UP_TO {
+                copy_into_queue(&mut state, frame, size, cost);
+                true
+            } else {
+                push_only(
+                    &mut state,
+                    outgoing(vec![Chunk::plain(frame.clone())], size, cost),
+                )
+            };
         self.unlock(state);
-        if queued {
-            Ok(0)
-        } else {
-            Err(Closed)
-        }
+        Some(if queued { Ok(0) } else { Err(Closed) })
+    }
+
+    /// Says whether a fragmented message is open, from before its first
+    /// fragment is sent until what waited for its end has been sent. It
+    /// lets [`queue_shared`](Self::queue_shared) keep a broadcast out of
+    /// the message under the outbox's own lock, so a broadcast takes one
+    /// lock per connection, not two.
+    pub fn set_fragmenting(&self, open: bool) {
+        self.lock().fragmenting = open;
     }
 }
 
@@ -660,12 +682,22 @@ mod tests {
     }
 
     #[test]
-    fn a_shared_frame_is_queued_in_order_copied_if_small_and_never_after_close() {
+    fn a_shared_frame_is_queued_in_order_copied_if_small_never_in_a_fragmented_message_nor_after_close(
+    ) {
         let outbox = attached(None);
         let large = Bytes::from(vec![3u8; COPY_INTO_QUEUE_UP_TO + 1]);
         for frame in [&Bytes::from_static(b"a"), &large, &Bytes::from_static(b"b")] {
-            assert_eq!(outbox.queue_shared(frame, frame.len(), 0).unwrap(), 0);
+            assert_eq!(
+                outbox.queue_shared(frame, frame.len(), 0).unwrap().unwrap(),
+                0
+            );
         }
+        outbox.set_fragmenting(true);
+        assert!(
+            outbox.queue_shared(&large, 1, 0).is_none(),
+            "waits for the end"
+        );
+        outbox.set_fragmenting(false);
         let queued = outbox.take_queued();
         let ptrs: Vec<_> = queued.iter().map(|o| o.chunk.bytes.as_ptr()).collect();
         assert_eq!(ptrs.len(), 3);
@@ -676,9 +708,8 @@ mod tests {
         );
         assert_eq!(&queued[2].chunk.bytes[..], b"b");
         assert!(outbox.queue(control(b"C"), true));
-        assert!(outbox
-            .queue_shared(&Bytes::from_static(b"c"), 1, 0)
-            .is_err());
+        let closed = outbox.queue_shared(&Bytes::from_static(b"c"), 1, 0);
+        assert!(matches!(closed, Some(Err(Closed))));
     }
 
     #[test]
