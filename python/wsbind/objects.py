@@ -805,6 +805,11 @@ class _ActiveBinding:
         self.listen([])
 
 
+def _same(old: Any, new: Any) -> bool:
+    """Whether a property keeps its value: equal and of one type, so that 1 replacing True is a change."""
+    return bool(old == new) and type(old) is type(new)
+
+
 def _public(value: Any) -> Any:
     """What a reader or a change handler gets of a stored value: never the stored dict or list itself.
 
@@ -918,7 +923,10 @@ class Object:
         return dispatcher is not None and bool(dispatcher.owns_current_thread())
 
     def _value(self, name: str) -> Any:
-        """A property's value, read by the class's own code: no binding notes the read."""
+        """A property's value, read by the class's own code: no binding notes the read.
+
+        A list or dict default is the class's own: read it, never change it.
+        """
         return self._values.get(name, self._defaults[name])
 
     def _preset(self, **values: Any) -> None:
@@ -928,8 +936,7 @@ class Object:
         """
         stored, defaults = self._values, self._defaults
         for name, value in values.items():
-            default = defaults[name]
-            if value != default or type(value) is not type(default):
+            if not _same(value, defaults[name]):
                 stored[name] = value
 
     def _write(self, name: str, value: Any) -> bool:
@@ -952,8 +959,7 @@ class Object:
         changed = []
         stored, defaults = self._values, self._defaults
         for name, value in values.items():
-            old = stored.get(name, defaults[name])
-            if old == value and type(old) is type(value):
+            if _same(stored.get(name, defaults[name]), value):
                 continue
             stored[name] = value
             changed.append(name)

@@ -510,6 +510,8 @@ fn copy_into_queue(state: &mut State, bytes: &[u8], payload: usize, cost: usize)
         // Counted as one chunk of the queue, as it is written.
         state.queued += 1;
     }
+    // Room for a few more frames like this one: most queues of small
+    // frames are taken by the writer after a few dozen.
     let copied = state.copied.get_or_insert_with(|| Copied {
         bytes: BytesMut::with_capacity(bytes.len().max(64) * 4),
         payload: 0,
