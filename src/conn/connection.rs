@@ -501,6 +501,13 @@ impl Connection {
     /// Applies new limits, keepalive and timeouts to the open connection.
     pub fn configure(&self, settings: Settings) {
         self.set_frame_size(settings.outgoing_frame_size);
+        // The Python thread may read the socket before the task sees the
+        // command: a message sent after a lowered limit must meet it there
+        // too. (The task sets it again on whichever side holds the parser.)
+        if let Some(slot) = self.receiver_slot.get() {
+            let limits = settings.limits;
+            slot.with_parser(|parser| parser.set_limits(limits));
+        }
         self.command(Command::Configure(settings));
     }
 
