@@ -248,7 +248,7 @@ pub enum Received {
 /// empty while the task has it.
 pub struct ReceiverSlot {
     socket: RawFd,
-    receiver: Mutex<Option<Receiver>>,
+    receiver: Mutex<Option<Box<Receiver>>>,
 }
 
 impl ReceiverSlot {
@@ -259,17 +259,17 @@ impl ReceiverSlot {
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, Option<Receiver>> {
+    fn lock(&self) -> MutexGuard<'_, Option<Box<Receiver>>> {
         self.receiver.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Takes the receiver back for the task.
-    pub fn take(&self) -> Option<Receiver> {
+    pub fn take(&self) -> Option<Box<Receiver>> {
         self.lock().take()
     }
 
     /// Gives the receiver to the Python thread.
-    pub fn put(&self, receiver: Receiver) {
+    pub fn put(&self, receiver: Box<Receiver>) {
         *self.lock() = Some(receiver);
     }
 
@@ -369,7 +369,7 @@ mod tests {
             )
         };
         assert_eq!(read(), ReadOutcome::Lent, "the task has the receiver");
-        slot.put(Receiver::new(Parser::new(Role::Server, limits)));
+        slot.put(Box::new(Receiver::new(Parser::new(Role::Server, limits))));
         assert_eq!(read(), ReadOutcome::Nothing);
 
         peer.write_all(&frame(opcode::TEXT, b"hi")).unwrap();
@@ -386,7 +386,7 @@ mod tests {
         assert_eq!(log.lock().unwrap().last().unwrap(), "failed 1002");
 
         drop(peer);
-        slot.put(Receiver::new(Parser::new(Role::Server, limits)));
+        slot.put(Box::new(Receiver::new(Parser::new(Role::Server, limits))));
         assert_eq!(read(), ReadOutcome::Over);
         assert_eq!(log.lock().unwrap().last().unwrap(), "eof");
         assert!(slot.take().is_some(), "the task takes it back at the end");

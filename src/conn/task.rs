@@ -66,14 +66,9 @@ pub async fn run<S>(
         .session()
         .configure(settings.timers, std::time::Instant::now());
     let (mut reader, writer) = tokio::io::split(stream);
-    let mut parser = Parser::new(connection.role, settings.limits);
-    if let Some(negotiated) = compression {
-        parser.set_decompressor(negotiated.decompressor());
-    }
-    parser.buffer().extend_from_slice(&received);
     // The task's while it reads; the Python thread's (in the receiver slot)
     // while that thread reads a plain TCP socket, unless lent back.
-    let mut local = Some(Receiver::new(parser));
+    let mut local = Some(receiver_for(&connection, &settings, received, compression));
     let mut direct = socket.map(|fd| (fd, events.lending()));
     let mut watched = false;
     // Reading is paused and the socket out of the Python thread's poller.
@@ -205,7 +200,7 @@ pub async fn run<S>(
                     break fail(&connection, failing.failure, &events);
                 }
             }
-            read = read_some(&mut reader, readable.as_ref(), local.as_mut()), if room && !paused && local.is_some() && failing.is_none() => match read {
+            read = read_some(&mut reader, readable.as_ref(), local.as_deref_mut()), if room && !paused && local.is_some() && failing.is_none() => match read {
                 Ok(0) => break connection.session().eof(),
                 Ok(read) => {
                     if let Some(receiver) = local.as_mut() {
@@ -255,12 +250,32 @@ pub async fn run<S>(
     });
 }
 
+/// The connection's receiver, with the bytes that came after the opening
+/// handshake. Made outside `run`, whose state lives as long as the
+/// connection: neither the parser it is built from nor the handshake's read
+/// buffer (1 KiB, usually empty by now) stays in it; boxed, so that the
+/// task and the receiver slot each keep a pointer's room for it, not the
+/// receiver's.
+fn receiver_for(
+    connection: &Connection,
+    settings: &Settings,
+    received: BytesMut,
+    compression: Option<Negotiated>,
+) -> Box<Receiver> {
+    let mut parser = Parser::new(connection.role, settings.limits);
+    if let Some(negotiated) = compression {
+        parser.set_decompressor(negotiated.decompressor());
+    }
+    parser.buffer().extend_from_slice(&received);
+    Box::new(Receiver::new(parser))
+}
+
 /// Carries out one command; returns the end of the connection if it came.
 fn carry_out(
     command: Command,
     connection: &Connection,
     settings: &mut Settings,
-    local: &mut Option<Receiver>,
+    local: &mut Option<Box<Receiver>>,
     failing: &mut Option<Failing>,
     events: &EventSink,
 ) -> Option<End> {
