@@ -415,6 +415,26 @@ async fn serve(
     let Ok((stream, socket)) = stream.into_running() else {
         return;
     };
+    let opened = announce(&server, &connection, &events, endpoints, handshake, socket);
+    let id = connection.id;
+    task::run(stream, opened, connection, commands, events.for_id(id)).await;
+    server.clients_map().remove(id);
+    // After the removal: a join that comes later finds the client gone.
+    server.regrouped(server.groups.leave_all(id));
+}
+
+/// Tells Python of a client whose handshake is done, and gives what its
+/// connection starts with. Apart from `serve`, so that what only this needs
+/// (the request's remains, the Host header's copy) is not kept in the
+/// connection's state for its whole life.
+fn announce(
+    server: &Server,
+    connection: &Arc<Connection>,
+    events: &EventSink,
+    endpoints: Endpoints,
+    handshake: Handshake,
+    socket: Option<std::os::fd::RawFd>,
+) -> Opened {
     let Handshake {
         request,
         received,
@@ -428,12 +448,12 @@ async fn serve(
     let settings = server.config().settings.clone();
     connection.set_frame_size(settings.outgoing_frame_size);
     connection.set_open(true);
-    server.clients_map().insert(&connection);
-    let host = request.header("Host").unwrap_or_default().to_string();
+    server.clients_map().insert(connection);
+    let host = request.header("Host").unwrap_or_default();
     let scheme = if server.tls.is_some() { "wss" } else { "ws" };
     let requested = request.subprotocols();
     events.send(Event::ClientConnected(Box::new(Accepted {
-        connection: Arc::clone(&connection),
+        connection: Arc::clone(connection),
         url: format!("{scheme}://{host}{}", request.target),
         requested_subprotocols: requested,
         negotiated_subprotocol: negotiated.unwrap_or_default(),
@@ -450,17 +470,12 @@ async fn serve(
     if server.stopped() {
         connection.close(CloseCode::GOING_AWAY.0, String::new());
     }
-    let id = connection.id;
-    let opened = Opened {
+    Opened {
         settings,
         received,
         socket,
         compression: compression.map(|(_, agreed)| agreed),
-    };
-    task::run(stream, opened, connection, commands, events.for_id(id)).await;
-    server.clients_map().remove(id);
-    // After the removal: a join that comes later finds the client gone.
-    server.regrouped(server.groups.leave_all(id));
+    }
 }
 
 /// A server's half of the opening handshake, done.
