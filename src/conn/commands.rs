@@ -116,7 +116,14 @@ impl CommandReceiver {
 
     /// The next command, if one is queued.
     pub fn try_recv(&self) -> Option<Command> {
-        self.commands().lock().queue.pop_front()
+        let mut state = self.commands().lock();
+        let command = state.queue.pop_front();
+        if command.is_none() && state.queue.capacity() > 0 {
+            // Drained: an idle connection keeps no room for commands (a
+            // socket's limits set once cost each server client 288 bytes).
+            state.queue = VecDeque::new();
+        }
+        command
     }
 }
 
