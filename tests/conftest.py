@@ -186,8 +186,7 @@ class PausingWebSocket(WebSocket):
     @property  # type: ignore[override]
     def _conn(self) -> Any:
         conn = self.__dict__.get("_live")
-        lock = self.__dict__.get("_lock")
-        held = lock is not None and lock.locked()
+        held = self._lock.locked()
         if conn is not None and self.pause_in == threading.get_ident() and not held:
             self.pause_in = None
             wait_until(lambda: self.__dict__.get("_live") is None, what="the connection to end")

@@ -206,6 +206,11 @@ class WebSocket(Object):
 
     # Read on every send: always stored, so that those reads need no default.
     _kept = ("status",)
+    # Guards _conn against the event thread clearing it while another
+    # thread decides on _reopen or _close_asked from it. One for all
+    # sockets, as each hold is a few attribute reads and writes: a lock each
+    # cost every idle server client 120 bytes.
+    _lock = threading.Lock()
 
     url = Property(
         "",
@@ -475,9 +480,6 @@ class WebSocket(Object):
         # The connection close() was called on, from any thread, until the
         # socket's own thread has made the status CLOSING for it.
         self._close_asked: _wsbind.Connection | None = None
-        # Guards _conn against the event thread clearing it while another
-        # thread decides on _reopen or _close_asked from it.
-        self._lock = threading.Lock()
         # Handed out by a server: cannot connect anywhere by itself.
         self._accepted = False
         # False until the constructor's keywords are all applied.
