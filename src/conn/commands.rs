@@ -152,7 +152,9 @@ mod tests {
         commands.send(Command::Close(1000, "bye".into()));
         assert!(matches!(receiver.recv().await, Command::Abort));
         assert!(matches!(receiver.try_recv(), Some(Command::Close(1000, _))));
+        assert!(commands.lock().queue.capacity() > 0);
         assert!(receiver.try_recv().is_none());
+        assert_eq!(commands.lock().queue.capacity(), 0, "drained, it keeps no room");
         // A command sent while the task waits wakes it.
         let waiting = tokio::spawn(async move {
             let command = receiver.recv().await;
