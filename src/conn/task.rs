@@ -111,10 +111,13 @@ pub async fn run<S>(
             let slot = connection
                 .receiver_slot
                 .get_or_init(|| ReceiverSlot::new(*fd));
-            // Paused, the task holds the receiver, as when it is lent, and
-            // reads nothing; the Python thread's poller forgets the socket,
-            // or its end would be reported again and again.
-            let lent = *lending.borrow_and_update() || paused;
+            // Paused, the Python thread's poller forgets the socket (or its
+            // end would be reported again and again), and the receiver
+            // stays where it is: nobody reads. A program that takes its
+            // messages as fast as they come pauses and resumes every few
+            // dozen, and moving the receiver to the task and back cost
+            // each time a registration of the socket with tokio.
+            let lent = *lending.borrow_and_update() || (paused && !watched);
             if watched && paused != out_of_poller {
                 out_of_poller = paused;
                 if paused {
@@ -125,6 +128,9 @@ pub async fn run<S>(
                     local = local.or_else(|| slot.take());
                     direct = None;
                     continue;
+                } else if local.is_none() {
+                    // The Python thread writes what the socket does not take again.
+                    connection.watch_writes(&events);
                 }
             }
             if lent && local.is_none() {
@@ -140,7 +146,9 @@ pub async fn run<S>(
                     slot.put(receiver);
                 }
                 if watched {
-                    connection.watch_writes(&events);
+                    if !out_of_poller {
+                        connection.watch_writes(&events);
+                    }
                 } else {
                     watched = connection.watch(*fd, &events);
                     if !watched {
