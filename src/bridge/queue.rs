@@ -422,12 +422,6 @@ impl<E: Weigh + Send + 'static> Sink<E> {
         }
     }
 
-    /// Reports `socket` to the queue's thread again, after
-    /// [`stop_reading`](Self::stop_reading).
-    pub fn resume_reading(&self, socket: RawFd) -> std::io::Result<()> {
-        self.queue.poller.add(socket, self.id)
-    }
-
     /// Stops the queue's thread from reading `socket`, before it is closed.
     pub fn unwatch(&self, socket: RawFd) {
         self.stop_reading(socket);

@@ -154,7 +154,11 @@ mod tests {
         assert!(matches!(receiver.try_recv(), Some(Command::Close(1000, _))));
         assert!(commands.lock().queue.capacity() > 0);
         assert!(receiver.try_recv().is_none());
-        assert_eq!(commands.lock().queue.capacity(), 0, "drained, it keeps no room");
+        assert_eq!(
+            commands.lock().queue.capacity(),
+            0,
+            "drained, it keeps no room"
+        );
         // A command sent while the task waits wakes it.
         let waiting = tokio::spawn(async move {
             let command = receiver.recv().await;

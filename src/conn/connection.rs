@@ -174,7 +174,18 @@ impl Connection {
     /// read at all — a pong or a close frame waits too, so a long pause can
     /// end in a keepalive timeout, as in websockets.
     pub fn pause_reading(&self, paused: bool) {
-        if self.reading_paused.swap(paused, Ordering::AcqRel) != paused {
+        if self.reading_paused.swap(paused, Ordering::AcqRel) == paused {
+            return;
+        }
+        // A program that takes its messages as fast as they come pauses and
+        // resumes every few dozen (asyncio's max_queue): the Python thread
+        // that holds the receiver moves the socket out of its poller and
+        // back itself, rather than wake the task twice each time.
+        let here = self
+            .receiver_slot
+            .get()
+            .is_some_and(|slot| slot.follow_pause_here(|| self.reading_paused(), &self.outbox));
+        if !here {
             self.wake();
         }
     }
@@ -678,6 +689,9 @@ impl Connection {
         let reader: Arc<dyn Reader<Event>> = self.clone();
         let watched = events.watch(reader, socket).is_ok();
         if watched {
+            if let Some(slot) = self.receiver_slot.get() {
+                slot.watched(events.poller(), events.id());
+            }
             self.watch_writes(events);
         }
         watched

@@ -22,16 +22,23 @@
 //! thread looks for events again (see [`Queue`](crate::bridge::Queue)): the
 //! receiver is lent to the task. A [`ReceiverSlot`] holds it while the
 //! Python thread has it.
+//!
+//! While reading is paused (Python holds as many messages as it may, or
+//! the outgoing queue is full) the socket is out of the thread's poller.
+//! The Python thread that pauses a socket whose receiver it holds moves it
+//! out and back itself: no task reads it then, and a program that takes
+//! its messages as fast as they come pauses every few dozen.
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncRead, AsyncReadExt, Interest};
 
 use super::event::{Event, EventSink};
-use crate::bridge::{Landing, ReadOutcome, Request};
+use super::outbox::Outbox;
+use crate::bridge::{Landing, Poller, ReadOutcome, Request};
 use crate::config;
 use crate::protocol::{Diverted, Failure, Incoming, Parser};
 
@@ -248,36 +255,104 @@ pub enum Received {
 /// empty while the task has it.
 pub struct ReceiverSlot {
     socket: RawFd,
-    receiver: Mutex<Option<Box<Receiver>>>,
+    state: Mutex<SlotState>,
+    /// The Python thread's poller and the socket's key in it, once watched.
+    poller: OnceLock<(Arc<Poller>, u64)>,
 }
+
+struct SlotState {
+    receiver: Option<Box<Receiver>>,
+    /// Reading is paused: the socket is out of the poller, or its end
+    /// would be reported again and again.
+    out_of_poller: bool,
+}
+
+/// The poller refused the socket back: the task must read it.
+pub struct Refused;
 
 impl ReceiverSlot {
     pub fn new(socket: RawFd) -> Self {
         ReceiverSlot {
             socket,
-            receiver: Mutex::new(None),
+            state: Mutex::new(SlotState {
+                receiver: None,
+                out_of_poller: false,
+            }),
+            poller: OnceLock::new(),
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, Option<Box<Receiver>>> {
-        self.receiver.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> MutexGuard<'_, SlotState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Takes the receiver back for the task.
     pub fn take(&self) -> Option<Box<Receiver>> {
-        self.lock().take()
+        self.lock().receiver.take()
     }
 
     /// Gives the receiver to the Python thread.
     pub fn put(&self, receiver: Box<Receiver>) {
-        *self.lock() = Some(receiver);
+        self.lock().receiver = Some(receiver);
     }
 
     /// Runs `f` on the parser, if the Python thread has it.
     pub fn with_parser(&self, f: impl FnOnce(&mut Parser)) {
-        if let Some(receiver) = self.lock().as_mut() {
+        if let Some(receiver) = self.lock().receiver.as_mut() {
             f(&mut receiver.parser);
         }
+    }
+
+    /// The socket is in `poller` as `key`, for the Python thread to read.
+    pub fn watched(&self, poller: Arc<Poller>, key: u64) {
+        let _ = self.poller.set((poller, key));
+    }
+
+    /// Whether reading is paused and the socket out of the poller.
+    pub fn out_of_poller(&self) -> bool {
+        self.lock().out_of_poller
+    }
+
+    /// Puts the socket out of the Python thread's poller while `paused()`,
+    /// and back in when not; while the receiver is in the slot, that
+    /// thread also writes what the socket does not take (see
+    /// [`outbox`](super::outbox)). Does nothing before the socket was
+    /// watched. `paused` is asked under the slot's lock, so that of two
+    /// threads following a pause and its end, the later one leaves the
+    /// poller as the latest word says.
+    pub fn follow_pause(&self, paused: impl Fn() -> bool, outbox: &Outbox) -> Result<(), Refused> {
+        let mut state = self.lock();
+        self.follow(&mut state, paused(), outbox)
+    }
+
+    /// [`follow_pause`](Self::follow_pause) on the Python thread while it
+    /// holds the receiver, which no task then reads: the pause needs no
+    /// wake-up of the task. False if the task has to follow it.
+    pub fn follow_pause_here(&self, paused: impl Fn() -> bool, outbox: &Outbox) -> bool {
+        let mut state = self.lock();
+        state.receiver.is_some()
+            && self.poller.get().is_some()
+            && self.follow(&mut state, paused(), outbox).is_ok()
+    }
+
+    fn follow(&self, state: &mut SlotState, paused: bool, outbox: &Outbox) -> Result<(), Refused> {
+        let Some((poller, key)) = self.poller.get() else {
+            return Ok(());
+        };
+        if paused == state.out_of_poller {
+            return Ok(());
+        }
+        if paused {
+            poller.remove(self.socket);
+            outbox.unwatch();
+        } else {
+            poller.add(self.socket, *key).map_err(|_| Refused)?;
+            if state.receiver.is_some() {
+                outbox.watch(poller.clone(), *key);
+            }
+        }
+        state.out_of_poller = paused;
+        Ok(())
     }
 
     /// Reads the socket once, on the Python thread, and sends what came:
@@ -291,7 +366,7 @@ impl ReceiverSlot {
         to_task: impl Fn(Received),
     ) -> ReadOutcome {
         let mut slot = self.lock();
-        let Some(receiver) = slot.as_mut() else {
+        let Some(receiver) = slot.receiver.as_mut() else {
             return ReadOutcome::Lent;
         };
         // Under the lock, which the task takes before it closes the socket:
@@ -390,5 +465,51 @@ mod tests {
         assert_eq!(read(), ReadOutcome::Over);
         assert_eq!(log.lock().unwrap().last().unwrap(), "eof");
         assert!(slot.take().is_some(), "the task takes it back at the end");
+    }
+
+    /// A pause takes the socket out of the Python thread's poller and its
+    /// end puts it back; the thread that holds the receiver does it itself,
+    /// and leaves it to the task while the task holds it.
+    #[test]
+    fn a_pause_takes_the_socket_out_of_the_poller_on_the_thread_that_holds_the_receiver() {
+        let (ours, mut peer) = UnixStream::pair().unwrap();
+        let poller = Arc::new(Poller::new().unwrap());
+        let ready = |poller: &Poller| {
+            let mut ready = Vec::new();
+            poller.wait(&mut ready, 0);
+            ready.iter().map(|r| r.key).collect::<Vec<_>>()
+        };
+        peer.write_all(b"x").unwrap();
+        let slot = ReceiverSlot::new(ours.as_raw_fd());
+        let outbox = Outbox::default();
+        let limits = Limits {
+            max_frame_size: 1 << 20,
+            max_message_size: 1 << 20,
+        };
+        assert!(!slot.follow_pause_here(|| true, &outbox), "not watched yet");
+        poller.add(ours.as_raw_fd(), 7).unwrap();
+        slot.watched(poller.clone(), 7);
+        assert!(
+            !slot.follow_pause_here(|| true, &outbox),
+            "the task holds it"
+        );
+        slot.put(Box::new(Receiver::new(Parser::new(Role::Server, limits))));
+        assert_eq!(ready(&poller), [7]);
+
+        assert!(slot.follow_pause_here(|| true, &outbox));
+        assert!(slot.out_of_poller());
+        assert_eq!(ready(&poller), Vec::<u64>::new(), "readable, but paused");
+        assert!(slot.follow_pause_here(|| false, &outbox));
+        assert_eq!(ready(&poller), [7]);
+
+        // The task follows a pause whoever holds the receiver.
+        let receiver = slot.take();
+        assert!(slot.follow_pause(|| true, &outbox).is_ok());
+        assert_eq!(ready(&poller), Vec::<u64>::new());
+        assert!(!slot.follow_pause_here(|| false, &outbox));
+        assert!(slot.out_of_poller(), "left to the task");
+        slot.put(receiver.unwrap());
+        assert!(slot.follow_pause(|| false, &outbox).is_ok());
+        assert_eq!(ready(&poller), [7]);
     }
 }

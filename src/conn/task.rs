@@ -71,8 +71,6 @@ pub async fn run<S>(
     let mut local = Some(receiver_for(&connection, &settings, received, compression));
     let mut direct = socket.map(|fd| (fd, events.lending()));
     let mut watched = false;
-    // Reading is paused and the socket out of the Python thread's poller.
-    let mut out_of_poller = false;
     // The plain socket's readiness while the task reads it.
     let mut readable = None;
     connection.outbox.attach(socket);
@@ -117,21 +115,19 @@ pub async fn run<S>(
             // messages as fast as they come pauses and resumes every few
             // dozen, and moving the receiver to the task and back cost
             // each time a registration of the socket with tokio.
+            // (The Python thread follows a pause of its own making itself
+            // while it holds the receiver; see `Connection::pause_reading`.)
             let lent = *lending.borrow_and_update() || (paused && !watched);
-            if watched && paused != out_of_poller {
-                out_of_poller = paused;
-                if paused {
-                    events.stop_reading(*fd);
-                } else if events.resume_reading(*fd).is_err() {
-                    // The poller refused it: the task reads, as over TLS.
-                    watched = false;
-                    local = local.or_else(|| slot.take());
-                    direct = None;
-                    continue;
-                } else if local.is_none() {
-                    // The Python thread writes what the socket does not take again.
-                    connection.watch_writes(&events);
-                }
+            if watched
+                && slot
+                    .follow_pause(|| connection.reading_paused(), &connection.outbox)
+                    .is_err()
+            {
+                // The poller refused it: the task reads, as over TLS.
+                watched = false;
+                local = local.or_else(|| slot.take());
+                direct = None;
+                continue;
             }
             if lent && local.is_none() {
                 local = slot.take();
@@ -146,7 +142,7 @@ pub async fn run<S>(
                     slot.put(receiver);
                 }
                 if watched {
-                    if !out_of_poller {
+                    if !slot.out_of_poller() {
                         connection.watch_writes(&events);
                     }
                 } else {
@@ -232,11 +228,13 @@ pub async fn run<S>(
     connection.set_open(false);
     // The Python thread stops reading before the socket is closed.
     if let Some((fd, _)) = direct {
-        if watched {
-            events.unwatch(fd);
-        }
+        // Taken first: a pause's end on the Python thread then leaves the
+        // poller alone.
         if let Some(slot) = connection.receiver_slot.get() {
             slot.take();
+        }
+        if watched {
+            events.unwatch(fd);
         }
     }
     // Lets the writer send what is queued (our close frame) and close its
