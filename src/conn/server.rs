@@ -425,8 +425,8 @@ async fn serve(
 
 /// Tells Python of a client whose handshake is done, and gives what its
 /// connection starts with. Apart from `serve`, so that what only this needs
-/// (the request's remains, the Host header's copy) is not kept in the
-/// connection's state for its whole life.
+/// (the request's remains) is not kept in the connection's state for its
+/// whole life.
 fn announce(
     server: &Server,
     connection: &Arc<Connection>,
