@@ -168,7 +168,7 @@ def test_a_full_queue_holds_the_socket_back_and_loses_nothing() -> None:
     with websockets_server(flood) as (url, _):
         with connect(url, max_queue=2) as ws:
             assert sent.wait(TIMEOUT)
-            wait_until(lambda: len(ws._messages) == 2, what="the queue to fill")
+            wait_until(lambda: ws._inbox.qsize() == 2, what="the queue to fill")
             assert [ws.recv(timeout=TIMEOUT) for _ in range(50)] == [str(i) for i in range(50)]
 
 
@@ -184,7 +184,7 @@ def test_a_connection_left_unread_holds_back_no_other(echo_url: str) -> None:
 
     with websockets_server(flood) as (url, _):
         with connect(url, max_queue=1) as unread, connect(echo_url) as busy:
-            wait_until(lambda: len(unread._messages) == 1, what="the unread queue to fill")
+            wait_until(lambda: unread._inbox.qsize() == 1, what="the unread queue to fill")
             for i in range(20):
                 busy.send(str(i))
                 assert busy.recv(timeout=TIMEOUT) == str(i)

@@ -29,8 +29,8 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import queue
 import threading
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, cast
 
@@ -41,7 +41,7 @@ from .errors import (
     InvalidURL,
     NotOpenError,
 )
-from .objects import wait_in_slices
+from .objects import WAIT_SLICE, wait_in_slices
 from .status import Status
 from .websocket import WebSocket, whole_message
 
@@ -54,6 +54,10 @@ MAX_QUEUE = 256
 """Messages held for ``recv()`` before the socket is left unread: enough that a
 stream of small messages flows without the socket's thread stopping for each,
 few enough that messages of websockets' default 1 MiB hold 256 MiB at most."""
+
+# Put in a face's inbox after its last message: the connection is over, or
+# close() was called.
+_END = object()
 
 # The faces whose threads run, to be released and stopped at exit.
 _live: set[SyncWebSocket] = set()
@@ -115,9 +119,12 @@ class SyncWebSocket:
         # connection goes there (a server's accepted sockets are given their
         # server's the same way).
         socket._dispatcher = self._thread
-        # Messages not taken by recv() yet, oldest first.
-        self._messages: deque[str | bytes] = deque()
-        # Guards everything below; notified on each message, status and room.
+        # Messages not taken by recv() yet, oldest first, then _END. A
+        # SimpleQueue, not a deque under the condition below: its get() and
+        # put() are one C call each, where a Condition's wait and notify
+        # are a dozen lines of Python per message.
+        self._inbox: queue.SimpleQueue[str | bytes | object] = queue.SimpleQueue()
+        # Guards everything below; notified on each status, pong and room.
         self._changed = threading.Condition()
         # The connection got OPEN.
         self._opened = False
@@ -141,16 +148,22 @@ class SyncWebSocket:
     # -- on the socket's thread
 
     def _received(self, message: str | bytes) -> None:
+        inbox = self._inbox
+        if inbox.qsize() >= self.max_queue:
+            self._wait_for_room()
+        if not self._released:
+            inbox.put(message)
+
+    def _wait_for_room(self) -> None:
+        # Holding the socket's thread here is the backpressure: its events,
+        # this connection's only, wait in wsbind's core meanwhile.
         with self._changed:
-            # Holding the socket's thread here is the backpressure: its events,
-            # this connection's only, wait in wsbind's core meanwhile.
-            while len(self._messages) >= self.max_queue and not self._released:
-                self._room_wanted = True
+            # Set before the queue is looked at: a recv() that takes a message
+            # after the look sees it, and notifies.
+            self._room_wanted = True
+            while self._inbox.qsize() >= self.max_queue and not self._released:
                 self._changed.wait()
             self._room_wanted = False
-            if not self._released:
-                self._messages.append(message)
-                self._changed.notify_all()
 
     def _status(self, status: Status) -> None:
         with self._changed:
@@ -160,6 +173,8 @@ class SyncWebSocket:
                 socket = self.socket
                 error = socket.error_string if status is Status.ERROR else None
                 self._end = (socket.close_code, socket.close_reason, error)
+                # After the messages, which came before the end.
+                self._inbox.put(_END)
             self._changed.notify_all()
 
     def _ponged(self, *_: object) -> None:
@@ -314,17 +329,38 @@ class SyncWebSocket:
         """
         self._not_on_own_thread("recv()")
         _no_loop("recv()")
-        messages = self._messages
-        with self._changed:
-            # A message that is waiting is taken without the wait's machinery.
-            if not messages and not self._wait(lambda: messages or self._end is not None, timeout):
-                raise TimeoutError(f"no message within {timeout} s")
-            if messages:
-                if self._room_wanted:
-                    # Room for the socket's thread, which waits for some.
-                    self._changed.notify_all()
-                return messages.popleft()
-        raise self._closed_error()
+        if self._released:
+            raise self._closed_error()
+        try:
+            # A message that is waiting, or that comes within the wait's first slice.
+            message = self._inbox.get(
+                timeout=WAIT_SLICE if timeout is None else max(0.0, min(timeout, WAIT_SLICE))
+            )
+        except queue.Empty:
+            message = self._wait_for_message(None if timeout is None else timeout - WAIT_SLICE)
+            if message is None:
+                raise TimeoutError(f"no message within {timeout} s") from None
+        if message is _END:
+            self._inbox.put(_END)  # For the other waiters, and the next call.
+            raise self._closed_error()
+        if self._room_wanted:
+            # Room for the socket's thread, which waits for some.
+            with self._changed:
+                self._changed.notify_all()
+        return cast("str | bytes", message)
+
+    def _wait_for_message(self, timeout: float | None) -> str | bytes | object | None:
+        """The next message or _END, waiting up to ``timeout`` seconds in slices; None if none came."""
+        taken: list[str | bytes | object] = []
+
+        def take(seconds: float) -> bool:
+            try:
+                taken.append(self._inbox.get(timeout=seconds))
+            except queue.Empty:
+                return False
+            return True
+
+        return taken[0] if wait_in_slices(take, timeout) else None
 
     def __iter__(self) -> Iterator[str | bytes]:
         """Each message in turn (``for message in ws``); ends quietly after a normal close.
@@ -367,7 +403,10 @@ class SyncWebSocket:
         """Holds no more messages, and lets the socket's thread go if it waits for room."""
         with self._changed:
             self._released = True
-            self._messages.clear()
+            inbox = self._inbox
+            while not inbox.empty():
+                inbox.get_nowait()
+            inbox.put(_END)
             self._changed.notify_all()
 
     def _stop(self) -> None:
