@@ -552,6 +552,35 @@ def test_max_queue_stops_reading_so_that_tcp_pushes_back_and_nothing_is_lost() -
     run(main())
 
 
+def test_raising_max_queue_while_reading_is_paused_resumes_it() -> None:
+    total, size = 200, 64 << 10
+    sent = [0]
+
+    async def flood(ws: ServerConnection) -> None:
+        for i in range(total):
+            await ws.send(numbered(i, size))
+            sent[0] += 1
+        await ws.wait_closed()
+
+    async def main() -> None:
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 64 << 10)
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        async with websockets_serve(flood, sock=listener, max_size=None) as server:
+            url = f"ws://127.0.0.1:{port_of(server)}"
+            async with wsbind.connect(url, max_queue=4, compression=None) as ws:
+                await eventually(lambda: ws._paused is not None, "reading to pause")
+                assert sent[0] < total
+                # Room for everything: reading resumes, and does not pause at the old limit.
+                ws.max_queue = 1000
+                await eventually(lambda: sent[0] == total, "the peer to send everything")
+                for i in range(total):
+                    assert await ws.recv() == numbered(i, size)
+
+    run(main())
+
+
 def test_send_waits_while_the_peer_does_not_read() -> None:
     total, size = 400, 64 << 10
     release = asyncio.Event()

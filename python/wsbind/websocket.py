@@ -13,7 +13,6 @@ import time
 from collections import deque
 from collections.abc import (
     AsyncIterable,
-    AsyncIterator,
     Awaitable,
     Callable,
     Generator,
@@ -501,10 +500,9 @@ class WebSocket(Object):
         self._context = handler_context()
         # Told when an accepted socket's connection is over (its server's client list).
         self._on_finished: Callable[[WebSocket], None] | None = None
-        # The asyncio face. Messages held for recv(), oldest first, each
-        # connection's end as a ConnectionClosed after its last message;
-        # None until recv() or connect() first asks for them.
-        self._inbox: deque[str | bytes | ConnectionClosed] | None = None
+        # The asyncio face. Messages held for recv(); None until recv() or
+        # connect() first asks for them.
+        self._inbox: Inbox | None = None
         # The future a recv() that found the inbox empty sleeps on.
         self._recv_waiter: asyncio.Future[None] | None = None
         # A recv() is waiting: a second one at the same time is an error.
@@ -908,30 +906,33 @@ class WebSocket(Object):
         ``wsbind.connect()`` and ``wsbind.serve()``), at most ``max_queue``
         before the socket stops reading; handlers see every message too.
         """
-        inbox = self._inbox
-        if inbox and not self._receiving:
-            # A message that is waiting is returned without a trip through the loop.
-            message = inbox.popleft()
-            if self._paused is not None:
-                self._resume_if_low()
-            if isinstance(message, ConnectionClosed):
-                raise message
-            return message
-        return await self._recv_waiting()
+        # A message that is waiting is returned without a trip through the loop.
+        message = self._take_waiting()
+        if message is None:
+            message = await self._wait_for_message()
+        if isinstance(message, ConnectionClosed):
+            raise message
+        return message
 
-    async def __aiter__(self) -> AsyncIterator[str | bytes]:
+    def __aiter__(self) -> Messages:
         """Each message, as ``recv()`` returns it (websockets: ``async for message in websocket``).
 
         Ends quietly when the connection closes normally (1000, 1001, 1005)
         and raises ConnectionClosedError after any other end.
         """
-        try:
-            while True:
-                yield await self.recv()
-        except ConnectionClosedOK:
-            return
+        return Messages(self)
 
-    async def _recv_waiting(self) -> str | bytes:
+    def _take_waiting(self) -> str | bytes | ConnectionClosed | None:
+        """What recv() returns or raises next, if it waits already; else None."""
+        inbox = self._inbox
+        if not inbox or self._receiving:
+            return None
+        message = inbox.popleft()
+        if self._paused is not None:
+            self._resume_if_low()
+        return message
+
+    async def _wait_for_message(self) -> str | bytes | ConnectionClosed:
         if self._receiving:
             raise ConcurrencyError(
                 "recv() is already waiting for a message on this socket in another coroutine; "
@@ -960,8 +961,6 @@ class WebSocket(Object):
             self._receiving = False
         if self._paused is not None:
             self._resume_if_low()
-        if isinstance(message, ConnectionClosed):
-            raise message
         return message
 
     def _look_before_sleeping(self) -> None:
@@ -988,17 +987,17 @@ class WebSocket(Object):
         queue = dispatcher.queue
         dispatcher.deliver_from(lambda: queue.wait(_EVENT_SPIN))
 
-    def _hold_messages(self) -> deque[str | bytes | ConnectionClosed]:
+    def _hold_messages(self) -> Inbox:
         """From now on, messages are held for recv() as well as handed to handlers."""
         if self._inbox is None:
-            self._inbox = deque()
+            self._inbox = Inbox(self._value("max_queue"))
         return self._inbox
 
     def _hold(self, message: str | bytes) -> None:
         """On the socket's thread: a message for recv(), and maybe a pause in reading."""
         inbox = self._inbox
         assert inbox is not None
-        limit = self._value("max_queue")
+        limit = inbox.limit
         if len(inbox) >= limit and (self._closing or self._close_asked is not None):
             # Reading goes on while we close, to hear the peer's answer; the
             # program asked to close, so what comes meanwhile beyond the
@@ -1021,7 +1020,7 @@ class WebSocket(Object):
                 or self._paused is not None
                 or self._closing
                 or self._close_asked is not None
-                or len(inbox) < self._value("max_queue")
+                or len(inbox) < inbox.limit
             ):
                 return
             self._paused = conn
@@ -1031,12 +1030,11 @@ class WebSocket(Object):
     def _resume_if_low(self) -> None:
         """After a recv(): reading resumes once a quarter of ``max_queue`` or less is held."""
         inbox = self._inbox
-        low = self._value("max_queue") // 4
-        if inbox is None or len(inbox) > low:
+        if inbox is None or len(inbox) > inbox.limit // 4:
             return
         with self._lock:
             conn = self._paused
-            if conn is None or len(inbox) > low:
+            if conn is None or len(inbox) > inbox.limit // 4:
                 return
             self._paused = None
             conn.pause_reading(False)
@@ -1048,9 +1046,13 @@ class WebSocket(Object):
                 conn.pause_reading(False)
 
     def _max_queue_changed(self) -> None:
+        inbox = self._inbox
+        if inbox is None:
+            return
+        inbox.limit = self._value("max_queue")
         if self._paused is not None:
             self._resume_if_low()
-        elif self._inbox is not None and len(self._inbox) >= self._value("max_queue"):
+        elif len(inbox) >= inbox.limit:
             self._pause_reading()
 
     def _raise_if_over(self) -> None:
@@ -1231,14 +1233,18 @@ class WebSocket(Object):
         )
 
     def _event(self, kind: int, payload: Any) -> None:
+        # The messages' signals are emitted only if connected: most asyncio
+        # code connects none, and a call for nothing costs every message.
         if kind == _TEXT:
             if self._inbox is not None:
                 self._hold(payload)
-            self.text_message_received.emit(payload)
+            if self.text_message_received._handlers:
+                self.text_message_received.emit(payload)
         elif kind == _BINARY:
             if self._inbox is not None:
                 self._hold(payload)
-            self.binary_message_received.emit(payload)
+            if self.binary_message_received._handlers:
+                self.binary_message_received.emit(payload)
         elif kind == _TEXT_FRAME:
             self.text_frame_received.emit(payload.data, payload.last)
         elif kind == _BINARY_FRAME:
@@ -1402,6 +1408,50 @@ _PROXY_AUTH, _AUTHENTICATE, _SSL_ERRORS, _REJECTED, _CONNECTED, _CLOSING, _CLOSE
         EventKind.CLOSED,
     )
 )
+
+
+class Inbox(deque[str | bytes | ConnectionClosed]):
+    """The messages a socket holds for ``recv()``, oldest first, each connection's end as a
+    ConnectionClosed after its last message; and ``max_queue``'s value.
+
+    The limit is kept here, not only read from the property, because every
+    message held and every recv() of a paused socket compares with it.
+    """
+
+    __slots__ = ("limit",)
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.limit = limit
+
+
+class Messages:
+    """What ``async for message in ws`` iterates: each message ``recv()`` would return.
+
+    A small async iterator of its own rather than an async generator: a
+    message that waits already costs one coroutine, not a generator's step
+    as well (asyncio pipelined rows: benches/README.md).
+    """
+
+    __slots__ = ("_socket",)
+
+    def __init__(self, socket: WebSocket) -> None:
+        self._socket = socket
+
+    def __aiter__(self) -> Messages:
+        return self
+
+    async def __anext__(self) -> str | bytes:
+        socket = self._socket
+        message = socket._take_waiting()
+        try:
+            if message is None:
+                message = await socket._wait_for_message()
+            if isinstance(message, ConnectionClosed):
+                raise message
+        except ConnectionClosedOK:
+            raise StopAsyncIteration from None
+        return message
 
 
 class PongWaiter:
