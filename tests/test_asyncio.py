@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import itertools
 import logging
@@ -501,30 +502,47 @@ def numbered(index: int, size: int) -> bytes:
     return struct.pack("!I", index) + NOISE[4:size]
 
 
-def test_max_queue_stops_reading_so_that_tcp_pushes_back_and_nothing_is_lost() -> None:
-    # 128 MiB: more than the kernel's socket buffers on loopback (tens of MiB
-    # with autotuning) and wsbind's own bound on events waiting for Python.
-    total, size, max_queue = 2000, 64 << 10, 4
-    sent = [0]
-    peers: list[ServerConnection] = []
+class Flood:
+    """A websockets server that sends each client ``total`` numbered messages of ``size``
+    bytes as fast as it may, counting them in ``sent``.
 
-    async def flood(ws: ServerConnection) -> None:
-        peers.append(ws)
-        for i in range(total):
-            await ws.send(numbered(i, size))
-            sent[0] += 1
+    Its send buffer is small (accepted sockets inherit the listener's): its
+    own buffer, not the kernel's, shows when it stalls.
+    """
+
+    def __init__(self, total: int, size: int) -> None:
+        self.total = total
+        self.size = size
+        self.sent = 0
+        self.peers: list[ServerConnection] = []
+
+    async def _flood(self, ws: ServerConnection) -> None:
+        self.peers.append(ws)
+        for i in range(self.total):
+            await ws.send(numbered(i, self.size))
+            self.sent += 1
         await ws.wait_closed()
 
-    async def main() -> None:
-        # A small send buffer for the peer (accepted sockets inherit it): its own
-        # buffer, not the kernel's, shows when it stalls.
+    @contextlib.asynccontextmanager
+    async def serving(self) -> AsyncIterator[str]:
+        """Serves while the block runs; gives the URL."""
         listener = socket.socket()
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 64 << 10)
         listener.bind(("127.0.0.1", 0))
         listener.listen()
-        async with websockets_serve(flood, sock=listener, max_size=None) as server:
+        async with websockets_serve(self._flood, sock=listener, max_size=None) as server:
+            yield f"ws://127.0.0.1:{port_of(server)}"
+
+
+def test_max_queue_stops_reading_so_that_tcp_pushes_back_and_nothing_is_lost() -> None:
+    # 128 MiB: more than the kernel's socket buffers on loopback (tens of MiB
+    # with autotuning) and wsbind's own bound on events waiting for Python.
+    total, size, max_queue = 2000, 64 << 10, 4
+    flood = Flood(total, size)
+
+    async def main() -> None:
+        async with flood.serving() as url:
             delivered = Recorder()
-            url = f"ws://127.0.0.1:{port_of(server)}"
             # Uncompressed: 128 MiB of noise through deflate on both sides took most of the
             # test's time limit on a busy machine, and compression is not what is tested.
             async with wsbind.connect(
@@ -533,11 +551,11 @@ def test_max_queue_stops_reading_so_that_tcp_pushes_back_and_nothing_is_lost() -
                 # The program does not read. The peer's sends stall once the kernel's buffers
                 # are full: its own buffer then grows past its write limit.
                 def stalled() -> bool:
-                    transport = peers[0].transport if peers else None
+                    transport = flood.peers[0].transport if flood.peers else None
                     return transport is not None and transport.get_write_buffer_size() > 0
 
                 await eventually(lambda: len(delivered.calls) >= max_queue and stalled(), "the peer to stall")
-                assert sent[0] < total
+                assert flood.sent < total
                 # Held: the queue, plus what had arrived before reading paused: the events the
                 # native queue lets wait for Python (read before recv() could run), and what
                 # the loop read while the pause reached the connection's task, which a busy
@@ -547,34 +565,23 @@ def test_max_queue_stops_reading_so_that_tcp_pushes_back_and_nothing_is_lost() -
                 # Reading again, every message comes, in order.
                 for i in range(total):
                     assert await ws.recv() == numbered(i, size)
-                assert sent[0] == total
+                assert flood.sent == total
 
     run(main())
 
 
 def test_raising_max_queue_while_reading_is_paused_resumes_it() -> None:
     total, size = 200, 64 << 10
-    sent = [0]
-
-    async def flood(ws: ServerConnection) -> None:
-        for i in range(total):
-            await ws.send(numbered(i, size))
-            sent[0] += 1
-        await ws.wait_closed()
+    flood = Flood(total, size)
 
     async def main() -> None:
-        listener = socket.socket()
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 64 << 10)
-        listener.bind(("127.0.0.1", 0))
-        listener.listen()
-        async with websockets_serve(flood, sock=listener, max_size=None) as server:
-            url = f"ws://127.0.0.1:{port_of(server)}"
+        async with flood.serving() as url:
             async with wsbind.connect(url, max_queue=4, compression=None) as ws:
                 await eventually(lambda: ws._paused is not None, "reading to pause")
-                assert sent[0] < total
+                assert flood.sent < total
                 # Room for everything: reading resumes, and does not pause at the old limit.
                 ws.max_queue = 1000
-                await eventually(lambda: sent[0] == total, "the peer to send everything")
+                await eventually(lambda: flood.sent == total, "the peer to send everything")
                 for i in range(total):
                     assert await ws.recv() == numbered(i, size)
 
