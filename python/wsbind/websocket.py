@@ -799,14 +799,11 @@ class WebSocket(Object):
         if conn is None or self._values["status"] is not Status.OPEN or self._close_asked is not None:
             raise await self._send_error(conn)
         try:
-            if isinstance(payload, str):
-                conn.send_text(payload)
-            else:
-                conn.send_binary(payload)
+            waiting = conn.send_message(payload)
         except NotOpenError:
             # The connection started closing on another thread just now.
             raise await self._send_error(conn) from None
-        if conn.bytes_to_write > self._value("write_limit"):
+        if waiting > self._value("write_limit"):
             await self._drain(conn)
 
     def _fragment_waiters(self) -> Waiters:

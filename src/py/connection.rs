@@ -167,6 +167,17 @@ impl PyConnection {
         self.send(py, false, payload)
     }
 
+    /// Queues a whole message, text for a str and binary for any other
+    /// bytes-like object; returns the bytes then waiting to be written, so
+    /// that the asyncio `send()` learns whether to wait with the same call.
+    fn send_message(&self, py: Python<'_>, message: &Bound<'_, PyAny>) -> PyResult<usize> {
+        match message.cast::<PyString>() {
+            Ok(text) => self.send_text(py, text.as_any())?,
+            Err(_) => self.send_binary(py, message)?,
+        };
+        Ok(self.connection.bytes_to_write())
+    }
+
     /// Queues one fragment of a message sent in several: a str continues
     /// (or opens) a text message, a bytes-like object a binary one; `last`
     /// ends it. Until then, other messages sent here wait for its end.
