@@ -235,13 +235,11 @@ class SyncWebSocket:
             return
         socket = self.socket
         try:
-            if isinstance(payload, str):
-                socket.send_text_message(payload)
-            else:
-                socket.send_binary_message(payload)
+            waiting = socket._open_connection("send").send_message(payload)
         except NotOpenError:
             raise self._closed_error() from None
-        self._drain()
+        if waiting > socket._value("write_limit"):
+            self._drain()
 
     def _send_fragments(self, fragments: Iterable[str | Buffer]) -> None:
         """Sends ``fragments`` as one fragmented message; see :meth:`send`."""
