@@ -264,7 +264,8 @@ class SyncWebSocket:
                     if isinstance(fragment, str) is not text:
                         raise TypeError("the fragments of one message must be all str or all bytes-like")
                     conn.send_fragment(fragment, False)
-                    self._drain()
+                    if conn.bytes_to_write > socket._value("write_limit"):
+                        self._drain()
                     fragment = next(iterator, None)
                 conn.send_fragment("" if text else b"", True)
             except NotOpenError:
@@ -284,13 +285,13 @@ class SyncWebSocket:
                 waiters.discard(ended)
 
     def _drain(self) -> None:
-        """Waits while more than ``write_limit`` bytes wait to be written, until a quarter is left."""
+        """After a send that left more than ``write_limit`` bytes to write: waits until a quarter is left."""
         socket = self.socket
         conn = socket._conn
-        limit = socket.write_limit
-        if conn is None or conn.bytes_to_write <= limit or self._thread.owns_current_thread():
+        if conn is None or self._thread.owns_current_thread():
             # In a handler of this socket, waiting would hold back the events it waits for.
             return
+        limit = socket._value("write_limit")
         # In slices, so that Ctrl-C interrupts the wait.
         wait_in_slices(lambda seconds: conn.wait_written(limit // 4, seconds), None)
 
