@@ -15,8 +15,10 @@ from typing import Any
 
 import pytest
 import trustme
+import websockets.asyncio.server
 from websockets.asyncio.client import connect
 
+import wsbind
 from conftest import Recorder, echo, leaf, pem, trusting, wait_until, websockets_server
 from wsbind import SslConfiguration, Status, WebSocket, WebSocketServer
 
@@ -212,3 +214,75 @@ def test_replacing_the_certificate_while_listening(servers: Any, sockets: Any, c
 def test_secure_mode_without_a_certificate_raises() -> None:
     with pytest.raises(ValueError, match="certificate"):
         WebSocketServer(secure_mode=True, listen=True)
+
+
+SMALL = [f"message {i} ✓" * (1 + i % 7) for i in range(500)]
+LARGE = [bytes(range(256)) * 4096 * 3, os.urandom(200_000), b"x" * 70_000]
+
+
+async def send_then_read(ws: Any) -> None:
+    """Sends every message, then reads the echoes: a socket whose queue holds few pauses on the way."""
+    for message in SMALL + LARGE:
+        await ws.send(message)
+    got = [await asyncio.wait_for(ws.recv(), 30) for _ in SMALL + LARGE]
+    assert got == SMALL + LARGE
+
+
+async def until(condition: Any) -> None:
+    async with asyncio.timeout(15):
+        while not condition():
+            await asyncio.sleep(0.01)
+
+
+def test_our_client_sends_and_reads_much_over_tls(ca: trustme.CA) -> None:
+    """wss:// under load, against websockets' server: pipelined small messages, messages of
+    megabytes, a socket paused by its full queue and resumed, and the closing handshake."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("localhost").configure_cert(context)
+    closes: list[int | None] = []
+
+    async def handler(ws: Any) -> None:
+        async for message in ws:
+            await ws.send(message)
+        closes.append(ws.close_code)
+
+    async def run() -> None:
+        serving = websockets.asyncio.server.serve(handler, "127.0.0.1", 0, ssl=context, max_size=None)
+        async with serving as server:
+            port = server.sockets[0].getsockname()[1]
+            # The closing handshake must end when the server ends the connection (asyncio's
+            # ssl sends close_notify and waits for ours), not at close_timeout: a missed end
+            # then fails the test's own timeout.
+            async with asyncio.timeout(30):
+                async with wsbind.connect(
+                    f"wss://localhost:{port}", ssl_configuration=trusting(ca), max_queue=4, close_timeout=3600
+                ) as ws:
+                    await send_then_read(ws)
+            await until(lambda: closes)
+        assert closes == [1000]
+
+    asyncio.run(run())
+
+
+def test_our_server_reads_and_sends_much_over_tls(ca: trustme.CA) -> None:
+    """The same from websockets' client to our server."""
+    certificate, key = leaf(ca, "localhost", "127.0.0.1")
+    context = ssl.create_default_context()
+    ca.configure_trust(context)
+    closes: list[int | None] = []
+
+    async def handler(ws: Any) -> None:
+        async for message in ws:
+            await ws.send(message)
+        closes.append(ws.close_code)
+
+    async def run() -> None:
+        async with wsbind.serve(
+            handler, "127.0.0.1", 0, secure_mode=True, certificate=certificate, private_key=key
+        ) as server:
+            async with connect(f"wss://localhost:{server.port}", ssl=context, max_size=None) as client:
+                await send_then_read(client)
+            await until(lambda: closes)
+        assert closes == [1000]
+
+    asyncio.run(run())
