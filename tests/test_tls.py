@@ -228,6 +228,17 @@ async def send_then_read(ws: Any) -> None:
     assert got == SMALL + LARGE
 
 
+def echoing(closes: list[int | None]) -> Any:
+    """An echo handler for websockets' server or wsbind.serve that records the close code at the end."""
+
+    async def handler(ws: Any) -> None:
+        async for message in ws:
+            await ws.send(message)
+        closes.append(ws.close_code)
+
+    return handler
+
+
 async def until(condition: Any) -> None:
     async with asyncio.timeout(15):
         while not condition():
@@ -241,13 +252,8 @@ def test_our_client_sends_and_reads_much_over_tls(ca: trustme.CA) -> None:
     ca.issue_cert("localhost").configure_cert(context)
     closes: list[int | None] = []
 
-    async def handler(ws: Any) -> None:
-        async for message in ws:
-            await ws.send(message)
-        closes.append(ws.close_code)
-
     async def run() -> None:
-        serving = websockets.asyncio.server.serve(handler, "127.0.0.1", 0, ssl=context, max_size=None)
+        serving = websockets.asyncio.server.serve(echoing(closes), "127.0.0.1", 0, ssl=context, max_size=None)
         async with serving as server:
             port = server.sockets[0].getsockname()[1]
             # The closing handshake must end when the server ends the connection (asyncio's
@@ -271,14 +277,9 @@ def test_our_server_reads_and_sends_much_over_tls(ca: trustme.CA) -> None:
     ca.configure_trust(context)
     closes: list[int | None] = []
 
-    async def handler(ws: Any) -> None:
-        async for message in ws:
-            await ws.send(message)
-        closes.append(ws.close_code)
-
     async def run() -> None:
         async with wsbind.serve(
-            handler, "127.0.0.1", 0, secure_mode=True, certificate=certificate, private_key=key
+            echoing(closes), "127.0.0.1", 0, secure_mode=True, certificate=certificate, private_key=key
         ) as server:
             async with connect(f"wss://localhost:{server.port}", ssl=context, max_size=None) as client:
                 await send_then_read(client)
