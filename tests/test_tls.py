@@ -228,21 +228,15 @@ async def send_then_read(ws: Any) -> None:
     assert got == SMALL + LARGE
 
 
-def echoing(closes: list[int | None]) -> Any:
-    """An echo handler for websockets' server or wsbind.serve that records the close code at the end."""
+def echoing(closed: asyncio.Future[int | None]) -> Any:
+    """An echo handler for websockets' server or wsbind.serve that gives its close code to ``closed``."""
 
     async def handler(ws: Any) -> None:
         async for message in ws:
             await ws.send(message)
-        closes.append(ws.close_code)
+        closed.set_result(ws.close_code)
 
     return handler
-
-
-async def until(condition: Any) -> None:
-    async with asyncio.timeout(15):
-        while not condition():
-            await asyncio.sleep(0.01)
 
 
 def test_our_client_sends_and_reads_much_over_tls(ca: trustme.CA) -> None:
@@ -250,10 +244,10 @@ def test_our_client_sends_and_reads_much_over_tls(ca: trustme.CA) -> None:
     megabytes, a socket paused by its full queue and resumed, and the closing handshake."""
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ca.issue_cert("localhost").configure_cert(context)
-    closes: list[int | None] = []
 
     async def run() -> None:
-        serving = websockets.asyncio.server.serve(echoing(closes), "127.0.0.1", 0, ssl=context, max_size=None)
+        closed: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
+        serving = websockets.asyncio.server.serve(echoing(closed), "127.0.0.1", 0, ssl=context, max_size=None)
         async with serving as server:
             port = server.sockets[0].getsockname()[1]
             # The closing handshake must end when the server ends the connection (asyncio's
@@ -264,8 +258,7 @@ def test_our_client_sends_and_reads_much_over_tls(ca: trustme.CA) -> None:
                     f"wss://localhost:{port}", ssl_configuration=trusting(ca), max_queue=4, close_timeout=3600
                 ) as ws:
                     await send_then_read(ws)
-            await until(lambda: closes)
-        assert closes == [1000]
+            assert await asyncio.wait_for(closed, 15) == 1000
 
     asyncio.run(run())
 
@@ -275,15 +268,14 @@ def test_our_server_reads_and_sends_much_over_tls(ca: trustme.CA) -> None:
     certificate, key = leaf(ca, "localhost", "127.0.0.1")
     context = ssl.create_default_context()
     ca.configure_trust(context)
-    closes: list[int | None] = []
 
     async def run() -> None:
+        closed: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
         async with wsbind.serve(
-            echoing(closes), "127.0.0.1", 0, secure_mode=True, certificate=certificate, private_key=key
+            echoing(closed), "127.0.0.1", 0, secure_mode=True, certificate=certificate, private_key=key
         ) as server:
             async with connect(f"wss://localhost:{server.port}", ssl=context, max_size=None) as client:
                 await send_then_read(client)
-            await until(lambda: closes)
-        assert closes == [1000]
+            assert await asyncio.wait_for(closed, 15) == 1000
 
     asyncio.run(run())
