@@ -86,6 +86,19 @@ pub const MAX_READ_SIZE: usize = 256 << 10;
 /// message; a connection holds it only while it writes.
 pub const MASK_BUFFER: usize = 256 << 10;
 
+/// Most bytes a Python thread reads from one socket at a time, in reads of
+/// up to `MAX_READ_SIZE` each parsed before the next: 4 MiB.
+///
+/// A peer that sends fast fills the socket faster than one read takes it;
+/// reading on while reads come back full makes one batch of many messages
+/// (fewer wake-ups, and the answers sent together), while each read stays
+/// small enough to be copied into its messages from the cache. It also
+/// bounds how much one busy socket is read before the thread's other
+/// sockets and its handlers get their turn. Reads into a large message's
+/// `bytes` (see `LAND_FROM`) are not followed: that message goes to its
+/// handler at once.
+pub const READ_BURST: usize = 4 << 20;
+
 /// How long wsbind's event thread keeps looking for the next event before it
 /// sleeps: 50 µs (`WSBIND_SPIN_US` changes it; 0 turns it off).
 ///

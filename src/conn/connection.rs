@@ -758,6 +758,7 @@ impl Reader<Event> for Connection {
                 None => self.wake(),
             },
             |received| self.command(Command::Received(received)),
+            || events.has_room() && !self.reading_paused(),
         )
     }
 

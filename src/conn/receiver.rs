@@ -68,6 +68,10 @@ impl ReadSize {
 pub struct Receiver {
     pub parser: Parser,
     read_size: ReadSize,
+    /// Whether the last read into the buffer filled all it was given: more
+    /// may be waiting. Never after a read into a large message's bytes,
+    /// whose message is better handed over at once.
+    filled: bool,
     /// The bytes object asked of Python for a large binary message.
     requested: Option<Arc<Request>>,
     /// That bytes object, once it came, and the message being read into it.
@@ -79,6 +83,7 @@ impl Receiver {
         Receiver {
             parser,
             read_size: ReadSize::new(),
+            filled: false,
             requested: None,
             diverting: None,
         }
@@ -197,6 +202,7 @@ impl Receiver {
                 }
             }
         };
+        self.filled = read == len && self.diverting.is_none();
         if self.diverting.is_none() {
             let buffer = self.parser.buffer();
             // SAFETY: the kernel initialized `read` bytes of the spare capacity.
@@ -355,15 +361,18 @@ impl ReceiverSlot {
         Ok(())
     }
 
-    /// Reads the socket once, on the Python thread, and sends what came:
-    /// data as events (`frames`: data frames too), control frames to
-    /// `control`, the end to the task through `to_task`.
+    /// Reads the socket on the Python thread, and sends what came: data as
+    /// events (`frames`: data frames too), control frames to `control`, the
+    /// end to the task through `to_task`. While reads come back full it
+    /// reads again, up to [`READ_BURST`](config::READ_BURST) bytes and while
+    /// `more()`, each read parsed before the next.
     pub fn read(
         &self,
         events: &EventSink,
         frames: bool,
         mut control: impl FnMut(Incoming),
         to_task: impl Fn(Received),
+        more: impl Fn() -> bool,
     ) -> ReadOutcome {
         let mut slot = self.lock();
         let Some(receiver) = slot.receiver.as_mut() else {
@@ -377,22 +386,37 @@ impl ReceiverSlot {
             ReadOutcome::Over
         };
         receiver.parser.frames = frames;
-        receiver.land_now();
-        receiver.prepare(events);
-        match receiver.recv(self.socket) {
-            Ok(0) => return over(Received::Eof),
-            Ok(count) => receiver.received(count, events),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return ReadOutcome::Nothing,
-            Err(e) => return over(Received::Lost(e)),
-        }
+        let mut taken = 0;
         loop {
-            match receiver.parser.next_event() {
-                Ok(Some(incoming)) => match data_event(incoming, events) {
-                    Ok(event) => events.send(event),
-                    Err(incoming) => control(incoming),
-                },
-                Ok(None) => return ReadOutcome::Data,
-                Err(failure) => return over(Received::Failed(failure)),
+            receiver.land_now();
+            receiver.prepare(events);
+            match receiver.recv(self.socket) {
+                Ok(0) => return over(Received::Eof),
+                Ok(count) => {
+                    receiver.received(count, events);
+                    taken += count;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    return if taken > 0 {
+                        ReadOutcome::Data
+                    } else {
+                        ReadOutcome::Nothing
+                    };
+                }
+                Err(e) => return over(Received::Lost(e)),
+            }
+            loop {
+                match receiver.parser.next_event() {
+                    Ok(Some(incoming)) => match data_event(incoming, events) {
+                        Ok(event) => events.send(event),
+                        Err(incoming) => control(incoming),
+                    },
+                    Ok(None) => break,
+                    Err(failure) => return over(Received::Failed(failure)),
+                }
+            }
+            if !receiver.filled || taken >= config::READ_BURST || !more() {
+                return ReadOutcome::Data;
             }
         }
     }
@@ -441,6 +465,7 @@ mod tests {
                         Received::Failed(f) => format!("failed {}", f.code),
                     })
                 },
+                || true,
             )
         };
         assert_eq!(read(), ReadOutcome::Lent, "the task has the receiver");
@@ -465,6 +490,37 @@ mod tests {
         assert_eq!(read(), ReadOutcome::Over);
         assert_eq!(log.lock().unwrap().last().unwrap(), "eof");
         assert!(slot.take().is_some(), "the task takes it back at the end");
+    }
+
+    /// While reads come back full the Python thread reads on, each read
+    /// parsed before the next, unless `more()` says to stop: a fast peer's
+    /// messages come in one batch, not one read's worth a batch.
+    #[test]
+    fn full_reads_are_followed_by_more_while_there_is_room() {
+        let (ours, mut peer) = UnixStream::pair().unwrap();
+        ours.set_nonblocking(true).unwrap();
+        let queue = EventQueue::new(false).unwrap();
+        let events = queue.sink(1);
+        let limits = Limits {
+            max_frame_size: 1 << 20,
+            max_message_size: 1 << 20,
+        };
+        let slot = ReceiverSlot::new(ours.as_raw_fd());
+        slot.put(Box::new(Receiver::new(Parser::new(Role::Server, limits))));
+        let message = frame(opcode::TEXT, &[b'x'; 100]);
+        let count = 8 * config::MIN_READ_SIZE / message.len();
+        for _ in 0..count {
+            peer.write_all(&message).unwrap();
+        }
+        let read = |more: bool| slot.read(&events, false, |_| {}, |_| {}, || more);
+
+        // The first read is of MIN_READ_SIZE: a few messages, then it stops.
+        assert_eq!(read(false), ReadOutcome::Data);
+        let first = summary(&queue).len();
+        assert!(first > 0 && first < count, "{first} of {count}");
+        assert_eq!(read(true), ReadOutcome::Data);
+        assert_eq!(summary(&queue).len(), count - first, "the rest at once");
+        assert_eq!(read(true), ReadOutcome::Nothing);
     }
 
     /// A pause takes the socket out of the Python thread's poller and its
