@@ -432,6 +432,14 @@ mod tests {
     use std::os::unix::net::UnixStream;
     use std::sync::Mutex as StdMutex;
 
+    fn server_parser() -> Parser {
+        let limits = Limits {
+            max_frame_size: 1 << 20,
+            max_message_size: 1 << 20,
+        };
+        Parser::new(Role::Server, limits)
+    }
+
     fn frame(opcode: u8, payload: &[u8]) -> BytesMut {
         let mut out = BytesMut::new();
         Framer::new(Role::Client).frame(&mut out, opcode, true, payload);
@@ -447,10 +455,6 @@ mod tests {
         ours.set_nonblocking(true).unwrap();
         let queue = EventQueue::new(false).unwrap();
         let events = queue.sink(3);
-        let limits = Limits {
-            max_frame_size: 1 << 20,
-            max_message_size: 1 << 20,
-        };
         let slot = ReceiverSlot::new(ours.as_raw_fd());
         let log = StdMutex::new(Vec::new());
         let read = || {
@@ -469,7 +473,7 @@ mod tests {
             )
         };
         assert_eq!(read(), ReadOutcome::Lent, "the task has the receiver");
-        slot.put(Box::new(Receiver::new(Parser::new(Role::Server, limits))));
+        slot.put(Box::new(Receiver::new(server_parser())));
         assert_eq!(read(), ReadOutcome::Nothing);
 
         peer.write_all(&frame(opcode::TEXT, b"hi")).unwrap();
@@ -486,7 +490,7 @@ mod tests {
         assert_eq!(log.lock().unwrap().last().unwrap(), "failed 1002");
 
         drop(peer);
-        slot.put(Box::new(Receiver::new(Parser::new(Role::Server, limits))));
+        slot.put(Box::new(Receiver::new(server_parser())));
         assert_eq!(read(), ReadOutcome::Over);
         assert_eq!(log.lock().unwrap().last().unwrap(), "eof");
         assert!(slot.take().is_some(), "the task takes it back at the end");
@@ -501,12 +505,8 @@ mod tests {
         ours.set_nonblocking(true).unwrap();
         let queue = EventQueue::new(false).unwrap();
         let events = queue.sink(1);
-        let limits = Limits {
-            max_frame_size: 1 << 20,
-            max_message_size: 1 << 20,
-        };
         let slot = ReceiverSlot::new(ours.as_raw_fd());
-        slot.put(Box::new(Receiver::new(Parser::new(Role::Server, limits))));
+        slot.put(Box::new(Receiver::new(server_parser())));
         let message = frame(opcode::TEXT, &[b'x'; 100]);
         let count = 8 * config::MIN_READ_SIZE / message.len();
         for _ in 0..count {
@@ -538,10 +538,6 @@ mod tests {
         peer.write_all(b"x").unwrap();
         let slot = ReceiverSlot::new(ours.as_raw_fd());
         let outbox = Outbox::default();
-        let limits = Limits {
-            max_frame_size: 1 << 20,
-            max_message_size: 1 << 20,
-        };
         assert!(!slot.follow_pause_here(|| true, &outbox), "not watched yet");
         poller.add(ours.as_raw_fd(), 7).unwrap();
         slot.watched(poller.clone(), 7);
@@ -549,7 +545,7 @@ mod tests {
             !slot.follow_pause_here(|| true, &outbox),
             "the task holds it"
         );
-        slot.put(Box::new(Receiver::new(Parser::new(Role::Server, limits))));
+        slot.put(Box::new(Receiver::new(server_parser())));
         assert_eq!(ready(&poller), [7]);
 
         assert!(slot.follow_pause_here(|| true, &outbox));
