@@ -107,8 +107,24 @@ pub const READ_BURST: usize = 4 << 20;
 /// spin is handled at once. The thread yields the CPU between looks, so that
 /// the threads doing the work keep it; the spin costs at most this much after
 /// each batch of events (or the last bytes of a large message), and nothing
-/// while no events come.
+/// while no events come or while they come too far apart for it to find them
+/// (see [`SPIN_GIVE_UP`]).
 pub const EVENT_SPIN: Duration = Duration::from_micros(50);
+
+/// After how many waits in a row whose events came later than the spin
+/// would have lasted the event thread stops spinning: 4.
+///
+/// A thread whose messages come 10 ms apart would spin 50 µs for nothing
+/// after each, half again the CPU of handling it; a few waits tell that
+/// apart from round trips, whose replies come within the spin every time.
+/// A wait that sleeps and still has its events within the spin's length
+/// turns the spin back on.
+pub const SPIN_GIVE_UP: u32 = 4;
+
+/// While the spin is off, every 32nd wait spins anyway: a sleeping thread's
+/// wake-up can push a reply that came quickly past the spin's length, and
+/// the probe sees it come in time. It costs one spin in 32 waits.
+pub const SPIN_PROBE: u32 = 32;
 
 /// How long a Python thread that reads its sockets itself (see
 /// [`receiver`](crate::receiver)) may leave one ready and unread before the

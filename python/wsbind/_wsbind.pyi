@@ -312,6 +312,9 @@ class EventQueue:
         """Blocks, without the GIL, until events arrive, ``timeout`` s pass or the queue closes.
 
         Meanwhile it reads the plain TCP sockets of the queue's objects itself."""
+    def look(self) -> list[tuple[int, int, _Payload]]:
+        """Looks for events as ``wait()`` does before it sleeps, without the GIL, and returns
+        what came instead of sleeping."""
     def wake(self) -> None:
         """Makes the queue's thread return from ``wait()`` soon (a loop's descriptor becomes
         readable), even if no event comes: another thread handed it work."""

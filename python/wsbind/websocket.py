@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-import os
 import sys
 import threading
 import time
@@ -972,10 +971,11 @@ class WebSocket(Object):
         order, as the loop's reader would deliver it, and recv() returns it
         without sleeping (asyncio round trips: see benches/README.md). Only
         while nothing else on the loop is ready to run, so that no other
-        task waits for it.
+        task waits for it; and not at all while the last looks found
+        nothing in time (messages far apart), as on the event thread.
         """
         dispatcher = self._dispatcher
-        if not _EVENT_SPIN or not isinstance(dispatcher, LoopDispatcher):
+        if not isinstance(dispatcher, LoopDispatcher):
             return
         loop = dispatcher.loop
         # asyncio's own loops keep their ready callbacks there; others (uvloop) do not spin.
@@ -985,8 +985,7 @@ class WebSocket(Object):
         # The queue's own reader, already called for what came meanwhile, may be there alone.
         if ready and (len(ready) > 1 or getattr(ready[0], "_callback", None) != dispatcher._ready):
             return
-        queue = dispatcher.queue
-        dispatcher.deliver_from(lambda: queue.wait(_EVENT_SPIN))
+        dispatcher.deliver_from(dispatcher.queue.look)
 
     def _hold_messages(self) -> Inbox:
         """From now on, messages are held for recv() as well as handed to handlers."""
@@ -1367,20 +1366,6 @@ class WebSocket(Object):
                 self._ended_by_program = True
         if conn is not None:
             conn.close(1001, "")
-
-
-def _event_spin() -> float:
-    """The event thread's spin in seconds, as the native queue reads it (config::EVENT_SPIN)."""
-    try:
-        return max(0, int(os.environ["WSBIND_SPIN_US"])) / 1e6
-    except (KeyError, ValueError):
-        return 50e-6
-
-
-# How long an asyncio recv() looks for a message before its loop sleeps: the
-# event thread's spin (50 µs, or WSBIND_SPIN_US; 0 turns it off). The same
-# length, so that the queue's wait() never sleeps in its poller.
-_EVENT_SPIN = _event_spin()
 
 
 # EventKind's members as plain ints for WebSocket._event, which compares

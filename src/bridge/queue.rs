@@ -20,7 +20,7 @@ use std::collections::HashMap;
 use std::io::{Read as _, Write as _};
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -29,7 +29,7 @@ use tokio::sync::{watch, Notify};
 
 use super::landing::{Landing, Request, Spares};
 use super::poller::{Poller, Ready};
-use crate::config::{EVENT_SPIN, LEND_AFTER, MAX_PENDING_EVENT_BYTES};
+use crate::config::{EVENT_SPIN, LEND_AFTER, MAX_PENDING_EVENT_BYTES, SPIN_GIVE_UP, SPIN_PROBE};
 
 /// An event's weight: the bytes of message it holds, which count against
 /// [`MAX_PENDING_EVENT_BYTES`].
@@ -109,6 +109,10 @@ pub struct Queue<E> {
     filled: AtomicBool,
     /// Blank bytes objects for the I/O threads to copy messages into.
     spares: Spares,
+    /// The waits in a row whose events came only after the spin would have
+    /// ended: while there are [`SPIN_GIVE_UP`] of them, the thread sleeps at
+    /// once (see [`spin_for`]).
+    slow_waits: AtomicU32,
 }
 
 impl<E: Weigh + Send + 'static> Queue<E> {
@@ -142,6 +146,7 @@ impl<E: Weigh + Send + 'static> Queue<E> {
             drained: Notify::new(),
             filled: AtomicBool::new(false),
             spares: Spares::default(),
+            slow_waits: AtomicU32::new(0),
         }))
     }
 
@@ -168,18 +173,38 @@ impl<E: Weigh + Send + 'static> Queue<E> {
     /// Waits up to `timeout` for events, reading the sockets meanwhile: for
     /// the spin's length after the last bytes came it looks without
     /// sleeping, then it sleeps in the poller. Call it without the GIL.
+    ///
+    /// The spin is skipped while the last waits show it would not have
+    /// found their events (messages that come 10 ms apart), so that it
+    /// costs only where it buys latency.
     pub fn wait(self: &Arc<Self>, timeout: Duration) -> Batch<E> {
+        self.wait_or_look(timeout, true)
+    }
+
+    /// Looks for events as a wait does before it sleeps, and returns
+    /// instead of sleeping: for an asyncio `recv()` that would otherwise
+    /// sleep in its loop's selector. Call it without the GIL.
+    pub fn look(self: &Arc<Self>) -> Batch<E> {
+        self.wait_or_look(spin(), false)
+    }
+
+    fn wait_or_look(self: &Arc<Self>, timeout: Duration, sleep: bool) -> Batch<E> {
         let began = Instant::now();
         let mut spinning = began;
-        let spin = spin();
+        let slow_waits = self.slow_waits.load(Ordering::Relaxed);
+        let spin_now = spin_for(slow_waits);
         let mut ready = Vec::new();
+        let mut events_came = true;
+        let mut waited = false;
         loop {
             let came = self.poll(&mut ready, 0);
             if self.filled.load(Ordering::Acquire) {
                 break;
             }
+            waited = true;
             let elapsed = began.elapsed();
             if elapsed >= timeout {
+                events_came = false;
                 break;
             }
             if came {
@@ -187,9 +212,13 @@ impl<E: Weigh + Send + 'static> Queue<E> {
                 spinning = Instant::now();
                 continue;
             }
-            if spinning.elapsed() < spin {
+            if spinning.elapsed() < spin_now {
                 std::thread::yield_now();
                 continue;
+            }
+            if !sleep {
+                events_came = false;
+                break;
             }
             {
                 let mut inbox = self.lock();
@@ -207,6 +236,13 @@ impl<E: Weigh + Send + 'static> Queue<E> {
             self.poll(&mut ready, i32::try_from(left).unwrap_or(i32::MAX));
             self.lock().sleepers -= 1;
         }
+        // Measured against the whole spin even when it was skipped: a thread
+        // that slept and still had its events within it spins again.
+        let slow = !events_came || (waited && spinning.elapsed() >= spin());
+        self.slow_waits.store(
+            if slow { slow_waits.wrapping_add(1) } else { 0 },
+            Ordering::Relaxed,
+        );
         self.take_inbox(&mut self.lock())
     }
 
@@ -516,6 +552,18 @@ fn spin() -> Duration {
     })
 }
 
+/// How long a wait spins after `slow_waits` waits in a row found their
+/// events only after the spin: the whole spin until [`SPIN_GIVE_UP`] of them,
+/// then none, but for every [`SPIN_PROBE`]th wait, which looks whether
+/// events come quickly again.
+fn spin_for(slow_waits: u32) -> Duration {
+    if slow_waits < SPIN_GIVE_UP || slow_waits % SPIN_PROBE == 0 {
+        spin()
+    } else {
+        Duration::ZERO
+    }
+}
+
 /// While connections of the queue are read by its thread: lends their
 /// sockets to their tasks when something stayed ready for a whole tick
 /// while the thread did not look (a handler is busy, an asyncio loop is
@@ -609,6 +657,30 @@ mod tests {
         queue.wake();
         assert_eq!(queue.wait(Duration::from_secs(3600)).into_events().len(), 0);
         assert!(!queue.lock().woken, "taken with the batch");
+    }
+
+    #[test]
+    fn the_spin_stops_while_events_come_after_it() {
+        let queue = queue();
+        let spin_now = || spin_for(queue.slow_waits.load(Ordering::Relaxed));
+        for _ in 0..SPIN_GIVE_UP {
+            assert_eq!(spin_now(), spin());
+            // Nothing comes in time, as between messages 10 ms apart.
+            queue.wait(Duration::ZERO);
+        }
+        assert_eq!(spin_now(), Duration::ZERO);
+        let probes = (0..2 * SPIN_PROBE)
+            .filter(|_| {
+                let spun = spin_now() > Duration::ZERO;
+                queue.wait(Duration::ZERO);
+                spun
+            })
+            .count();
+        assert_eq!(probes, 2, "every {SPIN_PROBE}th wait still spins");
+        // Events that were waiting already: the thread is busy, and spins again.
+        queue.sink(1).send(Message(0));
+        assert_eq!(queue.wait(Duration::from_secs(5)).into_events().len(), 1);
+        assert_eq!(spin_now(), spin());
     }
 
     #[tokio::test]

@@ -360,6 +360,14 @@ impl PyEventQueue {
         self.to_python(py, batch)
     }
 
+    /// Looks for events as ``wait()`` does before it sleeps, without the
+    /// GIL, and returns what came instead of sleeping.
+    fn look<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let queue = self.queue.clone();
+        let batch = py.detach(move || queue.look());
+        self.to_python(py, batch)
+    }
+
     /// Makes the queue's thread return from ``wait()`` soon (a loop's
     /// descriptor becomes readable), even if no event comes: another thread
     /// handed it work.
