@@ -238,6 +238,9 @@ GROUPS = [
         (
             Row("server/p50", "p50", higher_is_better=False),
             Row("server/p99", "p99", higher_is_better=False),
+            # wsbind only: what its event thread's spin buys here, and costs.
+            Row("server/p50-spin-off", "p50, WSBIND_SPIN_US=0", higher_is_better=False),
+            Row("server/p99-spin-off", "p99, WSBIND_SPIN_US=0", higher_is_better=False),
         ),
     ),
     Group(
@@ -631,9 +634,13 @@ def peer_echo_rows(
     return out
 
 
-def peer_latency(lib: str, url: str, s: Settings, failures: Failures, server: Child | None) -> Measured:
-    """The native client's 1 KiB round trips on many connections at once, against ``url``."""
-    if not selected(s, "server/p50", lib) or (server is not None and not server.alive):
+def peer_latency(
+    lib: str, url: str, s: Settings, failures: Failures, server: Child | None, rows: str = ""
+) -> Measured:
+    """The native client's 1 KiB round trips on many connections at once, against ``url``;
+    ``rows`` is what the rows' keys end with (``-spin-off``)."""
+    p50, p99 = f"server/p50{rows}", f"server/p99{rows}"
+    if not selected(s, p50, lib) or (server is not None and not server.alive):
         return {}
     argv = [str(PEER), "client", "--url", url, "--mode", "latency", "--size", str(KiB)]
     argv += ["--connections", str(LATENCY_CONNECTIONS), *s.timing()]
@@ -642,14 +649,30 @@ def peer_latency(lib: str, url: str, s: Settings, failures: Failures, server: Ch
         result = run_once(argv, "peer", s.timeout())
         used = server_cpu(server) - used
     except BenchError as e:
-        failures["server/p50"] = failures["server/p99"] = explain(e, server)
+        failures[p50] = failures[p99] = explain(e, server)
         return {}
-    out = {"server/p50": result["p50_us"] / 1000, "server/p99": result["p99_us"] / 1000}
+    out = {p50: result["p50_us"] / 1000, p99: result["p99_us"] / 1000}
     # The server's whole run, warm-up included, at the same rate.
     msgs = result["msgs"] * (s.warmup + s.duration) / s.duration
     if server is not None and msgs:
-        out[cpu_key("server/p50")] = used / msgs * 1e6
+        out[cpu_key(p50)] = used / msgs * 1e6
     return out
+
+
+def latency_without_spin(lib: str, s: Settings, failures: Failures) -> Measured:
+    """The latency rows against wsbind's echo server with its event thread's spin off."""
+    if not selected(s, "server/p50-spin-off", lib) or LIBRARIES[lib] != LIBRARIES["wsbind"]:
+        return {}
+    try:
+        argv = ["env", "WSBIND_SPIN_US=0", *library_server(lib, "--mode", "echo")]
+        server, url = start_server(argv, f"{lib}-server")
+    except BenchError as e:
+        failures["server/p50-spin-off"] = failures["server/p99-spin-off"] = f"server did not start: {e}"
+        return {}
+    try:
+        return peer_latency(lib, url, s, failures, server, "-spin-off")
+    finally:
+        server.stop()
 
 
 def server_cpu(server: Child | None) -> float:
@@ -694,6 +717,7 @@ def measure_server_side(lib: str, s: Settings, failures: Failures) -> Measured:
                 out.update(peer_echo_rows(lib, url, "server", s, failures, server))
             finally:
                 server.stop()
+    out |= latency_without_spin(lib, s, failures)
     if selected(s, "server/broadcast", lib):
         try:
             out |= measure_broadcast(lib, s, failures)
@@ -1333,6 +1357,14 @@ def check_scale_targets(results: Results, s: Settings) -> list[str]:
             f" (wsbind without the spin: {off:.2f}%)" if off is not None else ""
         )
         checks.append(f"- the spin's cost at 100 round trips/s, CPU of a core: {shown}")
+    off = "server/p50-spin-off"
+    cpu_off, p50_off = median(cpu_key(off), "wsbind"), median(off, "wsbind")
+    cpu_theirs, p50_theirs = median(cpu_key("server/p50"), BASELINE), median("server/p50", BASELINE)
+    if cpu_off is not None and p50_off is not None and cpu_theirs is not None and p50_theirs is not None:
+        checks.append(
+            f"- the latency rows without the spin: {cpu_off:.2f} µs CPU per message against picows' "
+            f"{cpu_theirs:.2f}, p50 {p50_off:.3g} against {p50_theirs:.3g} ms"
+        )
     w = median("server/memory", "wsbind")
     if w is not None:
         check(
