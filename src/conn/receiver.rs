@@ -43,33 +43,24 @@ use crate::config;
 use crate::protocol::{Diverted, Failure, Incoming, Parser};
 
 /// How much to read next: small while a connection is quiet, doubling while
-/// reads come back full, halving again after two reads in a row that were
-/// mostly empty.
+/// reads come back full, halving again after reads that were mostly empty.
 struct ReadSize {
     next: usize,
-    /// Whether the last read was mostly empty.
-    small: bool,
 }
 
 impl ReadSize {
     fn new() -> Self {
         ReadSize {
             next: config::MIN_READ_SIZE,
-            small: false,
         }
     }
 
     fn record(&mut self, read: usize) {
-        let small = read < self.next / 4;
         if read >= self.next {
             self.next = (self.next * 2).min(config::MAX_READ_SIZE);
-        } else if small && self.small {
+        } else if read < self.next / 4 {
             self.next = (self.next / 2).max(config::MIN_READ_SIZE);
         }
-        // One short read is the rest of a message that the read before
-        // filled: a 1 KiB message, 1032 bytes with its header, would
-        // otherwise take a full read of 1 KiB and one of 8 bytes every time.
-        self.small = small && !self.small;
     }
 }
 
@@ -440,35 +431,6 @@ mod tests {
     use std::io::Write;
     use std::os::unix::net::UnixStream;
     use std::sync::Mutex as StdMutex;
-
-    #[test]
-    fn messages_just_over_a_read_take_one_read_each() {
-        let mut size = ReadSize::new();
-        let mut reads = 0;
-        for _ in 0..100 {
-            let mut left = 1024 + 8;
-            while left > 0 {
-                let read = left.min(size.next);
-                size.record(read);
-                left -= read;
-                reads += 1;
-            }
-        }
-        assert!(reads <= 102, "{reads} reads for 100 messages");
-    }
-
-    #[test]
-    fn quiet_reads_shrink_the_read_size_again() {
-        let mut size = ReadSize::new();
-        for _ in 0..4 {
-            size.record(size.next);
-        }
-        assert_eq!(size.next, 16 * config::MIN_READ_SIZE);
-        for _ in 0..8 {
-            size.record(10);
-        }
-        assert_eq!(size.next, config::MIN_READ_SIZE);
-    }
 
     fn server_parser() -> Parser {
         let limits = Limits {
