@@ -1357,8 +1357,8 @@ def check_scale_targets(results: Results, s: Settings) -> list[str]:
             f" (wsbind without the spin: {off:.2f}%)" if off is not None else ""
         )
         checks.append(f"- the spin's cost at 100 round trips/s, CPU of a core: {shown}")
-    off = "server/p50-spin-off"
-    cpu_off, p50_off = median(cpu_key(off), "wsbind"), median(off, "wsbind")
+    p50_row = "server/p50-spin-off"
+    cpu_off, p50_off = median(cpu_key(p50_row), "wsbind"), median(p50_row, "wsbind")
     cpu_theirs, p50_theirs = median(cpu_key("server/p50"), BASELINE), median("server/p50", BASELINE)
     if cpu_off is not None and p50_off is not None and cpu_theirs is not None and p50_theirs is not None:
         checks.append(
