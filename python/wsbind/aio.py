@@ -27,7 +27,7 @@ import logging
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator, Mapping
 from types import TracebackType
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from . import _wsbind
 from .checks import check_url
@@ -50,7 +50,37 @@ logger = logging.getLogger("wsbind")
 RETRY_STATUSES = frozenset({500, 502, 503, 504})
 
 
-class connect:  # lower case, as websockets' connect(), which it stands in for
+_Opened = TypeVar("_Opened", WebSocket, WebSocketServer)
+
+
+class _Opening(Generic[_Opened]):
+    """What connect() and serve() share: awaiting one opens, ``async with`` also closes."""
+
+    # What the async with block opened, to close at its end.
+    _opened: _Opened | None = None
+
+    async def _open(self) -> _Opened:
+        raise NotImplementedError
+
+    def __await__(self) -> Generator[Any, None, _Opened]:
+        return self._open().__await__()
+
+    async def __aenter__(self) -> _Opened:
+        self._opened = await self._open()
+        return self._opened
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        opened, self._opened = self._opened, None
+        if opened is not None:
+            await opened.close()
+
+
+class connect(_Opening[WebSocket]):  # lower case, as websockets' connect(), which it stands in for
     """Opens a WebSocket to ``url``, in asyncio code (websockets: ``connect()``).
 
     ``properties`` are any of :class:`~wsbind.WebSocket`'s, e.g.
@@ -111,8 +141,6 @@ class connect:  # lower case, as websockets' connect(), which it stands in for
         self._properties = properties
         # A new series of delays between attempts, for async for.
         self._reconnect_delays = reconnect_delays or backoff
-        # The socket of the async with block, once open.
-        self._ws: WebSocket | None = None
 
     async def _open(self) -> WebSocket:
         ws = WebSocket(url=self.url, **self._properties)
@@ -139,23 +167,6 @@ class connect:  # lower case, as websockets' connect(), which it stands in for
         if status is not Status.OPEN:
             raise ws._connect_error(f"connection to {self.url} closed during the handshake")
         return ws
-
-    def __await__(self) -> Generator[Any, None, WebSocket]:
-        return self._open().__await__()
-
-    async def __aenter__(self) -> WebSocket:
-        self._ws = await self._open()
-        return self._ws
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        ws, self._ws = self._ws, None
-        if ws is not None:
-            await ws.close()
 
     async def __aiter__(self) -> AsyncIterator[WebSocket]:
         delays: Iterator[float] | None = None
@@ -191,7 +202,7 @@ def retryable(exc: Exception) -> bool:
     return isinstance(exc, OSError)
 
 
-class serve:  # lower case, as websockets' serve(), which it stands in for
+class serve(_Opening[WebSocketServer]):  # lower case, as websockets' serve(), which it stands in for
     """Runs a WebSocket server that calls ``handler(ws)`` for each client (websockets: ``serve()``).
 
     ``handler`` is a coroutine function; each client gets a task of its own
@@ -266,10 +277,8 @@ class serve:  # lower case, as websockets' serve(), which it stands in for
         self._process_request = process_request
         # The WebSocketServer's constructor keywords.
         self._properties = {"host": host, "port": port, **properties}
-        # The server of the async with block, once listening.
-        self._server: WebSocketServer | None = None
 
-    async def _start(self) -> WebSocketServer:
+    async def _open(self) -> WebSocketServer:
         server = WebSocketServer(**self._properties)
         # Clients of a route go to its handler, the others to handler.
         server._fallback = self._handler
@@ -286,20 +295,3 @@ class serve:  # lower case, as websockets' serve(), which it stands in for
         if not server.url:
             raise connect_error(server.error_string or "the server stopped before it listened")
         return server
-
-    def __await__(self) -> Generator[Any, None, WebSocketServer]:
-        return self._start().__await__()
-
-    async def __aenter__(self) -> WebSocketServer:
-        self._server = await self._start()
-        return self._server
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        server, self._server = self._server, None
-        if server is not None:
-            await server.close()
