@@ -99,6 +99,23 @@ pub const MASK_BUFFER: usize = 256 << 10;
 /// handler at once.
 pub const READ_BURST: usize = 4 << 20;
 
+/// The smallest allocation glibc's malloc maps on its own, as wsbind sets
+/// it at import: 4 MiB, so that up to 8 MiB freed at the top of a thread's
+/// heap stay there for the next allocations (glibc on Linux only).
+///
+/// Python allocates the `bytes` of every message received with glibc's
+/// malloc. From 128 KiB glibc maps each block on its own, and gives back to
+/// the kernel whatever more than 128 KiB is free at the top of a heap: a
+/// batch of 64 KiB messages (up to `READ_BURST` of them) freed together was
+/// given back, and the next batch's `bytes` faulted their pages in again,
+/// 50,000 page faults a second and an eighth of the thread's time with 64
+/// messages of 64 KiB in flight. glibc moves both thresholds itself the
+/// first time a program frees a mapped block larger than them (to its size,
+/// and twice that); wsbind frees one of this size at import, so that they
+/// move before its first batch. A program that set them (`mallopt`,
+/// `GLIBC_TUNABLES`) keeps its own.
+pub const MALLOC_MAP_FROM: usize = 4 << 20;
+
 /// How long wsbind's event thread keeps looking for the next event before it
 /// sleeps: 50 µs (`WSBIND_SPIN_US` changes it; 0 turns it off).
 ///

@@ -8,6 +8,7 @@ pub mod connection;
 pub mod errors;
 pub mod events;
 pub mod http;
+pub mod malloc;
 pub mod options;
 pub mod proxy;
 pub mod server;
@@ -67,6 +68,7 @@ mod _wsbind {
     #[pymodule_init]
     fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
         use crate::config;
+        super::malloc::raise_thresholds();
         m.add("__version__", env!("CARGO_PKG_VERSION"))?;
         for (name, value) in super::events::kind::ALL {
             m.add(name, value)?;
