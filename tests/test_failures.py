@@ -117,7 +117,9 @@ def test_a_vanished_client_of_a_server_is_logged_at_info_not_warning(
     accepted: list[WebSocket] = []
     server = servers(on_client_connected=accepted.append)
     with caplog.at_level(logging.INFO, logger="wsbind"):
-        client = connect(server.url, open_timeout=10)
+        # No keepalive: this client is never closed, and its ping 20 s later, during another
+        # test, would make websockets warn that it was not used as a context manager.
+        client = connect(server.url, open_timeout=10, ping_interval=None)
         ws = wait_until(lambda: accepted, what="the server to accept")[0]
         client.socket.close()  # No close frame: the server's socket ends in ERROR.
         wait_until(lambda: ws.status is Status.ERROR, what="the server's socket to fail")
