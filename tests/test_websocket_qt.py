@@ -48,7 +48,7 @@ from rawpeer import (
     tcp_server,
     unmasked_frame,
 )
-from wsbind import NotOpenError, Status, WebSocket
+from wsbind import Headers, NotOpenError, Status, WebSocket
 
 
 def on_each_message(reply: Callable[[Any], None]) -> Callable[[Any], None]:
@@ -878,6 +878,19 @@ def test_a_server_socket_joins_repeated_request_headers(servers: Any) -> None:
     with connect(server.url, additional_headers=[("X-Dup", "a"), ("X-Dup", "b")]):
         (ws,) = got.wait()
         assert ws.request_headers["X-Dup"] == "a, b"
+
+
+def test_a_server_socket_reads_request_headers_whatever_their_case(servers: Any) -> None:
+    """Header names are case-insensitive (RFC 9110 §5.1): clients such as Node's send them in
+    lower case, and a name sent in two cases is one header."""
+    got = Recorder()
+    server = servers(on_client_connected=got)
+    with connect(server.url, additional_headers=[("x-token", "a"), ("X-TOKEN", "b")]):
+        (ws,) = got.wait()
+        assert ws.request_headers["X-Token"] == "a, b"
+        assert ws.request_headers.get("user-agent", "").startswith("Python/")
+        assert [n for n in ws.request_headers if n.lower() == "x-token"] == ["x-token"]
+        assert isinstance(ws.request_headers, Headers)
 
 
 def test_a_server_socket_without_origin_has_empty_origin(servers: Any) -> None:

@@ -50,7 +50,8 @@ class Headers(Mapping[str, str]):
     __slots__ = ("raw",)
 
     def __init__(self, raw: Iterable[tuple[str, str]] = ()) -> None:
-        self.raw: list[tuple[str, str]] = list(raw)
+        # A tuple: a socket's request_headers must not change but by assignment.
+        self.raw: tuple[tuple[str, str], ...] = tuple(raw)
         """Every (name, value) pair, in the order received."""
 
     def get_all(self, name: str) -> list[str]:

@@ -45,6 +45,7 @@ from .errors import (
     NotOpenError,
     connect_error,
 )
+from .http import Headers
 from .objects import Binding, BoundSignal, Object, Property, ReadOnly, Signal
 from .status import Status
 from .tls import SslConfiguration
@@ -342,7 +343,7 @@ class WebSocket(Object):
         check=check_headers,
         doc="Extra headers of the opening request, e.g. Authorization or Cookie; used on the "
         "next open (C++: ``QNetworkRequest`` headers). On a server's socket: the headers the "
-        "client sent.",
+        "client sent, a ``Headers`` looked up by name whatever its case, as HTTP reads them.",
     )
     origin = Property(
         "",
@@ -542,12 +543,10 @@ class WebSocket(Object):
         # The strings most clients send alike (header names, most values,
         # the URL) are interned, so that thousands of idle sockets share one
         # copy of each; not the key, a nonce unique to each client.
-        received: dict[str, str] = {}
-        for name, value in client.headers:
-            name = sys.intern(name)
-            if name.lower() != "sec-websocket-key":
-                value = sys.intern(value)
-            received[name] = f"{received[name]}, {value}" if name in received else value
+        received = Headers(
+            (sys.intern(name), value if name.lower() == "sec-websocket-key" else sys.intern(value))
+            for name, value in client.headers
+        )
         ws._preset(
             url=sys.intern(client.url),
             active=True,
@@ -558,7 +557,7 @@ class WebSocket(Object):
             compression="deflate" if client.extensions else None,
             resource_name=sys.intern(client.resource_name),
             request_headers=received,
-            origin=next((v for k, v in received.items() if k.lower() == "origin"), ""),
+            origin=received.get("Origin", ""),
             peer_address=addresses.peer_address,
             peer_port=addresses.peer_port,
             local_address=sys.intern(addresses.local_address),
