@@ -240,11 +240,7 @@ pub async fn run<S>(
     // Lets the writer send what is queued (our close frame) and close its
     // side, unless the connection is to be dropped at once.
     connection.outbox.detach();
-    let linger = match end {
-        End::Closed => settings.timers.close_timeout,
-        End::Failed(_) => FAILURE_LINGER,
-        End::Aborted => Duration::ZERO,
-    };
+    let linger = linger(&end, settings.timers.close_timeout);
     if !linger.is_zero() && !writer_done {
         let _ = timeout(linger, &mut writing).await;
     }
@@ -395,6 +391,19 @@ async fn lending_changed(lending: Option<&mut watch::Receiver<bool>>) {
     std::future::pending().await
 }
 
+/// How long the writer may go on once the connection ended, to send what
+/// is queued (our close frame) before the socket is closed.
+fn linger(end: &End, close_timeout: Duration) -> Duration {
+    match end {
+        End::Closed => close_timeout,
+        // 1006 sends no close frame: nothing is owed to a peer that went
+        // away or let the close timeout pass, and close() promised no more.
+        End::Failed(failure) if !failure.is_sent() => Duration::ZERO,
+        End::Failed(_) => FAILURE_LINGER,
+        End::Aborted => Duration::ZERO,
+    }
+}
+
 fn lost(e: std::io::Error) -> End {
     End::Failed(Failure::abnormal(format!("connection lost: {e}")))
 }
@@ -405,6 +414,29 @@ mod tests {
     use crate::conn::event::{summary, EventQueue};
     use crate::protocol::Role;
     use bytes::Bytes;
+
+    /// A peer that let the close timeout pass is dropped then, however
+    /// much is still queued for it: close() is bounded by close_timeout.
+    #[test]
+    fn only_a_close_frame_to_send_is_lingered_for() {
+        let close_timeout = Duration::from_secs(10);
+        let timed_out = End::Failed(Failure::abnormal("close timeout"));
+        assert_eq!(linger(&timed_out, close_timeout), Duration::ZERO);
+        assert_eq!(
+            linger(
+                &lost(std::io::ErrorKind::ConnectionReset.into()),
+                close_timeout
+            ),
+            Duration::ZERO
+        );
+        let broke = End::Failed(Failure::new(
+            crate::protocol::CloseCode::PROTOCOL_ERROR,
+            "bad frame",
+        ));
+        assert_eq!(linger(&broke, close_timeout), FAILURE_LINGER);
+        assert_eq!(linger(&End::Closed, close_timeout), close_timeout);
+        assert_eq!(linger(&End::Aborted, close_timeout), Duration::ZERO);
+    }
 
     fn opened() -> Opened {
         Opened {
