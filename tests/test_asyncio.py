@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import array
 import asyncio
 import contextlib
 import errno
@@ -370,6 +371,28 @@ def test_serve_takes_the_address_over_from_a_server_of_this_process() -> None:
         async with websockets_connect(f"{new.url}/new") as client:
             assert await client.recv() == "hello from /new"
         await new.close()
+
+    run(main())
+
+
+def test_send_takes_any_bytes_like_object() -> None:
+    """Any object of the buffer protocol is bytes-like, whatever its items: an array of
+    ints goes out as its raw bytes, as ``bytes(obj)`` gives them."""
+
+    async def main() -> None:
+        async with websockets_serve(echo, "127.0.0.1", 0) as server:
+            async with wsbind.connect(f"ws://127.0.0.1:{port_of(server)}") as ws:
+                ints = array.array("i", [1, -2, 3])
+                await ws.send(ints)
+                assert await ws.recv() == bytes(ints)
+                await ws.send(memoryview(b"abcdefgh").cast("I"))
+                assert await ws.recv() == b"abcdefgh"
+                ws.send_binary_message(array.array("d", [0.5]))
+                assert await ws.recv() == bytes(array.array("d", [0.5]))
+                await ws.send([array.array("h", [1]), b"x"])
+                assert await ws.recv() == bytes(array.array("h", [1])) + b"x"
+                with pytest.raises(TypeError, match=r"^send\(\) takes a bytes-like object, not int"):
+                    await ws.send([b"x", 5])
 
     run(main())
 

@@ -9,7 +9,7 @@ use pyo3::buffer::PyBuffer;
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::pybacked::{PyBackedBytes, PyBackedStr};
-use pyo3::types::{PyBytes, PyString};
+use pyo3::types::{PyBytes, PyMemoryView, PyString};
 
 use super::awaitable::awaitable;
 use super::options::{seconds, Options};
@@ -114,13 +114,23 @@ fn bytes_like(py: Python<'_>, data: &Bound<'_, PyAny>, method: &str) -> PyResult
             "{method}() takes a bytes-like object, not str"
         )));
     }
-    let buffer = PyBuffer::<u8>::get(data).map_err(|_| {
+    let not_bytes_like = || {
         PyTypeError::new_err(format!(
             "{method}() takes a bytes-like object, not {}",
             type_name(data)
         ))
-    })?;
-    Ok(Bytes::from(buffer.to_vec(py)?))
+    };
+    match PyBuffer::<u8>::get(data) {
+        Ok(buffer) => Ok(Bytes::from(buffer.to_vec(py)?)),
+        // Items other than bytes (an array of 'i', a memoryview cast to 'I')
+        // are bytes-like too: their raw bytes, in C order, as bytes(data).
+        Err(_) => {
+            let view = PyMemoryView::from(data).map_err(|_| not_bytes_like())?;
+            let raw = view.call_method0("tobytes")?;
+            let raw = raw.cast::<PyBytes>().map_err(|_| not_bytes_like())?;
+            Ok(Bytes::copy_from_slice(raw.as_bytes()))
+        }
+    }
 }
 
 /// A message from Python for a broadcast: text for a str, binary for any bytes-like object.
@@ -191,7 +201,7 @@ impl PyConnection {
         let (text, payload) = match fragment.extract::<PyBackedStr>() {
             Ok(text) if text.len() >= BORROW_FROM => (true, Bytes::from_owner(text)),
             Ok(text) => (true, Bytes::copy_from_slice(text.as_bytes())),
-            Err(_) => (false, bytes_like(py, fragment, "send_fragment")?),
+            Err(_) => (false, bytes_like(py, fragment, "send")?),
         };
         let connection = &self.connection;
         let sent = if payload.len() > WRITE_WITH_GIL_MAX {
