@@ -334,6 +334,35 @@ def test_serve_forever_returns_when_the_server_is_closed() -> None:
     run(main())
 
 
+def ipv6_loopback() -> bool:
+    """Whether this machine can listen on ::1."""
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("host", ["", None])
+def test_serve_on_every_interface_as_websockets(host: str | None) -> None:
+    """``serve(handler, "", port)``, as websockets' tutorial writes it, listens on every
+    interface, IPv4 and IPv6 alike; None too."""
+
+    async def handler(ws: WebSocket) -> None:
+        await ws.send(ws.local_address)
+
+    async def main() -> None:
+        async with wsbind.serve(handler, host, 0) as server:
+            assert server.host == ""
+            addresses = ["127.0.0.1", "[::1]"] if ipv6_loopback() else ["127.0.0.1"]
+            for address in addresses:
+                async with websockets_connect(f"ws://{address}:{server.port}") as client:
+                    assert (await client.recv()).endswith(address.strip("[]"))
+
+    run(main())
+
+
 def test_serve_raises_when_it_cannot_listen() -> None:
     async def handler(ws: WebSocket) -> None:
         pass

@@ -209,9 +209,10 @@ class serve(_Opening[WebSocketServer]):  # lower case, as websockets' serve(), w
     running it with the server's side of the connection, an OPEN
     :class:`~wsbind.WebSocket` whose messages are held for ``recv()`` from
     the start. ``properties`` are any of :class:`~wsbind.WebSocketServer`'s
-    (``name``, ``supported_subprotocols``, ``allowed_origins``...); ``port``
-    0 lets the system pick one, which ``server.port`` and ``server.url``
-    then hold::
+    (``name``, ``supported_subprotocols``, ``allowed_origins``...). ``host``
+    is loopback unless given, as Qt's; ``""`` or None listens on every
+    interface, as websockets' and asyncio's. ``port`` 0 lets the system pick
+    one, which ``server.port`` and ``server.url`` then hold::
 
         async def echo(ws):
             async for message in ws:
@@ -254,7 +255,7 @@ class serve(_Opening[WebSocketServer]):  # lower case, as websockets' serve(), w
     def __init__(
         self,
         handler: Callable[[WebSocket], Awaitable[object]] | None,
-        host: str = "127.0.0.1",
+        host: str | None = "127.0.0.1",
         port: int = 0,
         *,
         process_request: Callable[[Request], Any] | None = None,
@@ -276,7 +277,7 @@ class serve(_Opening[WebSocketServer]):  # lower case, as websockets' serve(), w
             self._routes.add(pattern, route_handler)
         self._process_request = process_request
         # The WebSocketServer's constructor keywords.
-        self._properties = {"host": host, "port": port, **properties}
+        self._properties = {"host": "" if host is None else host, "port": port, **properties}
 
     async def _open(self) -> WebSocketServer:
         server = WebSocketServer(**self._properties)

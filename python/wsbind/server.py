@@ -247,7 +247,8 @@ class WebSocketServer(Object):
         "127.0.0.1",
         check=check_host,
         changed="_relisten",
-        doc="The address to listen on (QML: ``host``); changing it while listening listens anew.",
+        doc='The address to listen on, "" for every interface, IPv4 and IPv6 (QML: ``host``); '
+        "changing it while listening listens anew.",
     )
     port = Property(
         0,

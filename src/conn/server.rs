@@ -2,7 +2,7 @@
 //! (origin checks, subprotocol choice) and closing every client on stop.
 
 use std::io;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -101,7 +101,17 @@ impl Server {
         backlog: u32,
         reuse_port: bool,
     ) -> io::Result<takeover::Bound> {
-        let addresses: Vec<SocketAddr> = (host, port).to_socket_addrs()?.collect();
+        let addresses: Vec<SocketAddr> = if host.is_empty() {
+            // Every interface, as asyncio's and websockets' host "": IPv6's
+            // wildcard, which takes IPv4 too, else IPv4's on a machine
+            // without IPv6.
+            vec![
+                (Ipv6Addr::UNSPECIFIED, port).into(),
+                (Ipv4Addr::UNSPECIFIED, port).into(),
+            ]
+        } else {
+            (host, port).to_socket_addrs()?.collect()
+        };
         takeover::bind(&addresses, backlog, reuse_port)
     }
 

@@ -29,6 +29,10 @@ fn bind_one(address: &SocketAddr, backlog: u32, reuse_port: bool) -> io::Result<
     if reuse_port {
         socket.set_reuse_port(true)?;
     }
+    if address.is_ipv6() && address.ip().is_unspecified() {
+        // "::" takes IPv4 clients too, whatever the system's default.
+        socket.set_only_v6(false)?;
+    }
     socket.set_nonblocking(true)?;
     socket.bind(&(*address).into())?;
     socket.listen(i32::try_from(backlog).unwrap_or(i32::MAX))?;
