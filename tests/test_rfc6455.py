@@ -746,7 +746,7 @@ def test_an_invalid_close_code_is_a_protocol_error(link: Link, code: int) -> Non
 
 
 @pytest.mark.parametrize(
-    "code", [1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 3000, 3999, 4000, 4999]
+    "code", [1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014, 3000, 3999, 4000, 4999]
 )
 def test_a_valid_close_code_is_echoed(link: Link, code: int) -> None:
     """§5.5.1, §7.4: we answer a close with the same code, and end CLOSED with its code and reason."""
@@ -767,16 +767,18 @@ def test_an_empty_close_is_answered_and_reported_as_1005(link: Link) -> None:
 # -- §7.1 closing handshake
 
 
-def test_our_close_sends_code_and_reason(link: Link) -> None:
-    """§7.1.2: close(4000, "bye") sends a close frame with them; the echo ends the connection CLOSED."""
-    link.ws.close(4000, "bye")
+@pytest.mark.parametrize("code", [4000, 1012])
+def test_our_close_sends_code_and_reason(link: Link, code: int) -> None:
+    """§7.1.2: close(4000, "bye") sends a close frame with them; the echo ends the connection
+    CLOSED. IANA's later codes may be sent too: 1012, a server's "service restart"."""
+    link.ws.close(code, "bye")
     close = link.peer.read_close()
-    assert (close.close_code, close.close_reason) == (4000, "bye")
+    assert (close.close_code, close.close_reason) == (code, "bye")
     link.peer.send_close(close.payload)
     link.peer.drop()
     wait_until(lambda: link.ws.status in (Status.CLOSED, Status.ERROR), what="the socket to close")
     assert link.ws.status is Status.CLOSED, link.ws.error_string
-    assert link.ws.close_code == 4000
+    assert link.ws.close_code == code
 
 
 def test_the_peers_close_is_echoed(link: Link) -> None:

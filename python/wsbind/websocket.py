@@ -664,7 +664,7 @@ class WebSocket(Object):
     def close(self, code: int = 1000, reason: str = "") -> Awaitable[None]:
         """Starts the closing handshake (C++: ``QWebSocket::close``).
 
-        ``code`` must be one that may be sent (1000-1003, 1007-1011, 3000-4999)
+        ``code`` must be one that may be sent (1000-1003, 1007-1014, 3000-4999)
         and ``reason`` at most 123 bytes of UTF-8, or ValueError is raised.
         A peer that does not answer within ``close_timeout`` is dropped.
         ``active`` is left as it is; closing a socket that is not open does nothing.

@@ -29,16 +29,16 @@ impl CloseCode {
     pub const INTERNAL_ERROR: CloseCode = CloseCode(1011);
 
     /// Whether an endpoint may put the code in a close frame it sends
-    /// (§7.4.1: the codes in use, and 3000-4999 for libraries and
-    /// applications).
+    /// (§7.4.1: the codes in use; 1012-1014, which IANA registered after RFC
+    /// 6455, such as a server's 1012 "service restart", which websockets
+    /// sends too; and 3000-4999 for libraries and applications).
     pub fn is_sendable(self) -> bool {
-        matches!(self.0, 1000..=1003 | 1007..=1011 | 3000..=4999)
+        matches!(self.0, 1000..=1003 | 1007..=1014 | 3000..=4999)
     }
 
-    /// Whether a received close frame may carry the code: the sendable ones,
-    /// and 1012-1014, which IANA registered after RFC 6455 and peers send.
+    /// Whether a received close frame may carry the code: the sendable ones.
     pub fn is_receivable(self) -> bool {
-        self.is_sendable() || matches!(self.0, 1012..=1014)
+        self.is_sendable()
     }
 }
 
@@ -55,7 +55,7 @@ pub const MAX_CLOSE_REASON: usize = 123;
 pub fn check_sendable(code: u16, reason: &str) -> Result<(), String> {
     if !CloseCode(code).is_sendable() {
         return Err(format!(
-            "close code {code} cannot be sent: use 1000-1003, 1007-1011 or 3000-4999"
+            "close code {code} cannot be sent: use 1000-1003, 1007-1014 or 3000-4999"
         ));
     }
     if reason.len() > MAX_CLOSE_REASON {
@@ -103,12 +103,10 @@ mod tests {
 
     #[test]
     fn sending_and_receiving_rules() {
-        for code in [1000, 1001, 1002, 1003, 1007, 1011, 3000, 4999] {
+        for code in [
+            1000, 1001, 1002, 1003, 1007, 1011, 1012, 1013, 1014, 3000, 4999,
+        ] {
             assert!(CloseCode(code).is_sendable(), "{code}");
-            assert!(CloseCode(code).is_receivable(), "{code}");
-        }
-        for code in [1012, 1013, 1014] {
-            assert!(!CloseCode(code).is_sendable(), "{code}");
             assert!(CloseCode(code).is_receivable(), "{code}");
         }
         for code in [0, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000] {

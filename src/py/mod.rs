@@ -38,7 +38,7 @@ fn check_close(code: i64, reason: &str) -> PyResult<()> {
     let checked = match u16::try_from(code) {
         Ok(code) => crate::protocol::close::check_sendable(code, reason),
         Err(_) => Err(format!(
-            "close code {code} cannot be sent: use 1000-1003, 1007-1011 or 3000-4999"
+            "close code {code} cannot be sent: use 1000-1003, 1007-1014 or 3000-4999"
         )),
     };
     checked.map_err(pyo3::exceptions::PyValueError::new_err)
