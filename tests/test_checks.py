@@ -80,7 +80,7 @@ def test_the_message_says_what_was_refused() -> None:
     assert str(origin.value).startswith("origin 'https://é.example' cannot be sent")
     with pytest.raises(ValueError) as header:
         WebSocket(request_headers={"X-Test": "é"})
-    assert str(header.value).startswith("the value of header X-Test 'é' cannot be sent")
+    assert str(header.value).startswith("request_headers: the value of header X-Test 'é' cannot be sent")
 
 
 def test_the_native_side_applies_the_same_rule() -> None:

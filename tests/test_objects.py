@@ -126,6 +126,21 @@ def test_check_rejection_leaves_value_and_emits_nothing(recorder) -> None:
     assert rec.calls == []
 
 
+def test_a_rejected_value_names_its_property() -> None:
+    """Checks that several properties share (a size, seconds) say which property was given
+    what; those that name their property already are left as they are."""
+    with pytest.raises(ValueError, match=r"^max_queue: expected at least 1 message, not 0$"):
+        WebSocket(max_queue=0)
+    with pytest.raises(TypeError, match=r"^write_limit: expected an int, not NoneType$"):
+        WebSocket(write_limit=None)
+    with pytest.raises(ValueError, match=r"^close_timeout: "):
+        WebSocket().close_timeout = -1
+    with pytest.raises(TypeError, match=r"^name must be a str, not int$"):
+        Counter(name=12)
+    with pytest.raises(InvalidURL):
+        WebSocket(url="http://example.com")
+
+
 def test_assigning_read_only_property_raises_attribute_error() -> None:
     """Assigning a read-only property raises AttributeError and leaves the value."""
     c = Counter()

@@ -20,6 +20,7 @@ from .tls import SslConfiguration
 __all__ = [
     "check_bool",
     "check_compression",
+    "check_count",
     "check_header_value",
     "check_headers",
     "check_origin",
@@ -84,6 +85,15 @@ def check_size(value: Any) -> int:
         raise TypeError(f"expected an int, not {type(value).__name__}")
     if value < 1:
         raise ValueError(f"expected a size of at least 1 byte, not {value}")
+    return value
+
+
+def check_count(value: Any) -> int:
+    """Accepts a number of messages: an int of at least 1."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"expected an int, not {type(value).__name__}")
+    if value < 1:
+        raise ValueError(f"expected at least 1 message, not {value}")
     return value
 
 

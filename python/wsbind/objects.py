@@ -671,16 +671,28 @@ class Property(Generic[T]):
             active.evaluate()
             return
         # Checked first: a rejected value leaves the binding in place.
-        if self.check is not None:
-            value = self.check(value)
+        value = self._checked(value)
         self._unbind(obj)
         self._store(obj, value)
 
     def assign(self, obj: Object, value: Any) -> None:
         """Sets the value as a user's assignment does, without touching a binding."""
-        if self.check is not None:
-            value = self.check(value)
-        self._store(obj, value)
+        self._store(obj, self._checked(value))
+
+    def _checked(self, value: Any) -> Any:
+        """The value ``check`` makes of ``value``; its error names the property.
+
+        Several properties share a check (a size, a number of seconds), and
+        ``connect(url, max_queue=0)`` must say which keyword was wrong.
+        """
+        if self.check is None:
+            return value
+        try:
+            return self.check(value)
+        except (TypeError, ValueError) as e:
+            if type(e) in (TypeError, ValueError) and not str(e).startswith(self.name):
+                raise type(e)(f"{self.name}: {e}") from None
+            raise
 
     def _store(self, obj: Object, value: Any) -> None:
         if obj._write(self.name, value) and self.changed is not None:

@@ -26,6 +26,7 @@ from . import _wsbind, retry
 from .checks import (
     check_bool,
     check_compression,
+    check_count,
     check_headers,
     check_optional_seconds,
     check_origin,
@@ -372,7 +373,7 @@ class WebSocket(Object):
 
     max_queue = Property(
         _wsbind.MAX_QUEUE,
-        check=check_size,
+        check=check_count,
         changed="_max_queue_changed",
         doc="Messages held for ``recv()`` at most before the socket stops reading, so that "
         "TCP makes the peer wait; reading resumes once ``recv()`` has left a quarter of "
