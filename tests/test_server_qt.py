@@ -91,6 +91,22 @@ def test_handshake_timeout_changed_while_listening_applies_to_later_clients(serv
         assert idle.recv(1024) == b""
 
 
+def test_a_negative_handshake_timeout_sets_no_limit(servers: Any) -> None:
+    """As in Qt, a negative handshake_timeout disables it (None too): a stalled client that
+    outlives another server's short limit still gets its handshake answered."""
+    limited = servers(handshake_timeout=0.2)
+    unlimited = servers(handshake_timeout=-1)
+    assert unlimited.handshake_timeout is None
+    with idle_connection(unlimited) as stalled, idle_connection(limited) as dropped:
+        stalled.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")
+        assert dropped.recv(1024) == b""
+        stalled.sendall(
+            b"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+        )
+        assert read_head(stalled).startswith(b"HTTP/1.1 101 ")
+
+
 def test_idle_connections_do_not_stop_a_real_client(servers: Any) -> None:
     """A thousand TCP connections that never send a request: a websockets client still connects and echoes,
     and the idle ones are still connected (default handshake_timeout of 10 s)."""

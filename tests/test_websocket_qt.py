@@ -42,6 +42,7 @@ from rawpeer import (
     PONG,
     TEXT,
     drain,
+    handshaking,
     raw_websocket_server,
     read_frame,
     silent_but_closes,
@@ -526,6 +527,26 @@ def test_handshake_timeout_against_a_server_that_never_answers(sockets: Any) -> 
     assert "handshake timeout" in ws.error_string
     assert ws.close_code == 1006
     assert errors.values == [ws.error_string]
+
+
+def test_a_negative_handshake_timeout_sets_no_limit(sockets: Any) -> None:
+    """As in Qt, a negative handshake_timeout disables it (None too): a server that answers
+    only after another socket's short limit has passed still opens the socket."""
+    answer = threading.Event()
+
+    def late(conn: socket.socket) -> None:
+        answer.wait(TIMEOUT)
+        handshaking(drain)(conn)
+
+    with tcp_server(drain) as silent, tcp_server(late) as slow:
+        limited = sockets(url=silent, active=True, handshake_timeout=0.2)
+        patient = sockets(url=slow, active=True, handshake_timeout=-1)
+        assert patient.handshake_timeout is None
+        wait_until(lambda: limited.status is Status.ERROR, what="the short limit")
+        assert patient.status is Status.CONNECTING
+        answer.set()
+        wait_until(lambda: patient.status is Status.OPEN, what="the late answer")
+        patient.abort()
 
 
 def test_close_timeout_against_a_peer_that_never_answers_the_close(sockets: Any) -> None:

@@ -140,7 +140,7 @@ class Options(TypedDict):
     ping_interval: float | None
     ping_timeout: float | None
     close_timeout: float
-    handshake_timeout: float
+    handshake_timeout: float | None
 
 @type_check_only
 class TlsOptions(TypedDict):

@@ -30,6 +30,7 @@ __all__ = [
     "check_size",
     "check_ssl",
     "check_subprotocols",
+    "check_time_limit",
     "check_url",
 ]
 
@@ -95,6 +96,13 @@ def check_count(value: Any) -> int:
     if value < 1:
         raise ValueError(f"expected at least 1 message, not {value}")
     return value
+
+
+def check_time_limit(value: Any) -> float | None:
+    """Accepts a time limit in seconds; None, or a negative number as Qt takes, for none."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
+        return None
+    return check_optional_seconds(value)
 
 
 def check_seconds(value: Any) -> float:

@@ -17,10 +17,10 @@ from .checks import (
     check_compression,
     check_header_value,
     check_origin,
-    check_seconds,
     check_size,
     check_ssl,
     check_subprotocols,
+    check_time_limit,
 )
 from .dispatch import Dispatcher, EventKind, current, handler_context
 from .errors import ConnectionClosedOK
@@ -155,7 +155,7 @@ class WebSocketServer(Object):
         url_changed: BoundSignal[str]
         error_string_changed: BoundSignal[str]
         supported_subprotocols_changed: BoundSignal[list[str]]
-        handshake_timeout_changed: BoundSignal[float]
+        handshake_timeout_changed: BoundSignal[float | None]
         max_pending_connections_changed: BoundSignal[int]
         listen_backlog_size_changed: BoundSignal[int]
         compression_changed: BoundSignal[str | None]
@@ -185,7 +185,7 @@ class WebSocketServer(Object):
             accept: Binding[bool] | bool = ...,
             name: Binding[str] | str = ...,
             supported_subprotocols: Binding[list[str]] | list[str] = ...,
-            handshake_timeout: Binding[float] | float = ...,
+            handshake_timeout: Binding[float | None] | float | None = ...,
             max_pending_connections: Binding[int] | int = ...,
             listen_backlog_size: Binding[int] | int = ...,
             compression: Binding[str | None] | str | None = ...,
@@ -219,7 +219,7 @@ class WebSocketServer(Object):
             on_url_changed: Callable[[str], object] | None = ...,
             on_error_string_changed: Callable[[str], object] | None = ...,
             on_supported_subprotocols_changed: Callable[[list[str]], object] | None = ...,
-            on_handshake_timeout_changed: Callable[[float], object] | None = ...,
+            on_handshake_timeout_changed: Callable[[float | None], object] | None = ...,
             on_max_pending_connections_changed: Callable[[int], object] | None = ...,
             on_listen_backlog_size_changed: Callable[[int], object] | None = ...,
             on_compression_changed: Callable[[str | None], object] | None = ...,
@@ -294,12 +294,14 @@ class WebSocketServer(Object):
         "among them (QML: ``supportedSubprotocols``).",
     )
 
-    handshake_timeout = Property(
+    handshake_timeout = Property[float | None](
         _wsbind.HANDSHAKE_TIMEOUT,
-        check=check_seconds,
+        check=check_time_limit,
         changed="_limits_changed",
         doc="Seconds a client may take over its opening handshake; then it is dropped. "
-        "Default 10, as Qt (C++: ``handshakeTimeout``).",
+        "Default 10, as Qt (C++: ``handshakeTimeout``). None, or a negative number as "
+        "in Qt, for no limit (reads back None): clients that stall then hold their "
+        "place among ``max_pending_connections``.",
     )
     max_pending_connections = Property(
         _wsbind.MAX_PENDING_CONNECTIONS,

@@ -35,6 +35,7 @@ from .checks import (
     check_size,
     check_ssl,
     check_subprotocols,
+    check_time_limit,
     check_url,
 )
 from .dispatch import Dispatcher, EventKind, LoopDispatcher, current, handler_context
@@ -118,7 +119,7 @@ class WebSocket(Object):
         ping_interval_changed: BoundSignal[float | None]
         ping_timeout_changed: BoundSignal[float | None]
         close_timeout_changed: BoundSignal[float]
-        handshake_timeout_changed: BoundSignal[float]
+        handshake_timeout_changed: BoundSignal[float | None]
         max_allowed_incoming_frame_size_changed: BoundSignal[int]
         max_allowed_incoming_message_size_changed: BoundSignal[int]
         outgoing_frame_size_changed: BoundSignal[int]
@@ -146,7 +147,7 @@ class WebSocket(Object):
             ping_interval: Binding[float | None] | float | None = ...,
             ping_timeout: Binding[float | None] | float | None = ...,
             close_timeout: Binding[float] | float = ...,
-            handshake_timeout: Binding[float] | float = ...,
+            handshake_timeout: Binding[float | None] | float | None = ...,
             max_allowed_incoming_frame_size: Binding[int] | int = ...,
             max_allowed_incoming_message_size: Binding[int] | int = ...,
             outgoing_frame_size: Binding[int] | int = ...,
@@ -184,7 +185,7 @@ class WebSocket(Object):
             on_ping_interval_changed: Callable[[float | None], object] | None = ...,
             on_ping_timeout_changed: Callable[[float | None], object] | None = ...,
             on_close_timeout_changed: Callable[[float], object] | None = ...,
-            on_handshake_timeout_changed: Callable[[float], object] | None = ...,
+            on_handshake_timeout_changed: Callable[[float | None], object] | None = ...,
             on_max_allowed_incoming_frame_size_changed: Callable[[int], object] | None = ...,
             on_max_allowed_incoming_message_size_changed: Callable[[int], object] | None = ...,
             on_outgoing_frame_size_changed: Callable[[int], object] | None = ...,
@@ -311,12 +312,13 @@ class WebSocket(Object):
         changed="_options_changed",
         doc="Seconds the closing handshake may take before the connection is dropped. Default 10.",
     )
-    handshake_timeout = Property(
+    handshake_timeout = Property[float | None](
         _wsbind.HANDSHAKE_TIMEOUT,
-        check=check_seconds,
+        check=check_time_limit,
         changed="_options_changed",
         doc="Seconds the TCP connection and opening handshake may take. Default 10 "
-        "(C++: ``QWebSocketServer::handshakeTimeout``, here on the client too).",
+        "(C++: ``QWebSocketServer::handshakeTimeout``, here on the client too). None, "
+        "or a negative number as in Qt, for no limit (reads back None).",
     )
     max_allowed_incoming_frame_size = Property(
         _wsbind.MAX_INCOMING_FRAME_SIZE,

@@ -9,7 +9,6 @@ use rustls::ClientConfig;
 use rustls_pki_types::ServerName;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use tokio::time::timeout;
 use tokio_rustls::TlsConnector;
 use url::Url;
 
@@ -35,7 +34,7 @@ use crate::protocol::{auth, url as ws_url, Role};
 pub fn connect<E: From<Error>>(
     queue: &Arc<EventQueue>,
     target: Target,
-    handshake_timeout: Duration,
+    handshake_timeout: Option<Duration>,
     settings: Settings,
     before_start: impl FnOnce(&Arc<Connection>) -> Result<(), E>,
 ) -> Result<Arc<Connection>, E> {
@@ -76,13 +75,13 @@ pub struct Target {
 /// A client connection from its first byte to its last.
 async fn run_client(
     target: Target,
-    handshake_timeout: Duration,
+    handshake_timeout: Option<Duration>,
     mut settings: Settings,
     connection: Arc<Connection>,
     mut commands: CommandReceiver,
     events: EventSink,
 ) {
-    let opening = timeout(handshake_timeout, open(&target, events.clone()));
+    let opening = runtime::within(handshake_timeout, open(&target, events.clone()));
     tokio::pin!(opening);
     let opened = loop {
         tokio::select! {
@@ -99,7 +98,7 @@ async fn run_client(
         }
     };
     let error = match opened {
-        Some(Ok(Ok((stream, received, response, resource_name)))) => {
+        Some(Some(Ok((stream, received, response, resource_name)))) => {
             let endpoints = stream.endpoints();
             match stream.into_running() {
                 Ok((stream, socket)) => {
@@ -127,11 +126,11 @@ async fn run_client(
                 Err(e) => Some(format!("connection lost: {e}")),
             }
         }
-        Some(Ok(Err(message))) => Some(message),
-        Some(Err(_)) => Some(format!(
+        Some(Some(Err(message))) => Some(message),
+        Some(None) => Some(format!(
             "handshake timeout: no connection to {} within {} s",
             target.url,
-            handshake_timeout.as_secs_f64()
+            handshake_timeout.unwrap_or_default().as_secs_f64()
         )),
         None => None,
     };

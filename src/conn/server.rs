@@ -11,7 +11,6 @@ use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
-use tokio::time::timeout;
 use tokio_rustls::TlsAcceptor;
 
 use super::broadcast::broadcast;
@@ -47,7 +46,8 @@ pub struct ServerConfig {
     pub allowed_origins: Option<Vec<String>>,
     /// Whether Python handles `origin_authentication_required`.
     pub ask_origin: bool,
-    pub handshake_timeout: Duration,
+    /// None: no limit (Qt's negative handshake timeout).
+    pub handshake_timeout: Option<Duration>,
     pub max_pending: usize,
     /// The kernel's queue of connections not yet accepted, set when listening.
     pub backlog: u32,
@@ -417,7 +417,7 @@ async fn serve(
         let handshake = handshake(&mut stream, &server, &events, endpoints.clone()).await?;
         Some((stream, handshake))
     };
-    let Ok(Some((stream, handshake))) = timeout(handshake_timeout, opening).await else {
+    let Some(Some((stream, handshake))) = runtime::within(handshake_timeout, opening).await else {
         return;
     };
     drop(permit);
@@ -599,6 +599,7 @@ mod tests {
     use super::*;
     use crate::conn::event::EventQueue;
     use tokio::io::AsyncReadExt;
+    use tokio::time::timeout;
 
     fn config(max_pending: usize) -> ServerConfig {
         ServerConfig {
@@ -606,7 +607,7 @@ mod tests {
             subprotocols: Vec::new(),
             allowed_origins: None,
             ask_origin: false,
-            handshake_timeout: Duration::from_secs(10),
+            handshake_timeout: Some(Duration::from_secs(10)),
             max_pending,
             backlog: crate::config::LISTEN_BACKLOG,
             reuse_port: false,

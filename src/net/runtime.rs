@@ -7,6 +7,7 @@ use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::OnceLock;
 use std::task::Poll;
+use std::time::Duration;
 
 use tokio::runtime::{Builder, Runtime};
 
@@ -40,6 +41,15 @@ fn runtime() -> Result<&'static Runtime, Error> {
 /// Runs `future` on the runtime's threads. Should it panic (a bug in
 /// wsbind), `on_panic` gets the message, so that Python hears of it instead
 /// of waiting for ever.
+/// `future`'s output, or None once `limit` passed; without a limit, it
+/// takes as long as it takes (Qt's negative handshake timeout).
+pub async fn within<F: Future>(limit: Option<Duration>, future: F) -> Option<F::Output> {
+    match limit {
+        Some(limit) => tokio::time::timeout(limit, future).await.ok(),
+        None => Some(future.await),
+    }
+}
+
 pub fn spawn<F>(future: F, on_panic: impl FnOnce(String) + Send + 'static) -> Result<(), Error>
 where
     F: Future<Output = ()> + Send + 'static,

@@ -22,7 +22,8 @@ pub struct Options {
     pub ping_interval: Option<f64>,
     pub ping_timeout: Option<f64>,
     pub close_timeout: f64,
-    pub handshake_timeout: f64,
+    /// None: no limit.
+    pub handshake_timeout: Option<f64>,
 }
 
 /// Seconds from Python as a Duration; ValueError for negative or absurd values.
@@ -56,8 +57,10 @@ impl Options {
         })
     }
 
-    pub fn handshake_timeout(&self) -> PyResult<Duration> {
-        seconds("handshake_timeout", self.handshake_timeout)
+    pub fn handshake_timeout(&self) -> PyResult<Option<Duration>> {
+        self.handshake_timeout
+            .map(|t| seconds("handshake_timeout", t))
+            .transpose()
     }
 }
 
