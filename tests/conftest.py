@@ -18,7 +18,7 @@ import trustme
 import websockets
 import websockets.sync.server
 
-from wsbind import SslConfiguration, Status, WebSocket, WebSocketServer
+from wsbind import SslConfiguration, Status, WebSocket, WebSocketServer, retry
 
 # Generous, since CI machines are slow; a passing test never waits this long.
 TIMEOUT = 15.0
@@ -252,3 +252,24 @@ def leaf(ca: trustme.CA, *names: str, **kwargs: Any) -> tuple[str, str]:
 
 def trusting(ca: trustme.CA) -> SslConfiguration:
     return SslConfiguration(ca_certificates=[pem(ca.cert_pem)])
+
+
+@pytest.fixture
+def quick_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Reconnection delays of milliseconds, so that the tests do not wait seconds."""
+    monkeypatch.setattr(retry, "INITIAL_DELAY", 0.01)
+    monkeypatch.setattr(retry, "MIN_DELAY", 0.02)
+    monkeypatch.setattr(retry, "MAX_DELAY", 0.1)
+
+
+@contextlib.contextmanager
+def server_on(port: int, handler: Any) -> Iterator[Any]:
+    """A `websockets` server on a given port, so that it can be started again on the same one."""
+    server = websockets.sync.server.serve(handler, "127.0.0.1", port)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        thread.join(5)

@@ -20,7 +20,7 @@ import pytest
 import websockets
 import websockets.sync.server
 
-from conftest import TIMEOUT, Recorder, echo, free_port, wait_until, websockets_server
+from conftest import TIMEOUT, Recorder, echo, free_port, server_on, wait_until, websockets_server
 from rawpeer import raw_websocket_server, read_frame_header, recv_exactly, silent_but_closes
 from wsbind import (
     ConnectionClosed,
@@ -397,6 +397,82 @@ def test_ctrl_c_interrupts_a_waiting_recv() -> None:
     assert out == "interrupted\n"
     assert "KeyboardInterrupt" in err
     assert proc.returncode != 0
+
+
+def test_ctrl_c_while_connecting_leaves_no_thread() -> None:
+    """The face is never returned, so it cannot be closed: giving the attempt up ends its thread."""
+    script = RESTORE_SIGINT + textwrap.dedent(
+        """
+        import os, signal, socket, threading
+        from wsbind.sync import connect
+
+        listener = socket.create_server(("127.0.0.1", 0))
+        peers = []
+
+        def interrupt():
+            peer, _ = listener.accept()
+            peers.append(peer)  # Left open, never answering.
+            peer.recv(4096)  # The opening request: the connection is under way.
+            os.kill(os.getpid(), signal.SIGINT)
+
+        threading.Thread(target=interrupt, daemon=True).start()
+        try:
+            connect(f"ws://127.0.0.1:{listener.getsockname()[1]}")
+        except KeyboardInterrupt:
+            print(sorted(t.name for t in threading.enumerate() if t.name == "wsbind-sync"), flush=True)
+        """
+    )
+    proc = run_script(script)
+    try:
+        out, err = proc.communicate(timeout=TIMEOUT)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert out == "[]\n", err
+
+
+def next_message(ws: SyncWebSocket) -> tuple[str | bytes, list[ConnectionClosed]]:
+    """The next message, and the ends recv() raised before it."""
+    ends: list[ConnectionClosed] = []
+    while True:
+        try:
+            return ws.recv(timeout=TIMEOUT), ends
+        except ConnectionClosed as end:
+            ends.append(end)
+
+
+def test_a_socket_that_reconnects_raises_each_end_once_and_goes_on(quick_backoff: None) -> None:
+    """With auto_reconnect, recv() raises each end once, in order: the connection's, then each
+    failed attempt's (the latest for every call while the socket is down); then it gives the
+    next connection's messages, as the asyncio recv() does."""
+    port = free_port()
+    url = f"ws://127.0.0.1:{port}"
+    with server_on(port, echo):
+        ws = connect(url, auto_reconnect=True)
+        ws.send("first")
+        assert ws.recv(timeout=TIMEOUT) == "first"
+    # Stopped with 1001, and called while the socket is down.
+    with pytest.raises(ConnectionClosedOK):
+        ws.recv(timeout=TIMEOUT)
+    with pytest.raises(ConnectionClosed):
+        ws.recv(timeout=TIMEOUT)
+    with server_on(port, echo):
+        wait_until(lambda: ws.socket.status is Status.OPEN, what="the first reconnection")
+        ws.send("second")
+        message, ends = next_message(ws)
+        assert message == "second"
+        assert all("Connection refused" in str(end) for end in ends)
+    # Stopped again, and back before recv() is called.
+    wait_until(lambda: ws.socket.status is not Status.OPEN, what="the second end")
+    with server_on(port, echo):
+        wait_until(lambda: ws.socket.status is Status.OPEN, what="the second reconnection")
+        ws.send("third")
+        message, ends = next_message(ws)
+        assert message == "third"
+        assert isinstance(ends[0], ConnectionClosedOK) and ends[0].code == 1001
+        assert all("Connection refused" in str(end) for end in ends[1:])
+        ws.close()
 
 
 def readme_block(heading: str) -> str:

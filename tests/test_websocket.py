@@ -29,6 +29,7 @@ from conftest import (
     numbered,
     open_socket,
     recording_closes,
+    server_on,
     wait_until,
     websockets_server,
 )
@@ -548,27 +549,6 @@ def test_awaiting_a_sockets_signals_on_its_own_loop(echo_url: str) -> None:
 
 
 # -- auto_reconnect
-
-
-@pytest.fixture
-def quick_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Reconnection delays of milliseconds, so that the tests do not wait seconds."""
-    monkeypatch.setattr(retry, "INITIAL_DELAY", 0.01)
-    monkeypatch.setattr(retry, "MIN_DELAY", 0.02)
-    monkeypatch.setattr(retry, "MAX_DELAY", 0.1)
-
-
-@contextlib.contextmanager
-def server_on(port: int, handler: Any) -> Iterator[Any]:
-    """A `websockets` server on a given port, so that it can be started again on the same one."""
-    server = websockets.sync.server.serve(handler, "127.0.0.1", port)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.shutdown()
-        thread.join(5)
 
 
 def test_auto_reconnect_survives_a_server_restart(sockets: Any, quick_backoff: None) -> None:

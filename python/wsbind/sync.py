@@ -31,6 +31,7 @@ import asyncio
 import atexit
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, cast
 
@@ -55,9 +56,27 @@ MAX_QUEUE = 256
 stream of small messages flows without the socket's thread stopping for each,
 few enough that messages of websockets' default 1 MiB hold 256 MiB at most."""
 
-# Put in a face's inbox after its last message: the connection is over, or
-# close() was called.
+# Put in a face's inbox after its last message once close() was called, or
+# the program exits.
 _END = object()
+
+
+class _Ended:
+    """Put in a face's inbox after the last message of a connection, or of an attempt, that ended.
+
+    The socket may open again (``auto_reconnect``, a new ``url``): recv()
+    then raises each end once, in order, as the asyncio ``recv()`` does, and
+    goes on with the next connection's messages.
+    """
+
+    __slots__ = ("end", "number")
+
+    def __init__(self, number: int, end: tuple[int | None, str, str | None]) -> None:
+        self.number = number
+        """Which of the socket's ends it is, counted from 1."""
+        self.end = end
+        """Its close code, close reason, and error or None."""
+
 
 # The faces whose threads run, to be released and stopped at exit.
 _live: set[SyncWebSocket] = set()
@@ -128,8 +147,13 @@ class SyncWebSocket:
         self._changed = threading.Condition()
         # The connection got OPEN.
         self._opened = False
+        # How many connections and attempts of the socket ended.
+        self._ends = 0
+        # The last of those ends that recv() raised.
+        self._raised = 0
         # How the connection ended (close_code, close_reason, the error or
-        # None), once its status is CLOSED or ERROR.
+        # None), once its status is CLOSED or ERROR; None again once the
+        # socket opens anew.
         self._end: tuple[int | None, str, str | None] | None = None
         # close() was called, or the program exits: hold no more messages.
         self._released = False
@@ -169,12 +193,14 @@ class SyncWebSocket:
         with self._changed:
             if status is Status.OPEN:
                 self._opened = True
+                self._end = None
             elif status is Status.CLOSED or status is Status.ERROR:
                 socket = self.socket
                 error = socket.error_string if status is Status.ERROR else None
                 self._end = (socket.close_code, socket.close_reason, error)
+                self._ends += 1
                 # After the messages, which came before the end.
-                self._inbox.put(_END)
+                self._inbox.put(_Ended(self._ends, self._end))
             self._changed.notify_all()
 
     def _ponged(self, *_: object) -> None:
@@ -199,8 +225,12 @@ class SyncWebSocket:
             # Ctrl-C while connecting: give the attempt up.
             self._release()
             self.socket.abort()
-            if self.socket._conn is None:
-                self._stop()  # Nothing started; else the thread stays to hear the end.
+            if self.socket._conn is not None:
+                # The attempt's end is in this face's thread's queue: heard
+                # there before the thread stops, it leaves the socket CLOSED.
+                with self._changed:
+                    self._changed.wait_for(lambda: self._end is not None, self.socket._value("close_timeout"))
+            self._stop()
             raise
         if self._opened:
             return
@@ -325,11 +355,15 @@ class SyncWebSocket:
         :class:`wsbind.ConnectionClosedOK` after a normal close (1000, 1001, 1005)
         and :class:`wsbind.ConnectionClosedError` otherwise, with the close
         code and reason, and the socket's ``error_string`` as its text if it failed.
+        A socket that opens again (``auto_reconnect=True``, a new ``url``) raises
+        each end (the connection's, each failed attempt's) once, then goes on
+        with the next connection's messages, as the asyncio ``recv()`` does.
         """
         self._not_on_own_thread("recv()")
         _no_loop("recv()")
         if self._released:
             raise self._closed_error()
+        deadline = None if timeout is None else time.monotonic() + timeout
         try:
             # A message that is waiting, or that comes within the wait's first slice.
             message = self._inbox.get(
@@ -339,6 +373,8 @@ class SyncWebSocket:
             message = self._wait_for_message(None if timeout is None else timeout - WAIT_SLICE)
             if message is None:
                 raise TimeoutError(f"no message within {timeout} s") from None
+        if type(message) is _Ended:
+            message = self._after_end(message, timeout, deadline)
         if message is _END:
             self._inbox.put(_END)  # For the other waiters, and the next call.
             raise self._closed_error()
@@ -347,6 +383,31 @@ class SyncWebSocket:
             with self._changed:
                 self._changed.notify_all()
         return cast("str | bytes", message)
+
+    def _after_end(
+        self, ended: _Ended, timeout: float | None, deadline: float | None
+    ) -> str | bytes | object:
+        """What recv() returns after taking an end, unless it raises that end.
+
+        Each end is raised once, in order; the latest, while the socket is
+        down, for every call. One already raised, taken after the socket
+        opened again, is passed over for the next connection's messages.
+        """
+        message: str | bytes | object | None = ended
+        while type(message) is _Ended:
+            ended = message
+            with self._changed:
+                sticky = ended.number == self._ends and self._end is not None
+                first = ended.number > self._raised
+                self._raised = max(self._raised, ended.number)
+            if sticky:
+                self._inbox.put(ended)  # For the other waiters, and the next call.
+            if sticky or first:
+                raise ConnectionClosed.of(*ended.end)
+            message = self._wait_for_message(None if deadline is None else deadline - time.monotonic())
+            if message is None:
+                raise TimeoutError(f"no message within {timeout} s")
+        return message
 
     def _wait_for_message(self, timeout: float | None) -> str | bytes | object | None:
         """The next message or _END, waiting up to ``timeout`` seconds in slices; None if none came."""
