@@ -28,7 +28,8 @@ from websockets.asyncio.server import ServerConnection
 from websockets.asyncio.server import serve as websockets_serve
 
 import wsbind
-from conftest import TIMEOUT, Recorder, free_port, wait_until
+from conftest import TIMEOUT, Recorder, free_port, wait_until, websockets_server
+from conftest import echo as sync_echo
 from rawpeer import raw_websocket_server
 from wsbind import Status, WebSocket, _wsbind
 
@@ -178,8 +179,62 @@ def test_ping_is_awaitable_and_still_emits_pong() -> None:
                 first, second = ws.ping(b"1"), ws.ping(b"2")
                 assert await second > 0
                 assert await first > 0
+                # A str goes as its UTF-8, as in websockets.
+                assert await ws.ping("é") > 0
+                await eventually(lambda: len(pongs.calls) == 5)
+                assert pongs.calls[4][1] == "é".encode()
 
     run(main())
+
+
+def test_wait_closed_keeps_a_handler_until_its_client_leaves() -> None:
+    """websockets' broadcast pattern: a handler keeps its client in a set until it leaves."""
+
+    async def main() -> None:
+        clients: set[WebSocket] = set()
+        left = asyncio.Event()
+
+        async def handler(ws: WebSocket) -> None:
+            clients.add(ws)
+            try:
+                await ws.wait_closed()
+            finally:
+                clients.remove(ws)
+                left.set()
+
+        async with wsbind.serve(handler, "127.0.0.1", 0) as server:
+            async with websockets_connect(server.url) as client:
+                await eventually(lambda: clients, "the client in the set")
+                for ws in clients:
+                    await ws.send("news")
+                assert await client.recv() == "news"
+            await left.wait()
+            assert not clients
+        # A socket with no connection has nothing to wait for.
+        await WebSocket().wait_closed()
+
+    run(main())
+
+
+def test_a_socket_of_a_loop_that_is_closed_says_so() -> None:
+    """Its events go to the loop it was made on: recv() and wait_closed() on another loop, once
+    that one is closed, would wait for ever."""
+
+    async def opened(url: str) -> WebSocket:
+        return await wsbind.connect(url)
+
+    async def later(ws: WebSocket) -> None:
+        with pytest.raises(RuntimeError, match="loop that is closed"):
+            await ws.recv()
+        with pytest.raises(RuntimeError, match="loop that is closed"):
+            await ws.wait_closed()
+
+    with websockets_server(sync_echo) as (url, _):
+        ws = asyncio.run(opened(url))
+        try:
+            run(later(ws))
+        finally:
+            ws.abort()
 
 
 # -- failures to connect

@@ -30,6 +30,7 @@ WSBIND_ONLY = {
     ("WebSocketServer", "compression"): "Qt WebSockets has no permessage-deflate",
     ("WebSocket", "send"): "the asyncio face: websockets' send()",
     ("WebSocket", "recv"): "the asyncio face: websockets' recv()",
+    ("WebSocket", "wait_closed"): "the asyncio face: websockets' wait_closed()",
     ("WebSocket", "max_queue"): "the asyncio face: websockets' max_queue",
     ("WebSocket", "write_limit"): "the asyncio face: websockets' write_limit",
     ("WebSocketServer", "serve_forever"): "the asyncio face: websockets' serve_forever()",

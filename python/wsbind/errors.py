@@ -102,8 +102,8 @@ class ConnectionClosed(Error):
 
     def __init__(self, code: int | None, reason: str = "", error: str | None = None) -> None:
         self.code = code
-        """The close code: the peer's, 1006 when the connection ended without a close frame, or
-        None when it never opened."""
+        """The close code: the peer's, 1006 when the connection ended without a close frame
+        (a failed attempt to connect included), or None for a socket that never tried to connect."""
         self.reason = reason
         """The close reason that came with ``code``."""
         self.error = error

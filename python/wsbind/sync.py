@@ -325,13 +325,14 @@ class SyncWebSocket:
         # In slices, so that Ctrl-C interrupts the wait.
         wait_in_slices(lambda seconds: conn.wait_written(limit // 4, seconds), None)
 
-    def ping(self, payload: Buffer = b"", timeout: float | None = None) -> float:
+    def ping(self, payload: Buffer | str = b"", timeout: float | None = None) -> float:
         """Sends a ping and returns the seconds until its pong (websockets.sync: ``ping()``).
 
-        ``payload`` is at most 125 bytes. Waits up to ``timeout`` seconds
-        (None: no limit) and raises TimeoutError if no pong came; raises
-        ConnectionClosed if the connection ends first. The pong also reaches
-        the socket's ``pong`` signal.
+        ``payload`` is at most 125 bytes, bytes-like or a str sent as its
+        UTF-8. Waits up to ``timeout`` seconds (None: no limit) and raises
+        TimeoutError if no pong came; raises ConnectionClosed if the
+        connection ends first. The pong also reaches the socket's ``pong``
+        signal.
         """
         self._not_on_own_thread("ping()")
         _no_loop("ping()")

@@ -618,10 +618,11 @@ class WebSocket(Object):
             return True
         return conn.flush(timeout)
 
-    def ping(self, payload: Buffer = b"") -> PongWaiter:
+    def ping(self, payload: Buffer | str = b"") -> PongWaiter:
         """Sends a ping; ``pong`` reports the answer and the round-trip time (QML/C++: ``ping``).
 
-        Raises ValueError for a payload over 125 bytes (Qt clips it instead),
+        ``payload`` is bytes-like, or a str sent as its UTF-8, as websockets
+        does. Raises ValueError for a payload over 125 bytes (Qt clips it instead),
         and NotOpenError unless the status is OPEN. The peer's pings are
         answered automatically.
 
@@ -632,6 +633,8 @@ class WebSocket(Object):
         await raises ConnectionClosed.
         """
         conn = self._open_connection("ping")
+        if isinstance(payload, str):
+            payload = payload.encode()
         try:
             key = memoryview(payload).tobytes()
         except TypeError:
@@ -943,6 +946,8 @@ class WebSocket(Object):
         inbox = self._inbox
         if inbox is None:
             inbox = self._hold_messages()
+        if not inbox:
+            self._raise_if_loop_closed()
         self._receiving = True
         try:
             if not inbox:
@@ -1085,8 +1090,39 @@ class WebSocket(Object):
             # The connection ended with this much unsent.
             raise await self._send_error(conn)
 
+    async def wait_closed(self) -> None:
+        """Returns once the connection is over, its status CLOSED or ERROR (websockets: ``wait_closed()``).
+
+        At once if no connection is open or opening. It never raises for the
+        network: ``close_code``, ``close_reason`` and ``error_string`` say
+        how the connection ended. A server's handler that only keeps its
+        client in a set for broadcasts awaits it, as with websockets::
+
+            async def handler(ws):
+                clients.add(ws)
+                try:
+                    await ws.wait_closed()
+                finally:
+                    clients.remove(ws)
+        """
+        conn = self._conn
+        if conn is not None:
+            await self._wait_end(conn)
+
+    def _raise_if_loop_closed(self) -> None:
+        """Raises RuntimeError if the loop this socket's events go to is closed: they never would."""
+        dispatcher = self._dispatcher
+        if isinstance(dispatcher, LoopDispatcher) and dispatcher.loop.is_closed():
+            raise RuntimeError(
+                "this socket was made on an asyncio loop that is closed now (an asyncio.run() that "
+                "returned), and its events are delivered only there: make the socket in the loop "
+                "that uses it"
+            )
+
     async def _wait_end(self, conn: _wsbind.Connection) -> None:
         """Returns once ``conn`` has ended and the socket shows it (CLOSED or ERROR)."""
+        if self._end is None or self._end[0] < conn.id:
+            self._raise_if_loop_closed()
         ends = self._ends
         if ends is None:
             ends = self._ends = Waiters()
