@@ -177,6 +177,28 @@ def test_nothing_outside_the_static_folder_is_served(servers: Any, site: Path) -
         assert response.startswith((b"HTTP/1.1 400", b"HTTP/1.1 404")), (target, response)
 
 
+def test_a_guard_on_the_path_sees_what_the_static_folder_serves(servers: Any, site: Path) -> None:
+    """``//private/x`` is not the host "private" and the path ``/x`` (what ``urlsplit`` makes of
+    it), and the static folder does not read ``//private`` or ``/./private`` as ``/private``: a
+    handler that guards ``/private`` cannot be passed by."""
+    (site / "private").mkdir()
+    (site / "private" / "secret.txt").write_text("PRIVATE")
+    server = servers(static_dir=site)
+    seen: list[tuple[str, str]] = []
+
+    def guard(request: Request) -> None:
+        seen.append((request.target, request.path))
+        if request.path.startswith("/private"):
+            request.respond(Response(403, body="forbidden\n"))
+
+    server.http_request.connect(guard)
+    for target in ["/private/secret.txt", "//private/secret.txt", "/./private/secret.txt"]:
+        response = raw(server, f"GET {target} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        assert b"PRIVATE" not in response, target
+        assert response.startswith((b"HTTP/1.1 400", b"HTTP/1.1 403")), (target, response)
+    assert ("//private/secret.txt", "//private/secret.txt") in seen
+
+
 def test_files_and_bodies_are_bounded(servers: Any, site: Path) -> None:
     server = servers(static_dir=site, max_file_size=13)
     assert fetch(server, "/index.html")[0] == 200  # 13 bytes
@@ -276,6 +298,7 @@ def test_route_patterns() -> None:
     assert Route("/chat/{room}", print).match("/chat/") is None
     assert Route("/files/{rest:path}", print).match("/files/a/b.txt") == {"rest": "a/b.txt"}
     assert Route("/", print).match("/") == {}
+    assert Route("/admin/{name}", print).match("//admin/x") is None
     with pytest.raises(ValueError):
         Route("chat", print)
     with pytest.raises(ValueError):

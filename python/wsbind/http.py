@@ -39,6 +39,16 @@ _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _OWN_HEADERS = frozenset({"content-length", "transfer-encoding", "connection"})
 
 
+def split_target(target: str) -> tuple[str, str]:
+    """A request target's path and query, as sent.
+
+    Not ``urlsplit()``, which reads ``//private/x`` as a host "private" and
+    the path ``/x``: a handler that guards ``/private`` would let it through.
+    """
+    path, _, query = target.partition("?")
+    return path.partition("#")[0], query.partition("#")[0]
+
+
 class Headers(Mapping[str, str]):
     """The headers of a request, looked up by name whatever its case (websockets: ``Headers``).
 
@@ -107,10 +117,10 @@ class Request:
         """"GET", "POST", ... as sent."""
         self.target: str = native.target
         """The path and query as sent, percent-encoded: ``/chat?room=a%20b``."""
-        split = urllib.parse.urlsplit(self.target)
-        self.path: str = urllib.parse.unquote(split.path)
+        path, query = split_target(self.target)
+        self.path: str = urllib.parse.unquote(path)
         """The path, percent-decoded: ``/chat``."""
-        self.query: dict[str, str] = dict(urllib.parse.parse_qsl(split.query, keep_blank_values=True))
+        self.query: dict[str, str] = dict(urllib.parse.parse_qsl(query, keep_blank_values=True))
         """The query's parameters, decoded (the last value of a name given twice): ``{"room": "a b"}``."""
         self.headers = Headers(native.headers)
         """The request's headers."""

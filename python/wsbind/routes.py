@@ -21,6 +21,8 @@ import urllib.parse
 from collections.abc import Callable
 from typing import Any
 
+from .http import split_target
+
 __all__ = ["Route", "Routes"]
 
 _PART = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(:path)?\}")
@@ -57,7 +59,7 @@ class Route:
 
     def match(self, target: str) -> dict[str, str] | None:
         """The captured parts if ``target`` (a request's path and query, as sent) matches, else None."""
-        path = urllib.parse.urlsplit(target).path or "/"
+        path = split_target(target)[0] or "/"
         raw = path[1:].split("/")
         captured: dict[str, str] = {}
         for i, segment in enumerate(self._segments):

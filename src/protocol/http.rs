@@ -220,8 +220,10 @@ fn hex(c: u8) -> Option<u8> {
 /// relative to it: percent-decoded, `index.html` for a folder (a target
 /// ending in `/`). A 400 refuses what could step outside the folder or read
 /// differently on another system: `..`, an encoded `/` or `\`, a `\`, a
-/// NUL, invalid percent-encoding or UTF-8. Symbolic links are left to the
-/// caller, which alone can see the file system.
+/// NUL, invalid percent-encoding or UTF-8; and an empty or `.` segment
+/// (`//private`, `/./private`), which a handler's check of the request's
+/// path would not read as the file it names. Symbolic links are left to
+/// the caller, which alone can see the file system.
 pub fn static_path(target: &str) -> Result<PathBuf, Rejection> {
     let refused = |why: &str| Rejection::new(400, format!("refused path: {why}"));
     let path = target.split(['?', '#']).next().unwrap_or_default();
@@ -254,9 +256,8 @@ pub fn static_path(target: &str) -> Result<PathBuf, Rejection> {
         }
         match decoded.as_str() {
             ".." => return Err(refused("..")),
-            // "a//b" and "a/./b" name a/b, as a browser would read them.
-            "" | "." if i != last => continue,
-            "" | "." => relative.push("index.html"),
+            "" if i == last => relative.push("index.html"),
+            "" | "." => return Err(refused("an empty or . segment")),
             name => relative.push(name),
         }
     }
@@ -370,8 +371,11 @@ mod tests {
         assert_eq!(ok("/a/b.css?v=1"), PathBuf::from("a/b.css"));
         assert_eq!(ok("/docs/"), PathBuf::from("docs/index.html"));
         assert_eq!(ok("/a%20b.txt"), PathBuf::from("a b.txt"));
-        assert_eq!(ok("/a//./b"), PathBuf::from("a/b"));
         for bad in [
+            "//private/secret.txt",
+            "/./private/secret.txt",
+            "/a//b",
+            "/a/.",
             "/../etc/passwd",
             "/a/../../x",
             "/%2e%2e/x",
