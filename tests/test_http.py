@@ -290,6 +290,22 @@ def test_responses_are_checked_when_made() -> None:
         Response("ok")  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="returns a Response"):
         Response.of(42)
+    with pytest.raises(ValueError, match="204 response has no body"):
+        Response(204, body="oops")
+
+
+def test_status_lines_and_heads_follow_http(servers: Any, site: Path) -> None:
+    """RFC 9112 §4: the space after the code stays without a reason phrase; RFC 9110: a 204
+    has no Content-Length nor content, and a 405 says what is allowed."""
+    server = servers(static_dir=site)
+    server.http_route("/empty", lambda request: Response(204))
+    server.http_route("/odd", lambda request: Response(299, body="x"))
+    assert raw(server, b"GET /odd HTTP/1.1\r\nHost: x\r\n\r\n").startswith(b"HTTP/1.1 299 \r\n")
+    empty = raw(server, b"GET /empty HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert empty.startswith(b"HTTP/1.1 204 No Content\r\n") and empty.endswith(b"\r\n\r\n")
+    assert b"content-length" not in empty.lower()
+    status, headers, _ = fetch(server, "/", method="POST", body=b"x")
+    assert (status, headers["allow"]) == (405, "GET, HEAD")
 
 
 def test_route_patterns() -> None:

@@ -188,6 +188,8 @@ class Response:
             raise ValueError(f"an HTTP response's status is 200 to 599, not {status}")
         if not isinstance(body, (str, bytes, bytearray, memoryview, os.PathLike)):
             raise TypeError(f"body must be a str, bytes or a path, not {type(body).__name__}")
+        if status in (204, 304) and (isinstance(body, os.PathLike) or len(body)):
+            raise ValueError(f"a {status} response has no body (RFC 9110)")
         pairs = list(headers.items() if isinstance(headers, Mapping) else headers or ())
         for name, value in pairs:
             if not isinstance(name, str) or not _TOKEN.fullmatch(name):

@@ -125,10 +125,11 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                 Err(_) => Err(Rejection::new(500, "reading the file failed")),
             }
         }
-        Some(_) if !ask => Err(Rejection::new(
-            405,
-            "this server serves files: use GET or HEAD",
-        )),
+        // What no handler answered goes to the folder, which only reads.
+        Some(_) => Err(
+            Rejection::new(405, "this server serves files: use GET or HEAD")
+                .with("Allow", "GET, HEAD"),
+        ),
         _ => Err(Rejection::new(404, format!("nothing at {target}"))),
     };
     match answer {
@@ -180,7 +181,7 @@ async fn write_answer<S: AsyncWrite + Unpin>(
         }
     };
     let mut bytes = http::response_head(status, &headers, content_type, body.len(), name);
-    if !head_only {
+    if !head_only && !http::has_no_content(status) {
         bytes.extend_from_slice(&body);
     }
     let _ = stream.write_all(&bytes).await;
@@ -398,6 +399,7 @@ mod tests {
         );
         let post = respond(&config, "POST / HTTP/1.1\r\n\r\n").await.unwrap();
         assert!(post.starts_with("HTTP/1.1 405"), "{post}");
+        assert!(post.contains("\r\nAllow: GET, HEAD\r\n"), "{post}");
         // An upgrade is not for the folder.
         let upgrade = "GET / HTTP/1.1\r\nUpgrade: websocket\r\n\r\n";
         assert_eq!(respond(&config, upgrade).await, None);

@@ -257,7 +257,8 @@ impl Rejection {
         }
     }
 
-    fn with(mut self, name: &'static str, value: &'static str) -> Self {
+    /// The refusal with a header more (a 405's Allow).
+    pub fn with(mut self, name: &'static str, value: &'static str) -> Self {
         self.headers.push((name, value));
         self
     }

@@ -162,21 +162,29 @@ pub fn response_head(
     length: usize,
     server_name: &str,
 ) -> Vec<u8> {
-    let mut head = format!("HTTP/1.1 {status} {}", reason(status))
-        .trim_end()
-        .to_string();
-    head += "\r\n";
+    // The space after the code stays with no reason phrase (RFC 9112 §4).
+    let mut head = format!("HTTP/1.1 {status} {}\r\n", reason(status));
     for (name, value) in headers {
         head += &format!("{name}: {value}\r\n");
     }
-    if get(headers, "Content-Type").is_none() {
+    let content = !has_no_content(status);
+    if content && get(headers, "Content-Type").is_none() {
         head += &format!("Content-Type: {content_type}\r\n");
     }
     if !server_name.is_empty() {
         head += &format!("Server: {server_name}\r\n");
     }
-    head += &format!("Content-Length: {length}\r\nConnection: close\r\n\r\n");
+    if content {
+        head += &format!("Content-Length: {length}\r\n");
+    }
+    head += "Connection: close\r\n\r\n";
     head.into_bytes()
+}
+
+/// Whether a response of `status` has no content, nor a Content-Length
+/// (RFC 9110 §8.6, §15.3.5, §15.4.5): 204 and 304.
+pub fn has_no_content(status: u16) -> bool {
+    matches!(status, 204 | 304)
 }
 
 /// The content type of a file, by its extension; text in UTF-8.
@@ -340,7 +348,12 @@ mod tests {
         );
         let typed = vec![("content-type".to_string(), "text/html".to_string())];
         let head = String::from_utf8(response_head(599, &typed, "text/plain", 0, "")).unwrap();
-        assert!(head.starts_with("HTTP/1.1 599\r\ncontent-type: text/html\r\nContent-Length: 0"));
+        assert!(head.starts_with("HTTP/1.1 599 \r\ncontent-type: text/html\r\nContent-Length: 0"));
+        let empty = String::from_utf8(response_head(204, &vec![], "text/plain", 0, "")).unwrap();
+        assert_eq!(
+            empty,
+            "HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n"
+        );
     }
 
     #[test]
