@@ -301,9 +301,17 @@ def test_connect_error_reads_each_form_of_error_string() -> None:
     assert type(connect_error("handshake failed: wrong Sec-WebSocket-Accept")) is wsbind.InvalidHandshake
     import ssl
 
-    assert isinstance(
-        connect_error("certificate verify failed: unknown issuer"), ssl.SSLCertVerificationError
-    )
+    unverified = connect_error("certificate verify failed: unknown issuer")
+    assert isinstance(unverified, ssl.SSLCertVerificationError)
+    assert str(unverified) == "certificate verify failed: unknown issuer"
+    tls = connect_error("TLS handshake failed: the server does not speak TLS (is the URL ws://?)")
+    assert type(tls) is ssl.SSLError and str(tls).endswith("(is the URL ws://?)")
+    proxy = connect_error("proxy refused the tunnel: HTTP 407 Proxy Authentication Required")
+    assert isinstance(proxy, wsbind.InvalidProxy) and proxy.status_code == 407
+    assert not wsbind.aio.retryable(proxy)
+    assert wsbind.aio.retryable(connect_error("proxy refused the tunnel: HTTP 502 Bad Gateway"))
+    socks = connect_error("SOCKS5 proxy refused the user name or password")
+    assert isinstance(socks, wsbind.InvalidProxy) and socks.status_code is None
     assert type(connect_error("cannot connect to nowhere.invalid:80: failed to lookup")) is OSError
 
 

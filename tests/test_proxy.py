@@ -3,6 +3,7 @@ server, both started on loopback, and the environment variables as curl reads th
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import re
@@ -17,7 +18,8 @@ from typing import Any
 import pytest
 import trustme
 
-from conftest import Recorder, echo, free_port, leaf, trusting, wait_until, websockets_server
+import wsbind
+from conftest import TIMEOUT, Recorder, echo, free_port, leaf, trusting, wait_until, websockets_server
 from wsbind import Status, WebSocket
 
 
@@ -194,6 +196,24 @@ def test_a_proxy_that_refuses_us(sockets: Any, tinyproxy: Any, echo_port: int) -
     proxy = tinyproxy(allow="10.255.255.1")
     ws = sockets(url=f"ws://127.0.0.1:{echo_port}", proxy=f"http://{proxy.address}", active=True)
     assert error_of(ws).startswith("proxy refused the tunnel: HTTP 403")
+
+
+def test_a_proxys_refusal_raises_and_is_not_retried(tinyproxy: Any, echo_port: int) -> None:
+    """The asyncio face raises InvalidProxy with the proxy's status; the reconnecting iterator
+    gives up at once, as for a server's 403, rather than asking the proxy again and again."""
+    proxy = f"http://{tinyproxy(allow='10.255.255.1').address}"
+    url = f"ws://127.0.0.1:{echo_port}"
+
+    async def main() -> None:
+        with pytest.raises(wsbind.InvalidProxy) as refused:
+            await wsbind.connect(url, proxy=proxy)
+        assert refused.value.status_code == 403
+        assert str(refused.value).startswith("proxy refused the tunnel: HTTP 403")
+        with pytest.raises(wsbind.InvalidProxy):
+            async for _ in wsbind.connect(url, proxy=proxy):
+                pytest.fail("connected through a proxy that refuses")
+
+    asyncio.run(asyncio.wait_for(main(), TIMEOUT))
 
 
 def test_a_proxy_that_cannot_reach_the_server(sockets: Any, tinyproxy: Any) -> None:

@@ -31,7 +31,7 @@ from typing import Any, Generic, TypeVar
 
 from . import _wsbind
 from .checks import check_url
-from .errors import InvalidStatus, connect_error
+from .errors import InvalidProxy, InvalidStatus, connect_error
 from .http import Request
 from .retry import backoff
 from .routes import Routes
@@ -192,10 +192,11 @@ class connect(_Opening[WebSocket]):  # lower case, as websockets' connect(), whi
 def retryable(exc: Exception) -> bool:
     """Whether a failed attempt to connect is worth making again, unchanged.
 
-    Network errors (OSError, TimeoutError) and HTTP 500, 502, 503 and 504
-    are; other refusals and a certificate that did not verify are not.
+    Network errors (OSError, TimeoutError) and HTTP 500, 502, 503 and 504,
+    from the server or a proxy, are; other refusals (a proxy's 407 too) and
+    a certificate that did not verify are not.
     """
-    if isinstance(exc, InvalidStatus):
+    if isinstance(exc, (InvalidStatus, InvalidProxy)):
         return exc.status_code in RETRY_STATUSES
     if isinstance(exc, ssl.SSLCertVerificationError):
         return False

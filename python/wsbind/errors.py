@@ -18,7 +18,8 @@ Python's own ``OSError`` kinds, as in websockets). The tree::
     │   │   ├── ConnectionClosedOK      closed with 1000, 1001 or 1005
     │   │   └── ConnectionClosedError   any other end: a failure, a protocol error
     │   └── InvalidHandshake        the opening handshake failed (not the network)
-    │       └── InvalidStatus       the server refused it with an HTTP status (403, 503...)
+    │       ├── InvalidStatus       the server refused it with an HTTP status (403, 503...)
+    │       └── InvalidProxy        the proxy refused the tunnel (407, 403, SOCKS5 credentials)
     └── OSError                     connecting failed on the network:
         ├── ConnectionRefusedError, ConnectionResetError, ...   chosen by errno
         ├── TimeoutError            no handshake within handshake_timeout
@@ -45,6 +46,7 @@ __all__ = [
     "ConnectionClosedOK",
     "Error",
     "InvalidHandshake",
+    "InvalidProxy",
     "InvalidStatus",
     "InvalidURL",
     "NotOpenError",
@@ -171,8 +173,27 @@ class InvalidStatus(InvalidHandshake):
         """The response's headers, looked up by name whatever its case."""
 
 
+class InvalidProxy(InvalidHandshake):
+    """The proxy refused the tunnel to the server (websockets: ``InvalidProxyStatus``).
+
+    ``status_code`` is an HTTP proxy's status (407 for credentials it wants,
+    403...), None for a SOCKS5 proxy that refused the user name or password;
+    the message is the socket's ``error_string``, "proxy refused the tunnel:
+    HTTP 407 Proxy Authentication Required". Only a 502, 503 or 504 (the
+    proxy cannot reach the server now) is worth retrying;
+    ``async for ws in wsbind.connect(url)`` does.
+    """
+
+    def __init__(self, message: str, status_code: int | None = None) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        """The HTTP status the proxy answered with; None for SOCKS5."""
+
+
 # How the native core words a refused handshake: protocol/handshake.rs, check_response.
 _REJECTED = re.compile(r"handshake rejected: HTTP (\d{3})(?: (.*))?$")
+# How it words a proxy's refusal: net/proxy.rs.
+_PROXY_REFUSED = re.compile(r"proxy refused the (?:tunnel: HTTP (\d{3})|user name or password)")
 # How Rust's io::Error ends its text: "Connection refused (os error 111)".
 _OS_ERROR = re.compile(r"\(os error (\d+)\)")
 
@@ -197,12 +218,17 @@ def connect_error(error_string: str, headers: Iterable[tuple[str, str]] | None =
     rejected = _REJECTED.match(error_string)
     if rejected:
         return InvalidStatus(error_string, int(rejected[1]), rejected[2] or "", headers or ())
+    proxy = _PROXY_REFUSED.search(error_string)
+    if proxy:
+        return InvalidProxy(error_string, int(proxy[1]) if proxy[1] else None)
     if error_string.startswith("handshake timeout"):
         return TimeoutError(error_string)
-    if error_string.startswith("certificate verify failed"):
-        return ssl.SSLCertVerificationError(error_string)
-    if error_string.startswith("TLS handshake failed"):
-        return ssl.SSLError(error_string)
+    if error_string.startswith(("certificate verify failed", "TLS handshake failed")):
+        verify = error_string[0] == "c"
+        tls = ssl.SSLCertVerificationError(error_string) if verify else ssl.SSLError(error_string)
+        # str() of an SSLError is its strerror, or else the repr of its args.
+        tls.strerror = error_string
+        return tls
     os_error = _OS_ERROR.search(error_string)
     if os_error:
         number = int(os_error[1])
