@@ -125,13 +125,16 @@ def test_client_prints_what_arrives_sends_lines_and_closes_with_1000_on_ctrl_d()
     assert seen[-1] == 1000
 
 
-def test_client_exits_when_the_server_closes() -> None:
+@pytest.mark.parametrize(("code", "status"), [(1001, 0), (4000, 1), (1011, 1)])
+def test_client_exits_when_the_server_closes(code: int, status: int) -> None:
+    """With 0 after a normal close (1000, 1001, 1005), as ConnectionClosedOK; 1 otherwise."""
+
     def handler(ws: Any) -> None:
-        ws.close(4000, "bye")
+        ws.close(code, "bye")
 
     with websockets_server(handler) as (url, _), command(url) as cli:
-        assert cli.err("closed") == "closed with 4000 'bye'"
-        assert cli.wait() == 0
+        assert cli.err("closed") == f"closed with {code} 'bye'"
+        assert cli.wait() == status
 
 
 def test_client_says_why_it_cannot_connect() -> None:

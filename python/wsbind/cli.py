@@ -11,8 +11,8 @@ The client prints each message on standard output, a text message as
 sent as a text message, ``/ping [payload]`` sends a ping (its pong prints
 ``< pong N ms``), and Ctrl-D (end of input) closes with 1000. What the
 connection does (open, closed, errors) goes to standard error, so standard
-output holds only what the peer sent. It exits with 0 after a normal close,
-and 1 when the connection failed.
+output holds only what the peer sent. It exits with 0 after a normal close
+(1000, 1001 or 1005), and 1 when the connection failed or closed otherwise.
 
 ``python -m wsbind`` is the same command.
 """
@@ -20,6 +20,7 @@ and 1 when the connection failed.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import signal
 import sys
 import threading
@@ -27,6 +28,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from . import dispatch
+from .errors import NotOpenError
 from .server import WebSocketServer
 from .status import Status
 from .tls import SslConfiguration
@@ -102,7 +104,9 @@ def client(url: str, headers: Sequence[tuple[str, str]], subprotocols: Sequence[
     threading.Thread(target=type_lines, name="wsbind-stdin", daemon=True).start()
     ws.active = True
     _wait(done)
-    return 1 if ws.status is Status.ERROR else 0
+    # A close with another code than 1000, 1001 or 1005 is a failure, as for ConnectionClosedError.
+    normal = ws.status is Status.CLOSED and ws.close_code in (1000, 1001, 1005)
+    return 0 if normal else 1
 
 
 def _wait_open(opened: threading.Event, done: threading.Event) -> bool:
@@ -132,7 +136,12 @@ def serve(host: str, port: int, mode: str | None, static: str | None) -> int:
 
         def received(message: str | bytes) -> None:
             if mode == "echo":
-                ws.send_text_message(message) if isinstance(message, str) else ws.send_binary_message(message)
+                # A client that closed right after its message is owed no answer.
+                with contextlib.suppress(NotOpenError):
+                    if isinstance(message, str):
+                        ws.send_text_message(message)
+                    else:
+                        ws.send_binary_message(message)
             elif mode == "broadcast":
                 if isinstance(message, str):
                     server.broadcast_text_message(message)
