@@ -483,6 +483,13 @@ def test_send_takes_any_bytes_like_object() -> None:
                 assert await ws.recv() == bytes(array.array("d", [0.5]))
                 await ws.send([array.array("h", [1]), b"x"])
                 assert await ws.recv() == bytes(array.array("h", [1])) + b"x"
+                # A str with a lone surrogate has no UTF-8: said as websockets says it.
+                with pytest.raises(UnicodeEncodeError):
+                    ws.send_text_message("a\udcffb")
+                with pytest.raises(UnicodeEncodeError):
+                    await ws.send("a\udcffb")
+                await ws.send("still open")
+                assert await ws.recv() == "still open"
                 with pytest.raises(TypeError, match=r"^send\(\) takes a bytes-like object, not int"):
                     await ws.send([b"x", 5])
 

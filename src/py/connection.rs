@@ -133,11 +133,19 @@ fn bytes_like(py: Python<'_>, data: &Bound<'_, PyAny>, method: &str) -> PyResult
     }
 }
 
+/// The UTF-8 of `value` if it is a str; the UnicodeEncodeError of a str
+/// with lone surrogates, which has none (websockets raises the same).
+fn utf8(value: &Bound<'_, PyAny>) -> Option<PyResult<PyBackedStr>> {
+    value
+        .is_instance_of::<PyString>()
+        .then(|| value.extract::<PyBackedStr>())
+}
+
 /// A message from Python for a broadcast: text for a str, binary for any bytes-like object.
 pub fn message_of(py: Python<'_>, message: &Bound<'_, PyAny>) -> PyResult<(bool, Bytes)> {
-    match message.extract::<&str>() {
-        Ok(text) => Ok((true, Bytes::copy_from_slice(text.as_bytes()))),
-        Err(_) => Ok((false, bytes_like(py, message, "broadcast")?)),
+    match utf8(message).transpose()? {
+        Some(text) => Ok((true, Bytes::copy_from_slice(text.as_bytes()))),
+        None => Ok((false, bytes_like(py, message, "broadcast")?)),
     }
 }
 
@@ -157,12 +165,12 @@ impl PyConnection {
 
     /// Queues a text message; returns its size in bytes of UTF-8.
     fn send_text(&self, py: Python<'_>, message: &Bound<'_, PyAny>) -> PyResult<usize> {
-        let text: PyBackedStr = message.extract().map_err(|_| {
+        let text = utf8(message).ok_or_else(|| {
             PyTypeError::new_err(format!(
                 "send_text_message() takes a str, not {}",
                 type_name(message)
             ))
-        })?;
+        })??;
         let payload = if text.len() >= BORROW_FROM {
             Bytes::from_owner(text)
         } else {
@@ -198,10 +206,10 @@ impl PyConnection {
         fragment: &Bound<'_, PyAny>,
         last: bool,
     ) -> PyResult<usize> {
-        let (text, payload) = match fragment.extract::<PyBackedStr>() {
-            Ok(text) if text.len() >= BORROW_FROM => (true, Bytes::from_owner(text)),
-            Ok(text) => (true, Bytes::copy_from_slice(text.as_bytes())),
-            Err(_) => (false, bytes_like(py, fragment, "send")?),
+        let (text, payload) = match utf8(fragment).transpose()? {
+            Some(text) if text.len() >= BORROW_FROM => (true, Bytes::from_owner(text)),
+            Some(text) => (true, Bytes::copy_from_slice(text.as_bytes())),
+            None => (false, bytes_like(py, fragment, "send")?),
         };
         let connection = &self.connection;
         let sent = if payload.len() > WRITE_WITH_GIL_MAX {
