@@ -102,6 +102,17 @@ def test_an_untrusted_issuer_is_refused_in_words(servers: Any, sockets: Any, ca:
     assert "unknown issuer" in errors.wait()[0][0]
 
 
+def test_a_plain_client_of_a_tls_server_is_told_apart(servers: Any, sockets: Any, ca: trustme.CA) -> None:
+    """The server says its client does not speak TLS, not what a client says of its server."""
+    server = tls_server(servers, ca)
+    errors = Recorder()
+    server.ssl_errors.connect(errors)
+    plain = sockets(url=f"ws://localhost:{server.port}", active=True)
+    wait_error(plain)
+    (said,) = errors.wait()[0]
+    assert said.endswith("TLS handshake failed: the client does not speak TLS (a ws:// URL?)"), said
+
+
 def test_an_expired_certificate_is_refused_in_words(servers: Any, sockets: Any, ca: trustme.CA) -> None:
     past = datetime.datetime.now(datetime.UTC) - datetime.timedelta(days=1)
     certificate, key = leaf(ca, "localhost", not_before=past - datetime.timedelta(days=30), not_after=past)

@@ -255,7 +255,7 @@ async fn attempt(
                     return Err(message);
                 }
                 Err(e) => {
-                    let message = tls::describe(&e, &host);
+                    let message = tls::describe(&e, &host, false);
                     events.send(Event::SslErrors(vec![message.clone()]));
                     return Err(message);
                 }

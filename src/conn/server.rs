@@ -408,7 +408,7 @@ async fn serve(
                     let peer = endpoints.peer.map(|p| p.to_string()).unwrap_or_default();
                     events.send(Event::SslErrors(vec![format!(
                         "{peer}: {}",
-                        tls::describe(&e, &peer)
+                        tls::describe(&e, &peer, true)
                     )]));
                     return None;
                 }

@@ -226,9 +226,14 @@ pub fn server_config(
 /// on the ClientHello) tells the user.
 pub const NOT_TLS: &str = "TLS handshake failed: the server does not speak TLS (is the URL ws://?)";
 
+/// What a wss:// server says of a client that sent plain text (a ws:// URL).
+pub const CLIENT_NOT_TLS: &str =
+    "TLS handshake failed: the client does not speak TLS (a ws:// URL?)";
+
 /// A failed TLS handshake in words a person understands, for `error_string`
-/// and `ssl_errors`.
-pub fn describe(error: &std::io::Error, host: &str) -> String {
+/// and `ssl_errors`; `server` when ours is the server's side, whose peer
+/// `host` is a client.
+pub fn describe(error: &std::io::Error, host: &str, server: bool) -> String {
     let Some(tls) = error
         .get_ref()
         .and_then(|e| e.downcast_ref::<rustls::Error>())
@@ -256,7 +261,7 @@ pub fn describe(error: &std::io::Error, host: &str) -> String {
         // The first byte of a TLS record is its type (22 for a handshake);
         // a plain server's answer starts with "HTTP/" or some other text.
         rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType) => {
-            NOT_TLS.into()
+            if server { CLIENT_NOT_TLS } else { NOT_TLS }.into()
         }
         rustls::Error::NoCertificatesPresented => "TLS handshake failed: no certificate was presented".into(),
         rustls::Error::AlertReceived(alert) => {
