@@ -338,6 +338,12 @@ def test_https_proxy_is_for_wss_and_all_proxy_is_the_fallback(monkeypatch: pytes
     monkeypatch.setenv("ALL_PROXY", "socks5h://any:2")
     assert _wsbind.environment_proxy("wss://example.com") == "http://secure:1"
     assert _wsbind.environment_proxy("ws://example.com") == "socks5h://any:2"
+    # HTTP_PROXY in upper case is what a CGI program's environment makes of a client's
+    # Proxy header ("httpoxy"): curl reads http_proxy in lower case only, and so do we.
+    monkeypatch.setenv("HTTP_PROXY", "http://from-a-request:3")
+    assert _wsbind.environment_proxy("ws://example.com") == "socks5h://any:2"
+    monkeypatch.setenv("http_proxy", "http://plain:4")
+    assert _wsbind.environment_proxy("ws://example.com") == "http://plain:4"
 
 
 def test_proxy_none_ignores_the_environment(

@@ -78,11 +78,16 @@ impl Proxy {
 
 /// The proxy the environment gives for `url`, as curl picks it: `https_proxy`
 /// for wss://, `http_proxy` for ws://, then `all_proxy` (lower case first,
-/// then upper case), unless `no_proxy` covers the host.
+/// then upper case; `http_proxy` in lower case only, as curl reads it, since
+/// a CGI program's environment holds a client's `Proxy` header as
+/// `HTTP_PROXY`), unless `no_proxy` covers the host.
 pub fn from_environment(url: &Url) -> Option<String> {
     let var = |name: &str| {
-        std::env::var(name.to_lowercase())
-            .or_else(|_| std::env::var(name.to_uppercase()))
+        std::env::var(name)
+            .or_else(|e| match name {
+                "http_proxy" => Err(e),
+                _ => std::env::var(name.to_uppercase()),
+            })
             .ok()
             .filter(|v| !v.trim().is_empty())
     };
