@@ -8,9 +8,14 @@
 //! carries over from one message to the next, so each side keeps one
 //! compressor or decompressor for the life of the connection.
 //!
-//! zlib (here zlib-rs) cannot compress with a window of
-//! 2^8 bytes: a peer that asks for 8 window bits gets 9, and is told so in
-//! the response, which the RFC allows (§7.1.2). wsbind never offers 8.
+//! zlib (here zlib-rs) cannot compress with a window of 2^8 bytes. A
+//! client that asks the server for 8 window bits gets 9, and is told so in
+//! the response, where RFC 7692 §7.1.2.1 asks for 8 or less: zlib-based
+//! peers (Autobahn|Testsuite's own) answer so too, and such a client is
+//! better served compressed than declined. A client that offers to
+//! compress with 8 bits is asked for 8 (§7.1.2.2 forbids more): any
+//! decompressor window of 9 bits or more reads its messages. wsbind never
+//! offers 8.
 
 use crate::config::DEFLATE_MEM_LEVEL;
 use bytes::BytesMut;
@@ -178,12 +183,13 @@ pub fn accept(offers: &[&str], config: &DeflateConfig) -> Option<(String, Negoti
                 local = local.min(allowed);
             }
             let local = local.max(MIN_WINDOW_BITS);
-            // The client's window: ours to choose only if it said so.
+            // The client's window: ours to choose only if it said so, and
+            // never above what it offered (8 included).
             let remote = match offer.client_max_window_bits {
                 Some(allowed) => config
                     .peer_window_bits
-                    .min(allowed.unwrap_or(MAX_WINDOW_BITS))
-                    .max(MIN_WINDOW_BITS),
+                    .max(MIN_WINDOW_BITS)
+                    .min(allowed.unwrap_or(MAX_WINDOW_BITS)),
                 None => MAX_WINDOW_BITS,
             };
             let mut response = NAME.to_string();
@@ -557,11 +563,16 @@ mod tests {
     }
 
     #[test]
-    fn eight_window_bits_become_nine() {
+    fn eight_window_bits_become_nine_for_us_only() {
         let offer = "permessage-deflate; server_max_window_bits=8";
         let (response, server) = accept(&[offer], &config()).unwrap();
         assert_eq!(response, "permessage-deflate; server_max_window_bits=9");
         assert_eq!(server.local_window_bits, 9);
+        // The client's window: never more than it offered (§7.1.2.2).
+        let offer = "permessage-deflate; client_max_window_bits=8";
+        let (response, server) = accept(&[offer], &config()).unwrap();
+        assert!(response.ends_with("; client_max_window_bits=8"), "{response}");
+        assert_eq!(server.remote_window_bits, 8);
     }
 
     #[test]
