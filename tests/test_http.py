@@ -306,6 +306,10 @@ def test_status_lines_and_heads_follow_http(servers: Any, site: Path) -> None:
     assert b"content-length" not in empty.lower()
     status, headers, _ = fetch(server, "/", method="POST", body=b"x")
     assert (status, headers["allow"]) == (405, "GET, HEAD")
+    # RFC 9112 §3.2: one Host in an HTTP/1.1 request (none in HTTP/1.0 is fine).
+    assert raw(server, b"GET / HTTP/1.1\r\n\r\n").startswith(b"HTTP/1.1 400 ")
+    assert raw(server, b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n").startswith(b"HTTP/1.1 400 ")
+    assert raw(server, b"GET / HTTP/1.0\r\n\r\n").startswith(b"HTTP/1.1 200 ")
 
 
 def test_route_patterns() -> None:

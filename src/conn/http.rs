@@ -84,7 +84,9 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         return Some(received);
     }
     if !upgrade {
-        let length = match http::body_length(&request, MAX_REQUEST_BODY) {
+        let length = match http::check_host(&request)
+            .and_then(|()| http::body_length(&request, MAX_REQUEST_BODY))
+        {
             Ok(length) => length,
             Err(rejection) => return refuse(stream, rejection, name).await,
         };
@@ -365,43 +367,55 @@ mod tests {
     #[tokio::test]
     async fn with_nothing_configured_every_request_goes_to_the_handshake() {
         let config = HttpConfig::default();
-        assert_eq!(respond(&config, "GET / HTTP/1.1\r\n\r\n").await, None);
-        assert_eq!(respond(&config, "POST / HTTP/1.1\r\n\r\n").await, None);
+        assert_eq!(
+            respond(&config, "GET / HTTP/1.1\r\nHost: x\r\n\r\n").await,
+            None
+        );
+        assert_eq!(
+            respond(&config, "POST / HTTP/1.1\r\nHost: x\r\n\r\n").await,
+            None
+        );
     }
 
     #[tokio::test]
     async fn the_static_folder_serves_files_and_folders() {
         let (_dir, config) = folder();
-        let home = respond(&config, "GET / HTTP/1.1\r\n\r\n").await.unwrap();
+        let home = respond(&config, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
         assert!(home.starts_with("HTTP/1.1 200 OK\r\n"), "{home}");
         assert!(home.contains("Content-Type: text/html; charset=utf-8\r\n"));
         assert!(home.ends_with("\r\n\r\n<p>home</p>"), "{home}");
-        let docs = respond(&config, "GET /docs/ HTTP/1.1\r\n\r\n")
+        let docs = respond(&config, "GET /docs/ HTTP/1.1\r\nHost: x\r\n\r\n")
             .await
             .unwrap();
         assert!(docs.ends_with("<p>docs</p>"), "{docs}");
-        let folder = respond(&config, "GET /docs?x HTTP/1.1\r\n\r\n")
+        let folder = respond(&config, "GET /docs?x HTTP/1.1\r\nHost: x\r\n\r\n")
             .await
             .unwrap();
         assert!(folder.starts_with("HTTP/1.1 301") && folder.contains("Location: /docs/?x\r\n"));
-        let head = respond(&config, "HEAD / HTTP/1.1\r\n\r\n").await.unwrap();
+        let head = respond(&config, "HEAD / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
         assert!(head.contains("Content-Length: 11\r\n") && head.ends_with("\r\n\r\n"));
-        let missing = respond(&config, "GET /nope.js HTTP/1.1\r\n\r\n")
+        let missing = respond(&config, "GET /nope.js HTTP/1.1\r\nHost: x\r\n\r\n")
             .await
             .unwrap();
         assert!(missing.starts_with("HTTP/1.1 404"), "{missing}");
-        let big = respond(&config, "GET /big.bin HTTP/1.1\r\n\r\n")
+        let big = respond(&config, "GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\n")
             .await
             .unwrap();
         assert!(
             big.starts_with("HTTP/1.1 500") && big.contains("max_file_size"),
             "{big}"
         );
-        let post = respond(&config, "POST / HTTP/1.1\r\n\r\n").await.unwrap();
+        let post = respond(&config, "POST / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
         assert!(post.starts_with("HTTP/1.1 405"), "{post}");
         assert!(post.contains("\r\nAllow: GET, HEAD\r\n"), "{post}");
         // An upgrade is not for the folder.
-        let upgrade = "GET / HTTP/1.1\r\nUpgrade: websocket\r\n\r\n";
+        let upgrade = "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\r\n";
         assert_eq!(respond(&config, upgrade).await, None);
     }
 
@@ -420,9 +434,12 @@ mod tests {
             "/%2e%2e/secret.txt",
             "/docs%2f..%2f..%2fsecret.txt",
         ] {
-            let response = respond(&config, &format!("GET {target} HTTP/1.1\r\n\r\n"))
-                .await
-                .unwrap();
+            let response = respond(
+                &config,
+                &format!("GET {target} HTTP/1.1\r\nHost: x\r\n\r\n"),
+            )
+            .await
+            .unwrap();
             assert!(!response.contains("kept outside"), "{target}: {response}");
             assert!(
                 response.starts_with("HTTP/1.1 404") || response.starts_with("HTTP/1.1 400"),
@@ -438,12 +455,12 @@ mod tests {
             ..HttpConfig::default()
         };
         let over = format!(
-            "POST / HTTP/1.1\r\nContent-Length: {}\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
             MAX_REQUEST_BODY + 1
         );
         let response = respond(&config, &over).await.unwrap();
         assert!(response.starts_with("HTTP/1.1 413"), "{response}");
-        let chunked = "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n";
+        let chunked = "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n";
         let response = respond(&config, chunked).await.unwrap();
         assert!(response.starts_with("HTTP/1.1 411"), "{response}");
     }
@@ -454,7 +471,9 @@ mod tests {
             ask_plain: true,
             ..HttpConfig::default()
         };
-        let response = respond(&config, "GET /x HTTP/1.1\r\n\r\n").await.unwrap();
+        let response = respond(&config, "GET /x HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
         assert!(response.starts_with("HTTP/1.1 404"), "{response}");
     }
 
@@ -470,7 +489,7 @@ mod tests {
             headers: vec![("WWW-Authenticate".into(), "Basic realm=\"x\"".into())],
             body: Body::Bytes(b"who?".to_vec()),
         };
-        let post = "POST /a HTTP/1.1\r\nContent-Length: 2\r\n\r\nhi";
+        let post = "POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi";
         let response = respond_with(&config, post, Some(answer.clone()))
             .await
             .unwrap();
@@ -480,7 +499,7 @@ mod tests {
         );
         assert!(response.contains("WWW-Authenticate: Basic realm=\"x\"\r\n"));
         assert!(response.ends_with("\r\n\r\nwho?"), "{response}");
-        let upgrade = "GET / HTTP/1.1\r\nUpgrade: websocket\r\n\r\n";
+        let upgrade = "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\r\n";
         let refused = respond_with(&config, upgrade, Some(answer)).await.unwrap();
         assert!(refused.starts_with("HTTP/1.1 401"), "{refused}");
         assert_eq!(

@@ -571,7 +571,10 @@ mod tests {
         // The client's window: never more than it offered (§7.1.2.2).
         let offer = "permessage-deflate; client_max_window_bits=8";
         let (response, server) = accept(&[offer], &config()).unwrap();
-        assert!(response.ends_with("; client_max_window_bits=8"), "{response}");
+        assert!(
+            response.ends_with("; client_max_window_bits=8"),
+            "{response}"
+        );
         assert_eq!(server.remote_window_bits, 8);
     }
 

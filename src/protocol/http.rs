@@ -23,6 +23,8 @@ pub struct Request {
     pub headers: Headers,
     /// The body, once read (see [`body_length`]).
     pub body: Vec<u8>,
+    /// HTTP/1.1, not 1.0.
+    pub http11: bool,
 }
 
 impl Request {
@@ -53,7 +55,22 @@ pub fn parse_request(head: &[u8]) -> Result<Request, Rejection> {
         target: request.path.unwrap_or("/").to_string(),
         headers: collect(request.headers),
         body: Vec::new(),
+        http11: request.version == Some(1),
     })
+}
+
+/// Refuses a request without its one Host header (RFC 9112 §3.2: an
+/// HTTP/1.1 request has exactly one; HTTP/1.0 may have none), as the
+/// opening handshake does.
+pub fn check_host(request: &Request) -> Result<(), Rejection> {
+    match get_all(&request.headers, "Host").count() {
+        0 if request.http11 => Err(Rejection::new(400, "the request has no Host header")),
+        0 | 1 => Ok(()),
+        _ => Err(Rejection::new(
+            400,
+            "the request has more than one Host header",
+        )),
+    }
 }
 
 /// How many bytes of body follow the head of `request`: its Content-Length,
@@ -75,9 +92,11 @@ pub fn body_length(request: &Request, max: usize) -> Result<usize, Rejection> {
     if lengths.any(|other| other != first) {
         return Err(Rejection::new(400, "conflicting Content-Length headers"));
     }
-    let length: usize = first
-        .parse()
-        .map_err(|_| Rejection::new(400, format!("invalid Content-Length {first:?}")))?;
+    // Digits only (RFC 9110 §8.6): Rust's parse() would take "+3" too.
+    let length: usize = Some(first)
+        .filter(|f| f.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|f| f.parse().ok())
+        .ok_or_else(|| Rejection::new(400, format!("invalid Content-Length {first:?}")))?;
     if length > max {
         return Err(Rejection::new(
             413,
@@ -321,6 +340,18 @@ mod tests {
     }
 
     #[test]
+    fn an_http11_request_has_one_host() {
+        let host = |text: &str| check_host(&request(text)).map_err(|r| r.status);
+        assert_eq!(host("GET / HTTP/1.1\r\nHost: a\r\n\r\n"), Ok(()));
+        assert_eq!(host("GET / HTTP/1.0\r\n\r\n"), Ok(()));
+        assert_eq!(host("GET / HTTP/1.1\r\n\r\n"), Err(400));
+        assert_eq!(
+            host("GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"),
+            Err(400)
+        );
+    }
+
+    #[test]
     fn bodies_are_bounded_and_of_one_known_length() {
         let status = |headers: &str| {
             body_length(&request(&format!("POST / HTTP/1.1\r\n{headers}\r\n")), 10)
@@ -330,6 +361,8 @@ mod tests {
         assert_eq!(status("Content-Length: 10\r\n"), Ok(10));
         assert_eq!(status("Content-Length: 11\r\n"), Err(413));
         assert_eq!(status("Content-Length: -1\r\n"), Err(400));
+        assert_eq!(status("Content-Length: +3\r\n"), Err(400));
+        assert_eq!(status("Content-Length: \r\n"), Err(400));
         assert_eq!(
             status("Content-Length: 1\r\nContent-Length: 2\r\n"),
             Err(400)
