@@ -266,6 +266,18 @@ def test_routes_send_clients_of_each_path_to_their_handler(servers: Any) -> None
     assert fetch(server, "/nowhere")[0] == 404
 
 
+def test_a_page_and_its_socket_may_share_a_url(servers: Any, site: Path) -> None:
+    """With a static folder, a plain GET of a socket's path gets the folder's page (the
+    order: handlers, routes, the folder, 404), and the socket still answers upgrades."""
+    server = servers(static_dir=site)
+    greeted = Recorder()
+    server.route("/")(lambda ws: greeted(ws.resource_name))
+    assert fetch(server, "/")[::2] == (200, b"<h1>home</h1>")
+    with connect(server.url + "/"):
+        assert greeted.wait() == ["/"]
+    assert fetch(server, "/nothing")[0] == 404
+
+
 def test_client_count_follows_the_clients(servers: Any) -> None:
     server = servers()
     counts = Recorder()

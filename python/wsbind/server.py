@@ -848,8 +848,10 @@ class WebSocketServer(Object):
             route, parts = matched
             request.params = parts
             steps.append(lambda: route.handler(request, **parts))
-        if self._routes.match(request.target) is not None:
-            # A browser that opens a socket's URL as a page learns what it is.
+        if self.static_dir is None and self._routes.match(request.target) is not None:
+            # A browser that opens a socket's URL as a page learns what it is;
+            # with a folder, the page of that URL may be there (the order the
+            # docs give: handlers, routes, the folder, then 404).
             steps.append(
                 lambda: Response(
                     426,
