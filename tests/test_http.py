@@ -278,6 +278,17 @@ def test_a_page_and_its_socket_may_share_a_url(servers: Any, site: Path) -> None
     assert fetch(server, "/nothing")[0] == 404
 
 
+def test_an_async_route_on_a_server_without_a_loop_raises_at_once(servers: Any) -> None:
+    """No loop would run it: the client would be left connected with no one to answer."""
+    server = servers()
+
+    async def chat(ws: WebSocket) -> None:
+        pass
+
+    with pytest.raises(TypeError, match="made outside a loop"):
+        server.route("/chat")(chat)
+
+
 def test_client_count_follows_the_clients(servers: Any) -> None:
     server = servers()
     counts = Recorder()

@@ -22,7 +22,7 @@ from .checks import (
     check_subprotocols,
     check_time_limit,
 )
-from .dispatch import Dispatcher, EventKind, current, handler_context
+from .dispatch import Dispatcher, EventKind, LoopDispatcher, current, handler_context
 from .errors import ConnectionClosedOK
 from .http import Request, Response
 from .objects import Binding, BoundSignal, Object, Property, ReadOnly, Signal
@@ -674,13 +674,21 @@ class WebSocketServer(Object):
                 ws.text_message_received.connect(lambda m: server.broadcast_text_message(m))
 
         A coroutine function runs as a task, as ``wsbind.serve()``'s handler
-        does (``async for message in ws``). Once a route is declared, a
+        does (``async for message in ws``), on the asyncio loop the server
+        was made on: on a server made outside one, it raises TypeError at
+        once, as no loop would run it. Once a route is declared, a
         client whose path none matches is refused with 404 before its
         handshake (unless ``serve()`` has a handler for the rest). Qt has
         no routing.
         """
 
         def add(handler: F) -> F:
+            if inspect.iscoroutinefunction(handler) and not isinstance(self._dispatcher, LoopDispatcher):
+                raise TypeError(
+                    f"route {pattern!r}: an async def handler runs on the asyncio loop the server "
+                    "was made on, and this one was made outside a loop: make it inside one "
+                    "(wsbind.serve(), or in a coroutine), or give a plain function"
+                )
             self._routes.add(pattern, handler)
             self._http_changed()
             return handler
