@@ -266,6 +266,20 @@ def test_routes_send_clients_of_each_path_to_their_handler(servers: Any) -> None
     assert fetch(server, "/nowhere")[0] == 404
 
 
+def test_a_client_that_expects_100_continue_gets_it(servers: Any) -> None:
+    """RFC 9110 §10.1.1: a client that waits before sending its body is told to go on."""
+    server = servers()
+    server.http_route("/upload", lambda request: request.body[::-1])
+    with socket.create_connection(("127.0.0.1", server.port), timeout=TIMEOUT) as sock:
+        sock.sendall(b"POST /upload HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n")
+        assert sock.recv(25) == b"HTTP/1.1 100 Continue\r\n\r\n"
+        sock.sendall(b"hello")
+        response = b""
+        while chunk := sock.recv(65536):
+            response += chunk
+    assert response.startswith(b"HTTP/1.1 200 OK\r\n") and response.endswith(b"olleh")
+
+
 def test_a_page_and_its_socket_may_share_a_url(servers: Any, site: Path) -> None:
     """With a static folder, a plain GET of a socket's path gets the folder's page (the
     order: handlers, routes, the folder, 404), and the socket still answers upgrades."""

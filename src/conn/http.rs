@@ -90,6 +90,14 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
             Ok(length) => length,
             Err(rejection) => return refuse(stream, rejection, name).await,
         };
+        // A client that waits for leave to send its body gets it (RFC 9110
+        // §10.1.1), or would wait for its own timeout first.
+        if received.len() < length && request.expects_continue() {
+            stream
+                .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+                .await
+                .ok()?;
+        }
         while received.len() < length {
             if stream.read_buf(&mut received).await.ok()? == 0 {
                 return None;

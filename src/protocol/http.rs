@@ -39,6 +39,14 @@ impl Request {
             .is_some_and(|v| has_token(v, "websocket"))
     }
 
+    /// Whether the client waits for a 100 Continue before it sends its body.
+    pub fn expects_continue(&self) -> bool {
+        self.http11
+            && self
+                .header("Expect")
+                .is_some_and(|v| v.trim().eq_ignore_ascii_case("100-continue"))
+    }
+
     /// Whether the response carries no body (RFC 9110 §9.3.2).
     pub fn is_head(&self) -> bool {
         self.method == "HEAD"
