@@ -277,7 +277,16 @@ async fn attempt(
         &headers,
         target.compression.as_ref(),
     );
-    let lost = |e: std::io::Error| format!("handshake failed: connection lost: {e}");
+    let lost = |e: std::io::Error| {
+        // Under TLS 1.3 a server that refuses our certificate says so with an
+        // alert after our side of the TLS handshake is done: a TLS failure.
+        if tls::alert_of(&e).is_some() {
+            let message = tls::describe(&e, &host, false);
+            events.send(Event::SslErrors(vec![message.clone()]));
+            return message;
+        }
+        format!("handshake failed: connection lost: {e}")
+    };
     stream.write_all(&request.bytes).await.map_err(lost)?;
     let (head, received) = read_head(&mut stream, MAX_HANDSHAKE_SIZE)
         .await

@@ -230,6 +230,14 @@ pub const NOT_TLS: &str = "TLS handshake failed: the server does not speak TLS (
 pub const CLIENT_NOT_TLS: &str =
     "TLS handshake failed: the client does not speak TLS (a ws:// URL?)";
 
+/// The TLS alert the peer sent, if that is what `error` is.
+pub fn alert_of(error: &std::io::Error) -> Option<rustls::AlertDescription> {
+    match error.get_ref()?.downcast_ref::<rustls::Error>()? {
+        rustls::Error::AlertReceived(alert) => Some(*alert),
+        _ => None,
+    }
+}
+
 /// A failed TLS handshake in words a person understands, for `error_string`
 /// and `ssl_errors`; `server` when ours is the server's side, whose peer
 /// `host` is a client.
