@@ -133,6 +133,8 @@ def test_a_rejected_value_names_its_property() -> None:
         WebSocket(max_queue=0)
     with pytest.raises(TypeError, match=r"^write_limit: expected an int, not NoneType$"):
         WebSocket(write_limit=None)
+    with pytest.raises(ValueError, match=r"^write_limit: expected at least 1 byte, not 0$"):
+        WebSocket(write_limit=0)
     with pytest.raises(ValueError, match=r"^close_timeout: "):
         WebSocket().close_timeout = -1
     with pytest.raises(TypeError, match=r"^name must be a str, not int$"):

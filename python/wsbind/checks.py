@@ -80,22 +80,22 @@ def check_bool(value: Any) -> bool:
     return value
 
 
-def check_size(value: Any) -> int:
-    """Accepts a size in bytes: an int of at least 1."""
+def _at_least_one(value: Any, unit: str) -> int:
     if not isinstance(value, int) or isinstance(value, bool):
         raise TypeError(f"expected an int, not {type(value).__name__}")
     if value < 1:
-        raise ValueError(f"expected a size of at least 1 byte, not {value}")
+        raise ValueError(f"expected at least 1 {unit}, not {value}")
     return value
+
+
+def check_size(value: Any) -> int:
+    """Accepts a size in bytes: an int of at least 1."""
+    return _at_least_one(value, "byte")
 
 
 def check_count(value: Any) -> int:
     """Accepts a number of messages: an int of at least 1."""
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise TypeError(f"expected an int, not {type(value).__name__}")
-    if value < 1:
-        raise ValueError(f"expected at least 1 message, not {value}")
-    return value
+    return _at_least_one(value, "message")
 
 
 def check_time_limit(value: Any) -> float | None:
