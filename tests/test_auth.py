@@ -8,13 +8,14 @@ import base64
 import hashlib
 import re
 import secrets
+import threading
 from collections.abc import Callable
 from http import HTTPStatus
 from typing import Any
 
 import pytest
 
-from conftest import echo, wait_until, websockets_server
+from conftest import TIMEOUT, echo, wait_until, websockets_server
 from wsbind import Status, WebSocket
 
 USER, PASSWORD, REALM = "ada", "s3cret:pw", "wsbind tests"
@@ -100,6 +101,28 @@ def test_a_handler_answers_the_401_and_the_handshake_is_retried(scheme: str, soc
     assert asked == [REALM]
     assert guard.seen[0] is None
     assert guard.seen[1] is not None and guard.seen[1].startswith(scheme.split()[0] + " ")
+    assert len(guard.seen) == 2
+
+
+def test_a_handler_connected_after_active_is_asked(sockets: Any) -> None:
+    """``@ws.authentication_required.connect`` after ``WebSocket(..., active=True)``, as the
+    README writes it: the handler is there when the 401 comes, so it is asked."""
+    guard = Guard("Basic")
+    connected = threading.Event()
+
+    def gated(connection: Any, request: Any) -> Any:
+        connected.wait(TIMEOUT)  # The 401 goes out once the handler is connected.
+        return guard(connection, request)
+
+    with websockets_server(echo, process_request=gated) as (url, _):
+        ws = sockets(url=url, active=True)
+
+        @ws.authentication_required.connect
+        def login(authenticator: Any) -> None:
+            authenticator.user, authenticator.password = USER, PASSWORD
+
+        connected.set()
+        assert outcome(ws) is Status.OPEN, ws.error_string
     assert len(guard.seen) == 2
 
 

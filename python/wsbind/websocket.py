@@ -1231,9 +1231,11 @@ class WebSocket(Object):
             self._options(),
             None if self.ssl_configuration is None else self.ssl_configuration._options(client=True),
             _wsbind.environment_proxy(self.url) if self.proxy == "" else self.proxy,
-            self.proxy_authentication_required.connected,
+            # Asked whatever handlers there are now: one connected after
+            # active=True, before the 401 or 407 comes, must hear of it.
+            True,
             compression=self.compression,
-            ask_auth=self.authentication_required.connected,
+            ask_auth=True,
             # Before the connection starts: its events may be taken at once.
             register=self._connecting,
         )
