@@ -251,6 +251,9 @@ def test_help_shows_signature_and_signal_arguments() -> None:
         repr(WebSocketServer.client_connected)
         == "<signal WebSocketServer.client_connected(web_socket: WebSocket)>"
     )
+    # An object's signal too, with its handlers.
+    ws = WebSocket(on_pong=print)
+    assert repr(ws.pong) == "<signal WebSocket.pong(elapsed_ms: float, payload: bytes) with 1 handler(s)>"
 
 
 def test_handler_none_connects_nothing() -> None:

@@ -275,7 +275,12 @@ class BoundSignal(Generic[*Ts]):
         return Emissions(self, MAX_EMISSIONS)
 
     def __repr__(self) -> str:
-        return f"<signal {self._name} with {len(self._handlers)} handler(s)>"
+        # With its arguments, as the class's signal shows them.
+        owner = None if self._owner is None else self._owner()
+        cls, _, name = self._name.rpartition(".")
+        signal = getattr(type(owner), name, None) if owner is not None else None
+        what = f"{cls}.{signal.describe()}" if isinstance(signal, Signal) else self._name
+        return f"<signal {what} with {len(self._handlers)} handler(s)>"
 
 
 class Emissions:
