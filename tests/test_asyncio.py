@@ -7,6 +7,7 @@ import array
 import asyncio
 import contextlib
 import errno
+import gc
 import itertools
 import logging
 import os
@@ -214,6 +215,28 @@ def test_wait_closed_keeps_a_handler_until_its_client_leaves() -> None:
         await WebSocket().wait_closed()
 
     run(main())
+
+
+def test_asyncio_run_again_and_again_keeps_no_descriptors() -> None:
+    """Each asyncio.run() gets a dispatcher for its loop, let go of once the loop is closed:
+    a program that calls asyncio.run() over and over does not run out of descriptors."""
+    from wsbind import dispatch
+
+    async def once() -> None:
+        server = await wsbind.serve(lambda ws: ws.wait_closed())
+        await server.close()
+
+    def descriptors() -> int:
+        gc.collect()
+        return len(os.listdir("/proc/self/fd"))
+
+    asyncio.run(once())
+    before = descriptors()
+    for _ in range(60):
+        asyncio.run(once())
+    # Three descriptors a run were kept before (the queue's and its poller's).
+    assert descriptors() - before < 30
+    assert len(dispatch._loops) <= 1
 
 
 def test_a_socket_of_a_loop_that_is_closed_says_so() -> None:

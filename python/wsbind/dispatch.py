@@ -273,11 +273,25 @@ def current() -> Dispatcher:
         if loop is not None:
             dispatcher = _loops.get(loop)
             if dispatcher is None:
+                _forget_closed_loops()
                 dispatcher = _loops[loop] = LoopDispatcher(loop)
             return dispatcher
         if _event_thread is None:
             _event_thread = ThreadDispatcher()
         return _event_thread
+
+
+def _forget_closed_loops() -> None:
+    """Lets go of the dispatchers of loops that are closed (each ``asyncio.run()``'s, once it returned).
+
+    A dispatcher holds its loop, so the weak keys of ``_loops`` alone would
+    never let go: each would keep its queue and the queue's file
+    descriptors for good, and a program that calls ``asyncio.run()`` again
+    and again would run out of them. Sockets made on such a loop keep their
+    dispatcher as long as they live.
+    """
+    for loop in [loop for loop in _loops if loop.is_closed()]:
+        del _loops[loop]
 
 
 def _dispatchers() -> list[Dispatcher]:
