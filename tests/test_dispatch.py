@@ -32,6 +32,22 @@ def test_without_a_loop_handlers_run_on_the_event_thread(sockets: Any, echo_url:
     assert got.threads == ["wsbind-events"]
 
 
+def test_status_handlers_run_on_the_event_thread_whoever_sets_the_change_off(
+    sockets: Any, echo_url: str
+) -> None:
+    """``active = True`` on the main thread: CONNECTING is told on the event thread with
+    the rest, so that it never runs beside a handler still busy with the last CLOSED."""
+    statuses = Recorder()
+    ws = sockets(url=echo_url, on_status_changed=statuses)
+    ws.active = True
+    assert ws.status is Status.CONNECTING  # Stored at once, told on the socket's thread.
+    wait_until(lambda: Status.OPEN in statuses.values, what="OPEN")
+    ws.active = False
+    wait_until(lambda: Status.CLOSED in statuses.values, what="CLOSED")
+    assert statuses.values == [Status.CONNECTING, Status.OPEN, Status.CLOSING, Status.CLOSED]
+    assert set(statuses.threads) == {"wsbind-events"}
+
+
 def test_inside_a_loop_handlers_run_on_that_loop(echo_url: str) -> None:
     async def main() -> tuple[list[Any], Any, threading.Thread]:
         loop = asyncio.get_running_loop()

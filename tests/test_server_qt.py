@@ -335,9 +335,14 @@ def test_closed_is_emitted_when_listen_goes_false(servers: Any) -> None:
     server = servers(on_closed=closed)
     assert closed.calls == []
     server.listen = False
-    assert closed.calls == [()]
+    closed.wait()
     server.listen = False
+    # Whatever the second one would have told comes before this, on the server's thread.
+    told = threading.Event()
+    server._dispatcher.call(told.set)
+    assert told.wait(TIMEOUT)
     assert closed.calls == [()]
+    assert closed.threads == ["wsbind-events"]
 
 
 # -- allowed_origins

@@ -964,12 +964,15 @@ class WebSocketServer(Object):
 
     def _stop(self) -> None:
         server, self._server = self._server, None
+        # Told on the server's thread, as listen = True's changes are, also
+        # when `listen = False` is set on another.
+        call = self._dispatcher.call
         if server is not None:
             self._dispatcher.unregister(server.id)
             server.stop()
-            self.closed.emit()
-        self._write("url", "")
-        self._write("broker_state", BrokerState.DISCONNECTED)
+            call(self.closed.emit)
+        self._write_all({"url": ""}, emit_on=call)
+        self._write_all({"broker_state": BrokerState.DISCONNECTED}, emit_on=call)
         self._changes.wake_all()
 
     def _listen_changed(self) -> None:

@@ -1249,8 +1249,16 @@ class WebSocket(Object):
 
     def _set_status(self, status: Status, error: str = "") -> None:
         # As Qt: the error string is in place before status_changed runs.
-        if "status" not in self._write_all({"error_string": error, "status": status}):
+        # Stored at once; told on this socket's thread or loop, where its
+        # other handlers run: a CONNECTING set off by `active = True` on
+        # another thread must not run beside a handler of the last CLOSED.
+        call = self._dispatcher.call
+        if "status" not in self._write_all({"error_string": error, "status": status}, emit_on=call):
             return
+        call(lambda: self._status_told(status, error))
+
+    def _status_told(self, status: Status, error: str) -> None:
+        """The signals that follow a status change: about_to_close, error_occurred."""
         if status is Status.CLOSING:
             self.about_to_close.emit()
         elif status is Status.ERROR:
