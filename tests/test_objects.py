@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 import wsbind
-from conftest import wait_until
+from conftest import TIMEOUT, wait_until
 from wsbind import (
     Binding,
     BoundSignal,
@@ -141,6 +141,35 @@ def test_a_rejected_value_names_its_property() -> None:
         Counter(name=12)
     with pytest.raises(InvalidURL):
         WebSocket(url="http://example.com")
+
+
+def _two_threads_change_a_bindings_sources() -> int:
+    """x.value changes on thread A, whose evaluation runs the target's handler; meanwhile
+    y.value changes on thread B. Returns the bound value at the end (11 when right)."""
+    x, y, target = Counter(), Counter(), Counter()
+    b_arrived = threading.Event()
+    # Connected before the binding: runs on B just before the binding's evaluation.
+    y.value_changed.connect(lambda _: b_arrived.set())
+    target.value = bind(lambda: x.value + y.value)
+
+    def told(_: int) -> None:
+        if threading.current_thread().name == "A":
+            assert b_arrived.wait(TIMEOUT)
+
+    target.value_changed.connect(told)
+    a = threading.Thread(target=lambda: setattr(x, "value", 1), name="A")
+    b = threading.Thread(target=lambda: setattr(y, "value", 10), name="B")
+    a.start()
+    b.start()
+    a.join(TIMEOUT)
+    b.join(TIMEOUT)
+    return int(target.value)
+
+
+def test_a_binding_whose_sources_change_on_two_threads_ends_up_right() -> None:
+    """B's evaluation waits for A's, then reads both values: no false binding loop, and the
+    value is not left stale."""
+    assert [_two_threads_change_a_bindings_sources() for _ in range(20)] == [11] * 20
 
 
 def test_assigning_read_only_property_raises_attribute_error() -> None:

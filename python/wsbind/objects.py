@@ -760,22 +760,28 @@ class _ActiveBinding:
         self.sources: list[BoundSignal[*tuple[Any, ...]]] = []
         # True while fn runs, to cut binding loops as QML does.
         self.evaluating = False
+        # Held while it evaluates: sources that change on two threads (two
+        # sockets' event threads) evaluate it one after the other, the later
+        # reading both new values, rather than the later one taking the
+        # earlier for a binding loop and leaving the value stale.
+        self.lock = threading.RLock()
 
     def evaluate(self, *_: Any) -> None:
         target = self.target()
         if target is None:
             self.detach()
             return
-        if self.evaluating:
-            logger.warning("binding loop detected for %s.%s", type(target).__name__, self.prop.name)
-            return
-        # Until the value is stored: storing it emits the change signals that
-        # would bring a binding loop back here.
-        self.evaluating = True
-        try:
-            self._evaluate(target)
-        finally:
-            self.evaluating = False
+        with self.lock:
+            if self.evaluating:
+                logger.warning("binding loop detected for %s.%s", type(target).__name__, self.prop.name)
+                return
+            # Until the value is stored: storing it emits the change signals that
+            # would bring a binding loop back here.
+            self.evaluating = True
+            try:
+                self._evaluate(target)
+            finally:
+                self.evaluating = False
 
     def _evaluate(self, target: Object) -> None:
         # A property read by fn may change on another thread (wsbind's event
