@@ -239,6 +239,30 @@ def test_run_returns_on_quit_and_closes_sockets_with_1001() -> None:
     assert "status CLOSED peer saw [1001]" in result.stdout
 
 
+def test_sys_exit_in_a_handler_ends_run_and_spares_the_event_thread() -> None:
+    """sys.exit() on the event thread would end that thread alone, and every object's events
+    with it: it is logged and ends run() instead, and later objects still get their events."""
+    result = run_script(
+        """
+        import sys, threading, wsbind
+        from wsbind import Status, WebSocket, WebSocketServer
+
+        server = WebSocketServer(listen=True)
+        ws = WebSocket(url=server.url, active=True,
+                       on_status_changed=lambda s: sys.exit(3) if s is Status.OPEN else None)
+        wsbind.run()
+        opened = threading.Event()
+        server = WebSocketServer(listen=True)
+        later = WebSocket(url=server.url, active=True,
+                          on_connected=opened.set)
+        print("later socket opened:", opened.wait(10))
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "later socket opened: True\n"
+    assert "a handler called sys.exit() on wsbind's event thread" in result.stderr
+
+
 def test_run_returns_on_ctrl_c() -> None:
     script = """
         import sys, threading, time, wsbind

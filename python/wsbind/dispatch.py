@@ -164,6 +164,13 @@ class Dispatcher:
                 fn()
             except Exception:
                 logger.exception("wsbind failed to run %r", fn)
+            except SystemExit:
+                self.exited()
+
+    def exited(self) -> None:
+        """A handler raised SystemExit (``sys.exit()``) on this dispatcher's thread."""
+        # Called in an except clause, so this raises it again: asyncio's loops end on it.
+        raise
 
     def register(self, native_id: int, obj: Member) -> None:
         self.objects[native_id] = obj
@@ -193,6 +200,8 @@ class Dispatcher:
                     context.copy().run(obj._event, kind, payload)
             except Exception:
                 logger.exception("wsbind failed to deliver an event to %r", obj)
+            except SystemExit:
+                self.exited()
 
 
 class LoopDispatcher(Dispatcher):
@@ -242,6 +251,14 @@ class ThreadDispatcher(Dispatcher):
 
     def owns_current_thread(self) -> bool:
         return threading.current_thread() is self.thread
+
+    def exited(self) -> None:
+        # Raised here it would end this thread alone, and with it every
+        # object's events: the program meant to stop, which is run()'s end.
+        logger.error(
+            "a handler called sys.exit() on wsbind's event thread; wsbind.run() returns", exc_info=True
+        )
+        quit()
 
     def wake(self) -> None:
         self.queue.wake()
