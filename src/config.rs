@@ -211,8 +211,16 @@ pub const MAX_REQUEST_BODY: usize = 64 << 10;
 
 /// Connections that finished their handshake but that the server has not
 /// handed to `client_connected` yet: 30, as Qt's `maxPendingConnections`.
-/// Over it new clients get HTTP 503 (try again later) and `server_error(1006)`.
+/// Over it a new client waits for a place (see `PENDING_WAIT`), then gets
+/// HTTP 503 (try again later) and `server_error(1006)`.
 pub const MAX_PENDING_CONNECTIONS: usize = 30;
+
+/// How long a handshake waits for a pending place before its 503: 5 s. A
+/// burst of clients (a restarted server's browser tabs all coming back)
+/// finishes its handshakes faster than Python takes them, and should wait
+/// milliseconds rather than be refused; a Python thread stuck for seconds
+/// is worth a 503 within the handshake timeout (10 s).
+pub const PENDING_WAIT: Duration = Duration::from_secs(5);
 
 /// Connections the kernel queues for a listening server before it accepts
 /// them: 1024 (Qt's default is 50, Python's `asyncio` 100, Linux caps it

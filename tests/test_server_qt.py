@@ -15,6 +15,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -159,6 +160,47 @@ def test_over_max_pending_connections_gets_503_and_server_error_1006(servers: An
             assert client.recv(timeout=TIMEOUT) == "served"
     assert_echoes(server.url, "pending is back to 0")
     assert errors.values == [1006]
+
+
+def established(port: int) -> int:
+    """TCP connections to ``port`` on this machine that the kernel has established."""
+    lines = Path("/proc/net/tcp").read_text().splitlines()[1:]
+    return sum(1 for line in lines if line.split()[1].endswith(f":{port:04X}") and line.split()[3] == "01")
+
+
+def test_a_burst_over_max_pending_connections_waits_for_places(servers: Any) -> None:
+    """Clients over the bound while Python is busy wait for a place (up to 5 s) rather than
+    get 503 at once: a restarted server's browser tabs all come back together."""
+    release, entered = threading.Event(), threading.Event()
+    accepted: list[WebSocket] = []
+
+    def on_client(ws: WebSocket) -> None:
+        accepted.append(ws)
+        echoing(ws)
+        if len(accepted) == 1:
+            entered.set()
+            release.wait(TIMEOUT)
+
+    server = servers(max_pending_connections=2, on_client_connected=on_client)
+    results: list[str] = []
+
+    def client() -> None:
+        with connect(server.url, open_timeout=TIMEOUT) as ws:
+            ws.send("burst")
+            results.append(str(ws.recv(timeout=TIMEOUT)))
+
+    with connect(server.url, open_timeout=TIMEOUT):
+        assert entered.wait(TIMEOUT)
+        burst = [threading.Thread(target=client) for _ in range(6)]
+        for thread in burst:
+            thread.start()
+        # All of them connected while Python is held: two handshakes take the places,
+        # the other four wait for them (they got 503 at once before).
+        wait_until(lambda: established(server.port) >= 7, what="the burst's connections")
+        release.set()
+        for thread in burst:
+            thread.join(TIMEOUT)
+    assert results == ["burst"] * 6
 
 
 def test_a_client_whose_client_connected_has_not_run_still_counts_as_pending(servers: Any) -> None:

@@ -308,7 +308,8 @@ class WebSocketServer(Object):
         check=check_pending,
         changed="_limits_changed",
         doc="Connections that finished their handshake but that the server has not handed "
-        "to ``client_connected`` yet (its thread is busy); over it new clients get HTTP 503 "
+        "to ``client_connected`` yet (its thread is busy); over it a new client waits up to "
+        "5 s for a place (a burst of clients is served, not refused), then gets HTTP 503 "
         "and ``server_error(1006)``. "
         "Default 30, as Qt (C++: ``maxPendingConnections``).",
     )

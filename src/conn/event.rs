@@ -2,7 +2,7 @@
 //! time, through the [`EventSink`] of its object, in the order it happened.
 //! `py/events.rs` turns each into the object Python's dispatch reads.
 
-use std::sync::atomic::AtomicUsize;
+use super::server::Pending;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -36,7 +36,7 @@ pub struct Accepted {
     pub headers: Headers,
     pub endpoints: Endpoints,
     /// The server's count of connections Python has not taken yet.
-    pub pending: Arc<AtomicUsize>,
+    pub pending: Arc<Pending>,
 }
 
 /// Something a tokio task (or the thread that reads a socket) learned that

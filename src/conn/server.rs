@@ -10,7 +10,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{watch, Notify, Semaphore};
 use tokio_rustls::TlsAcceptor;
 
 use super::broadcast::broadcast;
@@ -26,7 +26,7 @@ use super::settings::Settings;
 use super::takeover;
 use super::task::{self, Opened};
 use crate::bridge::Question;
-use crate::config::{MAX_CONCURRENT_HANDSHAKES, MAX_HANDSHAKE_SIZE};
+use crate::config::{MAX_CONCURRENT_HANDSHAKES, MAX_HANDSHAKE_SIZE, PENDING_WAIT};
 use crate::errors::Error;
 use crate::net::{read_head, runtime, tls, Endpoints, Stream};
 use crate::protocol::deflate::{self, DeflateConfig, Negotiated};
@@ -78,7 +78,7 @@ pub struct Server {
     /// The open server-side connections, closed with 1001 on stop.
     clients: Mutex<Members>,
     /// Connections handed to Python and not yet taken by its handlers.
-    pending: Arc<AtomicUsize>,
+    pending: Arc<Pending>,
     handshakes: Arc<Semaphore>,
     /// TLS for wss://, and the certificate it serves.
     tls: Option<(TlsAcceptor, Arc<tls::Certificate>)>,
@@ -141,7 +141,7 @@ impl Server {
             config: Mutex::new(config),
             control,
             clients: Mutex::default(),
-            pending: Arc::new(AtomicUsize::new(0)),
+            pending: Arc::default(),
             handshakes: Arc::new(Semaphore::new(MAX_CONCURRENT_HANDSHAKES)),
             tls: tls.map(|(config, certificate)| (TlsAcceptor::from(config), certificate)),
             groups: Arc::default(),
@@ -289,35 +289,72 @@ impl Server {
 /// handshake leaves by — a write that fails, a timeout in the middle of it,
 /// a socket that cannot run — the place is not lost.
 struct PendingPlace {
-    count: Arc<AtomicUsize>,
+    pending: Arc<Pending>,
     held: bool,
 }
 
 impl PendingPlace {
     /// A place, unless `max` are taken.
-    fn take(count: &Arc<AtomicUsize>, max: usize) -> Option<PendingPlace> {
-        if count.fetch_add(1, Ordering::AcqRel) >= max {
-            count.fetch_sub(1, Ordering::AcqRel);
+    fn take(pending: &Arc<Pending>, max: usize) -> Option<PendingPlace> {
+        if pending.count.fetch_add(1, Ordering::AcqRel) >= max {
+            pending.count.fetch_sub(1, Ordering::AcqRel);
             return None;
         }
         Some(PendingPlace {
-            count: Arc::clone(count),
+            pending: Arc::clone(pending),
             held: true,
         })
     }
 
+    /// A place, once one is free, waiting up to `wait` for Python to take
+    /// a connection: a burst of clients (a restarted server's browser tabs
+    /// coming back) finishes its handshakes faster than Python takes them.
+    async fn wait_for(pending: &Arc<Pending>, max: usize, wait: Duration) -> Option<PendingPlace> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            // Listening before looking: a place freed in between wakes it.
+            let freed = pending.freed.notified();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
+            if let Some(place) = PendingPlace::take(pending, max) {
+                return Some(place);
+            }
+            tokio::time::timeout_at(deadline, freed).await.ok()?;
+        }
+    }
+
     /// The count the connection's Python handle leaves when it is taken.
-    fn hand_over(mut self) -> Arc<AtomicUsize> {
+    fn hand_over(mut self) -> Arc<Pending> {
         self.held = false;
-        Arc::clone(&self.count)
+        Arc::clone(&self.pending)
     }
 }
 
 impl Drop for PendingPlace {
     fn drop(&mut self) {
         if self.held {
-            self.count.fetch_sub(1, Ordering::AcqRel);
+            self.pending.leave();
         }
+    }
+}
+
+/// A server's count of connections Python has not taken yet, and the
+/// handshakes waiting for one of them to be taken.
+#[derive(Default)]
+pub struct Pending {
+    count: AtomicUsize,
+    freed: Notify,
+}
+
+impl Pending {
+    /// One connection less: Python took it, or its handshake failed.
+    pub fn leave(&self) {
+        self.count.fetch_sub(1, Ordering::AcqRel);
+        self.freed.notify_waiters();
+    }
+
+    pub fn count(&self) -> usize {
+        self.count.load(Ordering::Acquire)
     }
 }
 
@@ -548,7 +585,8 @@ async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
         return refuse(stream, Rejection::new(403, "origin not allowed"), &name).await;
     }
     let max_pending = server.config().max_pending;
-    let Some(place) = PendingPlace::take(&server.pending, max_pending) else {
+    let Some(place) = PendingPlace::wait_for(&server.pending, max_pending, PENDING_WAIT).await
+    else {
         events.send(Event::ServerError(CloseCode::ABNORMAL_CLOSURE));
         let busy = Rejection::new(503, "too many pending connections; try again later");
         return refuse(stream, busy, &name).await;
@@ -629,7 +667,7 @@ mod tests {
             config: Mutex::new(config(max_pending)),
             control,
             clients: Mutex::default(),
-            pending: Arc::new(AtomicUsize::new(0)),
+            pending: Arc::default(),
             handshakes: Arc::new(Semaphore::new(1)),
             tls: None,
             groups: Arc::default(),
@@ -670,7 +708,7 @@ mod tests {
             )
             .await;
             assert!(done.is_err(), "the 101 response cannot be written");
-            assert_eq!(server.pending.load(Ordering::Acquire), 0);
+            assert_eq!(server.pending.count(), 0);
             drop(writing.await.unwrap());
         }
     }
@@ -688,22 +726,33 @@ mod tests {
     }
 
     /// A handshake that completes keeps its place until Python takes the
-    /// connection; a handshake over the bound is refused with 503.
-    #[tokio::test]
+    /// connection; a handshake over the bound waits for a place, and is
+    /// refused with 503 if none comes within `PENDING_WAIT`.
+    #[tokio::test(start_paused = true)]
     async fn pending_places_are_bounded_and_kept_until_handed_over() {
         let queue = EventQueue::new(false).unwrap();
         let events = queue.sink(1);
-        let server = server(1);
+        let server = Arc::new(server(1));
         let (first, response) = answer(&server, &events).await;
         assert!(response.starts_with("HTTP/1.1 101"), "{response}");
         let first = first.expect("the first handshake succeeds");
-        assert_eq!(server.pending.load(Ordering::Acquire), 1);
+        assert_eq!(server.pending.count(), 1);
+        // Virtual time: the wait runs out without anyone taking the first.
         let (second, response) = answer(&server, &events).await;
         assert!(second.is_none());
         assert!(response.starts_with("HTTP/1.1 503"), "{response}");
-        let count = first.place.hand_over();
-        assert_eq!(count.load(Ordering::Acquire), 1, "kept for Python");
-        count.fetch_sub(1, Ordering::AcqRel);
-        assert!(answer(&server, &events).await.0.is_some());
+        let pending = first.place.hand_over();
+        assert_eq!(pending.count(), 1, "kept for Python");
+        // A handshake that waits gets the place Python frees meanwhile.
+        let third = tokio::spawn({
+            let server = Arc::clone(&server);
+            let events = events.clone();
+            async move { answer(&server, &events).await }
+        });
+        tokio::task::yield_now().await;
+        pending.leave();
+        let (third, response) = third.await.unwrap();
+        assert!(response.starts_with("HTTP/1.1 101"), "{response}");
+        assert!(third.is_some());
     }
 }

@@ -1,7 +1,6 @@
 //! The handle Python holds to send on a connection and to close it, and
 //! the broadcast of one message to many.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -15,6 +14,7 @@ use super::awaitable::awaitable;
 use super::options::{seconds, Options};
 use crate::conn::broadcast::broadcast as broadcast_to;
 use crate::conn::connection::Flushed;
+use crate::conn::server::Pending;
 use crate::conn::Connection;
 use crate::protocol::{close, MAX_CONTROL_PAYLOAD};
 
@@ -42,7 +42,7 @@ pub struct PyConnection {
     pub(super) connection: Arc<Connection>,
     /// A server's count of accepted connections not yet handed to
     /// `client_connected`; this one leaves it when the server takes it.
-    pending: Mutex<Option<Arc<AtomicUsize>>>,
+    pending: Mutex<Option<Arc<Pending>>>,
 }
 
 impl From<Arc<Connection>> for PyConnection {
@@ -56,7 +56,7 @@ impl From<Arc<Connection>> for PyConnection {
 
 impl PyConnection {
     /// A server's connection, counted as pending until `taken()`.
-    pub fn pending(connection: Arc<Connection>, pending: Arc<AtomicUsize>) -> Self {
+    pub fn pending(connection: Arc<Connection>, pending: Arc<Pending>) -> Self {
         PyConnection {
             connection,
             pending: Mutex::new(Some(pending)),
@@ -70,7 +70,7 @@ impl PyConnection {
             .unwrap_or_else(|e| e.into_inner())
             .take();
         if let Some(pending) = pending {
-            pending.fetch_sub(1, Ordering::AcqRel);
+            pending.leave();
         }
     }
 
