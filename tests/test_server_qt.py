@@ -128,22 +128,31 @@ def test_idle_connections_do_not_stop_a_real_client(servers: Any) -> None:
 # -- max_pending_connections
 
 
+class FirstClientHeld:
+    """A client_connected handler that echoes, and holds the event thread in the first
+    client's handler until ``release`` is set."""
+
+    def __init__(self) -> None:
+        self.accepted: list[WebSocket] = []
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def __call__(self, ws: WebSocket) -> None:
+        self.accepted.append(ws)
+        echoing(ws)
+        if len(self.accepted) == 1:
+            self.entered.set()
+            self.release.wait(TIMEOUT)
+
+
 def test_over_max_pending_connections_gets_503_and_server_error_1006(servers: Any) -> None:
     """Pending = handshakes done but not yet taken by Python. With the event thread held inside the
     first client's client_connected, a second client is pending; a third gets HTTP 503, and
     server_error(1006) is emitted once the thread is free."""
-    release, entered = threading.Event(), threading.Event()
-    accepted: list[WebSocket] = []
+    held = FirstClientHeld()
+    release, entered, accepted = held.release, held.entered, held.accepted
     errors = Recorder()
-
-    def on_client(ws: WebSocket) -> None:
-        accepted.append(ws)
-        echoing(ws)
-        if len(accepted) == 1:
-            entered.set()
-            release.wait(TIMEOUT)
-
-    server = servers(max_pending_connections=1, on_client_connected=on_client, on_server_error=errors)
+    server = servers(max_pending_connections=1, on_client_connected=held, on_server_error=errors)
     with contextlib.ExitStack() as stack:
         try:
             first = stack.enter_context(connect(server.url, open_timeout=TIMEOUT))
@@ -171,17 +180,9 @@ def established(port: int) -> int:
 def test_a_burst_over_max_pending_connections_waits_for_places(servers: Any) -> None:
     """Clients over the bound while Python is busy wait for a place (up to 5 s) rather than
     get 503 at once: a restarted server's browser tabs all come back together."""
-    release, entered = threading.Event(), threading.Event()
-    accepted: list[WebSocket] = []
-
-    def on_client(ws: WebSocket) -> None:
-        accepted.append(ws)
-        echoing(ws)
-        if len(accepted) == 1:
-            entered.set()
-            release.wait(TIMEOUT)
-
-    server = servers(max_pending_connections=2, on_client_connected=on_client)
+    held = FirstClientHeld()
+    release, entered = held.release, held.entered
+    server = servers(max_pending_connections=2, on_client_connected=held)
     results: list[str] = []
 
     def client() -> None:
