@@ -166,6 +166,25 @@ def _two_threads_change_a_bindings_sources() -> int:
     return int(target.value)
 
 
+def test_bindings_that_read_each_other_do_not_deadlock_across_threads() -> None:
+    """Two bindings each reading the other (they settle) whose sources change on two threads
+    at once: neither waits for the other's evaluation, so neither thread can hang."""
+    for _ in range(50):
+        s1, s2, a, b = Counter(), Counter(), Counter(), Counter()
+        a.value = bind(lambda s1=s1, b=b: s1.value + 0 * b.value)
+        b.value = bind(lambda s2=s2, a=a: s2.value + 0 * a.value)
+        threads = [
+            threading.Thread(target=lambda s1=s1: setattr(s1, "value", 1)),
+            threading.Thread(target=lambda s2=s2: setattr(s2, "value", 2)),
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(TIMEOUT)
+            assert not thread.is_alive(), "deadlocked"
+        assert (a.value, b.value) == (1, 2)
+
+
 def test_a_binding_whose_sources_change_on_two_threads_ends_up_right() -> None:
     """B's evaluation waits for A's, then reads both values: no false binding loop, and the
     value is not left stale."""

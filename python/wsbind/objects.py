@@ -758,30 +758,41 @@ class _ActiveBinding:
         self.prop = prop
         # The change signals this binding listens to.
         self.sources: list[BoundSignal[*tuple[Any, ...]]] = []
-        # True while fn runs, to cut binding loops as QML does.
-        self.evaluating = False
-        # Held while it evaluates: sources that change on two threads (two
-        # sockets' event threads) evaluate it one after the other, the later
-        # reading both new values, rather than the later one taking the
-        # earlier for a binding loop and leaving the value stale.
-        self.lock = threading.RLock()
+        # The thread whose evaluation runs, if one does: the same thread
+        # coming back is a binding loop, cut as QML cuts it.
+        self.evaluating: int | None = None
+        # A source changed on another thread meanwhile: that evaluation runs
+        # again before it ends, reading every new value. Not a wait for it,
+        # which two bindings reading each other could turn into a deadlock.
+        self.again = False
+        # Guards the two above; never held while fn or a handler runs.
+        self.lock = threading.Lock()
 
     def evaluate(self, *_: Any) -> None:
         target = self.target()
         if target is None:
             self.detach()
             return
+        me = threading.get_ident()
         with self.lock:
-            if self.evaluating:
-                logger.warning("binding loop detected for %s.%s", type(target).__name__, self.prop.name)
+            if self.evaluating is not None:
+                if self.evaluating == me:
+                    logger.warning("binding loop detected for %s.%s", type(target).__name__, self.prop.name)
+                else:
+                    self.again = True
                 return
-            # Until the value is stored: storing it emits the change signals that
-            # would bring a binding loop back here.
-            self.evaluating = True
-            try:
+            self.evaluating = me
+        try:
+            while True:
                 self._evaluate(target)
-            finally:
-                self.evaluating = False
+                with self.lock:
+                    if not self.again:
+                        break
+                    self.again = False
+        finally:
+            with self.lock:
+                self.evaluating = None
+                self.again = False
 
     def _evaluate(self, target: Object) -> None:
         # A property read by fn may change on another thread (wsbind's event
