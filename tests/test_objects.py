@@ -137,6 +137,8 @@ def test_a_rejected_value_names_its_property() -> None:
         WebSocket(write_limit=0)
     with pytest.raises(ValueError, match=r"^close_timeout: "):
         WebSocket().close_timeout = -1
+    with pytest.raises(ValueError, match=r"^outgoing_frame_size: expected at most \d+ bytes"):
+        WebSocket(outgoing_frame_size=2**64)
     with pytest.raises(TypeError, match=r"^name must be a str, not int$"):
         Counter(name=12)
     with pytest.raises(InvalidURL):

@@ -11,6 +11,7 @@ written once.
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -85,6 +86,9 @@ def _at_least_one(value: Any, unit: str) -> int:
         raise TypeError(f"expected an int, not {type(value).__name__}")
     if value < 1:
         raise ValueError(f"expected at least 1 {unit}, not {value}")
+    # The native core holds sizes and counts in 64 bits.
+    if value > sys.maxsize:
+        raise ValueError(f"expected at most {sys.maxsize} {unit}s, not {value}")
     return value
 
 
