@@ -125,6 +125,21 @@ def test_idle_connections_do_not_stop_a_real_client(servers: Any) -> None:
                 sock.recv(1)
 
 
+def test_a_servers_incoming_limits_stay_on_its_sockets(servers: Any) -> None:
+    """The server's max_allowed_incoming_message_size is its sockets' own, and stays theirs when
+    another option is set on one: a message over it fails with 1009 all the same."""
+    accepted = Recorder()
+    server = servers(max_allowed_incoming_message_size=1000, on_client_connected=accepted)
+    with connect(server.url, open_timeout=TIMEOUT) as client:
+        (ws,) = accepted.wait()
+        assert ws.max_allowed_incoming_message_size == 1000
+        ws.ping_interval = 30  # sends every option to the connection again
+        client.send(b"x" * 2000)
+        with pytest.raises(websockets.ConnectionClosedError) as closed:
+            client.recv(timeout=TIMEOUT)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
+
+
 # -- max_pending_connections
 
 

@@ -1035,7 +1035,12 @@ class WebSocketServer(Object):
     def _event(self, kind: int, payload: Any) -> None:
         if kind == EventKind.CLIENT_CONNECTED:
             conn = payload.connection
-            ws = WebSocket._accept(self._dispatcher, payload, self._on_client_finished)
+            ws = WebSocket._accept(
+                self._dispatcher,
+                payload,
+                self._on_client_finished,
+                {name: self._value(name) for name in _SERVER_OPTIONS if name != "handshake_timeout"},
+            )
             self._by_id[conn.id] = ws
             # Taken now, as Qt's nextPendingConnection() takes it: no longer pending.
             conn.taken()

@@ -532,8 +532,15 @@ class WebSocket(Object):
         dispatcher: Dispatcher,
         client: _wsbind.ClientConnected,
         on_finished: Callable[[WebSocket], None],
+        limits: Mapping[str, Any],
     ) -> WebSocket:
-        """The server's side of a connection that just finished its handshake."""
+        """The server's side of a connection that just finished its handshake.
+
+        ``limits`` are the server's options its sockets start with (its
+        incoming sizes): the socket's own properties read them, and any
+        option set on the socket later is sent with them, not with the
+        defaults.
+        """
         conn = client.connection
         addresses = client.addresses
         # An ordinary socket (inactive, so it opens nothing), then what differs.
@@ -565,6 +572,7 @@ class WebSocket(Object):
             peer_port=addresses.peer_port,
             local_address=sys.intern(addresses.local_address),
             local_port=addresses.local_port,
+            **limits,
         )
         dispatcher.register(conn.id, ws)
         return ws
