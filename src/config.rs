@@ -215,7 +215,9 @@ pub const MAX_REQUEST_BODY: usize = 64 << 10;
 /// HTTP 503 (try again later) and `server_error(1006)`.
 pub const MAX_PENDING_CONNECTIONS: usize = 30;
 
-/// How long a handshake waits for a pending place before its 503: 5 s. A
+/// How long a handshake waits for a pending place before its 503: 5 s, or
+/// half the handshake timeout if that is shorter, so that the 503 is still
+/// sent. A
 /// burst of clients (a restarted server's browser tabs all coming back)
 /// finishes its handshakes faster than Python takes them, and should wait
 /// milliseconds rather than be refused; a Python thread stuck for seconds

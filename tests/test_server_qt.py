@@ -167,7 +167,10 @@ def test_over_max_pending_connections_gets_503_and_server_error_1006(servers: An
     held = FirstClientHeld()
     release, entered, accepted = held.release, held.entered, held.accepted
     errors = Recorder()
-    server = servers(max_pending_connections=1, on_client_connected=held, on_server_error=errors)
+    # The wait for a place is half the handshake timeout at most: the 503 still goes out.
+    server = servers(
+        max_pending_connections=1, handshake_timeout=1, on_client_connected=held, on_server_error=errors
+    )
     with contextlib.ExitStack() as stack:
         try:
             first = stack.enter_context(connect(server.url, open_timeout=TIMEOUT))
@@ -234,7 +237,7 @@ def test_a_client_whose_client_connected_has_not_run_still_counts_as_pending(ser
             entered[len(calls) - 1].set()
             holds[len(calls) - 1].wait(TIMEOUT)
 
-    server = servers(max_pending_connections=2, on_client_connected=on_client)
+    server = servers(max_pending_connections=2, handshake_timeout=1, on_client_connected=on_client)
     with contextlib.ExitStack() as stack:
         try:
             stack.enter_context(connect(server.url, open_timeout=TIMEOUT))  # Z: holds the thread

@@ -584,9 +584,13 @@ async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
         events.send(Event::ServerError(CloseCode::POLICY_VIOLATION));
         return refuse(stream, Rejection::new(403, "origin not allowed"), &name).await;
     }
-    let max_pending = server.config().max_pending;
-    let Some(place) = PendingPlace::wait_for(&server.pending, max_pending, PENDING_WAIT).await
-    else {
+    let (max_pending, handshake_timeout) = {
+        let config = server.config();
+        (config.max_pending, config.handshake_timeout)
+    };
+    // Within the handshake timeout, with time left to say 503.
+    let wait = handshake_timeout.map_or(PENDING_WAIT, |limit| PENDING_WAIT.min(limit / 2));
+    let Some(place) = PendingPlace::wait_for(&server.pending, max_pending, wait).await else {
         events.send(Event::ServerError(CloseCode::ABNORMAL_CLOSURE));
         let busy = Rejection::new(503, "too many pending connections; try again later");
         return refuse(stream, busy, &name).await;
