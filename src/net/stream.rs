@@ -25,9 +25,12 @@ pub struct Endpoints {
 
 impl Endpoints {
     pub fn of(stream: &TcpStream) -> Self {
+        // An IPv4 client of a server on "::" (host "") shows as 127.0.0.1,
+        // as with an IPv4 listener, not as ::ffff:127.0.0.1.
+        let canonical = |a: SocketAddr| SocketAddr::new(a.ip().to_canonical(), a.port());
         Endpoints {
-            peer: stream.peer_addr().ok(),
-            local: stream.local_addr().ok(),
+            peer: stream.peer_addr().ok().map(canonical),
+            local: stream.local_addr().ok().map(canonical),
         }
     }
 }
