@@ -475,6 +475,45 @@ def test_a_socket_that_reconnects_raises_each_end_once_and_goes_on(quick_backoff
         ws.close()
 
 
+def test_close_during_a_reconnection_attempt_ends_that_attempt(quick_backoff: None) -> None:
+    """close() while auto_reconnect's next attempt is CONNECTING waits for that attempt's end,
+    not the last connection's, and leaves the socket CLOSED, to be reopened the QML way."""
+    stall = threading.Event()
+    attempts: list[str] = []
+
+    def process_request(connection: Any, request: Any) -> None:
+        attempts.append(request.path)
+        if len(attempts) > 1:
+            stall.wait(TIMEOUT)  # later attempts stall in their handshake
+
+    def bye(ws: Any) -> None:
+        ws.close(1001)  # the first connection ends: auto_reconnect tries again
+
+    with websockets_server(bye, process_request=process_request) as (url, _):
+        face = connect(url, auto_reconnect=True)
+        ws = face.socket
+        wait_until(lambda: len(attempts) >= 2 and ws.status is Status.CONNECTING, what="an attempt")
+        face.close()
+        assert ws.status is Status.CLOSED
+        stall.set()
+
+
+def test_sys_exit_in_a_handler_on_a_faces_thread_is_logged_and_ends_nothing(
+    echo_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """No wsbind.run() runs there to end: the face and a later run() are left alone."""
+    from wsbind import dispatch
+
+    with connect(echo_url) as ws:
+        ws.socket.text_message_received.connect(lambda message: sys.exit(3))
+        ws.send("x")
+        assert ws.recv(timeout=TIMEOUT) == "x"
+        wait_until(lambda: "a handler called sys.exit() on wsbind-sync; ignored" in caplog.text)
+        ws.send("y")
+        assert ws.recv(timeout=TIMEOUT) == "y"
+    assert not dispatch._quit.is_set()
+
+
 def readme_block(heading: str) -> str:
     """The first ```python block after ``heading`` in README.md."""
     text = README.read_text(encoding="utf-8").split(f"\n{heading}\n", 1)[1]

@@ -254,7 +254,12 @@ class ThreadDispatcher(Dispatcher):
 
     def exited(self) -> None:
         # Raised here it would end this thread alone, and with it every
-        # object's events: the program meant to stop, which is run()'s end.
+        # object's events: the program meant to stop, which on wsbind's
+        # event thread is run()'s end. A wsbind.sync face's thread has no
+        # run() to end: its recv() callers go on.
+        if self is not _event_thread:
+            logger.error("a handler called sys.exit() on %s; ignored", self.thread.name, exc_info=True)
+            return
         logger.error(
             "a handler called sys.exit() on wsbind's event thread; wsbind.run() returns", exc_info=True
         )

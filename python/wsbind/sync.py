@@ -191,8 +191,10 @@ class SyncWebSocket:
 
     def _status(self, status: Status) -> None:
         with self._changed:
-            if status is Status.OPEN:
-                self._opened = True
+            if status is Status.CONNECTING or status is Status.OPEN:
+                # A new attempt (auto_reconnect's): close() and the errors
+                # wait for its end, not the last one's.
+                self._opened = self._opened or status is Status.OPEN
                 self._end = None
             elif status is Status.CLOSED or status is Status.ERROR:
                 socket = self.socket
