@@ -192,11 +192,13 @@ def test_a_guard_on_the_path_sees_what_the_static_folder_serves(servers: Any, si
             request.respond(Response(403, body="forbidden\n"))
 
     server.http_request.connect(guard)
-    for target in ["/private/secret.txt", "//private/secret.txt", "/./private/secret.txt"]:
+    absolute = "http://x/private/secret.txt"  # the absolute form (RFC 9112 §3.2.2)
+    for target in ["/private/secret.txt", "//private/secret.txt", "/./private/secret.txt", absolute]:
         response = raw(server, f"GET {target} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
         assert b"PRIVATE" not in response, target
         assert response.startswith((b"HTTP/1.1 400", b"HTTP/1.1 403")), (target, response)
     assert ("//private/secret.txt", "//private/secret.txt") in seen
+    assert (absolute, "/private/secret.txt") in seen
 
 
 def test_files_and_bodies_are_bounded(servers: Any, site: Path) -> None:
