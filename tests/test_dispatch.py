@@ -21,6 +21,7 @@ import websockets
 from websockets.sync.client import connect
 
 from conftest import TIMEOUT, PeerFrames, Recorder, echo, open_socket, wait_until, websockets_server
+from rawpeer import drain, tcp_server
 from wsbind import Status, WebSocket, WebSocketServer
 
 
@@ -46,6 +47,29 @@ def test_status_handlers_run_on_the_event_thread_whoever_sets_the_change_off(
     wait_until(lambda: Status.CLOSED in statuses.values, what="CLOSED")
     assert statuses.values == [Status.CONNECTING, Status.OPEN, Status.CLOSING, Status.CLOSED]
     assert set(statuses.threads) == {"wsbind-events"}
+
+
+def test_an_open_on_another_thread_while_an_end_is_told_keeps_its_status(sockets: Any, echo_url: str) -> None:
+    """The main thread opens the socket anew (a new url) while the event thread is in the
+    last connection's close_code_changed handler: the status that stays is CONNECTING, which
+    status_changed told last, not the CLOSED of the end being told."""
+    in_handler, opened_again = threading.Event(), threading.Event()
+
+    def code_changed(code: int | None) -> None:
+        if code == 1000:
+            in_handler.set()
+            opened_again.wait(TIMEOUT)
+
+    statuses = Recorder()
+    ws = open_socket(sockets, echo_url, on_close_code_changed=code_changed, on_status_changed=statuses)
+    with tcp_server(drain) as silent:  # the next attempt stays CONNECTING
+        ws.close()
+        assert in_handler.wait(TIMEOUT)
+        ws.url = silent
+        opened_again.set()
+        wait_until(lambda: statuses.values[-1:] == [Status.CONNECTING], what="the new CONNECTING")
+        assert ws.status is Status.CONNECTING
+        ws.abort()
 
 
 def test_inside_a_loop_handlers_run_on_that_loop(echo_url: str) -> None:

@@ -1371,6 +1371,12 @@ class WebSocket(Object):
                 and self._value("active")
             ):
                 retry = self._retry = object()
+            # Stored with the end of _conn, told below in its usual place: an
+            # open on another thread in between stores its CONNECTING after
+            # this, which then reads as the status, as its signal says last.
+            status = Status.CLOSED if error is None else Status.ERROR
+            tell_status: list[Callable[[], None]] = []
+            self._write_all({"error_string": error or "", "status": status}, emit_on=tell_status.append)
         if conn is not None:
             self._dispatcher.unregister(conn.id)
         was_open = self._was_open
@@ -1383,10 +1389,9 @@ class WebSocket(Object):
                 "negotiated_extensions": "",
             }
         )
-        if error is None:
-            self._set_status(Status.CLOSED)
-        else:
-            self._set_status(Status.ERROR, error)
+        if tell_status:  # status_changed's emission, if the status changed
+            tell_status[0]()
+            self._status_told(status, error or "")
         self._ended(0 if conn is None else conn.id, code, reason, error)
         if was_open:
             self.disconnected.emit()
