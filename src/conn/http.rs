@@ -19,7 +19,7 @@ use super::event::{Event, EventSink};
 use crate::bridge::Question;
 use crate::config::{MAX_FILE_SIZE, MAX_REQUEST_BODY};
 use crate::net::Endpoints;
-use crate::protocol::handshake::{Headers, Rejection};
+use crate::protocol::handshake::{check_host, Headers, Rejection};
 use crate::protocol::http::{self, Answer, Body, Request};
 
 /// What a server does with HTTP requests; Python changes it as its
@@ -84,7 +84,7 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         return Some(received);
     }
     if !upgrade {
-        let length = match http::check_host(&request)
+        let length = match check_host(&request.headers, request.http11)
             .and_then(|()| http::body_length(&request, MAX_REQUEST_BODY))
         {
             Ok(length) => length,

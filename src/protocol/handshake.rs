@@ -312,6 +312,20 @@ pub(super) fn parse_head<'h, 'b>(
     }
 }
 
+/// Refuses a request without its one Host header: an HTTP/1.1 request has
+/// exactly one (RFC 9112 §3.2, and §4.2.1 for an opening request); an
+/// HTTP/1.0 one may have none.
+pub fn check_host(headers: &Headers, http11: bool) -> Result<(), Rejection> {
+    match get_all(headers, "Host").count() {
+        0 if http11 => Err(Rejection::new(400, "the request has no Host header")),
+        0 | 1 => Ok(()),
+        _ => Err(Rejection::new(
+            400,
+            "the request has more than one Host header",
+        )),
+    }
+}
+
 /// Checks an opening request (§4.2.1); a Rejection says how to answer it.
 pub fn parse_request(head: &[u8]) -> Result<Request, Rejection> {
     let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
@@ -341,11 +355,9 @@ pub fn parse_request(head: &[u8]) -> Result<Request, Rejection> {
             "the Connection header must include Upgrade",
         ));
     }
-    if get(&headers, "Host").is_none() {
-        return Err(Rejection::new(400, "the request has no Host header"));
-    }
+    check_host(&headers, true)?;
     // §4.2.1 asks for one of each; two keys would leave the answer ambiguous.
-    for name in ["Host", "Sec-WebSocket-Key", "Sec-WebSocket-Version"] {
+    for name in ["Sec-WebSocket-Key", "Sec-WebSocket-Version"] {
         if get_all(&headers, name).nth(1).is_some() {
             return Err(Rejection::new(
                 400,
