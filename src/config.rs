@@ -217,11 +217,10 @@ pub const MAX_PENDING_CONNECTIONS: usize = 30;
 
 /// How long a handshake waits for a pending place before its 503: 5 s, or
 /// half the handshake timeout if that is shorter, so that the 503 is still
-/// sent. A
-/// burst of clients (a restarted server's browser tabs all coming back)
-/// finishes its handshakes faster than Python takes them, and should wait
-/// milliseconds rather than be refused; a Python thread stuck for seconds
-/// is worth a 503 within the handshake timeout (10 s).
+/// sent. A burst of clients (a restarted server's browser tabs all coming
+/// back) finishes its handshakes faster than Python takes them, and should
+/// wait milliseconds rather than be refused; a Python thread stuck for
+/// seconds is worth a 503 within the handshake timeout (10 s).
 pub const PENDING_WAIT: Duration = Duration::from_secs(5);
 
 /// Connections the kernel queues for a listening server before it accepts

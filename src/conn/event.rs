@@ -2,7 +2,6 @@
 //! time, through the [`EventSink`] of its object, in the order it happened.
 //! `py/events.rs` turns each into the object Python's dispatch reads.
 
-use super::server::Pending;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -10,6 +9,7 @@ use bytes::Bytes;
 use super::broker::BrokerState;
 use super::connection::Connection;
 use super::http::HttpAsk;
+use super::server::Pending;
 use crate::bridge::{self, Landing, Question, Weigh};
 use crate::net::proxy::Credentials;
 use crate::net::Endpoints;

@@ -353,6 +353,7 @@ impl Pending {
         self.freed.notify_waiters();
     }
 
+    #[cfg(test)]
     pub fn count(&self) -> usize {
         self.count.load(Ordering::Acquire)
     }

@@ -38,9 +38,6 @@ fn runtime() -> Result<&'static Runtime, Error> {
         .map_err(|e| Error::Runtime(e.clone()))
 }
 
-/// Runs `future` on the runtime's threads. Should it panic (a bug in
-/// wsbind), `on_panic` gets the message, so that Python hears of it instead
-/// of waiting for ever.
 /// `future`'s output, or None once `limit` passed; without a limit, it
 /// takes as long as it takes (Qt's negative handshake timeout).
 pub async fn within<F: Future>(limit: Option<Duration>, future: F) -> Option<F::Output> {
@@ -50,6 +47,9 @@ pub async fn within<F: Future>(limit: Option<Duration>, future: F) -> Option<F::
     }
 }
 
+/// Runs `future` on the runtime's threads. Should it panic (a bug in
+/// wsbind), `on_panic` gets the message, so that Python hears of it instead
+/// of waiting for ever.
 pub fn spawn<F>(future: F, on_panic: impl FnOnce(String) + Send + 'static) -> Result<(), Error>
 where
     F: Future<Output = ()> + Send + 'static,
