@@ -1256,14 +1256,30 @@ class WebSocket(Object):
         self._set_status(Status.CONNECTING)
 
     def _set_status(self, status: Status, error: str = "") -> None:
-        # As Qt: the error string is in place before status_changed runs.
         # Stored at once; told on this socket's thread or loop, where its
         # other handlers run: a CONNECTING set off by `active = True` on
         # another thread must not run beside a handler of the last CLOSED.
-        call = self._dispatcher.call
-        if "status" not in self._write_all({"error_string": error, "status": status}, emit_on=call):
-            return
-        call(lambda: self._status_told(status, error))
+        tell = self._store_status(status, error)
+        if tell is not None:
+            self._dispatcher.call(tell)
+
+    def _store_status(self, status: Status, error: str) -> Callable[[], None] | None:
+        """Stores a status and its error string; returns what tells of them, None if neither changed.
+
+        As Qt, the error string is in place before ``status_changed`` runs.
+        """
+        emits: list[Callable[[], None]] = []
+        changed = self._write_all({"error_string": error, "status": status}, emit_on=emits.append)
+        if not changed:
+            return None
+
+        def tell() -> None:
+            for emit in emits:
+                emit()
+            if "status" in changed:
+                self._status_told(status, error)
+
+        return tell
 
     def _status_told(self, status: Status, error: str) -> None:
         """The signals that follow a status change: about_to_close, error_occurred."""
@@ -1374,9 +1390,7 @@ class WebSocket(Object):
             # Stored with the end of _conn, told below in its usual place: an
             # open on another thread in between stores its CONNECTING after
             # this, which then reads as the status, as its signal says last.
-            status = Status.CLOSED if error is None else Status.ERROR
-            tell_status: list[Callable[[], None]] = []
-            self._write_all({"error_string": error or "", "status": status}, emit_on=tell_status.append)
+            tell_status = self._store_status(Status.CLOSED if error is None else Status.ERROR, error or "")
         if conn is not None:
             self._dispatcher.unregister(conn.id)
         was_open = self._was_open
@@ -1389,9 +1403,8 @@ class WebSocket(Object):
                 "negotiated_extensions": "",
             }
         )
-        if tell_status:  # status_changed's emission, if the status changed
-            tell_status[0]()
-            self._status_told(status, error or "")
+        if tell_status is not None:
+            tell_status()
         self._ended(0 if conn is None else conn.id, code, reason, error)
         if was_open:
             self.disconnected.emit()
