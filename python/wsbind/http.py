@@ -46,15 +46,10 @@ def split_target(target: str) -> tuple[str, str]:
     the path ``/x``: a handler that guards ``/private`` would let it through.
     """
     if not target.startswith("/") and "://" in target:
-        # The absolute form, which a server must take too (RFC 9112 §3.2.2):
-        # what follows the authority.
-        authority_and_rest = target.partition("://")[2]
-        cut = min(
-            (i for i in (authority_and_rest.find("/"), authority_and_rest.find("?")) if i >= 0), default=-1
-        )
-        target = "/" if cut < 0 else authority_and_rest[cut:]
-        if not target.startswith("/"):
-            target = "/" + target
+        # The absolute form, which a server must take too (RFC 9112 §3.2.2),
+        # and which urlsplit reads right: its authority comes first.
+        absolute = urllib.parse.urlsplit(target)
+        return absolute.path or "/", absolute.query
     path, _, query = target.partition("?")
     return path.partition("#")[0], query.partition("#")[0]
 
