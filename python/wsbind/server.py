@@ -111,12 +111,10 @@ def server_url(host: str, port: int, secure: bool = False) -> str:
     return f"{'wss' if secure else 'ws'}://{host}:{port}"
 
 
+# The server's limits its sockets start with, as their own properties.
+_SOCKET_LIMITS = ("max_allowed_incoming_frame_size", "max_allowed_incoming_message_size")
 # The options of its sockets that a server sets itself, before their first byte.
-_SERVER_OPTIONS = (
-    "handshake_timeout",
-    "max_allowed_incoming_frame_size",
-    "max_allowed_incoming_message_size",
-)
+_SERVER_OPTIONS = ("handshake_timeout", *_SOCKET_LIMITS)
 
 
 class WebSocketServer(Object):
@@ -1039,7 +1037,7 @@ class WebSocketServer(Object):
                 self._dispatcher,
                 payload,
                 self._on_client_finished,
-                {name: self._value(name) for name in _SERVER_OPTIONS if name != "handshake_timeout"},
+                {name: self._value(name) for name in _SOCKET_LIMITS},
             )
             self._by_id[conn.id] = ws
             # Taken now, as Qt's nextPendingConnection() takes it: no longer pending.
