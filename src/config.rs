@@ -220,7 +220,8 @@ pub const MAX_PENDING_CONNECTIONS: usize = 30;
 /// sent. A burst of clients (a restarted server's browser tabs all coming
 /// back) finishes its handshakes faster than Python takes them, and should
 /// wait milliseconds rather than be refused; a Python thread stuck for
-/// seconds is worth a 503 within the handshake timeout (10 s).
+/// seconds is worth a 503 within the handshake timeout (10 s). A server
+/// that stops listening refuses its waiting clients at once.
 pub const PENDING_WAIT: Duration = Duration::from_secs(5);
 
 /// Connections the kernel queues for a listening server before it accepts

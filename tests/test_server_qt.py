@@ -222,6 +222,37 @@ def test_a_burst_over_max_pending_connections_waits_for_places(servers: Any) -> 
     assert results == ["burst"] * 6
 
 
+def test_a_client_waiting_for_a_place_is_refused_when_the_server_stops(servers: Any) -> None:
+    """A stopped server takes no more connections: a client waiting for a pending place gets
+    its 503 then, saying so, not when its wait runs out, as if the server were only busy."""
+    held = FirstClientHeld()
+    errors = Recorder()
+    server = servers(max_pending_connections=1, on_client_connected=held, on_server_error=errors)
+    refused: list[websockets.InvalidStatus] = []
+
+    def waiting_client() -> None:
+        with pytest.raises(websockets.InvalidStatus) as raised:
+            with connect(server.url, open_timeout=TIMEOUT):
+                pass
+        refused.append(raised.value)
+
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(connect(server.url, open_timeout=TIMEOUT))  # held in its handler
+            assert held.entered.wait(TIMEOUT)
+            stack.enter_context(connect(server.url, open_timeout=TIMEOUT))  # pending: the one place
+            waiting = threading.Thread(target=waiting_client)
+            waiting.start()
+            wait_until(lambda: established(server.port) >= 3, what="the third connection")
+            server.listen = False
+            waiting.join(TIMEOUT)
+        finally:
+            held.release.set()
+    assert [r.response.status_code for r in refused] == [503]
+    assert b"the server is stopping" in refused[0].response.body
+    assert errors.calls == []  # Not a server error: the server stopped.
+
+
 def test_a_client_whose_client_connected_has_not_run_still_counts_as_pending(servers: Any) -> None:
     """max_pending_connections counts "connections that finished their handshake but whose
     client_connected has not run yet". Two clients (A, B) whose events reach Python in one batch

@@ -591,7 +591,22 @@ async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
     };
     // Within the handshake timeout, with time left to say 503.
     let wait = handshake_timeout.map_or(PENDING_WAIT, |limit| PENDING_WAIT.min(limit / 2));
-    let Some(place) = PendingPlace::wait_for(&server.pending, max_pending, wait).await else {
+    let mut control = server.control.subscribe();
+    let stopped = async move {
+        let _ = control.wait_for(|c| c.stopped).await;
+    };
+    let place = tokio::select! {
+        biased;
+        place = PendingPlace::wait_for(&server.pending, max_pending, wait) => Ok(place),
+        () = stopped => Err(()),
+    };
+    // A server that stops takes no more connections: its waiting clients
+    // learn it now, not when their wait runs out.
+    let Ok(place) = place else {
+        let stopping = Rejection::new(503, "the server is stopping");
+        return refuse(stream, stopping, &name).await;
+    };
+    let Some(place) = place else {
         events.send(Event::ServerError(CloseCode::ABNORMAL_CLOSURE));
         let busy = Rejection::new(503, "too many pending connections; try again later");
         return refuse(stream, busy, &name).await;
