@@ -267,6 +267,15 @@ class Closed:
     @property
     def error(self) -> str | None:
         """Why it failed, for ``error_string``; None for a normal close."""
+    @property
+    def received(self) -> tuple[int, str] | None:
+        """The peer's close frame as (code, reason), if one came."""
+    @property
+    def sent(self) -> tuple[int, str] | None:
+        """Ours, or our echo of the peer's, if it went out."""
+    @property
+    def received_first(self) -> bool:
+        """Whether the peer's came before ours went out."""
 
 @final
 class Frame:

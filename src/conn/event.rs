@@ -14,6 +14,7 @@ use crate::bridge::{self, Landing, Question, Weigh};
 use crate::net::proxy::Credentials;
 use crate::net::Endpoints;
 use crate::protocol::handshake::Headers;
+use crate::protocol::session::Outcome;
 use crate::protocol::{Binary, CloseCode, Text};
 
 /// Where the tokio side of one object sends its events.
@@ -90,12 +91,9 @@ pub enum Event {
     /// this one: the sender is dropped then, and the task that sent it
     /// learns it from its receiver.
     Fence(tokio::sync::oneshot::Sender<()>),
-    /// The connection is over. `error` is set when it ended in failure.
-    Closed {
-        code: CloseCode,
-        reason: String,
-        error: Option<String>,
-    },
+    /// The connection is over: how, and the close frames each way. Boxed:
+    /// it would be the largest event, and every message is an event.
+    Closed(Box<Outcome>),
     /// A server listens on this port.
     Listening {
         port: u16,
@@ -136,11 +134,14 @@ impl Event {
     /// What a connection that ended without a word from the peer tells
     /// Python: 1006, and the reason in `error_string`, if any.
     pub fn abnormal(error: Option<String>) -> Event {
-        Event::Closed {
+        Event::Closed(Box::new(Outcome {
             code: CloseCode::ABNORMAL_CLOSURE,
             reason: String::new(),
             error,
-        }
+            received: None,
+            sent: None,
+            received_first: false,
+        }))
     }
 
     /// The event for a binary message: copied now into a blank bytes object
@@ -167,13 +168,9 @@ pub fn summary(queue: &Arc<EventQueue>) -> Vec<(u64, String)> {
             let text = match event {
                 Event::Text(t) => format!("text {}", t.as_str()),
                 Event::Binary(b) => format!("binary {}", String::from_utf8_lossy(&b.to_vec())),
-                Event::Closed {
-                    code,
-                    reason,
-                    error,
-                } => match error {
-                    Some(e) => format!("failed {code} {e}"),
-                    None => format!("closed {code} {reason}"),
+                Event::Closed(outcome) => match outcome.error {
+                    Some(e) => format!("failed {} {e}", outcome.code),
+                    None => format!("closed {} {}", outcome.code, outcome.reason),
                 },
                 Event::Closing => "closing".into(),
                 Event::Pong { payload, .. } => {

@@ -245,11 +245,7 @@ pub async fn run<S>(
         let _ = timeout(linger, &mut writing).await;
     }
     let outcome = connection.session().outcome(end);
-    events.send(Event::Closed {
-        code: outcome.code,
-        reason: outcome.reason,
-        error: outcome.error,
-    });
+    events.send(Event::Closed(Box::new(outcome)));
 }
 
 /// The connection's receiver, with the bytes that came after the opening

@@ -64,12 +64,20 @@ pub enum End {
 }
 
 /// What Python hears of an [`End`]: the close code, the reason, and the
-/// sentence for `error_string` when it failed.
+/// sentence for `error_string` when it failed; and the close frames that
+/// went each way, which websockets' `ConnectionClosed` carries as `rcvd`
+/// and `sent`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outcome {
     pub code: CloseCode,
     pub reason: String,
     pub error: Option<String>,
+    /// The peer's close frame, if one came: 1005 for one without a code.
+    pub received: Option<(u16, String)>,
+    /// Our close frame, or our echo of the peer's, if it went out.
+    pub sent: Option<(u16, String)>,
+    /// Whether the peer's close frame came before ours went out.
+    pub received_first: bool,
 }
 
 /// A sent ping awaiting its pong.
@@ -89,9 +97,13 @@ pub struct Session {
     framer: Framer,
     /// Our close frame (or our echo of the peer's) is out.
     close_sent: bool,
+    /// Its code and reason (1005 for a frame without a code), for [`Outcome`].
+    sent_close: Option<(u16, String)>,
     /// The peer's close frame once it came: its code and reason, or None
     /// when it had no code.
     peer_close: Option<Option<(u16, String)>>,
+    /// The peer's close frame came before ours went out.
+    peer_closed_first: bool,
     /// When to give up on the closing handshake.
     close_deadline: Option<Instant>,
     /// Pings awaiting their pong, oldest first.
@@ -116,7 +128,9 @@ impl Session {
             timers,
             framer: Framer::new(role),
             close_sent: false,
+            sent_close: None,
             peer_close: None,
+            peer_closed_first: false,
             close_deadline: None,
             pings: VecDeque::new(),
             next_keepalive: timers.ping_interval.map(|i| now + i),
@@ -182,6 +196,7 @@ impl Session {
             }
             Incoming::Close(frame) => {
                 if !self.close_sent {
+                    self.peer_closed_first = true;
                     self.output.push_back(Output::Closing);
                     // Echo the frame, as §5.5.1 asks (and websockets does).
                     let echo = frame
@@ -274,29 +289,25 @@ impl Session {
 
     /// What Python hears of `end`.
     pub fn outcome(&mut self, end: End) -> Outcome {
-        match end {
-            End::Closed => match self.peer_close.take().flatten() {
-                Some((code, reason)) => Outcome {
-                    code: CloseCode(code),
-                    reason,
-                    error: None,
-                },
-                None => Outcome {
-                    code: CloseCode::NO_STATUS_RECEIVED,
-                    reason: String::new(),
-                    error: None,
-                },
+        let received = self
+            .peer_close
+            .take()
+            .map(|frame| frame.unwrap_or((CloseCode::NO_STATUS_RECEIVED.0, String::new())));
+        let (code, reason, error) = match end {
+            End::Closed => match &received {
+                Some((code, reason)) => (CloseCode(*code), reason.clone(), None),
+                None => (CloseCode::NO_STATUS_RECEIVED, String::new(), None),
             },
-            End::Failed(Failure { code, message }) => Outcome {
-                code,
-                reason: String::new(),
-                error: Some(message),
-            },
-            End::Aborted => Outcome {
-                code: CloseCode::ABNORMAL_CLOSURE,
-                reason: String::new(),
-                error: None,
-            },
+            End::Failed(Failure { code, message }) => (code, String::new(), Some(message)),
+            End::Aborted => (CloseCode::ABNORMAL_CLOSURE, String::new(), None),
+        };
+        Outcome {
+            code,
+            reason,
+            error,
+            received_first: received.is_some() && self.peer_closed_first,
+            received,
+            sent: self.sent_close.take(),
         }
     }
 
@@ -342,6 +353,10 @@ impl Session {
             return;
         }
         self.close_sent = true;
+        self.sent_close = Some(match frame {
+            Some((code, reason)) => (code, reason.to_owned()),
+            None => (CloseCode::NO_STATUS_RECEIVED.0, String::new()),
+        });
         let mut bytes = BytesMut::new();
         self.framer.close(&mut bytes, frame);
         self.output.push_back(Output::CloseFrame(bytes.freeze()));
@@ -470,6 +485,9 @@ mod tests {
         );
         let outcome = session.outcome(End::Closed);
         assert_eq!((outcome.code.0, outcome.reason.as_str()), (4000, "bye"));
+        let frame = Some((4000, "bye".to_owned()));
+        assert_eq!((&outcome.received, &outcome.sent), (&frame, &frame));
+        assert!(outcome.received_first);
     }
 
     #[test]
@@ -512,6 +530,20 @@ mod tests {
         let end = session.received(Incoming::Close(Some((1000, "done".into()))), now);
         assert_eq!(end, Some(End::Closed));
         assert!(run(&mut session).is_empty(), "no second close frame");
+        let outcome = session.outcome(End::Closed);
+        assert_eq!(outcome.sent, Some((1000, "done".to_owned())));
+        assert_eq!(outcome.received, Some((1000, "done".to_owned())));
+        assert!(!outcome.received_first, "ours went first");
+    }
+
+    #[test]
+    fn a_close_frame_without_a_code_reads_as_1005_each_way() {
+        let now = Instant::now();
+        let mut session = Session::new(Role::Client, timers(), now);
+        session.received(Incoming::Close(None), now);
+        let outcome = session.outcome(End::Closed);
+        let no_status = Some((1005, String::new()));
+        assert_eq!((&outcome.received, &outcome.sent), (&no_status, &no_status));
     }
 
     #[test]
@@ -614,5 +646,12 @@ mod tests {
         assert!(run(&mut quiet).is_empty(), "1006 is never sent");
         let outcome = quiet.outcome(End::Failed(Failure::abnormal("lost")));
         assert_eq!(outcome.error.as_deref(), Some("lost"));
+        assert_eq!((outcome.received, outcome.sent), (None, None));
+        assert!(!outcome.received_first);
+        let told = session.outcome(End::Failed(Failure::new(CloseCode::TOO_BIG, "too big")));
+        assert_eq!(
+            (told.received, told.sent),
+            (None, Some((1009, String::new())))
+        );
     }
 }

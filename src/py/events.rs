@@ -18,6 +18,7 @@ use crate::bridge::Landing;
 use crate::conn::{Accepted, Event, EventQueue};
 use crate::net::Endpoints;
 use crate::protocol::handshake::Headers;
+use crate::protocol::session::Outcome;
 use crate::protocol::Binary;
 
 /// Event kinds, as the Python side reads them from `(id, kind, payload)`.
@@ -139,6 +140,12 @@ pub struct Closed {
     pub reason: String,
     /// Why it failed, for `error_string`; None for a normal close.
     pub error: Option<String>,
+    /// The peer's close frame as (code, reason), if one came.
+    pub received: Option<(u16, String)>,
+    /// Ours, or our echo of the peer's, if it went out.
+    pub sent: Option<(u16, String)>,
+    /// Whether the peer's came before ours went out.
+    pub received_first: bool,
 }
 
 /// EVENT_TEXT_FRAME and EVENT_BINARY_FRAME: one data frame.
@@ -242,15 +249,22 @@ fn to_python<'py>(py: Python<'py>, id: u64, event: Event) -> PyResult<Bound<'py,
         Event::SslErrors(errors) => (kind::SSL_ERRORS, errors.into_pyobject(py)?.into_any()),
         Event::Fence(handled) => (kind::FENCE, object(py, Fence { _handled: handled })?),
         Event::Rejected(headers) => (kind::REJECTED, headers.into_pyobject(py)?.into_any()),
-        Event::Closed {
-            code,
-            reason,
-            error,
-        } => {
+        Event::Closed(outcome) => {
+            let Outcome {
+                code,
+                reason,
+                error,
+                received,
+                sent,
+                received_first,
+            } = *outcome;
             let closed = Closed {
                 code: code.0,
                 reason,
                 error,
+                received,
+                sent,
+                received_first,
             };
             (kind::CLOSED, object(py, closed)?)
         }
