@@ -14,7 +14,7 @@ use url::Url;
 
 use super::commands::{Command, CommandReceiver};
 use super::connection::Connection;
-use super::event::{Event, EventQueue, EventSink};
+use super::event::{Agreed, Event, EventQueue, EventSink};
 use super::settings::Settings;
 use super::task::{self, Opened};
 use crate::bridge::Question;
@@ -108,12 +108,12 @@ async fn run_client(
                         connection.set_compression(negotiated, config.level);
                     }
                     connection.set_open(true);
-                    events.send(Event::Connected {
+                    events.send(Event::Connected(Box::new(Agreed {
                         subprotocol: response.subprotocol,
                         extensions: response.extensions,
                         resource_name,
                         endpoints,
-                    });
+                    })));
                     let opened = Opened {
                         settings,
                         received,

@@ -23,7 +23,7 @@ pub mod task;
 pub mod writer;
 
 pub use connection::Connection;
-pub use event::{Accepted, Event, EventQueue, EventSink};
+pub use event::{Accepted, Agreed, Event, EventQueue, EventSink};
 pub use http::{HttpAsk, HttpConfig};
 pub use server::{Server, ServerConfig};
 pub use settings::Settings;

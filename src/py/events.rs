@@ -15,7 +15,7 @@ use super::http::PyHttpRequest;
 use super::proxy::ProxyAuthenticator;
 use super::server::OriginAuthenticator;
 use crate::bridge::Landing;
-use crate::conn::{Accepted, Event, EventQueue};
+use crate::conn::{Accepted, Agreed, Event, EventQueue};
 use crate::net::Endpoints;
 use crate::protocol::handshake::Headers;
 use crate::protocol::session::Outcome;
@@ -198,12 +198,13 @@ fn object<'py, T: pyo3::PyClass + Into<pyo3::PyClassInitializer<T>>>(
 /// An event as `(id, kind, payload)`.
 fn to_python<'py>(py: Python<'py>, id: u64, event: Event) -> PyResult<Bound<'py, PyTuple>> {
     let (kind, payload): (u8, Bound<'py, PyAny>) = match event {
-        Event::Connected {
-            subprotocol,
-            extensions,
-            resource_name,
-            endpoints,
-        } => {
+        Event::Connected(agreed) => {
+            let Agreed {
+                subprotocol,
+                extensions,
+                resource_name,
+                endpoints,
+            } = *agreed;
             let connected = Connected {
                 subprotocol,
                 extensions,
