@@ -188,6 +188,70 @@ def test_ping_is_awaitable_and_still_emits_pong() -> None:
     run(main())
 
 
+def test_connection_closed_carries_the_close_frames_each_way_as_websockets() -> None:
+    """rcvd, sent and rcvd_then_sent: who closed, with what; None for a frame that never went."""
+
+    async def closes(ws: ServerConnection) -> None:
+        await ws.close(4001, "go away")
+
+    async def drops(ws: ServerConnection) -> None:
+        assert ws.transport is not None
+        ws.transport.abort()
+
+    Handler = Callable[[ServerConnection], Awaitable[None]]
+
+    async def end_of(handler: Handler, close: bool) -> wsbind.ConnectionClosed:
+        async with websockets_serve(handler, "127.0.0.1", 0) as server:
+            ws = await wsbind.connect(f"ws://127.0.0.1:{port_of(server)}")
+            if close:
+                await ws.close(1000, "bye")
+            with pytest.raises(wsbind.ConnectionClosed) as raised:
+                await ws.recv()
+            return raised.value
+
+    async def main() -> None:
+        by_peer = await end_of(closes, close=False)
+        assert by_peer.rcvd == wsbind.Close(4001, "go away")
+        assert by_peer.sent == wsbind.Close(4001, "go away")  # our echo
+        assert by_peer.rcvd_then_sent is True
+        by_us = await end_of(echo, close=True)
+        assert isinstance(by_us, wsbind.ConnectionClosedOK)
+        assert (by_us.rcvd, by_us.sent) == (wsbind.Close(1000, "bye"), wsbind.Close(1000, "bye"))
+        assert by_us.rcvd_then_sent is False
+        dropped = await end_of(drops, close=False)
+        assert isinstance(dropped, wsbind.ConnectionClosedError)
+        assert (dropped.code, dropped.rcvd, dropped.sent, dropped.rcvd_then_sent) == (1006, None, None, None)
+
+    run(main())
+
+
+def test_a_ping_once_the_connection_is_closing_or_over_raises_connection_closed_when_awaited() -> None:
+    """As websockets' ping(): no NotOpenError for a race with the peer's close."""
+
+    async def closes_after_a_message(ws: ServerConnection) -> None:
+        await ws.recv()
+        await ws.close(4002, "later")
+
+    async def main() -> None:
+        async with websockets_serve(closes_after_a_message, "127.0.0.1", 0) as server:
+            pongs = Recorder()
+            ws = await wsbind.connect(f"ws://127.0.0.1:{port_of(server)}", on_pong=pongs)
+            await ws.close(4000, "mine")
+            closing = ws.ping(b"closing")  # Before the peer's answer: CLOSING.
+            await ws.wait_closed()
+            over = ws.ping(b"over")
+            for waiter in (closing, over):
+                with pytest.raises(wsbind.ConnectionClosedError) as raised:
+                    await waiter
+                assert raised.value.code == 4000
+                assert raised.value.sent == wsbind.Close(4000, "mine")
+            with pytest.raises(ValueError, match="125"):
+                ws.ping(bytes(126))
+            assert pongs.calls == []
+
+    run(main())
+
+
 def test_wait_closed_keeps_a_handler_until_its_client_leaves() -> None:
     """websockets' broadcast pattern: a handler keeps its client in a set until it leaves."""
 

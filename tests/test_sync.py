@@ -23,6 +23,7 @@ import websockets.sync.server
 from conftest import TIMEOUT, Recorder, echo, free_port, server_on, wait_until, websockets_server
 from rawpeer import raw_websocket_server, read_frame_header, recv_exactly, silent_but_closes
 from wsbind import (
+    Close,
     ConnectionClosed,
     ConnectionClosedError,
     ConnectionClosedOK,
@@ -113,6 +114,12 @@ def test_iteration_raises_on_an_abnormal_close_with_the_code_and_reason() -> Non
             assert got == ["only"]
             assert (closed.value.code, closed.value.reason) == (4001, "bad client")
             assert ws.socket.close_code == 4001
+            # websockets' view of the same end: the peer's frame came first, and ours echoed it.
+            assert closed.value.rcvd == closed.value.sent == Close(4001, "bad client")
+            assert closed.value.rcvd_then_sent is True
+            with pytest.raises(ConnectionClosedError) as again:
+                ws.ping()
+            assert again.value.rcvd == Close(4001, "bad client")
 
 
 def test_recv_timeout_raises_and_the_connection_goes_on(echo_url: str) -> None:

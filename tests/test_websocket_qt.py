@@ -7,6 +7,7 @@ Peers are the independent `websockets` library and raw sockets.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import fcntl
@@ -49,7 +50,7 @@ from rawpeer import (
     tcp_server,
     unmasked_frame,
 )
-from wsbind import Headers, NotOpenError, Status, WebSocket
+from wsbind import Close, ConnectionClosedOK, Headers, NotOpenError, Status, WebSocket
 
 
 def on_each_message(reply: Callable[[Any], None]) -> Callable[[Any], None]:
@@ -110,13 +111,24 @@ def test_ping_on_a_socket_that_never_opened_raises_not_open() -> None:
         WebSocket().ping(b"x")
 
 
-def test_ping_after_close_raises_not_open(sockets: Any, echo_url: str) -> None:
-    """ping() on a socket that was open and is now CLOSED raises NotOpenError."""
-    ws = open_socket(sockets, echo_url)
+def test_ping_after_close_sends_nothing_and_awaited_raises_connection_closed(
+    sockets: Any, echo_url: str
+) -> None:
+    """ping() once the connection is over is ignored, as in Qt; awaited, it raises as websockets' does."""
+    pongs = Recorder()
+    ws = open_socket(sockets, echo_url, on_pong=pongs)
     ws.active = False
     wait_until(lambda: ws.status is Status.CLOSED)
-    with pytest.raises(NotOpenError):
-        ws.ping(b"x")
+    waiter = ws.ping(b"x")
+
+    async def latency() -> float:
+        return await waiter
+
+    with pytest.raises(ConnectionClosedOK) as raised:
+        asyncio.run(latency())
+    assert raised.value.code == 1000
+    assert raised.value.sent == Close(1000, "")
+    assert pongs.calls == []
 
 
 def test_an_unsolicited_pong_is_reported_with_zero_elapsed_ms(sockets: Any) -> None:

@@ -30,6 +30,7 @@ from .broker import BrokerState
 from .dispatch import quit, run
 from .errors import (
     BufferFullError,
+    Close,
     ConcurrencyError,
     ConnectionClosed,
     ConnectionClosedError,
@@ -56,6 +57,7 @@ __all__ = [
     "BoundSignal",
     "BrokerState",
     "BufferFullError",
+    "Close",
     "ConcurrencyError",
     "ConnectionClosed",
     "ConnectionClosedError",

@@ -47,6 +47,7 @@ __all__ = [
     "LISTEN_BACKLOG",
     "Listener",
     "MAX_FILE_SIZE",
+    "MAX_CONTROL_PAYLOAD",
     "MAX_INCOMING_FRAME_SIZE",
     "MAX_INCOMING_MESSAGE_SIZE",
     "MAX_OUTGOING_BUFFER",
@@ -101,6 +102,8 @@ EVENT_FENCE: int
 
 MAX_INCOMING_MESSAGE_SIZE: int
 """Largest incoming message, 64 MiB; over it the connection closes with 1009."""
+MAX_CONTROL_PAYLOAD: int
+"""The most bytes a ping's payload may have: a control frame's 125 (RFC 6455 §5.5)."""
 MAX_INCOMING_FRAME_SIZE: int
 """Largest incoming frame payload, 16 MiB."""
 MAX_OUTGOING_BUFFER: int

@@ -35,11 +35,13 @@ from __future__ import annotations
 import re
 import ssl
 from collections.abc import Iterable
+from typing import NamedTuple
 
 from .http import Headers
 
 __all__ = [
     "BufferFullError",
+    "Close",
     "ConcurrencyError",
     "ConnectionClosed",
     "ConnectionClosedError",
@@ -91,6 +93,24 @@ class ConcurrencyError(Error, RuntimeError):
 _OK_CODES = frozenset({1000, 1001, 1005})
 
 
+class Close(NamedTuple):
+    """A close frame's code and reason (websockets: ``Close``), in ``ConnectionClosed.rcvd`` and ``.sent``.
+
+    A close frame without a code reads as 1005 and "".
+    """
+
+    code: int
+    """The close code."""
+    reason: str
+    """The close reason."""
+
+
+# websockets' rcvd, sent and rcvd_then_sent of a connection's end.
+CloseFrames = tuple[Close | None, Close | None, bool | None]
+# What ConnectionClosed.of() takes: code, reason, error and the close frames.
+ConnectionEnd = tuple[int | None, str, str | None, Close | None, Close | None, bool | None]
+
+
 class ConnectionClosed(Error):
     """``recv()`` or ``send()`` on a connection that is over (websockets: ``ConnectionClosed``).
 
@@ -100,9 +120,21 @@ class ConnectionClosed(Error):
     connection failed, else None; the message is that text, or says how
     the connection closed. Catch :class:`ConnectionClosedOK` and
     :class:`ConnectionClosedError` to tell a normal end from a failure.
+
+    As in websockets, ``rcvd`` and ``sent`` are the close frames that came
+    and went (a :class:`Close`, or None for none), and ``rcvd_then_sent``
+    says which came first when both did.
     """
 
-    def __init__(self, code: int | None, reason: str = "", error: str | None = None) -> None:
+    def __init__(
+        self,
+        code: int | None,
+        reason: str = "",
+        error: str | None = None,
+        rcvd: Close | None = None,
+        sent: Close | None = None,
+        rcvd_then_sent: bool | None = None,
+    ) -> None:
         self.code = code
         """The close code: the peer's, 1006 when the connection ended without a close frame
         (a failed attempt to connect included), or None for a socket that never tried to connect."""
@@ -110,6 +142,12 @@ class ConnectionClosed(Error):
         """The close reason that came with ``code``."""
         self.error = error
         """Why the connection failed (the socket's ``error_string``); None for a close."""
+        self.rcvd = rcvd
+        """The peer's close frame, or None if none came (websockets: ``rcvd``)."""
+        self.sent = sent
+        """Our close frame, or our echo of the peer's, or None if none went out (websockets: ``sent``)."""
+        self.rcvd_then_sent = rcvd_then_sent
+        """Whether the peer's frame came first (it closed), when both went; else None (websockets: same)."""
         if error:
             message = error
         else:
@@ -117,11 +155,17 @@ class ConnectionClosed(Error):
         super().__init__(message)
 
     @staticmethod
-    def of(code: int | None, reason: str = "", error: str | None = None) -> ConnectionClosed:
+    def of(
+        code: int | None,
+        reason: str = "",
+        error: str | None = None,
+        rcvd: Close | None = None,
+        sent: Close | None = None,
+        rcvd_then_sent: bool | None = None,
+    ) -> ConnectionClosed:
         """The exception for a connection that ended so: OK for 1000, 1001 or 1005 without an error."""
-        if error is None and code in _OK_CODES:
-            return ConnectionClosedOK(code, reason)
-        return ConnectionClosedError(code, reason, error)
+        kind = ConnectionClosedOK if error is None and code in _OK_CODES else ConnectionClosedError
+        return kind(code, reason, error, rcvd, sent, rcvd_then_sent)
 
 
 class ConnectionClosedOK(ConnectionClosed):

@@ -39,6 +39,7 @@ from .dispatch import ThreadDispatcher, current
 from .errors import (
     ConnectionClosed,
     ConnectionClosedOK,
+    ConnectionEnd,
     InvalidURL,
     NotOpenError,
 )
@@ -71,7 +72,7 @@ class _Ended:
 
     __slots__ = ("end", "number")
 
-    def __init__(self, number: int, end: tuple[int | None, str, str | None]) -> None:
+    def __init__(self, number: int, end: ConnectionEnd) -> None:
         self.number = number
         """Which of the socket's ends it is, counted from 1."""
         self.end = end
@@ -152,9 +153,9 @@ class SyncWebSocket:
         # The last of those ends that recv() raised.
         self._raised = 0
         # How the connection ended (close_code, close_reason, the error or
-        # None), once its status is CLOSED or ERROR; None again once the
-        # socket opens anew.
-        self._end: tuple[int | None, str, str | None] | None = None
+        # None, the close frames), once its status is CLOSED or ERROR; None
+        # again once the socket opens anew.
+        self._end: ConnectionEnd | None = None
         # close() was called, or the program exits: hold no more messages.
         self._released = False
         with _live_lock:
@@ -199,7 +200,7 @@ class SyncWebSocket:
             elif status is Status.CLOSED or status is Status.ERROR:
                 socket = self.socket
                 error = socket.error_string if status is Status.ERROR else None
-                self._end = (socket.close_code, socket.close_reason, error)
+                self._end = (socket.close_code, socket.close_reason, error, *socket._close_frames)
                 self._ends += 1
                 # After the messages, which came before the end.
                 self._inbox.put(_Ended(self._ends, self._end))
@@ -342,6 +343,9 @@ class SyncWebSocket:
             waiter = self.socket.ping(payload)
         except NotOpenError:
             raise self._closed_error() from None
+        if not waiter._went:
+            # The connection is closing or over: this face's own record of its end.
+            raise self._closed_error()
         with self._changed:
             if not self._wait(lambda: waiter._latency is not None or waiter._end is not None, timeout):
                 raise TimeoutError(f"no pong within {timeout} s")

@@ -40,9 +40,12 @@ from .checks import (
 )
 from .dispatch import Dispatcher, EventKind, LoopDispatcher, current, handler_context
 from .errors import (
+    Close,
+    CloseFrames,
     ConcurrencyError,
     ConnectionClosed,
     ConnectionClosedOK,
+    ConnectionEnd,
     Error,
     NotOpenError,
     connect_error,
@@ -520,8 +523,10 @@ class WebSocket(Object):
         self._rejected_headers: list[tuple[str, str]] | None = None
         # Coroutines waiting for a connection to end (an awaited close()).
         self._ends: Waiters | None = None
-        # The last connection that ended: its id, close code, reason and error.
-        self._end: tuple[int, int, str, str | None] | None = None
+        # The last connection that ended: its id, then what ConnectionClosed.of() takes.
+        self._end: tuple[int, int, str, str | None, Close | None, Close | None, bool | None] | None = None
+        # websockets' rcvd, sent and rcvd_then_sent of the last connection's end.
+        self._close_frames: CloseFrames = (None, None, None)
         # Pings sent by ping() awaiting their pong, oldest first.
         self._pings: deque[PongWaiter] | None = None
         super().__init__(**kwargs)
@@ -630,35 +635,54 @@ class WebSocket(Object):
         """Sends a ping; ``pong`` reports the answer and the round-trip time (QML/C++: ``ping``).
 
         ``payload`` is bytes-like, or a str sent as its UTF-8, as websockets
-        does. Raises ValueError for a payload over 125 bytes (Qt clips it instead),
-        and NotOpenError unless the status is OPEN. The peer's pings are
-        answered automatically.
+        does. Raises ValueError for a payload over 125 bytes (Qt clips it
+        instead), and NotOpenError while the socket is CONNECTING or has never
+        opened. The peer's pings are answered automatically.
 
         The ping leaves at once, awaited or not. What it returns may be
         awaited, as websockets' ``ping()``: ``latency = await ws.ping()``
         gives the seconds until the pong, from any loop. A pong answers its
         own ping and every earlier one; if the connection ends first, the
-        await raises ConnectionClosed.
+        await raises ConnectionClosed. So does awaiting a ping asked for once
+        the connection is closing or over: none is sent then (Qt ignores it),
+        as the peer may close at any moment.
         """
-        conn = self._open_connection("ping")
         if isinstance(payload, str):
             payload = payload.encode()
         try:
             key = memoryview(payload).tobytes()
         except TypeError:
-            conn.ping(payload)  # Raises the native check's TypeError.
-            raise
-        waiter = PongWaiter(key)
-        # Waiting before the ping leaves: its pong may come at once, on another thread.
-        pings = self._pings
-        if pings is None:
-            pings = self._pings = deque()
-        pings.append(waiter)
-        try:
-            conn.ping(payload)
-        except BaseException:
-            pings.remove(waiter)
-            raise
+            kind = type(payload).__name__
+            raise TypeError(f"ping() takes a bytes-like object or a str, not {kind}") from None
+        limit = _wsbind.MAX_CONTROL_PAYLOAD
+        if len(key) > limit:
+            raise ValueError(f"ping payload is {len(key)} bytes, over the limit of {limit}")
+        conn = self._conn
+        status = self._values["status"]
+        sending = conn is not None and status is Status.OPEN and self._close_asked is None
+        if not sending and (status is Status.CONNECTING or (conn is None and self._end is None)):
+            self._open_connection("ping")  # Raises NotOpenError.
+        waiter = PongWaiter(key, went=sending)
+        with self._lock:  # Against _ended(), which fails the pings of a connection's end.
+            end = self._end
+            if end is not None and (conn is None or end[0] >= conn.id):
+                waiter._fail(end[1:])
+                return waiter
+            # Waiting before the ping leaves: its pong may come at once, on another thread.
+            pings = self._pings
+            if pings is None:
+                pings = self._pings = deque()
+            pings.append(waiter)
+        if sending:
+            assert conn is not None
+            try:
+                conn.ping(key)
+            except NotOpenError:
+                waiter._went = False  # Closing on another thread just now: the end fails it.
+            except BaseException:
+                with self._lock:
+                    pings.remove(waiter)
+                raise
         return waiter
 
     def _connect_error(self, fallback: str) -> Exception:
@@ -1139,16 +1163,18 @@ class WebSocket(Object):
 
     def _ended(self, conn_id: int, code: int, reason: str, error: str | None) -> None:
         """On the socket's thread, once a connection's end shows: tells every waiter."""
-        self._end = (conn_id, code, reason, error)
+        end = (code, reason, error, *self._close_frames)
+        self._end = (conn_id, *end)
         self._paused = None
         if self._inbox is not None:
-            self._inbox.append(ConnectionClosed.of(code, reason, error))
+            self._inbox.append(ConnectionClosed.of(*end))
             waiter = self._recv_waiter
             if waiter is not None:
                 wake(waiter)
-        pings, self._pings = self._pings, None
+        with self._lock:  # Against ping(), which adds to them from any thread.
+            pings, self._pings = self._pings, None
         for ping in pings or ():
-            ping._fail(code, reason, error)
+            ping._fail(end)
         if self._ends:
             self._ends.wake_all()
 
@@ -1347,7 +1373,7 @@ class WebSocket(Object):
         elif kind == _CLOSING:
             self._set_status(Status.CLOSING)
         elif kind == _CLOSED:
-            self._closed(payload.code, payload.reason, payload.error)
+            self._closed(payload.code, payload.reason, payload.error, _close_frames(payload))
 
     def _connected(self, connected: _wsbind.Connected) -> None:
         addresses = connected.addresses
@@ -1369,7 +1395,7 @@ class WebSocket(Object):
         self._set_status(Status.OPEN)
         self.connected.emit()
 
-    def _closed(self, code: int, reason: str, error: str | None) -> None:
+    def _closed(self, code: int, reason: str, error: str | None, frames: CloseFrames) -> None:
         # A close() whose CLOSING this thread has not shown yet shows it now.
         self._closing_started()
         with self._lock:
@@ -1391,6 +1417,8 @@ class WebSocket(Object):
             # open on another thread in between stores its CONNECTING after
             # this, which then reads as the status, as its signal says last.
             tell_status = self._store_status(Status.CLOSED if error is None else Status.ERROR, error or "")
+            # Before the status is told: the blocking face reads them then.
+            self._close_frames = frames
         if conn is not None:
             self._dispatcher.unregister(conn.id)
         was_open = self._was_open
@@ -1521,17 +1549,20 @@ class PongWaiter:
     style ignores it and listens to ``pong`` instead; nothing is lost either way.
     """
 
-    __slots__ = ("_end", "_latency", "_sent", "_waiters", "payload")
+    __slots__ = ("_end", "_latency", "_sent", "_waiters", "_went", "payload")
 
-    def __init__(self, payload: bytes) -> None:
+    def __init__(self, payload: bytes, went: bool = True) -> None:
         self.payload = payload
         """The ping's payload, which its pong carries back."""
         # When the ping left, for a pong that answers it with a later ping's.
         self._sent = time.monotonic()
+        # False for a ping asked for once the connection was closing or over:
+        # nothing was sent, and only the end answers it.
+        self._went = went
         # Seconds until the pong, once it came.
         self._latency: float | None = None
-        # The close code, reason and error, if the connection ended first.
-        self._end: tuple[int, str, str | None] | None = None
+        # What ConnectionClosed.of() takes, if the connection ended first.
+        self._end: ConnectionEnd | None = None
         self._waiters = Waiters()
 
     def _answer(self, latency: float | None) -> None:
@@ -1539,8 +1570,8 @@ class PongWaiter:
         self._latency = time.monotonic() - self._sent if latency is None else latency
         self._waiters.wake_all()
 
-    def _fail(self, code: int, reason: str, error: str | None) -> None:
-        self._end = (code, reason, error)
+    def _fail(self, end: ConnectionEnd) -> None:
+        self._end = end
         self._waiters.wake_all()
 
     def __await__(self) -> Generator[Any, None, float]:
@@ -1559,6 +1590,13 @@ class PongWaiter:
         if self._end is not None:
             raise ConnectionClosed.of(*self._end)
         return None
+
+
+def _close_frames(closed: _wsbind.Closed) -> CloseFrames:
+    """websockets' ``rcvd``, ``sent`` and ``rcvd_then_sent`` of a connection's end."""
+    rcvd = None if closed.received is None else Close(*closed.received)
+    sent = None if closed.sent is None else Close(*closed.sent)
+    return rcvd, sent, closed.received_first if rcvd is not None and sent is not None else None
 
 
 class _Ending:

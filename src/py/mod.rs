@@ -77,6 +77,7 @@ mod _wsbind {
             "MAX_INCOMING_MESSAGE_SIZE",
             config::MAX_INCOMING_MESSAGE_SIZE,
         )?;
+        m.add("MAX_CONTROL_PAYLOAD", crate::protocol::MAX_CONTROL_PAYLOAD)?;
         m.add("MAX_INCOMING_FRAME_SIZE", config::MAX_INCOMING_FRAME_SIZE)?;
         m.add("MAX_OUTGOING_BUFFER", config::MAX_OUTGOING_BUFFER)?;
         m.add("MAX_PENDING_EVENT_BYTES", config::MAX_PENDING_EVENT_BYTES)?;
