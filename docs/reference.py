@@ -182,7 +182,7 @@ def class_section(cls: type[Object]) -> str:
     properties += [
         [
             f"`{n}`",
-            f"`{p.fget.__annotations__.get('return', '')}`",
+            code_cell(p.fget.__annotations__.get("return", "")),
             "read-only",
             qt_name(p.__doc__),
             meaning(p.__doc__, first_paragraph=True),

@@ -25,7 +25,7 @@ import re
 import urllib.parse
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 from . import _wsbind
 from .checks import check_header_value
@@ -162,6 +162,51 @@ class Request:
 
     def __repr__(self) -> str:
         return f"<Request {self.method} {self.target}>"
+
+
+def opened_request(
+    target: str, headers: tuple[tuple[str, str], ...], peer_address: str, peer_port: int
+) -> Request:
+    """The :class:`Request` of an opening handshake that is over, for ``WebSocket.request``.
+
+    Made from what the socket keeps anyway, when it is read: a GET of
+    ``target`` with ``headers`` (the tuple itself, not a copy), no body,
+    already answered with 101.
+    """
+    return Request(cast("_wsbind.HttpRequest", _Opened(target, headers, peer_address, peer_port)))
+
+
+class _Peer(NamedTuple):
+    """An opened request's ``addresses``: the client's side only."""
+
+    peer_address: str
+    peer_port: int
+
+
+class _Opened:
+    """Stands in for the native request under :func:`opened_request`'s Request: what it reads, and
+    an answer that cannot be changed."""
+
+    __slots__ = ("addresses", "headers", "target")
+
+    method = "GET"
+    body = b""
+    upgrade = True
+    answered = True
+
+    def __init__(self, target: str, headers: tuple[tuple[str, str], ...], peer_address: str, peer_port: int):
+        self.target = target
+        self.headers = headers
+        self.addresses = _Peer(peer_address, peer_port)
+
+    def respond(self, *args: object, **kwargs: object) -> None:
+        # Not at the top: errors.py imports this module.
+        from .errors import Error
+
+        raise Error("this request opened a WebSocket: it was answered with 101, and cannot be answered again")
+
+    def finish(self) -> None:
+        pass
 
 
 class Response:

@@ -33,7 +33,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Literal, cast, overload
 
 from .dispatch import ThreadDispatcher, current
 from .errors import (
@@ -45,10 +45,12 @@ from .errors import (
 )
 from .objects import WAIT_SLICE, wait_in_slices
 from .status import Status
-from .websocket import WebSocket, whole_message
+from .websocket import WebSocket, decoded, undecodable_reason, whole_message
 
 if TYPE_CHECKING:
     from typing_extensions import Buffer
+
+    from .http import Request
 
 __all__ = ["MAX_QUEUE", "SyncWebSocket", "connect"]
 
@@ -169,6 +171,36 @@ class SyncWebSocket:
 
     def __repr__(self) -> str:
         return f"<SyncWebSocket {self.socket.url} {self.socket.status.name}>"
+
+    # -- websockets.sync's names, read from the socket
+
+    @property
+    def remote_address(self) -> tuple[str, int] | None:
+        """The server's address as ``(host, port)`` (websockets.sync: ``remote_address``).
+
+        The socket's ``remote_address``: ``(peer_address, peer_port)``.
+        websockets' ``local_address`` is ``(ws.socket.local_address,
+        ws.socket.local_port)``.
+        """
+        return self.socket.remote_address
+
+    @property
+    def subprotocol(self) -> str | None:
+        """The subprotocol the server picked, None for none (websockets.sync: ``subprotocol``).
+
+        The socket's ``negotiated_subprotocol``, None where it holds "".
+        """
+        return self.socket.subprotocol
+
+    @property
+    def request(self) -> Request | None:
+        """The opening request this side sent, a :class:`wsbind.Request` (websockets.sync: ``request``).
+
+        Its ``path`` and ``target`` as sent, and as ``headers`` those the
+        program gave (``origin``, ``request_headers``), not those the
+        handshake writes itself; see ``WebSocket.request``.
+        """
+        return self.socket.request
 
     # -- on the socket's thread
 
@@ -353,7 +385,23 @@ class SyncWebSocket:
         assert latency is not None
         return latency
 
-    def recv(self, timeout: float | None = None) -> str | bytes:
+    # As websockets.sync's: a decode without a default cannot follow timeout's.
+    @overload
+    def recv(self, timeout: float | None, decode: Literal[True]) -> str: ...
+
+    @overload
+    def recv(self, timeout: float | None, decode: Literal[False]) -> bytes: ...
+
+    @overload
+    def recv(self, timeout: float | None = None, *, decode: Literal[True]) -> str: ...
+
+    @overload
+    def recv(self, timeout: float | None = None, *, decode: Literal[False]) -> bytes: ...
+
+    @overload
+    def recv(self, timeout: float | None = None, decode: bool | None = None) -> str | bytes: ...
+
+    def recv(self, timeout: float | None = None, decode: bool | None = None) -> str | bytes:
         """Returns the next message: a ``str`` for a text message, ``bytes`` for a binary one.
 
         Waits up to ``timeout`` seconds (None: no limit) and raises
@@ -365,6 +413,12 @@ class SyncWebSocket:
         A socket that opens again (``auto_reconnect=True``, a new ``url``) raises
         each end (the connection's, each failed attempt's) once, then goes on
         with the next connection's messages, as the asyncio ``recv()`` does.
+
+        ``decode``, as websockets.sync's: False gives a text message as
+        bytes, its UTF-8; True gives a binary message as a str decoded from
+        UTF-8. A binary message that is not UTF-8 then fails the connection
+        with 1007, as websockets does, and ConnectionClosedError is raised
+        from the UnicodeDecodeError once it is over.
         """
         self._not_on_own_thread("recv()")
         _no_loop("recv()")
@@ -389,7 +443,13 @@ class SyncWebSocket:
             # Room for the socket's thread, which waits for some.
             with self._changed:
                 self._changed.notify_all()
-        return cast("str | bytes", message)
+        if decode is None:
+            return cast("str | bytes", message)
+        try:
+            return decoded(cast("str | bytes", message), decode)
+        except UnicodeDecodeError as e:
+            self.socket.close(1007, undecodable_reason(e))
+            raise self._closed_error() from e
 
     def _after_end(
         self, ended: _Ended, timeout: float | None, deadline: float | None

@@ -19,7 +19,7 @@ from collections.abc import (
     Iterator,
     Mapping,
 )
-from typing import TYPE_CHECKING, Any, ClassVar, cast
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, cast, overload
 from urllib.parse import urlsplit
 
 from . import _wsbind, retry
@@ -50,7 +50,7 @@ from .errors import (
     NotOpenError,
     connect_error,
 )
-from .http import Headers
+from .http import Headers, Request, opened_request
 from .objects import Binding, BoundSignal, Object, Property, ReadOnly, Signal
 from .status import Status
 from .tls import SslConfiguration
@@ -599,6 +599,69 @@ class WebSocket(Object):
         conn = self._conn
         return conn.bytes_to_write if conn is not None else 0
 
+    # -- websockets' names for what the properties hold: views, made when read
+
+    @property
+    def remote_address(self) -> tuple[str, int] | None:
+        """The peer's address as ``(host, port)``, None before a connection (websockets: ``remote_address``).
+
+        ``(ws.peer_address, ws.peer_port)`` under websockets' name. Once the
+        connection is over it still names its peer, as websockets' does. An
+        IPv6 peer gives these two items too, not ``getpeername()``'s four.
+
+        websockets' ``local_address`` is ``(ws.local_address, ws.local_port)``
+        here: ``local_address`` keeps Qt's meaning, the address alone, as a str.
+        """
+        address = self.peer_address
+        return (address, self.peer_port) if address else None
+
+    @property
+    def subprotocol(self) -> str | None:
+        """The subprotocol the server picked, None for none (websockets: ``subprotocol``).
+
+        ``negotiated_subprotocol`` under websockets' name, with None where
+        Qt's property holds "": while no subprotocol was agreed, and once
+        the connection is over.
+        """
+        return self.negotiated_subprotocol or None
+
+    @property
+    def request(self) -> Request | None:
+        """The opening handshake's request, a :class:`wsbind.Request` (websockets: ``request``).
+
+        On a server's socket it is the client's, as ``serve(process_request=)``
+        saw it: ``ws.request.path`` is the path percent-decoded, without the
+        query, ``target`` the path and query as sent (``resource_name``;
+        websockets' ``request.path`` is this one), ``query`` the
+        query's parameters, ``headers`` every header the client sent (the
+        ``Headers`` of ``request_headers``, looked up by name whatever its
+        case: ``ws.request.headers["X-Token"]``), ``peer_address`` and
+        ``peer_port`` the client's. Its ``method`` is "GET", ``body`` b"",
+        ``params`` {} (a route's parts go to its handler as arguments), and
+        ``respond()`` raises wsbind.Error: the handshake is over.
+
+        On a client's socket it is the request it sent: ``path`` and
+        ``target`` as sent, and as ``headers`` those the program gave, Origin
+        (``origin``) and ``request_headers`` as they are now; not those the
+        handshake writes itself (Host, Upgrade, Connection, the
+        Sec-WebSocket-* ones, the URL's credentials), which websockets' has too.
+
+        None before a connection opened. Made anew from the socket's
+        properties at each read: a socket holds nothing more for it.
+        """
+        target = self.resource_name
+        if not target:
+            return None
+        headers = self.request_headers
+        raw = headers.raw if isinstance(headers, Headers) else tuple(headers.items())
+        if self._accepted:
+            return opened_request(target, raw, self.peer_address, self.peer_port)
+        origin = self.origin
+        if origin:
+            raw = (("Origin", origin), *raw)
+        # The client here is this side.
+        return opened_request(target, raw, self.local_address, self.local_port)
+
     # -- sending
 
     def send_text_message(self, message: str) -> int:
@@ -925,7 +988,16 @@ class WebSocket(Object):
                 self._fragmenting = False
             self._fragment_waiters().wake_all()
 
-    async def recv(self) -> str | bytes:
+    @overload
+    async def recv(self, decode: Literal[True]) -> str: ...
+
+    @overload
+    async def recv(self, decode: Literal[False]) -> bytes: ...
+
+    @overload
+    async def recv(self, decode: bool | None = None) -> str | bytes: ...
+
+    async def recv(self, decode: bool | None = None) -> str | bytes:
         """The next message: a str for text, bytes for binary (websockets: ``recv()``).
 
         Returns at once when a message is waiting, else waits for one without
@@ -933,6 +1005,13 @@ class WebSocket(Object):
         over and every message before its end was received:
         ConnectionClosedOK after a normal close, ConnectionClosedError
         otherwise, with the socket's ``error_string`` as its message.
+
+        ``decode``, as websockets': False gives a text message as bytes, its
+        UTF-8 (for a JSON parser that takes bytes); True gives a binary
+        message as a str decoded from UTF-8 (for a peer that sends text in
+        binary frames). A binary message that is not UTF-8 then fails the
+        connection with 1007, as websockets does, and ConnectionClosedError
+        is raised from the UnicodeDecodeError once it is over.
 
         Cancelling it (``asyncio.timeout``, ``wait_for``) loses nothing: a
         message is taken only by the recv() that returns it. Two coroutines
@@ -947,7 +1026,23 @@ class WebSocket(Object):
             message = await self._wait_for_message()
         if isinstance(message, ConnectionClosed):
             raise message
-        return message
+        if decode is None:
+            return message
+        try:
+            return decoded(message, decode)
+        except UnicodeDecodeError as e:
+            raise await self._undecodable(e) from e
+
+    async def _undecodable(self, error: UnicodeDecodeError) -> ConnectionClosed:
+        """recv(decode=True) met a binary message that is not UTF-8: closes with 1007, as websockets.
+
+        Returns the exception of the connection's end, once it came.
+        """
+        await self.close(1007, undecodable_reason(error))
+        # A message came, so a connection did: its end, or a later one's, is recorded now.
+        end = self._end
+        assert end is not None
+        return ConnectionClosed.of(*end[1:])
 
     def __aiter__(self) -> Messages:
         """Each message, as ``recv()`` returns it (websockets: ``async for message in websocket``).
@@ -1625,6 +1720,21 @@ def whole_message(message: object) -> str | Buffer | None:
         return memoryview(cast("Buffer", message))
     except TypeError:
         return None
+
+
+def decoded(message: str | bytes, decode: bool) -> str | bytes:
+    """``message`` as ``recv(decode=...)`` gives it: a str if ``decode``, else bytes (a text message's UTF-8).
+
+    Raises UnicodeDecodeError for a binary message that is not UTF-8.
+    """
+    if decode:
+        return message if isinstance(message, str) else message.decode()
+    return message.encode() if isinstance(message, str) else message
+
+
+def undecodable_reason(error: UnicodeDecodeError) -> str:
+    """The reason of the 1007 close after ``recv(decode=True)`` met ``error``, as websockets words it."""
+    return f"{error.reason} at position {error.start}"
 
 
 def _next_of(iterator: Iterator[str | Buffer]) -> Callable[[], Awaitable[str | Buffer]]:

@@ -1,0 +1,275 @@
+"""websockets' everyday names on wsbind's sockets: ``remote_address``, ``subprotocol``,
+``request`` and ``recv(decode=...)``, on the asyncio face and the blocking one, against
+the independent `websockets` library both ways."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+import pytest
+import websockets
+from websockets.asyncio.client import connect as websockets_connect
+from websockets.asyncio.server import ServerConnection
+from websockets.asyncio.server import serve as websockets_serve
+
+import wsbind
+from conftest import TIMEOUT, echo, wait_until, websockets_server
+from wsbind import ConnectionClosedError, Request, WebSocket
+from wsbind.sync import connect as sync_connect
+
+T = TypeVar("T")
+
+# Not UTF-8: 0xff starts no character.
+NOT_UTF8 = b"\xffabc"
+
+
+def run(main: Coroutine[Any, Any, T]) -> T:
+    """Runs a test's coroutine under asyncio.run(), as a user's program does, within TIMEOUT."""
+
+    async def bounded() -> T:
+        return await asyncio.wait_for(main, TIMEOUT)
+
+    return asyncio.run(bounded())
+
+
+async def async_echo(ws: ServerConnection) -> None:
+    async for message in ws:
+        await ws.send(message)
+
+
+# -- a server's socket, with a websockets client
+
+
+def test_a_server_socket_gives_its_peer_request_and_subprotocol_by_websockets_names() -> None:
+    seen: dict[str, Any] = {}
+
+    async def handler(ws: WebSocket) -> None:
+        request = ws.request
+        assert isinstance(request, Request)
+        seen.update(
+            remote_address=ws.remote_address,
+            subprotocol=ws.subprotocol,
+            path=request.path,
+            target=request.target,
+            query=request.query,
+            custom=request.headers["x-custom"],
+            host=request.headers["HOST"],
+            method=request.method,
+            body=request.body,
+            upgrade=request.upgrade,
+            answered=request.answered,
+            peer=(request.peer_address, request.peer_port),
+            same_headers=request.headers.raw is ws.request_headers.raw,
+        )
+        with pytest.raises(wsbind.Error, match="answered with 101"):
+            request.respond("too late")
+        await ws.send("seen")
+        await ws.wait_closed()
+        seen["after_close"] = (ws.remote_address, ws.subprotocol)
+
+    async def main() -> None:
+        async with wsbind.serve(handler, "127.0.0.1", 0, supported_subprotocols=["chat"]) as server:
+            url = f"{server.url}/chat%20room/x?a=1&b=two%20words"
+            async with websockets_connect(
+                url, subprotocols=["chat"], additional_headers={"X-Custom": "yes"}
+            ) as client:
+                assert await client.recv() == "seen"
+                seen["local"] = client.local_address[:2]
+            await _wait_for(lambda: "after_close" in seen)
+
+    run(main())
+    local = seen["local"]
+    assert seen["remote_address"] == local
+    assert seen["subprotocol"] == "chat"
+    assert seen["path"] == "/chat room/x"
+    assert seen["target"] == "/chat%20room/x?a=1&b=two%20words"
+    assert seen["query"] == {"a": "1", "b": "two words"}
+    assert seen["custom"] == "yes"
+    assert seen["host"].startswith("127.0.0.1:")
+    assert (seen["method"], seen["body"], seen["upgrade"], seen["answered"]) == ("GET", b"", True, True)
+    assert seen["peer"] == local
+    # The socket's own headers, not a copy.
+    assert seen["same_headers"]
+    # As websockets: the peer stays known once the connection is over; no subprotocol then.
+    assert seen["after_close"] == (local, None)
+
+
+def test_no_subprotocol_reads_none_where_qt_reads_empty() -> None:
+    seen: list[tuple[str, str | None]] = []
+
+    async def handler(ws: WebSocket) -> None:
+        seen.append((ws.negotiated_subprotocol, ws.subprotocol))
+        await ws.send("ok")
+
+    async def main() -> None:
+        async with wsbind.serve(handler, "127.0.0.1", 0) as server:
+            async with websockets_connect(server.url) as client:
+                assert await client.recv() == "ok"
+                assert client.subprotocol is None
+
+    run(main())
+    assert seen == [("", None)]
+
+
+# -- a client's socket, with a websockets server
+
+
+def test_a_client_socket_gives_its_server_and_the_request_it_sent() -> None:
+    served: dict[str, Any] = {}
+
+    async def handler(ws: ServerConnection) -> None:
+        assert ws.request is not None
+        served.update(path=ws.request.path, custom=ws.request.headers["X-Custom"], remote=ws.remote_address)
+        await async_echo(ws)
+
+    async def main() -> None:
+        async with websockets_serve(handler, "127.0.0.1", 0, subprotocols=["v2", "v1"]) as server:
+            port = server.sockets[0].getsockname()[1]
+            url = f"ws://127.0.0.1:{port}/feed?x=1"
+            unopened = WebSocket(url=url)
+            assert (unopened.remote_address, unopened.subprotocol, unopened.request) == (None, None, None)
+            async with wsbind.connect(
+                url,
+                requested_subprotocols=["v1"],
+                request_headers={"X-Custom": "yes"},
+                origin="http://example.com",
+            ) as ws:
+                assert ws.remote_address == ("127.0.0.1", port)
+                assert ws.subprotocol == "v1"
+                request = ws.request
+                assert request is not None
+                assert request.target == served["path"] == "/feed?x=1"
+                assert request.path == "/feed"
+                assert request.query == {"x": "1"}
+                assert request.headers["x-custom"] == served["custom"] == "yes"
+                assert request.headers["origin"] == "http://example.com"
+                # The client of this request is this side.
+                assert (request.peer_address, request.peer_port) == served["remote"][:2]
+                assert (ws.local_address, ws.local_port) == served["remote"][:2]
+
+    run(main())
+
+
+# -- recv(decode=...) on the asyncio face
+
+
+def test_recv_decode_converts_as_websockets_does() -> None:
+    async def main() -> None:
+        async with websockets_serve(async_echo, "127.0.0.1", 0) as server:
+            port = server.sockets[0].getsockname()[1]
+            async with wsbind.connect(f"ws://127.0.0.1:{port}") as ws:
+                await ws.send("héllo")
+                assert await ws.recv(decode=False) == "héllo".encode()
+                await ws.send("café".encode())
+                assert await ws.recv(decode=True) == "café"
+                # The other way round leaves them as they came.
+                await ws.send("text")
+                assert await ws.recv(decode=True) == "text"
+                await ws.send(b"\x00\x01")
+                assert await ws.recv(decode=False) == b"\x00\x01"
+                # None, the default, as received.
+                await ws.send("a")
+                await ws.send(b"b")
+                assert await ws.recv(None) == "a"
+                assert await ws.recv() == b"b"
+                # async for is unchanged.
+                await ws.send(b"c")
+                async for message in ws:
+                    assert message == b"c"
+                    break
+
+    run(main())
+
+
+def test_recv_decode_of_a_binary_message_that_is_not_utf8_fails_with_1007_as_websockets() -> None:
+    """Both libraries' clients against one websockets server that sends bytes that are not UTF-8."""
+    closes: list[tuple[int | None, str | None]] = []
+
+    async def handler(ws: ServerConnection) -> None:
+        await ws.send(NOT_UTF8)
+        with contextlib.suppress(websockets.ConnectionClosed):
+            await ws.recv()
+        closes.append((ws.close_code, ws.close_reason))
+
+    async def main() -> tuple[BaseException, BaseException]:
+        async with websockets_serve(handler, "127.0.0.1", 0) as server:
+            url = f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+            async with websockets_connect(url) as theirs:
+                with pytest.raises(websockets.ConnectionClosedError) as their_error:
+                    await theirs.recv(decode=True)
+            async with wsbind.connect(url) as ws:
+                with pytest.raises(ConnectionClosedError) as our_error:
+                    await ws.recv(decode=True)
+                assert ws.close_code == 1007
+            await _wait_for(lambda: len(closes) == 2)
+        return their_error.value, our_error.value
+
+    theirs, ours = run(main())
+    assert isinstance(theirs.__cause__, UnicodeDecodeError)
+    assert isinstance(ours.__cause__, UnicodeDecodeError)
+    assert ours.code == 1007  # type: ignore[attr-defined]
+    # The server heard the same close from both.
+    assert closes[0] == closes[1] == (1007, "invalid start byte at position 0")
+
+
+# -- the blocking face
+
+
+def test_the_blocking_face_has_the_same_names_and_recv_decode() -> None:
+    seen: dict[str, Any] = {}
+
+    def handler(ws: Any) -> None:
+        seen["remote"] = ws.remote_address[:2]
+        seen["path"] = ws.request.path
+        echo(ws)
+
+    with websockets_server(handler, subprotocols=["v1"]) as (url, server):
+        port = server.socket.getsockname()[1]
+        with sync_connect(
+            f"{url}/blocking?q=1", requested_subprotocols=["v1"], request_headers={"X-Custom": "yes"}
+        ) as ws:
+            assert ws.remote_address == ("127.0.0.1", port)
+            assert ws.subprotocol == "v1"
+            request = ws.request
+            assert request is not None
+            assert (request.path, request.target) == ("/blocking", "/blocking?q=1")
+            assert request.headers["x-custom"] == "yes"
+            wait_until(lambda: "path" in seen, what="the server's handler")
+            assert (request.peer_address, request.peer_port) == seen["remote"]
+            # websockets' path is the target as sent: wsbind's Request.target.
+            assert seen["path"] == request.target
+            ws.send("héllo")
+            assert ws.recv(decode=False) == "héllo".encode()
+            ws.send("café".encode())
+            assert ws.recv(TIMEOUT, True) == "café"
+            ws.send(b"\x00")
+            assert ws.recv(timeout=TIMEOUT, decode=None) == b"\x00"
+            ws.send("t")
+            assert ws.recv(TIMEOUT) == "t"
+
+
+def test_the_blocking_recv_decode_of_bytes_that_are_not_utf8_fails_with_1007() -> None:
+    closes: list[tuple[int | None, str | None]] = []
+
+    def handler(ws: Any) -> None:
+        ws.send(NOT_UTF8)
+        with contextlib.suppress(websockets.ConnectionClosed):
+            ws.recv()
+        closes.append((ws.close_code, ws.close_reason))
+
+    with websockets_server(handler) as (url, _), sync_connect(url) as ws:
+        with pytest.raises(ConnectionClosedError) as error:
+            ws.recv(timeout=TIMEOUT, decode=True)
+        assert isinstance(error.value.__cause__, UnicodeDecodeError)
+        assert error.value.code == 1007
+        assert ws.socket.close_code == 1007
+    assert closes == [(1007, "invalid start byte at position 0")]
+
+
+async def _wait_for(predicate: Any) -> None:
+    """Lets the loop run until ``predicate()`` is true (bounded by run()'s TIMEOUT)."""
+    while not predicate():
+        await asyncio.sleep(0.005)
