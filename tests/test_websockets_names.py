@@ -273,3 +273,91 @@ async def _wait_for(predicate: Any) -> None:
     """Lets the loop run until ``predicate()`` is true (bounded by run()'s TIMEOUT)."""
     while not predicate():
         await asyncio.sleep(0.005)
+
+
+# -- websockets' keyword arguments to connect() and serve()
+
+
+def test_connect_takes_websockets_keyword_names() -> None:
+    """additional_headers (a list of pairs too), subprotocols, open_timeout and max_size set the
+    properties they stand for: a call written for websockets runs unchanged."""
+    seen: dict[str, Any] = {}
+
+    async def handler(ws: ServerConnection) -> None:
+        seen["token"] = ws.request.headers["X-Token"] if ws.request else None
+        seen["subprotocol"] = ws.subprotocol
+        await ws.send("x" * 2000)  # over max_size
+        await ws.wait_closed()
+
+    async def main() -> wsbind.ConnectionClosed:
+        async with websockets_serve(handler, "127.0.0.1", 0, subprotocols=["v2"]) as server:
+            port = server.sockets[0].getsockname()[1]
+            async with wsbind.connect(
+                f"ws://127.0.0.1:{port}",
+                additional_headers=[("X-Token", "abc")],
+                subprotocols=["v2"],
+                open_timeout=7,
+                max_size=1000,
+            ) as ws:
+                assert ws.request_headers == {"X-Token": "abc"}
+                assert ws.handshake_timeout == 7
+                assert ws.max_allowed_incoming_message_size == 1000
+                assert ws.max_allowed_incoming_frame_size == 1000
+                assert ws.subprotocol == "v2"
+                with pytest.raises(wsbind.ConnectionClosed) as raised:
+                    await ws.recv()
+                return raised.value
+
+    end = run(main())
+    assert seen == {"token": "abc", "subprotocol": "v2"}
+    assert end.code == 1009
+
+
+def test_serve_takes_websockets_keyword_names() -> None:
+    """subprotocols, origins and max_size on serve(), with websockets' client."""
+
+    async def handler(ws: WebSocket) -> None:
+        await ws.send(ws.subprotocol or "")
+        await ws.wait_closed()
+
+    async def main() -> tuple[int, int | None]:
+        async with wsbind.serve(
+            handler, "127.0.0.1", 0, subprotocols=["v1"], origins=["https://ok.example"], max_size=100
+        ) as server:
+            assert server.supported_subprotocols == ["v1"]
+            assert server.max_allowed_incoming_message_size == 100
+            url = server.url
+            with pytest.raises(websockets.InvalidStatus) as refused:
+                async with websockets_connect(url, origin=websockets.Origin("https://other.example")):
+                    pass
+            async with websockets_connect(
+                url,
+                subprotocols=[websockets.Subprotocol("v1")],
+                origin=websockets.Origin("https://ok.example"),
+            ) as client:
+                assert await client.recv() == "v1"
+                await client.send("y" * 101)  # over max_size
+                await client.wait_closed()
+                return refused.value.response.status_code, client.close_code
+
+    assert run(main()) == (403, 1009)
+
+
+def test_a_property_given_under_both_names_is_refused_and_the_blocking_connect_takes_them_too() -> None:
+    with pytest.raises(TypeError, match="additional_headers= and request_headers="):
+        wsbind.connect("ws://127.0.0.1:1", additional_headers={}, request_headers={})
+    with pytest.raises(TypeError, match="subprotocols= and supported_subprotocols="):
+        wsbind.serve(async_echo_handler, subprotocols=[], supported_subprotocols=[])
+
+    def handler(ws: Any) -> None:
+        ws.send(ws.request.headers["X-Token"])
+        with contextlib.suppress(websockets.ConnectionClosed):
+            ws.recv()
+
+    with websockets_server(handler) as (url, _), sync_connect(url, additional_headers={"X-Token": "t"}) as ws:
+        assert ws.recv(timeout=TIMEOUT) == "t"
+
+
+async def async_echo_handler(ws: WebSocket) -> None:
+    async for message in ws:
+        await ws.send(message)

@@ -25,7 +25,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator, Mapping
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterable, Iterator, Mapping
 from types import TracebackType
 from typing import Any, Generic, TypeVar
 
@@ -48,6 +49,52 @@ logger = logging.getLogger("wsbind")
 # whose backend is away. Other refusals (401, 403, 404) will not change by
 # trying again. websockets retries the same.
 RETRY_STATUSES = frozenset({500, 502, 503, 504})
+
+
+# websockets' keyword arguments that set a property of another name:
+# connect(), serve() and wsbind.sync.connect() take them, so that a call
+# written for websockets runs unchanged. The others it has (ping_interval,
+# ping_timeout, close_timeout, max_queue, write_limit, compression, origin,
+# proxy) are already the properties' names.
+CLIENT_KEYWORDS = {
+    "additional_headers": "request_headers",
+    "extra_headers": "request_headers",  # websockets' legacy API
+    "subprotocols": "requested_subprotocols",
+    "open_timeout": "handshake_timeout",
+    "max_size": "max_allowed_incoming_message_size",
+}
+SERVER_KEYWORDS = {
+    "subprotocols": "supported_subprotocols",
+    "origins": "allowed_origins",
+    "open_timeout": "handshake_timeout",
+    "max_size": "max_allowed_incoming_message_size",
+}
+
+
+def properties_of(caller: str, keywords: dict[str, Any], names: Mapping[str, str]) -> dict[str, Any]:
+    """``keywords`` with websockets' names for properties (``names``) turned into the properties.
+
+    The values take websockets' forms too: headers as a list of pairs,
+    ``max_size=None`` for no limit (``max_size`` bounds frames as well as
+    messages, as websockets' one limit does), ``proxy=True`` for the
+    environment's proxy. Giving a property under both names raises TypeError.
+    """
+    properties = dict(keywords)
+    for alias, name in names.items():
+        if alias not in properties:
+            continue
+        if name in properties:
+            raise TypeError(f"{caller}() got {alias}= and {name}=, which are one property: give one")
+        value = properties.pop(alias)
+        if name == "request_headers" and not isinstance(value, Mapping) and isinstance(value, Iterable):
+            value = dict(value)
+        elif alias == "max_size":
+            value = sys.maxsize if value is None else value
+            properties.setdefault("max_allowed_incoming_frame_size", value)
+        properties[name] = value
+    if properties.get("proxy") is True:
+        properties["proxy"] = ""
+    return properties
 
 
 _Opened = TypeVar("_Opened", WebSocket, WebSocketServer)
@@ -85,7 +132,9 @@ class connect(_Opening[WebSocket]):  # lower case, as websockets' connect(), whi
 
     ``properties`` are any of :class:`~wsbind.WebSocket`'s, e.g.
     ``requested_subprotocols=["v1"]``, ``request_headers={"Authorization":
-    "..."}``, ``max_queue``, and ``on_<signal>=`` handlers. What it gives is
+    "..."}``, ``max_queue``, and ``on_<signal>=`` handlers, or websockets'
+    names for them (``additional_headers``, ``subprotocols``,
+    ``open_timeout``, ``max_size``: ``CLIENT_KEYWORDS``). What it gives is
     a ``WebSocket``, OPEN, whose messages are held for ``recv()`` from the
     start. Use it in one of three ways::
 
@@ -138,7 +187,7 @@ class connect(_Opening[WebSocket]):  # lower case, as websockets' connect(), whi
         self.url = url
         """The URL to connect to."""
         # The WebSocket's constructor keywords besides url.
-        self._properties = properties
+        self._properties = properties_of("connect", properties, CLIENT_KEYWORDS)
         # A new series of delays between attempts, for async for.
         self._reconnect_delays = reconnect_delays or backoff
 
@@ -210,7 +259,9 @@ class serve(_Opening[WebSocketServer]):  # lower case, as websockets' serve(), w
     running it with the server's side of the connection, an OPEN
     :class:`~wsbind.WebSocket` whose messages are held for ``recv()`` from
     the start. ``properties`` are any of :class:`~wsbind.WebSocketServer`'s
-    (``name``, ``supported_subprotocols``, ``allowed_origins``...). ``host``
+    (``name``, ``supported_subprotocols``, ``allowed_origins``...), or
+    websockets' names for them (``subprotocols``, ``origins``,
+    ``open_timeout``, ``max_size``: ``SERVER_KEYWORDS``). ``host``
     is loopback unless given, as Qt's; ``""`` or None listens on every
     interface, as websockets' and asyncio's. ``port`` 0 lets the system pick
     one, which ``server.port`` and ``server.url`` then hold::
@@ -278,6 +329,7 @@ class serve(_Opening[WebSocketServer]):  # lower case, as websockets' serve(), w
             self._routes.add(pattern, route_handler)
         self._process_request = process_request
         # The WebSocketServer's constructor keywords.
+        properties = properties_of("serve", properties, SERVER_KEYWORDS)
         self._properties = {"host": "" if host is None else host, "port": port, **properties}
 
     async def _open(self) -> WebSocketServer:

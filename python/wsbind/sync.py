@@ -35,6 +35,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Literal, cast, overload
 
+from .aio import CLIENT_KEYWORDS, properties_of
 from .dispatch import ThreadDispatcher, current
 from .errors import (
     ConnectionClosed,
@@ -91,7 +92,8 @@ def connect(url: str, *, max_queue: int = MAX_QUEUE, **properties: Any) -> SyncW
 
     ``properties`` are any of ``WebSocket``'s constructor keywords except
     ``active``: ``requested_subprotocols=["v1"]``, ``request_headers={...}``,
-    ``ssl_configuration=...``, handlers such as ``on_pong=...``. The wait is
+    ``ssl_configuration=...``, handlers such as ``on_pong=...``, or
+    websockets' names for them, as ``wsbind.connect()`` takes. The wait is
     bounded by ``handshake_timeout`` (10 s by default); Ctrl-C gives it up.
 
     A failure raises with the words ``error_string`` holds:
@@ -109,7 +111,7 @@ def connect(url: str, *, max_queue: int = MAX_QUEUE, **properties: Any) -> SyncW
         raise TypeError(f"max_queue must be an int, not {type(max_queue).__name__}")
     if max_queue < 1:
         raise ValueError(f"max_queue must be at least 1, not {max_queue}")
-    socket = WebSocket(url=url, **properties)
+    socket = WebSocket(url=url, **properties_of("wsbind.sync.connect", properties, CLIENT_KEYWORDS))
     if not socket.url:
         raise InvalidURL("wsbind.sync.connect() needs a ws:// or wss:// URL")
     face = SyncWebSocket(socket, max_queue)
