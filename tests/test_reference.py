@@ -34,6 +34,7 @@ WSBIND_ONLY = {
     ("WebSocket", "remote_address"): "websockets' name for (peer_address, peer_port)",
     ("WebSocket", "subprotocol"): "websockets' name for negotiated_subprotocol, None for none",
     ("WebSocket", "request"): "websockets' opening request: Qt has no object for it",
+    ("WebSocket", "latency"): "websockets' latency: Qt has no keepalive",
     ("WebSocket", "max_queue"): "the asyncio face: websockets' max_queue",
     ("WebSocket", "write_limit"): "the asyncio face: websockets' write_limit",
     ("WebSocketServer", "serve_forever"): "the asyncio face: websockets' serve_forever()",

@@ -361,3 +361,27 @@ def test_a_property_given_under_both_names_is_refused_and_the_blocking_connect_t
 async def async_echo_handler(ws: WebSocket) -> None:
     async for message in ws:
         await ws.send(message)
+
+
+def test_latency_is_measured_by_keepalive_without_a_ping_call() -> None:
+    """websockets' latency: 0 before any pong, then the last ping's round trip, keepalive's too;
+    kept once the connection is over."""
+
+    async def main() -> None:
+        async with websockets_serve(async_echo, "127.0.0.1", 0) as server:
+            port = server.sockets[0].getsockname()[1]
+            async with wsbind.connect(f"ws://127.0.0.1:{port}", ping_interval=0.05) as ws:
+                assert ws.latency == 0.0
+                await _wait_for(lambda: ws.latency > 0)
+            assert ws.latency > 0
+
+    run(main())
+
+    def handler(ws: Any) -> None:
+        with contextlib.suppress(websockets.ConnectionClosed):
+            ws.recv()
+
+    with websockets_server(handler) as (url, _), sync_connect(url) as ws:
+        assert ws.latency == 0.0
+        ws.ping(timeout=TIMEOUT)
+        assert ws.latency > 0

@@ -346,6 +346,9 @@ class Connection:
     @property
     def bytes_to_write(self) -> int:
         """Payload bytes queued by ``send_*`` and not yet written."""
+    @property
+    def latency(self) -> float:
+        """Seconds between the last ping answered (keepalive's too) and its pong; 0 before the first."""
     def send_text(self, message: str) -> int:
         """Queues a text message; returns its size in bytes of UTF-8."""
     def send_binary(self, data: Buffer) -> int:

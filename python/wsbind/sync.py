@@ -195,6 +195,11 @@ class SyncWebSocket:
         return self.socket.subprotocol
 
     @property
+    def latency(self) -> float:
+        """Seconds from the last ping answered to its pong, keepalive's too (websockets.sync: ``latency``)."""
+        return self.socket.latency
+
+    @property
     def request(self) -> Request | None:
         """The opening request this side sent, a :class:`wsbind.Request` (websockets.sync: ``request``).
 

@@ -215,6 +215,9 @@ class WebSocket(Object):
     # sockets, as each hold is a few attribute reads and writes: a lock each
     # cost every idle server client 120 bytes.
     _lock = threading.Lock()
+    # The last connection's latency once it is over; a class default until
+    # then, so that an idle socket keeps nothing for it.
+    _latency = 0.0
 
     url = Property(
         "",
@@ -624,6 +627,17 @@ class WebSocket(Object):
         the connection is over.
         """
         return self.negotiated_subprotocol or None
+
+    @property
+    def latency(self) -> float:
+        """Seconds from the last ping answered to its pong; 0 before the first (websockets: ``latency``).
+
+        Keepalive's pings (``ping_interval``) measure it as well as
+        ``ping()``'s, so it stays current without a call. Once the
+        connection is over it keeps its last value, as websockets' does.
+        """
+        conn = self._conn
+        return conn.latency if conn is not None else self._latency
 
     @property
     def request(self) -> Request | None:
@@ -1496,6 +1510,8 @@ class WebSocket(Object):
         with self._lock:
             conn, self._conn = self._conn, None
             reopen, self._reopen = self._reopen, False
+            if conn is not None:
+                self._latency = conn.latency
             ended_by_program, self._ended_by_program = self._ended_by_program, False
             # Decided under the lock, where close() from another thread calls it
             # off; a handler below may call it off too.

@@ -206,6 +206,12 @@ impl Connection {
         self.report_frames.load(Ordering::Relaxed)
     }
 
+    /// The round trip of the last ping answered (keepalive's too); zero
+    /// before the first.
+    pub fn latency(&self) -> Duration {
+        self.session().latency()
+    }
+
     pub(super) fn session(&self) -> MutexGuard<'_, Session> {
         self.session.lock().unwrap_or_else(|e| e.into_inner())
     }

@@ -111,6 +111,9 @@ pub struct Session {
     next_keepalive: Option<Instant>,
     /// Keepalive pings sent: the next one's payload, unique per connection.
     keepalives: u32,
+    /// The round trip of the last ping answered, keepalive's or the user's
+    /// (websockets' `latency`); zero before the first.
+    latency: Duration,
     /// Our pongs not written yet.
     pongs_unsent: usize,
     /// The payload of the latest ping that came while [`MAX_UNSENT_PONGS`]
@@ -135,6 +138,7 @@ impl Session {
             pings: VecDeque::new(),
             next_keepalive: timers.ping_interval.map(|i| now + i),
             keepalives: 0,
+            latency: Duration::ZERO,
             pongs_unsent: 0,
             next_pong: None,
             output: VecDeque::new(),
@@ -155,6 +159,11 @@ impl Session {
     /// Whether our close frame is out: nothing but it may be the last frame.
     pub fn close_sent(&self) -> bool {
         self.close_sent
+    }
+
+    /// The round trip of the last ping answered; zero before the first.
+    pub fn latency(&self) -> Duration {
+        self.latency
     }
 
     /// The user's `ping()`; ignored once we close.
@@ -369,8 +378,9 @@ impl Session {
         match self.pings.iter().position(|p| p.payload == payload) {
             Some(index) => {
                 if let Some(ping) = self.pings.drain(..=index).last() {
+                    let elapsed = now - ping.sent;
+                    self.latency = elapsed;
                     if ping.by_user {
-                        let elapsed = now - ping.sent;
                         self.output.push_back(Output::Pong { elapsed, payload });
                     }
                 }
@@ -566,6 +576,7 @@ mod tests {
         let mut session = Session::new(Role::Client, timers(), now);
         assert_eq!(session.deadline(), Some(now + 20 * SECOND));
         assert_eq!(session.timer(now + 20 * SECOND), None);
+        assert_eq!(session.latency(), Duration::ZERO, "nothing measured yet");
         let pings = frames(Role::Client, &run(&mut session));
         let [Incoming::Ping(payload)] = &pings[..] else {
             panic!("one keepalive ping: {pings:?}");
@@ -577,6 +588,7 @@ mod tests {
             run(&mut session).is_empty(),
             "a keepalive pong is not reported"
         );
+        assert_eq!(session.latency(), SECOND, "but it measures the latency");
         assert_eq!(session.timer(now + 40 * SECOND), None);
         run(&mut session);
         let Some(End::Failed(failure)) = session.timer(now + 60 * SECOND) else {

@@ -163,6 +163,13 @@ impl PyConnection {
         self.connection.bytes_to_write()
     }
 
+    /// Seconds between the last ping answered (keepalive's too) and its
+    /// pong; 0 before the first.
+    #[getter]
+    fn latency(&self) -> f64 {
+        self.connection.latency().as_secs_f64()
+    }
+
     /// Queues a text message; returns its size in bytes of UTF-8.
     fn send_text(&self, py: Python<'_>, message: &Bound<'_, PyAny>) -> PyResult<usize> {
         let text = utf8(message).ok_or_else(|| {
