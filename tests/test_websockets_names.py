@@ -385,3 +385,57 @@ def test_latency_is_measured_by_keepalive_without_a_ping_call() -> None:
         assert ws.latency == 0.0
         ws.ping(timeout=TIMEOUT)
         assert ws.latency > 0
+
+
+def test_serve_sets_websockets_socket_options_on_each_client() -> None:
+    """serve(ping_interval=..., max_queue=(high, low), ...) as websockets: each client's socket
+    has them before its handler runs, and its keepalive pings the client."""
+    seen: dict[str, Any] = {}
+
+    async def handler(ws: WebSocket) -> None:
+        seen.update(
+            ping_interval=ws.ping_interval,
+            ping_timeout=ws.ping_timeout,
+            close_timeout=ws.close_timeout,
+            max_queue=ws.max_queue,
+            write_limit=ws.write_limit,
+        )
+        await _wait_for(lambda: ws.latency > 0)  # measured by the server's keepalive alone
+        await ws.send("pinged")
+        await ws.wait_closed()
+
+    async def main() -> None:
+        async with wsbind.serve(
+            handler,
+            "127.0.0.1",
+            0,
+            ping_interval=0.05,
+            ping_timeout=5,
+            close_timeout=3,
+            max_queue=(8, 2),
+            write_limit=(65536, 1024),
+            origins=[None],
+        ) as server:
+            async with websockets_connect(server.url) as client:  # sends no Origin
+                assert await client.recv() == "pinged"
+
+    run(main())
+    assert seen == {
+        "ping_interval": 0.05,
+        "ping_timeout": 5,
+        "close_timeout": 3,
+        "max_queue": 8,
+        "write_limit": 65536,
+    }
+
+
+def test_websockets_ssl_keyword_says_what_to_give_instead() -> None:
+    import ssl
+
+    context = ssl.create_default_context()
+    with pytest.raises(TypeError, match=r"ssl_configuration=wsbind\.SslConfiguration"):
+        wsbind.connect("wss://127.0.0.1:1", ssl=context)
+    with pytest.raises(TypeError, match="secure_mode=True"):
+        wsbind.serve(async_echo_handler, ssl=context)
+    with pytest.raises(ValueError, match="ping_interval"):
+        wsbind.serve(async_echo_handler, ping_interval=-1)

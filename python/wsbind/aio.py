@@ -69,25 +69,50 @@ SERVER_KEYWORDS = {
     "open_timeout": "handshake_timeout",
     "max_size": "max_allowed_incoming_message_size",
 }
+# Properties of each socket a server accepts, which serve() takes as
+# websockets' does and sets on every one before its handler runs.
+SOCKET_KEYWORDS = ("ping_interval", "ping_timeout", "close_timeout", "max_queue", "write_limit")
 
 
 def properties_of(caller: str, keywords: dict[str, Any], names: Mapping[str, str]) -> dict[str, Any]:
     """``keywords`` with websockets' names for properties (``names``) turned into the properties.
 
     The values take websockets' forms too: headers as a list of pairs,
-    ``max_size=None`` for no limit (``max_size`` bounds frames as well as
-    messages, as websockets' one limit does), ``proxy=True`` for the
-    environment's proxy. Giving a property under both names raises TypeError.
+    ``max_size=None`` and ``max_queue=None`` for no limit (``max_size``
+    bounds frames as well as messages, as websockets' one limit does), a
+    ``(high, low)`` pair for ``max_queue`` and ``write_limit`` (wsbind
+    resumes below a quarter of the high mark), ``subprotocols=None`` for
+    none, None among ``origins`` for a client that sends no Origin, and
+    ``proxy=True`` for the environment's proxy. Giving a property under both
+    names raises TypeError; websockets' ``ssl=``, which takes an
+    ``ssl.SSLContext`` that rustls cannot use, raises one that says what to
+    give instead.
     """
+    if "ssl" in keywords:
+        raise TypeError(
+            f"{caller}() takes no ssl=: wsbind's TLS is rustls, not Python's ssl module. Give "
+            "ssl_configuration=wsbind.SslConfiguration(...) (CA certificates, a client certificate, "
+            "verification), and to a server secure_mode=True with certificate= and private_key="
+        )
     properties = dict(keywords)
+    for name in ("max_queue", "write_limit"):
+        value = properties.get(name)
+        if isinstance(value, tuple) and len(value) == 2:
+            properties[name] = value[0]
+    if "max_queue" in properties and properties["max_queue"] is None:
+        properties["max_queue"] = sys.maxsize
     for alias, name in names.items():
         if alias not in properties:
             continue
         if name in properties:
             raise TypeError(f"{caller}() got {alias}= and {name}=, which are one property: give one")
         value = properties.pop(alias)
+        if alias == "subprotocols" and value is None:
+            continue
         if name == "request_headers" and not isinstance(value, Mapping) and isinstance(value, Iterable):
             value = dict(value)
+        elif alias == "origins" and isinstance(value, Iterable):
+            value = ["" if origin is None else origin for origin in value]
         elif alias == "max_size":
             value = sys.maxsize if value is None else value
             properties.setdefault("max_allowed_incoming_frame_size", value)
@@ -261,7 +286,10 @@ class serve(_Opening[WebSocketServer]):  # lower case, as websockets' serve(), w
     the start. ``properties`` are any of :class:`~wsbind.WebSocketServer`'s
     (``name``, ``supported_subprotocols``, ``allowed_origins``...), or
     websockets' names for them (``subprotocols``, ``origins``,
-    ``open_timeout``, ``max_size``: ``SERVER_KEYWORDS``). ``host``
+    ``open_timeout``, ``max_size``: ``SERVER_KEYWORDS``), and as in
+    websockets the keepalive and queue options of each client's socket
+    (``ping_interval``, ``ping_timeout``, ``close_timeout``, ``max_queue``,
+    ``write_limit``). ``host``
     is loopback unless given, as Qt's; ``""`` or None listens on every
     interface, as websockets' and asyncio's. ``port`` 0 lets the system pick
     one, which ``server.port`` and ``server.url`` then hold::
@@ -330,6 +358,12 @@ class serve(_Opening[WebSocketServer]):  # lower case, as websockets' serve(), w
         self._process_request = process_request
         # The WebSocketServer's constructor keywords.
         properties = properties_of("serve", properties, SERVER_KEYWORDS)
+        # Checked now, each under its own name.
+        self._socket_properties = {
+            name: WebSocket._properties[name]._checked(properties.pop(name))
+            for name in SOCKET_KEYWORDS
+            if name in properties
+        }
         self._properties = {"host": "" if host is None else host, "port": port, **properties}
 
     async def _open(self) -> WebSocketServer:
@@ -337,6 +371,7 @@ class serve(_Opening[WebSocketServer]):  # lower case, as websockets' serve(), w
         # Clients of a route go to its handler, the others to handler.
         server._fallback = self._handler
         server._process_request = self._process_request
+        server._socket_properties = self._socket_properties
         for route in self._routes._routes:
             server.route(route.pattern)(route.handler)
         # Bound without blocking the loop: binding may wait for another

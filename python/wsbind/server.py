@@ -522,6 +522,8 @@ class WebSocketServer(Object):
         self._fallback: Callable[[WebSocket], Awaitable[object]] | None = None
         # wsbind.serve()'s process_request, first to see every request.
         self._process_request: Callable[[Request], Any] | None = None
+        # wsbind.serve()'s options for each socket it accepts (keepalive, queues).
+        self._socket_properties: dict[str, Any] = {}
         # Where handlers run: the context it was made in (a notebook's cell).
         self._context = handler_context()
         # Native connection id -> its open socket, to name a group's members.
@@ -1039,6 +1041,8 @@ class WebSocketServer(Object):
                 self._on_client_finished,
                 {name: self._value(name) for name in _SOCKET_LIMITS},
             )
+            for name, value in self._socket_properties.items():
+                setattr(ws, name, value)
             self._by_id[conn.id] = ws
             # Taken now, as Qt's nextPendingConnection() takes it: no longer pending.
             conn.taken()
