@@ -11,14 +11,18 @@
 //! which here is that thread.
 //!
 //! Cancelling the Python future drops the Rust one.
+//!
+//! Once Python exits, that thread must not touch it: CPython frees the
+//! states of other threads while it finalizes, and one that runs Python
+//! then crashes the process. An `atexit` hook, which runs before that,
+//! waits for the job under way and has the thread drop the others.
 
 use std::any::Any;
 use std::cell::OnceCell;
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
-use std::sync::mpsc;
-use std::sync::OnceLock;
+use std::sync::{mpsc, Mutex, OnceLock};
 
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
@@ -45,6 +49,17 @@ where
 
 /// Work for the `wsbind-await` thread: a result handed to a loop.
 type Job = Box<dyn FnOnce() + Send>;
+
+/// Whether Python is exiting; held while a job runs, so that the `atexit`
+/// hook that sets it waits for that job to end.
+static EXITING: Mutex<bool> = Mutex::new(false);
+
+/// The `atexit` hook: no job touches Python from now on.
+#[pyfunction]
+pub fn python_exits(py: Python<'_>) {
+    // Detached while it waits: the job under way may need the GIL to end.
+    py.detach(|| *EXITING.lock().unwrap_or_else(|e| e.into_inner()) = true);
+}
 
 /// Where jobs go to the `wsbind-await` thread, started on first use; None
 /// if the thread could not start.
@@ -116,7 +131,16 @@ impl generic::Runtime for Awaits {
     {
         let (done, finished) = oneshot::channel();
         let job: Job = Box::new(move || {
-            let _ = done.send(catch_unwind(AssertUnwindSafe(job)));
+            let exiting = EXITING.lock().unwrap_or_else(|e| e.into_inner());
+            // No loop is left to take the result: dropped, which only
+            // queues the references it holds for release (pyo3's pool).
+            let ran = if *exiting {
+                Ok(())
+            } else {
+                catch_unwind(AssertUnwindSafe(job))
+            };
+            drop(exiting);
+            let _ = done.send(ran);
         });
         // `awaitable` checked that the thread is there.
         if let Some(sender) = handing_over() {

@@ -69,6 +69,10 @@ mod _wsbind {
     fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
         use crate::config;
         super::malloc::raise_thresholds();
+        let exits = wrap_pyfunction!(super::awaitable::python_exits, m)?;
+        m.py()
+            .import("atexit")?
+            .call_method1("register", (exits,))?;
         m.add("__version__", env!("CARGO_PKG_VERSION"))?;
         for (name, value) in super::events::kind::ALL {
             m.add(name, value)?;
