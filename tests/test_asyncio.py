@@ -16,6 +16,7 @@ import struct
 import subprocess
 import sys
 import threading
+import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from http import HTTPStatus
 from pathlib import Path
@@ -58,6 +59,12 @@ async def eventually(predicate: Callable[[], Any], what: str = "") -> None:
 
 def port_of(server: Any) -> int:
     return int(server.sockets[0].getsockname()[1])
+
+
+async def echo_with_wsbind(ws: WebSocket) -> None:
+    """A `wsbind.serve()` handler that sends every message back."""
+    async for message in ws:
+        await ws.send(message)
 
 
 async def echo(ws: ServerConnection) -> None:
@@ -250,6 +257,28 @@ def test_a_ping_once_the_connection_is_closing_or_over_raises_connection_closed_
             assert pongs.calls == []
 
     run(main())
+
+
+def test_close_and_ping_run_as_tasks_as_websockets_coroutines_do() -> None:
+    """asyncio.create_task() and TaskGroup take only coroutines: close() and ping() are,
+    without being coroutines that warn when QML-style code never awaits them."""
+
+    async def main() -> None:
+        async with websockets_serve(echo, "127.0.0.1", 0) as server:
+            ws = await wsbind.connect(f"ws://127.0.0.1:{port_of(server)}")
+            assert await asyncio.create_task(ws.ping()) > 0
+            async with asyncio.TaskGroup() as tasks:
+                tasks.create_task(ws.close())
+            assert ws.status is Status.CLOSED
+            ws.close()  # Not awaited, as in the QML style.
+            gc.collect()
+        async with wsbind.serve(echo_with_wsbind, "127.0.0.1", 0) as ours:
+            await asyncio.create_task(ours.close())
+            assert not ours.listen
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        run(main())
 
 
 def test_wait_closed_keeps_a_handler_until_its_client_leaves() -> None:

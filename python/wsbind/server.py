@@ -6,7 +6,7 @@ import asyncio
 import inspect
 import logging
 import os
-from collections.abc import Awaitable, Callable, Generator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, cast
 
@@ -28,7 +28,7 @@ from .http import Request, Response
 from .objects import Binding, BoundSignal, Object, Property, ReadOnly, Signal
 from .routes import Routes
 from .tls import SslConfiguration
-from .waiters import Waiters, wait_until
+from .waiters import LazyCoroutine, Waiters, wait_until
 from .websocket import _OPTIONS, WebSocket
 
 if TYPE_CHECKING:
@@ -1133,7 +1133,7 @@ async def _handle(handler: Callable[..., Awaitable[object]], ws: WebSocket, part
     await ws.close()
 
 
-class _Closing:
+class _Closing(LazyCoroutine[None]):
     """What ``WebSocketServer.close()`` returns: awaited, it waits as ``wait_closed()`` does."""
 
     __slots__ = ("_server",)
@@ -1141,5 +1141,5 @@ class _Closing:
     def __init__(self, server: WebSocketServer) -> None:
         self._server = server
 
-    def __await__(self) -> Generator[Any, None, None]:
-        return self._server.wait_closed().__await__()
+    async def _wait(self) -> None:
+        await self._server.wait_closed()

@@ -18,9 +18,12 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine, Generator
+from typing import Any, Generic, TypeVar
 
-__all__ = ["Waiters", "wait_until", "wake"]
+__all__ = ["LazyCoroutine", "Waiters", "wait_until", "wake"]
+
+T = TypeVar("T")
 
 
 def _set(future: asyncio.Future[None]) -> None:
@@ -105,3 +108,42 @@ async def wait_until(waiters: Waiters, done: Callable[[], bool]) -> None:
             await future
         finally:
             waiters.discard(future)
+
+
+class LazyCoroutine(Coroutine[Any, Any, T], Generic[T]):
+    """What a call returns that may be awaited or ignored: ``close()``, ``ping()``.
+
+    Code in the QML style calls ``ws.close()`` and never awaits it, so it must
+    not get a coroutine, which Python would warn was never awaited. Code in
+    the asyncio style awaits it, or hands it to ``asyncio.create_task()``
+    (websockets' ``close()`` and ``ping()`` are coroutines), which takes only
+    coroutines: this is one, whose coroutine (:meth:`_wait`) is made only
+    when it runs.
+    """
+
+    __slots__ = ("_coroutine",)
+
+    async def _wait(self) -> T:
+        raise NotImplementedError
+
+    def __await__(self) -> Generator[Any, None, T]:
+        return self._wait().__await__()
+
+    def _running(self) -> Coroutine[Any, Any, T]:
+        """The coroutine a task runs, made at its first step; one per object."""
+        running: Coroutine[Any, Any, T] | None = getattr(self, "_coroutine", None)
+        if running is None:
+            running = self._wait()
+            object.__setattr__(self, "_coroutine", running)
+        return running
+
+    def send(self, value: Any) -> Any:
+        return self._running().send(value)
+
+    def throw(self, *args: Any) -> Any:
+        return self._running().throw(*args)
+
+    def close(self) -> None:
+        running: Coroutine[Any, Any, T] | None = getattr(self, "_coroutine", None)
+        if running is not None:
+            running.close()

@@ -14,7 +14,6 @@ from collections.abc import (
     AsyncIterable,
     Awaitable,
     Callable,
-    Generator,
     Iterable,
     Iterator,
     Mapping,
@@ -54,7 +53,7 @@ from .http import Headers, Request, opened_request
 from .objects import Binding, BoundSignal, Object, Property, ReadOnly, Signal
 from .status import Status
 from .tls import SslConfiguration
-from .waiters import Waiters, wait_until, wake
+from .waiters import LazyCoroutine, Waiters, wait_until, wake
 
 if TYPE_CHECKING:
     from typing_extensions import Buffer
@@ -1653,7 +1652,7 @@ class Messages:
         return message
 
 
-class PongWaiter:
+class PongWaiter(LazyCoroutine[float]):
     """What ``WebSocket.ping()`` returns: await it for the round-trip time in seconds.
 
     websockets' ``ping()`` returns such an awaitable too. Code in the QML
@@ -1685,9 +1684,6 @@ class PongWaiter:
         self._end = end
         self._waiters.wake_all()
 
-    def __await__(self) -> Generator[Any, None, float]:
-        return self._wait().__await__()
-
     async def _wait(self) -> float:
         await wait_until(self._waiters, lambda: self._latency is not None or self._end is not None)
         latency = self._outcome()
@@ -1710,7 +1706,7 @@ def _close_frames(closed: _wsbind.Closed) -> CloseFrames:
     return rcvd, sent, closed.received_first if rcvd is not None and sent is not None else None
 
 
-class _Ending:
+class _Ending(LazyCoroutine[None]):
     """What ``WebSocket.close()`` returns: awaited, it waits until that connection is over."""
 
     __slots__ = ("_conn", "_ws")
@@ -1718,9 +1714,6 @@ class _Ending:
     def __init__(self, ws: WebSocket, conn: _wsbind.Connection | None) -> None:
         self._ws = ws
         self._conn = conn
-
-    def __await__(self) -> Generator[Any, None, None]:
-        return self._wait().__await__()
 
     async def _wait(self) -> None:
         if self._conn is not None:
