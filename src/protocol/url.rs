@@ -22,7 +22,10 @@ pub fn parse(text: &str) -> Result<Url, Error> {
             )))
         }
     }
-    if url.host_str().is_none_or(str::is_empty) {
+    // The URL standard reads "ws:///path" as "ws://path/", as a special
+    // scheme's; Qt and websockets read no host there, and so does wsbind.
+    let after_scheme = text.split_once("://").map_or("", |(_, rest)| rest);
+    if url.host_str().is_none_or(str::is_empty) || after_scheme.starts_with(['/', '\\']) {
         return Err(Error::InvalidUrl(format!("invalid URL {text:?}: no host")));
     }
     Ok(url)
@@ -64,6 +67,15 @@ mod tests {
         assert!(err.contains("Unsupported WebSocket scheme"), "{err}");
         assert!(parse("not a url").is_err());
         assert!(parse("ws://").is_err());
+    }
+
+    #[test]
+    fn a_third_slash_leaves_no_host() {
+        // Not "ws://path/", as the URL standard would read it.
+        for text in ["ws:///path", "wss:////x", "ws://\\x"] {
+            let err = parse(text).unwrap_err().to_string();
+            assert!(err.contains("no host"), "{err}");
+        }
     }
 
     #[test]
