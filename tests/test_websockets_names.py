@@ -439,3 +439,28 @@ def test_websockets_ssl_keyword_says_what_to_give_instead() -> None:
         wsbind.serve(async_echo_handler, ssl=context)
     with pytest.raises(ValueError, match="ping_interval"):
         wsbind.serve(async_echo_handler, ping_interval=-1)
+
+
+def test_an_exception_that_leaves_the_block_closes_with_1011_as_websockets() -> None:
+    """The server learns the client failed, not that it said goodbye."""
+    codes: list[int | None] = []
+
+    def handler(ws: Any) -> None:
+        with contextlib.suppress(websockets.ConnectionClosed):
+            for _ in ws:
+                pass
+        codes.append(ws.close_code)
+
+    async def fails(url: str) -> None:
+        async with wsbind.connect(url):
+            raise LookupError("the program failed")
+
+    with websockets_server(handler) as (url, _):
+        with pytest.raises(LookupError):
+            run(fails(url))
+        with pytest.raises(LookupError), sync_connect(url):
+            raise LookupError("the script failed")
+        with sync_connect(url):
+            pass
+        wait_until(lambda: len(codes) == 3)
+    assert codes == [1011, 1011, 1000]

@@ -148,7 +148,10 @@ class _Opening(Generic[_Opened]):
         traceback: TracebackType | None,
     ) -> None:
         opened, self._opened = self._opened, None
-        if opened is not None:
+        if isinstance(opened, WebSocket) and exc_type is not None:
+            # As websockets: the peer learns the program failed.
+            await opened.close(1011)
+        elif opened is not None:
             await opened.close()
 
 
@@ -169,8 +172,9 @@ class connect(_Opening[WebSocket]):  # lower case, as websockets' connect(), whi
         async for ws in wsbind.connect(url):    # a new socket after each loss
             ...
 
-    Leaving the ``async with`` block closes with 1000 and waits for the
-    closing handshake, which ``close_timeout`` bounds.
+    Leaving the ``async with`` block closes with 1000 (1011 when an
+    exception leaves it, as in websockets) and waits for the closing
+    handshake, which ``close_timeout`` bounds.
 
     A failure to connect raises, with the words ``error_string`` would hold
     (see :func:`wsbind.errors.connect_error`): :class:`~wsbind.InvalidStatus`

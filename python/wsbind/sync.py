@@ -530,8 +530,9 @@ class SyncWebSocket:
     def __enter__(self) -> SyncWebSocket:
         return self
 
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: type[BaseException] | None, *exc_info: object) -> None:
+        # 1011 when an exception leaves the block, as websockets closes.
+        self.close(1000 if exc_type is None else 1011)
 
     def _release(self) -> None:
         """Holds no more messages, and lets the socket's thread go if it waits for room."""
