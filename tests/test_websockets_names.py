@@ -464,3 +464,38 @@ def test_an_exception_that_leaves_the_block_closes_with_1011_as_websockets() -> 
             pass
         wait_until(lambda: len(codes) == 3)
     assert codes == [1011, 1011, 1000]
+
+
+def test_process_request_with_the_connection_as_websockets_recipes_write_it() -> None:
+    """websockets' authentication recipe: process_request(connection, request) refuses with
+    connection.respond(), or sets connection.username, which the handler then reads."""
+
+    async def process_request(connection: Any, request: Request) -> Any:
+        token = request.query.get("token")
+        if token != "secret":
+            return connection.respond(401, "Invalid token\n")
+        assert connection.remote_address[0] == "127.0.0.1"
+        connection.username = "alice"
+        return None
+
+    async def handler(ws: Any) -> None:
+        await ws.send(f"hello {ws.username}")
+        await ws.wait_closed()
+
+    async def main() -> tuple[int, bytes]:
+        async with wsbind.serve(handler, "127.0.0.1", 0, process_request=process_request) as server:
+            with pytest.raises(websockets.InvalidStatus) as refused:
+                async with websockets_connect(f"{server.url}/?token=wrong"):
+                    pass
+            async with websockets_connect(f"{server.url}/?token=secret") as client:
+                assert await client.recv() == "hello alice"
+            response = refused.value.response
+        # The hook may be a plain function too.
+        async with wsbind.serve(
+            handler, "127.0.0.1", 0, process_request=lambda c, r: setattr(c, "username", "bob")
+        ) as other:
+            async with websockets_connect(other.url) as client:
+                assert await client.recv() == "hello bob"
+        return response.status_code, response.body
+
+    assert run(main()) == (401, b"Invalid token\n")

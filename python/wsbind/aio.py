@@ -23,17 +23,18 @@ never start a loop of their own.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import ssl
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterable, Iterator, Mapping
 from types import TracebackType
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 from . import _wsbind
 from .checks import check_url
 from .errors import InvalidProxy, InvalidStatus, connect_error
-from .http import Request
+from .http import Request, Response
 from .retry import backoff
 from .routes import Routes
 from .server import WebSocketServer
@@ -267,6 +268,71 @@ class connect(_Opening[WebSocket]):  # lower case, as websockets' connect(), whi
                 await ws.close()
 
 
+def _takes_two_arguments(function: Callable[..., Any]) -> bool:
+    """Whether ``process_request`` is websockets' ``(connection, request)`` kind."""
+    try:
+        parameters = inspect.signature(function).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return sum(p.kind in positional and p.default is p.empty for p in parameters) == 2
+
+
+class Handshake:
+    """The connection a two-argument ``process_request(connection, request)`` gets, as in websockets.
+
+    wsbind makes a client's :class:`~wsbind.WebSocket` once its handshake
+    is over, so this stands in for it: ``respond(status, text)`` makes a
+    :class:`~wsbind.Response` to return, ``remote_address`` and ``request``
+    name the client, and attributes set on it (websockets' recipe sets
+    ``connection.username``) are set on the WebSocket the handshake opens,
+    for its handler to read.
+    """
+
+    def __init__(self, request: Request) -> None:
+        self.request = request
+        """The request, as the second argument."""
+        self.remote_address = (request.peer_address, request.peer_port)
+        """The client's address as ``(host, port)``."""
+
+    def respond(self, status: int, text: str) -> Response:
+        """A plain-text response of ``status`` with ``text`` (websockets: ``respond()``)."""
+        return Response(status, text)
+
+    def _carried(self) -> dict[str, Any]:
+        """What the program set on it, for the WebSocket."""
+        return {k: v for k, v in vars(self).items() if k not in ("request", "remote_address")}
+
+
+def _with_handshake(
+    process_request: Callable[[Handshake, Request], Any], server: WebSocketServer
+) -> Callable[[Request], Any]:
+    """``process_request(connection, request)`` as wsbind calls it: with the request alone."""
+
+    def process(request: Request) -> Any:
+        connection = Handshake(request)
+        answer = process_request(connection, request)
+        if inspect.isawaitable(answer):
+            return _carry_after(connection, answer, server)
+        _carry(connection, answer, server)
+        return answer
+
+    return process
+
+
+async def _carry_after(connection: Handshake, answer: Awaitable[Any], server: WebSocketServer) -> Any:
+    result = await answer
+    _carry(connection, result, server)
+    return result
+
+
+def _carry(connection: Handshake, answer: Any, server: WebSocketServer) -> None:
+    """Keeps what ``connection`` holds for the WebSocket its request opens, if it lets it through."""
+    carried = connection._carried()
+    if answer is None and carried and connection.request.upgrade:
+        server._carry(connection.remote_address, carried)
+
+
 def retryable(exc: Exception) -> bool:
     """Whether a failed attempt to connect is worth making again, unchanged.
 
@@ -317,11 +383,11 @@ class serve(_Opening[WebSocketServer]):  # lower case, as websockets' serve(), w
     ``OSError`` with errno EADDRINUSE when the port is taken.
 
     The same port answers plain HTTP, so a page and its socket come from
-    one address (see :mod:`wsbind.http`). ``process_request(request)``, as
-    websockets' (which also gets the connection, that wsbind has not made
-    yet), sees every request first, upgrades included, and returns a
-    :class:`~wsbind.Response` to answer it (refusing an upgrade) or None to
-    go on; it may be a coroutine function. ``routes`` maps path patterns
+    one address (see :mod:`wsbind.http`). ``process_request(request)``, or
+    websockets' ``process_request(connection, request)`` (the connection a
+    :class:`Handshake`), sees every request first, upgrades included, and
+    returns a :class:`~wsbind.Response` to answer it (refusing an upgrade)
+    or None to go on; it may be a coroutine function. ``routes`` maps path patterns
     to handlers, which get the captured parts as keywords; with routes,
     ``handler`` (which may then be None) takes the paths none matches, and
     without it they get 404::
@@ -342,7 +408,7 @@ class serve(_Opening[WebSocketServer]):  # lower case, as websockets' serve(), w
         host: str | None = "127.0.0.1",
         port: int = 0,
         *,
-        process_request: Callable[[Request], Any] | None = None,
+        process_request: Callable[[Request], Any] | Callable[[Handshake, Request], Any] | None = None,
         routes: Mapping[str, Callable[..., Awaitable[object]]] | None = None,
         **properties: Any,
     ) -> None:
@@ -374,7 +440,12 @@ class serve(_Opening[WebSocketServer]):  # lower case, as websockets' serve(), w
         server = WebSocketServer(**self._properties)
         # Clients of a route go to its handler, the others to handler.
         server._fallback = self._handler
-        server._process_request = self._process_request
+        process_request = self._process_request
+        if process_request is not None and _takes_two_arguments(process_request):
+            process_request = _with_handshake(
+                cast("Callable[[Handshake, Request], Any]", process_request), server
+            )
+        server._process_request = cast("Callable[[Request], Any] | None", process_request)
         server._socket_properties = self._socket_properties
         for route in self._routes._routes:
             server.route(route.pattern)(route.handler)

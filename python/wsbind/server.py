@@ -6,6 +6,7 @@ import asyncio
 import inspect
 import logging
 import os
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, cast
@@ -115,6 +116,9 @@ def server_url(host: str, port: int, secure: bool = False) -> str:
 _SOCKET_LIMITS = ("max_allowed_incoming_frame_size", "max_allowed_incoming_message_size")
 # The options of its sockets that a server sets itself, before their first byte.
 _SERVER_OPTIONS = ("handshake_timeout", *_SOCKET_LIMITS)
+# Seconds a two-argument process_request's attributes wait for the socket of
+# their handshake: far longer than a handshake takes (handshake_timeout, 10 s).
+_CARRIED_FOR = 60.0
 
 
 class WebSocketServer(Object):
@@ -524,6 +528,9 @@ class WebSocketServer(Object):
         self._process_request: Callable[[Request], Any] | None = None
         # wsbind.serve()'s options for each socket it accepts (keepalive, queues).
         self._socket_properties: dict[str, Any] = {}
+        # What a two-argument process_request set on its connection, by the
+        # client's address, for the socket its handshake opens; and when.
+        self._carried: dict[tuple[str, int], tuple[float, dict[str, Any]]] = {}
         # Where handlers run: the context it was made in (a notebook's cell).
         self._context = handler_context()
         # Native connection id -> its open socket, to name a group's members.
@@ -818,6 +825,14 @@ class WebSocketServer(Object):
             emit_on=self._dispatcher.call,
         )
 
+    def _carry(self, client: tuple[str, int], attributes: dict[str, Any]) -> None:
+        """Sets ``attributes`` on the socket of ``client``'s handshake, once it opens."""
+        now = time.monotonic()
+        # A handshake that failed after them leaves them: gone once it would have timed out.
+        for stale in [c for c, (since, _) in self._carried.items() if now - since > _CARRIED_FOR]:
+            del self._carried[stale]
+        self._carried[client] = (now, attributes)
+
     def _http_config(self) -> dict[str, Any]:
         """What the native server does with HTTP requests: which it asks about, the folder."""
         asked = bool(self._routes) or self.http_request.connected or self._process_request is not None
@@ -1043,6 +1058,10 @@ class WebSocketServer(Object):
             )
             for name, value in self._socket_properties.items():
                 setattr(ws, name, value)
+            if self._carried:
+                _, carried = self._carried.pop((ws.peer_address, ws.peer_port), (0, {}))
+                for name, value in carried.items():
+                    setattr(ws, name, value)
             self._by_id[conn.id] = ws
             # Taken now, as Qt's nextPendingConnection() takes it: no longer pending.
             conn.taken()
