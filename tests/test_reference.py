@@ -35,6 +35,8 @@ WSBIND_ONLY = {
     ("WebSocket", "subprotocol"): "websockets' name for negotiated_subprotocol, None for none",
     ("WebSocket", "request"): "websockets' opening request: Qt has no object for it",
     ("WebSocket", "latency"): "websockets' latency: Qt has no keepalive",
+    ("WebSocketServer", "connections"): "websockets' name for the clients, as a set",
+    ("WebSocketServer", "is_serving"): "the asyncio face: websockets' is_serving()",
     ("WebSocket", "max_queue"): "the asyncio face: websockets' max_queue",
     ("WebSocket", "write_limit"): "the asyncio face: websockets' write_limit",
     ("WebSocketServer", "serve_forever"): "the asyncio face: websockets' serve_forever()",

@@ -499,3 +499,35 @@ def test_process_request_with_the_connection_as_websockets_recipes_write_it() ->
         return response.status_code, response.body
 
     assert run(main()) == (401, b"Invalid token\n")
+
+
+def test_the_server_and_a_refusal_have_websockets_names() -> None:
+    """server.connections and is_serving(), InvalidStatus.response, the blocking face's close_code."""
+
+    async def handler(ws: WebSocket) -> None:
+        await ws.wait_closed()
+
+    async def main() -> None:
+        async with wsbind.serve(handler, "127.0.0.1", 0, allowed_origins=["https://ok.example"]) as server:
+            assert server.is_serving() and server.connections == set()
+            async with websockets_connect(server.url, origin=websockets.Origin("https://ok.example")):
+                await _wait_for(lambda: len(server.connections) == 1)
+                assert server.connections == set(server.clients)
+            with pytest.raises(wsbind.InvalidStatus) as refused:
+                await wsbind.connect(server.url, origin="https://other.example")
+            assert refused.value.response.status_code == 403
+            assert refused.value.response.headers is refused.value.headers
+            server.accept = False
+            assert not server.is_serving()
+        assert not server.is_serving()
+
+    run(main())
+
+    def closes(ws: Any) -> None:
+        ws.close(4000, "bye")
+
+    with websockets_server(closes) as (url, _), sync_connect(url) as ws:
+        assert ws.close_code is None
+        with pytest.raises(wsbind.ConnectionClosedError):
+            ws.recv(timeout=TIMEOUT)
+        assert (ws.close_code, ws.close_reason) == (4000, "bye")

@@ -216,6 +216,15 @@ class InvalidStatus(InvalidHandshake):
         self.headers = Headers(headers)
         """The response's headers, looked up by name whatever its case."""
 
+    @property
+    def response(self) -> InvalidStatus:
+        """The refusal itself, as websockets' code reads it: ``exc.response.status_code``, ``.headers``.
+
+        It has ``status_code``, ``reason_phrase`` and ``headers``; wsbind
+        keeps no body of a refusal.
+        """
+        return self
+
 
 class InvalidProxy(InvalidHandshake):
     """The proxy refused the tunnel to the server (websockets: ``InvalidProxyStatus``).

@@ -764,6 +764,15 @@ class WebSocketServer(Object):
             lambda: self._server is None and not self._value("clients") and not self._handlers,
         )
 
+    @property
+    def connections(self) -> set[WebSocket]:
+        """The open sockets as a set (websockets: ``connections``); ``clients`` lists them in order."""
+        return set(self.clients)
+
+    def is_serving(self) -> bool:
+        """Whether the server listens and accepts connections (websockets, asyncio: ``is_serving()``)."""
+        return self._server is not None and self.accept
+
     async def serve_forever(self) -> None:
         """Waits until the server stops listening (websockets, asyncio: ``serve_forever()``).
 

@@ -195,6 +195,16 @@ class SyncWebSocket:
         return self.socket.subprotocol
 
     @property
+    def close_code(self) -> int | None:
+        """The socket's ``close_code``: None while open (websockets.sync: ``close_code``)."""
+        return self.socket.close_code
+
+    @property
+    def close_reason(self) -> str:
+        """The socket's ``close_reason`` (websockets.sync: ``close_reason``)."""
+        return self.socket.close_reason
+
+    @property
     def latency(self) -> float:
         """Seconds from the last ping answered to its pong, keepalive's too (websockets.sync: ``latency``)."""
         return self.socket.latency
