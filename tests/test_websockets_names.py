@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
@@ -93,7 +94,8 @@ def test_a_server_socket_gives_its_peer_request_and_subprotocol_by_websockets_na
     assert seen["peer"] == local
     # The socket's own headers, not a copy.
     assert seen["same_headers"]
-    # As websockets: the peer stays known once the connection is over; no subprotocol then.
+    # As websockets, the peer stays known once the connection is over; as Qt's
+    # negotiated_subprotocol (not as websockets), the subprotocol does not.
     assert seen["after_close"] == (local, None)
 
 
@@ -531,3 +533,65 @@ def test_the_server_and_a_refusal_have_websockets_names() -> None:
         with pytest.raises(wsbind.ConnectionClosedError):
             ws.recv(timeout=TIMEOUT)
         assert (ws.close_code, ws.close_reason) == (4000, "bye")
+
+
+def test_what_process_request_set_for_a_refused_handshake_reaches_no_later_client() -> None:
+    """The hook's attributes wait, by the client's address and port, for the socket of its
+    handshake; a handshake refused after the hook (here by the origin check) leaves them, and
+    a later client from the same address and port must not get them."""
+
+    def process_request(connection: Any, request: Request) -> None:
+        if "token" in request.query:
+            connection.username = request.query["token"]
+
+    async def handler(ws: WebSocket) -> None:
+        await ws.send(f"user={getattr(ws, 'username', None)}")
+        await ws.wait_closed()
+
+    def from_port(port: int) -> socket.socket:
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", port))
+        return sock
+
+    async def main() -> str:
+        async with wsbind.serve(
+            handler, "127.0.0.1", 0, process_request=process_request, origins=["https://ok.example"]
+        ) as server:
+            first = from_port(0)
+            port = first.getsockname()[1]
+            first.connect(("127.0.0.1", server.port))
+            with pytest.raises(websockets.InvalidStatus):
+                async with websockets_connect(
+                    f"{server.url}/?token=alice", sock=first, origin=websockets.Origin("https://evil.example")
+                ):
+                    pass
+            # The server closed first, so the port is free again at once.
+            second = from_port(port)
+            second.connect(("127.0.0.1", server.port))
+            async with websockets_connect(
+                server.url, sock=second, origin=websockets.Origin("https://ok.example")
+            ) as client:
+                return str(await client.recv())
+
+    assert run(main()) == "user=None"
+
+
+def test_a_carried_attribute_a_socket_refuses_is_logged_and_the_client_served(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def process_request(connection: Any, request: Request) -> None:
+        connection.origin = request.headers.get("Origin")  # None: the client sent none
+
+    async def handler(ws: WebSocket) -> None:
+        await ws.send("served")
+        await ws.wait_closed()
+
+    async def main() -> str:
+        async with wsbind.serve(handler, "127.0.0.1", 0, process_request=process_request) as server:
+            async with websockets_connect(server.url) as client:
+                return str(await client.recv())
+
+    assert run(main()) == "served"
+    assert "process_request set origin" in caplog.text
+

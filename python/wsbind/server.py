@@ -836,11 +836,14 @@ class WebSocketServer(Object):
 
     def _carry(self, client: tuple[str, int], attributes: dict[str, Any]) -> None:
         """Sets ``attributes`` on the socket of ``client``'s handshake, once it opens."""
+        self._forget_stale_carried()
+        self._carried[client] = (time.monotonic(), attributes)
+
+    def _forget_stale_carried(self) -> None:
+        # A handshake that failed after its hook leaves them: gone once it would have timed out.
         now = time.monotonic()
-        # A handshake that failed after them leaves them: gone once it would have timed out.
         for stale in [c for c, (since, _) in self._carried.items() if now - since > _CARRIED_FOR]:
             del self._carried[stale]
-        self._carried[client] = (now, attributes)
 
     def _http_config(self) -> dict[str, Any]:
         """What the native server does with HTTP requests: which it asks about, the folder."""
@@ -862,6 +865,12 @@ class WebSocketServer(Object):
     def _answer(self, native: _wsbind.HttpRequest) -> None:
         """Finds the answer to an HTTP request, on the server's thread; the request waits for it."""
         request = Request(native)
+        if self._carried:
+            # What an earlier request from this address and port carried is
+            # for a handshake that is over (refused after its hook, say):
+            # never for this one, which may be another client's.
+            self._carried.pop((request.peer_address, request.peer_port), None)
+            self._forget_stale_carried()
         self._run_steps(request, iter(self._steps(request)))
 
     def _steps(self, request: Request) -> list[Callable[[], Any]]:
@@ -1070,7 +1079,13 @@ class WebSocketServer(Object):
             if self._carried:
                 _, carried = self._carried.pop((ws.peer_address, ws.peer_port), (0, {}))
                 for name, value in carried.items():
-                    setattr(ws, name, value)
+                    try:
+                        setattr(ws, name, value)
+                    except Exception:
+                        # A property's name, with a value it refuses: the client is served anyway.
+                        logger.exception(
+                            "process_request set %s on its connection, which %r refuses", name, ws
+                        )
             self._by_id[conn.id] = ws
             # Taken now, as Qt's nextPendingConnection() takes it: no longer pending.
             conn.taken()
