@@ -595,3 +595,29 @@ def test_a_carried_attribute_a_socket_refuses_is_logged_and_the_client_served(
     assert run(main()) == "served"
     assert "process_request set origin" in caplog.text
 
+
+def test_websockets_header_and_limit_forms_on_both_faces() -> None:
+    """Headers as websockets' Headers or pairs (a name twice is refused, not collapsed), None for
+    websockets' defaults, and (high, low) limits on the blocking connect() too."""
+    from websockets.datastructures import Headers as WebsocketsHeaders
+
+    with pytest.raises(ValueError, match="x-a more than once"):
+        wsbind.connect("ws://127.0.0.1:1", additional_headers=[("X-A", "1"), ("x-a", "2")])
+    with pytest.raises(TypeError, match="extra_headers= and additional_headers="):
+        wsbind.connect("ws://127.0.0.1:1", additional_headers={}, extra_headers={})
+    seen: list[str] = []
+
+    def handler(ws: Any) -> None:
+        seen.append(ws.request.headers.get("X-A", ""))
+        with contextlib.suppress(websockets.ConnectionClosed):
+            ws.recv()
+
+    with websockets_server(handler) as (url, _):
+        headers = WebsocketsHeaders([("X-A", "1")])
+        with sync_connect(url, additional_headers=headers, origin=None, max_queue=(4, 1)) as ws:
+            assert ws.max_queue == 4
+            assert ws.socket.origin == ""
+        with sync_connect(url, additional_headers=None, max_queue=None):
+            pass
+        wait_until(lambda: len(seen) == 2)
+    assert seen == ["1", ""]

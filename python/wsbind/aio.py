@@ -78,16 +78,17 @@ SOCKET_KEYWORDS = ("ping_interval", "ping_timeout", "close_timeout", "max_queue"
 def properties_of(caller: str, keywords: dict[str, Any], names: Mapping[str, str]) -> dict[str, Any]:
     """``keywords`` with websockets' names for properties (``names``) turned into the properties.
 
-    The values take websockets' forms too: headers as a list of pairs,
-    ``max_size=None`` and ``max_queue=None`` for no limit (``max_size``
-    bounds frames as well as messages, as websockets' one limit does), a
-    ``(high, low)`` pair for ``max_queue`` and ``write_limit`` (wsbind
-    resumes below a quarter of the high mark), ``subprotocols=None`` for
-    none, None among ``origins`` for a client that sends no Origin, and
-    ``proxy=True`` for the environment's proxy. Giving a property under both
-    names raises TypeError; websockets' ``ssl=``, which takes an
-    ``ssl.SSLContext`` that rustls cannot use, raises one that says what to
-    give instead.
+    The values take websockets' forms too: headers as pairs (a name given
+    twice raises ValueError: ``request_headers`` holds one value a name) or
+    websockets' ``Headers``, ``max_size=None`` and ``max_queue=None`` for no
+    limit (``max_size`` bounds frames as well as messages, as websockets'
+    one limit does), a ``(high, low)`` pair for ``max_queue`` and
+    ``write_limit`` (wsbind resumes below a quarter of the high mark), None
+    for no ``subprotocols``, ``additional_headers`` or ``origin``, None among
+    ``origins`` for a client that sends no Origin, and ``proxy=True`` for the
+    environment's proxy. Giving a property under two names raises
+    TypeError; websockets' ``ssl=``, which takes an ``ssl.SSLContext`` that
+    rustls cannot use, raises one that says what to give instead.
     """
     if "ssl" in keywords:
         raise TypeError(
@@ -97,21 +98,22 @@ def properties_of(caller: str, keywords: dict[str, Any], names: Mapping[str, str
         )
     properties = dict(keywords)
     for name in ("max_queue", "write_limit"):
-        value = properties.get(name)
-        if isinstance(value, tuple) and len(value) == 2:
-            properties[name] = value[0]
-    if "max_queue" in properties and properties["max_queue"] is None:
-        properties["max_queue"] = sys.maxsize
+        if name in properties:
+            properties[name] = queue_limit(properties[name])
+    if "origin" in properties and properties["origin"] is None:
+        properties["origin"] = ""
+    given = {name: name for name in names.values() if name in properties}
     for alias, name in names.items():
         if alias not in properties:
             continue
-        if name in properties:
-            raise TypeError(f"{caller}() got {alias}= and {name}=, which are one property: give one")
+        if name in given:
+            raise TypeError(f"{caller}() got {alias}= and {given[name]}=, which set one property: give one")
+        given[name] = alias
         value = properties.pop(alias)
-        if alias == "subprotocols" and value is None:
+        if value is None and alias in ("subprotocols", "additional_headers", "extra_headers"):
             continue
-        if name == "request_headers" and not isinstance(value, Mapping) and isinstance(value, Iterable):
-            value = dict(value)
+        if name == "request_headers":
+            value = _one_value_each(alias, value)
         elif alias == "origins" and isinstance(value, Iterable):
             value = ["" if origin is None else origin for origin in value]
         elif alias == "max_size":
@@ -121,6 +123,30 @@ def properties_of(caller: str, keywords: dict[str, Any], names: Mapping[str, str
     if properties.get("proxy") is True:
         properties["proxy"] = ""
     return properties
+
+
+def queue_limit(value: Any) -> Any:
+    """websockets' ``max_queue`` or ``write_limit`` as wsbind's: the high mark of a pair, None for none."""
+    if isinstance(value, tuple) and len(value) == 2:
+        value = value[0]
+    return sys.maxsize if value is None else value
+
+
+def _one_value_each(alias: str, headers: Any) -> Any:
+    """websockets' headers (a mapping, pairs, its ``Headers``) as a dict, refusing a name given twice."""
+    raw_items = getattr(headers, "raw_items", None)  # websockets' Headers: a name may repeat
+    if raw_items is not None:
+        headers = list(raw_items())
+    elif isinstance(headers, Mapping) or not isinstance(headers, Iterable):
+        return headers  # Checked as request_headers.
+    pairs = [tuple(pair) for pair in headers]
+    names = [str(pair[0]).lower() for pair in pairs]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise ValueError(
+            f"{alias} gives {', '.join(repeated)} more than once; request_headers holds one value a name"
+        )
+    return dict(pairs)
 
 
 _Opened = TypeVar("_Opened", WebSocket, WebSocketServer)

@@ -35,7 +35,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Literal, cast, overload
 
-from .aio import CLIENT_KEYWORDS, properties_of
+from .aio import CLIENT_KEYWORDS, properties_of, queue_limit
 from .dispatch import ThreadDispatcher, current
 from .errors import (
     ConnectionClosed,
@@ -87,7 +87,9 @@ _live: set[SyncWebSocket] = set()
 _live_lock = threading.Lock()
 
 
-def connect(url: str, *, max_queue: int = MAX_QUEUE, **properties: Any) -> SyncWebSocket:
+def connect(
+    url: str, *, max_queue: int | tuple[int, int] | None = MAX_QUEUE, **properties: Any
+) -> SyncWebSocket:
     """Opens a WebSocket to ``url``, waits until it is OPEN, and returns its blocking face.
 
     ``properties`` are any of ``WebSocket``'s constructor keywords except
@@ -107,6 +109,7 @@ def connect(url: str, *, max_queue: int = MAX_QUEUE, **properties: Any) -> SyncW
     _no_loop("wsbind.sync.connect()")
     if "active" in properties:
         raise TypeError("wsbind.sync.connect() opens the socket itself: leave out active")
+    max_queue = queue_limit(max_queue)  # websockets' forms: None, (high, low)
     if not isinstance(max_queue, int) or isinstance(max_queue, bool):
         raise TypeError(f"max_queue must be an int, not {type(max_queue).__name__}")
     if max_queue < 1:
