@@ -1044,6 +1044,7 @@ def test_backoff_follows_websockets_schedule() -> None:
 def test_mypy_strict_sees_recv_as_str_or_bytes(tmp_path: Path) -> None:
     script = tmp_path / "user.py"
     script.write_text(
+        "import asyncio\n"
         "import wsbind\n"
         "\n"
         "async def handler(ws: wsbind.WebSocket) -> None:\n"
@@ -1058,7 +1059,11 @@ def test_mypy_strict_sees_recv_as_str_or_bytes(tmp_path: Path) -> None:
         "    reveal_type(other)\n"
         '    async with wsbind.serve(handler, "127.0.0.1", 0) as server:\n'
         "        reveal_type(server)\n"
-        "    number: int = await other.recv()\n",
+        "    number: int = await other.recv()\n"
+        # close() runs as a task, and QML-style code need not await it.
+        "    other.close()\n"
+        "    await asyncio.create_task(other.close())\n"
+        "    server.close()\n",
         encoding="utf-8",
     )
     result = subprocess.run(

@@ -742,7 +742,7 @@ class WebSocketServer(Object):
             options[name] = self._value(name)
         return cast("_wsbind.Options", options)
 
-    def close(self) -> Awaitable[None]:
+    def close(self) -> LazyCoroutine[None]:
         """Stops listening and closes every client with 1001 (C++: ``close``); same as ``listen = False``.
 
         What it returns may be awaited, as websockets' ``close()`` followed by

@@ -712,8 +712,8 @@ class WebSocket(Object):
 
         ``payload`` is bytes-like, or a str sent as its UTF-8, as websockets
         does. Raises ValueError for a payload over 125 bytes (Qt clips it
-        instead), and NotOpenError while the socket is CONNECTING or has never
-        opened. The peer's pings are answered automatically.
+        instead), and NotOpenError while the socket is CONNECTING or before it
+        first tried to connect. The peer's pings are answered automatically.
 
         The ping leaves at once, awaited or not. What it returns may be
         awaited, as websockets' ``ping()``: ``latency = await ws.ping()``
@@ -775,7 +775,7 @@ class WebSocket(Object):
             raise NotOpenError(f"{method}() needs an OPEN socket; this one is {name}")
         return conn
 
-    def close(self, code: int = 1000, reason: str = "") -> Awaitable[None]:
+    def close(self, code: int = 1000, reason: str = "") -> LazyCoroutine[None]:
         """Starts the closing handshake (C++: ``QWebSocket::close``).
 
         ``code`` must be one that may be sent (1000-1003, 1007-1014, 3000-4999)
