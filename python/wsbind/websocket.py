@@ -1290,15 +1290,17 @@ class WebSocket(Object):
         """On the socket's thread: the pong of a ping() answers it and every earlier one."""
         if pong.elapsed_ms <= 0:
             return  # A pong nobody asked for.
-        pings = self._pings
-        assert pings is not None
         payload = pong.payload
-        index = next((i for i, ping in enumerate(pings) if ping.payload == payload), None)
-        if index is None:
-            return
-        for _ in range(index):
-            pings.popleft()._answer(None)
-        pings.popleft()._answer(pong.elapsed_ms / 1000)
+        with self._lock:  # Against ping(), which adds to them from any thread.
+            pings = self._pings
+            assert pings is not None
+            index = next((i for i, ping in enumerate(pings) if ping.payload == payload), None)
+            if index is None:
+                return
+            answered = [pings.popleft() for _ in range(index + 1)]
+        for ping in answered[:-1]:
+            ping._answer(None)
+        answered[-1]._answer(pong.elapsed_ms / 1000)
 
     # -- QML semantics of the properties
 
