@@ -360,6 +360,28 @@ def test_a_script_that_exits_right_after_serve_exits_cleanly() -> None:
             assert (script.returncode, stderr.decode()) == (0, "")
 
 
+AWAITS_AFTER_WSBIND_EXITS = """
+import asyncio, atexit
+
+def late():  # Registered before wsbind's hook, so it runs after it.
+    import wsbind
+    try:
+        asyncio.run(asyncio.wait_for(wsbind.serve(lambda ws: ws.wait_closed()), 10))
+    except RuntimeError as e:
+        print(e)
+
+atexit.register(late)
+import wsbind
+"""
+
+
+def test_an_await_after_python_started_exiting_raises_rather_than_hangs() -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", AWAITS_AFTER_WSBIND_EXITS], capture_output=True, text=True, timeout=TIMEOUT
+    )
+    assert result.stdout == "Python is exiting: wsbind hands no more results to an asyncio loop\n"
+
+
 def test_a_socket_of_a_loop_that_is_closed_says_so() -> None:
     """Its events go to the loop it was made on: recv() and wait_closed() on another loop, once
     that one is closed, would wait for ever."""

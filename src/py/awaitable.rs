@@ -22,6 +22,7 @@ use std::cell::OnceCell;
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Mutex, OnceLock};
 
 use pyo3::exceptions::PyRuntimeError;
@@ -39,6 +40,12 @@ where
     T: for<'a> IntoPyObject<'a> + Send + 'static,
 {
     runtime::ready().map_err(|e| PyRuntimeError::new_err(e.to_string()))?;
+    if EXITED.load(Ordering::Acquire) {
+        // An atexit handler that runs after wsbind's: its await would never end.
+        return Err(PyRuntimeError::new_err(
+            "Python is exiting: wsbind hands no more results to an asyncio loop",
+        ));
+    }
     if handing_over().is_none() {
         return Err(PyRuntimeError::new_err(
             "wsbind cannot start its wsbind-await thread",
@@ -53,12 +60,16 @@ type Job = Box<dyn FnOnce() + Send>;
 /// Whether Python is exiting; held while a job runs, so that the `atexit`
 /// hook that sets it waits for that job to end.
 static EXITING: Mutex<bool> = Mutex::new(false);
+/// The same, for [`awaitable`], which holds the GIL and so must not wait
+/// for a job that may need it.
+static EXITED: AtomicBool = AtomicBool::new(false);
 
 /// The `atexit` hook: no job touches Python from now on.
 #[pyfunction]
 pub fn python_exits(py: Python<'_>) {
     // Detached while it waits: the job under way may need the GIL to end.
     py.detach(|| *EXITING.lock().unwrap_or_else(|e| e.into_inner()) = true);
+    EXITED.store(true, Ordering::Release);
 }
 
 /// Where jobs go to the `wsbind-await` thread, started on first use; None
