@@ -24,7 +24,12 @@ pub fn parse(text: &str) -> Result<Url, Error> {
     }
     // The URL standard reads "ws:///path" as "ws://path/", as a special
     // scheme's; Qt and websockets read no host there, and so does wsbind.
-    let after_scheme = text.split_once("://").map_or("", |(_, rest)| rest);
+    // It drops tabs and newlines first, so they are dropped here too.
+    let text_read: String = text
+        .chars()
+        .filter(|c| !matches!(c, '\t' | '\n' | '\r'))
+        .collect();
+    let after_scheme = text_read.split_once("://").map_or("", |(_, rest)| rest);
     if url.host_str().is_none_or(str::is_empty) || after_scheme.starts_with(['/', '\\']) {
         return Err(Error::InvalidUrl(format!("invalid URL {text:?}: no host")));
     }
@@ -72,7 +77,12 @@ mod tests {
     #[test]
     fn a_third_slash_leaves_no_host() {
         // Not "ws://path/", as the URL standard would read it.
-        for text in ["ws:///path", "wss:////x", "ws://\\x"] {
+        for text in [
+            "ws:///path",
+            "wss:////x",
+            "ws://\\x",
+            "ws://\t/localhost:1/",
+        ] {
             let err = parse(text).unwrap_err().to_string();
             assert!(err.contains("no host"), "{err}");
         }
