@@ -3,6 +3,7 @@ library, raw sockets for broken peers, a real Jupyter kernel."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
 import logging
@@ -10,8 +11,8 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Callable, Coroutine, Iterator
+from typing import Any, TypeVar
 
 import pytest
 import trustme
@@ -22,6 +23,23 @@ from wsbind import SslConfiguration, Status, WebSocket, WebSocketServer, retry
 
 # Generous, since CI machines are slow; a passing test never waits this long.
 TIMEOUT = 15.0
+
+T = TypeVar("T")
+
+
+def run(main: Coroutine[Any, Any, T]) -> T:
+    """Runs a test's coroutine under asyncio.run(), as a user's program does, within TIMEOUT."""
+
+    async def bounded() -> T:
+        return await asyncio.wait_for(main, TIMEOUT)
+
+    return asyncio.run(bounded())
+
+
+async def async_echo(ws: Any) -> None:
+    """A handler for `websockets`' asyncio server or `wsbind.serve()`: sends every message back."""
+    async for message in ws:
+        await ws.send(message)
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float = TIMEOUT, what: str = "") -> Any:

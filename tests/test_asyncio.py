@@ -17,10 +17,10 @@ import subprocess
 import sys
 import threading
 import warnings
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable
 from http import HTTPStatus
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 import websockets
@@ -30,21 +30,11 @@ from websockets.asyncio.server import ServerConnection
 from websockets.asyncio.server import serve as websockets_serve
 
 import wsbind
-from conftest import TIMEOUT, Recorder, free_port, wait_until, websockets_server
+from conftest import TIMEOUT, Recorder, free_port, run, wait_until, websockets_server
+from conftest import async_echo as echo
 from conftest import echo as sync_echo
 from rawpeer import raw_websocket_server
 from wsbind import Status, WebSocket, _wsbind
-
-T = TypeVar("T")
-
-
-def run(main: Coroutine[Any, Any, T]) -> T:
-    """Runs a test's coroutine under asyncio.run(), as a user's program does, within TIMEOUT."""
-
-    async def bounded() -> T:
-        return await asyncio.wait_for(main, TIMEOUT)
-
-    return asyncio.run(bounded())
 
 
 async def eventually(predicate: Callable[[], Any], what: str = "") -> None:
@@ -59,18 +49,6 @@ async def eventually(predicate: Callable[[], Any], what: str = "") -> None:
 
 def port_of(server: Any) -> int:
     return int(server.sockets[0].getsockname()[1])
-
-
-async def echo_with_wsbind(ws: WebSocket) -> None:
-    """A `wsbind.serve()` handler that sends every message back."""
-    async for message in ws:
-        await ws.send(message)
-
-
-async def echo(ws: ServerConnection) -> None:
-    """A `websockets` handler that sends every message back."""
-    async for message in ws:
-        await ws.send(message)
 
 
 # -- connect() against a websockets server
@@ -272,7 +250,7 @@ def test_close_and_ping_run_as_tasks_as_websockets_coroutines_do() -> None:
             assert ws.status is Status.CLOSED
             ws.close()  # Not awaited, as in the QML style.
             gc.collect()
-        async with wsbind.serve(echo_with_wsbind, "127.0.0.1", 0) as ours:
+        async with wsbind.serve(echo, "127.0.0.1", 0) as ours:
             await asyncio.create_task(ours.close())
             assert not ours.listen
 

@@ -7,8 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from collections.abc import Coroutine
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 import websockets
@@ -17,28 +16,12 @@ from websockets.asyncio.server import ServerConnection
 from websockets.asyncio.server import serve as websockets_serve
 
 import wsbind
-from conftest import TIMEOUT, echo, wait_until, websockets_server
+from conftest import TIMEOUT, async_echo, echo, run, wait_until, websockets_server
 from wsbind import ConnectionClosedError, Request, WebSocket
 from wsbind.sync import connect as sync_connect
 
-T = TypeVar("T")
-
 # Not UTF-8: 0xff starts no character.
 NOT_UTF8 = b"\xffabc"
-
-
-def run(main: Coroutine[Any, Any, T]) -> T:
-    """Runs a test's coroutine under asyncio.run(), as a user's program does, within TIMEOUT."""
-
-    async def bounded() -> T:
-        return await asyncio.wait_for(main, TIMEOUT)
-
-    return asyncio.run(bounded())
-
-
-async def async_echo(ws: ServerConnection) -> None:
-    async for message in ws:
-        await ws.send(message)
 
 
 # -- a server's socket, with a websockets client
@@ -349,7 +332,7 @@ def test_a_property_given_under_both_names_is_refused_and_the_blocking_connect_t
     with pytest.raises(TypeError, match="additional_headers= and request_headers="):
         wsbind.connect("ws://127.0.0.1:1", additional_headers={}, request_headers={})
     with pytest.raises(TypeError, match="subprotocols= and supported_subprotocols="):
-        wsbind.serve(async_echo_handler, subprotocols=[], supported_subprotocols=[])
+        wsbind.serve(async_echo, subprotocols=[], supported_subprotocols=[])
 
     def handler(ws: Any) -> None:
         ws.send(ws.request.headers["X-Token"])
@@ -358,11 +341,6 @@ def test_a_property_given_under_both_names_is_refused_and_the_blocking_connect_t
 
     with websockets_server(handler) as (url, _), sync_connect(url, additional_headers={"X-Token": "t"}) as ws:
         assert ws.recv(timeout=TIMEOUT) == "t"
-
-
-async def async_echo_handler(ws: WebSocket) -> None:
-    async for message in ws:
-        await ws.send(message)
 
 
 def test_latency_is_measured_by_keepalive_without_a_ping_call() -> None:
@@ -438,9 +416,9 @@ def test_websockets_ssl_keyword_says_what_to_give_instead() -> None:
     with pytest.raises(TypeError, match=r"ssl_configuration=wsbind\.SslConfiguration"):
         wsbind.connect("wss://127.0.0.1:1", ssl=context)
     with pytest.raises(TypeError, match="secure_mode=True"):
-        wsbind.serve(async_echo_handler, ssl=context)
+        wsbind.serve(async_echo, ssl=context)
     with pytest.raises(ValueError, match="ping_interval"):
-        wsbind.serve(async_echo_handler, ping_interval=-1)
+        wsbind.serve(async_echo, ping_interval=-1)
 
 
 def test_an_exception_that_leaves_the_block_closes_with_1011_as_websockets() -> None:
