@@ -599,3 +599,24 @@ def test_websockets_header_and_limit_forms_on_both_faces() -> None:
             pass
         wait_until(lambda: len(seen) == 2)
     assert seen == ["1", ""]
+
+
+def test_user_agent_and_server_headers_as_websockets_names_them() -> None:
+    seen: list[str] = []
+
+    async def handler(ws: WebSocket) -> None:
+        seen.append(ws.request_headers.get("User-Agent", ""))
+        await ws.wait_closed()
+
+    async def main() -> str:
+        async with wsbind.serve(handler, "127.0.0.1", 0, server_header="wsbind-test") as server:
+            async with wsbind.connect(
+                server.url, user_agent_header="my-bot/1.0", additional_headers={"X": "y"}
+            ):
+                await _wait_for(lambda: len(seen) == 1)
+            async with websockets_connect(server.url) as client:
+                assert client.response is not None
+                return str(client.response.headers["Server"])
+
+    assert run(main()) == "wsbind-test"
+    assert seen[0] == "my-bot/1.0"

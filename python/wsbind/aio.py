@@ -69,6 +69,7 @@ SERVER_KEYWORDS = {
     "origins": "allowed_origins",
     "open_timeout": "handshake_timeout",
     "max_size": "max_allowed_incoming_message_size",
+    "server_header": "name",
 }
 # Properties of each socket a server accepts, which serve() takes as
 # websockets' does and sets on every one before its handler runs.
@@ -86,7 +87,9 @@ def properties_of(caller: str, keywords: dict[str, Any], names: Mapping[str, str
     ``write_limit`` (wsbind resumes below a quarter of the high mark), None
     for no ``subprotocols``, ``additional_headers`` or ``origin``, None among
     ``origins`` for a client that sends no Origin, and ``proxy=True`` for the
-    environment's proxy. Giving a property under two names raises
+    environment's proxy. ``user_agent_header`` is a client's User-Agent
+    among its ``request_headers``, ``server_header`` a server's ``name``.
+    Giving a property under two names raises
     TypeError; websockets' ``ssl=``, which takes an ``ssl.SSLContext`` that
     rustls cannot use, raises one that says what to give instead.
     """
@@ -102,6 +105,10 @@ def properties_of(caller: str, keywords: dict[str, Any], names: Mapping[str, str
             properties[name] = queue_limit(properties[name])
     if "origin" in properties and properties["origin"] is None:
         properties["origin"] = ""
+    if "server_header" in properties and properties["server_header"] is None:
+        properties["server_header"] = ""
+    # A client's User-Agent: one of its request_headers here.
+    user_agent = properties.pop("user_agent_header", None) if names is CLIENT_KEYWORDS else None
     given = {name: name for name in names.values() if name in properties}
     for alias, name in names.items():
         if alias not in properties:
@@ -122,6 +129,11 @@ def properties_of(caller: str, keywords: dict[str, Any], names: Mapping[str, str
         properties[name] = value
     if properties.get("proxy") is True:
         properties["proxy"] = ""
+    if user_agent is not None:
+        # wsbind sends no User-Agent of its own, as websockets' None.
+        headers = dict(properties.get("request_headers") or {})
+        headers.setdefault("User-Agent", user_agent)
+        properties["request_headers"] = headers
     return properties
 
 
