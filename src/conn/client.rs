@@ -81,8 +81,12 @@ async fn run_client(
     mut commands: CommandReceiver,
     events: EventSink,
 ) {
-    let opening = runtime::within(handshake_timeout, open(&target, events.clone()));
-    tokio::pin!(opening);
+    // Boxed, and dropped once done: the handshake's state (TLS, a proxy,
+    // the response) is not kept in this task for the connection's life.
+    let mut opening = Box::pin(runtime::within(
+        handshake_timeout,
+        open(&target, events.clone()),
+    ));
     let opened = loop {
         tokio::select! {
             biased;
@@ -97,6 +101,7 @@ async fn run_client(
             opened = &mut opening => break Some(opened),
         }
     };
+    drop(opening);
     let error = match opened {
         Some(Some(Ok((stream, received, response, resource_name)))) => {
             let endpoints = stream.endpoints();
