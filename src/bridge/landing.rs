@@ -85,9 +85,10 @@ impl Landing {
 
     /// An uninitialized bytes object made at once, taking the GIL for it,
     /// by a thread that reads a socket without it; None should Python fail
-    /// to make it (out of memory): the message then takes the usual way.
+    /// to make it (out of memory) or be exiting: the message then takes
+    /// the usual way.
     pub fn new_with_gil(len: usize) -> Option<Self> {
-        Python::attach(|py| Landing::new(py, len)).ok()
+        Python::try_attach(|py| Landing::new(py, len).ok()).flatten()
     }
 
     /// The filled object, for Python.
