@@ -346,3 +346,9 @@ pub const BROKER_PING_INTERVAL: Duration = Duration::from_secs(5);
 /// pipeline's buffer small and lets subscriptions and incoming messages
 /// have their turn between pipelines.
 pub const BROKER_PIPELINE: usize = 1024;
+
+/// How long Python's exit waits for the result being handed to an asyncio
+/// loop (`py/awaitable.rs`): 1 s. It takes microseconds; the bound is for
+/// a child process forked while one was under way, whose lock the thread
+/// it does not have holds.
+pub const EXIT_WAIT: Duration = Duration::from_secs(1);

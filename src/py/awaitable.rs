@@ -23,7 +23,7 @@ use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Mutex, OnceLock};
+use std::sync::{mpsc, Mutex, OnceLock, TryLockError};
 
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
@@ -31,6 +31,7 @@ use pyo3_async_runtimes::generic::{self, ContextExt, JoinError};
 use pyo3_async_runtimes::TaskLocals;
 use tokio::sync::oneshot;
 
+use crate::config::EXIT_WAIT;
 use crate::net::runtime;
 
 /// An `asyncio.Future` of the running loop, done when `future` is.
@@ -57,19 +58,28 @@ where
 /// Work for the `wsbind-await` thread: a result handed to a loop.
 type Job = Box<dyn FnOnce() + Send>;
 
-/// Whether Python is exiting; held while a job runs, so that the `atexit`
-/// hook that sets it waits for that job to end.
-static EXITING: Mutex<bool> = Mutex::new(false);
-/// The same, for [`awaitable`], which holds the GIL and so must not wait
-/// for a job that may need it.
+/// Whether Python is exiting: no job runs once it is set.
 static EXITED: AtomicBool = AtomicBool::new(false);
+/// Held while a job runs, so that the `atexit` hook can wait for the job
+/// that saw `EXITED` unset to end.
+static RUNNING: Mutex<()> = Mutex::new(());
 
 /// The `atexit` hook: no job touches Python from now on.
 #[pyfunction]
 pub fn python_exits(py: Python<'_>) {
-    // Detached while it waits: the job under way may need the GIL to end.
-    py.detach(|| *EXITING.lock().unwrap_or_else(|e| e.into_inner()) = true);
     EXITED.store(true, Ordering::Release);
+    // Detached while it waits: the job under way may need the GIL to end.
+    // Bounded: a child process forked while a job ran has the lock held
+    // by a thread it does not have.
+    py.detach(|| {
+        let deadline = std::time::Instant::now() + EXIT_WAIT;
+        while let Err(TryLockError::WouldBlock) = RUNNING.try_lock() {
+            if std::time::Instant::now() >= deadline {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    });
 }
 
 /// Where jobs go to the `wsbind-await` thread, started on first use; None
@@ -142,15 +152,15 @@ impl generic::Runtime for Awaits {
     {
         let (done, finished) = oneshot::channel();
         let job: Job = Box::new(move || {
-            let exiting = EXITING.lock().unwrap_or_else(|e| e.into_inner());
+            let running = RUNNING.lock().unwrap_or_else(|e| e.into_inner());
             // No loop is left to take the result: dropped, which only
             // queues the references it holds for release (pyo3's pool).
-            let ran = if *exiting {
+            let ran = if EXITED.load(Ordering::Acquire) {
                 Ok(())
             } else {
                 catch_unwind(AssertUnwindSafe(job))
             };
-            drop(exiting);
+            drop(running);
             let _ = done.send(ran);
         });
         // `awaitable` checked that the thread is there.
