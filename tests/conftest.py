@@ -36,6 +36,16 @@ def run(main: Coroutine[Any, Any, T]) -> T:
     return asyncio.run(bounded())
 
 
+async def eventually(predicate: Callable[[], Any], what: str = "") -> None:
+    """Lets the loop run until ``predicate()`` is true; fails the test after TIMEOUT."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + TIMEOUT
+    while not predicate():
+        if loop.time() > deadline:
+            pytest.fail(f"timed out waiting for {what or predicate}")
+        await asyncio.sleep(0.005)
+
+
 async def async_echo(ws: Any) -> None:
     """A handler for `websockets`' asyncio server or `wsbind.serve()`: sends every message back."""
     async for message in ws:

@@ -30,21 +30,11 @@ from websockets.asyncio.server import ServerConnection
 from websockets.asyncio.server import serve as websockets_serve
 
 import wsbind
-from conftest import TIMEOUT, Recorder, free_port, run, wait_until, websockets_server
+from conftest import TIMEOUT, Recorder, eventually, free_port, run, wait_until, websockets_server
 from conftest import async_echo as echo
 from conftest import echo as sync_echo
 from rawpeer import raw_websocket_server
 from wsbind import Status, WebSocket, _wsbind
-
-
-async def eventually(predicate: Callable[[], Any], what: str = "") -> None:
-    """Lets the loop run until ``predicate()`` is true; fails the test after TIMEOUT."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + TIMEOUT
-    while not predicate():
-        if loop.time() > deadline:
-            pytest.fail(f"timed out waiting for {what or predicate}")
-        await asyncio.sleep(0.005)
 
 
 def port_of(server: Any) -> int:

@@ -4,7 +4,6 @@ the independent `websockets` library both ways."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import socket
 from typing import Any
@@ -16,7 +15,7 @@ from websockets.asyncio.server import ServerConnection
 from websockets.asyncio.server import serve as websockets_serve
 
 import wsbind
-from conftest import TIMEOUT, async_echo, echo, run, wait_until, websockets_server
+from conftest import TIMEOUT, async_echo, echo, eventually, run, wait_until, websockets_server
 from wsbind import ConnectionClosedError, Request, WebSocket
 from wsbind.sync import connect as sync_connect
 
@@ -62,7 +61,7 @@ def test_a_server_socket_gives_its_peer_request_and_subprotocol_by_websockets_na
             ) as client:
                 assert await client.recv() == "seen"
                 seen["local"] = client.local_address[:2]
-            await _wait_for(lambda: "after_close" in seen)
+        # Leaving serve() waited for the handler, after_close included.
 
     run(main())
     local = seen["local"]
@@ -189,7 +188,7 @@ def test_recv_decode_of_a_binary_message_that_is_not_utf8_fails_with_1007_as_web
                 with pytest.raises(ConnectionClosedError) as our_error:
                     await ws.recv(decode=True)
                 assert ws.close_code == 1007
-            await _wait_for(lambda: len(closes) == 2)
+        # Leaving websockets' serve() waited for both handlers.
         return their_error.value, our_error.value
 
     theirs, ours = run(main())
@@ -252,12 +251,6 @@ def test_the_blocking_recv_decode_of_bytes_that_are_not_utf8_fails_with_1007() -
         assert error.value.code == 1007
         assert ws.socket.close_code == 1007
     assert closes == [(1007, "invalid start byte at position 0")]
-
-
-async def _wait_for(predicate: Any) -> None:
-    """Lets the loop run until ``predicate()`` is true (bounded by run()'s TIMEOUT)."""
-    while not predicate():
-        await asyncio.sleep(0.005)
 
 
 # -- websockets' keyword arguments to connect() and serve()
@@ -352,7 +345,7 @@ def test_latency_is_measured_by_keepalive_without_a_ping_call() -> None:
             port = server.sockets[0].getsockname()[1]
             async with wsbind.connect(f"ws://127.0.0.1:{port}", ping_interval=0.05) as ws:
                 assert ws.latency == 0.0
-                await _wait_for(lambda: ws.latency > 0)
+                await eventually(lambda: ws.latency > 0)
             assert ws.latency > 0
 
     run(main())
@@ -380,7 +373,7 @@ def test_serve_sets_websockets_socket_options_on_each_client() -> None:
             max_queue=ws.max_queue,
             write_limit=ws.write_limit,
         )
-        await _wait_for(lambda: ws.latency > 0)  # measured by the server's keepalive alone
+        await eventually(lambda: ws.latency > 0)  # measured by the server's keepalive alone
         await ws.send("pinged")
         await ws.wait_closed()
 
@@ -490,8 +483,9 @@ def test_the_server_and_a_refusal_have_websockets_names() -> None:
     async def main() -> None:
         async with wsbind.serve(handler, "127.0.0.1", 0, allowed_origins=["https://ok.example"]) as server:
             assert server.is_serving() and server.connections == set()
+            connected = server.client_connected.wait(timeout=TIMEOUT)
             async with websockets_connect(server.url, origin=websockets.Origin("https://ok.example")):
-                await _wait_for(lambda: len(server.connections) == 1)
+                assert server.connections == {await connected}
                 assert server.connections == set(server.clients)
             with pytest.raises(wsbind.InvalidStatus) as refused:
                 await wsbind.connect(server.url, origin="https://other.example")
@@ -606,14 +600,15 @@ def test_user_agent_and_server_headers_as_websockets_names_them() -> None:
 
     async def handler(ws: WebSocket) -> None:
         seen.append(ws.request_headers.get("User-Agent", ""))
+        await ws.send("seen")
         await ws.wait_closed()
 
     async def main() -> str:
         async with wsbind.serve(handler, "127.0.0.1", 0, server_header="wsbind-test") as server:
             async with wsbind.connect(
                 server.url, user_agent_header="my-bot/1.0", additional_headers={"X": "y"}
-            ):
-                await _wait_for(lambda: len(seen) == 1)
+            ) as ws:
+                assert await ws.recv() == "seen"
             async with websockets_connect(server.url) as client:
                 assert client.response is not None
                 return str(client.response.headers["Server"])
