@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import resource
 import socket
 import subprocess
@@ -478,6 +479,40 @@ def test_allowed_origins_none_allows_any(servers: Any, origin: str | None) -> No
     """allowed_origins=None lets any Origin connect, and a client without one."""
     server = servers(allowed_origins=None, on_client_connected=echoing)
     assert_echoes(server.url, origin=origin)
+
+
+def test_allowed_origins_takes_patterns_as_websockets_origins(servers: Any) -> None:
+    """A compiled pattern among allowed_origins lets in an origin it matches whole; strings are
+    still compared; anything else gets 403 and server_error(1008), set at once or later. The
+    handler is asked only about origins the list let in."""
+    errors, seen = Recorder(), Recorder()
+
+    def ask(authenticator: Any) -> None:
+        seen(authenticator.origin)
+
+    subdomains = re.compile(r"https://[a-z]+\.good\.example")
+    server = servers(
+        allowed_origins=[subdomains, "https://exact.example"],
+        on_client_connected=echoing,
+        on_server_error=errors,
+        on_origin_authentication_required=ask,
+    )
+    assert_echoes(server.url, origin="https://chat.good.example")
+    assert_echoes(server.url, origin="https://exact.example")
+    # Matched whole: a prefix or a longer origin is not enough.
+    assert refused_status(server.url, origin="https://chat.good.example.evil") == 403
+    assert refused_status(server.url, origin="https://good.example") == 403
+    assert refused_status(server.url) == 403
+    assert errors.wait(3) == [1008] * 3
+    assert seen.values == ["https://chat.good.example", "https://exact.example"]
+    # Taken off while listening: the native list applies again, without the handler's help.
+    server.origin_authentication_required.disconnect(ask)
+    server.allowed_origins = ["https://exact.example"]
+    assert refused_status(server.url, origin="https://chat.good.example") == 403
+    server.allowed_origins = [re.compile("https://.*")]
+    assert_echoes(server.url, origin="https://anything.example")
+    with pytest.raises(TypeError, match="patterns of str"):
+        server.allowed_origins = [re.compile(b"https://.*")]
 
 
 # -- origin_authentication_required

@@ -6,6 +6,7 @@ import asyncio
 import inspect
 import logging
 import os
+import re
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -77,13 +78,29 @@ def check_backlog(value: Any) -> int:
     return value
 
 
-def check_origins(value: Any) -> list[str] | None:
-    """Accepts None (any origin) or a list of origins such as "https://example.com"."""
+def check_origins(value: Any) -> list[str | re.Pattern[str]] | None:
+    """Accepts None (any origin) or a list of origins such as "https://example.com" and
+    compiled patterns of str such as ``re.compile(r"https://[a-z]+\\.example\\.com")``."""
     if value is None:
         return None
     if isinstance(value, str) or not hasattr(value, "__iter__"):
-        raise TypeError(f"allowed_origins must be a list of str or None, not {type(value).__name__}")
-    return [check_origin(origin) for origin in value]
+        raise TypeError(
+            f"allowed_origins must be a list of str and re.Pattern, or None, not {type(value).__name__}"
+        )
+    checked: list[str | re.Pattern[str]] = []
+    for origin in value:
+        if isinstance(origin, re.Pattern):
+            if not isinstance(origin.pattern, str):
+                raise TypeError("allowed_origins takes patterns of str, not of bytes")
+            checked.append(origin)
+        else:
+            checked.append(check_origin(origin))
+    return checked
+
+
+def origin_matches(origin: str, allowed: list[str | re.Pattern[str]]) -> bool:
+    """Whether ``origin`` is one of ``allowed`` or matches one of its patterns whole."""
+    return any(origin == a if isinstance(a, str) else a.fullmatch(origin) for a in allowed)
 
 
 def check_pem(value: Any) -> str:
@@ -163,7 +180,7 @@ class WebSocketServer(Object):
         compression_changed: BoundSignal[str | None]
         max_allowed_incoming_frame_size_changed: BoundSignal[int]
         max_allowed_incoming_message_size_changed: BoundSignal[int]
-        allowed_origins_changed: BoundSignal[list[str] | None]
+        allowed_origins_changed: BoundSignal[list[str | re.Pattern[str]] | None]
         clients_changed: BoundSignal[list[WebSocket]]
         client_count_changed: BoundSignal[int]
         static_dir_changed: BoundSignal[str | None]
@@ -193,7 +210,9 @@ class WebSocketServer(Object):
             compression: Binding[str | None] | str | None = ...,
             max_allowed_incoming_frame_size: Binding[int] | int = ...,
             max_allowed_incoming_message_size: Binding[int] | int = ...,
-            allowed_origins: Binding[list[str] | None] | list[str] | None = ...,
+            allowed_origins: Binding[list[str | re.Pattern[str]] | None]
+            | list[str | re.Pattern[str]]
+            | None = ...,
             static_dir: Binding[str | None] | str | None = ...,
             max_file_size: Binding[int] | int = ...,
             reuse_port: Binding[bool] | bool = ...,
@@ -227,7 +246,7 @@ class WebSocketServer(Object):
             on_compression_changed: Callable[[str | None], object] | None = ...,
             on_max_allowed_incoming_frame_size_changed: Callable[[int], object] | None = ...,
             on_max_allowed_incoming_message_size_changed: Callable[[int], object] | None = ...,
-            on_allowed_origins_changed: Callable[[list[str] | None], object] | None = ...,
+            on_allowed_origins_changed: Callable[[list[str | re.Pattern[str]] | None], object] | None = ...,
             on_clients_changed: Callable[[list[WebSocket]], object] | None = ...,
             on_client_count_changed: Callable[[int], object] | None = ...,
             on_static_dir_changed: Callable[[str | None], object] | None = ...,
@@ -347,12 +366,14 @@ class WebSocketServer(Object):
         "(after decompression: a small compressed message that inflates past it fails with "
         "1009). Default 64 MiB (C++: ``maxAllowedIncomingMessageSize``).",
     )
-    allowed_origins = Property[list[str] | None](
+    allowed_origins = Property[list[str | re.Pattern[str]] | None](
         None,
         check=check_origins,
         changed="_origins_changed",
         doc='Origins allowed to connect, e.g. ``["https://example.com"]``; None allows any. '
-        "Others get HTTP 403 and ``server_error(1008)``.",
+        "Others get HTTP 403 and ``server_error(1008)``. Compiled patterns may stand among "
+        'them, as in websockets\' ``origins``: ``re.compile(r"https://[a-z]+\\.example\\.com")`` '
+        "lets in an origin it matches whole. With a pattern, each handshake asks Python.",
     )
     clients = Property[list[WebSocket]](
         [],
@@ -796,8 +817,7 @@ class WebSocketServer(Object):
                 name=self.name,
                 subprotocols=self.supported_subprotocols,
                 accepting=self.accept,
-                allowed_origins=self.allowed_origins,
-                ask_origin=self.origin_authentication_required.connected,
+                **self._origin_config(),
                 max_pending_connections=self.max_pending_connections,
                 backlog=self.listen_backlog_size,
                 reuse_port=self.reuse_port,
@@ -1042,13 +1062,28 @@ class WebSocketServer(Object):
         if self._server is not None:
             self._server.set_compression(self.compression)
 
+    def _origin_config(self) -> dict[str, Any]:
+        """What the native server checks of an Origin: the list, and whether to ask Python.
+
+        The native core compares strings only: with a pattern among
+        ``allowed_origins`` it lets every origin through to Python, which
+        checks the whole list (``ORIGIN_CHECK`` below).
+        """
+        allowed = self.allowed_origins
+        patterns = allowed is not None and any(isinstance(a, re.Pattern) for a in allowed)
+        return {
+            "allowed_origins": None if patterns else allowed,
+            "ask_origin": patterns or self.origin_authentication_required.connected,
+        }
+
     def _origins_changed(self) -> None:
         if self._server is not None:
-            self._server.set_allowed_origins(self.allowed_origins)
+            config = self._origin_config()
+            self._server.set_allowed_origins(config["allowed_origins"])
+            self._server.set_ask_origin(config["ask_origin"])
 
     def _watched(self, signal: str, on: bool) -> None:
-        if self._server is not None:
-            self._server.set_ask_origin(on)
+        self._origins_changed()
 
     def _set_clients(self, clients: list[WebSocket]) -> None:
         self._write("clients", clients)
@@ -1102,7 +1137,11 @@ class WebSocketServer(Object):
             self._answer(payload)
         elif kind == EventKind.ORIGIN_CHECK:
             try:
-                self.origin_authentication_required.emit(payload)
+                allowed = self.allowed_origins
+                if allowed is not None and not origin_matches(payload.origin, allowed):
+                    payload.set_allowed(False)
+                else:
+                    self.origin_authentication_required.emit(payload)
             finally:
                 payload.finish()
         elif kind == EventKind.SSL_ERRORS:
