@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
+import os
 import socket
 import struct
 import threading
@@ -150,3 +151,22 @@ def handshaking(
 def raw_websocket_server(behave: Callable[[socket.socket], None]) -> contextlib.AbstractContextManager[str]:
     """A server that does the opening handshake by hand, then runs `behave` on the connection."""
     return tcp_server(handshaking(behave))
+
+
+def stuck_client(port: int) -> socket.socket:
+    """A client that does the opening handshake by hand, with a tiny receive buffer, and then
+    never reads: whatever the server sends it piles up in the server."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", port))
+    sock.settimeout(TIMEOUT)
+    key = base64.b64encode(os.urandom(16)).decode()
+    sock.sendall(
+        f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
+    )
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += sock.recv(1)
+    assert head.startswith(b"HTTP/1.1 101"), head
+    return sock

@@ -3,7 +3,6 @@ make wsbind hold in memory or keep waiting, measured on real sockets."""
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import functools
 import os
@@ -21,7 +20,7 @@ import pytest
 
 import wsbind
 from conftest import TIMEOUT, wait_until
-from rawpeer import BINARY, CONTINUATION, accept_key, drain, tcp_server
+from rawpeer import BINARY, CONTINUATION, accept_key, drain, stuck_client, tcp_server
 from wsbind import Status, WebSocket
 
 
@@ -99,25 +98,6 @@ def rss() -> int:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) * 1024
     raise AssertionError("no VmRSS in /proc/self/status")
-
-
-def stuck_client(port: int) -> socket.socket:
-    """A client that does the opening handshake by hand, with a tiny receive buffer, and then
-    never reads: whatever the server sends it piles up in the server."""
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.connect(("127.0.0.1", port))
-    sock.settimeout(TIMEOUT)
-    key = base64.b64encode(os.urandom(16)).decode()
-    sock.sendall(
-        f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
-    )
-    head = b""
-    while b"\r\n\r\n" not in head:
-        head += sock.recv(1)
-    assert head.startswith(b"HTTP/1.1 101"), head
-    return sock
 
 
 def accepted_by(servers: Any) -> tuple[Any, list[WebSocket]]:

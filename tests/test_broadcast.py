@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 from typing import Any
 
@@ -10,7 +11,8 @@ import pytest
 from websockets.sync.client import connect
 
 from conftest import PausingWebSocket, Recorder, open_socket, wait_until, websockets_server
-from wsbind import Status, WebSocket, WebSocketServer, broadcast
+from rawpeer import stuck_client
+from wsbind import BufferFullError, Status, WebSocket, WebSocketServer, broadcast
 
 
 def server_with_clients(servers: Any, count: int) -> tuple[WebSocketServer, list[Any], contextlib.ExitStack]:
@@ -99,3 +101,43 @@ def test_broadcast_racing_the_end_of_a_connection_skips_it() -> None:
         thread.join(15)
         wait_until(lambda: ws.status is Status.CLOSED, what="the socket to close")
     assert taken == [0]
+
+
+def test_a_socket_whose_queue_is_full_is_skipped_with_a_warning_or_an_exception_group(
+    servers: Any, sockets: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """As websockets' broadcast(): a client that stopped reading is skipped once its queue is
+    full, with a warning, or with raise_exceptions=True an ExceptionGroup after the others got
+    the message; nothing is skipped quietly but sockets that are not open."""
+    accepted: list[WebSocket] = []
+
+    def accept(ws: WebSocket) -> None:
+        # A client that never reads never answers a ping either.
+        ws.ping_interval = None
+        accepted.append(ws)
+
+    server = servers(on_client_connected=accept, compression=None)
+    stuck_sock = stuck_client(server.port)
+    heard = Recorder()
+    open_socket(sockets, server.url, on_binary_message_received=heard)
+    wait_until(lambda: len(accepted) == 2, what="both clients")
+    stuck = next(ws for ws in accepted if ws.peer_port == stuck_sock.getsockname()[1])
+    big = bytes(1 << 20)
+    sent = 0
+    with caplog.at_level(logging.WARNING, logger="wsbind"):
+        while broadcast([*accepted, WebSocket()], big) == 2:
+            sent += 1
+            assert sent < 1000, "the stuck client's queue never filled"
+    sent += 1
+    [warning] = [r for r in caplog.records if r.name == "wsbind"]
+    assert warning.getMessage().startswith(f"broadcast skipped {stuck!r}: cannot send: ")
+    assert "from 127.0.0.1:" in repr(stuck)
+    with pytest.raises(ExceptionGroup) as raised:
+        broadcast(accepted, big, raise_exceptions=True)
+    sent += 1
+    [error] = raised.value.exceptions
+    assert isinstance(error, BufferFullError)
+    assert error.__notes__ == [f"skipped by broadcast: {stuck!r}"]
+    # The reading client got every message, the one that raised included.
+    assert len(heard.wait(count=sent)) == sent
+    stuck_sock.close()

@@ -179,9 +179,13 @@ def bind(host: str, port: int, backlog: int, reuse_port: bool) -> Awaitable[List
     """Binds ``host``:``port`` without blocking the running loop; raises OSError as ``Server`` does.
     Binding may wait for another server of this process to let the address go."""
 
-def broadcast(connections: list[Connection], message: str | Buffer) -> int:
+def broadcast(
+    connections: list[Connection], message: str | Buffer
+) -> tuple[int, list[tuple[int, Exception]]]:
     """Sends ``message`` to every open connection in ``connections``, framed once
-    for all a server's connections; returns how many took it."""
+    for all a server's connections; returns how many took it, and the open
+    ones that did not (their queue is full) by their place in
+    ``connections``, each with its error."""
 
 def connect(
     queue: EventQueue,

@@ -585,7 +585,9 @@ class WebSocket(Object):
         return ws
 
     def __repr__(self) -> str:
-        return f"<WebSocket {self.url or '(no url)'} {self.status.name}>"
+        # A server's sockets share their url: the client tells them apart.
+        client = f" from {self.peer_address}:{self.peer_port}" if self._accepted else ""
+        return f"<WebSocket {self.url or '(no url)'} {self.status.name}{client}>"
 
     @property
     def bytes_to_write(self) -> int:
@@ -1786,16 +1788,18 @@ _OPTIONS = (
 )
 
 
-def open_connections(sockets: Iterable[WebSocket]) -> list[_wsbind.Connection]:
-    """The native connections of those of ``sockets`` that have one, for a broadcast.
+def open_connections(sockets: Iterable[WebSocket]) -> tuple[list[WebSocket], list[_wsbind.Connection]]:
+    """Those of ``sockets`` that have a native connection, and their connections, for a broadcast.
 
     The package's internal API: other modules get a socket's connection
     here, not from its private attribute, which the event thread may clear
     at any moment.
     """
+    chosen = []
     connections = []
     for ws in sockets:
         conn = ws._conn
         if conn is not None:
+            chosen.append(ws)
             connections.append(conn)
-    return connections
+    return chosen, connections

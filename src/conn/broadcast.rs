@@ -8,6 +8,7 @@ use bytes::{Bytes, BytesMut};
 
 use super::connection::Connection;
 use crate::config;
+use crate::errors::Error;
 use crate::protocol::deflate::Negotiated;
 use crate::protocol::{Framer, Role};
 
@@ -24,11 +25,23 @@ pub fn broadcast<'a>(
     text: bool,
     payload: &Bytes,
 ) -> usize {
+    broadcast_reporting(connections, text, payload, |_, _| {})
+}
+
+/// As [`broadcast`], and tells `skipped` of each open connection that did
+/// not take the message (its queue is full), by its place in
+/// `connections`, for websockets' `broadcast(raise_exceptions=True)`.
+pub fn broadcast_reporting<'a>(
+    connections: impl IntoIterator<Item = &'a Arc<Connection>>,
+    text: bool,
+    payload: &Bytes,
+    mut skipped: impl FnMut(usize, Error),
+) -> usize {
     let size = payload.len();
     let mut plain: Option<Bytes> = None;
     let mut compressed: HashMap<u8, Bytes> = HashMap::new();
     let mut reached = 0;
-    for connection in connections {
+    for (place, connection) in connections.into_iter().enumerate() {
         let shared = match connection.role {
             Role::Client => None,
             Role::Server if !connection.compresses() || size < config::COMPRESS_FROM => Some(
@@ -44,7 +57,11 @@ pub fn broadcast<'a>(
             Some(frames) => connection.send_framed(frames, size),
             None => connection.send(text, payload.clone()),
         };
-        reached += usize::from(sent.is_ok());
+        match sent {
+            Ok(_) => reached += 1,
+            Err(Error::NotOpen) => {}
+            Err(error) => skipped(place, error),
+        }
     }
     reached
 }

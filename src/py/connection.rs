@@ -12,7 +12,7 @@ use pyo3::types::{PyBytes, PyMemoryView, PyString};
 
 use super::awaitable::awaitable;
 use super::options::{seconds, Options};
-use crate::conn::broadcast::broadcast as broadcast_to;
+use crate::conn::broadcast::broadcast_reporting as broadcast_to;
 use crate::conn::connection::Flushed;
 use crate::conn::server::Pending;
 use crate::conn::Connection;
@@ -310,17 +310,29 @@ impl PyConnection {
 }
 
 /// Sends `message` to every open connection in `connections`, framed once
-/// for all a server's connections; returns how many took it.
+/// for all a server's connections; returns how many took it, and the open
+/// ones that did not (their queue is full) by their place in
+/// `connections`, each with its error.
 #[pyfunction]
 pub fn broadcast(
     py: Python<'_>,
     connections: Vec<PyRef<'_, PyConnection>>,
     message: &Bound<'_, PyAny>,
-) -> PyResult<usize> {
+) -> PyResult<(usize, Vec<(usize, PyErr)>)> {
     let (text, payload) = message_of(py, message)?;
     let connections: Vec<Arc<Connection>> = connections
         .iter()
         .map(|c| Arc::clone(&c.connection))
         .collect();
-    Ok(py.detach(|| broadcast_to(&connections, text, &payload)))
+    let mut skipped = Vec::new();
+    let reached = py.detach(|| {
+        broadcast_to(&connections, text, &payload, |place, error| {
+            skipped.push((place, error))
+        })
+    });
+    let skipped = skipped
+        .into_iter()
+        .map(|(place, error)| (place, PyErr::from(error)))
+        .collect();
+    Ok((reached, skipped))
 }
