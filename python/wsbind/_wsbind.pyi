@@ -357,9 +357,11 @@ class Connection:
         """Queues a text message; returns its size in bytes of UTF-8."""
     def send_binary(self, data: Buffer) -> int:
         """Queues a binary message from any bytes-like object; returns its size."""
-    def send_message(self, message: str | Buffer) -> int:
+    def send_message(self, message: str | Buffer, text: bool | None = None) -> int:
         """Queues a whole message, text for a str and binary for any other
-        bytes-like object; returns the bytes then waiting to be written."""
+        bytes-like object unless ``text`` says which (True: UTF-8 bytes as
+        text, checked; False: a str's UTF-8 as binary); returns the bytes
+        then waiting to be written."""
     def send_fragment(self, fragment: str | Buffer, last: bool) -> int:
         """Queues one fragment of a message sent in several: a str continues
         (or opens) a text message, a bytes-like object a binary one; ``last``

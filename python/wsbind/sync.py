@@ -46,9 +46,11 @@ from .errors import (
 )
 from .objects import WAIT_SLICE, wait_in_slices
 from .status import Status
-from .websocket import WebSocket, decoded, undecodable_reason, whole_message
+from .websocket import FragmentKind, WebSocket, decoded, undecodable_reason, whole_message
 
 if TYPE_CHECKING:
+    import uuid
+
     from typing_extensions import Buffer
 
     from .http import Request
@@ -294,8 +296,12 @@ class SyncWebSocket:
         assert end is not None
         raise self.socket._connect_error(f"connection closed during the opening handshake ({end[0]})")
 
-    def send(self, message: str | Buffer | Iterable[str | Buffer]) -> None:
+    def send(self, message: str | Buffer | Iterable[str | Buffer], text: bool | None = None) -> None:
         """Sends a text message (a ``str``) or a binary one (any bytes-like object).
+
+        ``text`` says which whatever the type, as the asyncio ``send()``'s:
+        True sends UTF-8 bytes as text (checked: UnicodeDecodeError if they
+        are not UTF-8), False a str's UTF-8 as binary.
 
         Returns once the message is queued; it goes out at once, from this
         thread if nothing waits ahead of it. While more than the socket's
@@ -316,17 +322,17 @@ class SyncWebSocket:
         """
         payload = whole_message(message)
         if payload is None:
-            self._send_fragments(cast("Iterable[str | Buffer]", message))
+            self._send_fragments(cast("Iterable[str | Buffer]", message), text)
             return
         socket = self.socket
         try:
-            waiting = socket._open_connection("send").send_message(payload)
+            waiting = socket._open_connection("send").send_message(payload, text)
         except NotOpenError:
             raise self._closed_error() from None
         if waiting > socket._value("write_limit"):
             self._drain()
 
-    def _send_fragments(self, fragments: Iterable[str | Buffer]) -> None:
+    def _send_fragments(self, fragments: Iterable[str | Buffer], text: bool | None) -> None:
         """Sends ``fragments`` as one fragmented message; see :meth:`send`."""
         if isinstance(fragments, Mapping) or not isinstance(fragments, Iterable):
             raise TypeError(
@@ -334,6 +340,8 @@ class SyncWebSocket:
                 f"not {type(fragments).__name__}"
             )
         iterator = iter(fragments)
+        if text is not None:
+            iterator = FragmentKind(text).iterator(iterator)
         fragment = next(iterator, None)
         if fragment is None:
             return

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import codecs
 import contextlib
 import dataclasses
 import logging
@@ -876,9 +877,16 @@ class WebSocket(Object):
     # -- the asyncio face (websockets' names)
 
     async def send(
-        self, message: str | Buffer | Iterable[str | Buffer] | AsyncIterable[str | Buffer]
+        self,
+        message: str | Buffer | Iterable[str | Buffer] | AsyncIterable[str | Buffer],
+        text: bool | None = None,
     ) -> None:
         """Sends a message: a str as text, a bytes-like object as binary (websockets: ``send()``).
+
+        ``text``, as websockets', says which whatever the type: True sends
+        bytes that hold UTF-8 (JSON a library wrote as bytes, say) as a text
+        message without decoding them (they are checked: UnicodeDecodeError
+        if they are not UTF-8), False sends a str's UTF-8 as a binary one.
 
         Returns at once while at most ``write_limit`` bytes wait to be
         written, and otherwise waits, without blocking the loop, until the
@@ -889,7 +897,8 @@ class WebSocket(Object):
         fragment goes out as it comes, as a frame of its own (or several,
         past ``outgoing_frame_size``), and an empty frame ends the message,
         as websockets does; where permessage-deflate was agreed the whole
-        message is one compressed stream. Backpressure applies between
+        message is one compressed stream. ``text`` makes every fragment
+        that kind (bytes fragments' UTF-8 may split a character). Backpressure applies between
         fragments. Other ``send()`` calls wait until the message is over, and
         messages sent meanwhile by ``send_text_message()`` and the like (from
         any thread) wait, in order, inside wsbind; pings and pongs do not. An
@@ -907,7 +916,7 @@ class WebSocket(Object):
         payload = message if isinstance(message, (str, bytes)) else whole_message(message)
         if payload is None:
             fragments = cast("Iterable[str | Buffer] | AsyncIterable[str | Buffer]", message)
-            await self._send_fragments(fragments)
+            await self._send_fragments(fragments, text)
             return
         if self._fragmenting:
             await wait_until(self._fragment_waiters(), lambda: not self._fragmenting)
@@ -915,7 +924,7 @@ class WebSocket(Object):
         if conn is None or self._values["status"] is not Status.OPEN or self._close_asked is not None:
             raise await self._send_error(conn)
         try:
-            waiting = conn.send_message(payload)
+            waiting = conn.send_message(payload, text)
         except NotOpenError:
             # The connection started closing on another thread just now.
             raise await self._send_error(conn) from None
@@ -928,7 +937,9 @@ class WebSocket(Object):
             waiters = self._fragmented = Waiters()
         return waiters
 
-    async def _send_fragments(self, fragments: Iterable[str | Buffer] | AsyncIterable[str | Buffer]) -> None:
+    async def _send_fragments(
+        self, fragments: Iterable[str | Buffer] | AsyncIterable[str | Buffer], text: bool | None
+    ) -> None:
         """Sends ``fragments`` as one fragmented message, each as it comes; see :meth:`send`."""
         if isinstance(fragments, Mapping):
             raise TypeError("send() takes a str, a bytes-like object or the fragments of one, not a mapping")
@@ -942,6 +953,8 @@ class WebSocket(Object):
                 "send() takes a str, a bytes-like object, or an iterable or async iterable of "
                 f"fragments, not {type(fragments).__name__}"
             )
+        if text is not None:
+            following = FragmentKind(text).following(following)
         try:
             fragment = await following()
         except StopAsyncIteration:
@@ -1748,6 +1761,50 @@ def decoded(message: str | bytes, decode: bool) -> str | bytes:
 def undecodable_reason(error: UnicodeDecodeError) -> str:
     """The reason of the 1007 close after ``recv(decode=True)`` met ``error``, as websockets words it."""
     return f"{error.reason} at position {error.start}"
+
+
+class FragmentKind:
+    """Fragments made the kind ``send(fragments, text=)`` asks for.
+
+    Text: all str, bytes decoded from UTF-8 as they come (a character may
+    span two fragments); binary: all bytes-like, a str as its UTF-8. The
+    fragments then go out as any others.
+    """
+
+    def __init__(self, text: bool) -> None:
+        self._decoder = codecs.getincrementaldecoder("utf-8")() if text else None
+
+    def convert(self, fragment: str | Buffer) -> str | Buffer:
+        """``fragment`` as the kind asked for."""
+        if self._decoder is None:
+            return fragment.encode() if isinstance(fragment, str) else fragment
+        return fragment if isinstance(fragment, str) else self._decoder.decode(fragment)
+
+    def end(self) -> None:
+        """After the last fragment: raises UnicodeDecodeError if the text ends inside a character."""
+        if self._decoder is not None:
+            self._decoder.decode(b"", final=True)
+
+    def iterator(self, fragments: Iterator[str | Buffer]) -> Iterator[str | Buffer]:
+        """``fragments`` converted, for the blocking ``send()``."""
+        for fragment in fragments:
+            yield self.convert(fragment)
+        self.end()
+
+    def following(
+        self, following: Callable[[], Awaitable[str | Buffer]]
+    ) -> Callable[[], Awaitable[str | Buffer]]:
+        """``following`` (the next fragment, StopAsyncIteration at the end) converted."""
+
+        async def converted() -> str | Buffer:
+            try:
+                fragment = await following()
+            except StopAsyncIteration:
+                self.end()
+                raise
+            return self.convert(fragment)
+
+        return converted
 
 
 def _next_of(iterator: Iterator[str | Buffer]) -> Callable[[], Awaitable[str | Buffer]]:

@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use pyo3::buffer::PyBuffer;
-use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::exceptions::{PyTypeError, PyUnicodeDecodeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::pybacked::{PyBackedBytes, PyBackedStr};
 use pyo3::types::{PyBytes, PyMemoryView, PyString};
@@ -141,10 +141,19 @@ fn utf8(value: &Bound<'_, PyAny>) -> Option<PyResult<PyBackedStr>> {
         .then(|| value.extract::<PyBackedStr>())
 }
 
+/// A str's UTF-8 as a payload: borrowed from the str from BORROW_FROM on.
+fn text_payload(text: PyBackedStr) -> Bytes {
+    if text.len() >= BORROW_FROM {
+        Bytes::from_owner(text)
+    } else {
+        Bytes::copy_from_slice(text.as_bytes())
+    }
+}
+
 /// A message from Python for a broadcast: text for a str, binary for any bytes-like object.
 pub fn message_of(py: Python<'_>, message: &Bound<'_, PyAny>) -> PyResult<(bool, Bytes)> {
     match utf8(message).transpose()? {
-        Some(text) => Ok((true, Bytes::copy_from_slice(text.as_bytes()))),
+        Some(text) => Ok((true, text_payload(text))),
         None => Ok((false, bytes_like(py, message, "broadcast")?)),
     }
 }
@@ -178,12 +187,7 @@ impl PyConnection {
                 type_name(message)
             ))
         })??;
-        let payload = if text.len() >= BORROW_FROM {
-            Bytes::from_owner(text)
-        } else {
-            Bytes::copy_from_slice(text.as_bytes())
-        };
-        self.send(py, true, payload)
+        self.send(py, true, text_payload(text))
     }
 
     /// Queues a binary message from any bytes-like object; returns its size.
@@ -193,12 +197,30 @@ impl PyConnection {
     }
 
     /// Queues a whole message, text for a str and binary for any other
-    /// bytes-like object; returns the bytes then waiting to be written, so
+    /// bytes-like object, unless `text` says which (websockets'
+    /// `send(text=)`): True sends bytes that hold UTF-8 as text, checked
+    /// here (a peer would fail the connection with 1007), False a str's
+    /// UTF-8 as binary. Returns the bytes then waiting to be written, so
     /// that the asyncio `send()` learns whether to wait with the same call.
-    fn send_message(&self, py: Python<'_>, message: &Bound<'_, PyAny>) -> PyResult<usize> {
-        match message.cast::<PyString>() {
-            Ok(text) => self.send_text(py, text.as_any())?,
-            Err(_) => self.send_binary(py, message)?,
+    #[pyo3(signature = (message, text = None))]
+    fn send_message(
+        &self,
+        py: Python<'_>,
+        message: &Bound<'_, PyAny>,
+        text: Option<bool>,
+    ) -> PyResult<usize> {
+        match (utf8(message).transpose()?, text) {
+            (Some(string), None | Some(true)) => self.send(py, true, text_payload(string))?,
+            (Some(string), Some(false)) => self.send(py, false, text_payload(string))?,
+            (None, None | Some(false)) => self.send_binary(py, message)?,
+            (None, Some(true)) => {
+                let payload = bytes_like(py, message, "send")?;
+                if let Err(error) = std::str::from_utf8(&payload) {
+                    let error = PyUnicodeDecodeError::new_utf8(py, &payload, error)?;
+                    return Err(PyErr::from_value(error.into_any()));
+                }
+                self.send(py, true, payload)?
+            }
         };
         Ok(self.connection.bytes_to_write())
     }
@@ -214,8 +236,7 @@ impl PyConnection {
         last: bool,
     ) -> PyResult<usize> {
         let (text, payload) = match utf8(fragment).transpose()? {
-            Some(text) if text.len() >= BORROW_FROM => (true, Bytes::from_owner(text)),
-            Some(text) => (true, Bytes::copy_from_slice(text.as_bytes())),
+            Some(text) => (true, text_payload(text)),
             None => (false, bytes_like(py, fragment, "send")?),
         };
         let connection = &self.connection;
