@@ -5,7 +5,9 @@ the independent `websockets` library both ways."""
 from __future__ import annotations
 
 import contextlib
+import re
 import socket
+import uuid
 from typing import Any
 
 import pytest
@@ -15,7 +17,7 @@ from websockets.asyncio.server import ServerConnection
 from websockets.asyncio.server import serve as websockets_serve
 
 import wsbind
-from conftest import TIMEOUT, async_echo, echo, eventually, run, wait_until, websockets_server
+from conftest import TIMEOUT, async_echo, echo, eventually, free_port, run, wait_until, websockets_server
 from wsbind import ConnectionClosedError, Request, WebSocket
 from wsbind.sync import connect as sync_connect
 
@@ -299,8 +301,9 @@ def test_serve_takes_websockets_keyword_names() -> None:
         await ws.wait_closed()
 
     async def main() -> tuple[int, int | None]:
+        origins = ["https://ok.example", re.compile(r"https://[a-z]+\.ok\.example"), None]
         async with wsbind.serve(
-            handler, "127.0.0.1", 0, subprotocols=["v1"], origins=["https://ok.example"], max_size=100
+            handler, "127.0.0.1", 0, subprotocols=["v1"], origins=origins, max_size=100
         ) as server:
             assert server.supported_subprotocols == ["v1"]
             assert server.max_allowed_incoming_message_size == 100
@@ -308,6 +311,10 @@ def test_serve_takes_websockets_keyword_names() -> None:
             with pytest.raises(websockets.InvalidStatus) as refused:
                 async with websockets_connect(url, origin=websockets.Origin("https://other.example")):
                     pass
+            # A pattern, and None for a client that sends no Origin, as websockets' origins.
+            for origin in [websockets.Origin("https://sub.ok.example"), None]:
+                async with websockets_connect(url, origin=origin) as client:
+                    assert await client.recv() == ""
             async with websockets_connect(
                 url,
                 subprotocols=[websockets.Subprotocol("v1")],
@@ -615,3 +622,153 @@ def test_user_agent_and_server_headers_as_websockets_names_them() -> None:
 
     assert run(main()) == "wsbind-test"
     assert seen[0] == "my-bot/1.0"
+
+
+# -- send(text=...), state, id and response
+
+
+def kinds_heard(heard: list[str | bytes]) -> Any:
+    """A websockets handler that keeps every message it gets, as it got it (str or bytes)."""
+
+    async def handler(ws: ServerConnection) -> None:
+        async for message in ws:
+            heard.append(message)
+            await ws.send("heard")
+
+    return handler
+
+
+def test_send_text_sends_bytes_as_text_and_str_as_binary_as_websockets() -> None:
+    heard: list[str | bytes] = []
+
+    async def main() -> tuple[int | None, str | None]:
+        async with websockets_serve(kinds_heard(heard), "127.0.0.1", 0) as server:
+            url = f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+            async with wsbind.connect(url) as ws:
+                for message, text in [
+                    ('{"a": "é"}'.encode(), True),
+                    (memoryview(b"view"), True),
+                    ("str as binary", False),
+                    ("as usual", None),
+                    (b"as usual", None),
+                    ([b"split \xc3", b"\xa9 across"], True),
+                    (["x", b"y"], False),
+                ]:
+                    await ws.send(message, text=text)
+                    assert await ws.recv() == "heard"
+                # Checked before it is queued: nothing goes out, the socket stays open.
+                with pytest.raises(UnicodeDecodeError):
+                    await ws.send(NOT_UTF8, text=True)
+                await ws.send("still open")
+                assert await ws.recv() == "heard"
+                # Fragments that end inside a character cannot be finished: the
+                # socket closes (1011), which websockets, in the middle of a
+                # message, answers with 1002.
+                with pytest.raises(UnicodeDecodeError):
+                    await ws.send([b"ends in \xc3"], text=True)
+                await ws.wait_closed()
+                return ws.close_code, ws.close_reason
+
+    assert run(main()) == (1002, "incomplete fragmented message")
+    assert heard == [
+        '{"a": "é"}',
+        "view",
+        b"str as binary",
+        "as usual",
+        b"as usual",
+        "split é across",
+        b"xy",
+        "still open",
+    ]
+
+
+def test_the_blocking_send_takes_text_too() -> None:
+    heard: list[str | bytes] = []
+
+    def handler(ws: Any) -> None:
+        for message in ws:
+            heard.append(message)
+            ws.send("heard")
+
+    with websockets_server(handler) as (url, _), sync_connect(url) as ws:
+        ws.send("café".encode(), text=True)
+        assert ws.recv(TIMEOUT) == "heard"
+        ws.send("binary", text=False)
+        assert ws.recv(TIMEOUT) == "heard"
+        ws.send([b"a\xc3", b"\xa9"], text=True)
+        assert ws.recv(TIMEOUT) == "heard"
+        with pytest.raises(UnicodeDecodeError):
+            ws.send(NOT_UTF8, text=True)
+    assert heard == ["café", b"binary", "aé"]
+
+
+def test_state_reads_websockets_states_and_id_names_the_socket() -> None:
+    from websockets.protocol import State
+
+    async def main() -> None:
+        async with wsbind.serve(async_echo, "127.0.0.1", 0) as server:
+            ws = WebSocket(url=server.url)
+            assert ws.state is wsbind.Status.CLOSED
+            first = ws.id
+            assert isinstance(first, uuid.UUID) and first.version == 4
+            async with wsbind.connect(server.url) as ws:
+                assert ws.state == State.OPEN and ws.state is wsbind.Status.OPEN
+                assert ws.id == ws.id != first
+            assert ws.state == State.CLOSED
+        # A failure is CLOSED to websockets' eyes; status still tells it from a close.
+        failed = WebSocket(url=f"ws://127.0.0.1:{free_port()}", active=True)
+        await eventually(lambda: failed.status is wsbind.Status.ERROR, "the refused connection")
+        assert failed.state is wsbind.Status.CLOSED
+
+    run(main())
+    with websockets_server(echo) as (url, _), sync_connect(url) as ws:
+        assert ws.state == 1 and ws.id == ws.socket.id
+
+
+def test_response_is_the_101_on_both_sides() -> None:
+    """Our client reads the 101 a websockets server sent; our server's socket gives, header for
+    header, the 101 a websockets client received from it."""
+
+    async def main() -> None:
+        async with websockets_serve(async_echo, "127.0.0.1", 0, server_header="theirs/1") as server:
+            url = f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+            ws = WebSocket(url=url)
+            assert ws.response is None
+            async with wsbind.connect(url) as ws:
+                response = ws.response
+                assert response is not None
+                assert response.status_code == 101
+                assert (response.reason_phrase, response.body) == ("Switching Protocols", b"")
+                assert response.headers["server"] == "theirs/1"
+                assert response.headers["Upgrade"] == "websocket"
+                assert "Sec-WebSocket-Accept" in response.headers
+            # Kept once the connection is over.
+            assert ws.response == response
+
+        sent: list[Any] = []
+
+        async def handler(ws: WebSocket) -> None:
+            sent.append(ws.response)
+            await async_echo(ws)
+
+        async with wsbind.serve(
+            handler, "127.0.0.1", 0, server_header="ours/2", subprotocols=["chat"], compression="deflate"
+        ) as ours:
+            async with websockets_connect(ours.url, subprotocols=["chat"], compression="deflate") as client:
+                await client.send("x")
+                assert await client.recv() == "x"
+                assert client.response is not None
+                received = list(client.response.headers.raw_items())
+        assert sent[0].status_code == 101
+        assert list(sent[0].headers.raw) == received
+        names = [name for name, _ in received]
+        assert names == [
+            "Upgrade",
+            "Connection",
+            "Sec-WebSocket-Accept",
+            "Sec-WebSocket-Protocol",
+            "Sec-WebSocket-Extensions",
+            "Server",
+        ]
+
+    run(main())

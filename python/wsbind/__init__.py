@@ -42,7 +42,7 @@ from .errors import (
     InvalidURL,
     NotOpenError,
 )
-from .http import Headers, Request, Response
+from .http import HandshakeResponse, Headers, Request, Response
 from .objects import Binding, BoundSignal, Emissions, Object, Property, ReadOnly, Signal, bind
 from .retry import backoff
 from .server import WebSocketServer
@@ -64,6 +64,7 @@ __all__ = [
     "ConnectionClosedOK",
     "Emissions",
     "Error",
+    "HandshakeResponse",
     "Headers",
     "InvalidHandshake",
     "InvalidProxy",

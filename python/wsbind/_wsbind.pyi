@@ -11,6 +11,7 @@ from typing_extensions import Buffer
 __all__ = [
     "CLOSE_TIMEOUT",
     "Addresses",
+    "accept_headers",
     "bind",
     "Authenticator",
     "ClientConnected",
@@ -175,6 +176,12 @@ def check_proxy(proxy: str) -> None:
 class Listener:
     """A listening socket bound by :func:`bind`, for ``Server(listener=...)``."""
 
+def accept_headers(
+    key: str, subprotocol: str | None, extensions: str | None, server_name: str
+) -> list[tuple[str, str]]:
+    """The headers of the 101 with which a server accepts a request whose
+    Sec-WebSocket-Key is ``key``, in the order written (``ws.response``)."""
+
 def bind(host: str, port: int, backlog: int, reuse_port: bool) -> Awaitable[Listener]:
     """Binds ``host``:``port`` without blocking the running loop; raises OSError as ``Server`` does.
     Binding may wait for another server of this process to let the address go."""
@@ -234,6 +241,9 @@ class Connected:
     @property
     def resource_name(self) -> str:
         """The request target as sent: path and query, percent-encoded."""
+    @property
+    def headers(self) -> list[tuple[str, str]]:
+        """The server's 101 response's headers, in order, as (name, value)."""
     @property
     def addresses(self) -> Addresses: ...
 

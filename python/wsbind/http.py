@@ -30,7 +30,7 @@ from typing import Any, NamedTuple, cast
 from . import _wsbind
 from .checks import check_header_value
 
-__all__ = ["Headers", "Request", "Response"]
+__all__ = ["HandshakeResponse", "Headers", "Request", "Response"]
 
 # RFC 9110 token characters: what a header name is made of.
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
@@ -92,6 +92,23 @@ class Headers(Mapping[str, str]):
 
     def __repr__(self) -> str:
         return f"Headers({self.raw!r})"
+
+
+class HandshakeResponse(NamedTuple):
+    """The 101 that opened a WebSocket, as ``ws.response`` gives it (websockets: ``Response``).
+
+    On a client's socket the server's answer, as received; on a server's
+    socket the answer it sent.
+    """
+
+    status_code: int
+    """101."""
+    reason_phrase: str
+    """"Switching Protocols"."""
+    headers: Headers
+    """The response's headers (Upgrade, Sec-WebSocket-Accept, Server...)."""
+    body: bytes = b""
+    """Always empty: a 101 has none."""
 
 
 class Request:

@@ -1108,6 +1108,7 @@ class WebSocketServer(Object):
                 payload,
                 self._on_client_finished,
                 {name: self._value(name) for name in _SOCKET_LIMITS},
+                self._value("name"),
             )
             for name, value in self._socket_properties.items():
                 setattr(ws, name, value)

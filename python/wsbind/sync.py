@@ -224,6 +224,16 @@ class SyncWebSocket:
         """
         return self.socket.request
 
+    @property
+    def state(self) -> Status:
+        """The socket's status as websockets' four states, ERROR as CLOSED (websockets.sync: ``state``)."""
+        return self.socket.state
+
+    @property
+    def id(self) -> uuid.UUID:
+        """A random UUID that names the socket in logs (websockets.sync: ``id``)."""
+        return self.socket.id
+
     # -- on the socket's thread
 
     def _received(self, message: str | bytes) -> None:

@@ -10,6 +10,7 @@ import logging
 import sys
 import threading
 import time
+import uuid
 from collections import deque
 from collections.abc import (
     AsyncIterable,
@@ -50,7 +51,7 @@ from .errors import (
     NotOpenError,
     connect_error,
 )
-from .http import Headers, Request, opened_request
+from .http import HandshakeResponse, Headers, Request, opened_request
 from .objects import Binding, BoundSignal, Object, Property, ReadOnly, Signal
 from .status import Status
 from .tls import SslConfiguration
@@ -522,6 +523,12 @@ class WebSocket(Object):
         # end (set and cleared under _lock), woken through _fragmented.
         self._fragmenting = False
         self._fragmented: Waiters | None = None
+        # websockets' id, made when first read.
+        self._uuid: uuid.UUID | None = None
+        # A client's: the headers of the 101 its last connection opened with.
+        # A server's: its name then, for the 101 it sent.
+        self._response_headers: Headers | None = None
+        self._server_name = ""
         # The headers of the response that last refused a handshake, for the error raised.
         self._rejected_headers: list[tuple[str, str]] | None = None
         # Coroutines waiting for a connection to end (an awaited close()).
@@ -541,13 +548,14 @@ class WebSocket(Object):
         client: _wsbind.ClientConnected,
         on_finished: Callable[[WebSocket], None],
         limits: Mapping[str, Any],
+        server_name: str,
     ) -> WebSocket:
         """The server's side of a connection that just finished its handshake.
 
         ``limits`` are the server's options its sockets start with (its
         incoming sizes): the socket's own properties read them, and any
         option set on the socket later is sent with them, not with the
-        defaults.
+        defaults. ``server_name`` is the name its 101 gave (``response``).
         """
         conn = client.connection
         addresses = client.addresses
@@ -558,6 +566,7 @@ class WebSocket(Object):
         ws._accepted = True
         ws._was_open = True
         ws._on_finished = on_finished
+        ws._server_name = server_name
         # The strings most clients send alike (header names, most values,
         # the URL) are interned, so that thousands of idle sockets share one
         # copy of each; not the key, a nonce unique to each client.
@@ -619,6 +628,52 @@ class WebSocket(Object):
         """
         address = self.peer_address
         return (address, self.peer_port) if address else None
+
+    @property
+    def state(self) -> Status:
+        """The status as websockets' four states: ERROR reads CLOSED (websockets: ``state``).
+
+        Its values are those of websockets' ``State``, so that
+        ``ws.state == State.OPEN`` holds for either enum; ``status``, Qt's
+        property, tells a failure from a close.
+        """
+        status = self.status
+        return Status.CLOSED if status is Status.ERROR else status
+
+    @property
+    def id(self) -> uuid.UUID:
+        """A random UUID that names this socket in logs (websockets: ``id``).
+
+        Made when first read, and kept for the socket's life: a socket that
+        connects again (``auto_reconnect``) keeps its id.
+        """
+        if self._uuid is None:
+            self._uuid = uuid.uuid4()
+        return self._uuid
+
+    @property
+    def response(self) -> HandshakeResponse | None:
+        """The 101 that opened the connection, a :class:`wsbind.HandshakeResponse` (websockets: ``response``).
+
+        ``status_code`` 101, ``reason_phrase`` and ``headers``: on a client's
+        socket those the server sent (its ``Server``, a cookie it set), kept
+        once the connection is over, until the next one opens. On a server's
+        socket those it sent the client, made when read from the socket's
+        properties (so, once the connection is over, without the
+        subprotocol and extensions, which it no longer has). None before a
+        connection opened.
+        """
+        if self._accepted:
+            key = self.request_headers.get("Sec-WebSocket-Key")
+            if key is None:
+                return None
+            headers = _wsbind.accept_headers(
+                key, self.subprotocol, self.negotiated_extensions or None, self._server_name
+            )
+            return HandshakeResponse(101, "Switching Protocols", Headers(headers))
+        if self._response_headers is None:
+            return None
+        return HandshakeResponse(101, "Switching Protocols", self._response_headers)
 
     @property
     def subprotocol(self) -> str | None:
@@ -1502,6 +1557,7 @@ class WebSocket(Object):
 
     def _connected(self, connected: _wsbind.Connected) -> None:
         addresses = connected.addresses
+        self._response_headers = Headers(connected.headers)
         self._write_all(
             {
                 "negotiated_subprotocol": connected.subprotocol,

@@ -117,6 +117,7 @@ async fn run_client(
                         subprotocol: response.subprotocol,
                         extensions: response.extensions,
                         resource_name,
+                        headers: response.headers,
                         endpoints,
                     })));
                     let opened = Opened {

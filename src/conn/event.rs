@@ -48,6 +48,8 @@ pub struct Agreed {
     pub extensions: String,
     /// The request target as sent: path and query, percent-encoded.
     pub resource_name: String,
+    /// The server's 101 response's headers, in order.
+    pub headers: Headers,
     pub endpoints: Endpoints,
 }
 

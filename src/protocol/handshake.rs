@@ -399,22 +399,37 @@ pub fn accept_response(
     extensions: Option<&str>,
     server_name: &str,
 ) -> Vec<u8> {
-    let accept = derive_accept_key(request.key.as_bytes());
-    let mut head = format!(
-        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Accept: {accept}\r\n"
-    );
-    if let Some(protocol) = subprotocol {
-        head += &format!("Sec-WebSocket-Protocol: {protocol}\r\n");
-    }
-    if let Some(extensions) = extensions {
-        head += &format!("Sec-WebSocket-Extensions: {extensions}\r\n");
-    }
-    if !server_name.is_empty() {
-        head += &format!("Server: {server_name}\r\n");
+    let mut head = String::from("HTTP/1.1 101 Switching Protocols\r\n");
+    for (name, value) in accept_headers(&request.key, subprotocol, extensions, server_name) {
+        head += &format!("{name}: {value}\r\n");
     }
     head += "\r\n";
     head.into_bytes()
+}
+
+/// The headers of the 101 that accepts a request whose Sec-WebSocket-Key
+/// is `key`, in the order written.
+pub fn accept_headers(
+    key: &str,
+    subprotocol: Option<&str>,
+    extensions: Option<&str>,
+    server_name: &str,
+) -> Vec<(&'static str, String)> {
+    let mut headers = vec![
+        ("Upgrade", "websocket".to_string()),
+        ("Connection", "Upgrade".to_string()),
+        ("Sec-WebSocket-Accept", derive_accept_key(key.as_bytes())),
+    ];
+    if let Some(protocol) = subprotocol {
+        headers.push(("Sec-WebSocket-Protocol", protocol.to_string()));
+    }
+    if let Some(extensions) = extensions {
+        headers.push(("Sec-WebSocket-Extensions", extensions.to_string()));
+    }
+    if !server_name.is_empty() {
+        headers.push(("Server", server_name.to_string()));
+    }
+    headers
 }
 
 #[cfg(test)]

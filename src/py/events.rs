@@ -112,6 +112,8 @@ pub struct Connected {
     pub extensions: String,
     /// The request target as sent: path and query, percent-encoded.
     pub resource_name: String,
+    /// The server's 101 response's headers, in order, as (name, value).
+    pub headers: Headers,
     pub addresses: Py<Addresses>,
 }
 
@@ -203,12 +205,14 @@ fn to_python<'py>(py: Python<'py>, id: u64, event: Event) -> PyResult<Bound<'py,
                 subprotocol,
                 extensions,
                 resource_name,
+                headers,
                 endpoints,
             } = *agreed;
             let connected = Connected {
                 subprotocol,
                 extensions,
                 resource_name,
+                headers,
                 addresses: Py::new(py, Addresses::from(&endpoints))?,
             };
             (kind::CONNECTED, object(py, connected)?)

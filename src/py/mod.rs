@@ -59,7 +59,7 @@ mod _wsbind {
     #[pymodule_export]
     use super::proxy::{check_proxy, environment_proxy, ProxyAuthenticator};
     #[pymodule_export]
-    use super::server::{bind, OriginAuthenticator, PyListener, PyServer};
+    use super::server::{accept_headers, bind, OriginAuthenticator, PyListener, PyServer};
     #[pymodule_export]
     use super::{check_close, check_header_value, check_url};
 

@@ -361,3 +361,15 @@ impl Drop for PyServer {
         self.server.stop();
     }
 }
+
+/// The headers of the 101 with which a server accepts a request whose
+/// Sec-WebSocket-Key is `key`, in the order written (`ws.response`).
+#[pyfunction]
+pub fn accept_headers(
+    key: &str,
+    subprotocol: Option<&str>,
+    extensions: Option<&str>,
+    server_name: &str,
+) -> Vec<(&'static str, String)> {
+    crate::protocol::handshake::accept_headers(key, subprotocol, extensions, server_name)
+}
