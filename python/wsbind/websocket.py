@@ -219,6 +219,12 @@ class WebSocket(Object):
     # The last connection's latency once it is over; a class default until
     # then, so that an idle socket keeps nothing for it.
     _latency = 0.0
+    # Class defaults too, for the same reason. websockets' id, made when
+    # first read; a client's: the headers of the 101 its last connection
+    # opened with; a server's: the name its 101 gave.
+    _uuid: uuid.UUID | None = None
+    _response_headers: Headers | None = None
+    _server_name = ""
 
     url = Property(
         "",
@@ -523,12 +529,6 @@ class WebSocket(Object):
         # end (set and cleared under _lock), woken through _fragmented.
         self._fragmenting = False
         self._fragmented: Waiters | None = None
-        # websockets' id, made when first read.
-        self._uuid: uuid.UUID | None = None
-        # A client's: the headers of the 101 its last connection opened with.
-        # A server's: its name then, for the 101 it sent.
-        self._response_headers: Headers | None = None
-        self._server_name = ""
         # The headers of the response that last refused a handshake, for the error raised.
         self._rejected_headers: list[tuple[str, str]] | None = None
         # Coroutines waiting for a connection to end (an awaited close()).
