@@ -566,7 +566,8 @@ class WebSocket(Object):
         ws._accepted = True
         ws._was_open = True
         ws._on_finished = on_finished
-        ws._server_name = server_name
+        if server_name:
+            ws._server_name = server_name
         # The strings most clients send alike (header names, most values,
         # the URL) are interned, so that thousands of idle sockets share one
         # copy of each; not the key, a nonce unique to each client.
@@ -953,11 +954,12 @@ class WebSocket(Object):
         past ``outgoing_frame_size``), and an empty frame ends the message,
         as websockets does; where permessage-deflate was agreed the whole
         message is one compressed stream. ``text`` makes every fragment
-        that kind (bytes fragments' UTF-8 may split a character). Backpressure applies between
-        fragments. Other ``send()`` calls wait until the message is over, and
-        messages sent meanwhile by ``send_text_message()`` and the like (from
-        any thread) wait, in order, inside wsbind; pings and pongs do not. An
-        empty iterable sends nothing. If the iterable raises, or gives a
+        that kind (bytes fragments' UTF-8 may split a character).
+        Backpressure applies between fragments. Other ``send()`` calls wait
+        until the message is over, and messages sent meanwhile by
+        ``send_text_message()`` and the like (from any thread) wait, in
+        order, inside wsbind; pings and pongs do not. An empty iterable
+        sends nothing. If the iterable raises, or gives a
         fragment of the other kind (TypeError), the message cannot be
         finished: the connection is closed with 1011 and the exception
         propagates.
