@@ -333,6 +333,29 @@ def test_responses_are_checked_when_made() -> None:
         Response(204, body="oops")
 
 
+def test_a_responses_headers_are_added_to_as_websockets_are() -> None:
+    """headers[name] = value adds (a name may come twice), del removes every one of a name, and
+    each header is checked as it comes, as when the response is made."""
+    response = Response(401, headers=[("Set-Cookie", "a=1")])
+    response.headers["WWW-Authenticate"] = 'Basic realm="chat"'
+    response.headers["set-cookie"] = "b=2"
+    assert response.headers.get_all("Set-Cookie") == ["a=1", "b=2"]
+    assert response.headers["www-authenticate"] == 'Basic realm="chat"'
+    del response.headers["SET-COOKIE"]
+    assert response.headers.raw == (("WWW-Authenticate", 'Basic realm="chat"'),)
+    with pytest.raises(KeyError):
+        del response.headers["Set-Cookie"]
+    with pytest.raises(ValueError, match="cannot be sent"):
+        response.headers["X"] = "a\r\nSet-Cookie: x"
+    with pytest.raises(ValueError, match="writes Content-Length itself"):
+        response.headers["Content-Length"] = "3"
+    with pytest.raises(ValueError, match="not a valid HTTP header name"):
+        response.headers["bad name"] = "x"
+    # A response's headers make another's, a name given twice kept twice.
+    copied = Response(headers=Response(headers=[("Vary", "a"), ("Vary", "b")]).headers)
+    assert copied.headers.get_all("Vary") == ["a", "b"]
+
+
 def test_status_lines_and_heads_follow_http(servers: Any, site: Path) -> None:
     """RFC 9112 §4: the space after the code stays without a reason phrase; RFC 9110: a 204
     has no Content-Length nor content, and a 405 says what is allowed."""

@@ -453,7 +453,9 @@ def test_process_request_with_the_connection_as_websockets_recipes_write_it() ->
     async def process_request(connection: Any, request: Request) -> Any:
         token = request.query.get("token")
         if token != "secret":
-            return connection.respond(401, "Invalid token\n")
+            response = connection.respond(401, "Invalid token\n")
+            response.headers["WWW-Authenticate"] = 'Bearer realm="chat"'
+            return response
         assert connection.remote_address[0] == "127.0.0.1"
         connection.username = "alice"
         return None
@@ -470,6 +472,7 @@ def test_process_request_with_the_connection_as_websockets_recipes_write_it() ->
             async with websockets_connect(f"{server.url}/?token=secret") as client:
                 assert await client.recv() == "hello alice"
             response = refused.value.response
+            assert response.headers["WWW-Authenticate"] == 'Bearer realm="chat"'
         # The hook may be a plain function too.
         async with wsbind.serve(
             handler, "127.0.0.1", 0, process_request=lambda c, r: setattr(c, "username", "bob")

@@ -30,7 +30,7 @@ from typing import Any, NamedTuple, cast
 from . import _wsbind
 from .checks import check_header_value
 
-__all__ = ["HandshakeResponse", "Headers", "Request", "Response"]
+__all__ = ["HandshakeResponse", "Headers", "Request", "Response", "ResponseHeaders"]
 
 # RFC 9110 token characters: what a header name is made of.
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
@@ -55,7 +55,7 @@ def split_target(target: str) -> tuple[str, str]:
 
 
 class Headers(Mapping[str, str]):
-    """The headers of a request, looked up by name whatever its case (websockets: ``Headers``).
+    """HTTP headers, a request's or a response's, looked up by name whatever its case (websockets: ``Headers``).
 
     ``headers["Host"]`` gives the value, several values of one name joined
     by ", "; ``get_all(name)`` gives them apart; iterating gives each name
@@ -92,6 +92,34 @@ class Headers(Mapping[str, str]):
 
     def __repr__(self) -> str:
         return f"Headers({self.raw!r})"
+
+
+class ResponseHeaders(Headers):
+    """A :class:`Response`'s headers: :class:`Headers` that can be added to (websockets: ``Headers``).
+
+    ``headers["WWW-Authenticate"] = 'Basic realm="chat"'`` adds a header,
+    as websockets' does (a name may come twice: Set-Cookie); ``del
+    headers[name]`` removes every header of that name. Each is checked as
+    it comes: a name that is not a token, a value with a line break, or a
+    header the server writes itself (Content-Length...) raises ValueError.
+    """
+
+    __slots__ = ()
+
+    def __setitem__(self, name: str, value: str) -> None:
+        if not isinstance(name, str) or not _TOKEN.fullmatch(name):
+            raise ValueError(f"{name!r} is not a valid HTTP header name")
+        if name.lower() in _OWN_HEADERS:
+            raise ValueError(f"the server writes {name} itself; a response cannot set it")
+        check_header_value(value, f"header {name}")
+        self.raw = (*self.raw, (name, value))
+
+    def __delitem__(self, name: str) -> None:
+        lower = name.lower()
+        kept = tuple(pair for pair in self.raw if pair[0].lower() != lower)
+        if len(kept) == len(self.raw):
+            raise KeyError(name)
+        self.raw = kept
 
 
 class HandshakeResponse(NamedTuple):
@@ -257,21 +285,23 @@ class Response:
             raise TypeError(f"body must be a str, bytes or a path, not {type(body).__name__}")
         if status in (204, 304) and (isinstance(body, os.PathLike) or len(body)):
             raise ValueError(f"a {status} response has no body (RFC 9110)")
-        pairs = list(headers.items() if isinstance(headers, Mapping) else headers or ())
+        if isinstance(headers, Headers):
+            pairs: Iterable[tuple[str, str]] = headers.raw
+        elif isinstance(headers, Mapping):
+            pairs = headers.items()
+        else:
+            pairs = headers or ()
+        checked = ResponseHeaders()
         for name, value in pairs:
-            if not isinstance(name, str) or not _TOKEN.fullmatch(name):
-                raise ValueError(f"{name!r} is not a valid HTTP header name")
-            if name.lower() in _OWN_HEADERS:
-                raise ValueError(f"the server writes {name} itself; a response cannot set it")
-            check_header_value(value, f"header {name}")
+            checked[name] = value
         if content_type is not None:
             check_header_value(content_type, "content_type")
         self.status = status
         """The status code: 200, 404..."""
         self.body = bytes(body) if isinstance(body, (bytearray, memoryview)) else body
         """A str, bytes, or the path of a file."""
-        self.headers: list[tuple[str, str]] = pairs
-        """The headers, as (name, value) pairs."""
+        self.headers = checked
+        """The headers: ``headers["X-Why"] = "members only"`` adds one, as websockets' do."""
         self.content_type = content_type
         """The Content-Type; None picks one from the body."""
 
@@ -301,7 +331,7 @@ class Response:
 
     def _send(self, native: _wsbind.HttpRequest) -> None:
         """Hands the response to the waiting request."""
-        headers = list(self.headers)
+        headers = list(self.headers.raw)
         has_type = any(name.lower() == "content-type" for name, _ in headers)
         if self.content_type is not None and not has_type:
             headers.append(("Content-Type", self.content_type))
