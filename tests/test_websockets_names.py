@@ -724,8 +724,9 @@ def test_state_reads_websockets_states_and_id_names_the_socket() -> None:
         assert failed.state is wsbind.Status.CLOSED
 
     run(main())
-    with websockets_server(echo) as (url, _), sync_connect(url) as ws:
+    with websockets_server(echo, server_header="theirs/1") as (url, _), sync_connect(url) as ws:
         assert ws.state == 1 and ws.id == ws.socket.id
+        assert ws.response is not None and ws.response.headers["Server"] == "theirs/1"
 
 
 def test_response_is_the_101_on_both_sides() -> None:

@@ -53,7 +53,7 @@ if TYPE_CHECKING:
 
     from typing_extensions import Buffer
 
-    from .http import Request
+    from .http import HandshakeResponse, Request
 
 __all__ = ["MAX_QUEUE", "SyncWebSocket", "connect"]
 
@@ -233,6 +233,11 @@ class SyncWebSocket:
     def id(self) -> uuid.UUID:
         """A random UUID that names the socket in logs (websockets.sync: ``id``)."""
         return self.socket.id
+
+    @property
+    def response(self) -> HandshakeResponse | None:
+        """The server's 101, a :class:`wsbind.HandshakeResponse` (websockets.sync: ``response``)."""
+        return self.socket.response
 
     # -- on the socket's thread
 
