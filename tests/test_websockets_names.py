@@ -409,7 +409,7 @@ def test_serve_sets_websockets_socket_options_on_each_client() -> None:
     }
 
 
-def test_websockets_ssl_keyword_says_what_to_give_instead() -> None:
+def test_websockets_keywords_wsbind_does_not_take_say_what_to_give_instead() -> None:
     import ssl
 
     context = ssl.create_default_context()
@@ -417,6 +417,12 @@ def test_websockets_ssl_keyword_says_what_to_give_instead() -> None:
         wsbind.connect("wss://127.0.0.1:1", ssl=context)
     with pytest.raises(TypeError, match="secure_mode=True"):
         wsbind.serve(async_echo, ssl=context)
+    with pytest.raises(TypeError, match=r"takes no process_response= of websockets': .*process_request="):
+        wsbind.serve(async_echo, process_response=lambda *args: None)
+    with pytest.raises(TypeError, match="takes no select_subprotocol="):
+        wsbind.serve(async_echo, select_subprotocol=lambda *args: None)
+    with pytest.raises(TypeError, match='getLogger\\("wsbind"\\)'):
+        sync_connect("ws://127.0.0.1:1", logger=None)
     with pytest.raises(ValueError, match="ping_interval"):
         wsbind.serve(async_echo, ping_interval=-1)
 

@@ -71,6 +71,21 @@ SERVER_KEYWORDS = {
     "max_size": "max_allowed_incoming_message_size",
     "server_header": "name",
 }
+# websockets' keyword arguments that wsbind does not take, and what to do
+# instead: the TypeError says so, rather than suggesting a property whose
+# name is merely close.
+NOT_TAKEN = {
+    "ssl": "wsbind's TLS is rustls, not Python's ssl module. Give "
+    "ssl_configuration=wsbind.SslConfiguration(...) (CA certificates, a client certificate, "
+    "verification), and to a server secure_mode=True with certificate= and private_key=",
+    "process_response": "wsbind's native core writes the 101 itself. Refuse or answer a "
+    "handshake in process_request=, and name the server with server_header=",
+    "select_subprotocol": "a server picks, among the subprotocols a client offers, one of its "
+    "subprotocols= (supported_subprotocols); Qt has no hook either",
+    "logger": 'wsbind logs on the "wsbind" logger: logging.getLogger("wsbind")',
+    "create_connection": "wsbind's WebSocket is one class for every face; subclass WebSocket "
+    "and connect it with the QML style instead",
+}
 # Properties of each socket a server accepts, which serve() takes as
 # websockets' does and sets on every one before its handler runs.
 SOCKET_KEYWORDS = ("ping_interval", "ping_timeout", "close_timeout", "max_queue", "write_limit")
@@ -90,15 +105,13 @@ def properties_of(caller: str, keywords: dict[str, Any], names: Mapping[str, str
     environment's proxy. ``user_agent_header`` is a client's User-Agent
     among its ``request_headers``, ``server_header`` a server's ``name``.
     Giving a property under two names raises
-    TypeError; websockets' ``ssl=``, which takes an ``ssl.SSLContext`` that
-    rustls cannot use, raises one that says what to give instead.
+    TypeError; so do websockets' keywords that wsbind does not take
+    (``NOT_TAKEN``: ``ssl=``, whose ``ssl.SSLContext`` rustls cannot use,
+    ``process_response=``...), with what to give instead.
     """
-    if "ssl" in keywords:
-        raise TypeError(
-            f"{caller}() takes no ssl=: wsbind's TLS is rustls, not Python's ssl module. Give "
-            "ssl_configuration=wsbind.SslConfiguration(...) (CA certificates, a client certificate, "
-            "verification), and to a server secure_mode=True with certificate= and private_key="
-        )
+    for name, instead in NOT_TAKEN.items():
+        if name in keywords:
+            raise TypeError(f"{caller}() takes no {name}= of websockets': {instead}")
     properties = dict(keywords)
     for name in ("max_queue", "write_limit"):
         if name in properties:

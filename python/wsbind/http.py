@@ -55,7 +55,7 @@ def split_target(target: str) -> tuple[str, str]:
 
 
 class Headers(Mapping[str, str]):
-    """HTTP headers, a request's or a response's, looked up by name whatever its case (websockets: ``Headers``).
+    """HTTP headers, a request's or a response's, looked up by name in any case (websockets: ``Headers``).
 
     ``headers["Host"]`` gives the value, several values of one name joined
     by ", "; ``get_all(name)`` gives them apart; iterating gives each name
