@@ -42,7 +42,7 @@ from .errors import (
     InvalidURL,
     NotOpenError,
 )
-from .http import HandshakeResponse, Headers, Request, Response
+from .http import HandshakeResponse, Headers, Request, Response, ResponseHeaders
 from .objects import Binding, BoundSignal, Emissions, Object, Property, ReadOnly, Signal, bind
 from .retry import backoff
 from .server import WebSocketServer
@@ -76,6 +76,7 @@ __all__ = [
     "ReadOnly",
     "Request",
     "Response",
+    "ResponseHeaders",
     "Signal",
     "SslConfiguration",
     "Status",
