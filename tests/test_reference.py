@@ -36,6 +36,8 @@ WSBIND_ONLY = {
     ("WebSocket", "request"): "websockets' opening request: Qt has no object for it",
     ("WebSocket", "latency"): "websockets' latency: Qt has no keepalive",
     ("WebSocket", "state"): "websockets' four states: Qt's are status",
+    ("WebSocket", "unix_socket_path"): "QWebSocket opens TCP connections only",
+    ("WebSocketServer", "unix_socket_path"): "QWebSocketServer listens on TCP only",
     ("WebSocket", "id"): "websockets' id for logs: Qt has none",
     ("WebSocket", "response"): "websockets' opening response: Qt has no object for it",
     ("WebSocketServer", "connections"): "websockets' name for the clients, as a set",

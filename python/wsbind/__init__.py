@@ -24,7 +24,7 @@ blocking face for scripts, and :mod:`wsbind.errors` has the exception tree.
 """
 
 from . import _wsbind
-from .aio import connect, serve
+from .aio import connect, serve, unix_connect, unix_serve
 from .broadcast import broadcast
 from .broker import BrokerState
 from .dispatch import quit, run
@@ -89,4 +89,6 @@ __all__ = [
     "quit",
     "run",
     "serve",
+    "unix_connect",
+    "unix_serve",
 ]

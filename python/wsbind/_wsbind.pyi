@@ -182,9 +182,12 @@ def accept_headers(
     """The headers of the 101 with which a server accepts a request whose
     Sec-WebSocket-Key is ``key``, in the order written (``ws.response``)."""
 
-def bind(host: str, port: int, backlog: int, reuse_port: bool) -> Awaitable[Listener]:
-    """Binds ``host``:``port`` without blocking the running loop; raises OSError as ``Server`` does.
-    Binding may wait for another server of this process to let the address go."""
+def bind(
+    host: str, port: int, backlog: int, reuse_port: bool, unix_path: str | None = None
+) -> Awaitable[Listener]:
+    """Binds ``host``:``port`` (or the Unix domain socket at ``unix_path``) without
+    blocking the running loop; raises OSError as ``Server`` does. Binding may
+    wait for another server of this process to let the address go."""
 
 def broadcast(
     connections: list[Connection], message: str | Buffer
@@ -207,9 +210,11 @@ def connect(
     *,
     compression: str | None = None,
     ask_auth: bool = False,
+    unix_path: str | None = None,
     register: Callable[[Connection], object],
 ) -> Connection:
-    """Opens a connection to ``url`` in the background; its events go to ``queue``.
+    """Opens a connection to ``url`` (over the Unix domain socket at ``unix_path``
+    if given) in the background; its events go to ``queue``.
 
     ``register`` is called with the connection before any of its events can arrive."""
 
@@ -476,6 +481,9 @@ class HttpRequest:
     def upgrade(self) -> bool:
         """Whether the client asks for a WebSocket."""
     @property
+    def connection_id(self) -> int:
+        """The id the connection's events arrive under, should an upgrade open it."""
+    @property
     def addresses(self) -> Addresses:
         """The client's address and ours."""
     @property
@@ -515,16 +523,19 @@ class Server:
         max_file_size: int = ...,
         broker: tuple[str, str] | None = None,
         listener: Listener | None = None,
+        unix_path: str | None = None,
         register: Callable[[int], object],
     ) -> Server:
         """Listens before it returns (OSError with its errno if it cannot; an address
         held by another server of this process is taken over), on ``listener`` if
-        given (from :func:`bind`; ``host`` and ``port`` are then its), then serves in the
-        background; ``register`` is called with the server's id before any of its
-        events can arrive."""
+        given (from :func:`bind`; ``host`` and ``port`` are then its), or on the Unix
+        domain socket at ``unix_path`` (port 0), then serves in the background;
+        ``register`` is called with the server's id before any of its events can
+        arrive."""
     @property
     def port(self) -> int:
-        """The port it listens on: the one asked for, or the one the system picked for port 0."""
+        """The port it listens on: the one asked for, or the one the system picked for port 0
+        (0 on a Unix domain socket)."""
     @property
     def took_over(self) -> str | None:
         """The address that another server of this process listened on and was stopped

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import os
 import ssl
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterable, Iterator, Mapping
@@ -42,7 +43,7 @@ from .status import Status
 from .waiters import wait_until
 from .websocket import WebSocket
 
-__all__ = ["connect", "serve"]
+__all__ = ["connect", "serve", "unix_connect", "unix_serve"]
 
 logger = logging.getLogger("wsbind")
 
@@ -354,6 +355,14 @@ class Handshake:
         """What the program set on it, for the WebSocket."""
         return {k: v for k, v in vars(self).items() if k not in ("request", "remote_address")}
 
+    def _connection_id(self) -> int:
+        """The native connection the request came on, which its WebSocket will be.
+
+        Not the client's address: on a Unix domain socket every client has
+        the same, none.
+        """
+        return self.request._native.connection_id
+
 
 def _with_handshake(
     process_request: Callable[[Handshake, Request], Any], server: WebSocketServer
@@ -381,7 +390,7 @@ def _carry(connection: Handshake, answer: Any, server: WebSocketServer) -> None:
     """Keeps what ``connection`` holds for the WebSocket its request opens, if it lets it through."""
     carried = connection._carried()
     if answer is None and carried and connection.request.upgrade:
-        server._carry(connection.remote_address, carried)
+        server._carry(connection._connection_id(), carried)
 
 
 def retryable(exc: Exception) -> bool:
@@ -503,10 +512,46 @@ class serve(_Opening[WebSocketServer]):  # lower case, as websockets' serve(), w
         # Bound without blocking the loop: binding may wait for another
         # server of this process to give the address up (a notebook cell run again).
         server._listener = await _wsbind.bind(
-            server.host, server.port, server.listen_backlog_size, server.reuse_port
+            server.host,
+            server.port,
+            server.listen_backlog_size,
+            server.reuse_port,
+            server.unix_socket_path,
         )
         server.listen = True
         await wait_until(server._changes, lambda: bool(server.url) or server._server is None)
         if not server.url:
             raise connect_error(server.error_string or "the server stopped before it listened")
         return server
+
+
+def unix_connect(path: str | os.PathLike[str], uri: str = "ws://localhost/", **properties: Any) -> connect:
+    """Opens a WebSocket over the Unix domain socket at ``path`` (websockets: ``unix_connect()``).
+
+    ``uri`` names the server in the request only: its Host header and path,
+    and for wss:// the name its certificate must have. The rest is
+    :func:`connect`'s, with the socket's ``unix_socket_path`` set to
+    ``path``: use it with ``async with``, ``await`` or ``async for``::
+
+        async with wsbind.unix_connect("/run/app.sock", "ws://localhost/chat") as ws:
+            ...
+    """
+    return connect(uri, unix_socket_path=path, **properties)
+
+
+def unix_serve(
+    handler: Callable[[WebSocket], Awaitable[object]] | None,
+    path: str | os.PathLike[str],
+    **properties: Any,
+) -> serve:
+    """Runs :func:`serve` on the Unix domain socket at ``path`` (websockets: ``unix_serve()``).
+
+    The server's ``unix_socket_path`` is ``path``: an old socket file that
+    nobody listens on any more is replaced, and the server removes its own
+    when it stops. Its sockets have no peer address. A proxy on the same
+    machine forwards to it (nginx: ``proxy_pass http://unix:/run/app.sock;``)::
+
+        async with wsbind.unix_serve(echo, "/run/app.sock") as server:
+            await server.serve_forever()
+    """
+    return serve(handler, unix_socket_path=path, **properties)

@@ -10,6 +10,7 @@ written once.
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 from collections.abc import Mapping
@@ -28,6 +29,7 @@ __all__ = [
     "check_optional_seconds",
     "check_proxy",
     "check_seconds",
+    "check_unix_socket_path",
     "check_size",
     "check_ssl",
     "check_subprotocols",
@@ -197,3 +199,26 @@ def check_subprotocols(value: Any) -> list[str]:
         if not _TOKEN.fullmatch(name):
             raise ValueError(f"{name!r} is not a valid subprotocol name (an HTTP token)")
     return names
+
+
+# sockaddr_un's sun_path: 108 bytes on Linux, the last one a NUL.
+_UNIX_PATH_MAX = 107
+
+
+def check_unix_socket_path(value: Any) -> str | None:
+    """Accepts None (TCP) or the path of a Unix domain socket, a str or a path object."""
+    if value is None:
+        return None
+    if not isinstance(value, (str, os.PathLike)):
+        raise TypeError(f"unix_socket_path must be a str, a path or None, not {type(value).__name__}")
+    path = os.fspath(value)
+    if not isinstance(path, str):
+        raise TypeError("unix_socket_path must be a str path, not bytes")
+    if not path:
+        raise ValueError('unix_socket_path is None for TCP, not ""')
+    if len(os.fsencode(path)) > _UNIX_PATH_MAX:
+        raise ValueError(
+            f"a Unix socket's path is at most {_UNIX_PATH_MAX} bytes, and {path!r} is "
+            f"{len(os.fsencode(path))}: choose a shorter one, or a relative one"
+        )
+    return path

@@ -23,6 +23,7 @@ from .checks import (
     check_ssl,
     check_subprotocols,
     check_time_limit,
+    check_unix_socket_path,
 )
 from .dispatch import Dispatcher, EventKind, LoopDispatcher, current, handler_context
 from .errors import ConnectionClosedOK
@@ -186,6 +187,7 @@ class WebSocketServer(Object):
         static_dir_changed: BoundSignal[str | None]
         max_file_size_changed: BoundSignal[int]
         groups_changed: BoundSignal[tuple[str, ...]]
+        unix_socket_path_changed: BoundSignal[str | None]
         reuse_port_changed: BoundSignal[bool]
         broker_changed: BoundSignal[str]
         broker_namespace_changed: BoundSignal[str]
@@ -215,6 +217,7 @@ class WebSocketServer(Object):
             | None = ...,
             static_dir: Binding[str | None] | str | None = ...,
             max_file_size: Binding[int] | int = ...,
+            unix_socket_path: Binding[str | None] | str | None = ...,
             reuse_port: Binding[bool] | bool = ...,
             broker: Binding[str] | str = ...,
             broker_namespace: Binding[str] | str = ...,
@@ -252,6 +255,7 @@ class WebSocketServer(Object):
             on_static_dir_changed: Callable[[str | None], object] | None = ...,
             on_max_file_size_changed: Callable[[int], object] | None = ...,
             on_groups_changed: Callable[[tuple[str, ...]], object] | None = ...,
+            on_unix_socket_path_changed: Callable[[str | None], object] | None = ...,
             on_reuse_port_changed: Callable[[bool], object] | None = ...,
             on_broker_changed: Callable[[str], object] | None = ...,
             on_broker_namespace_changed: Callable[[str], object] | None = ...,
@@ -300,7 +304,8 @@ class WebSocketServer(Object):
     url = Property(
         "",
         read_only=True,
-        doc='``ws://host:port`` once listening, else "" (QML: ``url``).',
+        doc="``ws://host:port`` once listening (``ws+unix:///path`` on a ``unix_socket_path``), "
+        'else "" (QML: ``url``).',
     )
     error_string = Property(
         "",
@@ -407,6 +412,17 @@ class WebSocketServer(Object):
         doc="The names of the groups that have members here, in the order they were made: a "
         "group exists from its first :meth:`join` to its last :meth:`leave` (or close). Qt "
         "has no groups.",
+    )
+    unix_socket_path = Property[str | None](
+        None,
+        check=check_unix_socket_path,
+        changed="_relisten",
+        doc="A Unix domain socket to listen on instead of ``host`` and ``port`` (websockets: "
+        "``unix_serve(path=)``), for a proxy on the same machine (nginx's ``proxy_pass "
+        "http://unix:/run/app.sock``). A socket file nobody listens on any more is replaced, "
+        "and the server removes its file when it stops; ``url`` is then "
+        "``ws+unix:///absolute/path``, ``port`` 0, and the sockets have no peer address. "
+        "Changing it while listening listens anew.",
     )
     reuse_port = Property(
         False,
@@ -550,8 +566,8 @@ class WebSocketServer(Object):
         # wsbind.serve()'s options for each socket it accepts (keepalive, queues).
         self._socket_properties: dict[str, Any] = {}
         # What a two-argument process_request set on its connection, by the
-        # client's address, for the socket its handshake opens; and when.
-        self._carried: dict[tuple[str, int], tuple[float, dict[str, Any]]] = {}
+        # native connection's id, for the socket its handshake opens; and when.
+        self._carried: dict[int, tuple[float, dict[str, Any]]] = {}
         # Where handlers run: the context it was made in (a notebook's cell).
         self._context = handler_context()
         # Native connection id -> its open socket, to name a group's members.
@@ -826,6 +842,7 @@ class WebSocketServer(Object):
                 **self._http_config(),
                 broker=self._broker(),
                 listener=listener,
+                unix_path=self.unix_socket_path,
                 # Before the server starts: its events then find this object.
                 register=lambda native_id: self._dispatcher.register(native_id, self),
             )
@@ -849,15 +866,15 @@ class WebSocketServer(Object):
             {
                 "error_string": "",
                 "port": server.port,
-                "url": server_url(self.host, server.port, self.secure_mode),
+                "url": self._url(server.port),
             },
             emit_on=self._dispatcher.call,
         )
 
-    def _carry(self, client: tuple[str, int], attributes: dict[str, Any]) -> None:
-        """Sets ``attributes`` on the socket of ``client``'s handshake, once it opens."""
+    def _carry(self, connection_id: int, attributes: dict[str, Any]) -> None:
+        """Sets ``attributes`` on the socket whose handshake came on ``connection_id``, once it opens."""
         self._forget_stale_carried()
-        self._carried[client] = (time.monotonic(), attributes)
+        self._carried[connection_id] = (time.monotonic(), attributes)
 
     def _forget_stale_carried(self) -> None:
         # A handshake that failed after its hook leaves them: gone once it would have timed out.
@@ -886,10 +903,9 @@ class WebSocketServer(Object):
         """Finds the answer to an HTTP request, on the server's thread; the request waits for it."""
         request = Request(native)
         if self._carried:
-            # What an earlier request from this address and port carried is
-            # for a handshake that is over (refused after its hook, say):
-            # never for this one, which may be another client's.
-            self._carried.pop((request.peer_address, request.peer_port), None)
+            # What an earlier request on this connection carried is for a
+            # handshake that is over (refused after its hook, say).
+            self._carried.pop(native.connection_id, None)
             self._forget_stale_carried()
         self._run_steps(request, iter(self._steps(request)))
 
@@ -1037,6 +1053,14 @@ class WebSocketServer(Object):
         else:
             self._stop()
 
+    def _url(self, port: int) -> str:
+        """What ``url`` holds while it listens on ``port``."""
+        path = self.unix_socket_path
+        if path is not None:
+            # As Node's ws writes a Unix socket's URL.
+            return f"{'wss' if self.secure_mode else 'ws'}+unix://{os.path.abspath(path)}"
+        return server_url(self.host, port, self.secure_mode)
+
     def _relisten(self) -> None:
         if self._completed and self.listen:
             self._stop()
@@ -1113,7 +1137,7 @@ class WebSocketServer(Object):
             for name, value in self._socket_properties.items():
                 setattr(ws, name, value)
             if self._carried:
-                _, carried = self._carried.pop((ws.peer_address, ws.peer_port), (0, {}))
+                _, carried = self._carried.pop(conn.id, (0, {}))
                 for name, value in carried.items():
                     try:
                         setattr(ws, name, value)
@@ -1157,7 +1181,7 @@ class WebSocketServer(Object):
         elif kind == EventKind.LISTENING:
             self._write("error_string", "")
             self._write("port", payload)
-            self._write("url", server_url(self.host, payload, self.secure_mode))
+            self._write("url", self._url(payload))
             self._changes.wake_all()
         elif kind == EventKind.LISTEN_FAILED:
             if self._server is not None:

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import os
 import queue
 import threading
 import time
@@ -55,7 +56,7 @@ if TYPE_CHECKING:
 
     from .http import HandshakeResponse, Request
 
-__all__ = ["MAX_QUEUE", "SyncWebSocket", "connect"]
+__all__ = ["MAX_QUEUE", "SyncWebSocket", "connect", "unix_connect"]
 
 MAX_QUEUE = 256
 """Messages held for ``recv()`` before the socket is left unread: enough that a
@@ -122,6 +123,18 @@ def connect(
     face = SyncWebSocket(socket, max_queue)
     face._open()
     return face
+
+
+def unix_connect(
+    path: str | os.PathLike[str], uri: str = "ws://localhost/", **properties: Any
+) -> SyncWebSocket:
+    """Opens a WebSocket over the Unix domain socket at ``path`` (websockets.sync: ``unix_connect()``).
+
+    ``uri`` names the server in the request only (its Host header and path);
+    the rest is :func:`connect`'s, with the socket's ``unix_socket_path``
+    set to ``path``.
+    """
+    return connect(uri, unix_socket_path=path, **properties)
 
 
 class SyncWebSocket:

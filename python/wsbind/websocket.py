@@ -37,6 +37,7 @@ from .checks import (
     check_ssl,
     check_subprotocols,
     check_time_limit,
+    check_unix_socket_path,
     check_url,
 )
 from .dispatch import Dispatcher, EventKind, LoopDispatcher, current, handler_context
@@ -139,6 +140,7 @@ class WebSocket(Object):
         write_limit_changed: BoundSignal[int]
         ssl_configuration_changed: BoundSignal[SslConfiguration | None]
         proxy_changed: BoundSignal[str | None]
+        unix_socket_path_changed: BoundSignal[str | None]
 
         def __init__(
             self,
@@ -161,6 +163,7 @@ class WebSocket(Object):
             write_limit: Binding[int] | int = ...,
             ssl_configuration: Binding[SslConfiguration | None] | SslConfiguration | None = ...,
             proxy: Binding[str | None] | str | None = ...,
+            unix_socket_path: Binding[str | None] | str | None = ...,
             on_text_message_received: Callable[[str], object] | None = ...,
             on_binary_message_received: Callable[[bytes], object] | None = ...,
             on_text_frame_received: Callable[[str, bool], object] | None = ...,
@@ -205,6 +208,7 @@ class WebSocket(Object):
             on_write_limit_changed: Callable[[int], object] | None = ...,
             on_ssl_configuration_changed: Callable[[SslConfiguration | None], object] | None = ...,
             on_proxy_changed: Callable[[str | None], object] | None = ...,
+            on_unix_socket_path_changed: Callable[[str | None], object] | None = ...,
         ) -> None: ...
 
     # End of the declarations written by tools/declarations.py.
@@ -419,6 +423,14 @@ class WebSocket(Object):
         '``"socks5://…"``, ``"socks5h://…"`` (the proxy resolves names), or None for a direct '
         'connection. "" lets the environment decide as curl does: https_proxy for wss://, '
         "http_proxy for ws://, then all_proxy, unless no_proxy covers the host (C++: ``setProxy``).",
+    )
+    unix_socket_path = Property[str | None](
+        None,
+        check=check_unix_socket_path,
+        doc="A Unix domain socket to connect to instead of the URL's host and port, which then "
+        "only name the server in the request: its Host header, and for wss:// the name its "
+        "certificate must have (websockets: ``unix_connect(path=)``). No proxy is used. The "
+        "next open connects there.",
     )
 
     text_message_received = Signal[str](
@@ -1452,6 +1464,7 @@ class WebSocket(Object):
             True,
             compression=self.compression,
             ask_auth=True,
+            unix_path=self.unix_socket_path,
             # Before the connection starts: its events may be taken at once.
             register=self._connecting,
         )

@@ -1,5 +1,6 @@
 //! The client side: opening a connection to a ws:// URL.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -8,7 +9,7 @@ use percent_encoding::percent_decode_str;
 use rustls::ClientConfig;
 use rustls_pki_types::ServerName;
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
+use tokio::net::{TcpStream, UnixStream};
 use tokio_rustls::TlsConnector;
 use url::Url;
 
@@ -21,7 +22,7 @@ use crate::bridge::Question;
 use crate::config::MAX_HANDSHAKE_SIZE;
 use crate::errors::Error;
 use crate::net::proxy::{self, Credentials, Proxy};
-use crate::net::{read_head, runtime, tls, Stream};
+use crate::net::{read_head, runtime, tls, Stream, Transport};
 use crate::protocol::deflate::DeflateConfig;
 use crate::protocol::handshake::{self, Headers, ServerResponse};
 use crate::protocol::{auth, url as ws_url, Role};
@@ -70,6 +71,9 @@ pub struct Target {
     pub ask_auth: bool,
     /// permessage-deflate to offer; None offers no compression.
     pub compression: Option<DeflateConfig>,
+    /// A Unix domain socket to connect to instead of the URL's host and
+    /// port, which then name the server only in the request (Host, TLS).
+    pub unix_path: Option<PathBuf>,
 }
 
 /// A client connection from its first byte to its last.
@@ -226,28 +230,32 @@ async fn attempt(
     authorization: Option<String>,
 ) -> Result<Attempt, String> {
     let (host, port) = ws_url::endpoint(&target.url);
-    let tcp = match &target.proxy {
-        None => TcpStream::connect((host.as_str(), port))
+    let transport = match (&target.unix_path, &target.proxy) {
+        (Some(path), _) => UnixStream::connect(path)
             .await
+            .map(Transport::Unix)
+            .map_err(|e| format!("cannot connect to {}: {e}", path.display()))?,
+        (None, None) => TcpStream::connect((host.as_str(), port))
+            .await
+            .map(Transport::Tcp)
             .map_err(|e| format!("cannot connect to {host}:{port}: {e}"))?,
-        Some(proxy) => {
+        (None, Some(proxy)) => {
             let ask = target.ask_proxy_auth.then_some(|subject| async {
                 let (question, answer) = Question::new(subject, None);
                 events.send(Event::ProxyAuth(question));
                 answer.await.ok().flatten()
             });
-            proxy::connect(proxy, &host, port, ask).await?
+            Transport::Tcp(proxy::connect(proxy, &host, port, ask).await?)
         }
     };
-    // Small messages are the common case; do not let Nagle hold them back.
-    let _ = tcp.set_nodelay(true);
+    transport.set_nodelay();
     let mut stream = match &target.tls {
-        None => Stream::Plain(tcp),
+        None => Stream::Plain(transport),
         Some(config) => {
             let name = ServerName::try_from(host.clone())
                 .map_err(|e| format!("invalid host name {host}: {e}"))?;
             match TlsConnector::from(Arc::clone(config))
-                .connect(name, tcp)
+                .connect(name, transport)
                 .await
             {
                 Ok(tls) => Stream::Tls(Box::new(tls.into())),

@@ -55,12 +55,20 @@ pub struct HttpAsk {
     pub request: Request,
     pub upgrade: bool,
     pub endpoints: Endpoints,
+    /// The id the connection's events arrive under, should an upgrade open
+    /// it: what ties a handshake's request to its socket, as the client's
+    /// address cannot on a Unix domain socket.
+    pub connection: u64,
     pub question: Arc<Question<Option<Answer>>>,
 }
 
 /// Serves the request whose head is `head`, if it is for this module;
 /// returns what came after the head when it goes on to the opening
 /// handshake instead, None once it was answered (or the client went away).
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the request, the server's settings, and who asks: none go together elsewhere"
+)]
 pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     stream: &mut S,
     head: &[u8],
@@ -68,6 +76,7 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     config: &HttpConfig,
     name: &str,
     endpoints: Endpoints,
+    connection: u64,
     events: &EventSink,
 ) -> Option<BytesMut> {
     // A request that cannot be read gets its 400 from the handshake.
@@ -115,6 +124,7 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
             request,
             upgrade,
             endpoints,
+            connection,
             question,
         })));
         // The handshake timeout bounds the wait; a Python side that went
@@ -318,6 +328,7 @@ mod tests {
             config,
             "",
             endpoints,
+            0,
             &events,
         )
         .await;

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::{watch, Notify, Semaphore};
 use tokio_rustls::TlsAcceptor;
 
@@ -23,12 +23,13 @@ use super::groups::{Change, Groups};
 use super::http::{self, refuse, HttpConfig};
 use super::members::Members;
 use super::settings::Settings;
-use super::takeover;
+use super::takeover::{self, Place};
 use super::task::{self, Opened};
 use crate::bridge::Question;
 use crate::config::{MAX_CONCURRENT_HANDSHAKES, MAX_HANDSHAKE_SIZE, PENDING_WAIT};
 use crate::errors::Error;
-use crate::net::{read_head, runtime, tls, Endpoints, Stream};
+use crate::net::listener::{Listener, UnixSocketFile};
+use crate::net::{read_head, runtime, tls, Endpoints, Stream, Transport};
 use crate::protocol::deflate::{self, DeflateConfig, Negotiated};
 use crate::protocol::handshake::{self, Rejection, Request};
 use crate::protocol::{subprotocol, CloseCode, Role};
@@ -115,20 +116,34 @@ impl Server {
         takeover::bind(&addresses, backlog, reuse_port)
     }
 
+    /// Binds a Unix domain socket at `path` instead, as [`bind`](Self::bind) binds a port.
+    pub fn bind_unix(path: &std::path::Path, backlog: u32) -> io::Result<takeover::Bound> {
+        takeover::bind_unix(path, backlog)
+    }
+
     /// Serves on `listener` (from [`bind`](Self::bind)) in the background;
     /// events go to `queue`. `before_start` learns the server's id before
     /// any of its events can arrive.
     pub fn start<E: From<Error>>(
         queue: &Arc<EventQueue>,
-        listener: std::net::TcpListener,
+        listener: Listener,
         config: ServerConfig,
         accepting: bool,
         tls: Option<(Arc<rustls::ServerConfig>, Arc<tls::Certificate>)>,
         before_start: impl FnOnce(u64) -> Result<(), E>,
     ) -> Result<Arc<Server>, E> {
-        let local = listener
-            .local_addr()
-            .map_err(|e| Error::Runtime(e.to_string()))?;
+        let place = match &listener {
+            Listener::Tcp(tcp) => Place::Tcp(
+                tcp.local_addr()
+                    .map_err(|e| Error::Runtime(e.to_string()))?,
+            ),
+            Listener::Unix(_, file) => Place::Unix(file.path.clone()),
+        };
+        // A Unix socket has no port: 0.
+        let port = match &place {
+            Place::Tcp(address) => address.port(),
+            Place::Unix(_) => 0,
+        };
         let (control, control_rx) = watch::channel(Control {
             accepting,
             stopped: false,
@@ -137,7 +152,7 @@ impl Server {
         let events = queue.sink(id);
         let server = Arc::new(Server {
             id,
-            port: local.port(),
+            port,
             config: Mutex::new(config),
             control,
             clients: Mutex::default(),
@@ -157,7 +172,7 @@ impl Server {
                 )))
             }
         };
-        let lease = takeover::hold(local, {
+        let lease = takeover::hold(place, {
             let server = Arc::downgrade(&server);
             move || server.upgrade().is_some_and(|server| server.stop())
         });
@@ -359,15 +374,44 @@ impl Pending {
     }
 }
 
+/// A listening socket registered with tokio.
+enum Accepting {
+    Tcp(TcpListener),
+    Unix {
+        listener: UnixListener,
+        /// Removed when this drops, after the socket.
+        _file: UnixSocketFile,
+    },
+}
+
+impl Accepting {
+    fn new(listener: Listener) -> io::Result<Accepting> {
+        match listener {
+            Listener::Tcp(tcp) => Ok(Accepting::Tcp(TcpListener::from_std(tcp)?)),
+            Listener::Unix(unix, file) => Ok(Accepting::Unix {
+                listener: UnixListener::from_std(unix)?,
+                _file: file,
+            }),
+        }
+    }
+
+    async fn accept(&self) -> io::Result<Transport> {
+        match self {
+            Accepting::Tcp(tcp) => Ok(Transport::Tcp(tcp.accept().await?.0)),
+            Accepting::Unix { listener, .. } => Ok(Transport::Unix(listener.accept().await?.0)),
+        }
+    }
+}
+
 async fn listen(
-    listener: std::net::TcpListener,
+    listener: Listener,
     lease: takeover::Lease,
     server: Arc<Server>,
     mut control: watch::Receiver<Control>,
     events: EventSink,
 ) {
     let port = server.port;
-    let listener = match TcpListener::from_std(listener) {
+    let listener = match Accepting::new(listener) {
         Ok(listener) => listener,
         Err(e) => {
             server.stop();
@@ -398,10 +442,10 @@ async fn listen(
             biased;
             changed = control.changed() => if changed.is_err() { break },
             accepted = listener.accept() => match accepted {
-                Ok((tcp, _)) => {
+                Ok(transport) => {
                     let (connection, commands) = Connection::new(Role::Server);
                     let on_panic = crash_report(events.for_id(connection.id));
-                    let serving = serve(tcp, connection, commands, Arc::clone(&server), events.clone(), permit);
+                    let serving = serve(transport, connection, commands, Arc::clone(&server), events.clone(), permit);
                     // Cannot fail: the runtime runs this very loop.
                     let _ = runtime::spawn(serving, on_panic);
                 }
@@ -422,24 +466,24 @@ async fn listen(
     events.send(Event::Stopped);
 }
 
-/// One accepted TCP connection: handshake, then the WebSocket until it closes.
+/// One accepted connection: handshake, then the WebSocket until it closes.
 /// Whatever this client does, it harms only itself.
 async fn serve(
-    tcp: TcpStream,
+    transport: Transport,
     connection: Arc<Connection>,
     commands: CommandReceiver,
     server: Arc<Server>,
     events: EventSink,
     permit: tokio::sync::OwnedSemaphorePermit,
 ) {
-    let _ = tcp.set_nodelay(true);
-    let endpoints = Endpoints::of(&tcp);
+    transport.set_nodelay();
+    let endpoints = transport.endpoints();
     let handshake_timeout = server.config().handshake_timeout;
     // A client that stalls its handshake is dropped when the time is up.
     let opening = async {
         let mut stream = match &server.tls {
-            None => Stream::Plain(tcp),
-            Some((acceptor, _)) => match acceptor.accept(tcp).await {
+            None => Stream::Plain(transport),
+            Some((acceptor, _)) => match acceptor.accept(transport).await {
                 Ok(tls) => Stream::Tls(Box::new(tls.into())),
                 Err(e) => {
                     // Qt's sslErrors/peerVerifyError; only this client is affected.
@@ -452,7 +496,14 @@ async fn serve(
                 }
             },
         };
-        let handshake = handshake(&mut stream, &server, &events, endpoints.clone()).await?;
+        let handshake = handshake(
+            &mut stream,
+            &server,
+            &events,
+            endpoints.clone(),
+            connection.id,
+        )
+        .await?;
         Some((stream, handshake))
     };
     // Boxed: its state (TLS, the request, the waits for a pending place and
@@ -550,6 +601,7 @@ async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
     server: &Server,
     events: &EventSink,
     endpoints: Endpoints,
+    connection: u64,
 ) -> Option<Handshake> {
     let (name, http_config) = {
         let config = server.config();
@@ -578,6 +630,7 @@ async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
         &http_config,
         &name,
         endpoints,
+        connection,
         events,
     )
     .await?;
@@ -728,7 +781,7 @@ mod tests {
             });
             let done = timeout(
                 Duration::from_millis(200),
-                handshake(&mut ours, &server, &events, NO_ENDPOINTS),
+                handshake(&mut ours, &server, &events, NO_ENDPOINTS, 0),
             )
             .await;
             assert!(done.is_err(), "the 101 response cannot be written");
@@ -742,7 +795,7 @@ mod tests {
     async fn answer(server: &Server, events: &EventSink) -> (Option<Handshake>, String) {
         let (mut ours, mut client) = tokio::io::duplex(4096);
         client.write_all(REQUEST).await.unwrap();
-        let done = handshake(&mut ours, server, events, NO_ENDPOINTS).await;
+        let done = handshake(&mut ours, server, events, NO_ENDPOINTS, 0).await;
         drop(ours);
         let mut response = String::new();
         client.read_to_string(&mut response).await.unwrap();

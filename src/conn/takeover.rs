@@ -7,18 +7,37 @@
 //! listens in its place. Only wsbind's own servers of this process are
 //! taken over: an address held by anything else is an error, as before.
 
+use std::fmt;
 use std::io;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Instant;
 
 use crate::config::RELEASE_TIMEOUT;
-use crate::net::listener;
+use crate::net::listener::{self, Listener};
+
+/// Where a server listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Place {
+    Tcp(SocketAddr),
+    /// A Unix domain socket's path.
+    Unix(PathBuf),
+}
+
+impl fmt::Display for Place {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Place::Tcp(address) => address.fmt(f),
+            Place::Unix(path) => write!(f, "unix:{}", path.display()),
+        }
+    }
+}
 
 /// A listening socket of this process that a later server may take over.
 struct Holder {
-    /// The address it is bound to.
-    address: SocketAddr,
+    /// Where it is bound.
+    address: Place,
     /// Asks its owner to stop listening; false if it was stopping already.
     stop: Box<dyn Fn() -> bool + Send + Sync>,
     /// True once the socket is closed.
@@ -42,7 +61,7 @@ pub struct Lease {
 
 /// Registers `address` as held by a server that `stop` stops; `stop`
 /// returns false if the server was stopping already.
-pub fn hold(address: SocketAddr, stop: impl Fn() -> bool + Send + Sync + 'static) -> Lease {
+pub fn hold(address: Place, stop: impl Fn() -> bool + Send + Sync + 'static) -> Lease {
     let holder = Arc::new(Holder {
         address,
         stop: Box::new(stop),
@@ -67,11 +86,11 @@ impl Drop for Lease {
 
 /// A listening socket, and the address it took over, if any.
 pub struct Bound {
-    pub listener: TcpListener,
+    pub listener: Listener,
     /// The address of the server of this process that was stopped for it
     /// (None too when that server was stopping already: a server that
     /// listens anew on its own port takes nothing from anyone).
-    pub took_over: Option<SocketAddr>,
+    pub took_over: Option<Place>,
 }
 
 /// Binds as [`listener::bind`] does; where the address is in use by a
@@ -79,7 +98,26 @@ pub struct Bound {
 /// [`RELEASE_TIMEOUT`]) for its socket to close and binds again.
 /// Blocks the calling thread, never the I/O thread.
 pub fn bind(addresses: &[SocketAddr], backlog: u32, reuse_port: bool) -> io::Result<Bound> {
-    let error = match listener::bind(addresses, backlog, reuse_port) {
+    bind_taking_over(
+        || listener::bind(addresses, backlog, reuse_port).map(Listener::Tcp),
+        |held| matches!(held, Place::Tcp(held) if addresses.iter().any(|a| overlaps(a, held))),
+    )
+}
+
+/// Binds a Unix domain socket at `path` as [`listener::bind_unix`] does,
+/// taking it over from a server of this process as [`bind`] does.
+pub fn bind_unix(path: &Path, backlog: u32) -> io::Result<Bound> {
+    bind_taking_over(
+        || listener::bind_unix(path, backlog).map(|(socket, file)| Listener::Unix(socket, file)),
+        |held| matches!(held, Place::Unix(held) if held == path),
+    )
+}
+
+fn bind_taking_over(
+    bind: impl Fn() -> io::Result<Listener>,
+    held_here: impl Fn(&Place) -> bool,
+) -> io::Result<Bound> {
+    let error = match bind() {
         Ok(listener) => {
             return Ok(Bound {
                 listener,
@@ -91,10 +129,7 @@ pub fn bind(addresses: &[SocketAddr], backlog: u32, reuse_port: bool) -> io::Res
     if error.kind() != io::ErrorKind::AddrInUse {
         return Err(error);
     }
-    let holder = holders()
-        .iter()
-        .find(|h| addresses.iter().any(|a| overlaps(a, &h.address)))
-        .cloned();
+    let holder = holders().iter().find(|h| held_here(&h.address)).cloned();
     let Some(holder) = holder else {
         return Err(error);
     };
@@ -114,8 +149,8 @@ pub fn bind(addresses: &[SocketAddr], backlog: u32, reuse_port: bool) -> io::Res
     }
     drop(released);
     Ok(Bound {
-        listener: listener::bind(addresses, backlog, reuse_port)?,
-        took_over: was_serving.then_some(holder.address),
+        listener: bind()?,
+        took_over: was_serving.then(|| holder.address.clone()),
     })
 }
 
@@ -135,13 +170,16 @@ mod tests {
     #[test]
     fn an_address_held_by_a_server_of_this_process_is_taken_over() {
         let first = bind(&["127.0.0.1:0".parse().unwrap()], 16, false).unwrap();
-        let address = first.listener.local_addr().unwrap();
+        let Listener::Tcp(first) = first.listener else {
+            panic!("a TCP listener")
+        };
+        let address = first.local_addr().unwrap();
         let stopped = Arc::new(AtomicBool::new(false));
-        let lease = Mutex::new(Some(hold(address, {
+        let lease = Mutex::new(Some(hold(Place::Tcp(address), {
             let stopped = Arc::clone(&stopped);
             move || !stopped.swap(true, Ordering::SeqCst)
         })));
-        let listener = Mutex::new(Some(first.listener));
+        let listener = Mutex::new(Some(first));
         // The old server's task: it lets go of its socket once told to stop.
         std::thread::scope(|scope| {
             scope.spawn(|| {
@@ -152,8 +190,38 @@ mod tests {
                 drop(lease.lock().unwrap().take());
             });
             let second = bind(&[address], 16, false).unwrap();
-            assert_eq!(second.took_over, Some(address));
-            assert_eq!(second.listener.local_addr().unwrap(), address);
+            assert_eq!(second.took_over, Some(Place::Tcp(address)));
+            let Listener::Tcp(second) = second.listener else {
+                panic!("a TCP listener")
+            };
+            assert_eq!(second.local_addr().unwrap(), address);
+        });
+    }
+
+    #[test]
+    fn a_unix_socket_held_by_a_server_of_this_process_is_taken_over() {
+        let path =
+            std::env::temp_dir().join(format!("wsbind-takeover-{}.sock", std::process::id()));
+        let first = bind_unix(&path, 16).unwrap();
+        let stopped = Arc::new(AtomicBool::new(false));
+        let lease = Mutex::new(Some(hold(Place::Unix(path.clone()), {
+            let stopped = Arc::clone(&stopped);
+            move || !stopped.swap(true, Ordering::SeqCst)
+        })));
+        let listener = Mutex::new(Some(first.listener));
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                while !stopped.load(Ordering::SeqCst) {
+                    std::thread::yield_now();
+                }
+                drop(listener.lock().unwrap().take());
+                drop(lease.lock().unwrap().take());
+            });
+            let second = bind_unix(&path, 16).unwrap();
+            assert_eq!(second.took_over, Some(Place::Unix(path.clone())));
+            assert!(path.exists());
+            drop(second);
+            assert!(!path.exists());
         });
     }
 

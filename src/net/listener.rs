@@ -1,10 +1,68 @@
 //! The listening socket of a server, made with the backlog asked for
-//! (std's and tokio's `bind` always ask for 128 or 1024).
+//! (std's and tokio's `bind` always ask for 128 or 1024): TCP, or a Unix
+//! domain socket at a path.
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
 
-use socket2::{Domain, Socket, Type};
+use socket2::{Domain, SockAddr, Socket, Type};
+
+/// A server's listening socket.
+pub enum Listener {
+    Tcp(TcpListener),
+    /// Drop the socket before its file.
+    Unix(UnixListener, UnixSocketFile),
+}
+
+/// The file of a listening Unix domain socket, removed when this is
+/// dropped if the file is still the one it made (as asyncio's
+/// `cleanup_socket`): a server that stops leaves no file behind.
+pub struct UnixSocketFile {
+    pub path: PathBuf,
+    /// The file's inode once bound: another server's file at the same path
+    /// later is left alone.
+    inode: u64,
+}
+
+impl Drop for UnixSocketFile {
+    fn drop(&mut self) {
+        if std::fs::metadata(&self.path).is_ok_and(|m| m.ino() == self.inode) {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// Listens on a Unix domain socket at `path`, with a kernel queue of
+/// `backlog` connections. A socket file left there by a server that is
+/// gone (nothing accepts on it) is replaced, as asyncio and websockets
+/// replace it; one that something listens on is AddrInUse.
+pub fn bind_unix(path: &Path, backlog: u32) -> io::Result<(UnixListener, UnixSocketFile)> {
+    if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket()) {
+        match UnixStream::connect(path) {
+            Ok(_) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::AddrInUse,
+                    "address already in use: another server listens on this socket",
+                ))
+            }
+            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => std::fs::remove_file(path)?,
+            Err(_) => {}
+        }
+    }
+    let socket = Socket::new(Domain::UNIX, Type::STREAM, None)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&SockAddr::unix(path)?)?;
+    socket.listen(i32::try_from(backlog).unwrap_or(i32::MAX))?;
+    let inode = std::fs::metadata(path)?.ino();
+    let file = UnixSocketFile {
+        path: path.to_path_buf(),
+        inode,
+    };
+    Ok((socket.into(), file))
+}
 
 /// Listens on the first of `addresses` that can be bound, with a kernel
 /// queue of `backlog` connections; the error is the last address's.
@@ -63,6 +121,29 @@ mod tests {
         let taken = first.local_addr().unwrap();
         let error = bind(&[taken], 16, false).unwrap_err();
         assert_eq!(error.kind(), io::ErrorKind::AddrInUse);
+    }
+
+    #[test]
+    fn a_unix_socket_replaces_a_stale_file_refuses_a_live_one_and_removes_its_own() {
+        let dir = std::env::temp_dir().join(format!("wsbind-listener-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("s.sock");
+        // A file left by a server that is gone: nothing accepts on it.
+        drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
+        assert!(path.exists());
+        let first = bind_unix(&path, 16).unwrap();
+        let error = bind_unix(&path, 16).err().unwrap();
+        assert_eq!(error.kind(), io::ErrorKind::AddrInUse);
+        drop(first);
+        assert!(!path.exists());
+        // A file that is not a socket is not ours to remove.
+        std::fs::write(&path, b"data").unwrap();
+        assert_eq!(
+            bind_unix(&path, 16).err().unwrap().kind(),
+            io::ErrorKind::AddrInUse
+        );
+        assert_eq!(std::fs::read(&path).unwrap(), b"data");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -10,4 +10,4 @@ pub mod stream;
 pub mod tls;
 
 pub use head::read_head;
-pub use stream::{Endpoints, Stream};
+pub use stream::{Endpoints, Stream, Transport};

@@ -1,6 +1,8 @@
-//! The byte stream under a WebSocket: plain TCP (ws://) or TLS over TCP (wss://).
+//! The byte stream under a WebSocket: plain (ws://) or TLS (wss://), over
+//! TCP or over a Unix domain socket (a server behind a proxy on the same
+//! machine, as websockets' `unix_serve`).
 //!
-//! One enum rather than a generic parameter, so that the connection code is
+//! Enums rather than generic parameters, so that the connection code is
 //! compiled once and a TLS socket costs a match, not a virtual call.
 
 use std::io::{self, IoSlice};
@@ -9,9 +11,10 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
+use socket2::Socket;
 use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
-use tokio::net::TcpStream;
+use tokio::net::{TcpStream, UnixStream};
 use tokio_rustls::TlsStream;
 
 use std::net::SocketAddr;
@@ -35,41 +38,129 @@ impl Endpoints {
     }
 }
 
+/// The socket a connection runs over.
+pub enum Transport {
+    Tcp(TcpStream),
+    /// A Unix domain socket: no addresses, and Nagle does not apply.
+    Unix(UnixStream),
+}
+
+impl Transport {
+    pub fn endpoints(&self) -> Endpoints {
+        match self {
+            Transport::Tcp(tcp) => Endpoints::of(tcp),
+            Transport::Unix(_) => Endpoints::default(),
+        }
+    }
+
+    /// Small messages are the common case: Nagle must not hold them back.
+    pub fn set_nodelay(&self) {
+        if let Transport::Tcp(tcp) = self {
+            let _ = tcp.set_nodelay(true);
+        }
+    }
+
+    fn into_socket(self) -> io::Result<Socket> {
+        match self {
+            Transport::Tcp(tcp) => Ok(tcp.into_std()?.into()),
+            Transport::Unix(unix) => Ok(unix.into_std()?.into()),
+        }
+    }
+}
+
+impl AsyncRead for Transport {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Transport::Tcp(s) => Pin::new(s).poll_read(cx, buf),
+            Transport::Unix(s) => Pin::new(s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Transport {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Transport::Tcp(s) => Pin::new(s).poll_write(cx, buf),
+            Transport::Unix(s) => Pin::new(s).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Transport::Tcp(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Transport::Unix(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Transport::Tcp(s) => s.is_write_vectored(),
+            Transport::Unix(s) => s.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Transport::Tcp(s) => Pin::new(s).poll_flush(cx),
+            Transport::Unix(s) => Pin::new(s).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Transport::Tcp(s) => Pin::new(s).poll_shutdown(cx),
+            Transport::Unix(s) => Pin::new(s).poll_shutdown(cx),
+        }
+    }
+}
+
 pub enum Stream {
-    Plain(TcpStream),
-    Tls(Box<TlsStream<TcpStream>>),
-    /// Plain TCP once the connection runs: the Python thread reads it (see
-    /// `conn/receiver.rs`), so tokio watches it for room to write
+    Plain(Transport),
+    Tls(Box<TlsStream<Transport>>),
+    /// A plain socket once the connection runs: the Python thread reads it
+    /// (see `conn/receiver.rs`), so tokio watches it for room to write
     /// only, and the I/O thread is not woken by every message that arrives.
-    ReadByReceiver(AsyncFd<std::net::TcpStream>),
+    ReadByReceiver(AsyncFd<Socket>),
 }
 
 impl Stream {
     pub fn endpoints(&self) -> Endpoints {
-        let tcp = match self {
-            Stream::Plain(tcp) => tcp,
-            Stream::Tls(tls) => tls.get_ref().0,
+        match self {
+            Stream::Plain(transport) => transport.endpoints(),
+            Stream::Tls(tls) => tls.get_ref().0.endpoints(),
             Stream::ReadByReceiver(io) => {
-                return Endpoints {
-                    peer: io.get_ref().peer_addr().ok(),
-                    local: io.get_ref().local_addr().ok(),
+                let address = |a: io::Result<socket2::SockAddr>| a.ok().and_then(|a| a.as_socket());
+                Endpoints {
+                    peer: address(io.get_ref().peer_addr()),
+                    local: address(io.get_ref().local_addr()),
                 }
             }
-        };
-        Endpoints::of(tcp)
+        }
     }
 
-    /// The stream to run a connection on, and its plain TCP socket, which
-    /// the Python thread reads and sending threads may write frames to
+    /// The stream to run a connection on, and its plain socket, which the
+    /// Python thread reads and sending threads may write frames to
     /// themselves (TLS records need the session's state: None).
     pub fn into_running(self) -> io::Result<(Stream, Option<RawFd>)> {
         match self {
-            Stream::Plain(tcp) => {
-                let tcp = tcp.into_std()?;
-                let socket = tcp.as_raw_fd();
-                // SAFETY: `tcp` owns its descriptor, open until the AsyncFd drops it.
-                let io = unsafe { AsyncFd::register_with_interest(tcp, Interest::WRITABLE)? };
-                Ok((Stream::ReadByReceiver(io), Some(socket)))
+            Stream::Plain(transport) => {
+                let socket = transport.into_socket()?;
+                let fd = socket.as_raw_fd();
+                // SAFETY: `socket` owns its descriptor, open until the AsyncFd drops it.
+                let io = unsafe { AsyncFd::register_with_interest(socket, Interest::WRITABLE)? };
+                Ok((Stream::ReadByReceiver(io), Some(fd)))
             }
             other => Ok((other, None)),
         }
@@ -91,7 +182,7 @@ pub fn send(socket: RawFd, slices: &[IoSlice<'_>]) -> io::Result<usize> {
 }
 
 fn poll_send(
-    io: &AsyncFd<std::net::TcpStream>,
+    io: &AsyncFd<Socket>,
     cx: &mut Context<'_>,
     slices: &[IoSlice<'_>],
 ) -> Poll<io::Result<usize>> {

@@ -1,5 +1,6 @@
 //! Opening a client connection from Python.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
@@ -22,7 +23,7 @@ use crate::protocol::url as ws_url;
 /// EVENT_CLOSED with an error when it fails. `register` is called with the
 /// connection before any of its events can arrive.
 #[pyfunction]
-#[pyo3(signature = (queue, url, subprotocols, headers, origin, options, tls = None, proxy = None, ask_proxy_auth = false, *, compression = None, ask_auth = false, register))]
+#[pyo3(signature = (queue, url, subprotocols, headers, origin, options, tls = None, proxy = None, ask_proxy_auth = false, *, compression = None, ask_auth = false, unix_path = None, register))]
 #[allow(clippy::too_many_arguments, reason = "one per socket property")]
 pub fn connect(
     queue: &PyEventQueue,
@@ -36,6 +37,7 @@ pub fn connect(
     ask_proxy_auth: bool,
     compression: Option<&str>,
     ask_auth: bool,
+    unix_path: Option<PathBuf>,
     register: &Bound<'_, PyAny>,
 ) -> PyResult<Py<PyConnection>> {
     let url = ws_url::parse(url)?;
@@ -67,6 +69,7 @@ pub fn connect(
         ask_proxy_auth,
         ask_auth,
         compression: options::compression(compression)?,
+        unix_path,
     };
     let handshake_timeout = options.handshake_timeout()?;
     let py = register.py();

@@ -26,6 +26,7 @@ pub struct PyHttpRequest {
     body: Vec<u8>,
     upgrade: bool,
     addresses: Py<Addresses>,
+    connection: u64,
     question: Arc<Question<Option<Answer>>>,
 }
 
@@ -35,6 +36,7 @@ impl PyHttpRequest {
             request,
             upgrade,
             endpoints,
+            connection,
             question,
         } = ask;
         Ok(PyHttpRequest {
@@ -44,6 +46,7 @@ impl PyHttpRequest {
             body: request.body,
             upgrade,
             addresses: Py::new(py, Addresses::from(&endpoints))?,
+            connection,
             question,
         })
     }
@@ -79,6 +82,13 @@ impl PyHttpRequest {
     #[getter]
     fn upgrade(&self) -> bool {
         self.upgrade
+    }
+
+    /// The id the connection's events arrive under, should an upgrade open
+    /// it (a server socket's `Connection.id`).
+    #[getter]
+    fn connection_id(&self) -> u64 {
+        self.connection
     }
 
     /// The client's address and ours.

@@ -67,10 +67,42 @@ pub struct PyServer {
     took_over: Option<String>,
 }
 
+/// Where a server is asked to listen, for binding it and for the words of
+/// its errors.
+enum Address {
+    Tcp(String, u16),
+    Unix(PathBuf),
+}
+
+impl Address {
+    fn of(host: String, port: u16, unix_path: Option<PathBuf>) -> Address {
+        match unix_path {
+            Some(path) => Address::Unix(path),
+            None => Address::Tcp(host, port),
+        }
+    }
+
+    fn bind(&self, backlog: u32, reuse_port: bool) -> std::io::Result<takeover::Bound> {
+        match self {
+            Address::Tcp(host, port) => Server::bind(host, *port, backlog, reuse_port),
+            Address::Unix(path) => Server::bind_unix(path, backlog),
+        }
+    }
+}
+
+impl std::fmt::Display for Address {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Address::Tcp(host, port) => write!(f, "{host}:{port}"),
+            Address::Unix(path) => write!(f, "{}", path.display()),
+        }
+    }
+}
+
 /// OSError with the errno of `error`, e.g. EADDRINUSE, and a message that
 /// names the address.
-fn listen_error(host: &str, port: u16, error: &std::io::Error) -> PyErr {
-    let message = format!("cannot listen on {host}:{port}: {error}");
+fn listen_error(address: &Address, error: &std::io::Error) -> PyErr {
+    let message = format!("cannot listen on {address}: {error}");
     match error.raw_os_error() {
         Some(errno) => PyOSError::new_err((errno, message)),
         None => PyOSError::new_err(message),
@@ -80,38 +112,38 @@ fn listen_error(host: &str, port: u16, error: &std::io::Error) -> PyErr {
 /// A listening socket bound by [`bind`], for a `Server` to serve on.
 #[pyclass(name = "Listener", frozen, module = "wsbind._wsbind")]
 pub struct PyListener {
-    host: String,
-    port: u16,
+    address: Address,
     /// Taken by the server made with it.
     bound: Mutex<Option<takeover::Bound>>,
 }
 
-/// Binds `host`:`port` without blocking the running asyncio loop: awaiting
-/// it gives a `Listener` for `Server(listener=...)`, or raises OSError as
-/// `Server` does. Binding may wait for another server of this process to
-/// let the address go (a notebook cell run again), up to RELEASE_TIMEOUT.
+/// Binds `host`:`port` (or the Unix domain socket at `unix_path`) without
+/// blocking the running asyncio loop: awaiting it gives a `Listener` for
+/// `Server(listener=...)`, or raises OSError as `Server` does. Binding may
+/// wait for another server of this process to let the address go (a
+/// notebook cell run again), up to RELEASE_TIMEOUT.
 #[pyfunction]
+#[pyo3(signature = (host, port, backlog, reuse_port, unix_path = None))]
 pub fn bind(
     py: Python<'_>,
     host: String,
     port: u16,
     backlog: u32,
     reuse_port: bool,
+    unix_path: Option<PathBuf>,
 ) -> PyResult<Bound<'_, PyAny>> {
     awaitable(py, async move {
-        let binding = {
-            let host = host.clone();
-            tokio::task::spawn_blocking(move || {
-                Server::bind(&host, port, backlog.max(1), reuse_port)
-            })
-        };
+        let address = Address::of(host, port, unix_path);
+        let binding = tokio::task::spawn_blocking(move || {
+            let bound = address.bind(backlog.max(1), reuse_port);
+            (address, bound)
+        });
         match binding.await {
-            Ok(Ok(bound)) => Ok(PyListener {
-                host,
-                port,
+            Ok((address, Ok(bound))) => Ok(PyListener {
+                address,
                 bound: Mutex::new(Some(bound)),
             }),
-            Ok(Err(e)) => Err(listen_error(&host, port, &e)),
+            Ok((address, Err(e))) => Err(listen_error(&address, &e)),
             Err(e) => Err(PyRuntimeError::new_err(format!(
                 "internal error in wsbind while binding (please report it): {e}"
             ))),
@@ -132,7 +164,7 @@ impl PyServer {
                         backlog = crate::config::LISTEN_BACKLOG, reuse_port = false, tls = None,
                         compression = None, ask_plain = false, ask_upgrade = false,
                         static_dir = None, max_file_size = crate::config::MAX_FILE_SIZE,
-                        broker = None, listener = None, register))]
+                        broker = None, listener = None, unix_path = None, register))]
     #[allow(clippy::too_many_arguments, reason = "one Python keyword each")]
     fn new(
         queue: &PyEventQueue,
@@ -155,6 +187,7 @@ impl PyServer {
         max_file_size: usize,
         broker: Option<(String, String)>,
         listener: Option<&PyListener>,
+        unix_path: Option<PathBuf>,
         register: &Bound<'_, PyAny>,
     ) -> PyResult<Self> {
         check_header_values([name.as_str()])?;
@@ -192,14 +225,16 @@ impl PyServer {
                     .take();
                 taken.ok_or_else(|| {
                     PyValueError::new_err(format!(
-                        "the listener on {}:{} serves another server already",
-                        listener.host, listener.port
+                        "the listener on {} serves another server already",
+                        listener.address
                     ))
                 })?
             }
-            None => py
-                .detach(|| Server::bind(&host, port, config.backlog, config.reuse_port))
-                .map_err(|e| listen_error(&host, port, &e))?,
+            None => {
+                let address = Address::of(host, port, unix_path);
+                py.detach(|| address.bind(config.backlog, config.reuse_port))
+                    .map_err(|e| listen_error(&address, &e))?
+            }
         };
         let took_over = bound.took_over.map(|a| a.to_string());
         let server = Server::start(&queue.queue, bound.listener, config, accepting, tls, |id| {
@@ -212,7 +247,7 @@ impl PyServer {
     }
 
     /// The port it listens on: the one asked for, or the one the system
-    /// picked for port 0.
+    /// picked for port 0 (0 on a Unix domain socket).
     #[getter]
     fn port(&self) -> u16 {
         self.server.port
