@@ -167,6 +167,28 @@ mod tests {
     use super::*;
     use std::sync::atomic::{AtomicBool, Ordering};
 
+    /// Binds with `bind_again` while a server of this process holds `place`
+    /// with `held`, its socket, which it lets go of once told to stop, as
+    /// its task does.
+    fn bind_over<T: Send>(held: T, place: Place, bind_again: impl FnOnce() -> Bound) -> Bound {
+        let stopped = Arc::new(AtomicBool::new(false));
+        let lease = Mutex::new(Some(hold(place, {
+            let stopped = Arc::clone(&stopped);
+            move || !stopped.swap(true, Ordering::SeqCst)
+        })));
+        let held = Mutex::new(Some(held));
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                while !stopped.load(Ordering::SeqCst) {
+                    std::thread::yield_now();
+                }
+                drop(held.lock().unwrap().take());
+                drop(lease.lock().unwrap().take());
+            });
+            bind_again()
+        })
+    }
+
     #[test]
     fn an_address_held_by_a_server_of_this_process_is_taken_over() {
         let first = bind(&["127.0.0.1:0".parse().unwrap()], 16, false).unwrap();
@@ -174,28 +196,14 @@ mod tests {
             panic!("a TCP listener")
         };
         let address = first.local_addr().unwrap();
-        let stopped = Arc::new(AtomicBool::new(false));
-        let lease = Mutex::new(Some(hold(Place::Tcp(address), {
-            let stopped = Arc::clone(&stopped);
-            move || !stopped.swap(true, Ordering::SeqCst)
-        })));
-        let listener = Mutex::new(Some(first));
-        // The old server's task: it lets go of its socket once told to stop.
-        std::thread::scope(|scope| {
-            scope.spawn(|| {
-                while !stopped.load(Ordering::SeqCst) {
-                    std::thread::yield_now();
-                }
-                drop(listener.lock().unwrap().take());
-                drop(lease.lock().unwrap().take());
-            });
-            let second = bind(&[address], 16, false).unwrap();
-            assert_eq!(second.took_over, Some(Place::Tcp(address)));
-            let Listener::Tcp(second) = second.listener else {
-                panic!("a TCP listener")
-            };
-            assert_eq!(second.local_addr().unwrap(), address);
+        let second = bind_over(first, Place::Tcp(address), || {
+            bind(&[address], 16, false).unwrap()
         });
+        assert_eq!(second.took_over, Some(Place::Tcp(address)));
+        let Listener::Tcp(second) = second.listener else {
+            panic!("a TCP listener")
+        };
+        assert_eq!(second.local_addr().unwrap(), address);
     }
 
     #[test]
@@ -203,26 +211,13 @@ mod tests {
         let path =
             std::env::temp_dir().join(format!("wsbind-takeover-{}.sock", std::process::id()));
         let first = bind_unix(&path, 16).unwrap();
-        let stopped = Arc::new(AtomicBool::new(false));
-        let lease = Mutex::new(Some(hold(Place::Unix(path.clone()), {
-            let stopped = Arc::clone(&stopped);
-            move || !stopped.swap(true, Ordering::SeqCst)
-        })));
-        let listener = Mutex::new(Some(first.listener));
-        std::thread::scope(|scope| {
-            scope.spawn(|| {
-                while !stopped.load(Ordering::SeqCst) {
-                    std::thread::yield_now();
-                }
-                drop(listener.lock().unwrap().take());
-                drop(lease.lock().unwrap().take());
-            });
-            let second = bind_unix(&path, 16).unwrap();
-            assert_eq!(second.took_over, Some(Place::Unix(path.clone())));
-            assert!(path.exists());
-            drop(second);
-            assert!(!path.exists());
+        let second = bind_over(first.listener, Place::Unix(path.clone()), || {
+            bind_unix(&path, 16).unwrap()
         });
+        assert_eq!(second.took_over, Some(Place::Unix(path.clone())));
+        assert!(path.exists());
+        drop(second);
+        assert!(!path.exists());
     }
 
     #[test]
