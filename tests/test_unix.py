@@ -11,12 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import trustme
 from websockets.asyncio.client import unix_connect as websockets_unix_connect
 from websockets.asyncio.server import ServerConnection
 from websockets.asyncio.server import unix_serve as websockets_unix_serve
 
 import wsbind
-from conftest import Recorder, async_echo, run, wait_until
+from conftest import Recorder, async_echo, leaf, run, trusting, wait_until
 from wsbind import Status, WebSocket, WebSocketServer
 from wsbind.sync import unix_connect as sync_unix_connect
 
@@ -103,6 +104,37 @@ def test_the_qml_style_server_and_socket_on_a_path(servers: Any, sockets: Any, p
     wait_until(lambda: not Path(path).exists(), what="the old file to go")
     server.listen = False
     wait_until(lambda: not Path(moved).exists(), what="the file to go")
+
+
+def test_wss_over_a_unix_socket_checks_the_certificate_against_the_urls_host(
+    servers: Any, sockets: Any, path: str
+) -> None:
+    """TLS runs over the file as over TCP: the URL's host is the name the certificate must have."""
+    ca = trustme.CA()
+    certificate, key = leaf(ca, "app.internal")
+    servers(
+        unix_socket_path=path,
+        secure_mode=True,
+        certificate=certificate,
+        private_key=key,
+        on_client_connected=lambda ws: ws.text_message_received.connect(ws.send_text_message),
+    )
+    heard = Recorder()
+    ws = sockets(
+        url="wss://app.internal/",
+        unix_socket_path=path,
+        ssl_configuration=trusting(ca),
+        on_text_message_received=heard,
+        active=True,
+    )
+    wait_until(lambda: ws.status is Status.OPEN, what="the TLS socket to open")
+    ws.send_text_message("secret")
+    assert heard.wait() == ["secret"]
+    wrong = sockets(
+        url="wss://other.name/", unix_socket_path=path, ssl_configuration=trusting(ca), active=True
+    )
+    wait_until(lambda: wrong.status is Status.ERROR, what="the wrong name to fail")
+    assert "other.name" in wrong.error_string
 
 
 def test_a_stale_file_is_replaced_and_a_live_one_or_another_file_refused(path: str) -> None:

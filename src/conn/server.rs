@@ -89,6 +89,8 @@ pub struct Server {
     broker: Mutex<Option<Arc<Broker>>>,
     /// Where this server's events go (the broker's too).
     events: EventSink,
+    /// A Unix domain socket's file, removed as soon as the server stops.
+    unix_file: Option<Arc<UnixSocketFile>>,
 }
 
 impl Server {
@@ -144,6 +146,10 @@ impl Server {
             Place::Tcp(address) => address.port(),
             Place::Unix(_) => 0,
         };
+        let unix_file = match &listener {
+            Listener::Tcp(_) => None,
+            Listener::Unix(_, file) => Some(Arc::clone(file)),
+        };
         let (control, control_rx) = watch::channel(Control {
             accepting,
             stopped: false,
@@ -162,6 +168,7 @@ impl Server {
             groups: Arc::default(),
             broker: Mutex::new(None),
             events: events.clone(),
+            unix_file,
         });
         before_start(server.id)?;
         let on_panic = {
@@ -220,6 +227,9 @@ impl Server {
             .control
             .send_if_modified(|c| !std::mem::replace(&mut c.stopped, true));
         self.set_broker(None);
+        if let Some(file) = &self.unix_file {
+            file.remove();
+        }
         stopping
     }
 
@@ -380,7 +390,7 @@ enum Accepting {
     Unix {
         listener: UnixListener,
         /// Removed when this drops, after the socket.
-        _file: UnixSocketFile,
+        _file: Arc<UnixSocketFile>,
     },
 }
 
@@ -750,6 +760,7 @@ mod tests {
             groups: Arc::default(),
             broker: Mutex::new(None),
             events: EventQueue::new(false).unwrap().sink(1),
+            unix_file: None,
         }
     }
 

@@ -7,31 +7,53 @@ use std::net::{SocketAddr, TcpListener};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use socket2::{Domain, SockAddr, Socket, Type};
 
 /// A server's listening socket.
 pub enum Listener {
     Tcp(TcpListener),
-    /// Drop the socket before its file.
-    Unix(UnixListener, UnixSocketFile),
+    Unix(UnixListener, Arc<UnixSocketFile>),
 }
 
-/// The file of a listening Unix domain socket, removed when this is
-/// dropped if the file is still the one it made (as asyncio's
-/// `cleanup_socket`): a server that stops leaves no file behind.
+/// The file of a listening Unix domain socket, removed by [`remove`]
+/// (a server that stops) or when this is dropped, if the file is still the
+/// one it made (as asyncio's `cleanup_socket`): a server leaves no file
+/// behind.
+///
+/// [`remove`]: UnixSocketFile::remove
 pub struct UnixSocketFile {
     pub path: PathBuf,
-    /// The file's inode once bound: another server's file at the same path
-    /// later is left alone.
-    inode: u64,
+    /// The file's inode and change time once bound: another server's file
+    /// at the same path later is left alone.
+    made: (u64, i64, i64),
+    /// Removed once: the inode may be given to the next file at the path.
+    removed: AtomicBool,
+}
+
+fn made(metadata: &std::fs::Metadata) -> (u64, i64, i64) {
+    (metadata.ino(), metadata.ctime(), metadata.ctime_nsec())
+}
+
+impl UnixSocketFile {
+    /// Removes the file if it is still this socket's: at once, while the
+    /// socket itself may still be closing, so that a client no longer finds
+    /// a server that stopped.
+    pub fn remove(&self) {
+        if self.removed.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        if std::fs::metadata(&self.path).is_ok_and(|m| made(&m) == self.made) {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
 }
 
 impl Drop for UnixSocketFile {
     fn drop(&mut self) {
-        if std::fs::metadata(&self.path).is_ok_and(|m| m.ino() == self.inode) {
-            let _ = std::fs::remove_file(&self.path);
-        }
+        self.remove();
     }
 }
 
@@ -39,7 +61,7 @@ impl Drop for UnixSocketFile {
 /// `backlog` connections. A socket file left there by a server that is
 /// gone (nothing accepts on it) is replaced, as asyncio and websockets
 /// replace it; one that something listens on is AddrInUse.
-pub fn bind_unix(path: &Path, backlog: u32) -> io::Result<(UnixListener, UnixSocketFile)> {
+pub fn bind_unix(path: &Path, backlog: u32) -> io::Result<(UnixListener, Arc<UnixSocketFile>)> {
     if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket()) {
         match UnixStream::connect(path) {
             Ok(_) => {
@@ -56,12 +78,12 @@ pub fn bind_unix(path: &Path, backlog: u32) -> io::Result<(UnixListener, UnixSoc
     socket.set_nonblocking(true)?;
     socket.bind(&SockAddr::unix(path)?)?;
     socket.listen(i32::try_from(backlog).unwrap_or(i32::MAX))?;
-    let inode = std::fs::metadata(path)?.ino();
     let file = UnixSocketFile {
         path: path.to_path_buf(),
-        inode,
+        made: made(&std::fs::metadata(path)?),
+        removed: AtomicBool::new(false),
     };
-    Ok((socket.into(), file))
+    Ok((socket.into(), Arc::new(file)))
 }
 
 /// Listens on the first of `addresses` that can be bound, with a kernel
