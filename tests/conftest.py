@@ -282,6 +282,23 @@ def trusting(ca: trustme.CA) -> SslConfiguration:
     return SslConfiguration(ca_certificates=[pem(ca.cert_pem)])
 
 
+def tls_server(
+    servers: Callable[..., WebSocketServer],
+    ca: trustme.CA,
+    names: tuple[str, ...] = ("localhost", "127.0.0.1"),
+    **kwargs: Any,
+) -> WebSocketServer:
+    """A wss:// echo server (made by the `servers` fixture) with a certificate for `names` from `ca`."""
+    certificate, key = leaf(ca, *names)
+
+    def on_client(ws: WebSocket) -> None:
+        ws.text_message_received.connect(ws.send_text_message)
+
+    return servers(
+        secure_mode=True, certificate=certificate, private_key=key, on_client_connected=on_client, **kwargs
+    )
+
+
 @pytest.fixture
 def quick_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
     """Reconnection delays of milliseconds, so that the tests do not wait seconds."""

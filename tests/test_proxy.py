@@ -19,7 +19,16 @@ import pytest
 import trustme
 
 import wsbind
-from conftest import TIMEOUT, Recorder, echo, free_port, leaf, trusting, wait_until, websockets_server
+from conftest import (
+    TIMEOUT,
+    Recorder,
+    echo,
+    free_port,
+    tls_server,
+    trusting,
+    wait_until,
+    websockets_server,
+)
 from wsbind import Status, WebSocket
 
 
@@ -146,13 +155,7 @@ def test_ws_through_an_http_proxy_with_credentials(sockets: Any, tinyproxy: Any,
 
 def test_wss_through_an_http_proxy(sockets: Any, servers: Any, tinyproxy: Any) -> None:
     ca = trustme.CA()
-    certificate, key = leaf(ca, "localhost")
-    server = servers(
-        secure_mode=True,
-        certificate=certificate,
-        private_key=key,
-        on_client_connected=lambda ws: ws.text_message_received.connect(ws.send_text_message),
-    )
+    server = tls_server(servers, ca, names=("localhost",))
     proxy = tinyproxy()
     ws = sockets(
         url=f"wss://localhost:{server.port}",

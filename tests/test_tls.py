@@ -19,25 +19,13 @@ import websockets.asyncio.server
 from websockets.asyncio.client import connect
 
 import wsbind
-from conftest import Recorder, echo, leaf, pem, trusting, wait_until, websockets_server
+from conftest import Recorder, echo, leaf, pem, tls_server, trusting, wait_until, websockets_server
 from wsbind import SslConfiguration, Status, WebSocket, WebSocketServer
 
 
 @pytest.fixture(scope="module")
 def ca() -> trustme.CA:
     return trustme.CA()
-
-
-def tls_server(servers: Any, ca: trustme.CA, **kwargs: Any) -> WebSocketServer:
-    """A wss:// echo server with a certificate for localhost from `ca`."""
-    certificate, key = leaf(ca, "localhost", "127.0.0.1")
-
-    def on_client(ws: WebSocket) -> None:
-        ws.text_message_received.connect(ws.send_text_message)
-
-    return servers(
-        secure_mode=True, certificate=certificate, private_key=key, on_client_connected=on_client, **kwargs
-    )
 
 
 def echo_over(ws: WebSocket) -> None:

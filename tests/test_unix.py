@@ -17,7 +17,7 @@ from websockets.asyncio.server import ServerConnection
 from websockets.asyncio.server import unix_serve as websockets_unix_serve
 
 import wsbind
-from conftest import Recorder, async_echo, leaf, run, trusting, wait_until
+from conftest import Recorder, async_echo, run, tls_server, trusting, wait_until
 from wsbind import Status, WebSocket, WebSocketServer
 from wsbind.sync import unix_connect as sync_unix_connect
 
@@ -111,14 +111,7 @@ def test_wss_over_a_unix_socket_checks_the_certificate_against_the_urls_host(
 ) -> None:
     """TLS runs over the file as over TCP: the URL's host is the name the certificate must have."""
     ca = trustme.CA()
-    certificate, key = leaf(ca, "app.internal")
-    servers(
-        unix_socket_path=path,
-        secure_mode=True,
-        certificate=certificate,
-        private_key=key,
-        on_client_connected=lambda ws: ws.text_message_received.connect(ws.send_text_message),
-    )
+    tls_server(servers, ca, names=("app.internal",), unix_socket_path=path)
     heard = Recorder()
     ws = sockets(
         url="wss://app.internal/",
