@@ -68,16 +68,30 @@ impl Transport {
     }
 }
 
+/// `$call` on the socket under a `Transport`, pinned as `$s`: one
+/// expression for both kinds, whose poll methods have the same names.
+macro_rules! on_socket {
+    ($self:ident, $s:ident => $call:expr) => {
+        match $self.get_mut() {
+            Transport::Tcp($s) => {
+                let $s = Pin::new($s);
+                $call
+            }
+            Transport::Unix($s) => {
+                let $s = Pin::new($s);
+                $call
+            }
+        }
+    };
+}
+
 impl AsyncRead for Transport {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Transport::Tcp(s) => Pin::new(s).poll_read(cx, buf),
-            Transport::Unix(s) => Pin::new(s).poll_read(cx, buf),
-        }
+        on_socket!(self, s => s.poll_read(cx, buf))
     }
 }
 
@@ -87,10 +101,7 @@ impl AsyncWrite for Transport {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Transport::Tcp(s) => Pin::new(s).poll_write(cx, buf),
-            Transport::Unix(s) => Pin::new(s).poll_write(cx, buf),
-        }
+        on_socket!(self, s => s.poll_write(cx, buf))
     }
 
     fn poll_write_vectored(
@@ -98,10 +109,7 @@ impl AsyncWrite for Transport {
         cx: &mut Context<'_>,
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Transport::Tcp(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-            Transport::Unix(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-        }
+        on_socket!(self, s => s.poll_write_vectored(cx, bufs))
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -112,17 +120,11 @@ impl AsyncWrite for Transport {
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Transport::Tcp(s) => Pin::new(s).poll_flush(cx),
-            Transport::Unix(s) => Pin::new(s).poll_flush(cx),
-        }
+        on_socket!(self, s => s.poll_flush(cx))
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Transport::Tcp(s) => Pin::new(s).poll_shutdown(cx),
-            Transport::Unix(s) => Pin::new(s).poll_shutdown(cx),
-        }
+        on_socket!(self, s => s.poll_shutdown(cx))
     }
 }
 
